@@ -1,0 +1,57 @@
+# dhtd — make targets. `make run` starts a node, `make test` runs every test;
+# both install what they need on a fresh machine.
+
+GO        ?= go
+BIN       ?= bin/dhtd
+ARGS      ?=
+FUZZTIME  ?= 60s
+# Fuzz targets: package:FuzzName pairs.
+FUZZ_TARGETS ?= ./krpc:FuzzDecode ./node:FuzzHandleQuery
+
+.PHONY: all build run test test-short deps bench fuzz fuzz-smoke lint clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/dhtd
+
+## run: start a node with the default settings (public bootstrap routers).
+run: build
+	./$(BIN) run $(ARGS)
+
+## deps: install what the tests need (python3-libtorrent for interop tests).
+deps:
+	@if /usr/bin/python3 -c 'import libtorrent' 2>/dev/null; then \
+		echo "python3-libtorrent present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-libtorrent >/dev/null; \
+	else \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-libtorrent >/dev/null; \
+	fi
+
+## test: lint, then every test with the race detector, then a short fuzz run.
+test: deps lint
+	$(GO) test -race -timeout 30m -count=1 ./...
+	$(MAKE) fuzz FUZZTIME=5s
+
+test-short: lint
+	$(GO) test -short -count=1 ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## fuzz: run every fuzz target for FUZZTIME each.
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/node"
+)
+
+// probeFlags are shared by every probe subcommand.
+func probeFlags(extra ...cli.Flag) []cli.Flag {
+	return append([]cli.Flag{
+		&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+		&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "how long to wait for the answer"},
+		&cli.StringFlag{Name: "bind", Usage: "local UDP address to send from (default: any, same family as ADDR)"},
+		&cli.StringFlag{Name: "id", Usage: "node id to send, 40 hex characters (default: random)"},
+	}, extra...)
+}
+
+func probeCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "probe",
+		Usage: "send one KRPC query to a DHT node and print the answer (a dig for the DHT)",
+		Subcommands: []*cli.Command{
+			{
+				Name: "ping", Usage: "ping ADDR", ArgsUsage: "ADDR",
+				Flags: probeFlags(),
+				Action: func(c *cli.Context) error {
+					return probe(c, 1, func(id krpc.ID, _ []string) (string, *krpc.Args, error) {
+						return krpc.MethodPing, &krpc.Args{ID: id}, nil
+					})
+				},
+			},
+			{
+				Name: "find_node", Usage: "find_node ADDR TARGET", ArgsUsage: "ADDR TARGET",
+				Flags: probeFlags(&cli.StringSliceFlag{Name: "want", Usage: "BEP 32 want entries (n4, n6)"}),
+				Action: func(c *cli.Context) error {
+					return probe(c, 2, func(id krpc.ID, args []string) (string, *krpc.Args, error) {
+						target, err := krpc.ParseID(args[1])
+						if err != nil {
+							return "", nil, fmt.Errorf("TARGET: %w", err)
+						}
+						return krpc.MethodFindNode, &krpc.Args{ID: id, Target: &target, Want: c.StringSlice("want")}, nil
+					})
+				},
+			},
+		},
+	}
+}
+
+// probeResult is what a probe prints.
+type probeResult struct {
+	Addr          string      `json:"addr"`
+	Method        string      `json:"method"`
+	RTTMillis     float64     `json:"rtt_ms"`
+	ID            string      `json:"id,omitempty"`
+	ClientVersion string      `json:"client_version,omitempty"`
+	YourIP        string      `json:"your_ip,omitempty"`
+	Nodes         []probeNode `json:"nodes,omitempty"`
+	Nodes6        []probeNode `json:"nodes6,omitempty"`
+	Token         string      `json:"token,omitempty"`
+	Values        []string    `json:"values,omitempty"`
+	ErrorCode     int64       `json:"error_code,omitempty"`
+	ErrorMessage  string      `json:"error_message,omitempty"`
+	Error         string      `json:"error,omitempty"`
+}
+
+type probeNode struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr"`
+}
+
+func probeNodes(ns []krpc.NodeInfo) []probeNode {
+	out := make([]probeNode, 0, len(ns))
+	for _, n := range ns {
+		out = append(out, probeNode{ID: n.ID.String(), Addr: n.Addr.String()})
+	}
+	return out
+}
+
+// clientVersion renders a "v" value: two printable letters and a version.
+func clientVersion(v string) string {
+	if len(v) == 4 && v[0] >= ' ' && v[0] < 127 && v[1] >= ' ' && v[1] < 127 {
+		return fmt.Sprintf("%s %d.%d", v[:2], v[2], v[3])
+	}
+	return strconv.Quote(v)
+}
+
+// resolveUDP resolves host:port to one address.
+func resolveUDP(s string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap, nil
+	}
+	ua, err := net.ResolveUDPAddr("udp", s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("address %q: %w", s, err)
+	}
+	ap := ua.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+// errProbeFailed is returned after the failure has been printed.
+var errProbeFailed = cli.Exit("", 1)
+
+// probe sends exactly one query and prints the answer.
+func probe(c *cli.Context, nargs int, build func(id krpc.ID, args []string) (string, *krpc.Args, error)) error {
+	if c.NArg() != nargs {
+		return fmt.Errorf("want %d argument(s), got %d; see --help", nargs, c.NArg())
+	}
+	args := c.Args().Slice()
+	to, err := resolveUDP(args[0])
+	if err != nil {
+		return err
+	}
+	id := krpc.RandomID()
+	if s := c.String("id"); s != "" {
+		if id, err = krpc.ParseID(s); err != nil {
+			return fmt.Errorf("--id: %w", err)
+		}
+	}
+	method, a, err := build(id, args)
+	if err != nil {
+		return err
+	}
+	bind := c.String("bind")
+	network := "udp4"
+	if bind == "" {
+		bind = "0.0.0.0:0"
+		if to.Addr().Is6() {
+			bind, network = "[::]:0", "udp6"
+		}
+	}
+	pc, err := net.ListenPacket(network, bind)
+	if err != nil {
+		return fmt.Errorf("bind %s: %w", bind, err)
+	}
+	srv := krpc.NewServer(pc, nil, krpc.ServerConfig{
+		QueryTimeout:  c.Duration("timeout"),
+		ClientVersion: node.ClientVersion,
+		Logger:        slog.New(slog.DiscardHandler),
+	})
+	defer srv.Close()
+	start := time.Now()
+	m, qerr := srv.Query(context.Background(), to, method, a)
+	res := probeResult{Addr: to.String(), Method: method, RTTMillis: float64(time.Since(start).Microseconds()) / 1000}
+	if m != nil {
+		res.ClientVersion = m.V
+		if m.V != "" {
+			res.ClientVersion = clientVersion(m.V)
+		}
+		if m.IP != nil {
+			res.YourIP = m.IP.AddrPort().String()
+		}
+		if r := m.R; r != nil {
+			res.ID = r.ID.String()
+			res.Nodes = probeNodes(r.Nodes)
+			res.Nodes6 = probeNodes(r.Nodes6)
+			if r.Token != "" {
+				res.Token = hex.EncodeToString([]byte(r.Token))
+			}
+			for _, p := range r.Values {
+				res.Values = append(res.Values, p.String())
+			}
+		}
+	}
+	var ke *krpc.Error
+	switch {
+	case errors.As(qerr, &ke):
+		res.ErrorCode, res.ErrorMessage = ke.Code, ke.Msg
+	case qerr != nil:
+		res.Error = qerr.Error()
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(c.App.Writer)
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else {
+		printProbe(c.App.Writer, res)
+	}
+	if qerr != nil {
+		return errProbeFailed
+	}
+	return nil
+}
+
+func printProbe(w io.Writer, r probeResult) {
+	switch {
+	case r.ErrorCode != 0:
+		fmt.Fprintf(w, "%s %s: error %d: %s (rtt %.3f ms)\n", r.Method, r.Addr, r.ErrorCode, r.ErrorMessage, r.RTTMillis)
+		return
+	case r.Error != "":
+		fmt.Fprintf(w, "%s %s: %s\n", r.Method, r.Addr, r.Error)
+		return
+	}
+	fmt.Fprintf(w, "%s %s: answered in %.3f ms\n", r.Method, r.Addr, r.RTTMillis)
+	fmt.Fprintf(w, "  id:      %s\n", r.ID)
+	if r.ClientVersion != "" {
+		fmt.Fprintf(w, "  client:  %s\n", r.ClientVersion)
+	}
+	if r.YourIP != "" {
+		fmt.Fprintf(w, "  your ip: %s\n", r.YourIP)
+	}
+	if r.Token != "" {
+		fmt.Fprintf(w, "  token:   %s\n", r.Token)
+	}
+	for _, v := range r.Values {
+		fmt.Fprintf(w, "  peer:    %s\n", v)
+	}
+	if len(r.Nodes)+len(r.Nodes6) > 0 {
+		fmt.Fprintf(w, "  nodes:   %d\n", len(r.Nodes)+len(r.Nodes6))
+		for _, n := range append(r.Nodes, r.Nodes6...) {
+			fmt.Fprintf(w, "    %s %s\n", n.ID, n.Addr)
+		}
+	}
+}

@@ -1,0 +1,411 @@
+package krpc
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Packet kinds, used as fixed metric labels.
+const (
+	PacketQuery    = "query"
+	PacketResponse = "response"
+	PacketError    = "error"
+	PacketInvalid  = "invalid"
+)
+
+// Drop reasons of the read path (fixed strings, safe as metric labels).
+const (
+	DropTooLarge    = "too_large"
+	DropTooSmall    = "too_small"
+	DropUndecodable = "undecodable"
+	DropRefused     = "rate_limited" // the Accept hook said no
+	DropNoHandler   = "read_only"    // no reply produced (read-only mode)
+	DropSendError   = "send_error"
+)
+
+// Query outcomes (fixed strings, safe as metric labels).
+const (
+	OutcomeAnswered  = "answered"
+	OutcomeError     = "error"
+	OutcomeTimeout   = "timeout"
+	OutcomeCancelled = "cancelled"
+	OutcomeSendError = "send_error"
+)
+
+// Events are optional callbacks that report what the server does, for
+// metrics. Every string passed is one of the constants of this package.
+type Events struct {
+	Received  func(kind string, bytes int)
+	Sent      func(kind string, bytes int)
+	Dropped   func(reason string)
+	QueryDone func(method, outcome string, rtt time.Duration)
+	InFlight  func(n int)
+}
+
+// ServerConfig configures a Server. Zero values mean the documented defaults.
+type ServerConfig struct {
+	// QueryTimeout bounds each outgoing query. Default 2s (anacrolix; BEP 5
+	// has no retry).
+	QueryTimeout time.Duration
+	// MaxInFlight bounds the queries awaiting an answer; Query blocks (until
+	// its context ends) while the bound is reached. Default 1024.
+	MaxInFlight int
+	// MaxPacketSize is the largest inbound packet read; larger ones are
+	// dropped. Default 4096 (BEP 32: receive at least 1024; a BEP 44 get
+	// reply with a 1000-byte value is ~1300).
+	MaxPacketSize int
+	// ClientVersion is sent as the top-level "v" of every message, e.g.
+	// "DH\x00\x01". Empty sends none.
+	ClientVersion string
+	// ReadOnly sets "ro"=1 in every query (BEP 43).
+	ReadOnly bool
+	// Accept, if set, is asked about every packet before it is decoded
+	// (per-IP rate limits); false drops it.
+	Accept func(from netip.AddrPort, size int) bool
+	// Clock defaults to SystemClock.
+	Clock Clock
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Events receives counters for metrics.
+	Events Events
+}
+
+func (c *ServerConfig) setDefaults() {
+	if c.QueryTimeout <= 0 {
+		c.QueryTimeout = 2 * time.Second
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 1024
+	}
+	if c.MaxPacketSize <= 0 {
+		c.MaxPacketSize = 4096
+	}
+	if c.Clock == nil {
+		c.Clock = SystemClock{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	e := &c.Events
+	if e.Received == nil {
+		e.Received = func(string, int) {}
+	}
+	if e.Sent == nil {
+		e.Sent = func(string, int) {}
+	}
+	if e.Dropped == nil {
+		e.Dropped = func(string) {}
+	}
+	if e.QueryDone == nil {
+		e.QueryDone = func(string, string, time.Duration) {}
+	}
+	if e.InFlight == nil {
+		e.InFlight = func(int) {}
+	}
+}
+
+// QueryHandler answers one query. It returns the reply to send: a message
+// with R set (a response) or with E set (an error), or nil to send nothing.
+// The server fills in "t", "y", "v" and the BEP 42 "ip". It runs on the read
+// loop and must not block.
+type QueryHandler func(from netip.AddrPort, q *Msg) *Msg
+
+// ResponseHook, if set, sees every response or error that matched a query,
+// before the querier does (so the node can learn nodes from all answers).
+type ResponseHook func(from netip.AddrPort, method string, m *Msg)
+
+// Server is the KRPC endpoint: one packet socket, a read loop that hands
+// queries to a handler and responses to the transaction manager, and Query
+// for sending.
+type Server struct {
+	cfg     ServerConfig
+	pc      net.PacketConn
+	udp     *net.UDPConn // pc as a UDP socket, for allocation-free I/O
+	handler QueryHandler
+	txns    *transactions
+	slots   chan struct{}
+	local   netip.AddrPort
+
+	onResponse atomic.Pointer[ResponseHook]
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	wg        sync.WaitGroup
+}
+
+// NewServer starts serving on pc. handler may be nil (queries are then not
+// answered). Close stops the read loop and closes pc.
+func NewServer(pc net.PacketConn, handler QueryHandler, cfg ServerConfig) *Server {
+	cfg.setDefaults()
+	s := &Server{
+		cfg:     cfg,
+		pc:      pc,
+		handler: handler,
+		txns:    newTransactions(uint64(cfg.Clock.Now().UnixNano())),
+		slots:   make(chan struct{}, cfg.MaxInFlight),
+		closed:  make(chan struct{}),
+	}
+	s.udp, _ = pc.(*net.UDPConn)
+	s.local = addrPortOf(pc.LocalAddr())
+	s.wg.Add(1)
+	go s.readLoop()
+	return s
+}
+
+// SetResponseHook installs h (nil removes it).
+func (s *Server) SetResponseHook(h ResponseHook) {
+	if h == nil {
+		s.onResponse.Store(nil)
+		return
+	}
+	s.onResponse.Store(&h)
+}
+
+// LocalAddr is the address the socket is bound to.
+func (s *Server) LocalAddr() netip.AddrPort { return s.local }
+
+// InFlight returns the number of queries awaiting an answer.
+func (s *Server) InFlight() int { return s.txns.inFlight() }
+
+// Close stops the read loop, fails pending queries with ErrClosed and
+// closes the socket. It waits for every goroutine the server started.
+func (s *Server) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		err = s.pc.Close()
+		s.wg.Wait()
+		s.txns.closeAll()
+	})
+	return err
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		ap := a.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	case nil:
+		return netip.AddrPort{}
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+func (s *Server) readFrom(buf []byte) (int, netip.AddrPort, error) {
+	if s.udp != nil {
+		n, ap, err := s.udp.ReadFromUDPAddrPort(buf)
+		return n, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), err
+	}
+	n, a, err := s.pc.ReadFrom(buf)
+	return n, addrPortOf(a), err
+}
+
+func (s *Server) writeTo(b []byte, to netip.AddrPort) error {
+	if s.udp != nil {
+		_, err := s.udp.WriteToUDPAddrPort(b, to)
+		return err
+	}
+	_, err := s.pc.WriteTo(b, net.UDPAddrFromAddrPort(to))
+	return err
+}
+
+func (s *Server) readLoop() {
+	defer s.wg.Done()
+	buf := make([]byte, s.cfg.MaxPacketSize+1)
+	var m Msg
+	for {
+		n, from, err := s.readFrom(buf)
+		if err != nil {
+			select {
+			case <-s.closed:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			s.cfg.Logger.Debug("krpc read", "err", err)
+			continue
+		}
+		s.handlePacket(buf[:n], from, &m)
+	}
+}
+
+// handlePacket processes one inbound datagram.
+func (s *Server) handlePacket(pkt []byte, from netip.AddrPort, m *Msg) {
+	ev := &s.cfg.Events
+	switch {
+	case len(pkt) > s.cfg.MaxPacketSize:
+		ev.Received(PacketInvalid, len(pkt))
+		ev.Dropped(DropTooLarge)
+		return
+	case len(pkt) < MinPacketLen:
+		ev.Received(PacketInvalid, len(pkt))
+		ev.Dropped(DropTooSmall)
+		return
+	case !from.IsValid() || from.Port() == 0:
+		ev.Received(PacketInvalid, len(pkt))
+		ev.Dropped(DropUndecodable)
+		return
+	}
+	if s.cfg.Accept != nil && !s.cfg.Accept(from, len(pkt)) {
+		ev.Received(PacketInvalid, len(pkt))
+		ev.Dropped(DropRefused)
+		return
+	}
+	err := Decode(pkt, m)
+	var be *BodyError
+	if err != nil && !errors.As(err, &be) {
+		ev.Received(PacketInvalid, len(pkt))
+		ev.Dropped(DropUndecodable)
+		return
+	}
+	switch m.Y {
+	case KindQuery:
+		ev.Received(PacketQuery, len(pkt))
+		if be != nil {
+			s.reply(from, m.T, &Msg{E: &Error{Code: ErrCodeProtocol, Msg: be.Err.Error()}})
+			return
+		}
+		if s.handler == nil {
+			ev.Dropped(DropNoHandler)
+			return
+		}
+		reply := s.handler(from, m)
+		if reply == nil {
+			ev.Dropped(DropNoHandler)
+			return
+		}
+		s.reply(from, m.T, reply)
+	case KindResponse, KindError:
+		kind := PacketResponse
+		if m.Y == KindError {
+			kind = PacketError
+		}
+		ev.Received(kind, len(pkt))
+		c, reason := s.txns.match(m.T, from)
+		if c == nil {
+			ev.Dropped(reason)
+			return
+		}
+		res := result{msg: new(Msg)}
+		*res.msg = *m
+		if be != nil {
+			res.err = fmt.Errorf("malformed %s from %s: %w", kind, from, be)
+		} else if m.E != nil {
+			res.err = m.E
+		}
+		if h := s.onResponse.Load(); h != nil && be == nil {
+			(*h)(from, c.method, res.msg)
+		}
+		c.done <- res
+	}
+}
+
+// reply encodes and sends a reply to a query with transaction id tid.
+func (s *Server) reply(to netip.AddrPort, tid string, r *Msg) {
+	r.T = tid
+	kind := PacketResponse
+	if r.E != nil {
+		r.Y, kind = KindError, PacketError
+	} else {
+		r.Y = KindResponse
+	}
+	r.V = s.cfg.ClientVersion
+	ip := CompactAddr(to) // BEP 42: tell the requester its address
+	r.IP = &ip
+	b, err := Encode(r)
+	if err != nil {
+		s.cfg.Logger.Error("encode reply", "err", err)
+		return
+	}
+	if err := s.writeTo(b, to); err != nil {
+		s.cfg.Events.Dropped(DropSendError)
+		return
+	}
+	s.cfg.Events.Sent(kind, len(b))
+}
+
+// Query sends query method with args a to addr and waits for the answer,
+// the per-query timeout, or ctx. A KRPC error reply is returned as *Error.
+// The answer's "r" is checked to hold a 20-byte id.
+func (s *Server) Query(ctx context.Context, addr netip.AddrPort, method string, a *Args) (*Msg, error) {
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		s.cfg.Events.QueryDone(method, OutcomeCancelled, 0)
+		return nil, fmt.Errorf("query %s %s: waiting for a slot: %w", method, addr, ctx.Err())
+	case <-s.closed:
+		return nil, ErrClosed
+	}
+	defer func() { <-s.slots }()
+
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	c := &call{addr: addr, method: method, done: make(chan result, 1)}
+	id, ok := s.txns.add(c)
+	if !ok {
+		return nil, fmt.Errorf("query %s %s: no free transaction id", method, addr)
+	}
+	s.cfg.Events.InFlight(s.txns.inFlight())
+	defer func() { s.cfg.Events.InFlight(s.txns.inFlight()) }()
+
+	var tid [TIDLen]byte
+	binary.BigEndian.PutUint16(tid[:], id)
+	m := Msg{T: string(tid[:]), Y: KindQuery, Q: method, A: a, V: s.cfg.ClientVersion}
+	if s.cfg.ReadOnly {
+		m.RO = 1
+	}
+	b, err := Encode(&m)
+	if err != nil {
+		s.txns.remove(id, c, false)
+		return nil, err
+	}
+	start := s.cfg.Clock.Now()
+	timer := s.cfg.Clock.AfterFunc(s.cfg.QueryTimeout, func() {
+		if s.txns.remove(id, c, true) {
+			c.done <- result{err: ErrTimeout}
+		}
+	})
+	defer timer.Stop()
+	if err := s.writeTo(b, addr); err != nil {
+		s.txns.remove(id, c, false)
+		s.cfg.Events.Dropped(DropSendError)
+		s.cfg.Events.QueryDone(method, OutcomeSendError, 0)
+		return nil, fmt.Errorf("query %s %s: send: %w", method, addr, err)
+	}
+	s.cfg.Events.Sent(PacketQuery, len(b))
+	select {
+	case res := <-c.done:
+		rtt := s.cfg.Clock.Now().Sub(start)
+		switch {
+		case res.err == nil:
+			s.cfg.Events.QueryDone(method, OutcomeAnswered, rtt)
+			return res.msg, nil
+		case errors.Is(res.err, ErrTimeout):
+			s.cfg.Events.QueryDone(method, OutcomeTimeout, rtt)
+			return nil, fmt.Errorf("query %s %s: %w", method, addr, ErrTimeout)
+		case errors.Is(res.err, ErrClosed):
+			return nil, ErrClosed
+		default:
+			s.cfg.Events.QueryDone(method, OutcomeError, rtt)
+			return res.msg, fmt.Errorf("query %s %s: %w", method, addr, res.err)
+		}
+	case <-ctx.Done():
+		s.txns.remove(id, c, true)
+		s.cfg.Events.QueryDone(method, OutcomeCancelled, 0)
+		return nil, fmt.Errorf("query %s %s: %w", method, addr, ctx.Err())
+	}
+}

@@ -1,0 +1,159 @@
+package metrics
+
+import "strconv"
+
+// Every label value used by this package comes from one of the fixed sets
+// below. Values that originate on the network (a query's method name, an
+// error code) must go through MethodLabel or ErrorCodeLabel, which map
+// anything unknown to Other, so a peer cannot create new series.
+//
+// The exported slices list each set in a stable order. They are shared and
+// must not be modified.
+
+// Other is the catch-all value for input outside a fixed set.
+const Other = "other"
+
+// Packet kinds: the kind label of the packet and byte counters.
+const (
+	PacketQuery    = "query"    // a KRPC query ("y" = "q")
+	PacketResponse = "response" // a KRPC response ("y" = "r")
+	PacketError    = "error"    // a KRPC error ("y" = "e")
+	PacketInvalid  = "invalid"  // a datagram that is not a valid KRPC message
+)
+
+// PacketKinds is the fixed set of the kind label of the packet and byte counters.
+var PacketKinds = []string{PacketQuery, PacketResponse, PacketError, PacketInvalid}
+
+// Drop reasons: the reason label of PacketsDropped.
+const (
+	DropTooLarge           = "too_large"           // datagram above the size limit
+	DropTooSmall           = "too_small"           // datagram too short to be KRPC
+	DropUndecodable        = "undecodable"         // bencode or KRPC decoding failed
+	DropUnknownTransaction = "unknown_transaction" // response for no pending transaction
+	DropWrongAddress       = "wrong_address"       // response from an address other than the one queried
+	DropLateResponse       = "late_response"       // response after its transaction timed out
+	DropRateLimited        = "rate_limited"        // per-source rate limit exceeded
+	DropBandwidth          = "bandwidth"           // global bandwidth budget exhausted
+	DropReadOnly           = "read_only"           // query received while in read-only mode
+	DropQueueFull          = "queue_full"          // a bounded queue was full
+	DropInFlightLimit      = "in_flight_limit"     // too many outstanding transactions
+	DropSendError          = "send_error"          // the transport refused to send
+)
+
+// DropReasons is the fixed set of the reason label of PacketsDropped.
+var DropReasons = []string{
+	DropTooLarge, DropTooSmall, DropUndecodable, DropUnknownTransaction,
+	DropWrongAddress, DropLateResponse, DropRateLimited, DropBandwidth,
+	DropReadOnly, DropQueueFull, DropInFlightLimit, DropSendError, Other,
+}
+
+// KRPC query methods: the method label of QueriesReceived, QueriesSent and
+// QueryRTT. Use MethodLabel to map a method name read from a packet.
+const (
+	MethodPing             = "ping"
+	MethodFindNode         = "find_node"
+	MethodGetPeers         = "get_peers"
+	MethodAnnouncePeer     = "announce_peer"
+	MethodGet              = "get"
+	MethodPut              = "put"
+	MethodSampleInfohashes = "sample_infohashes"
+)
+
+// Methods is the fixed set of the method label, Other included.
+var Methods = []string{
+	MethodPing, MethodFindNode, MethodGetPeers, MethodAnnouncePeer,
+	MethodGet, MethodPut, MethodSampleInfohashes, Other,
+}
+
+// MethodLabel maps a KRPC method name, as read from the network, to a member
+// of Methods. The match is exact and case-sensitive; anything else is Other.
+func MethodLabel(q string) string {
+	switch q {
+	case MethodPing, MethodFindNode, MethodGetPeers, MethodAnnouncePeer,
+		MethodGet, MethodPut, MethodSampleInfohashes:
+		return q
+	}
+	return Other
+}
+
+// ErrorCodes is the fixed set of the code label of ErrorsSent: the KRPC
+// error codes of BEP 5 (201-204) and BEP 44 (205-207, 301, 302), and Other.
+var ErrorCodes = []string{"201", "202", "203", "204", "205", "206", "207", "301", "302", Other}
+
+// ErrorCodeLabel maps a KRPC error code to a member of ErrorCodes.
+func ErrorCodeLabel(code int64) string {
+	switch code {
+	case 201, 202, 203, 204, 205, 206, 207, 301, 302:
+		return strconv.FormatInt(code, 10)
+	}
+	return Other
+}
+
+// Query outcomes: the outcome label of QueriesSent.
+const (
+	OutcomeAnswered  = "answered"   // a response arrived
+	OutcomeError     = "error"      // a KRPC error arrived
+	OutcomeTimeout   = "timeout"    // nothing arrived in time
+	OutcomeCancelled = "cancelled"  // the caller gave up first
+	OutcomeSendError = "send_error" // the query could not be sent
+)
+
+// QueryOutcomes is the fixed set of the outcome label of QueriesSent.
+var QueryOutcomes = []string{OutcomeAnswered, OutcomeError, OutcomeTimeout, OutcomeCancelled, OutcomeSendError}
+
+// Lookup kinds: the kind label of Lookups, LookupDuration and LookupQueries.
+const (
+	LookupFindNode  = "find_node"
+	LookupGetPeers  = "get_peers"
+	LookupGet       = "get"
+	LookupAnnounce  = "announce"
+	LookupPut       = "put"
+	LookupBootstrap = "bootstrap"
+	LookupRefresh   = "refresh"
+	LookupSample    = "sample"
+)
+
+// LookupKinds is the fixed set of the kind label of the lookup metrics.
+var LookupKinds = []string{
+	LookupFindNode, LookupGetPeers, LookupGet, LookupAnnounce,
+	LookupPut, LookupBootstrap, LookupRefresh, LookupSample,
+}
+
+// Lookup outcomes: the outcome label of Lookups.
+const (
+	LookupOK        = "ok"
+	LookupFailed    = "failed"
+	LookupCancelled = "cancelled"
+)
+
+// LookupOutcomes is the fixed set of the outcome label of Lookups.
+var LookupOutcomes = []string{LookupOK, LookupFailed, LookupCancelled}
+
+// Storage kinds: the kind label of StorageRejections.
+const (
+	StorePeer      = "peer"      // announce_peer
+	StoreImmutable = "immutable" // BEP 44 immutable put
+	StoreMutable   = "mutable"   // BEP 44 mutable put
+)
+
+// StorageKinds is the fixed set of the kind label of StorageRejections.
+var StorageKinds = []string{StorePeer, StoreImmutable, StoreMutable}
+
+// Rejection reasons: the reason label of StorageRejections.
+const (
+	RejectBadToken     = "bad_token"     // write token missing or invalid
+	RejectMalformed    = "malformed"     // arguments missing or of the wrong shape
+	RejectTooBig       = "too_big"       // value above 1000 bytes (BEP 44 code 205)
+	RejectBadSignature = "bad_signature" // signature check failed (206)
+	RejectSaltTooBig   = "salt_too_big"  // salt above 64 bytes (207)
+	RejectCASMismatch  = "cas_mismatch"  // cas differs from the stored seq (301)
+	RejectSeqTooLow    = "seq_too_low"   // seq below the stored seq (302)
+	RejectFull         = "full"          // the store is at its bound
+	RejectReadOnly     = "read_only"     // the node does not store
+)
+
+// RejectReasons is the fixed set of the reason label of StorageRejections.
+var RejectReasons = []string{
+	RejectBadToken, RejectMalformed, RejectTooBig, RejectBadSignature,
+	RejectSaltTooBig, RejectCASMismatch, RejectSeqTooLow, RejectFull, RejectReadOnly,
+}

@@ -1,0 +1,410 @@
+package metrics
+
+import (
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// seriesCount gathers reg and returns the number of series of the named family.
+func seriesCount(t *testing.T, reg *prometheus.Registry, name string) int {
+	t.Helper()
+	n, err := testutil.GatherAndCount(reg, name)
+	if err != nil {
+		t.Fatalf("gather %s: %v", name, err)
+	}
+	return n
+}
+
+func TestTwoMetricsCoexist(t *testing.T) {
+	reg1, reg2 := prometheus.NewRegistry(), prometheus.NewRegistry()
+	m1 := New(reg1, BuildInfo{Version: "1.0"})
+	m2 := New(reg2, BuildInfo{Version: "2.0"})
+
+	m1.PacketsReceived.WithLabelValues(PacketQuery).Add(3)
+	m1.TokensIssued.Inc()
+	m2.PacketsReceived.WithLabelValues(PacketQuery).Inc()
+
+	if got := testutil.ToFloat64(m1.PacketsReceived.WithLabelValues(PacketQuery)); got != 3 {
+		t.Errorf("m1 packets received = %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(m2.PacketsReceived.WithLabelValues(PacketQuery)); got != 1 {
+		t.Errorf("m2 packets received = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(m1.TokensIssued); got != 1 {
+		t.Errorf("m1 tokens issued = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(m2.TokensIssued); got != 0 {
+		t.Errorf("m2 tokens issued = %v, want 0", got)
+	}
+	if got := testutil.ToFloat64(m2.BuildInfo.WithLabelValues("2.0", buildGoVersion(t, reg2))); got != 1 {
+		t.Errorf("m2 build info = %v, want 1", got)
+	}
+}
+
+// buildGoVersion reads the goversion label of dhtd_build_info from reg.
+func buildGoVersion(t *testing.T, reg *prometheus.Registry) string {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "dhtd_build_info" {
+			continue
+		}
+		for _, lp := range mf.GetMetric()[0].GetLabel() {
+			if lp.GetName() == "goversion" {
+				return lp.GetValue()
+			}
+		}
+	}
+	t.Fatal("dhtd_build_info has no goversion label")
+	return ""
+}
+
+func TestNewTwiceOnOneRegistryPanics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	New(reg, BuildInfo{})
+	defer func() {
+		if recover() == nil {
+			t.Error("second New on the same registry did not panic")
+		}
+	}()
+	New(reg, BuildInfo{})
+}
+
+func TestRuntimeAndProcessCollectorsRegistered(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	New(reg, BuildInfo{})
+	if n := seriesCount(t, reg, "go_goroutines"); n != 1 {
+		t.Errorf("go_goroutines series = %d, want 1", n)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The process collector only reports where procfs (or an equivalent) exists.
+	for _, mf := range mfs {
+		if strings.HasPrefix(mf.GetName(), "process_") {
+			return
+		}
+	}
+	t.Log("no process_ metrics on this platform")
+}
+
+func TestSeriesPreinitialised(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	New(reg, BuildInfo{})
+	want := map[string]int{
+		"dhtd_packets_received_total":   len(PacketKinds),
+		"dhtd_packets_sent_total":       len(PacketKinds),
+		"dhtd_received_bytes_total":     len(PacketKinds),
+		"dhtd_sent_bytes_total":         len(PacketKinds),
+		"dhtd_packets_dropped_total":    len(DropReasons),
+		"dhtd_queries_received_total":   len(Methods),
+		"dhtd_errors_sent_total":        len(ErrorCodes),
+		"dhtd_queries_sent_total":       len(Methods) * len(QueryOutcomes),
+		"dhtd_query_rtt_seconds":        len(Methods),
+		"dhtd_transactions_in_flight":   1,
+		"dhtd_lookups_total":            len(LookupKinds) * len(LookupOutcomes),
+		"dhtd_lookup_duration_seconds":  len(LookupKinds),
+		"dhtd_lookup_queries":           len(LookupKinds),
+		"dhtd_tokens_issued_total":      1,
+		"dhtd_tokens_rejected_total":    1,
+		"dhtd_storage_rejections_total": len(StorageKinds) * len(RejectReasons),
+		"dhtd_build_info":               1,
+	}
+	for name, n := range want {
+		if got := seriesCount(t, reg, name); got != n {
+			t.Errorf("%s: %d series, want %d", name, got, n)
+		}
+	}
+	if len(DropReasons) != 13 || len(Methods) != 8 || len(ErrorCodes) != 10 {
+		t.Errorf("fixed sets changed size: drop %d methods %d codes %d", len(DropReasons), len(Methods), len(ErrorCodes))
+	}
+}
+
+func TestMetricNamesLint(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg, BuildInfo{})
+	m.RegisterSources(Sources{
+		Table: func() TableStats { return TableStats{} },
+		Peers: func() PeerStats { return PeerStats{} },
+		Items: func() ItemStats { return ItemStats{} },
+	})
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		if strings.HasPrefix(p.Metric, "dhtd_") {
+			t.Errorf("lint %s: %s", p.Metric, p.Text)
+		}
+	}
+}
+
+func TestMethodLabel(t *testing.T) {
+	for _, m := range Methods[:len(Methods)-1] {
+		if got := MethodLabel(m); got != m {
+			t.Errorf("MethodLabel(%q) = %q, want itself", m, got)
+		}
+	}
+	for _, s := range []string{"", "other", "PING", "ping ", " ping", "find_node\x00", "vote", "get_peers\n"} {
+		if got := MethodLabel(s); got != Other {
+			t.Errorf("MethodLabel(%q) = %q, want %q", s, got, Other)
+		}
+	}
+}
+
+func TestHostileMethodsKeepSeriesFixed(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg, BuildInfo{})
+	rng := rand.New(rand.NewPCG(1, 2))
+	const n = 10000
+	for i := 0; i < n; i++ {
+		b := make([]byte, rng.IntN(64))
+		for j := range b {
+			b[j] = byte(rng.UintN(256))
+		}
+		s := string(b)
+		got := MethodLabel(s)
+		if got != Other {
+			t.Fatalf("MethodLabel(%q) = %q, want %q", s, got, Other)
+		}
+		m.QueriesReceived.WithLabelValues(got).Inc()
+	}
+	if got := seriesCount(t, reg, "dhtd_queries_received_total"); got != len(Methods) {
+		t.Errorf("dhtd_queries_received_total: %d series after hostile input, want %d", got, len(Methods))
+	}
+	if got := testutil.ToFloat64(m.QueriesReceived.WithLabelValues(Other)); got != n {
+		t.Errorf("other = %v, want %d", got, n)
+	}
+}
+
+func TestErrorCodeLabel(t *testing.T) {
+	for _, c := range []int64{201, 202, 203, 204, 205, 206, 207, 301, 302} {
+		got := ErrorCodeLabel(c)
+		if got != strconv.FormatInt(c, 10) || !slices.Contains(ErrorCodes, got) {
+			t.Errorf("ErrorCodeLabel(%d) = %q", c, got)
+		}
+	}
+	for _, c := range []int64{0, -201, 200, 208, 300, 303, 1 << 40, -1 << 63} {
+		if got := ErrorCodeLabel(c); got != Other {
+			t.Errorf("ErrorCodeLabel(%d) = %q, want %q", c, got, Other)
+		}
+	}
+}
+
+func TestSources(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg, BuildInfo{})
+	m.RegisterSources(Sources{
+		Table: func() TableStats {
+			return TableStats{Good: 120, Questionable: 7, Bad: 2, Buckets: 23, Replacements: 40}
+		},
+		Peers: func() PeerStats {
+			return PeerStats{Infohashes: 10, Peers: 55, Bytes: 4096, EvictedInfohashes: 3, EvictedPeers: 9, Expired: 11, Refused: 4}
+		},
+		Items: func() ItemStats {
+			return ItemStats{Immutable: 5, Mutable: 6, Bytes: 2048, Evicted: 1, Expired: 2}
+		},
+	})
+	const want = `
+# HELP dhtd_routing_nodes Nodes in the routing table, by state.
+# TYPE dhtd_routing_nodes gauge
+dhtd_routing_nodes{state="bad"} 2
+dhtd_routing_nodes{state="good"} 120
+dhtd_routing_nodes{state="questionable"} 7
+# HELP dhtd_routing_buckets Buckets in the routing table.
+# TYPE dhtd_routing_buckets gauge
+dhtd_routing_buckets 23
+# HELP dhtd_routing_replacements Nodes waiting in the replacement caches.
+# TYPE dhtd_routing_replacements gauge
+dhtd_routing_replacements 40
+# HELP dhtd_peers_stored Peer entries in the announce_peer store.
+# TYPE dhtd_peers_stored gauge
+dhtd_peers_stored 55
+# HELP dhtd_infohashes_stored Infohashes in the announce_peer store.
+# TYPE dhtd_infohashes_stored gauge
+dhtd_infohashes_stored 10
+# HELP dhtd_peer_store_refused_total Announces refused because the peer store was full.
+# TYPE dhtd_peer_store_refused_total counter
+dhtd_peer_store_refused_total 4
+# HELP dhtd_storage_items BEP 44 items stored, by kind.
+# TYPE dhtd_storage_items gauge
+dhtd_storage_items{kind="immutable"} 5
+dhtd_storage_items{kind="mutable"} 6
+# HELP dhtd_storage_bytes Estimated memory held by the stores, by kind.
+# TYPE dhtd_storage_bytes gauge
+dhtd_storage_bytes{kind="item"} 2048
+dhtd_storage_bytes{kind="peer"} 4096
+# HELP dhtd_storage_evictions_total Entries evicted to keep the stores within bounds, by kind.
+# TYPE dhtd_storage_evictions_total counter
+dhtd_storage_evictions_total{kind="infohash"} 3
+dhtd_storage_evictions_total{kind="item"} 1
+dhtd_storage_evictions_total{kind="peer"} 9
+# HELP dhtd_storage_expired_total Entries removed because they aged out, by kind.
+# TYPE dhtd_storage_expired_total counter
+dhtd_storage_expired_total{kind="item"} 2
+dhtd_storage_expired_total{kind="peer"} 11
+`
+	err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"dhtd_routing_nodes", "dhtd_routing_buckets", "dhtd_routing_replacements",
+		"dhtd_peers_stored", "dhtd_infohashes_stored", "dhtd_peer_store_refused_total",
+		"dhtd_storage_items", "dhtd_storage_bytes", "dhtd_storage_evictions_total", "dhtd_storage_expired_total")
+	if err != nil {
+		t.Error(err)
+	}
+}
+
+func TestSourcesNilCallbacksSkipped(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg, BuildInfo{})
+	m.RegisterSources(Sources{Table: func() TableStats { return TableStats{Good: 1} }})
+	if got := seriesCount(t, reg, "dhtd_routing_nodes"); got != 3 {
+		t.Errorf("dhtd_routing_nodes: %d series, want 3", got)
+	}
+	for _, name := range []string{"dhtd_peers_stored", "dhtd_storage_items", "dhtd_storage_bytes", "dhtd_storage_evictions_total"} {
+		if got := seriesCount(t, reg, name); got != 0 {
+			t.Errorf("%s: %d series with nil callback, want 0", name, got)
+		}
+	}
+
+	// Items alone: the shared families carry only the item series.
+	reg2 := prometheus.NewRegistry()
+	New(reg2, BuildInfo{}).RegisterSources(Sources{Items: func() ItemStats { return ItemStats{Bytes: 1} }})
+	if got := seriesCount(t, reg2, "dhtd_storage_bytes"); got != 1 {
+		t.Errorf("dhtd_storage_bytes with Items only: %d series, want 1", got)
+	}
+	if got := seriesCount(t, reg2, "dhtd_routing_nodes"); got != 0 {
+		t.Errorf("dhtd_routing_nodes with nil Table: %d series, want 0", got)
+	}
+}
+
+func TestRegisterSourcesTwicePanics(t *testing.T) {
+	m := New(prometheus.NewRegistry(), BuildInfo{})
+	m.RegisterSources(Sources{Table: func() TableStats { return TableStats{} }})
+	defer func() {
+		if recover() == nil {
+			t.Error("second RegisterSources did not panic")
+		}
+	}()
+	m.RegisterSources(Sources{Table: func() TableStats { return TableStats{} }})
+}
+
+func get(t *testing.T, h http.Handler, path string) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	body, _ := io.ReadAll(rec.Result().Body)
+	return rec.Code, string(body)
+}
+
+func TestHandler(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	New(reg, BuildInfo{Version: "0.1.0"})
+	var ready atomic.Bool
+	h := Handler(reg, ready.Load, map[string]http.Handler{
+		"/debug/routing": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			io.WriteString(w, "table dump")
+		}),
+	})
+
+	code, body := get(t, h, "/metrics")
+	if code != http.StatusOK || !strings.Contains(body, `dhtd_build_info{goversion="`) || !strings.Contains(body, `version="0.1.0"`) {
+		t.Errorf("/metrics: %d, body lacks dhtd_build_info:\n%.500s", code, body)
+	}
+	if !strings.Contains(body, "dhtd_queries_received_total") || !strings.Contains(body, "go_goroutines") {
+		t.Errorf("/metrics lacks expected families")
+	}
+
+	if code, body := get(t, h, "/healthz"); code != http.StatusOK || body != "ok\n" {
+		t.Errorf("/healthz = %d %q", code, body)
+	}
+	if code, body := get(t, h, "/readyz"); code != http.StatusServiceUnavailable || body == "" {
+		t.Errorf("/readyz before ready = %d %q, want 503", code, body)
+	}
+	ready.Store(true)
+	if code, _ := get(t, h, "/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz after ready = %d, want 200", code)
+	}
+	if code, body := get(t, h, "/debug/routing"); code != http.StatusOK || body != "table dump" {
+		t.Errorf("/debug/routing = %d %q", code, body)
+	}
+	if code, _ := get(t, h, "/nope"); code != http.StatusNotFound {
+		t.Errorf("/nope = %d, want 404", code)
+	}
+}
+
+func TestHandlerNilReadyAndRealServer(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	New(reg, BuildInfo{})
+	srv := httptest.NewServer(Handler(reg, nil, nil))
+	defer srv.Close()
+	for _, path := range []string{"/readyz", "/healthz", "/metrics"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s = %d, want 200", path, resp.StatusCode)
+		}
+	}
+}
+
+func TestConcurrentUpdatesAndScrapes(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg, BuildInfo{})
+	var good atomic.Int64
+	m.RegisterSources(Sources{Table: func() TableStats { return TableStats{Good: int(good.Load())} }})
+	h := Handler(reg, nil, nil)
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 500; i++ {
+				m.QueriesReceived.WithLabelValues(MethodLabel(Methods[i%len(Methods)])).Inc()
+				m.QueryRTT.WithLabelValues(MethodPing).Observe(0.01)
+				m.TransactionsInFlight.Inc()
+				m.TransactionsInFlight.Dec()
+				good.Add(1)
+			}
+		}()
+	}
+	for s := 0; s < 2; s++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				if code, _ := get(t, h, "/metrics"); code != http.StatusOK {
+					t.Errorf("/metrics = %d", code)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var total float64
+	for _, meth := range Methods {
+		total += testutil.ToFloat64(m.QueriesReceived.WithLabelValues(meth))
+	}
+	if total != 4*500 {
+		t.Errorf("queries received = %v, want %d", total, 4*500)
+	}
+	if got := testutil.ToFloat64(m.TransactionsInFlight); got != 0 {
+		t.Errorf("in flight = %v, want 0", got)
+	}
+}

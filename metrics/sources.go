@@ -1,0 +1,143 @@
+package metrics
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// TableStats is a snapshot of the routing table.
+type TableStats struct {
+	Good, Questionable, Bad int // nodes by liveness state
+	Buckets                 int // buckets in the table
+	Replacements            int // nodes waiting in replacement caches
+}
+
+// PeerStats is a snapshot of the announce_peer store. The uint64 fields are
+// counts since start and must never decrease.
+type PeerStats struct {
+	Infohashes        int    // infohashes with at least one peer
+	Peers             int    // peer entries over all infohashes
+	Bytes             int    // estimated memory held
+	EvictedInfohashes uint64 // infohashes evicted to stay within bounds
+	EvictedPeers      uint64 // peers evicted to stay within bounds
+	Expired           uint64 // peers removed because they aged out
+	Refused           uint64 // announces refused because the store was full
+}
+
+// ItemStats is a snapshot of the BEP 44 item store. The uint64 fields are
+// counts since start and must never decrease.
+type ItemStats struct {
+	Immutable, Mutable int    // items stored, by kind
+	Bytes              int    // estimated memory held
+	Evicted            uint64 // items evicted to stay within bounds
+	Expired            uint64 // items removed because they aged out
+}
+
+// Sources are callbacks that report the state of other components at scrape
+// time. A nil callback is skipped: its metrics are not exported. Callbacks
+// may be called concurrently from several scrapes, so they must be safe for
+// concurrent use, and they should be cheap.
+type Sources struct {
+	// Table reports the routing table.
+	Table func() TableStats
+	// Peers reports the announce_peer store.
+	Peers func() PeerStats
+	// Items reports the BEP 44 item store.
+	Items func() ItemStats
+}
+
+// RegisterSources registers on the Metrics' registry one collector that calls
+// the callbacks of s at each scrape and exports:
+//
+//	dhtd_routing_nodes{state="good|questionable|bad"}   gauge   (Table)
+//	dhtd_routing_buckets                                gauge   (Table)
+//	dhtd_routing_replacements                           gauge   (Table)
+//	dhtd_peers_stored                                   gauge   (Peers)
+//	dhtd_infohashes_stored                              gauge   (Peers)
+//	dhtd_peer_store_refused_total                       counter (Peers)
+//	dhtd_storage_items{kind="immutable|mutable"}        gauge   (Items)
+//	dhtd_storage_bytes{kind="peer|item"}                gauge   (Peers, Items)
+//	dhtd_storage_evictions_total{kind="peer|infohash|item"} counter (Peers, Items)
+//	dhtd_storage_expired_total{kind="peer|item"}        counter (Peers, Items)
+//
+// It panics if called twice on the same Metrics (double registration).
+func (m *Metrics) RegisterSources(s Sources) {
+	m.reg.MustRegister(&sourcesCollector{s: s})
+}
+
+func newDesc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, labels, nil)
+}
+
+var (
+	descRoutingNodes        = newDesc("routing_nodes", "Nodes in the routing table, by state.", "state")
+	descRoutingBuckets      = newDesc("routing_buckets", "Buckets in the routing table.")
+	descRoutingReplacements = newDesc("routing_replacements", "Nodes waiting in the replacement caches.")
+	descPeersStored         = newDesc("peers_stored", "Peer entries in the announce_peer store.")
+	descInfohashesStored    = newDesc("infohashes_stored", "Infohashes in the announce_peer store.")
+	descPeerStoreRefused    = newDesc("peer_store_refused_total", "Announces refused because the peer store was full.")
+	descStorageItems        = newDesc("storage_items", "BEP 44 items stored, by kind.", "kind")
+	descStorageBytes        = newDesc("storage_bytes", "Estimated memory held by the stores, by kind.", "kind")
+	descStorageEvictions    = newDesc("storage_evictions_total", "Entries evicted to keep the stores within bounds, by kind.", "kind")
+	descStorageExpired      = newDesc("storage_expired_total", "Entries removed because they aged out, by kind.", "kind")
+)
+
+// sourcesCollector is the prometheus.Collector behind RegisterSources.
+type sourcesCollector struct {
+	s Sources
+}
+
+// Describe sends the descriptors of every metric the collector can emit.
+func (c *sourcesCollector) Describe(ch chan<- *prometheus.Desc) {
+	if c.s.Table != nil {
+		ch <- descRoutingNodes
+		ch <- descRoutingBuckets
+		ch <- descRoutingReplacements
+	}
+	if c.s.Peers != nil {
+		ch <- descPeersStored
+		ch <- descInfohashesStored
+		ch <- descPeerStoreRefused
+	}
+	if c.s.Items != nil {
+		ch <- descStorageItems
+	}
+	if c.s.Peers != nil || c.s.Items != nil {
+		ch <- descStorageBytes
+		ch <- descStorageEvictions
+		ch <- descStorageExpired
+	}
+}
+
+// Collect calls each non-nil callback once and emits its values.
+func (c *sourcesCollector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	if c.s.Table != nil {
+		t := c.s.Table()
+		gauge(descRoutingNodes, float64(t.Good), "good")
+		gauge(descRoutingNodes, float64(t.Questionable), "questionable")
+		gauge(descRoutingNodes, float64(t.Bad), "bad")
+		gauge(descRoutingBuckets, float64(t.Buckets))
+		gauge(descRoutingReplacements, float64(t.Replacements))
+	}
+	if c.s.Peers != nil {
+		p := c.s.Peers()
+		gauge(descPeersStored, float64(p.Peers))
+		gauge(descInfohashesStored, float64(p.Infohashes))
+		gauge(descStorageBytes, float64(p.Bytes), "peer")
+		counter(descStorageEvictions, p.EvictedPeers, "peer")
+		counter(descStorageEvictions, p.EvictedInfohashes, "infohash")
+		counter(descStorageExpired, p.Expired, "peer")
+		counter(descPeerStoreRefused, p.Refused)
+	}
+	if c.s.Items != nil {
+		it := c.s.Items()
+		gauge(descStorageItems, float64(it.Immutable), "immutable")
+		gauge(descStorageItems, float64(it.Mutable), "mutable")
+		gauge(descStorageBytes, float64(it.Bytes), "item")
+		counter(descStorageEvictions, it.Evicted, "item")
+		counter(descStorageExpired, it.Expired, "item")
+	}
+}

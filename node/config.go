@@ -1,0 +1,127 @@
+// Package node is a Mainline DHT node: query handlers, iterative lookups,
+// bootstrap, liveness and refresh timers, and the Go API for embedding.
+package node
+
+import (
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/routing"
+	"github.com/dhtd/dhtd/storage"
+)
+
+// ClientVersion is the "v" this node sends: "DH" (dhtd) and two version
+// bytes (BEP 5, BEP 20 style).
+const ClientVersion = "DH\x00\x01"
+
+// Config configures a Node. Zero values mean the documented defaults.
+type Config struct {
+	// ID is the node id. Zero picks a random one.
+	ID krpc.ID
+	// Listen is the UDP address to bind when Conn is nil. Default
+	// "0.0.0.0:6881".
+	Listen string
+	// Conn, if set, is the packet socket to serve on (a real UDP socket or
+	// a simulated one); the node closes it on Close.
+	Conn net.PacketConn
+	// Bootstrap lists "host:port" addresses to join through. Default none:
+	// the command line supplies the public routers; tests pass loopback
+	// nodes.
+	Bootstrap []string
+	// K is the bucket size and the size of a lookup's closest set. Default 8
+	// (BEP 5).
+	K int
+	// Alpha is the number of queries a lookup keeps in flight. Default 3
+	// (Kademlia).
+	Alpha int
+	// QueryTimeout bounds each query. Default 2s.
+	QueryTimeout time.Duration
+	// LookupTimeout bounds a whole lookup. Default 30s.
+	LookupTimeout time.Duration
+	// MaintenanceInterval is how often the node pings questionable nodes
+	// and refreshes stale buckets. Default 1m.
+	MaintenanceInterval time.Duration
+	// MaxBackgroundPings bounds the pings in flight that confirm new nodes
+	// and check questionable ones; more are dropped and counted. Default 16.
+	MaxBackgroundPings int
+	// MaxLookups bounds concurrent lookups started by the node itself
+	// (refreshes). Default 4.
+	MaxLookups int
+	// MaxInFlight bounds queries awaiting an answer. Default 1024.
+	MaxInFlight int
+	// ReadOnly makes the node a BEP 43 read-only node: it sends ro=1 and
+	// answers no queries.
+	ReadOnly bool
+	// Table configures the routing table (bucket size follows K).
+	Table routing.Config
+	// Peers configures the peer store.
+	Peers storage.PeerConfig
+	// Items configures the BEP 44 item store.
+	Items storage.ItemConfig
+	// Clock defaults to the system clock.
+	Clock krpc.Clock
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registry receives the node's Prometheus metrics. Nil creates a private
+	// registry (see Node.Registry).
+	Registry *prometheus.Registry
+}
+
+// TestConfig returns a profile with small timers for tests and
+// simulations on loopback: short query and lookup timeouts and frequent
+// maintenance. Listen is 127.0.0.1:0.
+func TestConfig() Config {
+	return Config{
+		Listen:              "127.0.0.1:0",
+		QueryTimeout:        500 * time.Millisecond,
+		LookupTimeout:       10 * time.Second,
+		MaintenanceInterval: 2 * time.Second,
+		Logger:              slog.New(slog.DiscardHandler),
+	}
+}
+
+func (c *Config) setDefaults() {
+	if c.Listen == "" {
+		c.Listen = "0.0.0.0:6881"
+	}
+	if c.K <= 0 {
+		c.K = 8
+	}
+	if c.Alpha <= 0 {
+		c.Alpha = 3
+	}
+	if c.QueryTimeout <= 0 {
+		c.QueryTimeout = 2 * time.Second
+	}
+	if c.LookupTimeout <= 0 {
+		c.LookupTimeout = 30 * time.Second
+	}
+	if c.MaintenanceInterval <= 0 {
+		c.MaintenanceInterval = time.Minute
+	}
+	if c.MaxBackgroundPings <= 0 {
+		c.MaxBackgroundPings = 16
+	}
+	if c.MaxLookups <= 0 {
+		c.MaxLookups = 4
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 1024
+	}
+	if c.Table.K == 0 {
+		c.Table.K = c.K
+	}
+	if c.Clock == nil {
+		c.Clock = krpc.SystemClock{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+}

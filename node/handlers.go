@@ -1,0 +1,86 @@
+package node
+
+import (
+	"net/netip"
+
+	"github.com/dhtd/dhtd/krpc"
+)
+
+// errMsg builds an error reply.
+func errMsg(code int64, msg string) *krpc.Msg {
+	return &krpc.Msg{E: &krpc.Error{Code: code, Msg: msg}}
+}
+
+// handleQuery answers one query (krpc.md §8). It runs on the read loop.
+func (n *Node) handleQuery(from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
+	n.metrics.QueriesReceived.WithLabelValues(metricsMethod(q.Q)).Inc()
+	if n.cfg.ReadOnly {
+		return nil // BEP 43: a read-only node answers no queries
+	}
+	a := q.A
+	now := n.clock.Now()
+	// BEP 43: a node that says it is read-only never enters the table.
+	if q.RO != 1 && a.ID != n.id {
+		if n.table.Heard(krpc.NodeInfo{ID: a.ID, Addr: from}, now) {
+			n.pingAsync(from)
+		}
+	}
+	var reply *krpc.Msg
+	switch q.Q {
+	case krpc.MethodPing:
+		reply = &krpc.Msg{R: &krpc.Return{}}
+	case krpc.MethodFindNode:
+		if a.Target == nil {
+			return n.sentError(errMsg(krpc.ErrCodeProtocol, "find_node: target missing"))
+		}
+		reply = &krpc.Msg{R: n.nodesFor(*a.Target, a, from)}
+	case krpc.MethodGetPeers:
+		reply = n.handleGetPeers(from, a)
+	case krpc.MethodAnnouncePeer:
+		reply = n.handleAnnounce(from, a)
+	case krpc.MethodGet:
+		reply = n.handleGet(from, a)
+	case krpc.MethodPut:
+		reply = n.handlePut(from, a)
+	default:
+		// Forward compatibility (practice, libtorrent): a query of an unknown
+		// method that names a target or an infohash is answered as
+		// find_node; anything else gets 204 (BEP 5).
+		switch {
+		case a.Target != nil:
+			reply = &krpc.Msg{R: n.nodesFor(*a.Target, a, from)}
+		case a.InfoHash != nil:
+			reply = &krpc.Msg{R: n.nodesFor(*a.InfoHash, a, from)}
+		default:
+			reply = errMsg(krpc.ErrCodeMethodUnknown, "Method Unknown")
+		}
+	}
+	if reply.E != nil {
+		return n.sentError(reply)
+	}
+	reply.R.ID = n.id
+	return reply
+}
+
+func (n *Node) sentError(m *krpc.Msg) *krpc.Msg {
+	n.metrics.ErrorsSent.WithLabelValues(metricsCode(m.E.Code)).Inc()
+	return m
+}
+
+// nodesFor fills "nodes" (and, when asked, "nodes6") with the K closest
+// nodes the table knows to target (BEP 5; BEP 32 "want").
+func (n *Node) nodesFor(target krpc.ID, a *krpc.Args, from netip.AddrPort) *krpc.Return {
+	r := &krpc.Return{}
+	want4, want6 := a.WantsNodes(from.Addr().Is6() && !from.Addr().Is4In6())
+	closest := n.table.Closest(target, n.cfg.K)
+	for _, c := range closest {
+		if c.Addr.Addr().Is4() {
+			if want4 {
+				r.Nodes = append(r.Nodes, c)
+			}
+		} else if want6 {
+			r.Nodes6 = append(r.Nodes6, c)
+		}
+	}
+	return r
+}

@@ -1,0 +1,160 @@
+package node
+
+import (
+	"errors"
+	"net/netip"
+
+	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/metrics"
+	"github.com/dhtd/dhtd/storage"
+)
+
+// replyBudget is the size every reply but a BEP 44 get with a large value
+// stays under (BEP 32: 1024 bytes), minus room for t, y, v, ip, id and the
+// token.
+const replyBudget = 1024 - 160
+
+// isV6 reports whether addr is a real IPv6 address (not IPv4-mapped).
+func isV6(addr netip.AddrPort) bool { return addr.Addr().Is6() && !addr.Addr().Is4In6() }
+
+// handleGetPeers answers get_peers (BEP 5): a token always, "values" when
+// peers are stored (a random sample that fits the packet), and the closest
+// nodes.
+func (n *Node) handleGetPeers(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
+	if a.InfoHash == nil {
+		return errMsg(krpc.ErrCodeProtocol, "get_peers: info_hash missing")
+	}
+	ih := *a.InfoHash
+	now := n.clock.Now()
+	r := n.nodesFor(ih, a, from)
+	r.Token = n.tokens.Issue(from.Addr(), ih, now)
+	n.metrics.TokensIssued.Inc()
+	budget := replyBudget - len(r.Nodes)*krpc.CompactNodeLen4 - len(r.Nodes6)*krpc.CompactNodeLen6
+	per := 2 + krpc.CompactPeerLen4
+	if isV6(from) {
+		per = 3 + krpc.CompactPeerLen6
+	}
+	max := budget / per
+	peers := n.peers.Peers(ih, isV6(from), max, now, nil)
+	if len(peers) > 0 {
+		r.Values = peers
+	}
+	return &krpc.Msg{R: r}
+}
+
+// handleAnnounce answers announce_peer (BEP 5): the token must be one we
+// gave this IP for this infohash; the peer is stored at the sender's IP and
+// the given port, or its UDP source port with implied_port.
+func (n *Node) handleAnnounce(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
+	reject := func(reason, msg string) *krpc.Msg {
+		n.metrics.StorageRejections.WithLabelValues(metrics.StorePeer, reason).Inc()
+		return errMsg(krpc.ErrCodeProtocol, msg)
+	}
+	if a.InfoHash == nil {
+		return reject(metrics.RejectMalformed, "announce_peer: info_hash missing")
+	}
+	if a.Token == "" {
+		return reject(metrics.RejectMalformed, "announce_peer: token missing")
+	}
+	port := from.Port()
+	if a.ImpliedPort == 0 {
+		if a.Port == nil || *a.Port <= 0 || *a.Port > 65535 {
+			return reject(metrics.RejectMalformed, "announce_peer: port missing or out of range")
+		}
+		port = uint16(*a.Port)
+	}
+	now := n.clock.Now()
+	if !n.tokens.Check(a.Token, from.Addr(), *a.InfoHash, now) {
+		n.metrics.TokensRejected.Inc()
+		return reject(metrics.RejectBadToken, "invalid token")
+	}
+	seed := a.Seed != nil && *a.Seed != 0
+	n.peers.Announce(*a.InfoHash, netip.AddrPortFrom(from.Addr(), port), seed, now)
+	return &krpc.Msg{R: &krpc.Return{}}
+}
+
+// handleGet answers a BEP 44 get: a token, the closest nodes, and the item
+// if stored. With "seq" in the query, a mutable item's k, v and sig are left
+// out unless the stored seq is greater (the seq is still given). The salt is
+// never echoed (BEP 44).
+func (n *Node) handleGet(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
+	if a.Target == nil {
+		return errMsg(krpc.ErrCodeProtocol, "get: target missing")
+	}
+	now := n.clock.Now()
+	r := n.nodesFor(*a.Target, a, from)
+	r.Token = n.tokens.Issue(from.Addr(), *a.Target, now)
+	n.metrics.TokensIssued.Inc()
+	it, ok := n.items.Get(*a.Target, now)
+	if !ok {
+		return &krpc.Msg{R: r}
+	}
+	if !it.Mutable {
+		r.V = it.V
+		return &krpc.Msg{R: r}
+	}
+	seq := it.Seq
+	r.Seq = &seq
+	if a.Seq == nil || it.Seq > *a.Seq {
+		r.V, r.K, r.Sig = it.V, string(it.K), string(it.Sig)
+	}
+	return &krpc.Msg{R: r}
+}
+
+// handlePut answers a BEP 44 put, checking in the order of bep44.md §4:
+// shape (203/205/207), token (203), signature (206), then the store rules
+// (301/302).
+func (n *Node) handlePut(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
+	p := storage.NewPutArgs(a)
+	kind := metrics.StoreImmutable
+	if p.Mutable() {
+		kind = metrics.StoreMutable
+	}
+	now := n.clock.Now()
+	tokenOK := func(target krpc.ID) bool {
+		ok := n.tokens.Check(a.Token, from.Addr(), target, now)
+		if !ok {
+			n.metrics.TokensRejected.Inc()
+		}
+		return ok
+	}
+	if e := storage.ValidatePut(&p, tokenOK); e != nil {
+		n.metrics.StorageRejections.WithLabelValues(kind, putRejectReason(e)).Inc()
+		return &krpc.Msg{E: e}
+	}
+	err := n.items.Put(p.Item(), p.Cas, now)
+	var ke *krpc.Error
+	switch {
+	case err == nil:
+		return &krpc.Msg{R: &krpc.Return{}}
+	case errors.As(err, &ke):
+		n.metrics.StorageRejections.WithLabelValues(kind, putRejectReason(ke)).Inc()
+		return &krpc.Msg{E: ke}
+	case errors.Is(err, storage.ErrStoreFull):
+		n.metrics.StorageRejections.WithLabelValues(kind, metrics.RejectFull).Inc()
+		return errMsg(krpc.ErrCodeServer, "storage full")
+	default:
+		n.log.Error("put", "err", err)
+		return errMsg(krpc.ErrCodeServer, "server error")
+	}
+}
+
+// putRejectReason maps a BEP 44 error to a fixed metric label.
+func putRejectReason(e *krpc.Error) string {
+	switch e.Code {
+	case krpc.ErrCodeValueTooBig:
+		return metrics.RejectTooBig
+	case krpc.ErrCodeInvalidSig:
+		return metrics.RejectBadSignature
+	case krpc.ErrCodeSaltTooBig:
+		return metrics.RejectSaltTooBig
+	case krpc.ErrCodeCASMismatch:
+		return metrics.RejectCASMismatch
+	case krpc.ErrCodeSeqLessCurrent:
+		return metrics.RejectSeqTooLow
+	}
+	if e.Msg == "invalid token" {
+		return metrics.RejectBadToken
+	}
+	return metrics.RejectMalformed
+}

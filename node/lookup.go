@@ -1,0 +1,251 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/routing"
+)
+
+// maxCandidates caps the candidate list of one lookup (practice, libtorrent:
+// 100); the farthest are dropped first.
+const maxCandidates = 128
+
+// candidate states in a lookup.
+const (
+	stUnqueried = iota
+	stInFlight
+	stAnswered
+	stFailed
+)
+
+type candidate struct {
+	info  krpc.NodeInfo
+	known bool // id known (false for bootstrap addresses)
+	state int
+	reply *krpc.Msg
+}
+
+// Found is one node that answered a lookup, with its reply (its token, its
+// values or item), closest first in LookupResult.Closest.
+type Found struct {
+	Node  krpc.NodeInfo
+	Reply *krpc.Msg
+}
+
+// LookupResult is the outcome of an iterative lookup.
+type LookupResult struct {
+	Target  krpc.ID
+	Closest []Found // the K closest nodes that answered, closest first
+	Queried int     // queries sent
+	Failed  int     // queries that failed (timeout or error)
+	Elapsed time.Duration
+}
+
+// queryFunc sends the lookup's query to one node.
+type queryFunc func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error)
+
+// traversal is one iterative Kademlia lookup (BEP 5, routing.md §9): α
+// queries in flight to the closest unqueried candidates; nodes returned are
+// added as candidates; it ends when the K closest non-failed candidates have
+// all answered, or nothing is left to ask.
+type traversal struct {
+	target krpc.ID
+	self   krpc.ID
+	k      int
+	alpha  int
+	query  queryFunc
+	// onReply sees every reply as it arrives (to stream peers or items);
+	// returning true ends the lookup early.
+	onReply func(from krpc.NodeInfo, m *krpc.Msg) (stop bool)
+
+	cands  []*candidate
+	byAddr map[netip.AddrPort]*candidate
+	byID   map[krpc.ID]bool
+}
+
+func newTraversal(self, target krpc.ID, k, alpha int, q queryFunc) *traversal {
+	return &traversal{
+		target: target, self: self, k: k, alpha: alpha, query: q,
+		byAddr: make(map[netip.AddrPort]*candidate),
+		byID:   make(map[krpc.ID]bool),
+	}
+}
+
+// add offers a candidate. Nodes without a known id (bootstrap addresses)
+// sort after every known node and are not counted among the K closest.
+func (t *traversal) add(n krpc.NodeInfo, known bool) {
+	a := n.Addr
+	if !a.IsValid() || a.Port() == 0 || a.Addr().IsUnspecified() {
+		return
+	}
+	if known && (n.ID == t.self || t.byID[n.ID]) {
+		return
+	}
+	if _, dup := t.byAddr[a]; dup {
+		return
+	}
+	c := &candidate{info: n, known: known}
+	t.byAddr[a] = c
+	if known {
+		t.byID[n.ID] = true
+	}
+	// insert sorted: known nodes by XOR distance, unknown ones last.
+	i := sort.Search(len(t.cands), func(i int) bool {
+		o := t.cands[i]
+		if !o.known {
+			return true
+		}
+		return known && routing.CompareDistance(t.target, n.ID, o.info.ID) < 0
+	})
+	t.cands = append(t.cands, nil)
+	copy(t.cands[i+1:], t.cands[i:])
+	t.cands[i] = c
+	if len(t.cands) > maxCandidates {
+		// drop the farthest unqueried candidate
+		for j := len(t.cands) - 1; j >= 0; j-- {
+			if t.cands[j].state == stUnqueried {
+				delete(t.byAddr, t.cands[j].info.Addr)
+				t.cands = append(t.cands[:j], t.cands[j+1:]...)
+				break
+			}
+		}
+	}
+}
+
+type reply struct {
+	c   *candidate
+	msg *krpc.Msg
+	err error
+}
+
+// run executes the lookup until it settles or ctx ends.
+func (t *traversal) run(ctx context.Context) LookupResult {
+	start := time.Now()
+	res := LookupResult{Target: t.target}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	replies := make(chan reply, t.alpha)
+	inFlight := 0
+	stopped := false
+	for {
+		if !stopped && ctx.Err() == nil {
+			for inFlight < t.alpha {
+				c := t.next()
+				if c == nil {
+					break
+				}
+				c.state = stInFlight
+				inFlight++
+				res.Queried++
+				go func(c *candidate) {
+					m, err := t.query(ctx, c.info.Addr)
+					replies <- reply{c, m, err}
+				}(c)
+			}
+		}
+		if inFlight == 0 {
+			break
+		}
+		r := <-replies
+		inFlight--
+		if r.err != nil || r.msg == nil || r.msg.R == nil {
+			r.c.state = stFailed
+			if !errors.Is(r.err, context.Canceled) {
+				res.Failed++
+			}
+			continue
+		}
+		r.c.state = stAnswered
+		r.c.reply = r.msg
+		r.c.info.ID = r.msg.R.ID
+		if !r.c.known {
+			// a bootstrap address answered: it now has an id and a place.
+			r.c.known = true
+			t.resort()
+		}
+		for _, n := range r.msg.R.Nodes {
+			t.add(n, true)
+		}
+		for _, n := range r.msg.R.Nodes6 {
+			t.add(n, true)
+		}
+		if !stopped && t.onReply != nil && t.onReply(r.c.info, r.msg) {
+			stopped = true
+			cancel()
+		}
+		if t.settled() {
+			stopped = true
+			cancel()
+		}
+	}
+	for _, c := range t.cands {
+		if c.state == stAnswered && len(res.Closest) < t.k {
+			res.Closest = append(res.Closest, Found{Node: c.info, Reply: c.reply})
+		}
+	}
+	res.Elapsed = time.Since(start)
+	return res
+}
+
+// next returns the closest unqueried candidate among the K closest
+// non-failed ones (or any unknown-id bootstrap address), or nil.
+func (t *traversal) next() *candidate {
+	live := 0
+	for _, c := range t.cands {
+		if c.state == stFailed {
+			continue
+		}
+		if c.known {
+			if live >= t.k {
+				continue
+			}
+			live++
+		}
+		if c.state == stUnqueried {
+			return c
+		}
+	}
+	return nil
+}
+
+// settled reports whether the K closest non-failed known candidates have
+// all answered.
+func (t *traversal) settled() bool {
+	live := 0
+	for _, c := range t.cands {
+		if c.state == stFailed || !c.known {
+			continue
+		}
+		if c.state != stAnswered {
+			return false
+		}
+		live++
+		if live >= t.k {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *traversal) resort() {
+	sort.SliceStable(t.cands, func(i, j int) bool {
+		a, b := t.cands[i], t.cands[j]
+		if a.known != b.known {
+			return a.known
+		}
+		if !a.known {
+			return false
+		}
+		return routing.CompareDistance(t.target, a.info.ID, b.info.ID) < 0
+	})
+	for _, c := range t.cands {
+		if c.known {
+			t.byID[c.info.ID] = true
+		}
+	}
+}

@@ -1,0 +1,362 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/metrics"
+	"github.com/dhtd/dhtd/routing"
+	"github.com/dhtd/dhtd/storage"
+)
+
+// Node is a Mainline DHT node. Create it with New; Close stops every
+// goroutine it started and closes its socket.
+type Node struct {
+	cfg     Config
+	id      krpc.ID
+	log     *slog.Logger
+	clock   krpc.Clock
+	srv     *krpc.Server
+	table   *routing.Table
+	tokens  *storage.Tokens
+	peers   *storage.PeerStore
+	items   *storage.ItemStore
+	metrics *metrics.Metrics
+	started time.Time
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	pingSlots   chan struct{} // bounds background pings
+	lookupSlots chan struct{} // bounds background lookups
+
+	mu         sync.Mutex
+	bootstraps []netip.AddrPort // resolved bootstrap addresses
+	lastBoot   time.Time
+}
+
+// New opens the socket (unless cfg.Conn is given) and starts serving. It
+// does not join the network: call Bootstrap for that.
+func New(cfg Config) (*Node, error) {
+	cfg.setDefaults()
+	pc := cfg.Conn
+	if pc == nil {
+		var err error
+		pc, err = net.ListenPacket(udpNetwork(cfg.Listen), cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		}
+	}
+	id := cfg.ID
+	if id.IsZero() {
+		id = krpc.RandomID()
+	}
+	now := cfg.Clock.Now()
+	n := &Node{
+		cfg:         cfg,
+		id:          id,
+		log:         cfg.Logger,
+		clock:       cfg.Clock,
+		table:       routing.NewTable(id, cfg.Table),
+		tokens:      storage.NewTokens(nil, now),
+		peers:       storage.NewPeerStore(id, cfg.Peers),
+		items:       storage.NewItemStore(id, cfg.Items),
+		metrics:     metrics.New(cfg.Registry, metrics.BuildInfo{Version: Version, GoVersion: goVersion()}),
+		started:     now,
+		pingSlots:   make(chan struct{}, cfg.MaxBackgroundPings),
+		lookupSlots: make(chan struct{}, cfg.MaxLookups),
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.registerSources()
+	n.srv = krpc.NewServer(pc, n.handleQuery, krpc.ServerConfig{
+		QueryTimeout:  cfg.QueryTimeout,
+		MaxInFlight:   cfg.MaxInFlight,
+		ClientVersion: ClientVersion,
+		ReadOnly:      cfg.ReadOnly,
+		Clock:         cfg.Clock,
+		Logger:        cfg.Logger,
+		Events:        n.serverEvents(),
+	})
+	n.srv.SetResponseHook(n.onResponse)
+	n.wg.Add(1)
+	go n.maintain()
+	n.log.Info("dht node started", "id", id, "addr", n.srv.LocalAddr())
+	return n, nil
+}
+
+func udpNetwork(addr string) string {
+	if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Addr().Is4() {
+		return "udp4"
+	}
+	return "udp"
+}
+
+// ID returns the node id.
+func (n *Node) ID() krpc.ID { return n.id }
+
+// Addr returns the local UDP address.
+func (n *Node) Addr() netip.AddrPort { return n.srv.LocalAddr() }
+
+// Info returns the node's id and address.
+func (n *Node) Info() krpc.NodeInfo { return krpc.NodeInfo{ID: n.id, Addr: n.Addr()} }
+
+// Table returns the routing table.
+func (n *Node) Table() *routing.Table { return n.table }
+
+// Registry returns the Prometheus registry the node's metrics are on.
+func (n *Node) Registry() *prometheus.Registry { return n.cfg.Registry }
+
+// Metrics returns the node's collectors.
+func (n *Node) Metrics() *metrics.Metrics { return n.metrics }
+
+// Close stops the node: it cancels lookups, stops the timers, closes the
+// socket and waits for every goroutine the node started.
+func (n *Node) Close() error {
+	n.cancel()
+	err := n.srv.Close()
+	n.wg.Wait()
+	return err
+}
+
+// query sends one query and tells the routing table how it went.
+func (n *Node) query(ctx context.Context, to netip.AddrPort, method string, a *krpc.Args) (*krpc.Msg, error) {
+	if a == nil {
+		a = &krpc.Args{}
+	}
+	a.ID = n.id
+	m, err := n.srv.Query(ctx, to, method, a)
+	if err != nil {
+		var ke *krpc.Error
+		if !errors.As(err, &ke) && !errors.Is(err, context.Canceled) && !errors.Is(err, krpc.ErrClosed) {
+			n.table.Failed(to, n.clock.Now())
+		}
+		return m, err
+	}
+	return m, nil
+}
+
+// onResponse learns the responder of every matched answer: its address is
+// proven, so it may enter the routing table (routing.md §4).
+func (n *Node) onResponse(from netip.AddrPort, method string, m *krpc.Msg) {
+	if m.R == nil {
+		return
+	}
+	toPing := n.table.Responded(krpc.NodeInfo{ID: m.R.ID, Addr: from}, n.clock.Now(), 0)
+	for _, p := range toPing {
+		n.pingAsync(p.Addr)
+	}
+}
+
+// pingAsync pings addr in the background if a slot is free; the answer
+// reaches the table through onResponse, a timeout through query.
+func (n *Node) pingAsync(addr netip.AddrPort) {
+	select {
+	case n.pingSlots <- struct{}{}:
+	default:
+		n.metrics.PacketsDropped.WithLabelValues("queue_full").Inc()
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer func() { <-n.pingSlots }()
+		_, _ = n.query(n.ctx, addr, krpc.MethodPing, nil)
+	}()
+}
+
+// Ping sends one ping and returns the responder's id and the round trip.
+func (n *Node) Ping(ctx context.Context, addr netip.AddrPort) (krpc.ID, time.Duration, error) {
+	start := n.clock.Now()
+	m, err := n.query(ctx, addr, krpc.MethodPing, nil)
+	if err != nil {
+		return krpc.ID{}, 0, err
+	}
+	return m.R.ID, n.clock.Now().Sub(start), nil
+}
+
+// FindNode runs an iterative find_node lookup for target and returns the K
+// closest nodes that answered.
+func (n *Node) FindNode(ctx context.Context, target krpc.ID) (LookupResult, error) {
+	return n.lookup(ctx, "find_node", target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
+		return n.query(ctx, to, krpc.MethodFindNode, &krpc.Args{Target: &target})
+	}, nil)
+}
+
+// lookup runs a traversal seeded from the routing table (and the bootstrap
+// addresses when the table knows fewer than 3 nodes; practice, libtorrent).
+func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryFunc,
+	onReply func(krpc.NodeInfo, *krpc.Msg) bool) (LookupResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.LookupTimeout)
+	defer cancel()
+	start := n.clock.Now()
+	t := newTraversal(n.id, target, n.cfg.K, n.cfg.Alpha, q)
+	t.onReply = onReply
+	for _, c := range n.table.Closest(target, n.cfg.K) {
+		t.add(c, true)
+	}
+	if len(t.cands) < 3 {
+		for _, a := range n.bootstrapAddrs() {
+			t.add(krpc.NodeInfo{Addr: a}, false)
+		}
+	}
+	if len(t.cands) == 0 {
+		n.metrics.Lookups.WithLabelValues(kind, "failed").Inc()
+		return LookupResult{Target: target}, fmt.Errorf("lookup %s %s: no nodes known and no bootstrap addresses", kind, target)
+	}
+	res := t.run(ctx)
+	res.Elapsed = n.clock.Now().Sub(start)
+	outcome := "ok"
+	switch {
+	case len(res.Closest) == 0:
+		outcome = "failed"
+	case ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled):
+		outcome = "cancelled"
+	}
+	n.metrics.Lookups.WithLabelValues(kind, outcome).Inc()
+	n.metrics.LookupDuration.WithLabelValues(kind).Observe(res.Elapsed.Seconds())
+	n.metrics.LookupQueries.WithLabelValues(kind).Observe(float64(res.Queried))
+	if len(res.Closest) == 0 {
+		return res, fmt.Errorf("lookup %s %s: no node answered (%d queried)", kind, target, res.Queried)
+	}
+	return res, nil
+}
+
+// bootstrapAddrs returns the resolved bootstrap addresses.
+func (n *Node) bootstrapAddrs() []netip.AddrPort {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]netip.AddrPort(nil), n.bootstraps...)
+}
+
+// resolve turns the configured bootstrap "host:port" strings into
+// addresses; names are looked up (IPv4 results only while the node is
+// IPv4-only). Unresolvable entries are logged and skipped.
+func (n *Node) resolve(ctx context.Context) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, hp := range n.cfg.Bootstrap {
+		if ap, err := netip.ParseAddrPort(hp); err == nil {
+			out = append(out, ap)
+			continue
+		}
+		host, portStr, err := net.SplitHostPort(hp)
+		if err != nil {
+			n.log.Warn("bootstrap address", "addr", hp, "err", err)
+			continue
+		}
+		port, err := strconv.ParseUint(portStr, 10, 16)
+		if err != nil || port == 0 {
+			n.log.Warn("bootstrap port", "addr", hp, "err", err)
+			continue
+		}
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
+		if err != nil {
+			n.log.Warn("resolve bootstrap", "host", host, "err", err)
+			continue
+		}
+		for _, ip := range ips {
+			out = append(out, netip.AddrPortFrom(ip.Unmap(), uint16(port)))
+		}
+	}
+	return out
+}
+
+// Bootstrap joins the network (BEP 5, routing.md §6): it resolves the
+// bootstrap addresses, looks up our own id, then refreshes every bucket
+// that is not full. It returns once that is done.
+func (n *Node) Bootstrap(ctx context.Context) error {
+	addrs := n.resolve(ctx)
+	n.mu.Lock()
+	if len(addrs) > 0 {
+		n.bootstraps = addrs
+	}
+	n.lastBoot = n.clock.Now()
+	n.mu.Unlock()
+	res, err := n.lookup(ctx, "bootstrap", n.id, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
+		return n.query(ctx, to, krpc.MethodFindNode, &krpc.Args{Target: &n.id})
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	n.log.Info("bootstrap done", "closest", len(res.Closest), "queried", res.Queried, "table", n.table.Len())
+	n.refreshBuckets(ctx, true)
+	return nil
+}
+
+// refreshBuckets looks up a random id in each bucket that is stale (or,
+// with all, that is not full), one lookup at a time.
+func (n *Node) refreshBuckets(ctx context.Context, all bool) {
+	var targets []krpc.ID
+	now := n.clock.Now()
+	if all {
+		for _, b := range n.table.Snapshot(now) {
+			if len(b.Nodes) < n.cfg.K {
+				targets = append(targets, routing.RandomIDInBucket(n.id, b.Index, b.Last))
+			}
+		}
+	} else {
+		targets = n.table.RefreshTargets(now)
+	}
+	for _, t := range targets {
+		if ctx.Err() != nil {
+			return
+		}
+		target := t
+		_, _ = n.lookup(ctx, "refresh", target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
+			return n.query(ctx, to, krpc.MethodFindNode, &krpc.Args{Target: &target})
+		}, nil)
+	}
+}
+
+// maintain is the node's timer loop: every MaintenanceInterval it pings
+// questionable nodes (the liveness timer), refreshes buckets unchanged for
+// the refresh interval, expires stored data, and re-bootstraps when the
+// table has run dry.
+func (n *Node) maintain() {
+	defer n.wg.Done()
+	tick := make(chan struct{}, 1)
+	var timer krpc.Timer
+	arm := func() {
+		timer = n.clock.AfterFunc(n.cfg.MaintenanceInterval, func() {
+			select {
+			case tick <- struct{}{}:
+			default:
+			}
+		})
+	}
+	arm()
+	defer func() { timer.Stop() }()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-tick:
+		}
+		now := n.clock.Now()
+		for _, q := range n.table.Questionable(now, n.cfg.MaxBackgroundPings) {
+			n.pingAsync(q.Addr)
+		}
+		n.peers.Expire(now)
+		n.items.Expire(now)
+		good, _, _ := n.table.Counts(now)
+		n.mu.Lock()
+		reboot := good < 2 && len(n.cfg.Bootstrap) > 0 && now.Sub(n.lastBoot) > 5*n.cfg.MaintenanceInterval
+		n.mu.Unlock()
+		if reboot {
+			_ = n.Bootstrap(n.ctx)
+		} else {
+			n.refreshBuckets(n.ctx, false)
+		}
+		arm()
+	}
+}

@@ -1,0 +1,266 @@
+package routing
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/dhtd/dhtd/krpc"
+)
+
+// insert places e, which is tracked but in no list, into its bucket:
+// live if there is room (splitting the last bucket when needed) or a bad
+// node to replace, else into the replacement cache. It returns the bucket's
+// questionable nodes when e had to wait in the cache. Caller holds t.mu.
+func (t *Table) insert(e *entry, now time.Time) (toPing []krpc.NodeInfo) {
+	splitFrom := -1
+	for {
+		i := t.bucketIndex(e.info.ID)
+		b := t.buckets[i]
+		if len(b.nodes) < t.cfg.K {
+			if t.subnetOK(b, e, nil) {
+				t.addLive(b, e, now)
+			} else {
+				t.addRepl(b, e)
+			}
+			break
+		}
+		if t.canSplit(i) {
+			if splitFrom < 0 {
+				splitFrom = i
+			}
+			t.split(now)
+			continue
+		}
+		if bad := t.worstBad(b, now); bad != nil && t.subnetOK(b, e, bad) {
+			t.drop(bad)
+			t.addLive(b, e, now)
+			break
+		}
+		t.addRepl(b, e)
+		toPing = t.questionable(b, now)
+		break
+	}
+	if splitFrom >= 0 {
+		// Buckets created by the split may have room for cached nodes.
+		for _, b := range t.buckets[splitFrom:] {
+			t.fill(b, now)
+		}
+	}
+	return toPing
+}
+
+func (t *Table) bucketIndex(id krpc.ID) int {
+	return min(CommonPrefixLen(t.self, id), len(t.buckets)-1)
+}
+
+func (t *Table) bucketOf(id krpc.ID) *bucket { return t.buckets[t.bucketIndex(id)] }
+
+// canSplit reports whether bucket i may split: only the last bucket, the one
+// covering our own id, ever splits (BEP 5).
+func (t *Table) canSplit(i int) bool {
+	return i == len(t.buckets)-1 && len(t.buckets) < MaxBuckets
+}
+
+// split divides the last bucket: nodes sharing exactly last bits with us
+// stay, the rest move to a new last bucket.
+func (t *Table) split(now time.Time) {
+	last := len(t.buckets) - 1
+	old := t.buckets[last]
+	nb := &bucket{lastChanged: now}
+	old.lastChanged = now
+	moves := func(e *entry) bool { return CommonPrefixLen(t.self, e.info.ID) > last }
+	for _, e := range old.nodes {
+		if moves(e) {
+			nb.nodes = append(nb.nodes, e)
+		}
+	}
+	for _, e := range old.repl {
+		if moves(e) {
+			nb.repl = append(nb.repl, e)
+		}
+	}
+	old.nodes = slices.DeleteFunc(old.nodes, moves)
+	old.repl = slices.DeleteFunc(old.repl, moves)
+	t.buckets = append(t.buckets, nb)
+}
+
+// wantsNode reports whether bucket b would take a new confirmed node: it
+// has room, can split, or holds a node that is not good.
+func (t *Table) wantsNode(b *bucket, now time.Time) bool {
+	if len(b.nodes) < t.cfg.K || (b == t.buckets[len(t.buckets)-1] && len(t.buckets) < MaxBuckets) {
+		return true
+	}
+	for _, e := range b.nodes {
+		if e.state(now, &t.cfg) != Good {
+			return true
+		}
+	}
+	return false
+}
+
+// worstBad returns b's bad node with the most failures (oldest answer on a
+// tie), or nil.
+func (t *Table) worstBad(b *bucket, now time.Time) *entry {
+	var worst *entry
+	for _, e := range b.nodes {
+		if e.state(now, &t.cfg) != Bad {
+			continue
+		}
+		if worst == nil || e.failures > worst.failures ||
+			e.failures == worst.failures && e.lastResponse.Before(worst.lastResponse) {
+			worst = e
+		}
+	}
+	return worst
+}
+
+// questionable returns b's questionable nodes, least recently seen first.
+func (t *Table) questionable(b *bucket, now time.Time) []krpc.NodeInfo {
+	var qs []*entry
+	for _, e := range b.nodes {
+		if e.state(now, &t.cfg) == Questionable {
+			qs = append(qs, e)
+		}
+	}
+	if len(qs) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(qs, func(x, y *entry) int { return x.lastSeen().Compare(y.lastSeen()) })
+	return infos(qs, 0)
+}
+
+// fill promotes b's confirmed cached nodes, most recently seen first, while
+// b has room.
+func (t *Table) fill(b *bucket, now time.Time) {
+	for len(b.nodes) < t.cfg.K {
+		var best *entry
+		for _, e := range b.repl {
+			if e.confirmed() && t.subnetOK(b, e, nil) && (best == nil || e.lastSeen().After(best.lastSeen())) {
+				best = e
+			}
+		}
+		if best == nil {
+			return
+		}
+		b.repl = deleteEntry(b.repl, best)
+		t.addLive(b, best, now)
+	}
+}
+
+func (t *Table) addLive(b *bucket, e *entry, now time.Time) {
+	e.live = true
+	b.nodes = append(b.nodes, e)
+	b.lastChanged = now
+	t.live++
+}
+
+// addRepl puts tracked entry e in b's replacement cache. When the cache is
+// full the oldest unconfirmed entry is evicted; if there is none, a
+// confirmed e evicts the oldest confirmed entry and an unconfirmed e is
+// dropped, so unproven nodes never push out proven ones.
+func (t *Table) addRepl(b *bucket, e *entry) {
+	e.live = false
+	if len(b.repl) >= t.cfg.ReplacementSize {
+		victim := oldest(b.repl, false)
+		if victim == nil && e.confirmed() {
+			victim = oldest(b.repl, true)
+		}
+		if victim == nil {
+			t.untrack(e)
+			return
+		}
+		b.repl = deleteEntry(b.repl, victim)
+		t.untrack(victim)
+	}
+	b.repl = append(b.repl, e)
+}
+
+// oldest returns the least recently seen entry of es whose confirmed status
+// is confirmed, or nil.
+func oldest(es []*entry, confirmed bool) *entry {
+	var o *entry
+	for _, e := range es {
+		if e.confirmed() == confirmed && (o == nil || e.lastSeen().Before(o.lastSeen())) {
+			o = e
+		}
+	}
+	return o
+}
+
+// drop removes e from its bucket (live list or cache) and the indexes.
+func (t *Table) drop(e *entry) {
+	b := t.bucketOf(e.info.ID)
+	if e.live {
+		b.nodes = deleteEntry(b.nodes, e)
+		t.live--
+		e.live = false
+	} else {
+		b.repl = deleteEntry(b.repl, e)
+	}
+	t.untrack(e)
+}
+
+func (t *Table) track(e *entry) {
+	t.byAddr[e.info.Addr] = e
+	t.byID[e.info.ID] = e
+	t.perIP[e.info.Addr.Addr()]++
+}
+
+func (t *Table) untrack(e *entry) {
+	delete(t.byAddr, e.info.Addr)
+	delete(t.byID, e.info.ID)
+	ip := e.info.Addr.Addr()
+	if t.perIP[ip]--; t.perIP[ip] <= 0 {
+		delete(t.perIP, ip)
+	}
+}
+
+// ipFull reports whether ip already has MaxPerIP entries.
+func (t *Table) ipFull(ip netip.Addr) bool {
+	return t.cfg.MaxPerIP > 0 && t.perIP[ip] >= t.cfg.MaxPerIP
+}
+
+// roomForIP reports whether a proven node at ip may be added under
+// MaxPerIP, first evicting unconfirmed cache entries at ip (oldest first)
+// if that is what stands in the way: a proven address beats unproven claims.
+func (t *Table) roomForIP(ip netip.Addr) bool {
+	for t.ipFull(ip) {
+		var victim *entry
+		for _, b := range t.buckets {
+			for _, e := range b.repl {
+				if !e.confirmed() && e.info.Addr.Addr() == ip && (victim == nil || e.lastSeen().Before(victim.lastSeen())) {
+					victim = e
+				}
+			}
+		}
+		if victim == nil {
+			return false
+		}
+		t.drop(victim)
+	}
+	return true
+}
+
+// subnetOK reports whether e may join b's live nodes under
+// MaxPerSubnetPerBucket, not counting except (a node about to be replaced).
+func (t *Table) subnetOK(b *bucket, e, except *entry) bool {
+	if t.cfg.MaxPerSubnetPerBucket <= 0 {
+		return true
+	}
+	sn := subnetOf(e.info.Addr.Addr())
+	n := 0
+	for _, o := range b.nodes {
+		if o != except && o != e && sn.Contains(o.info.Addr.Addr().WithZone("")) {
+			n++
+		}
+	}
+	return n < t.cfg.MaxPerSubnetPerBucket
+}
+
+func deleteEntry(es []*entry, e *entry) []*entry {
+	if i := slices.Index(es, e); i >= 0 {
+		return slices.Delete(es, i, i+1)
+	}
+	return es
+}

@@ -1,0 +1,67 @@
+package routing
+
+import "time"
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultK               = 8                // bucket size (BEP 5)
+	DefaultReplacementSize = 8                // replacement cache per bucket (libtorrent practice)
+	DefaultGoodWindow      = 15 * time.Minute // good/questionable boundary (BEP 5)
+	DefaultMaxFailures     = 2                // consecutive failures before a node is bad (BEP 5 "multiple")
+	DefaultRefreshInterval = 15 * time.Minute // bucket refresh after this long unchanged (BEP 5)
+)
+
+// MaxBuckets is the most buckets a table can have: one per possible shared
+// prefix length with our own id (routing.md §2).
+const MaxBuckets = 160
+
+// Config tunes a Table. The zero value of every field selects its default.
+type Config struct {
+	// K is the bucket size; default DefaultK (8, BEP 5).
+	K int
+	// ReplacementSize bounds each bucket's replacement cache; default
+	// DefaultReplacementSize (8).
+	ReplacementSize int
+	// GoodWindow is how recent an answer (or, for a node that has answered
+	// before, a query from it) must be for the node to be good; default
+	// DefaultGoodWindow (15 min, BEP 5).
+	GoodWindow time.Duration
+	// MaxFailures is the number of consecutive failed queries after which a
+	// node is bad; default DefaultMaxFailures (2: BEP 5 says "multiple" and
+	// asks to retry a failing node once before dropping it).
+	MaxFailures int
+	// RefreshInterval is how long a bucket may stay unchanged before
+	// RefreshTargets returns it; default DefaultRefreshInterval (15 min, BEP 5).
+	RefreshInterval time.Duration
+	// MaxPerIP limits the number of entries (live plus replacement caches)
+	// sharing one IP address across the whole table; 0 (default) means
+	// unlimited. libtorrent uses 1 (routing.md §4); loopback tests that run
+	// many nodes on 127.0.0.1 need it off. A node that answers us may evict
+	// unconfirmed cache entries at its IP to fit.
+	MaxPerIP int
+	// MaxPerSubnetPerBucket limits the live nodes of one bucket that share
+	// an IPv4 /24 or IPv6 /64; 0 (default) means unlimited. libtorrent uses 1
+	// (routing.md §4).
+	MaxPerSubnetPerBucket int
+}
+
+func (c Config) withDefaults() Config {
+	if c.K <= 0 {
+		c.K = DefaultK
+	}
+	if c.ReplacementSize <= 0 {
+		c.ReplacementSize = DefaultReplacementSize
+	}
+	if c.GoodWindow <= 0 {
+		c.GoodWindow = DefaultGoodWindow
+	}
+	if c.MaxFailures <= 0 {
+		c.MaxFailures = DefaultMaxFailures
+	}
+	if c.RefreshInterval <= 0 {
+		c.RefreshInterval = DefaultRefreshInterval
+	}
+	c.MaxPerIP = max(c.MaxPerIP, 0)
+	c.MaxPerSubnetPerBucket = max(c.MaxPerSubnetPerBucket, 0)
+	return c
+}

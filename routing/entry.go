@@ -1,0 +1,157 @@
+package routing
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/dhtd/dhtd/krpc"
+)
+
+// State is the liveness state of a routing table entry (BEP 5).
+type State int
+
+// Node states (BEP 5, routing.md §3).
+const (
+	// Good: the node answered one of our queries within the good window, or
+	// has answered at some time and sent us a query within the window.
+	Good State = iota
+	// Questionable: no such activity within the good window, or the node
+	// has never answered us.
+	Questionable
+	// Bad: the node failed to answer MaxFailures queries in a row.
+	Bad
+)
+
+// String returns "good", "questionable" or "bad".
+func (s State) String() string {
+	switch s {
+	case Good:
+		return "good"
+	case Questionable:
+		return "questionable"
+	case Bad:
+		return "bad"
+	}
+	return "unknown"
+}
+
+// Entry is a copy of what the table knows about one node.
+type Entry struct {
+	krpc.NodeInfo
+	FirstSeen    time.Time     // when the table first learned of the node
+	LastResponse time.Time     // last answer to one of our queries; zero if never
+	LastQuery    time.Time     // last query the node sent us; zero if never
+	Failures     int           // consecutive failed queries since the last answer
+	RTT          time.Duration // round-trip time of the last answer; 0 if unknown
+
+	goodWindow  time.Duration
+	maxFailures int
+}
+
+// Confirmed reports whether the node has ever answered one of our queries,
+// i.e. its address is proven.
+func (e Entry) Confirmed() bool { return !e.LastResponse.IsZero() }
+
+// State returns the node's state at now (BEP 5, routing.md §3): Bad after
+// MaxFailures consecutive failures; Good if it answered us within GoodWindow,
+// or answered at some time and queried us within GoodWindow; else
+// Questionable. Activity exactly GoodWindow old no longer counts.
+func (e Entry) State(now time.Time) State {
+	gw, mf := e.goodWindow, e.maxFailures
+	if gw <= 0 {
+		gw = DefaultGoodWindow
+	}
+	if mf <= 0 {
+		mf = DefaultMaxFailures
+	}
+	return stateOf(e.Failures, e.LastResponse, e.LastQuery, now, gw, mf)
+}
+
+func stateOf(failures int, lastResponse, lastQuery, now time.Time, gw time.Duration, mf int) State {
+	switch {
+	case failures >= mf:
+		return Bad
+	case lastResponse.IsZero():
+		return Questionable // nodes that never answer are not good (BEP 5)
+	case now.Sub(lastResponse) < gw, !lastQuery.IsZero() && now.Sub(lastQuery) < gw:
+		return Good
+	}
+	return Questionable
+}
+
+// entry is the table's mutable record of one node, live or in a
+// replacement cache.
+type entry struct {
+	info         krpc.NodeInfo
+	firstSeen    time.Time
+	lastResponse time.Time
+	lastQuery    time.Time
+	failures     int
+	rtt          time.Duration
+	live         bool // in a bucket's live list, not its replacement cache
+}
+
+func (e *entry) confirmed() bool { return !e.lastResponse.IsZero() }
+
+// lastSeen is the latest time we heard from the node in any way.
+func (e *entry) lastSeen() time.Time {
+	t := e.firstSeen
+	if e.lastResponse.After(t) {
+		t = e.lastResponse
+	}
+	if e.lastQuery.After(t) {
+		t = e.lastQuery
+	}
+	return t
+}
+
+func (e *entry) state(now time.Time, cfg *Config) State {
+	return stateOf(e.failures, e.lastResponse, e.lastQuery, now, cfg.GoodWindow, cfg.MaxFailures)
+}
+
+func (e *entry) export(cfg *Config) Entry {
+	return Entry{
+		NodeInfo:     e.info,
+		FirstSeen:    e.firstSeen,
+		LastResponse: e.lastResponse,
+		LastQuery:    e.lastQuery,
+		Failures:     e.failures,
+		RTT:          e.rtt,
+		goodWindow:   cfg.GoodWindow,
+		maxFailures:  cfg.MaxFailures,
+	}
+}
+
+// normalizeAddr unmaps IPv4-mapped IPv6 addresses so that one UDP endpoint
+// has one key.
+func normalizeAddr(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}
+
+// usableAddr reports whether a (normalized) address may enter the table:
+// routing.md §4 says never to add port 0 or unspecified/0.x.x.x addresses;
+// multicast and the IPv4 broadcast address cannot be a node either.
+func usableAddr(a netip.AddrPort) bool {
+	ip := a.Addr()
+	if !a.IsValid() || a.Port() == 0 || ip.IsUnspecified() || ip.IsMulticast() {
+		return false
+	}
+	if ip.Is4() {
+		b := ip.As4()
+		if b[0] == 0 || b == [4]byte{255, 255, 255, 255} {
+			return false
+		}
+	}
+	return true
+}
+
+// subnetOf returns the /24 (IPv4) or /64 (IPv6) containing ip, the unit of
+// the per-bucket subnet limit (routing.md §4, libtorrent practice).
+func subnetOf(ip netip.Addr) netip.Prefix {
+	bitsLen := 64
+	if ip.Is4() {
+		bitsLen = 24
+	}
+	p, _ := ip.WithZone("").Prefix(bitsLen)
+	return p
+}

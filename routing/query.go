@@ -1,0 +1,246 @@
+package routing
+
+import (
+	"cmp"
+	"encoding/binary"
+	"slices"
+	"time"
+
+	"github.com/dhtd/dhtd/krpc"
+)
+
+// sortAllAbove is the result size above which Closest sorts every candidate
+// instead of keeping a bounded sorted selection (whose insertion cost grows
+// with n).
+const sortAllAbove = 32
+
+// Closest returns the n live, non-bad nodes closest to target by XOR
+// distance (BEP 5), closest first. It considers every live node, so the
+// result is exactly the n closest the table knows. Fewer are returned when
+// the table holds fewer.
+func (t *Table) Closest(target krpc.ID, n int) []krpc.NodeInfo {
+	return t.ClosestFunc(target, n, nil)
+}
+
+// ClosestFunc is Closest restricted to the nodes for which keep returns
+// true; a nil keep keeps every non-bad node. keep runs with the table
+// locked and must not call the table. For example, to return only good
+// nodes:
+//
+//	t.ClosestFunc(target, 8, func(e Entry) bool { return e.State(now) == Good })
+func (t *Table) ClosestFunc(target krpc.ID, n int, keep func(Entry) bool) []krpc.NodeInfo {
+	if n <= 0 {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+
+	if n > sortAllAbove || n >= t.live {
+		all := make([]candidate, 0, t.live)
+		for _, b := range t.buckets {
+			for _, e := range b.nodes {
+				if t.closestOK(e, keep) {
+					all = append(all, candidate{distanceTo(&target, &e.info.ID), e})
+				}
+			}
+		}
+		slices.SortFunc(all, func(a, b candidate) int { return a.d.cmp(b.d) })
+		return candidateInfos(all[:min(n, len(all))])
+	}
+	// Bounded insertion into a sorted selection of at most n <= sortAllAbove
+	// candidates, kept on the stack.
+	var buf [sortAllAbove]candidate
+	best := buf[:0]
+	for _, b := range t.buckets {
+		for _, e := range b.nodes {
+			if !t.closestOK(e, keep) {
+				continue
+			}
+			d := distanceTo(&target, &e.info.ID)
+			if len(best) == n && d.cmp(best[n-1].d) >= 0 {
+				continue
+			}
+			j := len(best)
+			if j < n {
+				best = append(best, candidate{})
+			} else {
+				j = n - 1
+			}
+			for ; j > 0 && d.cmp(best[j-1].d) < 0; j-- {
+				best[j] = best[j-1]
+			}
+			best[j] = candidate{d, e}
+		}
+	}
+	return candidateInfos(best)
+}
+
+// closestOK reports whether live entry e may be returned by ClosestFunc.
+// Caller holds t.mu.
+func (t *Table) closestOK(e *entry, keep func(Entry) bool) bool {
+	if e.failures >= t.cfg.MaxFailures {
+		return false // bad
+	}
+	return keep == nil || keep(e.export(&t.cfg))
+}
+
+// distance is an XOR distance (BEP 5) split into machine words so that
+// comparing two distances costs at most three integer comparisons.
+type distance struct {
+	hi, mid uint64
+	lo      uint32
+}
+
+func distanceTo(target, id *krpc.ID) distance {
+	be := binary.BigEndian
+	return distance{
+		hi:  be.Uint64(target[0:8]) ^ be.Uint64(id[0:8]),
+		mid: be.Uint64(target[8:16]) ^ be.Uint64(id[8:16]),
+		lo:  be.Uint32(target[16:20]) ^ be.Uint32(id[16:20]),
+	}
+}
+
+func (a distance) cmp(b distance) int {
+	if c := cmp.Compare(a.hi, b.hi); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.mid, b.mid); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.lo, b.lo)
+}
+
+type candidate struct {
+	d distance
+	e *entry
+}
+
+func candidateInfos(cs []candidate) []krpc.NodeInfo {
+	out := make([]krpc.NodeInfo, len(cs))
+	for i, c := range cs {
+		out[i] = c.e.info
+	}
+	return out
+}
+
+// Get returns the live entry with the given id.
+func (t *Table) Get(id krpc.ID) (Entry, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e := t.byID[id]; e != nil && e.live {
+		return e.export(&t.cfg), true
+	}
+	return Entry{}, false
+}
+
+// Len returns the number of live nodes (replacement caches not counted).
+func (t *Table) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.live
+}
+
+// NumBuckets returns the current number of buckets, 1..MaxBuckets.
+func (t *Table) NumBuckets() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.buckets)
+}
+
+// Counts returns the number of live nodes in each state at now.
+func (t *Table) Counts(now time.Time) (good, questionable, bad int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, b := range t.buckets {
+		for _, e := range b.nodes {
+			switch e.state(now, &t.cfg) {
+			case Good:
+				good++
+			case Questionable:
+				questionable++
+			case Bad:
+				bad++
+			}
+		}
+	}
+	return good, questionable, bad
+}
+
+// Questionable returns up to limit live questionable nodes for the liveness
+// timer to ping, least recently seen first (BEP 5); limit <= 0 means all. The
+// caller reports each outcome through Responded or Failed.
+func (t *Table) Questionable(now time.Time, limit int) []krpc.NodeInfo {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var qs []*entry
+	for _, b := range t.buckets {
+		for _, e := range b.nodes {
+			if e.state(now, &t.cfg) == Questionable {
+				qs = append(qs, e)
+			}
+		}
+	}
+	slices.SortStableFunc(qs, func(x, y *entry) int { return x.lastSeen().Compare(y.lastSeen()) })
+	return infos(qs, limit)
+}
+
+// Candidates returns up to limit replacement-cache nodes worth pinging, most
+// recently seen first; limit <= 0 means all. A candidate qualifies when its
+// bucket would take it: the bucket has room, can split, or holds a node that
+// is not good. When a candidate answers, the caller calls Responded.
+func (t *Table) Candidates(now time.Time, limit int) []krpc.NodeInfo {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var cs []*entry
+	for _, b := range t.buckets {
+		if len(b.repl) > 0 && t.wantsNode(b, now) {
+			cs = append(cs, b.repl...)
+		}
+	}
+	slices.SortStableFunc(cs, func(x, y *entry) int { return y.lastSeen().Compare(x.lastSeen()) })
+	return infos(cs, limit)
+}
+
+// RefreshTargets returns, for every bucket unchanged for RefreshInterval, a
+// random id inside it to look up (BEP 5, routing.md §5), and marks those
+// buckets changed at now so they are not returned again until another
+// RefreshInterval has passed. A new table's bucket is stale at once.
+func (t *Table) RefreshTargets(now time.Time) []krpc.ID {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var ids []krpc.ID
+	last := len(t.buckets) - 1
+	for i, b := range t.buckets {
+		if now.Sub(b.lastChanged) >= t.cfg.RefreshInterval {
+			ids = append(ids, RandomIDInBucket(t.self, i, i == last))
+			b.lastChanged = now
+		}
+	}
+	return ids
+}
+
+// Nodes returns every live node, bucket by bucket from the farthest, for
+// persisting the table across restarts (BEP 5).
+func (t *Table) Nodes() []krpc.NodeInfo {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]krpc.NodeInfo, 0, t.live)
+	for _, b := range t.buckets {
+		for _, e := range b.nodes {
+			out = append(out, e.info)
+		}
+	}
+	return out
+}
+
+// infos returns the NodeInfo of the first limit entries (all if limit <= 0).
+func infos(es []*entry, limit int) []krpc.NodeInfo {
+	if limit > 0 && len(es) > limit {
+		es = es[:limit]
+	}
+	out := make([]krpc.NodeInfo, len(es))
+	for i, e := range es {
+		out[i] = e.info
+	}
+	return out
+}

@@ -1,0 +1,461 @@
+package storage
+
+// The BEP 44 item store: immutable and mutable items in one table keyed by
+// target, with the storing-node rules of bep44.md §4 (cas, seq), expiry 2 h
+// after the last accepted put (bep44.md §6, BEP 44 "items MAY expire after 2
+// hours") and count and byte bounds that evict the items farthest from our
+// own id first.
+
+import (
+	"bytes"
+	"container/heap"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/dhtd/dhtd/krpc"
+)
+
+// Item is one BEP 44 item as stored.
+type Item struct {
+	V       []byte // raw bencoded value, kept byte for byte, never re-encoded
+	K       []byte // Ed25519 public key, 32 bytes (mutable only)
+	Salt    []byte // salt, at most MaxSaltLen bytes, nil if none (mutable only)
+	Seq     int64  // sequence number (mutable only)
+	Sig     []byte // Ed25519 signature over SignBuffer(Salt, Seq, V) (mutable only)
+	Mutable bool   // mutable (signed) or immutable item
+}
+
+// Target returns the item's target: MutableTarget(K, Salt) for a mutable
+// item, ImmutableTarget(V) for an immutable one (BEP 44).
+func (it Item) Target() krpc.ID {
+	if it.Mutable {
+		return MutableTarget(it.K, it.Salt)
+	}
+	return ImmutableTarget(it.V)
+}
+
+// size is the number of payload bytes the item holds, the unit of
+// ItemConfig.MaxBytes.
+func (it Item) size() int64 {
+	return int64(len(it.V) + len(it.K) + len(it.Salt) + len(it.Sig))
+}
+
+// clone returns a deep copy of it in a single allocation.
+func (it Item) clone() Item {
+	buf := make([]byte, 0, it.size())
+	sub := func(b []byte) []byte {
+		if len(b) == 0 {
+			return nil
+		}
+		start := len(buf)
+		buf = append(buf, b...)
+		return buf[start:len(buf):len(buf)]
+	}
+	return Item{
+		V:       sub(it.V),
+		K:       sub(it.K),
+		Salt:    sub(it.Salt),
+		Seq:     it.Seq,
+		Sig:     sub(it.Sig),
+		Mutable: it.Mutable,
+	}
+}
+
+// Defaults of ItemConfig.
+const (
+	// DefaultItemTTL: an item expires this long after its last accepted put
+	// or refresh (BEP 44: items MAY expire after 2 hours without
+	// re-announcement; practice, anacrolix: 2 h after the last put).
+	DefaultItemTTL = 2 * time.Hour
+	// DefaultMaxItems bounds the number of stored items (immutable and
+	// mutable together).
+	DefaultMaxItems = 10000
+	// DefaultMaxBytes bounds the payload bytes stored (see ItemConfig).
+	DefaultMaxBytes = 32 << 20
+)
+
+// ItemConfig configures an ItemStore. A zero or negative field takes its
+// default.
+type ItemConfig struct {
+	// TTL is how long an item lives after its last accepted put or refresh.
+	// Default DefaultItemTTL (2 h).
+	TTL time.Duration
+	// MaxItems is the largest number of items held. Default DefaultMaxItems
+	// (10000).
+	MaxItems int
+	// MaxBytes bounds the sum over items of len(V)+len(K)+len(Salt)+len(Sig)
+	// (payload only; per-item overhead is bounded by MaxItems). Default
+	// DefaultMaxBytes (32 MiB).
+	MaxBytes int64
+}
+
+// withDefaults returns c with every unset field defaulted.
+func (c ItemConfig) withDefaults() ItemConfig {
+	if c.TTL <= 0 {
+		c.TTL = DefaultItemTTL
+	}
+	if c.MaxItems <= 0 {
+		c.MaxItems = DefaultMaxItems
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+	return c
+}
+
+// ErrStoreFull is returned (wrapped) by ItemStore.Put when the store is at
+// its count or byte bound and every stored item is at least as close to our
+// id as the new one, so nothing may be evicted for it. Refusing storage is
+// not a protocol error: the put handler answers it with 202 (server error)
+// "storage full". Test with errors.Is.
+var ErrStoreFull = errors.New("storage: BEP 44 item store full")
+
+// ItemStats are the counters of an ItemStore. Gauges (Immutable, Mutable,
+// Bytes) describe the current content; the others count events since
+// NewItemStore.
+type ItemStats struct {
+	Immutable int   // immutable items stored
+	Mutable   int   // mutable items stored
+	Bytes     int64 // payload bytes stored (unit of ItemConfig.MaxBytes)
+
+	Stored    uint64 // puts that added a new item
+	Updated   uint64 // mutable puts that replaced an item with a higher seq
+	Refreshed uint64 // puts that only reset an item's expiry (identical re-put)
+	Evicted   uint64 // items evicted to make room for closer ones
+	Expired   uint64 // items removed because their TTL ran out
+
+	RejectedInvalid  uint64 // 203: item malformed (caller skipped validation)
+	RejectedCAS      uint64 // 301: cas present and != stored seq
+	RejectedSeqLess  uint64 // 302: seq lower than the stored seq
+	RejectedSeqEqual uint64 // 302: same seq as stored, different v
+	RejectedFull     uint64 // ErrStoreFull: no room and nothing farther to evict
+}
+
+// itemEntry is one stored item with its bookkeeping.
+type itemEntry struct {
+	item    Item
+	target  krpc.ID
+	dist    krpc.ID   // target XOR our id
+	expires time.Time // the item is gone at and after this instant
+	size    int64
+	expIdx  int // index in ItemStore.byExpiry
+	distIdx int // index in ItemStore.byDist
+}
+
+// itemExpiryHeap is a min-heap of entries by expiry time.
+type itemExpiryHeap []*itemEntry
+
+func (h itemExpiryHeap) Len() int           { return len(h) }
+func (h itemExpiryHeap) Less(i, j int) bool { return h[i].expires.Before(h[j].expires) }
+func (h itemExpiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].expIdx, h[j].expIdx = i, j
+}
+func (h *itemExpiryHeap) Push(x any) {
+	e := x.(*itemEntry)
+	e.expIdx = len(*h)
+	*h = append(*h, e)
+}
+func (h *itemExpiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	e.expIdx = -1
+	return e
+}
+
+// itemDistHeap is a max-heap of entries by XOR distance to our id: the root
+// is the farthest item, the first to evict.
+type itemDistHeap []*itemEntry
+
+func (h itemDistHeap) Len() int           { return len(h) }
+func (h itemDistHeap) Less(i, j int) bool { return h[j].dist.Less(h[i].dist) }
+func (h itemDistHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].distIdx, h[j].distIdx = i, j
+}
+func (h *itemDistHeap) Push(x any) {
+	e := x.(*itemEntry)
+	e.distIdx = len(*h)
+	*h = append(*h, e)
+}
+func (h *itemDistHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	e.distIdx = -1
+	return e
+}
+
+// ItemStore holds BEP 44 items for the node whose id is self. It is safe for
+// concurrent use. Time is passed in explicitly; the store never reads the
+// clock.
+type ItemStore struct {
+	self krpc.ID
+	cfg  ItemConfig
+
+	mu       sync.RWMutex
+	items    map[krpc.ID]*itemEntry
+	byExpiry itemExpiryHeap
+	byDist   itemDistHeap
+	stats    ItemStats
+}
+
+// NewItemStore returns an empty store for the node with id self; cfg's unset
+// fields take their defaults.
+func NewItemStore(self krpc.ID, cfg ItemConfig) *ItemStore {
+	return &ItemStore{
+		self:  self,
+		cfg:   cfg.withDefaults(),
+		items: make(map[krpc.ID]*itemEntry),
+	}
+}
+
+// Config returns the effective configuration (defaults applied).
+func (s *ItemStore) Config() ItemConfig { return s.cfg }
+
+// itemShapeError reports what is structurally wrong with it, or "" if
+// nothing. It repeats the cheap length checks of ValidatePutShape so that a
+// caller that skipped them cannot make the store hold malformed or oversized
+// items.
+func itemShapeError(it *Item, cas *int64) string {
+	switch {
+	case len(it.V) == 0:
+		return "missing v"
+	case len(it.V) > MaxValueLen:
+		return "v too big"
+	}
+	if !it.Mutable {
+		if len(it.K) > 0 || len(it.Sig) > 0 || len(it.Salt) > 0 || it.Seq != 0 || cas != nil {
+			return "immutable item with mutable fields"
+		}
+		return ""
+	}
+	switch {
+	case len(it.K) != ed25519.PublicKeySize:
+		return "invalid k"
+	case len(it.Sig) != ed25519.SignatureSize:
+		return "invalid sig"
+	case len(it.Salt) > MaxSaltLen:
+		return "salt too big"
+	case it.Seq < 0:
+		return "negative seq"
+	}
+	return ""
+}
+
+// Put stores it at it.Target() following the storing-node rules of
+// bep44.md §4 steps 6 and 7. The caller must already have applied
+// ValidatePutShape, the token check and VerifyPutSignature (BEP 44: a storing
+// node MUST verify the signature before storing); Put only repeats the cheap
+// length checks (203 if they fail). cas is the put's "cas" argument, nil if
+// absent.
+//
+// Immutable items are stored, or if already present their expiry is reset.
+// For a mutable item already stored at the target:
+//   - cas present and != stored seq: 301 (BEP 44 MUST);
+//   - seq < stored seq: 302;
+//   - seq == stored seq: identical v resets the expiry (success); a
+//     different v is refused with 302 (BEP 44: equal seq MUST be rejected
+//     unless v is identical; see the errata in README.md);
+//   - seq > stored seq: v, seq and sig are replaced (k and salt are the same
+//     bytes, since they determine the target).
+//
+// With nothing stored, cas is ignored (BEP 44: SHOULD). Every accepted put
+// sets the expiry to now + TTL (never earlier than it was).
+//
+// When the store is at its bounds, items strictly farther from our id (XOR
+// distance) than the new item's target are evicted, farthest first; if that
+// cannot make room, Put returns an error wrapping ErrStoreFull.
+//
+// Coded failures are returned as *krpc.Error (203, 301, 302). A failed Put
+// never changes the stored item. Put copies it; the caller may reuse its
+// buffers.
+func (s *ItemStore) Put(it Item, cas *int64, now time.Time) error {
+	target := it.Target()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expireLocked(now)
+
+	if msg := itemShapeError(&it, cas); msg != "" {
+		s.stats.RejectedInvalid++
+		return bep44Protocol(msg)
+	}
+	expires := now.Add(s.cfg.TTL)
+	e, ok := s.items[target]
+	if !ok {
+		return s.insertLocked(target, &it, expires)
+	}
+	if e.item.Mutable != it.Mutable {
+		// Needs a SHA-1 collision between v and k ‖ salt; refuse rather
+		// than let one kind shadow the other.
+		s.stats.RejectedInvalid++
+		return bep44Protocol("target holds an item of the other kind")
+	}
+	if !it.Mutable {
+		s.refreshLocked(e, expires)
+		return nil
+	}
+	switch old := &e.item; {
+	case cas != nil && *cas != old.Seq:
+		s.stats.RejectedCAS++
+		return &krpc.Error{Code: krpc.ErrCodeCASMismatch, Msg: bep44MsgCASMismatch}
+	case it.Seq < old.Seq:
+		s.stats.RejectedSeqLess++
+		return &krpc.Error{Code: krpc.ErrCodeSeqLessCurrent, Msg: bep44MsgSeqLess}
+	case it.Seq == old.Seq && !bytes.Equal(it.V, old.V):
+		s.stats.RejectedSeqEqual++
+		return &krpc.Error{Code: krpc.ErrCodeSeqLessCurrent, Msg: bep44MsgSeqLess}
+	case it.Seq == old.Seq:
+		s.refreshLocked(e, expires)
+		return nil
+	}
+	// Higher seq: replace, making room first if the new value is larger.
+	size := it.size()
+	if !s.makeRoomLocked(e.dist, 0, size-e.size) {
+		s.stats.RejectedFull++
+		return fmt.Errorf("put mutable item %s seq %d (%d bytes): %w", target, it.Seq, size, ErrStoreFull)
+	}
+	s.stats.Bytes += size - e.size
+	e.item, e.size = it.clone(), size
+	e.expires = laterTime(e.expires, expires)
+	heap.Fix(&s.byExpiry, e.expIdx)
+	s.stats.Updated++
+	return nil
+}
+
+// insertLocked adds a new item at target, evicting farther items if needed.
+func (s *ItemStore) insertLocked(target krpc.ID, it *Item, expires time.Time) error {
+	dist := target.Xor(s.self)
+	size := it.size()
+	if !s.makeRoomLocked(dist, 1, size) {
+		s.stats.RejectedFull++
+		kind := "immutable"
+		if it.Mutable {
+			kind = "mutable"
+		}
+		return fmt.Errorf("put %s item %s (%d bytes): %w", kind, target, size, ErrStoreFull)
+	}
+	e := &itemEntry{item: it.clone(), target: target, dist: dist, expires: expires, size: size}
+	s.items[target] = e
+	heap.Push(&s.byExpiry, e)
+	heap.Push(&s.byDist, e)
+	s.stats.Bytes += size
+	if it.Mutable {
+		s.stats.Mutable++
+	} else {
+		s.stats.Immutable++
+	}
+	s.stats.Stored++
+	return nil
+}
+
+// refreshLocked resets e's expiry after an identical re-put.
+func (s *ItemStore) refreshLocked(e *itemEntry, expires time.Time) {
+	e.expires = laterTime(e.expires, expires)
+	heap.Fix(&s.byExpiry, e.expIdx)
+	s.stats.Refreshed++
+}
+
+// makeRoomLocked makes the store able to take addItems more items and
+// addBytes more bytes by evicting items strictly farther than dist from our
+// id, farthest first. It evicts nothing and reports false if that is not
+// enough.
+func (s *ItemStore) makeRoomLocked(dist krpc.ID, addItems int, addBytes int64) bool {
+	count, size := len(s.items), s.stats.Bytes
+	fits := func() bool {
+		return count+addItems <= s.cfg.MaxItems && size+addBytes <= s.cfg.MaxBytes
+	}
+	if fits() {
+		return true
+	}
+	var victims []*itemEntry
+	for !fits() {
+		if len(s.byDist) == 0 || !dist.Less(s.byDist[0].dist) {
+			// Nothing farther left: undo the tentative pops.
+			for _, v := range victims {
+				heap.Push(&s.byDist, v)
+			}
+			return false
+		}
+		v := heap.Pop(&s.byDist).(*itemEntry)
+		victims = append(victims, v)
+		count--
+		size -= v.size
+	}
+	for _, v := range victims {
+		heap.Remove(&s.byExpiry, v.expIdx)
+		s.forgetLocked(v)
+		s.stats.Evicted++
+	}
+	return true
+}
+
+// forgetLocked drops e from the map and the gauges; the caller has already
+// removed it from both heaps.
+func (s *ItemStore) forgetLocked(e *itemEntry) {
+	delete(s.items, e.target)
+	s.stats.Bytes -= e.size
+	if e.item.Mutable {
+		s.stats.Mutable--
+	} else {
+		s.stats.Immutable--
+	}
+}
+
+// Get returns a copy of the item stored at target, if any. An item whose
+// expiry is at or before now is reported absent even if Expire has not run
+// yet.
+func (s *ItemStore) Get(target krpc.ID, now time.Time) (Item, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.items[target]
+	if !ok || !now.Before(e.expires) {
+		return Item{}, false
+	}
+	return e.item.clone(), true
+}
+
+// Expire removes every item whose expiry is at or before now and returns how
+// many it removed. Put also expires items, so memory stays bounded without
+// calling Expire; a periodic call just frees memory sooner. The cost is
+// O(log n) per removed item.
+func (s *ItemStore) Expire(now time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.expireLocked(now)
+}
+
+// expireLocked pops expired items off the expiry heap. Each item is popped
+// at most once, so the cost is amortised over the puts that stored them.
+func (s *ItemStore) expireLocked(now time.Time) int {
+	n := 0
+	for len(s.byExpiry) > 0 && !now.Before(s.byExpiry[0].expires) {
+		e := heap.Pop(&s.byExpiry).(*itemEntry)
+		heap.Remove(&s.byDist, e.distIdx)
+		s.forgetLocked(e)
+		s.stats.Expired++
+		n++
+	}
+	return n
+}
+
+// Stats returns a snapshot of the store's counters.
+func (s *ItemStore) Stats() ItemStats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.stats
+}
+
+// laterTime returns the later of a and b.
+func laterTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}

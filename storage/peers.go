@@ -1,0 +1,676 @@
+package storage
+
+import (
+	"cmp"
+	"container/heap"
+	"encoding/binary"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/dhtd/dhtd/krpc"
+)
+
+// Peer store defaults. BEP 5 is silent on all of them; see routing.md §8 and
+// limits.md for what libtorrent (45 min, 2000 infohashes, 500 peers) and
+// others do.
+const (
+	// DefaultPeerTTL is how long a peer is kept after its last announce.
+	// Clients re-announce every 15 to 30 minutes.
+	DefaultPeerTTL = 30 * time.Minute
+	// DefaultMaxInfohashes bounds the number of infohashes stored.
+	DefaultMaxInfohashes = 10000
+	// DefaultMaxPeersPerInfohash bounds the peers of one infohash, per
+	// address family. BEP 33 wants fewer than 6000 per infohash so its bloom
+	// filters stay useful.
+	DefaultMaxPeersPerInfohash = 500
+	// DefaultPeerMaxBytes is the default byte budget of the whole store.
+	DefaultPeerMaxBytes = 64 << 20
+)
+
+// Cost estimates charged against PeerConfig.MaxBytes. They approximate the
+// heap actually used (measured by BenchmarkPeerStoreMemory): an IPv4 entry
+// is 16 bytes and an IPv6 entry 32, kept in sorted slices that append may
+// have grown up to twice the length needed; an infohash costs a map entry,
+// a heap slot and a 96-byte header.
+const (
+	PeerCost4    = 24  // bytes charged per stored IPv4 peer
+	PeerCost6    = 48  // bytes charged per stored IPv6 peer
+	InfohashCost = 192 // bytes charged per stored infohash, on top of its peers
+)
+
+// sweepInterval is how often Announce and Infohashes run a full expiry pass
+// (libtorrent purges every 2 minutes).
+const sweepInterval = time.Minute
+
+// PeerConfig bounds a PeerStore. The zero value of each field selects the
+// default, as does any negative value.
+type PeerConfig struct {
+	// TTL is how long a peer stays after its last announce (default
+	// DefaultPeerTTL, 30 min).
+	TTL time.Duration
+	// MaxInfohashes is the most infohashes stored (default 10000).
+	MaxInfohashes int
+	// MaxPeersPerInfohash is the most peers stored per infohash and address
+	// family: an infohash holds up to this many IPv4 and as many IPv6
+	// peers (default 500).
+	MaxPeersPerInfohash int
+	// MaxBytes is the byte budget of the whole store (default 64 MiB),
+	// counted as PeerCost4 or PeerCost6 per peer plus InfohashCost per
+	// infohash.
+	MaxBytes int64
+}
+
+func (c PeerConfig) withDefaults() PeerConfig {
+	if c.TTL <= 0 {
+		c.TTL = DefaultPeerTTL
+	}
+	if c.MaxInfohashes <= 0 {
+		c.MaxInfohashes = DefaultMaxInfohashes
+	}
+	if c.MaxPeersPerInfohash <= 0 {
+		c.MaxPeersPerInfohash = DefaultMaxPeersPerInfohash
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = DefaultPeerMaxBytes
+	}
+	return c
+}
+
+// PeerStats is a snapshot of a PeerStore's gauges and counters. Peers whose
+// TTL passed count in Peers and Bytes until they are swept.
+type PeerStats struct {
+	Infohashes int   // infohashes stored
+	Peers      int   // peers stored, both families
+	Bytes      int64 // estimated bytes held (see PeerCost4, PeerCost6, InfohashCost)
+
+	Announces uint64 // announces stored as a new (infohash, IP) entry
+	Refreshes uint64 // announces that updated an existing entry in place
+	Expired   uint64 // peers removed because their TTL passed
+
+	// EvictedPeers counts peers dropped, oldest announce first, to make room
+	// in a full infohash family or, when the byte budget is full and
+	// nothing farther can go, for another peer of the same infohash.
+	EvictedPeers uint64
+	// EvictedInfohashes counts infohashes dropped, with all their peers,
+	// because a closer infohash needed room (count or byte bound).
+	EvictedInfohashes uint64
+	// RefusedInfohashes counts announces dropped because MaxInfohashes was
+	// reached and no stored infohash is farther from our id.
+	RefusedInfohashes uint64
+	// RefusedBytes counts announces dropped because MaxBytes was reached
+	// and neither a farther infohash nor an older peer of the same family
+	// and infohash could be evicted.
+	RefusedBytes uint64
+	// RefusedInvalid counts announces dropped for an invalid or unspecified
+	// address or port 0.
+	RefusedInvalid uint64
+}
+
+// PeerStore keeps the peers announced to us per infohash (BEP 5
+// announce_peer), for get_peers replies, BEP 33 scrapes and BEP 51 samples.
+//
+// Entries are unique per (infohash, IP) as BEP 33 requires: a re-announce
+// from the same IP updates port, seed flag and time in place. IPv4 and IPv6
+// peers of an infohash are kept apart (BEP 32: values follow the family of
+// the transport); IPv4-mapped IPv6 addresses count as IPv4. A peer expires
+// TTL after its last announce.
+//
+// Eviction policy when a bound is hit:
+//   - A full infohash family (MaxPeersPerInfohash) drops its
+//     oldest-announced peer for the newcomer.
+//   - When the infohash count (MaxInfohashes) or the byte budget (MaxBytes)
+//     is full, the infohash farthest from our own id (XOR distance, BEP 5)
+//     is evicted if it is strictly farther than the announced one;
+//     otherwise the announce is refused (for a byte-budget refusal of a
+//     stored infohash, its own oldest peer of the same family is replaced
+//     instead if there is one). We are responsible for the keys near our
+//     id, and this way announces of far keys cannot flush near ones.
+//
+// Expiry is lazy and amortised: a lookup of an infohash first drops its
+// expired peers, and Announce and Infohashes run a full sweep at most once a
+// minute (of the now they are given), so memory stays bounded without the
+// caller having to call Expire.
+//
+// A PeerStore is safe for concurrent use.
+type PeerStore struct {
+	self krpc.ID
+	cfg  PeerConfig
+	ttl  int64 // cfg.TTL in nanoseconds
+
+	mu        sync.Mutex
+	swarms    map[krpc.ID]*swarm
+	order     farthestFirst // the same swarms, as a max-heap on distance to self
+	peers     int
+	bytes     int64
+	nextSweep int64 // unix nanoseconds; a full sweep is due at or after it
+	stats     PeerStats
+}
+
+// NewPeerStore returns an empty store for a node whose id is self (used to
+// decide which infohashes to keep when full), bounded by cfg.
+func NewPeerStore(self krpc.ID, cfg PeerConfig) *PeerStore {
+	cfg = cfg.withDefaults()
+	return &PeerStore{
+		self:   self,
+		cfg:    cfg,
+		ttl:    int64(cfg.TTL),
+		swarms: make(map[krpc.ID]*swarm),
+		order:  farthestFirst{self: self},
+	}
+}
+
+// Config returns the bounds in force, defaults filled in.
+func (s *PeerStore) Config() PeerConfig { return s.cfg }
+
+// Announce records that peer announced itself for ih at now (BEP 5
+// announce_peer, with the port already resolved for implied_port, seed per
+// BEP 33). It may evict or refuse as described on PeerStore; every outcome
+// is counted in Stats.
+func (s *PeerStore) Announce(ih krpc.ID, peer netip.AddrPort, seed bool, now time.Time) {
+	ip := peer.Addr().Unmap()
+	t := now.UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !ip.IsValid() || ip.IsUnspecified() || peer.Port() == 0 {
+		s.stats.RefusedInvalid++
+		return
+	}
+	s.sweepIfDue(t)
+	if ip.Is4() {
+		announce(s, ih, keyOf4(ip), peer.Port(), seed, t, PeerCost4, (*swarm).list4)
+	} else {
+		announce(s, ih, keyOf6(ip), peer.Port(), seed, t, PeerCost6, (*swarm).list6)
+	}
+}
+
+// announce is Announce for one address family; s.mu is held. list selects
+// the family's peer list of a swarm and cost is the family's per-peer cost.
+func announce[K ipKey[K]](s *PeerStore, ih krpc.ID, ip K, port uint16, seed bool, t, cost int64, list func(*swarm) *peerList[K]) {
+	fresh := peer[K]{ip: ip, port: port, seed: seed, last: t}
+	sw := s.lookup(ih, t)
+	if sw == nil {
+		// A new infohash: make room by evicting farther ones, or refuse.
+		need := cost + InfohashCost
+		for len(s.swarms) >= s.cfg.MaxInfohashes || s.bytes+need > s.cfg.MaxBytes {
+			if len(s.order.s) == 0 || !s.order.farther(s.order.s[0].ih, ih) {
+				if len(s.swarms) >= s.cfg.MaxInfohashes {
+					s.stats.RefusedInfohashes++
+				} else {
+					s.stats.RefusedBytes++
+				}
+				return
+			}
+			s.evictSwarm(s.order.s[0])
+		}
+		sw = &swarm{ih: ih, oldest: t, newest: t}
+		s.swarms[ih] = sw
+		heap.Push(&s.order, sw)
+		s.bytes += InfohashCost
+		*list(sw) = peerList[K]{fresh}
+		s.added(cost)
+		return
+	}
+
+	l := list(sw)
+	i, found := l.find(ip)
+	if found {
+		// BEP 33: unique per (infohash, IP); update port, seed flag and time.
+		(*l)[i] = fresh
+		sw.newest = max(sw.newest, t)
+		s.stats.Refreshes++
+		return
+	}
+	if len(*l) >= s.cfg.MaxPeersPerInfohash || !s.roomFor(ih, cost) {
+		if len(*l) == 0 {
+			// Only reachable through the byte budget: nothing of ours to
+			// replace and nothing farther to evict.
+			s.stats.RefusedBytes++
+			return
+		}
+		// Replace the oldest peer of this family: cost neutral.
+		if j := l.evictOldest(); j < i {
+			i--
+		}
+		s.removed(cost, 1)
+		s.stats.EvictedPeers++
+	}
+	*l = slices.Insert(*l, i, fresh)
+	sw.oldest = min(sw.oldest, t)
+	sw.newest = max(sw.newest, t)
+	s.added(cost)
+}
+
+// roomFor evicts infohashes strictly farther from self than ih until cost
+// more bytes fit in the budget, and reports whether they do; s.mu is held.
+func (s *PeerStore) roomFor(ih krpc.ID, cost int64) bool {
+	for s.bytes+cost > s.cfg.MaxBytes {
+		if len(s.order.s) == 0 || !s.order.farther(s.order.s[0].ih, ih) {
+			return false
+		}
+		s.evictSwarm(s.order.s[0])
+	}
+	return true
+}
+
+func (s *PeerStore) added(cost int64) {
+	s.peers++
+	s.bytes += cost
+	s.stats.Announces++
+}
+
+func (s *PeerStore) removed(cost int64, n int) {
+	s.peers -= n
+	s.bytes -= cost * int64(n)
+}
+
+// evictSwarm drops sw and its peers to make room; s.mu is held.
+func (s *PeerStore) evictSwarm(sw *swarm) {
+	s.removed(PeerCost4, len(sw.v4))
+	s.removed(PeerCost6, len(sw.v6))
+	s.deleteSwarm(sw)
+	s.stats.EvictedInfohashes++
+}
+
+// deleteSwarm unlinks sw (whose peers are already accounted for); s.mu is held.
+func (s *PeerStore) deleteSwarm(sw *swarm) {
+	heap.Remove(&s.order, int(sw.pos))
+	delete(s.swarms, sw.ih)
+	s.bytes -= InfohashCost
+}
+
+// lookup returns the swarm of ih with its expired peers dropped, or nil if
+// there is none (left); s.mu is held.
+func (s *PeerStore) lookup(ih krpc.ID, t int64) *swarm {
+	sw := s.swarms[ih]
+	if sw == nil || sw.oldest > t-s.ttl {
+		return sw // nothing stored, or nothing expired (oldest is a lower bound)
+	}
+	if s.expirePeers(sw, t-s.ttl) {
+		s.deleteSwarm(sw)
+		return nil
+	}
+	return sw
+}
+
+// expirePeers drops the peers of sw announced at or before cutoff and
+// reports whether sw is left empty (the caller unlinks it); s.mu is held.
+func (s *PeerStore) expirePeers(sw *swarm, cutoff int64) (empty bool) {
+	n4, old4, new4 := expireList(&sw.v4, cutoff)
+	n6, old6, new6 := expireList(&sw.v6, cutoff)
+	s.removed(PeerCost4, n4)
+	s.removed(PeerCost6, n6)
+	s.stats.Expired += uint64(n4 + n6)
+	sw.oldest, sw.newest = min(old4, old6), max(new4, new6)
+	return len(sw.v4)+len(sw.v6) == 0
+}
+
+// Expire removes every peer whose TTL has passed at now, and the infohashes
+// left without peers. Callers need not call it (see PeerStore), but may, for
+// instance to make Stats exact.
+func (s *PeerStore) Expire(now time.Time) {
+	t := now.UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweep(t)
+}
+
+func (s *PeerStore) sweepIfDue(t int64) {
+	if t >= s.nextSweep {
+		s.sweep(t)
+	}
+}
+
+// sweep is Expire; s.mu is held. It costs one comparison per infohash plus
+// a pass over the peers of the infohashes that have expired peers.
+func (s *PeerStore) sweep(t int64) {
+	s.nextSweep = t + int64(sweepInterval)
+	cutoff := t - s.ttl
+	kept := s.order.s[:0]
+	for _, sw := range s.order.s {
+		if sw.oldest <= cutoff && s.expirePeers(sw, cutoff) {
+			delete(s.swarms, sw.ih)
+			s.bytes -= InfohashCost
+			continue
+		}
+		sw.pos = int32(len(kept))
+		kept = append(kept, sw)
+	}
+	clear(s.order.s[len(kept):])
+	if len(kept) != len(s.order.s) {
+		s.order.s = kept
+		heap.Init(&s.order)
+	}
+}
+
+// Peers returns a uniformly random sample, in random order, of at most limit
+// distinct live peers of ih of one family: IPv6 if ipv6, else IPv4 (BEP 32:
+// values follow the transport's family). The caller picks limit to fit the
+// reply in its packet budget (limits.md: libtorrent sends 100 IPv4 or 25
+// IPv6). rnd supplies the randomness (it is used under the store's lock, so
+// a *rand.Rand private to the caller is fine); nil means the math/rand/v2
+// top-level functions.
+func (s *PeerStore) Peers(ih krpc.ID, ipv6 bool, limit int, now time.Time, rnd *rand.Rand) []netip.AddrPort {
+	if limit <= 0 {
+		return nil
+	}
+	t := now.UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sw := s.lookup(ih, t)
+	switch {
+	case sw == nil:
+		return nil
+	case ipv6:
+		return samplePeers(sw.v6, limit, rnd)
+	default:
+		return samplePeers(sw.v4, limit, rnd)
+	}
+}
+
+func samplePeers[K ipKey[K]](l peerList[K], limit int, rnd *rand.Rand) []netip.AddrPort {
+	if len(l) == 0 {
+		return nil
+	}
+	var scratch [512]int32
+	idx := randomIndices(len(l), limit, rnd, scratch[:])
+	out := make([]netip.AddrPort, len(idx))
+	for i, j := range idx {
+		out[i] = netip.AddrPortFrom(l[j].ip.addr(), l[j].port)
+	}
+	return out
+}
+
+// Counts returns how many live peers of ih, both families, announced as
+// seeds and as leechers (BEP 33 seed flag; absent or 0 means leecher).
+func (s *PeerStore) Counts(ih krpc.ID, now time.Time) (seeds, leechers int) {
+	t := now.UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sw := s.lookup(ih, t)
+	if sw == nil {
+		return 0, 0
+	}
+	s4, l4 := sw.v4.counts()
+	s6, l6 := sw.v6.counts()
+	return s4 + s6, l4 + l6
+}
+
+// Each calls fn for every live peer of ih, IPv4 ones first, with its seed
+// flag (BEP 33 builds its BFsd and BFpe bloom filters from these; filter by
+// family with addr.Addr().Is4()). fn runs under the store's lock: it must
+// not call the PeerStore.
+func (s *PeerStore) Each(ih krpc.ID, now time.Time, fn func(addr netip.AddrPort, seed bool)) {
+	t := now.UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sw := s.lookup(ih, t)
+	if sw == nil {
+		return
+	}
+	sw.v4.each(fn)
+	sw.v6.each(fn)
+}
+
+// Infohashes returns a uniformly random sample, in random order, of at most
+// limit distinct infohashes that have live peers at now (BEP 51
+// sample_infohashes; Stats().Infohashes gives its num). rnd is as for Peers.
+func (s *PeerStore) Infohashes(limit int, now time.Time, rnd *rand.Rand) []krpc.ID {
+	if limit <= 0 {
+		return nil
+	}
+	t := now.UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweepIfDue(t)
+	var scratch [512]int32
+	for {
+		n := len(s.order.s)
+		if n == 0 {
+			return nil
+		}
+		idx := randomIndices(n, limit, rnd, scratch[:])
+		out := make([]krpc.ID, len(idx))
+		for i, j := range idx {
+			sw := s.order.s[j]
+			if sw.newest <= t-s.ttl {
+				// Between sweeps an infohash may have only expired peers
+				// left: sweep them all and draw again (at most once, as
+				// nothing stored is dead right after a sweep).
+				s.sweep(t)
+				out = nil
+				break
+			}
+			out[i] = sw.ih
+		}
+		if out != nil {
+			return out
+		}
+	}
+}
+
+// Stats returns a snapshot of the gauges and counters.
+func (s *PeerStore) Stats() PeerStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.Infohashes = len(s.swarms)
+	st.Peers = s.peers
+	st.Bytes = s.bytes
+	return st
+}
+
+// randomIndices returns min(k, n) distinct indices in [0, n), a uniformly
+// random subset in uniformly random order, stored in buf when it is large
+// enough (len(buf) must be at least floydMax).
+func randomIndices(n, k int, rnd *rand.Rand, buf []int32) []int32 {
+	k = min(k, n)
+	if k <= floydMax && n > len(buf) {
+		// Floyd's algorithm: k draws, membership checked by a linear scan
+		// of the (short) result.
+		p := buf[:0]
+		for j := n - k; j < n; j++ {
+			v := int32(intN(rnd, j+1))
+			if slices.Contains(p, v) {
+				v = int32(j)
+			}
+			p = append(p, v)
+		}
+		// Floyd's subset is uniform but its order is not.
+		for i := len(p) - 1; i > 0; i-- {
+			j := intN(rnd, i+1)
+			p[i], p[j] = p[j], p[i]
+		}
+		return p
+	}
+	// Partial Fisher-Yates shuffle of the identity permutation.
+	var p []int32
+	if n <= len(buf) {
+		p = buf[:n]
+	} else {
+		p = make([]int32, n)
+	}
+	for i := range p {
+		p[i] = int32(i)
+	}
+	for i := range k {
+		j := i + intN(rnd, n-i)
+		p[i], p[j] = p[j], p[i]
+	}
+	return p[:k]
+}
+
+const floydMax = 32
+
+func intN(rnd *rand.Rand, n int) int {
+	if rnd == nil {
+		return rand.IntN(n)
+	}
+	return rnd.IntN(n)
+}
+
+// swarm is what is stored for one infohash.
+type swarm struct {
+	ih     krpc.ID
+	pos    int32 // index in PeerStore.order
+	oldest int64 // lower bound of the oldest last-announce time (unix ns) of v4 and v6
+	newest int64 // upper bound of the newest last-announce time
+	v4     peerList[key4]
+	v6     peerList[key6]
+}
+
+func (sw *swarm) list4() *peerList[key4] { return &sw.v4 }
+func (sw *swarm) list6() *peerList[key6] { return &sw.v6 }
+
+// farthestFirst is a container/heap of swarms whose root is the infohash
+// farthest (XOR, BEP 5) from self.
+type farthestFirst struct {
+	self krpc.ID
+	s    []*swarm
+}
+
+// farther reports whether a is strictly farther from h.self than b.
+func (h *farthestFirst) farther(a, b krpc.ID) bool {
+	for i := range a {
+		da, db := a[i]^h.self[i], b[i]^h.self[i]
+		if da != db {
+			return da > db
+		}
+	}
+	return false
+}
+
+func (h *farthestFirst) Len() int           { return len(h.s) }
+func (h *farthestFirst) Less(i, j int) bool { return h.farther(h.s[i].ih, h.s[j].ih) }
+func (h *farthestFirst) Swap(i, j int) {
+	h.s[i], h.s[j] = h.s[j], h.s[i]
+	h.s[i].pos, h.s[j].pos = int32(i), int32(j)
+}
+func (h *farthestFirst) Push(x any) {
+	sw := x.(*swarm)
+	sw.pos = int32(len(h.s))
+	h.s = append(h.s, sw)
+}
+func (h *farthestFirst) Pop() any {
+	n := len(h.s) - 1
+	sw := h.s[n]
+	h.s[n] = nil
+	h.s = h.s[:n]
+	return sw
+}
+
+// key4 and key6 are IP addresses in a compact, pointer-free, ordered form
+// (netip.Addr is 24 bytes and holds a pointer for the zone).
+type (
+	key4 uint32
+	key6 struct{ hi, lo uint64 }
+)
+
+func keyOf4(ip netip.Addr) key4 {
+	b := ip.As4()
+	return key4(binary.BigEndian.Uint32(b[:]))
+}
+
+func keyOf6(ip netip.Addr) key6 {
+	b := ip.As16()
+	return key6{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
+}
+
+func (k key4) compare(o key4) int { return cmp.Compare(k, o) }
+func (k key6) compare(o key6) int {
+	if c := cmp.Compare(k.hi, o.hi); c != 0 {
+		return c
+	}
+	return cmp.Compare(k.lo, o.lo)
+}
+
+func (k key4) addr() netip.Addr {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], uint32(k))
+	return netip.AddrFrom4(b)
+}
+
+func (k key6) addr() netip.Addr {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], k.hi)
+	binary.BigEndian.PutUint64(b[8:], k.lo)
+	return netip.AddrFrom16(b)
+}
+
+// ipKey is implemented by key4 and key6.
+type ipKey[K any] interface {
+	comparable
+	compare(K) int
+	addr() netip.Addr
+}
+
+// peer is one stored announce: 16 bytes for IPv4, 32 for IPv6.
+type peer[K ipKey[K]] struct {
+	ip   K
+	port uint16
+	seed bool
+	last int64 // unix nanoseconds of the last announce
+}
+
+// peerList holds the peers of one family of one infohash, sorted by IP.
+type peerList[K ipKey[K]] []peer[K]
+
+// find returns the position of ip, or where to insert it.
+func (l peerList[K]) find(ip K) (int, bool) {
+	return slices.BinarySearchFunc(l, ip, func(p peer[K], ip K) int { return p.ip.compare(ip) })
+}
+
+// evictOldest removes the peer with the oldest announce and returns where it was.
+func (l *peerList[K]) evictOldest() int {
+	j := 0
+	for i, p := range *l {
+		if p.last < (*l)[j].last {
+			j = i
+		}
+	}
+	*l = slices.Delete(*l, j, j+1)
+	return j
+}
+
+// expireList drops the peers of *l announced at or before cutoff, keeping
+// the order, and returns how many it dropped and the oldest and newest
+// announce times kept (max and min int64 when none are). It releases the
+// backing array when it has become mostly unused.
+func expireList[K ipKey[K]](l *peerList[K], cutoff int64) (n int, oldest, newest int64) {
+	oldest, newest = 1<<63-1, -1<<63
+	kept := (*l)[:0]
+	for _, p := range *l {
+		if p.last > cutoff {
+			kept = append(kept, p)
+			oldest, newest = min(oldest, p.last), max(newest, p.last)
+		}
+	}
+	n = len(*l) - len(kept)
+	clear((*l)[len(kept):])
+	switch {
+	case len(kept) == 0:
+		*l = nil
+	case cap(kept) > 32 && len(kept) < cap(kept)/4:
+		*l = slices.Clone(kept)
+	default:
+		*l = kept
+	}
+	return n, oldest, newest
+}
+
+func (l peerList[K]) counts() (seeds, leechers int) {
+	for _, p := range l {
+		if p.seed {
+			seeds++
+		}
+	}
+	return seeds, len(l) - seeds
+}
+
+func (l peerList[K]) each(fn func(netip.AddrPort, bool)) {
+	for _, p := range l {
+		fn(netip.AddrPortFrom(p.ip.addr(), p.port), p.seed)
+	}
+}

@@ -1,0 +1,801 @@
+package storage
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/dhtd/dhtd/krpc"
+)
+
+// peer4 returns a distinct IPv4 peer address for each i < 2^24.
+func peer4(i int) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), uint16(1000+i%60000))
+}
+
+// peer6 returns a distinct IPv6 peer address for each i.
+func peer6(i int) netip.AddrPort {
+	b := [16]byte{0x20, 0x01, 0x0d, 0xb8}
+	b[12], b[13], b[14], b[15] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
+	return netip.AddrPortFrom(netip.AddrFrom16(b), uint16(1000+i%60000))
+}
+
+func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
+
+// checkInvariants verifies the store's internal consistency and bounds.
+func checkInvariants(t testing.TB, s *PeerStore) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var peers int
+	var bytes int64
+	if len(s.swarms) != len(s.order.s) {
+		t.Fatalf("%d swarms in the map, %d in the heap", len(s.swarms), len(s.order.s))
+	}
+	for i, sw := range s.order.s {
+		if int(sw.pos) != i {
+			t.Fatalf("swarm %x at heap index %d records pos %d", sw.ih[:2], i, sw.pos)
+		}
+		if s.swarms[sw.ih] != sw {
+			t.Fatalf("swarm %x in the heap but not the map", sw.ih[:2])
+		}
+		if i > 0 && s.order.farther(sw.ih, s.order.s[(i-1)/2].ih) {
+			t.Fatalf("heap order broken at index %d", i)
+		}
+		if len(sw.v4)+len(sw.v6) == 0 {
+			t.Fatalf("empty swarm %x kept", sw.ih[:2])
+		}
+		if len(sw.v4) > s.cfg.MaxPeersPerInfohash || len(sw.v6) > s.cfg.MaxPeersPerInfohash {
+			t.Fatalf("swarm %x holds %d+%d peers, bound %d", sw.ih[:2], len(sw.v4), len(sw.v6), s.cfg.MaxPeersPerInfohash)
+		}
+		checkList(t, sw, sw.v4)
+		checkList(t, sw, sw.v6)
+		peers += len(sw.v4) + len(sw.v6)
+		bytes += InfohashCost + PeerCost4*int64(len(sw.v4)) + PeerCost6*int64(len(sw.v6))
+	}
+	if peers != s.peers || bytes != s.bytes {
+		t.Fatalf("accounted %d peers, %d bytes; counted %d, %d", s.peers, s.bytes, peers, bytes)
+	}
+	if s.bytes > s.cfg.MaxBytes || len(s.swarms) > s.cfg.MaxInfohashes {
+		t.Fatalf("bounds exceeded: %d bytes (max %d), %d infohashes (max %d)", s.bytes, s.cfg.MaxBytes, len(s.swarms), s.cfg.MaxInfohashes)
+	}
+}
+
+func checkList[K ipKey[K]](t testing.TB, sw *swarm, l peerList[K]) {
+	t.Helper()
+	for i, p := range l {
+		if i > 0 && l[i-1].ip.compare(p.ip) >= 0 {
+			t.Fatalf("swarm %x: peers not sorted and unique at %d", sw.ih[:2], i)
+		}
+		if p.last < sw.oldest || p.last > sw.newest {
+			t.Fatalf("swarm %x: peer time %d outside [%d, %d]", sw.ih[:2], p.last, sw.oldest, sw.newest)
+		}
+	}
+}
+
+// byDistance orders ids by XOR distance from self, nearest first.
+func byDistance(self krpc.ID) func(a, b krpc.ID) int {
+	return func(a, b krpc.ID) int {
+		da, db := a.Xor(self), b.Xor(self)
+		return bytes.Compare(da[:], db[:])
+	}
+}
+
+func sortedAddrs(a []netip.AddrPort) []netip.AddrPort {
+	a = slices.Clone(a)
+	slices.SortFunc(a, netip.AddrPort.Compare)
+	return a
+}
+
+func TestPeerConfigDefaults(t *testing.T) {
+	got := NewPeerStore(krpc.ID{}, PeerConfig{MaxInfohashes: -1, MaxPeersPerInfohash: 7}).Config()
+	want := PeerConfig{TTL: 30 * time.Minute, MaxInfohashes: 10000, MaxPeersPerInfohash: 7, MaxBytes: 64 << 20}
+	if got != want {
+		t.Errorf("Config = %+v, want %+v", got, want)
+	}
+}
+
+func TestPeerEntrySize(t *testing.T) {
+	if got := unsafe.Sizeof(peer[key4]{}); got != 16 {
+		t.Errorf("IPv4 entry is %d bytes, want 16", got)
+	}
+	if got := unsafe.Sizeof(peer[key6]{}); got != 32 {
+		t.Errorf("IPv6 entry is %d bytes, want 32", got)
+	}
+	if got := unsafe.Sizeof(swarm{}); got > 96 {
+		t.Errorf("swarm header is %d bytes, want at most 96", got)
+	}
+}
+
+func TestPeerExpiry(t *testing.T) {
+	ih := testID(1)
+	tests := []struct {
+		name  string
+		ttl   time.Duration
+		at    time.Duration
+		alive bool
+	}{
+		{"fresh", 0, 0, true},
+		{"just before default TTL", 0, 30*time.Minute - time.Nanosecond, true},
+		{"at default TTL", 0, 30 * time.Minute, false},
+		{"long after", 0, 48 * time.Hour, false},
+		{"custom TTL, before", 45 * time.Minute, 44 * time.Minute, true},
+		{"custom TTL, at", 45 * time.Minute, 45 * time.Minute, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewPeerStore(krpc.ID{}, PeerConfig{TTL: tc.ttl})
+			s.Announce(ih, peer4(1), false, t0)
+			s.Announce(ih, peer6(1), true, t0)
+			now := t0.Add(tc.at)
+			got4 := s.Peers(ih, false, 10, now, nil)
+			got6 := s.Peers(ih, true, 10, now, nil)
+			seeds, leechers := s.Counts(ih, now)
+			var each int
+			s.Each(ih, now, func(netip.AddrPort, bool) { each++ })
+			alive := len(got4) == 1 && len(got6) == 1 && seeds == 1 && leechers == 1 && each == 2
+			dead := len(got4) == 0 && len(got6) == 0 && seeds == 0 && leechers == 0 && each == 0
+			if tc.alive && !alive || !tc.alive && !dead {
+				t.Fatalf("alive=%v: Peers %v %v, Counts %d/%d, Each %d", tc.alive, got4, got6, seeds, leechers, each)
+			}
+			st := s.Stats()
+			if !tc.alive && (st.Expired != 2 || st.Peers != 0 || st.Infohashes != 0 || st.Bytes != 0) {
+				t.Errorf("after expiry Stats = %+v, want 2 expired and an empty store", st)
+			}
+			checkInvariants(t, s)
+		})
+	}
+}
+
+func TestPeerExpireRemovesOnlyExpired(t *testing.T) {
+	s := NewPeerStore(krpc.ID{}, PeerConfig{})
+	for i := range 10 {
+		s.Announce(testID(byte(i)), peer4(i), false, t0)
+		s.Announce(testID(byte(i)), peer4(100+i), false, t0.Add(time.Duration(i)*time.Minute))
+	}
+	s.Expire(t0.Add(DefaultPeerTTL + 4*time.Minute + time.Second)) // keeps the second peer of i >= 5
+	checkInvariants(t, s)
+	st := s.Stats()
+	if st.Peers != 5 || st.Infohashes != 5 || st.Expired != 15 {
+		t.Errorf("Stats = %+v, want 5 peers in 5 infohashes, 15 expired", st)
+	}
+	for i := range 10 {
+		got := s.Peers(testID(byte(i)), false, 10, t0.Add(DefaultPeerTTL+4*time.Minute+time.Second), nil)
+		if want := i >= 5; (len(got) == 1 && got[0] == peer4(100+i)) != want {
+			t.Errorf("infohash %d: Peers = %v, want kept=%v", i, got, want)
+		}
+	}
+}
+
+func TestPeerReannounce(t *testing.T) {
+	ih := testID(2)
+	s := NewPeerStore(krpc.ID{}, PeerConfig{})
+	first := netip.MustParseAddrPort("192.0.2.1:1000")
+	moved := netip.MustParseAddrPort("192.0.2.1:2000")
+	s.Announce(ih, first, false, t0)
+	s.Announce(ih, moved, true, t0.Add(20*time.Minute)) // same IP: update in place (BEP 33)
+	s.Announce(ih, netip.MustParseAddrPort("[::ffff:192.0.2.1]:3000"), true, t0.Add(21*time.Minute))
+	now := t0.Add(40 * time.Minute) // past the first announce's TTL
+	if got, want := s.Peers(ih, false, 10, now, nil), []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:3000")}; !slices.Equal(got, want) {
+		t.Errorf("Peers = %v, want %v", got, want)
+	}
+	if seeds, leechers := s.Counts(ih, now); seeds != 1 || leechers != 0 {
+		t.Errorf("Counts = %d seeds, %d leechers; want 1, 0", seeds, leechers)
+	}
+	st := s.Stats()
+	if st.Peers != 1 || st.Announces != 1 || st.Refreshes != 2 || st.Expired != 0 {
+		t.Errorf("Stats = %+v, want 1 peer, 1 announce, 2 refreshes", st)
+	}
+	if got := s.Peers(ih, false, 10, t0.Add(51*time.Minute), nil); len(got) != 0 {
+		t.Errorf("Peers 30 min after the last announce = %v, want none", got)
+	}
+	checkInvariants(t, s)
+}
+
+func TestPeerPerInfohashBound(t *testing.T) {
+	ih := testID(3)
+	tests := []struct {
+		name    string
+		ops     []int // announce peer4(i) at t0+k seconds for the k-th op
+		ops6    int   // then this many IPv6 peers
+		want    []int // peer4 indices kept
+		evicted uint64
+	}{
+		{"under the bound", []int{1, 2, 3}, 0, []int{1, 2, 3}, 0},
+		{"oldest evicted", []int{1, 2, 3, 4}, 0, []int{2, 3, 4}, 1},
+		{"refresh saves the oldest", []int{1, 2, 3, 1, 4}, 0, []int{1, 3, 4}, 1},
+		{"rolling", []int{1, 2, 3, 4, 5, 6, 7}, 0, []int{5, 6, 7}, 4},
+		{"IPv6 has its own bound", []int{1, 2, 3}, 3, []int{1, 2, 3}, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewPeerStore(krpc.ID{}, PeerConfig{MaxPeersPerInfohash: 3})
+			now := t0
+			for _, i := range tc.ops {
+				now = now.Add(time.Second)
+				s.Announce(ih, peer4(i), false, now)
+			}
+			for i := range tc.ops6 {
+				now = now.Add(time.Second)
+				s.Announce(ih, peer6(i), false, now)
+			}
+			var want []netip.AddrPort
+			for _, i := range tc.want {
+				want = append(want, peer4(i))
+			}
+			if got := sortedAddrs(s.Peers(ih, false, 100, now, nil)); !slices.Equal(got, want) {
+				t.Errorf("IPv4 peers = %v, want %v", got, want)
+			}
+			if got := len(s.Peers(ih, true, 100, now, nil)); got != tc.ops6 {
+				t.Errorf("%d IPv6 peers, want %d", got, tc.ops6)
+			}
+			if got := s.Stats().EvictedPeers; got != tc.evicted {
+				t.Errorf("EvictedPeers = %d, want %d", got, tc.evicted)
+			}
+			checkInvariants(t, s)
+		})
+	}
+}
+
+func TestPeerInfohashBound(t *testing.T) {
+	self := testID(0x55)
+	at := func(d byte) krpc.ID { return testID(0x55 ^ d) } // an infohash at distance d<<152 from self
+	tests := []struct {
+		name     string
+		announce []byte // distances, in order
+		want     []byte // distances kept
+		evicted  uint64
+		refused  uint64
+	}{
+		{"under the bound", []byte{0x80, 0x40}, []byte{0x40, 0x80}, 0, 0},
+		{"closer evicts farthest", []byte{0x80, 0x40, 0x01}, []byte{0x01, 0x40}, 1, 0},
+		{"farther refused", []byte{0x40, 0x01, 0x80}, []byte{0x01, 0x40}, 0, 1},
+		{"far flood cannot displace near keys", []byte{0x02, 0x01, 0xff, 0xfe, 0x80, 0x03}, []byte{0x01, 0x02}, 0, 4},
+		{"closer and closer", []byte{0xf0, 0x70, 0x30, 0x10, 0x08}, []byte{0x08, 0x10}, 3, 0},
+		{"re-announce when full", []byte{0x80, 0x40, 0x80}, []byte{0x40, 0x80}, 0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewPeerStore(self, PeerConfig{MaxInfohashes: 2})
+			for i, d := range tc.announce {
+				s.Announce(at(d), peer4(i), false, t0)
+			}
+			got := s.Infohashes(10, t0, newRand(1))
+			slices.SortFunc(got, byDistance(self))
+			var want []krpc.ID
+			for _, d := range tc.want {
+				want = append(want, at(d))
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("Infohashes = %v, want %v", got, want)
+			}
+			st := s.Stats()
+			if st.EvictedInfohashes != tc.evicted || st.RefusedInfohashes != tc.refused {
+				t.Errorf("Stats = %+v, want %d evicted, %d refused infohashes", st, tc.evicted, tc.refused)
+			}
+			checkInvariants(t, s)
+		})
+	}
+}
+
+func TestPeerByteBudget(t *testing.T) {
+	self := testID(0x55)
+	at := func(d byte) krpc.ID { return testID(0x55 ^ d) }
+	near, far := at(0x01), at(0x80)
+	type kept map[byte][]int // distance -> peer4 indices stored
+	tests := []struct {
+		name    string
+		ih      krpc.ID
+		peer    netip.AddrPort
+		want    kept
+		want6   int // IPv6 peers stored under far
+		stats   PeerStats
+		maxByte int64
+	}{
+		{
+			name: "closer infohash evicts farthest to fit",
+			ih:   near, peer: peer4(4),
+			want:  kept{0x01: {2, 3, 4}},
+			stats: PeerStats{EvictedInfohashes: 1},
+		},
+		{
+			name: "new nearer infohash evicts farthest",
+			ih:   at(0x02), peer: peer4(4),
+			want:  kept{0x01: {2, 3}, 0x02: {4}},
+			stats: PeerStats{EvictedInfohashes: 1},
+		},
+		{
+			name: "farthest infohash replaces its own oldest peer",
+			ih:   far, peer: peer4(4),
+			want:  kept{0x80: {1, 4}, 0x01: {2, 3}},
+			stats: PeerStats{EvictedPeers: 1},
+		},
+		{
+			name: "new farther infohash refused",
+			ih:   at(0xc0), peer: peer4(4),
+			want:  kept{0x80: {0, 1}, 0x01: {2, 3}},
+			stats: PeerStats{RefusedBytes: 1},
+		},
+		{
+			name: "IPv6 peer with no IPv6 to replace refused",
+			ih:   far, peer: peer6(4),
+			want:  kept{0x80: {0, 1}, 0x01: {2, 3}},
+			stats: PeerStats{RefusedBytes: 1},
+		},
+		{
+			name: "IPv6 peer of near infohash evicts far one",
+			ih:   near, peer: peer6(4),
+			want:  kept{0x01: {2, 3}},
+			stats: PeerStats{EvictedInfohashes: 1},
+		},
+		{
+			name: "refresh needs no room",
+			ih:   far, peer: peer4(0),
+			want:  kept{0x80: {0, 1}, 0x01: {2, 3}},
+			stats: PeerStats{Refreshes: 1},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewPeerStore(self, PeerConfig{MaxBytes: 2*InfohashCost + 4*PeerCost4})
+			for i, ih := range []krpc.ID{far, far, near, near} {
+				s.Announce(ih, peer4(i), false, t0.Add(time.Duration(i)*time.Second))
+			}
+			before := s.Stats()
+			if before.Bytes != s.Config().MaxBytes {
+				t.Fatalf("setup: Bytes = %d, want the budget %d", before.Bytes, s.Config().MaxBytes)
+			}
+			now := t0.Add(time.Minute)
+			s.Announce(tc.ih, tc.peer, false, now)
+			checkInvariants(t, s)
+			for _, d := range []byte{0x01, 0x02, 0x80, 0xc0} {
+				var want []netip.AddrPort
+				for _, i := range tc.want[d] {
+					want = append(want, peer4(i))
+				}
+				if got := sortedAddrs(s.Peers(at(d), false, 100, now, nil)); !slices.Equal(got, want) {
+					t.Errorf("distance %#x: peers %v, want %v", d, got, want)
+				}
+			}
+			st := s.Stats()
+			got := PeerStats{
+				Refreshes:         st.Refreshes - before.Refreshes,
+				EvictedPeers:      st.EvictedPeers,
+				EvictedInfohashes: st.EvictedInfohashes,
+				RefusedBytes:      st.RefusedBytes,
+			}
+			if got != tc.stats {
+				t.Errorf("counters %+v, want %+v", got, tc.stats)
+			}
+		})
+	}
+	t.Run("budget below one peer", func(t *testing.T) {
+		s := NewPeerStore(self, PeerConfig{MaxBytes: InfohashCost})
+		s.Announce(near, peer4(1), false, t0)
+		if st := s.Stats(); st.RefusedBytes != 1 || st.Peers != 0 || st.Bytes != 0 {
+			t.Errorf("Stats = %+v, want one refusal and nothing stored", st)
+		}
+	})
+}
+
+func TestPeerFamilies(t *testing.T) {
+	ih := testID(4)
+	s := NewPeerStore(krpc.ID{}, PeerConfig{MaxPeersPerInfohash: 2})
+	v4a := netip.MustParseAddrPort("192.0.2.1:1")
+	v4b := netip.MustParseAddrPort("[::ffff:192.0.2.3]:3") // IPv4-mapped: stored as IPv4
+	v6a := netip.MustParseAddrPort("[2001:db8::1]:1")
+	v6b := netip.MustParseAddrPort("[2001:db8::2]:2")
+	v6c := netip.MustParseAddrPort("[2001:db8::3]:3")
+	for i, a := range []netip.AddrPort{v4a, v6a, v4b, v6b, v6c} { // v6c evicts v6a
+		s.Announce(ih, a, i%2 == 0, t0.Add(time.Duration(i)*time.Second))
+	}
+	now := t0.Add(time.Minute)
+	want4 := []netip.AddrPort{v4a, netip.MustParseAddrPort("192.0.2.3:3")}
+	if got := sortedAddrs(s.Peers(ih, false, 10, now, nil)); !slices.Equal(got, want4) {
+		t.Errorf("IPv4 peers = %v, want %v", got, want4)
+	}
+	if got, want := sortedAddrs(s.Peers(ih, true, 10, now, nil)), []netip.AddrPort{v6b, v6c}; !slices.Equal(got, want) {
+		t.Errorf("IPv6 peers = %v, want %v", got, want)
+	}
+	var order []bool // Is4 per visited peer
+	s.Each(ih, now, func(a netip.AddrPort, _ bool) { order = append(order, a.Addr().Is4()) })
+	if want := []bool{true, true, false, false}; !slices.Equal(order, want) {
+		t.Errorf("Each visited families %v, want IPv4 first %v", order, want)
+	}
+	if st := s.Stats(); st.EvictedPeers != 1 || st.Peers != 4 || st.Bytes != InfohashCost+2*PeerCost4+2*PeerCost6 {
+		t.Errorf("Stats = %+v, want 1 eviction, 4 peers", st)
+	}
+	checkInvariants(t, s)
+}
+
+func TestPeerSeedCounts(t *testing.T) {
+	ih := testID(5)
+	s := NewPeerStore(krpc.ID{}, PeerConfig{})
+	seeds := map[netip.AddrPort]bool{}
+	for i := range 10 {
+		s.Announce(ih, peer4(i), i%3 == 0, t0)
+		s.Announce(ih, peer6(i), i%2 == 0, t0)
+		seeds[peer4(i)], seeds[peer6(i)] = i%3 == 0, i%2 == 0
+	}
+	s.Announce(ih, peer4(1), true, t0) // leecher became a seed
+	seeds[peer4(1)] = true
+	if gotS, gotL := s.Counts(ih, t0); gotS != 10 || gotL != 10 {
+		t.Errorf("Counts = %d seeds, %d leechers; want 10, 10", gotS, gotL)
+	}
+	if gotS, gotL := s.Counts(testID(6), t0); gotS != 0 || gotL != 0 {
+		t.Errorf("Counts of unknown infohash = %d, %d; want 0, 0", gotS, gotL)
+	}
+	visited := map[netip.AddrPort]bool{}
+	s.Each(ih, t0, func(a netip.AddrPort, seed bool) {
+		if seed != seeds[a] {
+			t.Errorf("Each: %v seed=%v, want %v", a, seed, seeds[a])
+		}
+		visited[a] = true
+	})
+	if len(visited) != len(seeds) {
+		t.Errorf("Each visited %d peers, want %d", len(visited), len(seeds))
+	}
+}
+
+func TestPeerSample(t *testing.T) {
+	tests := []struct {
+		n, limit, want int
+		ipv6           bool
+	}{
+		{0, 10, 0, false},
+		{5, 0, 0, false},
+		{5, -1, 0, false},
+		{5, 10, 5, false},
+		{100, 100, 100, false},
+		{100, 30, 30, false},
+		{500, 100, 100, false},
+		{500, 25, 25, true},
+		{2000, 10, 10, false},    // Floyd's algorithm
+		{2000, 1500, 1500, true}, // dense shuffle on the heap
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("n=%d,limit=%d,v6=%v", tc.n, tc.limit, tc.ipv6), func(t *testing.T) {
+			ih := testID(7)
+			s := NewPeerStore(krpc.ID{}, PeerConfig{MaxPeersPerInfohash: 2000})
+			stored := map[netip.AddrPort]bool{}
+			for i := range tc.n {
+				a := peer4(i)
+				if tc.ipv6 {
+					a = peer6(i)
+				}
+				s.Announce(ih, a, false, t0)
+				stored[a] = true
+			}
+			r := newRand(2)
+			var firsts []netip.AddrPort
+			for range 5 {
+				got := s.Peers(ih, tc.ipv6, tc.limit, t0, r)
+				if len(got) != tc.want {
+					t.Fatalf("got %d peers, want %d", len(got), tc.want)
+				}
+				seen := map[netip.AddrPort]bool{}
+				for _, a := range got {
+					if !stored[a] || seen[a] {
+						t.Fatalf("peer %v not stored or repeated", a)
+					}
+					seen[a] = true
+				}
+				if len(got) > 0 {
+					firsts = append(firsts, got[0])
+				}
+			}
+			if tc.want > 1 && len(slices.Compact(sortedAddrs(firsts))) == 1 {
+				t.Errorf("five samples all start with %v", firsts[0])
+			}
+			if got := s.Peers(ih, !tc.ipv6, 10, t0, r); len(got) != 0 {
+				t.Errorf("other family: got %v, want none", got)
+			}
+		})
+	}
+}
+
+// TestPeerSampleUniform checks that every peer is drawn about equally often
+// and equally often in first position.
+func TestPeerSampleUniform(t *testing.T) {
+	const n, limit, trials = 40, 10, 4000
+	ih := testID(8)
+	s := NewPeerStore(krpc.ID{}, PeerConfig{})
+	for i := range n {
+		s.Announce(ih, peer4(i), false, t0)
+	}
+	r := newRand(3)
+	any, first := map[netip.AddrPort]int{}, map[netip.AddrPort]int{}
+	for range trials {
+		got := s.Peers(ih, false, limit, t0, r)
+		first[got[0]]++
+		for _, a := range got {
+			any[a]++
+		}
+	}
+	for i := range n {
+		a := peer4(i)
+		// Expected 1000 (sd 27) and 100 (sd 10).
+		if any[a] < 850 || any[a] > 1150 || first[a] < 50 || first[a] > 150 {
+			t.Errorf("peer %d drawn %d times, %d times first; want about %d and %d",
+				i, any[a], first[a], trials*limit/n, trials/n)
+		}
+	}
+}
+
+func TestRandomIndicesUniform(t *testing.T) {
+	tests := []struct {
+		name   string
+		n, k   int
+		bufLen int
+	}{
+		{"Floyd", 100, 5, floydMax},
+		{"dense in buffer", 100, 5, 512},
+		{"dense on the heap", 100, 40, floydMax},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			const trials = 20000
+			r := newRand(4)
+			buf := make([]int32, tc.bufLen)
+			anyPos, first := make([]int, tc.n), make([]int, tc.n)
+			for range trials {
+				idx := randomIndices(tc.n, tc.k, r, buf)
+				if len(idx) != tc.k {
+					t.Fatalf("got %d indices, want %d", len(idx), tc.k)
+				}
+				first[idx[0]]++
+				seen := map[int32]bool{}
+				for _, v := range idx {
+					if v < 0 || int(v) >= tc.n || seen[v] {
+						t.Fatalf("index %d out of range or repeated in %v", v, idx)
+					}
+					seen[v] = true
+					anyPos[v]++
+				}
+			}
+			wantAny, wantFirst := trials*tc.k/tc.n, trials/tc.n
+			for v := range tc.n {
+				if d := anyPos[v] - wantAny; d*d > 25*wantAny {
+					t.Errorf("index %d drawn %d times, want about %d", v, anyPos[v], wantAny)
+				}
+				if d := first[v] - wantFirst; d*d > 25*wantFirst {
+					t.Errorf("index %d first %d times, want about %d", v, first[v], wantFirst)
+				}
+			}
+		})
+	}
+}
+
+func TestPeerInfohashes(t *testing.T) {
+	s := NewPeerStore(krpc.ID{}, PeerConfig{})
+	stored := map[krpc.ID]bool{}
+	for i := range 50 {
+		ih := testID(byte(i), 1)
+		s.Announce(ih, peer4(i), false, t0.Add(30*time.Minute))
+		stored[ih] = true
+	}
+	dead := testID(0xee)
+	s.Announce(dead, peer4(99), false, t0.Add(10*time.Second))
+	s.Announce(testID(0, 1), peer4(0), false, t0.Add(30*time.Minute)) // refresh; runs a sweep
+	now := t0.Add(30*time.Minute + 20*time.Second)                    // dead has expired, no sweep due
+	r := newRand(5)
+	tests := []struct{ limit, want int }{{0, 0}, {-3, 0}, {1, 1}, {10, 10}, {20, 20}, {50, 50}, {100, 50}}
+	for _, tc := range tests {
+		got := s.Infohashes(tc.limit, now, r)
+		if len(got) != tc.want {
+			t.Errorf("Infohashes(%d) returned %d, want %d", tc.limit, len(got), tc.want)
+		}
+		if len(slices.Compact(slices.SortedFunc(slices.Values(got), byDistance(krpc.ID{})))) != len(got) {
+			t.Errorf("Infohashes(%d) repeats: %v", tc.limit, got)
+		}
+		for _, ih := range got {
+			if !stored[ih] {
+				t.Errorf("Infohashes(%d) returned %v, not a live infohash", tc.limit, ih)
+			}
+		}
+	}
+	if st := s.Stats(); st.Infohashes != 50 || st.Expired != 1 {
+		t.Errorf("Stats = %+v, want the dead infohash swept", st)
+	}
+	if got := NewPeerStore(krpc.ID{}, PeerConfig{}).Infohashes(5, now, r); got != nil {
+		t.Errorf("empty store: Infohashes = %v, want nil", got)
+	}
+}
+
+// TestPeerAmortisedExpiry checks that Announce alone keeps expired data from
+// piling up.
+func TestPeerAmortisedExpiry(t *testing.T) {
+	s := NewPeerStore(krpc.ID{}, PeerConfig{})
+	for i := range 100 {
+		s.Announce(testID(byte(i), 2), peer4(i), false, t0)
+	}
+	s.Announce(testID(1), peer4(1), false, t0.Add(DefaultPeerTTL))
+	st := s.Stats()
+	if st.Infohashes != 1 || st.Peers != 1 || st.Expired != 100 || st.Bytes != InfohashCost+PeerCost4 {
+		t.Errorf("Stats = %+v, want the 100 old infohashes swept", st)
+	}
+	checkInvariants(t, s)
+}
+
+func TestPeerInvalid(t *testing.T) {
+	tests := []netip.AddrPort{
+		{},
+		netip.MustParseAddrPort("192.0.2.1:0"),
+		netip.MustParseAddrPort("0.0.0.0:6881"),
+		netip.MustParseAddrPort("[::]:6881"),
+		netip.MustParseAddrPort("[::ffff:0.0.0.0]:6881"),
+	}
+	for _, a := range tests {
+		t.Run(a.String(), func(t *testing.T) {
+			s := NewPeerStore(krpc.ID{}, PeerConfig{})
+			s.Announce(testID(1), a, false, t0)
+			if st := s.Stats(); st.RefusedInvalid != 1 || st.Peers != 0 {
+				t.Errorf("Stats = %+v, want one invalid refusal", st)
+			}
+		})
+	}
+}
+
+// TestPeerRandomOps runs a random mix of operations under tight bounds and
+// checks the store's invariants after each.
+func TestPeerRandomOps(t *testing.T) {
+	r := newRand(6)
+	s := NewPeerStore(testID(0x5a, 0xa5), PeerConfig{
+		TTL: 10 * time.Minute, MaxInfohashes: 8, MaxPeersPerInfohash: 6,
+		MaxBytes: 6*InfohashCost + 20*PeerCost4 + 5*PeerCost6,
+	})
+	now := t0
+	for step := range 5000 {
+		now = now.Add(time.Duration(r.IntN(20)) * time.Second)
+		ih := testID(byte(r.IntN(20)) * 13)
+		switch op := r.IntN(10); {
+		case op < 5:
+			s.Announce(ih, peer4(r.IntN(30)), r.IntN(2) == 0, now)
+		case op < 8:
+			s.Announce(ih, peer6(r.IntN(30)), r.IntN(2) == 0, now)
+		case op < 9:
+			s.Peers(ih, r.IntN(2) == 0, r.IntN(8), now, r)
+		default:
+			if r.IntN(10) == 0 {
+				s.Expire(now)
+			} else {
+				s.Infohashes(r.IntN(10), now, r)
+			}
+		}
+		checkInvariants(t, s)
+		if t.Failed() {
+			t.Fatalf("after step %d", step)
+		}
+	}
+	st := s.Stats()
+	if st.EvictedPeers == 0 || st.EvictedInfohashes == 0 || st.Expired == 0 || st.RefusedBytes+st.RefusedInfohashes == 0 {
+		t.Errorf("Stats = %+v: some path was not exercised", st)
+	}
+}
+
+func TestPeerConcurrent(t *testing.T) {
+	s := NewPeerStore(krpc.ID{}, PeerConfig{MaxInfohashes: 10, MaxPeersPerInfohash: 50})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			r := newRand(uint64(g))
+			for i := range 2000 {
+				now := t0.Add(time.Duration(i) * time.Second)
+				ih := testID(byte(r.IntN(20)))
+				s.Announce(ih, peer4(r.IntN(100)), i%2 == 0, now)
+				s.Peers(ih, false, 10, now, r)
+				s.Counts(ih, now)
+				s.Each(ih, now, func(netip.AddrPort, bool) {})
+				s.Infohashes(5, now, r)
+				s.Stats()
+			}
+		})
+	}
+	wg.Wait()
+	checkInvariants(t, s)
+}
+
+func BenchmarkPeerStoreAnnounce(b *testing.B) {
+	const infohashes = 1000
+	r := newRand(7)
+	ihs := make([]krpc.ID, infohashes)
+	for i := range ihs {
+		for j := range ihs[i] {
+			ihs[i][j] = byte(r.Uint32())
+		}
+	}
+	s := NewPeerStore(krpc.ID{}, PeerConfig{})
+	now := t0
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		now = now.Add(time.Millisecond)
+		s.Announce(ihs[i%infohashes], peer4(int(r.Uint32()>>8)), false, now)
+		i++
+	}
+}
+
+func BenchmarkPeerStorePeers(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		ipv6  bool
+		limit int
+	}{{"ipv4-100", false, 100}, {"ipv6-25", true, 25}} {
+		b.Run(bc.name, func(b *testing.B) {
+			ih := testID(9)
+			s := NewPeerStore(krpc.ID{}, PeerConfig{})
+			for i := range DefaultMaxPeersPerInfohash {
+				s.Announce(ih, peer4(i), false, t0)
+				s.Announce(ih, peer6(i), false, t0)
+			}
+			r := newRand(8)
+			b.ReportAllocs()
+			for b.Loop() {
+				if len(s.Peers(ih, bc.ipv6, bc.limit, t0, r)) != bc.limit {
+					b.Fatal("short sample")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkPeerStoreMemory stores 1,000,000 peers (2,000 infohashes x 500
+// peers, inserted in random order) and reports the heap they take per peer,
+// and what the byte budget charges per peer.
+func BenchmarkPeerStoreMemory(b *testing.B) {
+	const infohashes, perInfohash = 2000, 500
+	for _, ipv6 := range []bool{false, true} {
+		name := "ipv4"
+		if ipv6 {
+			name = "ipv6"
+		}
+		b.Run(name, func(b *testing.B) {
+			var perPeer, charged float64
+			for b.Loop() {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				s := NewPeerStore(krpc.ID{}, PeerConfig{
+					MaxInfohashes: infohashes, MaxPeersPerInfohash: perInfohash, MaxBytes: 1 << 40,
+				})
+				r := newRand(9)
+				perm := make([]int, perInfohash)
+				for i := range perm {
+					perm[i] = i
+				}
+				for i := range infohashes {
+					var ih krpc.ID
+					for j := range ih {
+						ih[j] = byte(r.Uint32())
+					}
+					r.Shuffle(len(perm), func(x, y int) { perm[x], perm[y] = perm[y], perm[x] })
+					for _, j := range perm {
+						a := peer4(i*perInfohash + j)
+						if ipv6 {
+							a = peer6(i*perInfohash + j)
+						}
+						s.Announce(ih, a, j%3 == 0, t0)
+					}
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				st := s.Stats()
+				if st.Peers != infohashes*perInfohash {
+					b.Fatalf("stored %d peers, want %d", st.Peers, infohashes*perInfohash)
+				}
+				perPeer = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(st.Peers)
+				charged = float64(st.Bytes) / float64(st.Peers)
+				runtime.KeepAlive(s)
+			}
+			b.ReportMetric(perPeer, "B/peer")
+			b.ReportMetric(charged, "charged-B/peer")
+		})
+	}
+}
