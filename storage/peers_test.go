@@ -16,21 +16,21 @@ import (
 )
 
 // peer4 returns a distinct IPv4 peer address for each i < 2^24.
-func peer4(i int) netip.AddrPort {
+func peerAddr4(i int) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), uint16(1000+i%60000))
 }
 
 // peer6 returns a distinct IPv6 peer address for each i.
-func peer6(i int) netip.AddrPort {
+func peerAddr6(i int) netip.AddrPort {
 	b := [16]byte{0x20, 0x01, 0x0d, 0xb8}
 	b[12], b[13], b[14], b[15] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
 	return netip.AddrPortFrom(netip.AddrFrom16(b), uint16(1000+i%60000))
 }
 
-func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
+func peerRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
 
-// checkInvariants verifies the store's internal consistency and bounds.
-func checkInvariants(t testing.TB, s *PeerStore) {
+// peerCheckInvariants verifies the store's internal consistency and bounds.
+func peerCheckInvariants(t testing.TB, s *PeerStore) {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -55,8 +55,8 @@ func checkInvariants(t testing.TB, s *PeerStore) {
 		if len(sw.v4) > s.cfg.MaxPeersPerInfohash || len(sw.v6) > s.cfg.MaxPeersPerInfohash {
 			t.Fatalf("swarm %x holds %d+%d peers, bound %d", sw.ih[:2], len(sw.v4), len(sw.v6), s.cfg.MaxPeersPerInfohash)
 		}
-		checkList(t, sw, sw.v4)
-		checkList(t, sw, sw.v6)
+		peerCheckList(t, sw, sw.v4)
+		peerCheckList(t, sw, sw.v6)
 		peers += len(sw.v4) + len(sw.v6)
 		bytes += InfohashCost + PeerCost4*int64(len(sw.v4)) + PeerCost6*int64(len(sw.v6))
 	}
@@ -68,7 +68,7 @@ func checkInvariants(t testing.TB, s *PeerStore) {
 	}
 }
 
-func checkList[K ipKey[K]](t testing.TB, sw *swarm, l peerList[K]) {
+func peerCheckList[K ipKey[K]](t testing.TB, sw *swarm, l peerList[K]) {
 	t.Helper()
 	for i, p := range l {
 		if i > 0 && l[i-1].ip.compare(p.ip) >= 0 {
@@ -80,15 +80,15 @@ func checkList[K ipKey[K]](t testing.TB, sw *swarm, l peerList[K]) {
 	}
 }
 
-// byDistance orders ids by XOR distance from self, nearest first.
-func byDistance(self krpc.ID) func(a, b krpc.ID) int {
+// peerByDistance orders ids by XOR distance from self, nearest first.
+func peerByDistance(self krpc.ID) func(a, b krpc.ID) int {
 	return func(a, b krpc.ID) int {
 		da, db := a.Xor(self), b.Xor(self)
 		return bytes.Compare(da[:], db[:])
 	}
 }
 
-func sortedAddrs(a []netip.AddrPort) []netip.AddrPort {
+func peerSortedAddrs(a []netip.AddrPort) []netip.AddrPort {
 	a = slices.Clone(a)
 	slices.SortFunc(a, netip.AddrPort.Compare)
 	return a
@@ -103,10 +103,10 @@ func TestPeerConfigDefaults(t *testing.T) {
 }
 
 func TestPeerEntrySize(t *testing.T) {
-	if got := unsafe.Sizeof(peer[key4]{}); got != 16 {
+	if got := unsafe.Sizeof(peerEntry[key4]{}); got != 16 {
 		t.Errorf("IPv4 entry is %d bytes, want 16", got)
 	}
-	if got := unsafe.Sizeof(peer[key6]{}); got != 32 {
+	if got := unsafe.Sizeof(peerEntry[key6]{}); got != 32 {
 		t.Errorf("IPv6 entry is %d bytes, want 32", got)
 	}
 	if got := unsafe.Sizeof(swarm{}); got > 96 {
@@ -115,7 +115,7 @@ func TestPeerEntrySize(t *testing.T) {
 }
 
 func TestPeerExpiry(t *testing.T) {
-	ih := testID(1)
+	ih := storeID(1)
 	tests := []struct {
 		name  string
 		ttl   time.Duration
@@ -132,9 +132,9 @@ func TestPeerExpiry(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := NewPeerStore(krpc.ID{}, PeerConfig{TTL: tc.ttl})
-			s.Announce(ih, peer4(1), false, t0)
-			s.Announce(ih, peer6(1), true, t0)
-			now := t0.Add(tc.at)
+			s.Announce(ih, peerAddr4(1), false, storeT0)
+			s.Announce(ih, peerAddr6(1), true, storeT0)
+			now := storeT0.Add(tc.at)
 			got4 := s.Peers(ih, false, 10, now, nil)
 			got6 := s.Peers(ih, true, 10, now, nil)
 			seeds, leechers := s.Counts(ih, now)
@@ -149,7 +149,7 @@ func TestPeerExpiry(t *testing.T) {
 			if !tc.alive && (st.Expired != 2 || st.Peers != 0 || st.Infohashes != 0 || st.Bytes != 0) {
 				t.Errorf("after expiry Stats = %+v, want 2 expired and an empty store", st)
 			}
-			checkInvariants(t, s)
+			peerCheckInvariants(t, s)
 		})
 	}
 }
@@ -157,32 +157,32 @@ func TestPeerExpiry(t *testing.T) {
 func TestPeerExpireRemovesOnlyExpired(t *testing.T) {
 	s := NewPeerStore(krpc.ID{}, PeerConfig{})
 	for i := range 10 {
-		s.Announce(testID(byte(i)), peer4(i), false, t0)
-		s.Announce(testID(byte(i)), peer4(100+i), false, t0.Add(time.Duration(i)*time.Minute))
+		s.Announce(storeID(byte(i)), peerAddr4(i), false, storeT0)
+		s.Announce(storeID(byte(i)), peerAddr4(100+i), false, storeT0.Add(time.Duration(i)*time.Minute))
 	}
-	s.Expire(t0.Add(DefaultPeerTTL + 4*time.Minute + time.Second)) // keeps the second peer of i >= 5
-	checkInvariants(t, s)
+	s.Expire(storeT0.Add(DefaultPeerTTL + 4*time.Minute + time.Second)) // keeps the second peer of i >= 5
+	peerCheckInvariants(t, s)
 	st := s.Stats()
 	if st.Peers != 5 || st.Infohashes != 5 || st.Expired != 15 {
 		t.Errorf("Stats = %+v, want 5 peers in 5 infohashes, 15 expired", st)
 	}
 	for i := range 10 {
-		got := s.Peers(testID(byte(i)), false, 10, t0.Add(DefaultPeerTTL+4*time.Minute+time.Second), nil)
-		if want := i >= 5; (len(got) == 1 && got[0] == peer4(100+i)) != want {
+		got := s.Peers(storeID(byte(i)), false, 10, storeT0.Add(DefaultPeerTTL+4*time.Minute+time.Second), nil)
+		if want := i >= 5; (len(got) == 1 && got[0] == peerAddr4(100+i)) != want {
 			t.Errorf("infohash %d: Peers = %v, want kept=%v", i, got, want)
 		}
 	}
 }
 
 func TestPeerReannounce(t *testing.T) {
-	ih := testID(2)
+	ih := storeID(2)
 	s := NewPeerStore(krpc.ID{}, PeerConfig{})
 	first := netip.MustParseAddrPort("192.0.2.1:1000")
 	moved := netip.MustParseAddrPort("192.0.2.1:2000")
-	s.Announce(ih, first, false, t0)
-	s.Announce(ih, moved, true, t0.Add(20*time.Minute)) // same IP: update in place (BEP 33)
-	s.Announce(ih, netip.MustParseAddrPort("[::ffff:192.0.2.1]:3000"), true, t0.Add(21*time.Minute))
-	now := t0.Add(40 * time.Minute) // past the first announce's TTL
+	s.Announce(ih, first, false, storeT0)
+	s.Announce(ih, moved, true, storeT0.Add(20*time.Minute)) // same IP: update in place (BEP 33)
+	s.Announce(ih, netip.MustParseAddrPort("[::ffff:192.0.2.1]:3000"), true, storeT0.Add(21*time.Minute))
+	now := storeT0.Add(40 * time.Minute) // past the first announce's TTL
 	if got, want := s.Peers(ih, false, 10, now, nil), []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:3000")}; !slices.Equal(got, want) {
 		t.Errorf("Peers = %v, want %v", got, want)
 	}
@@ -193,17 +193,17 @@ func TestPeerReannounce(t *testing.T) {
 	if st.Peers != 1 || st.Announces != 1 || st.Refreshes != 2 || st.Expired != 0 {
 		t.Errorf("Stats = %+v, want 1 peer, 1 announce, 2 refreshes", st)
 	}
-	if got := s.Peers(ih, false, 10, t0.Add(51*time.Minute), nil); len(got) != 0 {
+	if got := s.Peers(ih, false, 10, storeT0.Add(51*time.Minute), nil); len(got) != 0 {
 		t.Errorf("Peers 30 min after the last announce = %v, want none", got)
 	}
-	checkInvariants(t, s)
+	peerCheckInvariants(t, s)
 }
 
 func TestPeerPerInfohashBound(t *testing.T) {
-	ih := testID(3)
+	ih := storeID(3)
 	tests := []struct {
 		name    string
-		ops     []int // announce peer4(i) at t0+k seconds for the k-th op
+		ops     []int // announce peerAddr4(i) at storeT0+k seconds for the k-th op
 		ops6    int   // then this many IPv6 peers
 		want    []int // peer4 indices kept
 		evicted uint64
@@ -217,20 +217,20 @@ func TestPeerPerInfohashBound(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := NewPeerStore(krpc.ID{}, PeerConfig{MaxPeersPerInfohash: 3})
-			now := t0
+			now := storeT0
 			for _, i := range tc.ops {
 				now = now.Add(time.Second)
-				s.Announce(ih, peer4(i), false, now)
+				s.Announce(ih, peerAddr4(i), false, now)
 			}
 			for i := range tc.ops6 {
 				now = now.Add(time.Second)
-				s.Announce(ih, peer6(i), false, now)
+				s.Announce(ih, peerAddr6(i), false, now)
 			}
 			var want []netip.AddrPort
 			for _, i := range tc.want {
-				want = append(want, peer4(i))
+				want = append(want, peerAddr4(i))
 			}
-			if got := sortedAddrs(s.Peers(ih, false, 100, now, nil)); !slices.Equal(got, want) {
+			if got := peerSortedAddrs(s.Peers(ih, false, 100, now, nil)); !slices.Equal(got, want) {
 				t.Errorf("IPv4 peers = %v, want %v", got, want)
 			}
 			if got := len(s.Peers(ih, true, 100, now, nil)); got != tc.ops6 {
@@ -239,14 +239,14 @@ func TestPeerPerInfohashBound(t *testing.T) {
 			if got := s.Stats().EvictedPeers; got != tc.evicted {
 				t.Errorf("EvictedPeers = %d, want %d", got, tc.evicted)
 			}
-			checkInvariants(t, s)
+			peerCheckInvariants(t, s)
 		})
 	}
 }
 
 func TestPeerInfohashBound(t *testing.T) {
-	self := testID(0x55)
-	at := func(d byte) krpc.ID { return testID(0x55 ^ d) } // an infohash at distance d<<152 from self
+	self := storeID(0x55)
+	at := func(d byte) krpc.ID { return storeID(0x55 ^ d) } // an infohash at distance d<<152 from self
 	tests := []struct {
 		name     string
 		announce []byte // distances, in order
@@ -265,10 +265,10 @@ func TestPeerInfohashBound(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := NewPeerStore(self, PeerConfig{MaxInfohashes: 2})
 			for i, d := range tc.announce {
-				s.Announce(at(d), peer4(i), false, t0)
+				s.Announce(at(d), peerAddr4(i), false, storeT0)
 			}
-			got := s.Infohashes(10, t0, newRand(1))
-			slices.SortFunc(got, byDistance(self))
+			got := s.Infohashes(10, storeT0, peerRand(1))
+			slices.SortFunc(got, peerByDistance(self))
 			var want []krpc.ID
 			for _, d := range tc.want {
 				want = append(want, at(d))
@@ -280,14 +280,14 @@ func TestPeerInfohashBound(t *testing.T) {
 			if st.EvictedInfohashes != tc.evicted || st.RefusedInfohashes != tc.refused {
 				t.Errorf("Stats = %+v, want %d evicted, %d refused infohashes", st, tc.evicted, tc.refused)
 			}
-			checkInvariants(t, s)
+			peerCheckInvariants(t, s)
 		})
 	}
 }
 
 func TestPeerByteBudget(t *testing.T) {
-	self := testID(0x55)
-	at := func(d byte) krpc.ID { return testID(0x55 ^ d) }
+	self := storeID(0x55)
+	at := func(d byte) krpc.ID { return storeID(0x55 ^ d) }
 	near, far := at(0x01), at(0x80)
 	type kept map[byte][]int // distance -> peer4 indices stored
 	tests := []struct {
@@ -301,43 +301,43 @@ func TestPeerByteBudget(t *testing.T) {
 	}{
 		{
 			name: "closer infohash evicts farthest to fit",
-			ih:   near, peer: peer4(4),
+			ih:   near, peer: peerAddr4(4),
 			want:  kept{0x01: {2, 3, 4}},
 			stats: PeerStats{EvictedInfohashes: 1},
 		},
 		{
 			name: "new nearer infohash evicts farthest",
-			ih:   at(0x02), peer: peer4(4),
+			ih:   at(0x02), peer: peerAddr4(4),
 			want:  kept{0x01: {2, 3}, 0x02: {4}},
 			stats: PeerStats{EvictedInfohashes: 1},
 		},
 		{
 			name: "farthest infohash replaces its own oldest peer",
-			ih:   far, peer: peer4(4),
+			ih:   far, peer: peerAddr4(4),
 			want:  kept{0x80: {1, 4}, 0x01: {2, 3}},
 			stats: PeerStats{EvictedPeers: 1},
 		},
 		{
 			name: "new farther infohash refused",
-			ih:   at(0xc0), peer: peer4(4),
+			ih:   at(0xc0), peer: peerAddr4(4),
 			want:  kept{0x80: {0, 1}, 0x01: {2, 3}},
 			stats: PeerStats{RefusedBytes: 1},
 		},
 		{
 			name: "IPv6 peer with no IPv6 to replace refused",
-			ih:   far, peer: peer6(4),
+			ih:   far, peer: peerAddr6(4),
 			want:  kept{0x80: {0, 1}, 0x01: {2, 3}},
 			stats: PeerStats{RefusedBytes: 1},
 		},
 		{
 			name: "IPv6 peer of near infohash evicts far one",
-			ih:   near, peer: peer6(4),
+			ih:   near, peer: peerAddr6(4),
 			want:  kept{0x01: {2, 3}},
 			stats: PeerStats{EvictedInfohashes: 1},
 		},
 		{
 			name: "refresh needs no room",
-			ih:   far, peer: peer4(0),
+			ih:   far, peer: peerAddr4(0),
 			want:  kept{0x80: {0, 1}, 0x01: {2, 3}},
 			stats: PeerStats{Refreshes: 1},
 		},
@@ -346,21 +346,21 @@ func TestPeerByteBudget(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := NewPeerStore(self, PeerConfig{MaxBytes: 2*InfohashCost + 4*PeerCost4})
 			for i, ih := range []krpc.ID{far, far, near, near} {
-				s.Announce(ih, peer4(i), false, t0.Add(time.Duration(i)*time.Second))
+				s.Announce(ih, peerAddr4(i), false, storeT0.Add(time.Duration(i)*time.Second))
 			}
 			before := s.Stats()
 			if before.Bytes != s.Config().MaxBytes {
 				t.Fatalf("setup: Bytes = %d, want the budget %d", before.Bytes, s.Config().MaxBytes)
 			}
-			now := t0.Add(time.Minute)
+			now := storeT0.Add(time.Minute)
 			s.Announce(tc.ih, tc.peer, false, now)
-			checkInvariants(t, s)
+			peerCheckInvariants(t, s)
 			for _, d := range []byte{0x01, 0x02, 0x80, 0xc0} {
 				var want []netip.AddrPort
 				for _, i := range tc.want[d] {
-					want = append(want, peer4(i))
+					want = append(want, peerAddr4(i))
 				}
-				if got := sortedAddrs(s.Peers(at(d), false, 100, now, nil)); !slices.Equal(got, want) {
+				if got := peerSortedAddrs(s.Peers(at(d), false, 100, now, nil)); !slices.Equal(got, want) {
 					t.Errorf("distance %#x: peers %v, want %v", d, got, want)
 				}
 			}
@@ -378,7 +378,7 @@ func TestPeerByteBudget(t *testing.T) {
 	}
 	t.Run("budget below one peer", func(t *testing.T) {
 		s := NewPeerStore(self, PeerConfig{MaxBytes: InfohashCost})
-		s.Announce(near, peer4(1), false, t0)
+		s.Announce(near, peerAddr4(1), false, storeT0)
 		if st := s.Stats(); st.RefusedBytes != 1 || st.Peers != 0 || st.Bytes != 0 {
 			t.Errorf("Stats = %+v, want one refusal and nothing stored", st)
 		}
@@ -386,7 +386,7 @@ func TestPeerByteBudget(t *testing.T) {
 }
 
 func TestPeerFamilies(t *testing.T) {
-	ih := testID(4)
+	ih := storeID(4)
 	s := NewPeerStore(krpc.ID{}, PeerConfig{MaxPeersPerInfohash: 2})
 	v4a := netip.MustParseAddrPort("192.0.2.1:1")
 	v4b := netip.MustParseAddrPort("[::ffff:192.0.2.3]:3") // IPv4-mapped: stored as IPv4
@@ -394,14 +394,14 @@ func TestPeerFamilies(t *testing.T) {
 	v6b := netip.MustParseAddrPort("[2001:db8::2]:2")
 	v6c := netip.MustParseAddrPort("[2001:db8::3]:3")
 	for i, a := range []netip.AddrPort{v4a, v6a, v4b, v6b, v6c} { // v6c evicts v6a
-		s.Announce(ih, a, i%2 == 0, t0.Add(time.Duration(i)*time.Second))
+		s.Announce(ih, a, i%2 == 0, storeT0.Add(time.Duration(i)*time.Second))
 	}
-	now := t0.Add(time.Minute)
+	now := storeT0.Add(time.Minute)
 	want4 := []netip.AddrPort{v4a, netip.MustParseAddrPort("192.0.2.3:3")}
-	if got := sortedAddrs(s.Peers(ih, false, 10, now, nil)); !slices.Equal(got, want4) {
+	if got := peerSortedAddrs(s.Peers(ih, false, 10, now, nil)); !slices.Equal(got, want4) {
 		t.Errorf("IPv4 peers = %v, want %v", got, want4)
 	}
-	if got, want := sortedAddrs(s.Peers(ih, true, 10, now, nil)), []netip.AddrPort{v6b, v6c}; !slices.Equal(got, want) {
+	if got, want := peerSortedAddrs(s.Peers(ih, true, 10, now, nil)), []netip.AddrPort{v6b, v6c}; !slices.Equal(got, want) {
 		t.Errorf("IPv6 peers = %v, want %v", got, want)
 	}
 	var order []bool // Is4 per visited peer
@@ -412,28 +412,28 @@ func TestPeerFamilies(t *testing.T) {
 	if st := s.Stats(); st.EvictedPeers != 1 || st.Peers != 4 || st.Bytes != InfohashCost+2*PeerCost4+2*PeerCost6 {
 		t.Errorf("Stats = %+v, want 1 eviction, 4 peers", st)
 	}
-	checkInvariants(t, s)
+	peerCheckInvariants(t, s)
 }
 
 func TestPeerSeedCounts(t *testing.T) {
-	ih := testID(5)
+	ih := storeID(5)
 	s := NewPeerStore(krpc.ID{}, PeerConfig{})
 	seeds := map[netip.AddrPort]bool{}
 	for i := range 10 {
-		s.Announce(ih, peer4(i), i%3 == 0, t0)
-		s.Announce(ih, peer6(i), i%2 == 0, t0)
-		seeds[peer4(i)], seeds[peer6(i)] = i%3 == 0, i%2 == 0
+		s.Announce(ih, peerAddr4(i), i%3 == 0, storeT0)
+		s.Announce(ih, peerAddr6(i), i%2 == 0, storeT0)
+		seeds[peerAddr4(i)], seeds[peerAddr6(i)] = i%3 == 0, i%2 == 0
 	}
-	s.Announce(ih, peer4(1), true, t0) // leecher became a seed
-	seeds[peer4(1)] = true
-	if gotS, gotL := s.Counts(ih, t0); gotS != 10 || gotL != 10 {
+	s.Announce(ih, peerAddr4(1), true, storeT0) // leecher became a seed
+	seeds[peerAddr4(1)] = true
+	if gotS, gotL := s.Counts(ih, storeT0); gotS != 10 || gotL != 10 {
 		t.Errorf("Counts = %d seeds, %d leechers; want 10, 10", gotS, gotL)
 	}
-	if gotS, gotL := s.Counts(testID(6), t0); gotS != 0 || gotL != 0 {
+	if gotS, gotL := s.Counts(storeID(6), storeT0); gotS != 0 || gotL != 0 {
 		t.Errorf("Counts of unknown infohash = %d, %d; want 0, 0", gotS, gotL)
 	}
 	visited := map[netip.AddrPort]bool{}
-	s.Each(ih, t0, func(a netip.AddrPort, seed bool) {
+	s.Each(ih, storeT0, func(a netip.AddrPort, seed bool) {
 		if seed != seeds[a] {
 			t.Errorf("Each: %v seed=%v, want %v", a, seed, seeds[a])
 		}
@@ -462,21 +462,21 @@ func TestPeerSample(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("n=%d,limit=%d,v6=%v", tc.n, tc.limit, tc.ipv6), func(t *testing.T) {
-			ih := testID(7)
+			ih := storeID(7)
 			s := NewPeerStore(krpc.ID{}, PeerConfig{MaxPeersPerInfohash: 2000})
 			stored := map[netip.AddrPort]bool{}
 			for i := range tc.n {
-				a := peer4(i)
+				a := peerAddr4(i)
 				if tc.ipv6 {
-					a = peer6(i)
+					a = peerAddr6(i)
 				}
-				s.Announce(ih, a, false, t0)
+				s.Announce(ih, a, false, storeT0)
 				stored[a] = true
 			}
-			r := newRand(2)
+			r := peerRand(2)
 			var firsts []netip.AddrPort
 			for range 5 {
-				got := s.Peers(ih, tc.ipv6, tc.limit, t0, r)
+				got := s.Peers(ih, tc.ipv6, tc.limit, storeT0, r)
 				if len(got) != tc.want {
 					t.Fatalf("got %d peers, want %d", len(got), tc.want)
 				}
@@ -491,10 +491,10 @@ func TestPeerSample(t *testing.T) {
 					firsts = append(firsts, got[0])
 				}
 			}
-			if tc.want > 1 && len(slices.Compact(sortedAddrs(firsts))) == 1 {
+			if tc.want > 1 && len(slices.Compact(peerSortedAddrs(firsts))) == 1 {
 				t.Errorf("five samples all start with %v", firsts[0])
 			}
-			if got := s.Peers(ih, !tc.ipv6, 10, t0, r); len(got) != 0 {
+			if got := s.Peers(ih, !tc.ipv6, 10, storeT0, r); len(got) != 0 {
 				t.Errorf("other family: got %v, want none", got)
 			}
 		})
@@ -505,26 +505,26 @@ func TestPeerSample(t *testing.T) {
 // and equally often in first position.
 func TestPeerSampleUniform(t *testing.T) {
 	const n, limit, trials = 40, 10, 4000
-	ih := testID(8)
+	ih := storeID(8)
 	s := NewPeerStore(krpc.ID{}, PeerConfig{})
 	for i := range n {
-		s.Announce(ih, peer4(i), false, t0)
+		s.Announce(ih, peerAddr4(i), false, storeT0)
 	}
-	r := newRand(3)
-	any, first := map[netip.AddrPort]int{}, map[netip.AddrPort]int{}
+	r := peerRand(3)
+	drawn, first := map[netip.AddrPort]int{}, map[netip.AddrPort]int{}
 	for range trials {
-		got := s.Peers(ih, false, limit, t0, r)
+		got := s.Peers(ih, false, limit, storeT0, r)
 		first[got[0]]++
 		for _, a := range got {
-			any[a]++
+			drawn[a]++
 		}
 	}
 	for i := range n {
-		a := peer4(i)
+		a := peerAddr4(i)
 		// Expected 1000 (sd 27) and 100 (sd 10).
-		if any[a] < 850 || any[a] > 1150 || first[a] < 50 || first[a] > 150 {
+		if drawn[a] < 850 || drawn[a] > 1150 || first[a] < 50 || first[a] > 150 {
 			t.Errorf("peer %d drawn %d times, %d times first; want about %d and %d",
-				i, any[a], first[a], trials*limit/n, trials/n)
+				i, drawn[a], first[a], trials*limit/n, trials/n)
 		}
 	}
 }
@@ -542,7 +542,7 @@ func TestRandomIndicesUniform(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			const trials = 20000
-			r := newRand(4)
+			r := peerRand(4)
 			buf := make([]int32, tc.bufLen)
 			anyPos, first := make([]int, tc.n), make([]int, tc.n)
 			for range trials {
@@ -577,22 +577,22 @@ func TestPeerInfohashes(t *testing.T) {
 	s := NewPeerStore(krpc.ID{}, PeerConfig{})
 	stored := map[krpc.ID]bool{}
 	for i := range 50 {
-		ih := testID(byte(i), 1)
-		s.Announce(ih, peer4(i), false, t0.Add(30*time.Minute))
+		ih := storeID(byte(i), 1)
+		s.Announce(ih, peerAddr4(i), false, storeT0.Add(30*time.Minute))
 		stored[ih] = true
 	}
-	dead := testID(0xee)
-	s.Announce(dead, peer4(99), false, t0.Add(10*time.Second))
-	s.Announce(testID(0, 1), peer4(0), false, t0.Add(30*time.Minute)) // refresh; runs a sweep
-	now := t0.Add(30*time.Minute + 20*time.Second)                    // dead has expired, no sweep due
-	r := newRand(5)
+	dead := storeID(0xee)
+	s.Announce(dead, peerAddr4(99), false, storeT0.Add(10*time.Second))
+	s.Announce(storeID(0, 1), peerAddr4(0), false, storeT0.Add(30*time.Minute)) // refresh; runs a sweep
+	now := storeT0.Add(30*time.Minute + 20*time.Second)                         // dead has expired, no sweep due
+	r := peerRand(5)
 	tests := []struct{ limit, want int }{{0, 0}, {-3, 0}, {1, 1}, {10, 10}, {20, 20}, {50, 50}, {100, 50}}
 	for _, tc := range tests {
 		got := s.Infohashes(tc.limit, now, r)
 		if len(got) != tc.want {
 			t.Errorf("Infohashes(%d) returned %d, want %d", tc.limit, len(got), tc.want)
 		}
-		if len(slices.Compact(slices.SortedFunc(slices.Values(got), byDistance(krpc.ID{})))) != len(got) {
+		if len(slices.Compact(slices.SortedFunc(slices.Values(got), peerByDistance(krpc.ID{})))) != len(got) {
 			t.Errorf("Infohashes(%d) repeats: %v", tc.limit, got)
 		}
 		for _, ih := range got {
@@ -614,14 +614,14 @@ func TestPeerInfohashes(t *testing.T) {
 func TestPeerAmortisedExpiry(t *testing.T) {
 	s := NewPeerStore(krpc.ID{}, PeerConfig{})
 	for i := range 100 {
-		s.Announce(testID(byte(i), 2), peer4(i), false, t0)
+		s.Announce(storeID(byte(i), 2), peerAddr4(i), false, storeT0)
 	}
-	s.Announce(testID(1), peer4(1), false, t0.Add(DefaultPeerTTL))
+	s.Announce(storeID(1), peerAddr4(1), false, storeT0.Add(DefaultPeerTTL))
 	st := s.Stats()
 	if st.Infohashes != 1 || st.Peers != 1 || st.Expired != 100 || st.Bytes != InfohashCost+PeerCost4 {
 		t.Errorf("Stats = %+v, want the 100 old infohashes swept", st)
 	}
-	checkInvariants(t, s)
+	peerCheckInvariants(t, s)
 }
 
 func TestPeerInvalid(t *testing.T) {
@@ -635,7 +635,7 @@ func TestPeerInvalid(t *testing.T) {
 	for _, a := range tests {
 		t.Run(a.String(), func(t *testing.T) {
 			s := NewPeerStore(krpc.ID{}, PeerConfig{})
-			s.Announce(testID(1), a, false, t0)
+			s.Announce(storeID(1), a, false, storeT0)
 			if st := s.Stats(); st.RefusedInvalid != 1 || st.Peers != 0 {
 				t.Errorf("Stats = %+v, want one invalid refusal", st)
 			}
@@ -646,20 +646,20 @@ func TestPeerInvalid(t *testing.T) {
 // TestPeerRandomOps runs a random mix of operations under tight bounds and
 // checks the store's invariants after each.
 func TestPeerRandomOps(t *testing.T) {
-	r := newRand(6)
-	s := NewPeerStore(testID(0x5a, 0xa5), PeerConfig{
+	r := peerRand(6)
+	s := NewPeerStore(storeID(0x5a, 0xa5), PeerConfig{
 		TTL: 10 * time.Minute, MaxInfohashes: 8, MaxPeersPerInfohash: 6,
 		MaxBytes: 6*InfohashCost + 20*PeerCost4 + 5*PeerCost6,
 	})
-	now := t0
+	now := storeT0
 	for step := range 5000 {
 		now = now.Add(time.Duration(r.IntN(20)) * time.Second)
-		ih := testID(byte(r.IntN(20)) * 13)
+		ih := storeID(byte(r.IntN(20)) * 13)
 		switch op := r.IntN(10); {
 		case op < 5:
-			s.Announce(ih, peer4(r.IntN(30)), r.IntN(2) == 0, now)
+			s.Announce(ih, peerAddr4(r.IntN(30)), r.IntN(2) == 0, now)
 		case op < 8:
-			s.Announce(ih, peer6(r.IntN(30)), r.IntN(2) == 0, now)
+			s.Announce(ih, peerAddr6(r.IntN(30)), r.IntN(2) == 0, now)
 		case op < 9:
 			s.Peers(ih, r.IntN(2) == 0, r.IntN(8), now, r)
 		default:
@@ -669,7 +669,7 @@ func TestPeerRandomOps(t *testing.T) {
 				s.Infohashes(r.IntN(10), now, r)
 			}
 		}
-		checkInvariants(t, s)
+		peerCheckInvariants(t, s)
 		if t.Failed() {
 			t.Fatalf("after step %d", step)
 		}
@@ -685,11 +685,11 @@ func TestPeerConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {
-			r := newRand(uint64(g))
+			r := peerRand(uint64(g))
 			for i := range 2000 {
-				now := t0.Add(time.Duration(i) * time.Second)
-				ih := testID(byte(r.IntN(20)))
-				s.Announce(ih, peer4(r.IntN(100)), i%2 == 0, now)
+				now := storeT0.Add(time.Duration(i) * time.Second)
+				ih := storeID(byte(r.IntN(20)))
+				s.Announce(ih, peerAddr4(r.IntN(100)), i%2 == 0, now)
 				s.Peers(ih, false, 10, now, r)
 				s.Counts(ih, now)
 				s.Each(ih, now, func(netip.AddrPort, bool) {})
@@ -699,12 +699,12 @@ func TestPeerConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	checkInvariants(t, s)
+	peerCheckInvariants(t, s)
 }
 
 func BenchmarkPeerStoreAnnounce(b *testing.B) {
 	const infohashes = 1000
-	r := newRand(7)
+	r := peerRand(7)
 	ihs := make([]krpc.ID, infohashes)
 	for i := range ihs {
 		for j := range ihs[i] {
@@ -712,12 +712,12 @@ func BenchmarkPeerStoreAnnounce(b *testing.B) {
 		}
 	}
 	s := NewPeerStore(krpc.ID{}, PeerConfig{})
-	now := t0
+	now := storeT0
 	i := 0
 	b.ReportAllocs()
 	for b.Loop() {
 		now = now.Add(time.Millisecond)
-		s.Announce(ihs[i%infohashes], peer4(int(r.Uint32()>>8)), false, now)
+		s.Announce(ihs[i%infohashes], peerAddr4(int(r.Uint32()>>8)), false, now)
 		i++
 	}
 }
@@ -729,16 +729,16 @@ func BenchmarkPeerStorePeers(b *testing.B) {
 		limit int
 	}{{"ipv4-100", false, 100}, {"ipv6-25", true, 25}} {
 		b.Run(bc.name, func(b *testing.B) {
-			ih := testID(9)
+			ih := storeID(9)
 			s := NewPeerStore(krpc.ID{}, PeerConfig{})
 			for i := range DefaultMaxPeersPerInfohash {
-				s.Announce(ih, peer4(i), false, t0)
-				s.Announce(ih, peer6(i), false, t0)
+				s.Announce(ih, peerAddr4(i), false, storeT0)
+				s.Announce(ih, peerAddr6(i), false, storeT0)
 			}
-			r := newRand(8)
+			r := peerRand(8)
 			b.ReportAllocs()
 			for b.Loop() {
-				if len(s.Peers(ih, bc.ipv6, bc.limit, t0, r)) != bc.limit {
+				if len(s.Peers(ih, bc.ipv6, bc.limit, storeT0, r)) != bc.limit {
 					b.Fatal("short sample")
 				}
 			}
@@ -765,7 +765,7 @@ func BenchmarkPeerStoreMemory(b *testing.B) {
 				s := NewPeerStore(krpc.ID{}, PeerConfig{
 					MaxInfohashes: infohashes, MaxPeersPerInfohash: perInfohash, MaxBytes: 1 << 40,
 				})
-				r := newRand(9)
+				r := peerRand(9)
 				perm := make([]int, perInfohash)
 				for i := range perm {
 					perm[i] = i
@@ -777,11 +777,11 @@ func BenchmarkPeerStoreMemory(b *testing.B) {
 					}
 					r.Shuffle(len(perm), func(x, y int) { perm[x], perm[y] = perm[y], perm[x] })
 					for _, j := range perm {
-						a := peer4(i*perInfohash + j)
+						a := peerAddr4(i*perInfohash + j)
 						if ipv6 {
-							a = peer6(i*perInfohash + j)
+							a = peerAddr6(i*perInfohash + j)
 						}
-						s.Announce(ih, a, j%3 == 0, t0)
+						s.Announce(ih, a, j%3 == 0, storeT0)
 					}
 				}
 				runtime.GC()
@@ -798,4 +798,46 @@ func BenchmarkPeerStoreMemory(b *testing.B) {
 			b.ReportMetric(charged, "charged-B/peer")
 		})
 	}
+	// Calibrates InfohashCost: 100,000 infohashes of one IPv4 peer each.
+	b.Run("infohashes", func(b *testing.B) {
+		const n = 100000
+		var perInfohash float64
+		for b.Loop() {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			s := NewPeerStore(krpc.ID{}, PeerConfig{MaxInfohashes: n, MaxBytes: 1 << 40})
+			r := peerRand(10)
+			for i := range n {
+				var ih krpc.ID
+				for j := range ih {
+					ih[j] = byte(r.Uint32())
+				}
+				s.Announce(ih, peerAddr4(i), false, storeT0)
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			if st := s.Stats(); st.Infohashes != n {
+				b.Fatalf("stored %d infohashes, want %d", st.Infohashes, n)
+			}
+			perInfohash = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/n - float64(unsafe.Sizeof(peerEntry[key4]{}))
+			runtime.KeepAlive(s)
+		}
+		b.ReportMetric(perInfohash, "B/infohash")
+	})
+}
+
+// TestPeerClockBackwards checks that a backwards clock jump does not stall
+// the amortised sweep.
+func TestPeerClockBackwards(t *testing.T) {
+	s := NewPeerStore(krpc.ID{}, PeerConfig{})
+	s.Announce(storeID(0xff), peerAddr4(0), false, storeT0.Add(2*time.Hour))
+	for i := range 10 {
+		s.Announce(storeID(byte(i)), peerAddr4(i), false, storeT0) // two hours back
+	}
+	s.Announce(storeID(0xfe), peerAddr4(0), false, storeT0.Add(DefaultPeerTTL))
+	if st := s.Stats(); st.Expired != 10 || st.Infohashes != 2 {
+		t.Errorf("Stats = %+v, want the 10 peers announced after the jump swept", st)
+	}
+	peerCheckInvariants(t, s)
 }

@@ -13,16 +13,16 @@ import (
 	"github.com/dhtd/dhtd/krpc"
 )
 
-var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+var storeT0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
-// seededRand returns a deterministic random source for secrets.
-func seededRand(seed byte) *rand.ChaCha8 {
+// tokenSecretSource returns a deterministic random source for secrets.
+func tokenSecretSource(seed byte) *rand.ChaCha8 {
 	var s [32]byte
 	s[0] = seed
 	return rand.NewChaCha8(s)
 }
 
-func testID(b ...byte) krpc.ID {
+func storeID(b ...byte) krpc.ID {
 	var id krpc.ID
 	copy(id[:], b)
 	return id
@@ -30,12 +30,12 @@ func testID(b ...byte) krpc.ID {
 
 func TestTokenCheck(t *testing.T) {
 	ip := netip.MustParseAddr("192.0.2.1")
-	ih := testID(0xaa)
+	ih := storeID(0xaa)
 	const p = DefaultTokenRotate
 	tests := []struct {
 		name    string
-		issueAt time.Duration // after t0, the start of the first period
-		checkAt time.Duration // after t0
+		issueAt time.Duration // after storeT0, the start of the first period
+		checkAt time.Duration // after storeT0
 		ip      string        // Check's IP; "" = the issuing IP, unparsable = invalid Addr
 		target  krpc.ID       // Check's target; zero = the issuing infohash
 		mangle  func(string) string
@@ -53,7 +53,7 @@ func TestTokenCheck(t *testing.T) {
 		{name: "another IPv4", ip: "192.0.2.2", want: false},
 		{name: "an IPv6", ip: "2001:db8::1", want: false},
 		{name: "invalid IP", ip: "not an address", want: false},
-		{name: "another infohash", target: testID(0xab), want: false},
+		{name: "another infohash", target: storeID(0xab), want: false},
 		{name: "one bit flipped", mangle: func(s string) string { b := []byte(s); b[7] ^= 1; return string(b) }, want: false},
 		{name: "truncated to 4 bytes", mangle: func(s string) string { return s[:4] }, want: false},
 		{name: "one byte too long", mangle: func(s string) string { return s + "x" }, want: false},
@@ -62,8 +62,8 @@ func TestTokenCheck(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tk := NewTokens(nil, t0)
-			tok := tk.Issue(ip, ih, t0.Add(tc.issueAt))
+			tk := NewTokens(nil, storeT0)
+			tok := tk.Issue(ip, ih, storeT0.Add(tc.issueAt))
 			if len(tok) != TokenLen {
 				t.Fatalf("Issue returned %d bytes, want %d", len(tok), TokenLen)
 			}
@@ -77,7 +77,7 @@ func TestTokenCheck(t *testing.T) {
 			if tc.mangle != nil {
 				tok = tc.mangle(tok)
 			}
-			if got := tk.Check(tok, checkIP, target, t0.Add(tc.checkAt)); got != tc.want {
+			if got := tk.Check(tok, checkIP, target, storeT0.Add(tc.checkAt)); got != tc.want {
 				t.Errorf("Check = %v, want %v", got, tc.want)
 			}
 		})
@@ -98,11 +98,11 @@ func TestTokenRotateField(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("%v@%v", tc.rotate, tc.checkAt), func(t *testing.T) {
-			tk := NewTokens(nil, t0)
+			tk := NewTokens(nil, storeT0)
 			tk.Rotate = tc.rotate
 			ip := netip.MustParseAddr("2001:db8::7")
-			tok := tk.Issue(ip, testID(1), t0)
-			if got := tk.Check(tok, ip, testID(1), t0.Add(tc.checkAt)); got != tc.want {
+			tok := tk.Issue(ip, storeID(1), storeT0)
+			if got := tk.Check(tok, ip, storeID(1), storeT0.Add(tc.checkAt)); got != tc.want {
 				t.Errorf("Check = %v, want %v", got, tc.want)
 			}
 		})
@@ -112,13 +112,13 @@ func TestTokenRotateField(t *testing.T) {
 // TestTokenRotationStepwise checks rotations when the clock advances in small
 // steps (one rotation at a time) rather than jumping.
 func TestTokenRotationStepwise(t *testing.T) {
-	tk := NewTokens(nil, t0)
+	tk := NewTokens(nil, storeT0)
 	ip := netip.MustParseAddr("198.51.100.9")
-	tok := tk.Issue(ip, testID(9), t0.Add(time.Minute))
-	for now := t0; now.Before(t0.Add(20 * time.Minute)); now = now.Add(30 * time.Second) {
-		want := now.Before(t0.Add(2 * DefaultTokenRotate))
-		if got := tk.Check(tok, ip, testID(9), now); got != want {
-			t.Fatalf("at t0+%v: Check = %v, want %v", now.Sub(t0), got, want)
+	tok := tk.Issue(ip, storeID(9), storeT0.Add(time.Minute))
+	for now := storeT0; now.Before(storeT0.Add(20 * time.Minute)); now = now.Add(30 * time.Second) {
+		want := now.Before(storeT0.Add(2 * DefaultTokenRotate))
+		if got := tk.Check(tok, ip, storeID(9), now); got != want {
+			t.Fatalf("at storeT0+%v: Check = %v, want %v", now.Sub(storeT0), got, want)
 		}
 	}
 	if got := tk.Stats().Rotations; got != 3 {
@@ -127,23 +127,23 @@ func TestTokenRotationStepwise(t *testing.T) {
 }
 
 func TestTokenClockBackwards(t *testing.T) {
-	tk := NewTokens(nil, t0)
+	tk := NewTokens(nil, storeT0)
 	ip := netip.MustParseAddr("192.0.2.1")
-	back := t0.Add(-time.Hour)
-	tok := tk.Issue(ip, testID(1), back) // restarts the period at back
-	if !tk.Check(tok, ip, testID(1), back.Add(DefaultTokenRotate)) {
+	back := storeT0.Add(-time.Hour)
+	tok := tk.Issue(ip, storeID(1), back) // restarts the period at back
+	if !tk.Check(tok, ip, storeID(1), back.Add(DefaultTokenRotate)) {
 		t.Error("token refused one rotation after a backwards jump")
 	}
-	if tk.Check(tok, ip, testID(1), back.Add(2*DefaultTokenRotate)) {
+	if tk.Check(tok, ip, storeID(1), back.Add(2*DefaultTokenRotate)) {
 		t.Error("token accepted two rotations after a backwards jump")
 	}
 }
 
 func TestTokenDeterministicSecrets(t *testing.T) {
 	ip := netip.MustParseAddr("192.0.2.1")
-	a := NewTokens(seededRand(1), t0).Issue(ip, testID(1), t0)
-	b := NewTokens(seededRand(1), t0).Issue(ip, testID(1), t0)
-	c := NewTokens(seededRand(2), t0).Issue(ip, testID(1), t0)
+	a := NewTokens(tokenSecretSource(1), storeT0).Issue(ip, storeID(1), storeT0)
+	b := NewTokens(tokenSecretSource(1), storeT0).Issue(ip, storeID(1), storeT0)
+	c := NewTokens(tokenSecretSource(2), storeT0).Issue(ip, storeID(1), storeT0)
 	if a != b {
 		t.Errorf("same secret source gave different tokens %x, %x", a, b)
 	}
@@ -151,20 +151,20 @@ func TestTokenDeterministicSecrets(t *testing.T) {
 		t.Errorf("different secret sources gave the same token %x", a)
 	}
 	// A token from one node is worthless at another.
-	if NewTokens(seededRand(2), t0).Check(a, ip, testID(1), t0) {
+	if NewTokens(tokenSecretSource(2), storeT0).Check(a, ip, storeID(1), storeT0) {
 		t.Error("token accepted by a node with other secrets")
 	}
 }
 
-type failingReader struct{}
+type tokenFailingReader struct{}
 
-func (failingReader) Read([]byte) (int, error) { return 0, errors.New("entropy exhausted") }
+func (tokenFailingReader) Read([]byte) (int, error) { return 0, errors.New("entropy exhausted") }
 
 func TestTokenRandFailureFallsBack(t *testing.T) {
 	ip := netip.MustParseAddr("192.0.2.1")
-	a := NewTokens(failingReader{}, t0)
-	b := NewTokens(failingReader{}, t0)
-	if ta, tb := a.Issue(ip, testID(1), t0), b.Issue(ip, testID(1), t0); ta == tb {
+	a := NewTokens(tokenFailingReader{}, storeT0)
+	b := NewTokens(tokenFailingReader{}, storeT0)
+	if ta, tb := a.Issue(ip, storeID(1), storeT0), b.Issue(ip, storeID(1), storeT0); ta == tb {
 		t.Error("two Tokens with a failing source share a secret")
 	}
 	if got := a.Stats().RandErrors; got != 2 {
@@ -173,13 +173,13 @@ func TestTokenRandFailureFallsBack(t *testing.T) {
 }
 
 func TestTokenStats(t *testing.T) {
-	tk := NewTokens(nil, t0)
+	tk := NewTokens(nil, storeT0)
 	ip := netip.MustParseAddr("192.0.2.1")
-	tok := tk.Issue(ip, testID(1), t0)
-	tk.Issue(ip, testID(2), t0)
-	tk.Check(tok, ip, testID(1), t0)
-	tk.Check(tok, ip, testID(2), t0)
-	tk.Check("short", ip, testID(1), t0)
+	tok := tk.Issue(ip, storeID(1), storeT0)
+	tk.Issue(ip, storeID(2), storeT0)
+	tk.Check(tok, ip, storeID(1), storeT0)
+	tk.Check(tok, ip, storeID(2), storeT0)
+	tk.Check("short", ip, storeID(1), storeT0)
 	want := TokenStats{Issued: 2, Accepted: 1, Rejected: 2}
 	if got := tk.Stats(); got != want {
 		t.Errorf("Stats = %+v, want %+v", got, want)
@@ -187,8 +187,8 @@ func TestTokenStats(t *testing.T) {
 }
 
 func TestTokenStringHidesSecrets(t *testing.T) {
-	tk := NewTokens(seededRand(3), t0)
-	tk.Issue(netip.MustParseAddr("192.0.2.1"), testID(1), t0)
+	tk := NewTokens(tokenSecretSource(3), storeT0)
+	tk.Issue(netip.MustParseAddr("192.0.2.1"), storeID(1), storeT0)
 	want := "Tokens{rotate: 5m0s, issued: 1, accepted: 0, rejected: 0}"
 	if got := tk.String(); got != want {
 		t.Errorf("String = %q, want %q", got, want)
@@ -204,15 +204,15 @@ func TestTokenStringHidesSecrets(t *testing.T) {
 }
 
 func TestTokenConcurrent(t *testing.T) {
-	tk := NewTokens(nil, t0)
+	tk := NewTokens(nil, storeT0)
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
 			ip := netip.AddrFrom4([4]byte{192, 0, 2, byte(g)})
 			for i := range 200 {
-				now := t0.Add(time.Duration(i) * time.Second)
-				tok := tk.Issue(ip, testID(byte(i)), now)
-				if !tk.Check(tok, ip, testID(byte(i)), now) {
+				now := storeT0.Add(time.Duration(i) * time.Second)
+				tok := tk.Issue(ip, storeID(byte(i)), now)
+				if !tk.Check(tok, ip, storeID(byte(i)), now) {
 					t.Errorf("goroutine %d: fresh token refused at step %d", g, i)
 					return
 				}
@@ -226,21 +226,21 @@ func TestTokenConcurrent(t *testing.T) {
 }
 
 func BenchmarkTokenIssue(b *testing.B) {
-	tk := NewTokens(nil, t0)
+	tk := NewTokens(nil, storeT0)
 	ip := netip.MustParseAddr("192.0.2.1")
 	b.ReportAllocs()
 	for b.Loop() {
-		tk.Issue(ip, testID(1), t0)
+		tk.Issue(ip, storeID(1), storeT0)
 	}
 }
 
 func BenchmarkTokenCheck(b *testing.B) {
-	tk := NewTokens(nil, t0)
+	tk := NewTokens(nil, storeT0)
 	ip := netip.MustParseAddr("192.0.2.1")
-	tok := tk.Issue(ip, testID(1), t0)
+	tok := tk.Issue(ip, storeID(1), storeT0)
 	b.ReportAllocs()
 	for b.Loop() {
-		if !tk.Check(tok, ip, testID(1), t0) {
+		if !tk.Check(tok, ip, storeID(1), storeT0) {
 			b.Fatal("token refused")
 		}
 	}

@@ -1,0 +1,280 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/anacrolix/torrent/bencode"
+
+	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/storage"
+)
+
+// PeersResult is the outcome of GetPeers.
+type PeersResult struct {
+	Lookup LookupResult     // the K closest responders, with their tokens
+	Peers  []netip.AddrPort // every distinct peer returned
+}
+
+// GetPeers runs an iterative get_peers lookup for ih (BEP 5). onPeer, if not
+// nil, sees each new peer as it arrives, so a caller can start on the first
+// peers early; it runs on the lookup goroutine and must not block long.
+func (n *Node) GetPeers(ctx context.Context, ih krpc.ID, onPeer func(netip.AddrPort)) (PeersResult, error) {
+	var res PeersResult
+	seen := make(map[netip.AddrPort]bool)
+	lr, err := n.lookup(ctx, "get_peers", ih, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
+		return n.query(ctx, to, krpc.MethodGetPeers, &krpc.Args{InfoHash: &ih})
+	}, func(_ krpc.NodeInfo, m *krpc.Msg) bool {
+		for _, p := range m.R.Values {
+			if !p.IsValid() || p.Port() == 0 || seen[p] {
+				continue
+			}
+			seen[p] = true
+			res.Peers = append(res.Peers, p)
+			if onPeer != nil {
+				onPeer(p)
+			}
+		}
+		return false
+	})
+	res.Lookup = lr
+	return res, err
+}
+
+// AnnounceResult is the outcome of Announce.
+type AnnounceResult struct {
+	Peers     PeersResult   // the get_peers lookup that found the storers
+	Announced int           // announce_peer queries sent
+	Accepted  int           // answered with success
+	Errors    map[int64]int // KRPC error replies by code
+}
+
+// Announce looks up ih, then announces us as a peer on port (or, with
+// impliedPort, on the UDP source port of this node's socket) to the K
+// closest responders that gave a token (BEP 5).
+func (n *Node) Announce(ctx context.Context, ih krpc.ID, port int, impliedPort bool) (AnnounceResult, error) {
+	if !impliedPort && (port <= 0 || port > 65535) {
+		return AnnounceResult{}, fmt.Errorf("announce %s: port %d out of range", ih, port)
+	}
+	pr, err := n.GetPeers(ctx, ih, nil)
+	res := AnnounceResult{Peers: pr}
+	if err != nil {
+		return res, fmt.Errorf("announce %s: %w", ih, err)
+	}
+	p := int64(port)
+	implied := int64(0)
+	if impliedPort {
+		implied = 1
+	}
+	res.Announced, res.Accepted, res.Errors = n.storeToClosest(ctx, pr.Lookup.Closest, func(f Found) *krpc.Args {
+		return &krpc.Args{InfoHash: &ih, Port: &p, ImpliedPort: implied, Token: f.Reply.R.Token}
+	}, krpc.MethodAnnouncePeer)
+	if res.Accepted == 0 {
+		return res, fmt.Errorf("announce %s: no node accepted (%d tried)", ih, res.Announced)
+	}
+	return res, nil
+}
+
+// storeToClosest sends one write query (announce_peer or put) to each
+// responder that gave a token, concurrently, and counts the successes.
+func (n *Node) storeToClosest(ctx context.Context, closest []Found, args func(Found) *krpc.Args, method string) (sent, ok int, codes map[int64]int) {
+	codes = make(map[int64]int)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, f := range closest {
+		if f.Reply == nil || f.Reply.R == nil || f.Reply.R.Token == "" {
+			continue
+		}
+		sent++
+		wg.Add(1)
+		go func(f Found) {
+			defer wg.Done()
+			_, err := n.query(ctx, f.Node.Addr, method, args(f))
+			mu.Lock()
+			defer mu.Unlock()
+			var ke *krpc.Error
+			switch {
+			case err == nil:
+				ok++
+			case errors.As(err, &ke):
+				codes[ke.Code]++
+			default:
+				n.log.Debug("store query failed", "method", method, "node", f.Node, "err", err)
+			}
+		}(f)
+	}
+	wg.Wait()
+	return sent, ok, codes
+}
+
+// GetOptions tune Get.
+type GetOptions struct {
+	// Salt is the salt of a mutable item; its target is SHA-1(k ‖ salt).
+	Salt []byte
+	// Seq, if set, asks nodes to send a mutable item only if theirs is newer.
+	Seq *int64
+}
+
+// GetResult is the outcome of Get.
+type GetResult struct {
+	Target krpc.ID
+	Found  bool
+	Item   storage.Item // the value (raw bencode) and, if mutable, k, seq, sig
+	Count  int          // nodes that returned this value (and seq)
+	Lookup LookupResult
+}
+
+// Get looks up a BEP 44 item. A value is accepted only if it hashes to the
+// target (immutable) or its key and salt give the target and its signature
+// checks (mutable). For mutable items the highest seq wins; Count says how
+// many nodes returned it. An immutable get stops at the first valid value.
+func (n *Node) Get(ctx context.Context, target krpc.ID, opts GetOptions) (GetResult, error) {
+	return n.get(ctx, target, opts, true)
+}
+
+// get runs the get lookup; with stopEarly an immutable value ends it (a put
+// runs it to the end, to find the K closest nodes and their tokens).
+func (n *Node) get(ctx context.Context, target krpc.ID, opts GetOptions, stopEarly bool) (GetResult, error) {
+	res := GetResult{Target: target}
+	lr, err := n.lookup(ctx, "get", target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
+		return n.query(ctx, to, krpc.MethodGet, &krpc.Args{Target: &target, Seq: opts.Seq})
+	}, func(_ krpc.NodeInfo, m *krpc.Msg) bool {
+		it, ok := verifyItem(target, opts.Salt, m.R)
+		if !ok {
+			return false
+		}
+		switch {
+		case !res.Found || (it.Mutable && it.Seq > res.Item.Seq):
+			res.Found, res.Item, res.Count = true, it, 1
+		case it.Seq == res.Item.Seq && bytes.Equal(it.V, res.Item.V):
+			res.Count++
+		}
+		return stopEarly && !it.Mutable // immutable: the first valid value settles it
+	})
+	res.Lookup = lr
+	if res.Found {
+		return res, nil
+	}
+	if err != nil {
+		return res, err
+	}
+	return res, fmt.Errorf("get %s: not found (%d nodes queried)", target, lr.Queried)
+}
+
+// verifyItem checks a get reply's item against the target (BEP 44).
+func verifyItem(target krpc.ID, salt []byte, r *krpc.Return) (storage.Item, bool) {
+	if r == nil || len(r.V) == 0 {
+		return storage.Item{}, false
+	}
+	v := []byte(r.V)
+	if r.K == "" {
+		if storage.ImmutableTarget(v) != target {
+			return storage.Item{}, false
+		}
+		return storage.Item{V: v}, true
+	}
+	k := []byte(r.K)
+	if r.Seq == nil || storage.MutableTarget(k, salt) != target ||
+		!storage.VerifyMutable(k, salt, *r.Seq, v, []byte(r.Sig)) {
+		return storage.Item{}, false
+	}
+	return storage.Item{V: v, K: k, Salt: salt, Seq: *r.Seq, Sig: []byte(r.Sig), Mutable: true}, true
+}
+
+// PutResult is the outcome of a put.
+type PutResult struct {
+	Target krpc.ID
+	Seq    int64         // the seq put (mutable)
+	Sent   int           // put queries sent
+	Stored int           // nodes that answered with success
+	Errors map[int64]int // KRPC error replies by code (e.g. 301, 302)
+	Lookup LookupResult
+}
+
+// PutImmutable stores the bencoded value v (at most 1000 bytes) on the K
+// closest nodes to SHA-1(v) (BEP 44) and reports how many stored it.
+func (n *Node) PutImmutable(ctx context.Context, v []byte) (PutResult, error) {
+	if err := storage.CheckBencode(v); err != nil {
+		return PutResult{}, fmt.Errorf("put: value: %w", err)
+	}
+	if len(v) > storage.MaxValueLen {
+		return PutResult{}, fmt.Errorf("put: value is %d bytes, at most %d", len(v), storage.MaxValueLen)
+	}
+	target := storage.ImmutableTarget(v)
+	gr, err := n.get(ctx, target, GetOptions{}, false)
+	res := PutResult{Target: target, Lookup: gr.Lookup}
+	if err != nil && len(gr.Lookup.Closest) == 0 {
+		return res, fmt.Errorf("put %s: %w", target, err)
+	}
+	res.Sent, res.Stored, res.Errors = n.storeToClosest(ctx, gr.Lookup.Closest, func(f Found) *krpc.Args {
+		return &krpc.Args{V: bencode.Bytes(v), Token: f.Reply.R.Token}
+	}, krpc.MethodPut)
+	if res.Stored == 0 {
+		return res, fmt.Errorf("put %s: no node stored it (%d tried)", target, res.Sent)
+	}
+	return res, nil
+}
+
+// PutOptions tune PutMutable.
+type PutOptions struct {
+	// Salt makes one key publish several items (at most 64 bytes).
+	Salt []byte
+	// Seq is the sequence number to publish; nil means one more than the
+	// highest found on the network (1 if none).
+	Seq *int64
+	// Cas, if set, asks storers to accept only if their seq equals it.
+	Cas *int64
+}
+
+// ErrSeqNotNewer is returned when an explicit seq is not above the seq
+// already on the network.
+var ErrSeqNotNewer = errors.New("seq is not newer than the stored one")
+
+// PutMutable signs v (bencoded) with priv and stores it under
+// SHA-1(public key ‖ salt) on the K closest nodes (BEP 44).
+func (n *Node) PutMutable(ctx context.Context, priv ed25519.PrivateKey, v []byte, opts PutOptions) (PutResult, error) {
+	if err := storage.CheckBencode(v); err != nil {
+		return PutResult{}, fmt.Errorf("put: value: %w", err)
+	}
+	if len(v) > storage.MaxValueLen {
+		return PutResult{}, fmt.Errorf("put: value is %d bytes, at most %d", len(v), storage.MaxValueLen)
+	}
+	if len(opts.Salt) > storage.MaxSaltLen {
+		return PutResult{}, fmt.Errorf("put: salt is %d bytes, at most %d", len(opts.Salt), storage.MaxSaltLen)
+	}
+	pub := priv.Public().(ed25519.PublicKey)
+	target := storage.MutableTarget(pub, opts.Salt)
+	gr, err := n.get(ctx, target, GetOptions{Salt: opts.Salt}, false)
+	res := PutResult{Target: target, Lookup: gr.Lookup}
+	if err != nil && len(gr.Lookup.Closest) == 0 {
+		return res, fmt.Errorf("put %s: %w", target, err)
+	}
+	switch {
+	case opts.Seq != nil:
+		res.Seq = *opts.Seq
+	case gr.Found:
+		res.Seq = gr.Item.Seq + 1
+	default:
+		res.Seq = 1
+	}
+	sig := storage.SignMutable(priv, opts.Salt, res.Seq, v)
+	seq := res.Seq
+	res.Sent, res.Stored, res.Errors = n.storeToClosest(ctx, gr.Lookup.Closest, func(f Found) *krpc.Args {
+		return &krpc.Args{
+			V: bencode.Bytes(v), K: string(pub), Sig: string(sig), Salt: string(opts.Salt),
+			Seq: &seq, Cas: opts.Cas, Token: f.Reply.R.Token,
+		}
+	}, krpc.MethodPut)
+	if res.Stored == 0 {
+		if gr.Found && opts.Seq != nil && *opts.Seq <= gr.Item.Seq {
+			return res, fmt.Errorf("put %s seq %d: %w (network has %d)", target, seq, ErrSeqNotNewer, gr.Item.Seq)
+		}
+		return res, fmt.Errorf("put %s: no node stored it (%d tried)", target, res.Sent)
+	}
+	return res, nil
+}
