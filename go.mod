@@ -6,6 +6,7 @@ require (
 	github.com/anacrolix/torrent v1.62.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/urfave/cli/v2 v2.27.7
+	go.uber.org/goleak v1.3.0
 )
 
 require (

@@ -20,7 +20,8 @@ var defaultRouters = []string{
 }
 
 func main() {
-	if err := newApp().Run(os.Args); err != nil {
+	app := newApp()
+	if err := app.Run(interspersed(app, os.Args)); err != nil {
 		fmt.Fprintln(os.Stderr, "dhtd:", err)
 		os.Exit(1)
 	}
@@ -34,6 +35,11 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			runCommand(),
 			probeCommand(),
+			peersCommand(),
+			announceCommand(),
+			keygenCommand(),
+			putCommand(),
+			getCommand(),
 		},
 	}
 }

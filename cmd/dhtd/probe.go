@@ -56,6 +56,10 @@ func probeCommand() *cli.Command {
 					})
 				},
 			},
+			probeGetPeersCommand(),
+			probeAnnounceCommand(),
+			probeGetCommand(),
+			probePutCommand(),
 		},
 	}
 }
@@ -72,6 +76,11 @@ type probeResult struct {
 	Nodes6        []probeNode `json:"nodes6,omitempty"`
 	Token         string      `json:"token,omitempty"`
 	Values        []string    `json:"values,omitempty"`
+	Value         string      `json:"value,omitempty"`      // BEP 44 v, as a string if it is one
+	VBencoded     string      `json:"v_bencoded,omitempty"` // BEP 44 v, raw
+	Key           string      `json:"k,omitempty"`
+	Seq           *int64      `json:"seq,omitempty"`
+	Sig           string      `json:"sig,omitempty"`
 	ErrorCode     int64       `json:"error_code,omitempty"`
 	ErrorMessage  string      `json:"error_message,omitempty"`
 	Error         string      `json:"error,omitempty"`
@@ -173,6 +182,16 @@ func probe(c *cli.Context, nargs int, build func(id krpc.ID, args []string) (str
 			for _, p := range r.Values {
 				res.Values = append(res.Values, p.String())
 			}
+			if len(r.V) > 0 {
+				res.Value, res.VBencoded = displayValue(r.V), string(r.V)
+			}
+			if r.K != "" {
+				res.Key = hex.EncodeToString([]byte(r.K))
+			}
+			if r.Sig != "" {
+				res.Sig = hex.EncodeToString([]byte(r.Sig))
+			}
+			res.Seq = r.Seq
 		}
 	}
 	var ke *krpc.Error
@@ -218,6 +237,18 @@ func printProbe(w io.Writer, r probeResult) {
 	}
 	for _, v := range r.Values {
 		fmt.Fprintf(w, "  peer:    %s\n", v)
+	}
+	if r.VBencoded != "" {
+		fmt.Fprintf(w, "  v:       %s\n", r.Value)
+	}
+	if r.Key != "" {
+		fmt.Fprintf(w, "  k:       %s\n", r.Key)
+	}
+	if r.Seq != nil {
+		fmt.Fprintf(w, "  seq:     %d\n", *r.Seq)
+	}
+	if r.Sig != "" {
+		fmt.Fprintf(w, "  sig:     %s\n", r.Sig)
 	}
 	if len(r.Nodes)+len(r.Nodes6) > 0 {
 		fmt.Fprintf(w, "  nodes:   %d\n", len(r.Nodes)+len(r.Nodes6))

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/node"
+	"github.com/dhtd/dhtd/storage"
+)
+
+// lookupFlags are shared by the commands that run a lookup through the
+// network from a short-lived node.
+func lookupFlags(extra ...cli.Flag) []cli.Flag {
+	return append([]cli.Flag{
+		&cli.StringSliceFlag{Name: "bootstrap", Usage: "bootstrap node host:port (repeatable); default: the public routers", EnvVars: []string{"DHTD_BOOTSTRAP"}},
+		&cli.StringFlag{Name: "listen", Value: "0.0.0.0:0", Usage: "UDP address of the short-lived node"},
+		&cli.DurationFlag{Name: "timeout", Value: time.Minute, Usage: "bound on the whole command"},
+		&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+		&cli.BoolFlag{Name: "verbose", Usage: "log what the node does to stderr"},
+	}, extra...)
+}
+
+// withNode starts a node, bootstraps it, runs f and closes the node.
+func withNode(c *cli.Context, f func(ctx context.Context, n *node.Node) error) error {
+	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
+	defer cancel()
+	level := slog.LevelError + 1
+	if c.Bool("verbose") {
+		level = slog.LevelDebug
+	}
+	cfg := node.Config{
+		Listen:    c.String("listen"),
+		Bootstrap: c.StringSlice("bootstrap"),
+		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+	}
+	if len(cfg.Bootstrap) == 0 {
+		cfg.Bootstrap = defaultRouters
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	if err := n.Bootstrap(ctx); err != nil {
+		return err
+	}
+	return f(ctx, n)
+}
+
+func printJSON(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }
+
+func peersCommand() *cli.Command {
+	return &cli.Command{
+		Name: "peers", Usage: "find the peers of an infohash through the DHT", ArgsUsage: "INFOHASH",
+		Flags: lookupFlags(),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return errors.New("usage: dhtd peers INFOHASH")
+			}
+			ih, err := krpc.ParseID(c.Args().First())
+			if err != nil {
+				return fmt.Errorf("INFOHASH: %w", err)
+			}
+			return withNode(c, func(ctx context.Context, n *node.Node) error {
+				start := time.Now()
+				asJSON := c.Bool("json")
+				res, err := n.GetPeers(ctx, ih, func(p netip.AddrPort) {
+					if !asJSON {
+						fmt.Fprintln(c.App.Writer, p)
+					}
+				})
+				peers := make([]string, 0, len(res.Peers))
+				for _, p := range res.Peers {
+					peers = append(peers, p.String())
+				}
+				elapsed := time.Since(start)
+				if asJSON {
+					out := map[string]any{"info_hash": ih.String(), "peers": peers, "queried": res.Lookup.Queried, "elapsed_ms": elapsed.Milliseconds()}
+					if err != nil {
+						out["error"] = err.Error()
+					}
+					if perr := printJSON(c.App.Writer, out); perr != nil {
+						return perr
+					}
+				} else {
+					fmt.Fprintf(c.App.Writer, "%d peers found, %d nodes queried, %v\n", len(peers), res.Lookup.Queried, elapsed.Round(time.Millisecond))
+				}
+				return err
+			})
+		},
+	}
+}
+
+func announceCommand() *cli.Command {
+	return &cli.Command{
+		Name: "announce", Usage: "announce this host as a peer of an infohash", ArgsUsage: "INFOHASH",
+		Flags: lookupFlags(
+			&cli.IntFlag{Name: "port", Usage: "the port peers should connect to"},
+			&cli.BoolFlag{Name: "implied-port", Usage: "let storers use the UDP source port instead"},
+		),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return errors.New("usage: dhtd announce INFOHASH --port N")
+			}
+			ih, err := krpc.ParseID(c.Args().First())
+			if err != nil {
+				return fmt.Errorf("INFOHASH: %w", err)
+			}
+			if !c.Bool("implied-port") && (c.Int("port") <= 0 || c.Int("port") > 65535) {
+				return errors.New("--port must be 1..65535 (or give --implied-port)")
+			}
+			return withNode(c, func(ctx context.Context, n *node.Node) error {
+				res, err := n.Announce(ctx, ih, c.Int("port"), c.Bool("implied-port"))
+				if c.Bool("json") {
+					out := map[string]any{"info_hash": ih.String(), "port": c.Int("port"), "announced": res.Announced, "accepted": res.Accepted, "local_addr": n.Addr().String()}
+					if err != nil {
+						out["error"] = err.Error()
+					}
+					if perr := printJSON(c.App.Writer, out); perr != nil {
+						return perr
+					}
+				} else {
+					fmt.Fprintf(c.App.Writer, "announced to %d nodes, %d accepted\n", res.Announced, res.Accepted)
+				}
+				return err
+			})
+		},
+	}
+}
+
+func putCommand() *cli.Command {
+	return &cli.Command{
+		Name: "put", Usage: "store a BEP 44 item (immutable, or mutable with --key)", ArgsUsage: "VALUE",
+		Flags: lookupFlags(
+			&cli.StringFlag{Name: "key", Usage: "key file from `dhtd keygen`: put a mutable item"},
+			&cli.StringFlag{Name: "salt", Usage: "salt of the mutable item"},
+			&cli.Int64Flag{Name: "seq", Usage: "sequence number (default: current + 1)"},
+			&cli.Int64Flag{Name: "cas", Usage: "only replace the item if its seq is this"},
+			&cli.BoolFlag{Name: "bencoded", Usage: "VALUE is raw bencode, not a string"},
+		),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return errors.New("usage: dhtd put [--key FILE] VALUE")
+			}
+			v := encodeValue(c.Args().First(), c.Bool("bencoded"))
+			if err := storage.CheckBencode(v); err != nil {
+				return fmt.Errorf("VALUE: %w", err)
+			}
+			var mutable bool
+			var opts node.PutOptions
+			var keyPriv []byte
+			if path := c.String("key"); path != "" {
+				priv, err := readKey(path)
+				if err != nil {
+					return err
+				}
+				mutable, keyPriv = true, priv
+				opts.Salt = []byte(c.String("salt"))
+				if c.IsSet("seq") {
+					s := c.Int64("seq")
+					opts.Seq = &s
+				}
+				if c.IsSet("cas") {
+					s := c.Int64("cas")
+					opts.Cas = &s
+				}
+			} else if c.IsSet("salt") || c.IsSet("seq") || c.IsSet("cas") {
+				return errors.New("--salt, --seq and --cas need --key (a mutable item)")
+			}
+			return withNode(c, func(ctx context.Context, n *node.Node) error {
+				var res node.PutResult
+				var err error
+				if mutable {
+					res, err = n.PutMutable(ctx, keyPriv, v, opts)
+				} else {
+					res, err = n.PutImmutable(ctx, v)
+				}
+				if c.Bool("json") {
+					out := map[string]any{"target": res.Target.String(), "stored": res.Stored, "sent": res.Sent}
+					if mutable {
+						out["seq"] = res.Seq
+					}
+					if len(res.Errors) > 0 {
+						codes := map[string]int{}
+						for k, v := range res.Errors {
+							codes[strconv.FormatInt(k, 10)] = v
+						}
+						out["errors"] = codes
+					}
+					if err != nil {
+						out["error"] = err.Error()
+					}
+					if perr := printJSON(c.App.Writer, out); perr != nil {
+						return perr
+					}
+				} else {
+					fmt.Fprintf(c.App.Writer, "target: %s\n", res.Target)
+					if mutable {
+						fmt.Fprintf(c.App.Writer, "seq:    %d\n", res.Seq)
+					}
+					fmt.Fprintf(c.App.Writer, "stored on %d of %d nodes\n", res.Stored, res.Sent)
+				}
+				return err
+			})
+		},
+	}
+}
+
+func getCommand() *cli.Command {
+	return &cli.Command{
+		Name: "get", Usage: "fetch a BEP 44 item by target, or a mutable one by --pubkey", ArgsUsage: "[TARGET]",
+		Flags: lookupFlags(
+			&cli.StringFlag{Name: "pubkey", Usage: "public key (64 hex characters) of a mutable item"},
+			&cli.StringFlag{Name: "salt", Usage: "salt of the mutable item"},
+		),
+		Action: func(c *cli.Context) error {
+			var target krpc.ID
+			var opts node.GetOptions
+			switch {
+			case c.String("pubkey") != "" && c.NArg() == 0:
+				pub, err := hex.DecodeString(c.String("pubkey"))
+				if err != nil || len(pub) != 32 {
+					return errors.New("--pubkey: want 64 hex characters")
+				}
+				opts.Salt = []byte(c.String("salt"))
+				target = storage.MutableTarget(pub, opts.Salt)
+			case c.NArg() == 1 && c.String("pubkey") == "":
+				var err error
+				if target, err = krpc.ParseID(c.Args().First()); err != nil {
+					return fmt.Errorf("TARGET: %w", err)
+				}
+				opts.Salt = []byte(c.String("salt"))
+			default:
+				return errors.New("usage: dhtd get TARGET | dhtd get --pubkey HEX [--salt S]")
+			}
+			return withNode(c, func(ctx context.Context, n *node.Node) error {
+				res, err := n.Get(ctx, target, opts)
+				if c.Bool("json") {
+					out := map[string]any{"target": target.String(), "found": res.Found, "queried": res.Lookup.Queried}
+					if res.Found {
+						out["value"] = displayValue(res.Item.V)
+						out["v_bencoded"] = string(res.Item.V)
+						out["count"] = res.Count
+						if res.Item.Mutable {
+							out["seq"] = res.Item.Seq
+							out["pubkey"] = hex.EncodeToString(res.Item.K)
+							out["sig"] = hex.EncodeToString(res.Item.Sig)
+						}
+					}
+					if err != nil {
+						out["error"] = err.Error()
+					}
+					if perr := printJSON(c.App.Writer, out); perr != nil {
+						return perr
+					}
+				} else if res.Found {
+					fmt.Fprintf(c.App.Writer, "%s\n", displayValue(res.Item.V))
+					if res.Item.Mutable {
+						fmt.Fprintf(c.App.Writer, "seq %d, returned by %d nodes\n", res.Item.Seq, res.Count)
+					}
+				}
+				return err
+			})
+		},
+	}
+}

@@ -1,0 +1,993 @@
+package main
+
+// End-to-end tests of the dhtd binary: they build it once, start real `dhtd
+// run` processes on loopback and talk to them with `dhtd probe`, over HTTP
+// (the metrics listener) and through test-owned UDP sockets. Nothing leaves
+// 127.0.0.1: every `run` gets --bootstrap or --no-bootstrap. Skipped with
+// -short.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const (
+	// e2eWait bounds every wait for an event of a dhtd process (a log line,
+	// a routing table entry, an exit).
+	e2eWait = 15 * time.Second
+	// cmdTimeout bounds every short-lived dhtd invocation.
+	cmdTimeout = 20 * time.Second
+	// buildTimeout bounds `go build`.
+	buildTimeout = 5 * time.Minute
+)
+
+// raceEnabled is set by e2e_race_test.go when the tests run under -race; the
+// binary is then built with -race too, so data races in the real process
+// fail the tests.
+var raceEnabled bool
+
+var dhtdBuild struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if dhtdBuild.dir != "" {
+		_ = os.RemoveAll(dhtdBuild.dir)
+	}
+	os.Exit(code)
+}
+
+// dhtdBinary skips the test under -short, and otherwise returns the path of
+// the dhtd binary, built once per test run.
+func dhtdBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test: builds and runs the dhtd binary; skipped with -short")
+	}
+	dhtdBuild.once.Do(func() {
+		dir, err := os.MkdirTemp("", "dhtd-e2e-")
+		if err != nil {
+			dhtdBuild.err = err
+			return
+		}
+		dhtdBuild.dir = dir
+		bin := filepath.Join(dir, "dhtd")
+		args := []string{"build", "-o", bin}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		args = append(args, ".")
+		ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "go", args...)
+		start := time.Now()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			dhtdBuild.err = fmt.Errorf("go %s: %v (after %v)\n%s", strings.Join(args, " "), err, time.Since(start), out)
+			return
+		}
+		dhtdBuild.bin = bin
+	})
+	if dhtdBuild.err != nil {
+		t.Fatalf("building dhtd: %v", dhtdBuild.err)
+	}
+	return dhtdBuild.bin
+}
+
+// hermeticEnv is the environment without DHTD_* variables, which would
+// otherwise set `run` flags (DHTD_BOOTSTRAP, DHTD_LISTEN, ...).
+func hermeticEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DHTD_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// checkNoRace fails t if output holds a race detector report.
+func checkNoRace(t *testing.T, what, output string) {
+	t.Helper()
+	if strings.Contains(output, "WARNING: DATA RACE") {
+		t.Errorf("%s: the race detector reported a data race:\n%s", what, output)
+	}
+}
+
+// lineLog collects a process's stderr lines and wakes waiters on each one.
+type lineLog struct {
+	mu      sync.Mutex
+	lines   []string
+	eof     bool
+	changed chan struct{}
+}
+
+func newLineLog() *lineLog { return &lineLog{changed: make(chan struct{})} }
+
+func (l *lineLog) add(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, s)
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+func (l *lineLog) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.eof = true
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// since returns the lines from index i on, whether the stream has ended, and
+// a channel closed at the next change.
+func (l *lineLog) since(i int) ([]string, bool, <-chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.lines[i:]...), l.eof, l.changed
+}
+
+func (l *lineLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+// dhtdNode is a running `dhtd run` process.
+type dhtdNode struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stderr *lineLog
+	stdout bytes.Buffer // read only after done
+	done   chan struct{}
+
+	Addr    string // UDP address, from the "dht node started" line
+	ID      string // node id, from the same line
+	Metrics string // metrics HTTP address, from the "metrics listening" line
+}
+
+var (
+	reAddr = regexp.MustCompile(`(?:^| )addr=(\S+)`)
+	reID   = regexp.MustCompile(`(?:^| )id=([0-9a-f]{40})(?: |$)`)
+)
+
+// startNode starts `dhtd run --listen 127.0.0.1:0 --metrics-listen
+// 127.0.0.1:0 extra...`, waits for its "dht node started" and "metrics
+// listening" lines and stops it (SIGTERM, then SIGKILL) when t ends. extra
+// must hold --no-bootstrap or --bootstrap so the node never contacts the
+// public routers.
+func startNode(t *testing.T, extra ...string) *dhtdNode {
+	t.Helper()
+	bin := dhtdBinary(t)
+	hasBoot := false
+	for _, a := range extra {
+		if a == "--no-bootstrap" || a == "--bootstrap" || strings.HasPrefix(a, "--bootstrap=") {
+			hasBoot = true
+		}
+	}
+	if !hasBoot {
+		t.Fatalf("startNode %q: pass --no-bootstrap or --bootstrap (never the public routers)", extra)
+	}
+	args := append([]string{"run", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"}, extra...)
+	n := &dhtdNode{t: t, stderr: newLineLog(), done: make(chan struct{})}
+	n.cmd = exec.Command(bin, args...)
+	n.cmd.Env = hermeticEnv()
+	n.cmd.Stdout = &n.stdout
+	pipe, err := n.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.cmd.Start(); err != nil {
+		t.Fatalf("start dhtd %q: %v", args, err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			n.stderr.add(sc.Text())
+		}
+		_, _ = io.Copy(io.Discard, pipe) // after an over-long line
+		n.stderr.close()
+		_ = n.cmd.Wait() // the exit status is read from cmd.ProcessState
+		close(n.done)
+	}()
+	t.Cleanup(func() {
+		n.stop()
+		checkNoRace(t, "dhtd run", n.stderr.String())
+		if t.Failed() {
+			t.Logf("dhtd run %q stderr:\n%s", extra, n.stderr.String())
+		}
+	})
+
+	started := n.waitLine(`msg="dht node started"`)
+	m := reAddr.FindStringSubmatch(started)
+	id := reID.FindStringSubmatch(started)
+	if m == nil || id == nil {
+		t.Fatalf("no addr= or id= in %q", started)
+	}
+	n.Addr, n.ID = m[1], id[1]
+	if !strings.HasPrefix(n.Addr, "127.0.0.1:") || strings.HasSuffix(n.Addr, ":0") {
+		t.Fatalf("node address %q: want 127.0.0.1 and a real port", n.Addr)
+	}
+	ml := n.waitLine(`msg="metrics listening"`)
+	if m = reAddr.FindStringSubmatch(ml); m == nil {
+		t.Fatalf("no addr= in %q", ml)
+	}
+	n.Metrics = m[1]
+	return n
+}
+
+// waitLine waits for the first stderr line containing substr and returns it.
+func (n *dhtdNode) waitLine(substr string) string {
+	n.t.Helper()
+	deadline := time.NewTimer(e2eWait)
+	defer deadline.Stop()
+	i := 0
+	for {
+		lines, eof, changed := n.stderr.since(i)
+		for _, l := range lines {
+			if strings.Contains(l, substr) {
+				return l
+			}
+		}
+		i += len(lines)
+		if eof {
+			<-n.done
+			n.t.Fatalf("dhtd exited (%v) before logging %q", n.cmd.ProcessState, substr)
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			n.t.Fatalf("no stderr line with %q within %v", substr, e2eWait)
+		}
+	}
+}
+
+// exited waits up to d for the process to exit.
+func (n *dhtdNode) exited(d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-n.done:
+		return true
+	case <-timer.C:
+		return false
+	}
+}
+
+// stop ends the process: SIGTERM, then SIGKILL if it has not exited within
+// a few seconds.
+func (n *dhtdNode) stop() {
+	select {
+	case <-n.done:
+		return
+	default:
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	if n.exited(5 * time.Second) {
+		return
+	}
+	n.t.Errorf("dhtd did not exit within 5s of SIGTERM; killing it")
+	_ = n.cmd.Process.Kill()
+	if !n.exited(5 * time.Second) {
+		n.t.Errorf("dhtd did not exit within 5s of SIGKILL")
+	}
+}
+
+// routingDump is the part of /debug/routing the tests read.
+type routingDump struct {
+	ID      string `json:"id"`
+	Addr    string `json:"addr"`
+	Good    int    `json:"good"`
+	Buckets []struct {
+		Nodes []struct {
+			ID        string `json:"id"`
+			Addr      string `json:"addr"`
+			State     string `json:"state"`
+			Confirmed bool   `json:"confirmed"`
+		} `json:"nodes"`
+	} `json:"buckets"`
+}
+
+var httpClient = &http.Client{Timeout: 5 * time.Second}
+
+// httpGet fetches http://addr/path and returns the status and body.
+func httpGet(t *testing.T, addr, path string) (int, string) {
+	t.Helper()
+	resp, err := httpClient.Get("http://" + addr + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: reading the body: %v", path, err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+func (n *dhtdNode) routing(t *testing.T) routingDump {
+	t.Helper()
+	code, body := httpGet(t, n.Metrics, "/debug/routing")
+	if code != http.StatusOK {
+		t.Fatalf("/debug/routing: status %d: %s", code, body)
+	}
+	var d routingDump
+	if err := json.Unmarshal([]byte(body), &d); err != nil {
+		t.Fatalf("/debug/routing: %v\n%s", err, body)
+	}
+	return d
+}
+
+// waitKnows polls n's /debug/routing until other is a confirmed live node of
+// its table. There is no event for a table change, so this is bounded
+// polling.
+func (n *dhtdNode) waitKnows(t *testing.T, other *dhtdNode) routingDump {
+	t.Helper()
+	deadline := time.Now().Add(e2eWait)
+	for {
+		d := n.routing(t)
+		for _, b := range d.Buckets {
+			for _, e := range b.Nodes {
+				if e.ID == other.ID && e.Addr == other.Addr && e.Confirmed && e.State != "bad" {
+					return d
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s did not get %s (%s) into its routing table within %v; last dump: %+v",
+				n.Addr, other.ID, other.Addr, e2eWait, d)
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// cmdResult is the outcome of one short-lived dhtd command.
+type cmdResult struct {
+	stdout, stderr string
+	code           int
+	elapsed        time.Duration
+}
+
+// runDhtd runs the dhtd binary with args to completion (bounded by
+// cmdTimeout) and returns its output and exit status.
+func runDhtd(t *testing.T, args ...string) cmdResult {
+	t.Helper()
+	bin := dhtdBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = hermeticEnv()
+	cmd.WaitDelay = 2 * time.Second
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	res := cmdResult{stdout: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}
+	checkNoRace(t, fmt.Sprintf("dhtd %q", args), res.stderr)
+	if ctx.Err() != nil {
+		t.Fatalf("dhtd %q did not finish within %v\nstdout:\n%s\nstderr:\n%s", args, cmdTimeout, res.stdout, res.stderr)
+	}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		res.code = ee.ExitCode()
+	default:
+		t.Fatalf("dhtd %q: %v", args, err)
+	}
+	return res
+}
+
+// probeResultJSON mirrors the probe's --json object.
+type probeResultJSON struct {
+	Addr          string  `json:"addr"`
+	Method        string  `json:"method"`
+	RTTMillis     float64 `json:"rtt_ms"`
+	ID            string  `json:"id"`
+	ClientVersion string  `json:"client_version"`
+	YourIP        string  `json:"your_ip"`
+	Nodes         []struct {
+		ID   string `json:"id"`
+		Addr string `json:"addr"`
+	} `json:"nodes"`
+	ErrorCode    int64  `json:"error_code"`
+	ErrorMessage string `json:"error_message"`
+	Error        string `json:"error"`
+}
+
+func parseProbeJSON(t *testing.T, r cmdResult) probeResultJSON {
+	t.Helper()
+	out := strings.TrimSpace(r.stdout)
+	if strings.Count(out, "\n") != 0 {
+		t.Fatalf("--json: want one line, got:\n%s", r.stdout)
+	}
+	var p probeResultJSON
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		t.Fatalf("--json output is not one JSON object: %v\n%s", err, r.stdout)
+	}
+	return p
+}
+
+var (
+	reAnswered = regexp.MustCompile(`(?m)^ping (\S+): answered in ([0-9.]+) ms$`)
+	reIDLine   = regexp.MustCompile(`(?m)^  id: +([0-9a-f]{40})$`)
+)
+
+func TestTwoRunProcessesFindEachOther(t *testing.T) {
+	t.Parallel()
+	a := startNode(t, "--no-bootstrap")
+	b := startNode(t, "--bootstrap", a.Addr)
+
+	// Both tables end up holding the other, as a confirmed live node.
+	da := a.waitKnows(t, b)
+	db := b.waitKnows(t, a)
+	for _, c := range []struct {
+		n *dhtdNode
+		d routingDump
+	}{{a, da}, {b, db}} {
+		if c.d.ID != c.n.ID || c.d.Addr != c.n.Addr {
+			t.Errorf("/debug/routing of %s says id=%s addr=%s; the start line said id=%s addr=%s",
+				c.n.Addr, c.d.ID, c.d.Addr, c.n.ID, c.n.Addr)
+		}
+	}
+
+	for _, n := range []*dhtdNode{a, b} {
+		want := n.routing(t).ID
+
+		// Plain output: the responder's id and a round-trip time.
+		r := runDhtd(t, "probe", "ping", "--bind", "127.0.0.1:0", n.Addr)
+		if r.code != 0 {
+			t.Fatalf("probe ping %s: exit %d\nstdout:\n%s\nstderr:\n%s", n.Addr, r.code, r.stdout, r.stderr)
+		}
+		m := reAnswered.FindStringSubmatch(r.stdout)
+		if m == nil {
+			t.Fatalf("probe ping %s: no \"answered in ... ms\" line:\n%s", n.Addr, r.stdout)
+		}
+		if m[1] != n.Addr {
+			t.Errorf("probe ping %s: printed address %s", n.Addr, m[1])
+		}
+		if rtt, err := strconv.ParseFloat(m[2], 64); err != nil || rtt <= 0 {
+			t.Errorf("probe ping %s: round-trip time %q: want a positive number of ms", n.Addr, m[2])
+		}
+		id := reIDLine.FindStringSubmatch(r.stdout)
+		if id == nil {
+			t.Fatalf("probe ping %s: no id line:\n%s", n.Addr, r.stdout)
+		}
+		if id[1] != want {
+			t.Errorf("probe ping %s: id %s, /debug/routing says %s", n.Addr, id[1], want)
+		}
+
+		// --json: one object with the same id and a positive rtt_ms.
+		r = runDhtd(t, "probe", "ping", "--json", "--bind", "127.0.0.1:0", n.Addr)
+		if r.code != 0 {
+			t.Fatalf("probe ping --json %s: exit %d\nstdout:\n%s\nstderr:\n%s", n.Addr, r.code, r.stdout, r.stderr)
+		}
+		p := parseProbeJSON(t, r)
+		if p.ID != want {
+			t.Errorf("probe ping --json %s: id %q, want %s", n.Addr, p.ID, want)
+		}
+		if p.RTTMillis <= 0 {
+			t.Errorf("probe ping --json %s: rtt_ms %v, want > 0", n.Addr, p.RTTMillis)
+		}
+		if p.Addr != n.Addr || p.Method != "ping" {
+			t.Errorf("probe ping --json %s: addr %q method %q", n.Addr, p.Addr, p.Method)
+		}
+		if p.ClientVersion != "DH 0.1" {
+			t.Errorf("probe ping --json %s: client_version %q, want \"DH 0.1\"", n.Addr, p.ClientVersion)
+		}
+		if !strings.HasPrefix(p.YourIP, "127.0.0.1:") {
+			t.Errorf("probe ping --json %s: your_ip %q, want 127.0.0.1:port (BEP 42)", n.Addr, p.YourIP)
+		}
+		if p.Error != "" || p.ErrorCode != 0 {
+			t.Errorf("probe ping --json %s: unexpected error fields %+v", n.Addr, p)
+		}
+	}
+
+	// find_node against A for B's id returns B.
+	r := runDhtd(t, "probe", "find_node", "--json", "--bind", "127.0.0.1:0", a.Addr, b.ID)
+	if r.code != 0 {
+		t.Fatalf("probe find_node: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	p := parseProbeJSON(t, r)
+	found := false
+	for _, nd := range p.Nodes {
+		if nd.ID == b.ID && nd.Addr == b.Addr {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("probe find_node %s %s: B (%s) not among the nodes %+v", a.Addr, b.ID, b.Addr, p.Nodes)
+	}
+	if p.ID != a.ID {
+		t.Errorf("probe find_node: responder id %s, want A's %s", p.ID, a.ID)
+	}
+	r = runDhtd(t, "probe", "find_node", "--bind", "127.0.0.1:0", a.Addr, b.ID)
+	if r.code != 0 {
+		t.Fatalf("probe find_node (plain): exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if !regexp.MustCompile(`(?m)^ +` + b.ID + ` ` + regexp.QuoteMeta(b.Addr) + `$`).MatchString(r.stdout) {
+		t.Errorf("probe find_node (plain): no line \"%s %s\":\n%s", b.ID, b.Addr, r.stdout)
+	}
+}
+
+// silentUDP opens a loopback UDP socket that the test owns, closed when t
+// ends.
+func silentUDP(t *testing.T) *net.UDPConn {
+	t.Helper()
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	return pc
+}
+
+func TestProbeTimeoutExitsNonZero(t *testing.T) {
+	t.Parallel()
+	pc := silentUDP(t) // receives, never answers
+	addr := pc.LocalAddr().String()
+	for _, jsonOut := range []bool{false, true} {
+		args := []string{"probe", "ping", "--timeout", "300ms", "--bind", "127.0.0.1:0"}
+		if jsonOut {
+			args = append(args, "--json")
+		}
+		r := runDhtd(t, append(args, addr)...)
+		if r.code == 0 {
+			t.Fatalf("dhtd %q: exit 0 for a node that never answers\n%s", args, r.stdout)
+		}
+		if r.elapsed < 300*time.Millisecond {
+			t.Errorf("dhtd %q: gave up after %v, before the 300ms timeout", args, r.elapsed)
+		}
+		if jsonOut {
+			p := parseProbeJSON(t, r)
+			if !strings.Contains(p.Error, "timed out") {
+				t.Errorf("--json: error %q, want it to say timed out", p.Error)
+			}
+		} else if !strings.Contains(r.stdout+r.stderr, "timed out") {
+			t.Errorf("dhtd %q: output does not say timed out:\nstdout:\n%s\nstderr:\n%s", args, r.stdout, r.stderr)
+		}
+		// The query did reach the socket (the probe is not failing early).
+		buf := make([]byte, 1500)
+		_ = pc.SetReadDeadline(time.Now().Add(e2eWait))
+		n, _, err := pc.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("the probe's query never reached the test socket: %v", err)
+		}
+		if q := bdict(t, buf[:n]); q["y"] != "q" || q["q"] != "ping" {
+			t.Errorf("the probe sent %q, want a ping query", buf[:n])
+		}
+	}
+}
+
+// krpcErrorServer answers every query that reaches it with the KRPC error
+// [204, "Method Unknown"], bencoded by hand with the query's "t". It returns
+// the address and a channel that receives each query's method.
+func krpcErrorServer(t *testing.T) (string, <-chan string) {
+	t.Helper()
+	pc := silentUDP(t)
+	methods := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFromUDP(buf)
+			if err != nil {
+				return // closed by the cleanup
+			}
+			q, err := bdecodeDict(buf[:n])
+			if err != nil || q["y"] != "q" {
+				continue
+			}
+			tid, _ := q["t"].(string)
+			reply := fmt.Sprintf("d1:eli204e14:Method Unknowne1:t%d:%s1:y1:ee", len(tid), tid)
+			_, _ = pc.WriteToUDP([]byte(reply), from)
+			select {
+			case methods <- fmt.Sprint(q["q"]):
+			default:
+			}
+		}
+	}()
+	return pc.LocalAddr().String(), methods
+}
+
+func TestProbeKRPCError(t *testing.T) {
+	t.Parallel()
+	addr, methods := krpcErrorServer(t)
+
+	r := runDhtd(t, "probe", "ping", "--bind", "127.0.0.1:0", addr)
+	if r.code == 0 {
+		t.Fatalf("probe ping: exit 0 on a KRPC error\n%s", r.stdout)
+	}
+	out := r.stdout + r.stderr
+	if !strings.Contains(out, "204") || !strings.Contains(out, "Method Unknown") {
+		t.Errorf("probe ping: output does not show the code 204 and the message:\nstdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	}
+	if got := <-methods; got != "ping" {
+		t.Errorf("the server saw method %q, want ping", got)
+	}
+
+	r = runDhtd(t, "probe", "find_node", "--json", "--bind", "127.0.0.1:0", addr, strings.Repeat("ab", 20))
+	if r.code == 0 {
+		t.Fatalf("probe find_node --json: exit 0 on a KRPC error\n%s", r.stdout)
+	}
+	p := parseProbeJSON(t, r)
+	if p.ErrorCode != 204 || p.ErrorMessage != "Method Unknown" {
+		t.Errorf("--json: error_code %d error_message %q, want 204 \"Method Unknown\"\n%s", p.ErrorCode, p.ErrorMessage, r.stdout)
+	}
+	if p.Method != "find_node" || p.Addr != addr {
+		t.Errorf("--json: method %q addr %q", p.Method, p.Addr)
+	}
+	if got := <-methods; got != "find_node" {
+		t.Errorf("the server saw method %q, want find_node", got)
+	}
+}
+
+func TestRunBadConfig(t *testing.T) {
+	t.Parallel()
+	busyUDP := silentUDP(t) // a UDP port in use
+	busyTCP, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = busyTCP.Close() })
+
+	cases := []struct {
+		name string
+		args []string
+		want []string // every one must be in the error line (case-insensitive)
+		// logs allows slog lines before the error (the node had started).
+		logs bool
+	}{
+		{"listen not an address", []string{"--listen", "notanaddress"}, []string{"--listen", "notanaddress"}, false},
+		{"id not hex", []string{"--listen", "127.0.0.1:0", "--id", "zz"}, []string{"--id"}, false},
+		{"id wrong length of hex", []string{"--listen", "127.0.0.1:0", "--id", strings.Repeat("a", 38)}, []string{"--id"}, false},
+		{"listen port in use", []string{"--listen", busyUDP.LocalAddr().String()}, []string{busyUDP.LocalAddr().String(), "address already in use"}, false},
+		{"log level unknown", []string{"--listen", "127.0.0.1:0", "--log-level", "loud"}, []string{"--log-level", "loud"}, false},
+		{"metrics port in use", []string{"--listen", "127.0.0.1:0", "--metrics-listen", busyTCP.Addr().String()}, []string{"--metrics-listen", "address already in use"}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args := []string{"run", "--no-bootstrap"}
+			if !containsArg(c.args, "--metrics-listen") {
+				args = append(args, "--metrics-listen", "127.0.0.1:0")
+			}
+			args = append(args, c.args...)
+			r := runDhtd(t, args...)
+			if r.code == 0 {
+				t.Fatalf("dhtd %q: exit 0, want an error\nstderr:\n%s", args, r.stderr)
+			}
+			var errLines []string
+			for _, l := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+				if c.logs && strings.HasPrefix(l, "time=") {
+					continue // the node's own log lines
+				}
+				errLines = append(errLines, l)
+			}
+			if len(errLines) != 1 {
+				t.Fatalf("dhtd %q: want exactly one error line on stderr, got %d:\n%s", args, len(errLines), r.stderr)
+			}
+			line := errLines[0]
+			if !strings.HasPrefix(line, "dhtd: ") {
+				t.Errorf("error line %q: want it to start with \"dhtd: \"", line)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(strings.ToLower(line), strings.ToLower(w)) {
+					t.Errorf("error line %q does not mention %q", line, w)
+				}
+			}
+			if strings.TrimSpace(r.stdout) != "" {
+				t.Errorf("dhtd %q: unexpected stdout (usage text?):\n%s", args, r.stdout)
+			}
+		})
+	}
+}
+
+func containsArg(args []string, a string) bool {
+	for _, x := range args {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+func TestRunSIGTERM(t *testing.T) {
+	t.Parallel()
+	// The node bootstraps from a test socket that never answers. Its first
+	// find_node reaching the socket proves the bootstrap goroutine runs, which
+	// `run` starts only after installing its signal handler; the SIGTERM then
+	// also lands in the middle of a bootstrap lookup.
+	boot := silentUDP(t)
+	n := startNode(t, "--bootstrap", boot.LocalAddr().String())
+	buf := make([]byte, 1500)
+	_ = boot.SetReadDeadline(time.Now().Add(e2eWait))
+	k, from, err := boot.ReadFromUDP(buf)
+	if err != nil {
+		t.Fatalf("no bootstrap query from the node within %v: %v", e2eWait, err)
+	}
+	if q := bdict(t, buf[:k]); q["y"] != "q" || q["q"] != "find_node" {
+		t.Errorf("bootstrap packet %q: want a find_node query", buf[:k])
+	}
+	if from.String() != n.Addr {
+		t.Errorf("bootstrap query came from %s, the node listens on %s", from, n.Addr)
+	}
+
+	start := time.Now()
+	if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	const bound = 5 * time.Second
+	if !n.exited(bound) {
+		t.Fatalf("dhtd still running %v after SIGTERM", bound)
+	}
+	t.Logf("exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+	if code := n.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit status after SIGTERM: %v, want 0", n.cmd.ProcessState)
+	}
+	if !strings.Contains(n.stderr.String(), `msg="shutting down"`) {
+		t.Errorf("no \"shutting down\" log line")
+	}
+}
+
+// TestRunSIGTERMRightAfterStartup sends SIGTERM as soon as the node logs
+// that it is listening. runAction installs its signal handler only after
+// logging "dht node started" and "metrics listening", so a signal in that
+// window kills the process with the default action (about half of the runs
+// on an idle machine). Skipped until run.go is fixed; set
+// DHTD_E2E_KNOWN_BUGS=1 to run it.
+func TestRunSIGTERMRightAfterStartup(t *testing.T) {
+	if os.Getenv("DHTD_E2E_KNOWN_BUGS") == "" {
+		t.Skip("known bug: cmd/dhtd/run.go installs signal.NotifyContext after the startup log lines; set DHTD_E2E_KNOWN_BUGS=1 to run")
+	}
+	t.Parallel()
+	for i := range 10 {
+		n := startNode(t, "--no-bootstrap")
+		if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if !n.exited(5 * time.Second) {
+			t.Fatalf("run %d: still running 5s after SIGTERM", i)
+		}
+		if code := n.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Fatalf("run %d: SIGTERM right after the startup lines: %v, want exit status 0", i, n.cmd.ProcessState)
+		}
+	}
+}
+
+func TestMetricsEndpoint(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, "--no-bootstrap")
+
+	code, body := httpGet(t, n.Metrics, "/healthz")
+	if code != http.StatusOK {
+		t.Errorf("/healthz: status %d, want 200: %q", code, body)
+	}
+	_, body = httpGet(t, n.Metrics, "/metrics")
+	before, ok := metricValue(t, body, "dhtd_queries_received_total", map[string]string{"method": "ping"})
+	if !ok {
+		t.Fatalf("/metrics has no dhtd_queries_received_total{method=\"ping\"} series before any query:\n%s", body)
+	}
+	if !strings.Contains(body, "# TYPE dhtd_queries_received_total counter") {
+		t.Errorf("/metrics: dhtd_queries_received_total is not declared a counter")
+	}
+
+	const pings = 5
+	for i := range pings {
+		// Default --bind (any address) on purpose: the path a user takes.
+		r := runDhtd(t, "probe", "ping", "--timeout", "5s", n.Addr)
+		if r.code != 0 {
+			t.Fatalf("probe ping %d: exit %d\nstdout:\n%s\nstderr:\n%s", i, r.code, r.stdout, r.stderr)
+		}
+	}
+	// Each probe got its answer, and the node counts a query before it
+	// answers, so the counter is already up to date.
+	_, body = httpGet(t, n.Metrics, "/metrics")
+	after, ok := metricValue(t, body, "dhtd_queries_received_total", map[string]string{"method": "ping"})
+	if !ok {
+		t.Fatalf("/metrics has no dhtd_queries_received_total{method=\"ping\"}:\n%s", body)
+	}
+	if after < pings || after-before < pings {
+		t.Errorf("dhtd_queries_received_total{method=\"ping\"} = %v (was %v), want >= %d", after, before, pings)
+	}
+
+	code, body = httpGet(t, n.Metrics, "/healthz")
+	if code != http.StatusOK {
+		t.Errorf("/healthz after the probes: status %d, want 200: %q", code, body)
+	}
+	// A node alone has no good nodes, so it is not ready (README).
+	if code, body = httpGet(t, n.Metrics, "/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz of a lone node: status %d %q, want 503", code, body)
+	}
+	if code, _ = httpGet(t, n.Metrics, "/nonexistent"); code != http.StatusNotFound {
+		t.Errorf("/nonexistent: status %d, want 404", code)
+	}
+}
+
+// metricValue finds the sample of metric name whose labels include want in
+// a Prometheus text exposition and returns its value.
+func metricValue(t *testing.T, exposition, name string, want map[string]string) (float64, bool) {
+	t.Helper()
+	for _, line := range strings.Split(exposition, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok {
+			continue
+		}
+		labels := map[string]string{}
+		switch {
+		case strings.HasPrefix(rest, "{"):
+			end := strings.Index(rest, "}")
+			if end < 0 {
+				t.Fatalf("bad sample line %q", line)
+			}
+			for _, kv := range splitLabels(rest[1:end]) {
+				k, v, ok := strings.Cut(kv, "=")
+				uq, err := strconv.Unquote(v)
+				if !ok || err != nil {
+					t.Fatalf("bad label %q in %q", kv, line)
+				}
+				labels[k] = uq
+			}
+			rest = rest[end+1:]
+		case strings.HasPrefix(rest, " "):
+		default:
+			continue // another metric whose name starts with name
+		}
+		fields := strings.Fields(rest)
+		if len(fields) == 0 {
+			t.Fatalf("no value in %q", line)
+		}
+		match := true
+		for k, v := range want {
+			if labels[k] != v {
+				match = false
+			}
+		}
+		if !match {
+			continue
+		}
+		v, err := strconv.ParseFloat(fields[0], 64)
+		if err != nil {
+			t.Fatalf("value of %q: %v", line, err)
+		}
+		return v, true
+	}
+	return 0, false
+}
+
+// splitLabels splits `a="x",b="y,z"` at the commas between labels.
+func splitLabels(s string) []string {
+	var out []string
+	inQuote, esc, start := false, false, 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case esc:
+			esc = false
+		case c == '\\':
+			esc = true
+		case c == '"':
+			inQuote = !inQuote
+		case c == ',' && !inQuote:
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	if start < len(s) {
+		out = append(out, s[start:])
+	}
+	return out
+}
+
+// bdict decodes a bencoded dict or fails t.
+func bdict(t *testing.T, b []byte) map[string]any {
+	t.Helper()
+	d, err := bdecodeDict(b)
+	if err != nil {
+		t.Fatalf("bdecode %q: %v", b, err)
+	}
+	return d
+}
+
+// bdecodeDict is a small bencode decoder, independent of package krpc, for
+// reading the queries dhtd sends: strings decode to string, integers to
+// int64, lists to []any and dicts to map[string]any.
+func bdecodeDict(b []byte) (map[string]any, error) {
+	v, rest, err := bdecode(b)
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%d trailing bytes", len(rest))
+	}
+	d, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("not a dict")
+	}
+	return d, nil
+}
+
+func bdecode(b []byte) (any, []byte, error) {
+	if len(b) == 0 {
+		return nil, nil, io.ErrUnexpectedEOF
+	}
+	switch c := b[0]; {
+	case c == 'i':
+		end := bytes.IndexByte(b, 'e')
+		if end < 0 {
+			return nil, nil, io.ErrUnexpectedEOF
+		}
+		n, err := strconv.ParseInt(string(b[1:end]), 10, 64)
+		return n, b[end+1:], err
+	case c >= '0' && c <= '9':
+		colon := bytes.IndexByte(b, ':')
+		if colon < 0 {
+			return nil, nil, io.ErrUnexpectedEOF
+		}
+		n, err := strconv.Atoi(string(b[:colon]))
+		if err != nil || n < 0 || colon+1+n > len(b) {
+			return nil, nil, fmt.Errorf("bad string length %q", b[:colon])
+		}
+		return string(b[colon+1 : colon+1+n]), b[colon+1+n:], nil
+	case c == 'l':
+		var l []any
+		b = b[1:]
+		for len(b) > 0 && b[0] != 'e' {
+			v, rest, err := bdecode(b)
+			if err != nil {
+				return nil, nil, err
+			}
+			l, b = append(l, v), rest
+		}
+		if len(b) == 0 {
+			return nil, nil, io.ErrUnexpectedEOF
+		}
+		return l, b[1:], nil
+	case c == 'd':
+		d := map[string]any{}
+		b = b[1:]
+		for len(b) > 0 && b[0] != 'e' {
+			k, rest, err := bdecode(b)
+			if err != nil {
+				return nil, nil, err
+			}
+			ks, ok := k.(string)
+			if !ok {
+				return nil, nil, fmt.Errorf("dict key is not a string")
+			}
+			v, rest, err := bdecode(rest)
+			if err != nil {
+				return nil, nil, err
+			}
+			d[ks], b = v, rest
+		}
+		if len(b) == 0 {
+			return nil, nil, io.ErrUnexpectedEOF
+		}
+		return d, b[1:], nil
+	}
+	return nil, nil, fmt.Errorf("unexpected byte %q", b[0])
+}

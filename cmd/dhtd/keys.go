@@ -1,0 +1,97 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// A key file holds the 32-byte ed25519 seed as 64 hex characters and a
+// newline; it is written with mode 0600.
+
+func keygenCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "keygen",
+		Usage:     "create an ed25519 key for BEP 44 mutable items",
+		ArgsUsage: "FILE",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "force", Usage: "overwrite FILE if it exists"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return errors.New("usage: dhtd keygen FILE")
+			}
+			path := c.Args().First()
+			seed := make([]byte, ed25519.SeedSize)
+			if _, err := rand.Read(seed); err != nil {
+				return fmt.Errorf("keygen: %w", err)
+			}
+			flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+			if c.Bool("force") {
+				flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+			}
+			f, err := os.OpenFile(path, flags, 0o600)
+			if err != nil {
+				return fmt.Errorf("keygen: %w", err)
+			}
+			if _, err := fmt.Fprintln(f, hex.EncodeToString(seed)); err != nil {
+				f.Close()
+				return fmt.Errorf("keygen: write %s: %w", path, err)
+			}
+			if err := f.Close(); err != nil {
+				return fmt.Errorf("keygen: write %s: %w", path, err)
+			}
+			if err := os.Chmod(path, 0o600); err != nil {
+				return fmt.Errorf("keygen: %w", err)
+			}
+			pub := ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
+			if c.Bool("json") {
+				return json.NewEncoder(c.App.Writer).Encode(map[string]string{"key_file": path, "public_key": hex.EncodeToString(pub)})
+			}
+			fmt.Fprintf(c.App.Writer, "public key: %s\nkey file:   %s\n", hex.EncodeToString(pub), path)
+			return nil
+		},
+	}
+}
+
+// readKey loads a key file written by keygen.
+func readKey(path string) (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("key file: %w", err)
+	}
+	seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("key file %s: want %d hex characters", path, 2*ed25519.SeedSize)
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+// encodeValue turns a VALUE argument into bencode: a string unless raw.
+func encodeValue(s string, raw bool) []byte {
+	if raw {
+		return []byte(s)
+	}
+	return []byte(strconv.Itoa(len(s)) + ":" + s)
+}
+
+// displayValue renders a bencoded value: the string if it is a printable
+// byte string, else the raw bencode.
+func displayValue(v []byte) string {
+	i := strings.IndexByte(string(v), ':')
+	if i > 0 {
+		if n, err := strconv.Atoi(string(v[:i])); err == nil && n == len(v)-i-1 && strconv.CanBackquote(string(v[i+1:])) {
+			return string(v[i+1:])
+		}
+	}
+	return string(v)
+}
