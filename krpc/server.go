@@ -118,6 +118,11 @@ func (c *ServerConfig) setDefaults() {
 // loop and must not block.
 type QueryHandler func(from netip.AddrPort, q *Msg) *Msg
 
+// Deferred is returned by a QueryHandler that will answer later with
+// Server.Reply (for example once a write is durable), so the read loop
+// never waits on a disk.
+var Deferred = &Msg{}
+
 // ResponseHook, if set, sees every response or error that matched a query,
 // before the querier does (so the node can learn nodes from all answers).
 type ResponseHook func(from netip.AddrPort, method string, m *Msg)
@@ -285,11 +290,13 @@ func (s *Server) handlePacket(pkt []byte, from netip.AddrPort, m *Msg) {
 			return
 		}
 		reply := s.handler(from, m)
-		if reply == nil {
+		switch reply {
+		case nil:
 			ev.Dropped(DropNoHandler)
-			return
+		case Deferred:
+		default:
+			s.reply(from, m.T, reply)
 		}
-		s.reply(from, m.T, reply)
 	case KindResponse, KindError:
 		kind := PacketResponse
 		if m.Y == KindError {
@@ -314,6 +321,10 @@ func (s *Server) handlePacket(pkt []byte, from netip.AddrPort, m *Msg) {
 		c.done <- res
 	}
 }
+
+// Reply sends r, a response (R set) or an error (E set), to the query with
+// transaction id tid from to. It is for handlers that returned Deferred.
+func (s *Server) Reply(to netip.AddrPort, tid string, r *Msg) { s.reply(to, tid, r) }
 
 // reply encodes and sends a reply to a query with transaction id tid.
 func (s *Server) reply(to netip.AddrPort, tid string, r *Msg) {

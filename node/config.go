@@ -53,6 +53,15 @@ type Config struct {
 	MaxLookups int
 	// MaxInFlight bounds queries awaiting an answer. Default 1024.
 	MaxInFlight int
+	// LookupMaxPerSubnet caps the nodes one /24 (IPv4) or /64 (IPv6) may
+	// contribute to a lookup's candidates, so a Sybil subnet cannot capture
+	// it (practice, libtorrent). Default 2; negative disables. Loopback
+	// addresses are exempt unless LimitLoopback is set, so a test network
+	// on 127.0.0.1 works with the defaults.
+	LookupMaxPerSubnet int
+	// LimitLoopback applies the anti-Sybil address limits to loopback
+	// addresses too (for tests of those limits).
+	LimitLoopback bool
 	// ReadOnly makes the node a BEP 43 read-only node: it sends ro=1 and
 	// answers no queries.
 	ReadOnly bool
@@ -112,9 +121,21 @@ func (c *Config) setDefaults() {
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 1024
 	}
+	if c.LookupMaxPerSubnet == 0 {
+		c.LookupMaxPerSubnet = 2
+	}
 	if c.Table.K == 0 {
 		c.Table.K = c.K
 	}
+	// Anti-Sybil address rules (routing.md §4, practice libtorrent): one
+	// entry per IP, two per /24 (/64) per bucket; negative disables.
+	if c.Table.MaxPerIP == 0 {
+		c.Table.MaxPerIP = 1
+	}
+	if c.Table.MaxPerSubnetPerBucket == 0 {
+		c.Table.MaxPerSubnetPerBucket = 2
+	}
+	c.Table.LimitLoopback = c.Table.LimitLoopback || c.LimitLoopback
 	if c.Clock == nil {
 		c.Clock = krpc.SystemClock{}
 	}

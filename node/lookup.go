@@ -63,6 +63,14 @@ type traversal struct {
 	// returning true ends the lookup early.
 	onReply func(from krpc.NodeInfo, m *krpc.Msg) (stop bool)
 
+	// maxPerSubnet, if > 0, caps the candidates learned from replies that
+	// share one /24 (IPv4) or /64 (IPv6), so one subnet cannot capture a
+	// lookup (practice, libtorrent dht_restrict_search_ips). Seeds from our
+	// own table are exempt.
+	maxPerSubnet  int
+	limitLoopback bool
+	subnets       map[netip.Prefix]int
+
 	cands  []*candidate
 	byAddr map[netip.AddrPort]*candidate
 	byID   map[krpc.ID]bool
@@ -71,9 +79,26 @@ type traversal struct {
 func newTraversal(self, target krpc.ID, k, alpha int, q queryFunc) *traversal {
 	return &traversal{
 		target: target, self: self, k: k, alpha: alpha, query: q,
-		byAddr: make(map[netip.AddrPort]*candidate),
-		byID:   make(map[krpc.ID]bool),
+		byAddr:  make(map[netip.AddrPort]*candidate),
+		byID:    make(map[krpc.ID]bool),
+		subnets: make(map[netip.Prefix]int),
 	}
+}
+
+// addLearned offers a node returned in a reply, subject to the per-subnet
+// cap.
+func (t *traversal) addLearned(n krpc.NodeInfo) {
+	if t.maxPerSubnet > 0 && (t.limitLoopback || !n.Addr.Addr().IsLoopback()) {
+		sn := routing.Subnet(n.Addr.Addr())
+		if t.subnets[sn] >= t.maxPerSubnet {
+			return
+		}
+		if _, dup := t.byAddr[n.Addr]; dup || n.ID == t.self || t.byID[n.ID] {
+			return
+		}
+		t.subnets[sn]++
+	}
+	t.add(n, true)
 }
 
 // add offers a candidate. Nodes without a known id (bootstrap addresses)
@@ -169,10 +194,10 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 			t.resort()
 		}
 		for _, n := range r.msg.R.Nodes {
-			t.add(n, true)
+			t.addLearned(n)
 		}
 		for _, n := range r.msg.R.Nodes6 {
-			t.add(n, true)
+			t.addLearned(n)
 		}
 		if !stopped && t.onReply != nil && t.onReply(r.c.info, r.msg) {
 			stopped = true

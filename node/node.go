@@ -79,7 +79,14 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.registerSources()
-	n.srv = krpc.NewServer(pc, n.handleQuery, krpc.ServerConfig{
+	// The read loop starts inside NewServer; handlers wait for n.srv to be
+	// set so that what they start (pings, replies) never sees it nil.
+	srvSet := make(chan struct{})
+	handle := func(from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
+		<-srvSet
+		return n.handleQuery(from, q)
+	}
+	n.srv = krpc.NewServer(pc, handle, krpc.ServerConfig{
 		QueryTimeout:  cfg.QueryTimeout,
 		MaxInFlight:   cfg.MaxInFlight,
 		ClientVersion: ClientVersion,
@@ -89,6 +96,7 @@ func New(cfg Config) (*Node, error) {
 		Events:        n.serverEvents(),
 	})
 	n.srv.SetResponseHook(n.onResponse)
+	close(srvSet)
 	n.wg.Add(1)
 	go n.maintain()
 	n.log.Info("dht node started", "id", id, "addr", n.srv.LocalAddr())
@@ -202,6 +210,7 @@ func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryF
 	start := n.clock.Now()
 	t := newTraversal(n.id, target, n.cfg.K, n.cfg.Alpha, q)
 	t.onReply = onReply
+	t.maxPerSubnet, t.limitLoopback = n.cfg.LookupMaxPerSubnet, n.cfg.LimitLoopback
 	for _, c := range n.table.Closest(target, n.cfg.K) {
 		t.add(c, true)
 	}

@@ -218,8 +218,11 @@ func (t *Table) untrack(e *entry) {
 
 // ipFull reports whether ip already has MaxPerIP entries.
 func (t *Table) ipFull(ip netip.Addr) bool {
-	return t.cfg.MaxPerIP > 0 && t.perIP[ip] >= t.cfg.MaxPerIP
+	return t.cfg.MaxPerIP > 0 && t.perIP[ip] >= t.cfg.MaxPerIP && t.limited(ip)
 }
+
+// limited reports whether the address limits apply to ip.
+func (t *Table) limited(ip netip.Addr) bool { return t.cfg.LimitLoopback || !ip.IsLoopback() }
 
 // roomForIP reports whether a proven node at ip may be added under
 // MaxPerIP, first evicting unconfirmed cache entries at ip (oldest first)
@@ -245,7 +248,7 @@ func (t *Table) roomForIP(ip netip.Addr) bool {
 // subnetOK reports whether e may join b's live nodes under
 // MaxPerSubnetPerBucket, not counting except (a node about to be replaced).
 func (t *Table) subnetOK(b *bucket, e, except *entry) bool {
-	if t.cfg.MaxPerSubnetPerBucket <= 0 {
+	if t.cfg.MaxPerSubnetPerBucket <= 0 || !t.limited(e.info.Addr.Addr()) {
 		return true
 	}
 	sn := subnetOf(e.info.Addr.Addr())

@@ -43,6 +43,10 @@ type Config struct {
 	// an IPv4 /24 or IPv6 /64; 0 (default) means unlimited. libtorrent uses 1
 	// (routing.md §4).
 	MaxPerSubnetPerBucket int
+	// LimitLoopback applies MaxPerIP and MaxPerSubnetPerBucket to loopback
+	// addresses too. By default loopback nodes are exempt, so a test
+	// network on 127.0.0.1 works with a public node's limits.
+	LimitLoopback bool
 }
 
 func (c Config) withDefaults() Config {

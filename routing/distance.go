@@ -2,6 +2,7 @@ package routing
 
 import (
 	"math/bits"
+	"net/netip"
 	"slices"
 
 	"github.com/dhtd/dhtd/krpc"
@@ -66,3 +67,7 @@ func SortByDistance(target krpc.ID, nodes []krpc.NodeInfo) {
 		return CompareDistance(target, a.ID, b.ID)
 	})
 }
+
+// Subnet returns the /24 (IPv4) or /64 (IPv6) that holds ip: the unit of
+// the anti-Sybil limits (routing.md §4, practice libtorrent).
+func Subnet(ip netip.Addr) netip.Prefix { return subnetOf(ip.Unmap()) }

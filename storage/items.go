@@ -204,6 +204,9 @@ type ItemStore struct {
 	byExpiry itemExpiryHeap
 	byDist   itemDistHeap
 	stats    ItemStats
+
+	onRemove func(target krpc.ID) // SetOnRemove hook, nil if none
+	removed  []krpc.ID            // evictions not yet reported to onRemove
 }
 
 // NewItemStore returns an empty store for the node with id self; cfg's unset
@@ -276,10 +279,19 @@ func itemShapeError(it *Item, cas *int64) string {
 // Coded failures are returned as *krpc.Error (203, 301, 302). A failed Put
 // never changes the stored item. Put copies it; the caller may reuse its
 // buffers.
+//
+// Items evicted by Put are reported to the SetOnRemove hook, if any, after
+// the store's lock is released and before Put returns.
 func (s *ItemStore) Put(it Item, cas *int64, now time.Time) error {
-	target := it.Target()
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	err := s.putLocked(it, cas, now)
+	s.unlockAndReport()
+	return err
+}
+
+// putLocked is Put; s.mu is held.
+func (s *ItemStore) putLocked(it Item, cas *int64, now time.Time) error {
+	target := it.Target()
 	s.expireLocked(now)
 
 	if msg := itemShapeError(&it, cas); msg != "" {
@@ -315,11 +327,16 @@ func (s *ItemStore) Put(it Item, cas *int64, now time.Time) error {
 		s.refreshLocked(e, expires)
 		return nil
 	}
-	// Higher seq: replace, making room first if the new value is larger.
+	return s.replaceLocked(e, &it, expires)
+}
+
+// replaceLocked replaces the mutable item of e by it, whose seq is higher,
+// making room first if the new value is larger.
+func (s *ItemStore) replaceLocked(e *itemEntry, it *Item, expires time.Time) error {
 	size := it.size()
 	if !s.makeRoomLocked(e.dist, 0, size-e.size) {
 		s.stats.RejectedFull++
-		return fmt.Errorf("put mutable item %s seq %d (%d bytes): %w", target, it.Seq, size, ErrStoreFull)
+		return fmt.Errorf("put mutable item %s seq %d (%d bytes): %w", e.target, it.Seq, size, ErrStoreFull)
 	}
 	s.stats.Bytes += size - e.size
 	e.item, e.size = it.clone(), size
@@ -392,6 +409,9 @@ func (s *ItemStore) makeRoomLocked(dist krpc.ID, addItems int, addBytes int64) b
 		heap.Remove(&s.byExpiry, v.expIdx)
 		s.forgetLocked(v)
 		s.stats.Evicted++
+		if s.onRemove != nil {
+			s.removed = append(s.removed, v.target)
+		}
 	}
 	return true
 }
@@ -458,4 +478,87 @@ func laterTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// SetOnRemove sets fn, nil for none, as the hook called with the target of
+// every item evicted to make room for a closer one (by Put or Restore), so
+// that a persistent copy (DB.DeleteItems) can follow the store's bounds.
+// Items that expire are not reported: DB.DeleteExpired removes those.
+//
+// fn is called outside the store's lock, on the goroutine of the Put or
+// Restore that evicted, before that call returns; a slow fn delays it. fn
+// must not call back into the ItemStore: by the time it runs, another
+// goroutine may already have stored the target again, so it should only
+// forward the target (for example to the DB or to a queue that feeds it).
+func (s *ItemStore) SetOnRemove(fn func(target krpc.ID)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onRemove = fn
+	if fn == nil {
+		s.removed = nil
+	}
+}
+
+// unlockAndReport releases s.mu, then reports the evictions collected while
+// it was held to the SetOnRemove hook.
+func (s *ItemStore) unlockAndReport() {
+	fn, removed := s.onRemove, s.removed
+	s.removed = nil
+	s.mu.Unlock()
+	for _, t := range removed {
+		fn(t)
+	}
+}
+
+// Restore inserts it as loaded from persistent storage (DB.LoadItems) at
+// now: as if it had been put at expires - TTL, so it expires at expires, or
+// at now + TTL if expires is later than that (a stored expiry from the
+// future, after a clock step back). An item already expired at now is
+// skipped with a nil error.
+//
+// The count and byte bounds apply as for Put: items strictly farther from
+// our id are evicted (and reported to the SetOnRemove hook), or Restore
+// fails with an error wrapping ErrStoreFull. The cheap shape checks of Put
+// are repeated (a *krpc.Error 203 if they fail); the signature is not
+// verified again, that was done when the item was first put.
+//
+// If the target already holds an item, the newer one is kept: a mutable
+// item with a higher seq replaces the stored one, the same item only extends
+// the stored expiry, and anything else leaves the store unchanged (nil
+// error). In Stats, restored items count as Stored or Updated, like the
+// put that first stored them.
+func (s *ItemStore) Restore(it Item, expires, now time.Time) error {
+	if !now.Before(expires) {
+		return nil
+	}
+	if limit := now.Add(s.cfg.TTL); expires.After(limit) {
+		expires = limit
+	}
+	s.mu.Lock()
+	err := s.restoreLocked(&it, expires, now)
+	s.unlockAndReport()
+	return err
+}
+
+// restoreLocked is Restore; s.mu is held.
+func (s *ItemStore) restoreLocked(it *Item, expires, now time.Time) error {
+	s.expireLocked(now)
+	if msg := itemShapeError(it, nil); msg != "" {
+		s.stats.RejectedInvalid++
+		return bep44Protocol(msg)
+	}
+	target := it.Target()
+	e, ok := s.items[target]
+	switch {
+	case !ok:
+		return s.insertLocked(target, it, expires)
+	case e.item.Mutable != it.Mutable:
+		return nil
+	case it.Mutable && it.Seq > e.item.Seq:
+		return s.replaceLocked(e, it, expires)
+	case !it.Mutable || (it.Seq == e.item.Seq && bytes.Equal(it.V, e.item.V)):
+		e.expires = laterTime(e.expires, expires)
+		heap.Fix(&s.byExpiry, e.expIdx)
+	}
+	return nil
 }

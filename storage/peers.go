@@ -148,6 +148,9 @@ type PeerStore struct {
 	bytes     int64
 	nextSweep int64 // unix nanoseconds; a full sweep is due at or after it
 	stats     PeerStats
+
+	onRemove func(ih krpc.ID, addr netip.AddrPort) // SetOnRemove hook, nil if none
+	toReport []removedPeer                         // evictions not yet reported to onRemove
 }
 
 // NewPeerStore returns an empty store for a node whose id is self (used to
@@ -169,16 +172,26 @@ func (s *PeerStore) Config() PeerConfig { return s.cfg }
 // announce_peer, with the port already resolved for implied_port, seed per
 // BEP 33). It may evict or refuse as described on PeerStore; every outcome
 // is counted in Stats.
+//
+// Peers and infohashes evicted by Announce are reported to the SetOnRemove
+// hook, if any, after the store's lock is released and before Announce
+// returns.
 func (s *PeerStore) Announce(ih krpc.ID, peer netip.AddrPort, seed bool, now time.Time) {
-	ip := peer.Addr().Unmap()
 	t := now.UnixNano()
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.announceLocked(ih, peer, seed, t, t)
+	s.unlockAndReport()
+}
+
+// announceLocked is Announce of a peer last announced at t, with the store's
+// clock at now (both unix nanoseconds); s.mu is held.
+func (s *PeerStore) announceLocked(ih krpc.ID, peer netip.AddrPort, seed bool, t, now int64) {
+	ip := peer.Addr().Unmap()
 	if !ip.IsValid() || ip.IsUnspecified() || peer.Port() == 0 {
 		s.stats.RefusedInvalid++
 		return
 	}
-	s.sweepIfDue(t)
+	s.sweepIfDue(now)
 	if ip.Is4() {
 		announcePeer(s, ih, keyOf4(ip), peer.Port(), seed, t, PeerCost4, (*swarm).list4)
 	} else {
@@ -231,6 +244,9 @@ func announcePeer[K ipKey[K]](s *PeerStore, ih krpc.ID, ip K, port uint16, seed 
 			return
 		}
 		// Replace the oldest peer of this family: cost neutral.
+		if s.onRemove != nil {
+			s.reportRemoved(ih, l.oldestAddr())
+		}
 		if j := l.evictOldest(); j < i {
 			i--
 		}
@@ -268,6 +284,9 @@ func (s *PeerStore) removed(cost int64, n int) {
 
 // evictSwarm drops sw and its peers to make room; s.mu is held.
 func (s *PeerStore) evictSwarm(sw *swarm) {
+	if s.onRemove != nil {
+		s.reportRemoved(sw.ih, netip.AddrPort{})
+	}
 	s.removed(PeerCost4, len(sw.v4))
 	s.removed(PeerCost6, len(sw.v6))
 	s.deleteSwarm(sw)
@@ -676,4 +695,102 @@ func (l peerList[K]) each(fn func(netip.AddrPort, bool)) {
 	for _, p := range l {
 		fn(netip.AddrPortFrom(p.ip.addr(), p.port), p.seed)
 	}
+}
+
+// removedPeer is an eviction waiting to be reported to PeerStore.onRemove.
+type removedPeer struct {
+	ih   krpc.ID
+	addr netip.AddrPort // zero for the whole infohash
+}
+
+// SetOnRemove sets fn, nil for none, as the hook told of every eviction
+// (see PeerStore) made by Announce or Restore, so that a persistent copy
+// (DB.DeletePeers) can follow the store's bounds: fn(ih, addr) for one peer
+// of ih replaced by a newer one (only addr's IP matters, entries being
+// unique per IP), and fn(ih, netip.AddrPort{}) when ih is evicted with all
+// its peers. Peers that expire are not reported: DB.DeleteExpired removes
+// those.
+//
+// fn is called outside the store's lock, on the goroutine of the Announce
+// or Restore that evicted, before that call returns; a slow fn delays it.
+// fn must not call back into the PeerStore: by the time it runs, another
+// goroutine may already have stored the peer again, so it should only
+// forward what it is given (for example to the DB or to a queue that feeds
+// it).
+func (s *PeerStore) SetOnRemove(fn func(ih krpc.ID, addr netip.AddrPort)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onRemove = fn
+	if fn == nil {
+		s.toReport = nil
+	}
+}
+
+// reportRemoved queues an eviction for the SetOnRemove hook; s.mu is held.
+func (s *PeerStore) reportRemoved(ih krpc.ID, addr netip.AddrPort) {
+	s.toReport = append(s.toReport, removedPeer{ih, addr})
+}
+
+// unlockAndReport releases s.mu, then reports the evictions queued while it
+// was held to the SetOnRemove hook.
+func (s *PeerStore) unlockAndReport() {
+	fn, removed := s.onRemove, s.toReport
+	s.toReport = nil
+	s.mu.Unlock()
+	for _, r := range removed {
+		fn(r.ih, r.addr)
+	}
+}
+
+// Restore inserts a peer as loaded from persistent storage (DB.LoadPeers)
+// at now: as if it had announced at expires - TTL, so it expires at
+// expires, or at now + TTL if expires is later than that (a stored expiry
+// from the future, after a clock step back). A peer already expired at now
+// is skipped, as is one whose IP is already stored for ih with an announce
+// at least as recent. Otherwise Restore is Announce at that time: the same
+// bounds, evictions (reported to the SetOnRemove hook) and refusals apply,
+// and the peer counts in Stats as an announce. Peers restored with older
+// announce times are the first replaced in a full infohash.
+func (s *PeerStore) Restore(ih krpc.ID, peer netip.AddrPort, seed bool, expires, now time.Time) {
+	if !now.Before(expires) {
+		return
+	}
+	n := now.UnixNano()
+	t := min(expires.UnixNano()-s.ttl, n)
+	if t <= n-s.ttl {
+		return
+	}
+	s.mu.Lock()
+	if !s.storedSince(ih, peer.Addr().Unmap(), t) {
+		s.announceLocked(ih, peer, seed, t, n)
+	}
+	s.unlockAndReport()
+}
+
+// storedSince reports whether ip is stored for ih with an announce at or
+// after t; s.mu is held.
+func (s *PeerStore) storedSince(ih krpc.ID, ip netip.Addr, t int64) bool {
+	sw := s.swarms[ih]
+	switch {
+	case sw == nil || !ip.IsValid():
+		return false
+	case ip.Is4():
+		i, ok := sw.v4.find(keyOf4(ip))
+		return ok && sw.v4[i].last >= t
+	default:
+		i, ok := sw.v6.find(keyOf6(ip))
+		return ok && sw.v6[i].last >= t
+	}
+}
+
+// oldestAddr returns the address of the peer evictOldest would remove; l is
+// not empty.
+func (l peerList[K]) oldestAddr() netip.AddrPort {
+	j := 0
+	for i, p := range l {
+		if p.last < l[j].last {
+			j = i
+		}
+	}
+	return netip.AddrPortFrom(l[j].ip.addr(), l[j].port)
 }

@@ -40,6 +40,7 @@ func newApp() *cli.App {
 			keygenCommand(),
 			putCommand(),
 			getCommand(),
+			tableCommand(),
 		},
 	}
 }

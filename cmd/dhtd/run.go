@@ -37,6 +37,10 @@ func runCommand() *cli.Command {
 }
 
 func runAction(c *cli.Context) error {
+	// Catch SIGINT and SIGTERM before anything is started or logged, so a
+	// signal that arrives during startup still ends in a clean shutdown.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		return fmt.Errorf("--log-level %q: %w", c.String("log-level"), err)
@@ -81,8 +85,6 @@ func runAction(c *cli.Context) error {
 		logger.Info("metrics listening", "addr", ln.Addr().String())
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	go func() {
 		if len(cfg.Bootstrap) == 0 {
 			return

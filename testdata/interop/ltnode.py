@@ -370,6 +370,9 @@ class Node:
         return r
 
     def cmd_events(self, c):
+        # Drain the alerts libtorrent has already posted, so that a packet it
+        # received before this command arrived is reported.
+        self.pump(time.monotonic() + 0.02)
         r = {"announces": self.ev_announces, "queries": self.ev_queries}
         self.ev_announces, self.ev_queries = [], []
         return r

@@ -1,0 +1,455 @@
+package krpc
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// responseTo builds a response with transaction id tid from id.
+func responseTo(tid string, id ID) *Msg {
+	return &Msg{T: tid, Y: KindResponse, R: &Return{ID: id}}
+}
+
+// TestQueryAnswered: the query on the wire carries a fresh 2-byte "t", the
+// method, our arguments, "v" and (read-only only) "ro"=1 (BEP 43); the
+// answer completes it, passes the response hook first, and is reported as
+// answered.
+func TestQueryAnswered(t *testing.T) {
+	for _, readOnly := range []bool{false, true} {
+		t.Run(map[bool]string{false: "read-write", true: "read-only"}[readOnly], func(t *testing.T) {
+			s, log := newTestServer(t, nil, ServerConfig{ClientVersion: "TS\x00\x02", ReadOnly: readOnly})
+			var hooked atomic.Pointer[string]
+			s.SetResponseHook(func(from netip.AddrPort, method string, m *Msg) {
+				h := method + " " + from.String() + " " + m.R.ID.String()
+				hooked.Store(&h)
+			})
+			remote := newRawSocket(t)
+			ctx, cancel := context.WithTimeout(context.Background(), testTOut)
+			defer cancel()
+			res := goQuery(ctx, s, addrOf(remote), MethodFindNode)
+			q, from := readMsg(t, remote)
+			if from != s.LocalAddr() {
+				t.Errorf("query from %s, want %s", from, s.LocalAddr())
+			}
+			if q.Y != KindQuery || q.Q != MethodFindNode || q.A == nil || q.A.ID != ID([]byte("querier-id-012345678")) {
+				t.Errorf("query on the wire: %+v", q)
+			}
+			if len(q.T) != TIDLen || q.V != "TS\x00\x02" {
+				t.Errorf("t = %q, v = %q", q.T, q.V)
+			}
+			if wantRO := map[bool]int64{true: 1}[readOnly]; q.RO != wantRO {
+				t.Errorf("ro = %d, want %d", q.RO, wantRO)
+			}
+			sendMsg(t, remote, s.LocalAddr(), responseTo(q.T, rawID()))
+			r := awaitResult(t, res)
+			if r.err != nil || r.m == nil || r.m.R == nil || r.m.R.ID != rawID() {
+				t.Fatalf("Query = %+v, %v; want the response", r.m, r.err)
+			}
+			want := MethodFindNode + " " + addrOf(remote).String() + " " + rawID().String()
+			if h := hooked.Load(); h == nil || *h != want {
+				t.Errorf("response hook saw %v, want %q", h, want)
+			}
+			if got := log.nextDone(t); got != OutcomeAnswered {
+				t.Errorf("outcome %q, want %q", got, OutcomeAnswered)
+			}
+			if s.InFlight() != 0 {
+				t.Errorf("InFlight = %d after the answer", s.InFlight())
+			}
+		})
+	}
+}
+
+// TestResponseFromWrongAddressDropped: a response is matched by "t" AND
+// the address the query went to (krpc.md §3). The right "t" from another
+// socket (same IP, other port) is dropped as wrong_address and leaves the
+// query pending; the real answer afterwards completes it.
+func TestResponseFromWrongAddressDropped(t *testing.T) {
+	s, log := newTestServer(t, nil, ServerConfig{QueryTimeout: time.Minute})
+	remote, impostor := newRawSocket(t), newRawSocket(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTOut)
+	defer cancel()
+	res := goQuery(ctx, s, addrOf(remote), MethodPing)
+	q, _ := readMsg(t, remote)
+
+	impostorID := ID([]byte("impostor-id-01234567"))
+	sendMsg(t, impostor, s.LocalAddr(), responseTo(q.T, impostorID))
+	if got := log.nextDrop(t); got != DropWrongAddress {
+		t.Fatalf("impostor's answer dropped as %q, want %q", got, DropWrongAddress)
+	}
+	// An error reply from the wrong address is no better.
+	sendMsg(t, impostor, s.LocalAddr(), &Msg{T: q.T, Y: KindError, E: &Error{Code: 201, Msg: "x"}})
+	if got := log.nextDrop(t); got != DropWrongAddress {
+		t.Fatalf("impostor's error dropped as %q, want %q", got, DropWrongAddress)
+	}
+	select {
+	case r := <-res:
+		t.Fatalf("query completed by the impostor: %+v, %v", r.m, r.err)
+	default:
+	}
+	if s.InFlight() != 1 {
+		t.Fatalf("InFlight = %d, want the query still pending", s.InFlight())
+	}
+
+	sendMsg(t, remote, s.LocalAddr(), responseTo(q.T, rawID()))
+	r := awaitResult(t, res)
+	if r.err != nil || r.m.R.ID != rawID() {
+		t.Fatalf("Query = %+v, %v; want the real answer", r.m, r.err)
+	}
+}
+
+// TestResponseUnknownTransactionDropped: responses and errors whose "t"
+// belongs to no query we sent are dropped as unknown_transaction,
+// whatever the length of "t".
+func TestResponseUnknownTransactionDropped(t *testing.T) {
+	s, log := newTestServer(t, nil, ServerConfig{})
+	remote := newRawSocket(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTOut)
+	defer cancel()
+	// One real query in flight, so the table of pending ids is not empty.
+	res := goQuery(ctx, s, addrOf(remote), MethodPing)
+	q, _ := readMsg(t, remote)
+	other := string([]byte{q.T[0] ^ 0xff, q.T[1]})
+	for _, m := range []*Msg{
+		responseTo(other, rawID()),
+		{T: other, Y: KindError, E: &Error{Code: 201, Msg: "A Generic Error Ocurred"}},
+		responseTo(q.T[:1], rawID()),
+		responseTo(q.T+"x", rawID()),
+		responseTo("", rawID()),
+	} {
+		sendMsg(t, remote, s.LocalAddr(), m)
+		if got := log.nextDrop(t); got != DropUnknownTransaction {
+			t.Errorf("t=%q y=%s: dropped as %q, want %q", m.T, m.Y, got, DropUnknownTransaction)
+		}
+	}
+	sendMsg(t, remote, s.LocalAddr(), responseTo(q.T, rawID()))
+	if r := awaitResult(t, res); r.err != nil {
+		t.Fatalf("the real answer did not complete the query: %v", r.err)
+	}
+}
+
+// TestQueryEnds covers the three ways a query ends without an answer: its
+// own timeout (ErrTimeout, not before QueryTimeout), a cancelled context
+// and a context deadline (the context's error, promptly). In every case the
+// transaction is released, and an answer arriving afterwards is dropped as
+// late_response.
+func TestQueryEnds(t *testing.T) {
+	const short = 150 * time.Millisecond
+	cases := []struct {
+		name         string
+		queryTimeout time.Duration
+		ctxTimeout   time.Duration
+		cancelOnSend bool
+		want         error
+		outcome      string
+	}{
+		{"query timeout", short, testTOut, false, ErrTimeout, OutcomeTimeout},
+		{"context cancelled", time.Minute, testTOut, true, context.Canceled, OutcomeCancelled},
+		{"context deadline", time.Minute, short, false, context.DeadlineExceeded, OutcomeCancelled},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, log := newTestServer(t, nil, ServerConfig{QueryTimeout: c.queryTimeout})
+			remote := newRawSocket(t)
+			ctx, cancel := context.WithTimeout(context.Background(), c.ctxTimeout)
+			defer cancel()
+			res := goQuery(ctx, s, addrOf(remote), MethodPing)
+			q, _ := readMsg(t, remote)
+			if c.cancelOnSend {
+				cancel()
+			}
+			r := awaitResult(t, res)
+			if !errors.Is(r.err, c.want) {
+				t.Fatalf("err = %v, want %v", r.err, c.want)
+			}
+			if c.want != ErrTimeout && errors.Is(r.err, ErrTimeout) {
+				t.Errorf("err = %v also matches ErrTimeout", r.err)
+			}
+			if c.want != context.Canceled && r.elapsed < short {
+				t.Errorf("returned after %v, before the %v bound", r.elapsed, short)
+			}
+			if r.elapsed > 2*time.Second {
+				t.Errorf("returned after %v, not promptly", r.elapsed)
+			}
+			if got := log.nextDone(t); got != c.outcome {
+				t.Errorf("outcome %q, want %q", got, c.outcome)
+			}
+			if s.InFlight() != 0 {
+				t.Errorf("InFlight = %d after the query ended", s.InFlight())
+			}
+			sendMsg(t, remote, s.LocalAddr(), responseTo(q.T, rawID()))
+			if got := log.nextDrop(t); got != DropLateResponse {
+				t.Errorf("late answer dropped as %q, want %q", got, DropLateResponse)
+			}
+		})
+	}
+}
+
+// TestQueryKRPCError: an error reply ends the query with a *Error holding
+// code and message (errors.As), in list form and in the bare-string form
+// anacrolix sends (code 201); a response without a valid r.id ends it with
+// a *BodyError.
+func TestQueryKRPCError(t *testing.T) {
+	cases := []struct {
+		name     string
+		e        string // bencoded "e" value
+		code     int64
+		msg      string
+		malform  bool   // a response with a bad body instead of an error
+		response string // bencoded "r" value when malform
+	}{
+		{name: "generic", e: "li201e23:A Generic Error Ocurrede", code: 201, msg: "A Generic Error Ocurred"},
+		{name: "protocol", e: "li203e13:invalid tokene", code: 203, msg: "invalid token"},
+		{name: "method unknown", e: "li204e14:Method Unknowne", code: 204, msg: "Method Unknown"},
+		{name: "bep44 cas", e: "li301e12:CAS mismatche", code: 301, msg: "CAS mismatch"},
+		{name: "code only", e: "li202ee", code: 202, msg: ""},
+		{name: "bare string", e: "13:invalid token", code: 201, msg: "invalid token"},
+		{name: "r.id too short", malform: true, response: "d2:id3:abce"},
+		{name: "r without id", malform: true, response: "d5:token2:xxe"},
+	}
+	s, log := newTestServer(t, nil, ServerConfig{QueryTimeout: time.Minute})
+	remote := newRawSocket(t)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), testTOut)
+			defer cancel()
+			res := goQuery(ctx, s, addrOf(remote), MethodAnnouncePeer)
+			q, _ := readMsg(t, remote)
+			pkt := "d1:e" + c.e + "1:t2:" + q.T + "1:y1:ee"
+			if c.malform {
+				pkt = "d1:r" + c.response + "1:t2:" + q.T + "1:y1:re"
+			}
+			sendRaw(t, remote, s.LocalAddr(), []byte(pkt))
+			r := awaitResult(t, res)
+			var ke *Error
+			var be *BodyError
+			switch {
+			case c.malform:
+				if !errors.As(r.err, &be) || errors.As(r.err, &ke) {
+					t.Fatalf("err = %v, want a *BodyError", r.err)
+				}
+			case !errors.As(r.err, &ke):
+				t.Fatalf("err = %v (%T), want a *krpc.Error", r.err, r.err)
+			default:
+				if ke.Code != c.code || ke.Msg != c.msg {
+					t.Errorf("error [%d %q], want [%d %q]", ke.Code, ke.Msg, c.code, c.msg)
+				}
+				if r.m == nil || r.m.Y != KindError {
+					t.Errorf("message returned with the error: %+v", r.m)
+				}
+			}
+			if errors.Is(r.err, ErrTimeout) {
+				t.Errorf("err %v matches ErrTimeout", r.err)
+			}
+			if got := log.nextDone(t); got != OutcomeError {
+				t.Errorf("outcome %q, want %q", got, OutcomeError)
+			}
+		})
+	}
+}
+
+// TestTransactionIDsUnique: 500 concurrent queries to one silent socket
+// carry 500 distinct 2-byte transaction ids (krpc.md §3).
+func TestTransactionIDsUnique(t *testing.T) {
+	const n = 500
+	s, _ := newTestServer(t, nil, ServerConfig{QueryTimeout: time.Minute})
+	remote := newRawSocket(t)
+	if err := remote.SetReadBuffer(4 << 20); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTOut)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			_, err := s.Query(ctx, addrOf(remote), MethodPing, &Args{ID: rawID()})
+			errs <- err
+		})
+	}
+	seen := make(map[string]bool, n)
+	for i := range n {
+		pkt, _ := readPacket(t, remote, waitLong)
+		var m Msg
+		if err := Decode(pkt, &m); err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		if len(m.T) != TIDLen {
+			t.Errorf("packet %d: t = %q, want %d bytes", i, m.T, TIDLen)
+		}
+		if seen[m.T] {
+			t.Errorf("packet %d: t = %q reused among in-flight queries", i, m.T)
+		}
+		seen[m.T] = true
+	}
+	if got := s.InFlight(); got != n {
+		t.Errorf("InFlight = %d, want %d", got, n)
+	}
+	cancel()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("query ended with %v, want context.Canceled", err)
+		}
+	}
+}
+
+// TestMaxInFlight: with MaxInFlight=4, five queries to a silent socket put
+// four packets on the wire; the fifth waits for a slot and is sent only
+// after the first query has timed out. The InFlight event never reports
+// more than four.
+func TestMaxInFlight(t *testing.T) {
+	const bound, total = 4, 5
+	var timedOut atomic.Int64
+	s, log := newTestServer(t, nil, ServerConfig{
+		MaxInFlight:  bound,
+		QueryTimeout: 300 * time.Millisecond,
+		Events: Events{QueryDone: func(_, outcome string, _ time.Duration) {
+			if outcome == OutcomeTimeout {
+				timedOut.Add(1) // runs before the query releases its slot
+			}
+		}},
+	})
+	remote := newRawSocket(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTOut)
+	defer cancel()
+	var results []<-chan queryResult
+	for range total {
+		results = append(results, goQuery(ctx, s, addrOf(remote), MethodPing))
+	}
+	// A packet read while no query has timed out yet was sent before the
+	// first timeout; at most bound of them may exist. (A slow reader may
+	// see early packets late, which only lowers the count.)
+	early := 0
+	for range total {
+		readPacket(t, remote, waitLong)
+		if timedOut.Load() == 0 {
+			early++
+		}
+	}
+	if early > bound {
+		t.Fatalf("%d packets on the wire before any query timed out, want at most %d", early, bound)
+	}
+	for i, ch := range results {
+		if r := awaitResult(t, ch); !errors.Is(r.err, ErrTimeout) {
+			t.Errorf("query %d: err = %v, want ErrTimeout", i, r.err)
+		}
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if log.maxFlight > bound {
+		t.Errorf("InFlight reached %d, bound %d", log.maxFlight, bound)
+	}
+}
+
+// TestMaxInFlightSlotRelease: while MaxInFlight queries are pending, the
+// next Query blocks (and gives up with its context's error, without
+// sending); an answer frees a slot and lets the next query out.
+func TestMaxInFlightSlotRelease(t *testing.T) {
+	const bound = 4
+	s, log := newTestServer(t, nil, ServerConfig{MaxInFlight: bound, QueryTimeout: time.Minute})
+	remote := newRawSocket(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTOut)
+	defer cancel()
+	var results []<-chan queryResult
+	var tids []string
+	for range bound {
+		results = append(results, goQuery(ctx, s, addrOf(remote), MethodPing))
+		q, _ := readMsg(t, remote)
+		tids = append(tids, q.T)
+	}
+	// A fifth query with a short deadline never gets a slot.
+	short, cancelShort := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancelShort()
+	r := awaitResult(t, goQuery(short, s, addrOf(remote), MethodPing))
+	if !errors.Is(r.err, context.DeadlineExceeded) {
+		t.Fatalf("blocked query: err = %v, want context.DeadlineExceeded", r.err)
+	}
+	if got := log.nextDone(t); got != OutcomeCancelled {
+		t.Errorf("outcome %q, want %q", got, OutcomeCancelled)
+	}
+	// A sixth waits; answering the first query lets it out.
+	sixth := goQuery(ctx, s, addrOf(remote), MethodPing)
+	sendMsg(t, remote, s.LocalAddr(), responseTo(tids[0], rawID()))
+	if r := awaitResult(t, results[0]); r.err != nil {
+		t.Fatalf("answered query: %v", r.err)
+	}
+	q, _ := readMsg(t, remote)
+	if q.Q != MethodPing {
+		t.Fatalf("unexpected packet %+v", q)
+	}
+	// Exactly one packet was sent for the blocked queries: the sixth's.
+	for _, tid := range tids {
+		if q.T == tid {
+			t.Fatalf("sixth query reused pending t %q", tid)
+		}
+	}
+	sendMsg(t, remote, s.LocalAddr(), responseTo(q.T, rawID()))
+	if r := awaitResult(t, sixth); r.err != nil {
+		t.Fatalf("sixth query: %v", r.err)
+	}
+	cancel()
+	for _, ch := range results[1:] {
+		awaitResult(t, ch)
+	}
+}
+
+// TestTransactionsExhaustion: the manager hands out every one of the 65536
+// ids once, then refuses instead of reusing a pending one.
+func TestTransactionsExhaustion(t *testing.T) {
+	tx := newTransactions(42)
+	seen := make([]bool, 1<<16)
+	for i := range 1 << 16 {
+		id, ok := tx.add(&call{})
+		if !ok {
+			t.Fatalf("add %d failed with ids left", i)
+		}
+		if seen[id] {
+			t.Fatalf("id %d handed out twice", id)
+		}
+		seen[id] = true
+	}
+	if _, ok := tx.add(&call{}); ok {
+		t.Fatal("add succeeded with every id pending")
+	}
+}
+
+// TestTransactionsLateBounded: the memory of timed-out ids is bounded (two
+// generations of lateMax), and a late answer is recognised only from the
+// address the query went to.
+func TestTransactionsLateBounded(t *testing.T) {
+	tx := newTransactions(7)
+	addr := netip.MustParseAddrPort("192.0.2.1:6881")
+	other := netip.MustParseAddrPort("192.0.2.1:6882")
+	c := &call{addr: addr, done: make(chan result, 1)}
+	id, _ := tx.add(c)
+	if !tx.remove(id, c, true) {
+		t.Fatal("remove of a pending call failed")
+	}
+	if tx.remove(id, c, true) {
+		t.Fatal("second remove succeeded")
+	}
+	tid := string([]byte{byte(id >> 8), byte(id)})
+	if _, reason := tx.match(tid, addr); reason != DropLateResponse {
+		t.Errorf("late answer: %q, want %q", reason, DropLateResponse)
+	}
+	if _, reason := tx.match(tid, other); reason != DropUnknownTransaction {
+		t.Errorf("late answer from another port: %q, want %q", reason, DropUnknownTransaction)
+	}
+	for range 5 * tx.lateMax {
+		c := &call{addr: addr, done: make(chan result, 1)}
+		id, _ := tx.add(c)
+		tx.remove(id, c, true)
+		if n := len(tx.late) + len(tx.lateOld); n > 2*tx.lateMax {
+			t.Fatalf("%d late ids remembered, bound %d", n, 2*tx.lateMax)
+		}
+	}
+	if tx.inFlight() != 0 {
+		t.Errorf("inFlight = %d", tx.inFlight())
+	}
+}
