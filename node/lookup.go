@@ -85,24 +85,14 @@ func newTraversal(self, target krpc.ID, k, alpha int, q queryFunc) *traversal {
 	}
 }
 
-// addLearned offers a node returned in a reply, subject to the per-subnet
-// cap.
-func (t *traversal) addLearned(n krpc.NodeInfo) {
-	if t.maxPerSubnet > 0 && (t.limitLoopback || !n.Addr.Addr().IsLoopback()) {
-		sn := routing.Subnet(n.Addr.Addr())
-		if t.subnets[sn] >= t.maxPerSubnet {
-			return
-		}
-		if _, dup := t.byAddr[n.Addr]; dup || n.ID == t.self || t.byID[n.ID] {
-			return
-		}
-		t.subnets[sn]++
-	}
-	t.add(n, true)
-}
+// addLearned offers a node returned in a reply.
+func (t *traversal) addLearned(n krpc.NodeInfo) { t.add(n, true) }
 
 // add offers a candidate. Nodes without a known id (bootstrap addresses)
 // sort after every known node and are not counted among the K closest.
+// Known nodes are capped per subnet (routing.Subnet), whether they come
+// from our table or from a reply, so that one subnet cannot capture the
+// lookup (loopback exempt unless limitLoopback).
 func (t *traversal) add(n krpc.NodeInfo, known bool) {
 	a := n.Addr
 	if !a.IsValid() || a.Port() == 0 || a.Addr().IsUnspecified() {
@@ -113,6 +103,13 @@ func (t *traversal) add(n krpc.NodeInfo, known bool) {
 	}
 	if _, dup := t.byAddr[a]; dup {
 		return
+	}
+	if known && t.maxPerSubnet > 0 && (t.limitLoopback || !a.Addr().IsLoopback()) {
+		sn := routing.Subnet(a.Addr())
+		if t.subnets[sn] >= t.maxPerSubnet {
+			return
+		}
+		t.subnets[sn]++
 	}
 	c := &candidate{info: n, known: known}
 	t.byAddr[a] = c

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
-	"github.com/dhtd/dhtd/routing"
 )
 
 // TestSybilSubnetCapped: 50 nodes in one /24 with ids crafted next to a
@@ -72,5 +71,4 @@ func TestSybilSubnetCapped(t *testing.T) {
 	if len(res.Closest) < 8 {
 		t.Fatalf("only %d nodes in the result", len(res.Closest))
 	}
-	_ = routing.Subnet
 }
