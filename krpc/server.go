@@ -29,6 +29,7 @@ const (
 	DropRefused     = "rate_limited" // the Accept hook said no
 	DropNoHandler   = "read_only"    // no reply produced (read-only mode)
 	DropSendError   = "send_error"
+	DropReplyBudget = "bandwidth" // the global response byte budget is spent
 )
 
 // Query outcomes (fixed strings, safe as metric labels).
@@ -70,6 +71,9 @@ type ServerConfig struct {
 	// Accept, if set, is asked about every packet before it is decoded
 	// (per-IP rate limits); false drops it.
 	Accept func(from netip.AddrPort, size int) bool
+	// ReplyBudget, if set, is the global budget of response bytes: a reply
+	// that does not fit is not sent (DropReplyBudget). Nil: unlimited.
+	ReplyBudget *ByteBudget
 	// Clock defaults to SystemClock.
 	Clock Clock
 	// Logger defaults to slog.Default().
@@ -341,6 +345,10 @@ func (s *Server) reply(to netip.AddrPort, tid string, r *Msg) {
 	b, err := Encode(r)
 	if err != nil {
 		s.cfg.Logger.Error("encode reply", "err", err)
+		return
+	}
+	if s.cfg.ReplyBudget != nil && !s.cfg.ReplyBudget.Take(len(b), s.cfg.Clock.Now()) {
+		s.cfg.Events.Dropped(DropReplyBudget)
 		return
 	}
 	if err := s.writeTo(b, to); err != nil {
