@@ -6,7 +6,7 @@ BIN       ?= bin/dhtd
 ARGS      ?=
 FUZZTIME  ?= 60s
 # Fuzz targets: package:FuzzName pairs.
-FUZZ_TARGETS ?= ./krpc:FuzzDecode ./node:FuzzHandleQuery
+FUZZ_TARGETS ?= ./krpc:FuzzDecode ./node:FuzzHandleQuery ./node:FuzzHandleResponse
 
 .PHONY: all build run test test-short deps bench fuzz fuzz-smoke lint clean
 
@@ -19,14 +19,15 @@ build:
 run: build
 	./$(BIN) run $(ARGS)
 
-## deps: install what the tests need (python3-libtorrent for interop tests).
+## deps: install what the tests need (python3-libtorrent for interop tests,
+## chromium and chromium-driver for the status page's browser test).
 deps:
-	@if /usr/bin/python3 -c 'import libtorrent' 2>/dev/null; then \
-		echo "python3-libtorrent present"; \
+	@if /usr/bin/python3 -c 'import libtorrent' 2>/dev/null && command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		echo "python3-libtorrent, chromium and chromedriver present"; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-libtorrent >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-libtorrent chromium chromium-driver >/dev/null; \
 	else \
-		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-libtorrent >/dev/null; \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-libtorrent chromium chromium-driver >/dev/null; \
 	fi
 
 ## test: lint, then every test with the race detector, then a short fuzz run.

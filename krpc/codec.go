@@ -2,10 +2,11 @@ package krpc
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
-
-	"github.com/anacrolix/torrent/bencode"
+	"net/netip"
+	"strconv"
 )
 
 // MinPacketLen is the smallest packet worth decoding (practice, libtorrent:
@@ -62,7 +63,7 @@ func Decode(b []byte, m *Msg) error {
 			if err != nil {
 				m.Q = "\x00" // not a string: answered 203 below
 			} else {
-				m.Q = string(s)
+				m.Q = methodName(s)
 			}
 		case "a":
 			a = val
@@ -104,20 +105,20 @@ func Decode(b []byte, m *Msg) error {
 		if !hasKey(a, "id") {
 			return &BodyError{errors.New("a.id missing")}
 		}
-		m.A = new(Args)
-		if err := bencode.Unmarshal(a, m.A); err != nil {
-			m.A = nil
+		args, err := decodeArgs(a)
+		if err != nil {
 			return &BodyError{fmt.Errorf("decode a: %w", err)}
 		}
+		m.A = args
 	case KindResponse:
 		if r == nil || !hasKey(r, "id") {
 			return &BodyError{errors.New("r or r.id missing")}
 		}
-		m.R = new(Return)
-		if err := bencode.Unmarshal(r, m.R); err != nil {
-			m.R = nil
+		ret, err := decodeReturn(r)
+		if err != nil {
 			return &BodyError{fmt.Errorf("decode r: %w", err)}
 		}
+		m.R = ret
 	case KindError:
 		m.E = new(Error)
 		if e == nil {
@@ -136,11 +137,20 @@ func Decode(b []byte, m *Msg) error {
 
 // Encode returns the canonical bencoding of m.
 func Encode(m *Msg) ([]byte, error) {
-	b, err := bencode.Marshal(m)
+	return AppendEncode(make([]byte, 0, 256), m)
+}
+
+// AppendEncode appends the canonical bencoding of m to dst and returns the
+// extended buffer; on error dst is returned unchanged. It writes the same
+// bytes as the reflective bencode.Marshal of m (keys sorted, omitempty
+// honoured), without reflection, so a reply costs no allocation when dst
+// has room (the read loop reuses one buffer).
+func AppendEncode(dst []byte, m *Msg) ([]byte, error) {
+	out, err := appendMsg(dst, m)
 	if err != nil {
-		return nil, fmt.Errorf("encode %s %q: %w", m.Y, m.Q, err)
+		return dst, fmt.Errorf("encode %s %q: %w", m.Y, m.Q, err)
 	}
-	return b, nil
+	return out, nil
 }
 
 // eachEntry calls f for every key and raw value of the canonical dict b.
@@ -180,4 +190,427 @@ func hasKey(b []byte, key string) bool {
 		return nil
 	})
 	return found
+}
+
+// The hand-written codec below replaces reflection on the hot path (decode a
+// query's arguments, encode a reply). Keys are written in sorted byte order
+// (BEP 3: canonical dicts); krpc/codec_bench_test.go checks both directions
+// byte for byte against anacrolix's reflective bencode on every message of
+// the benchmarks and the test vectors, and fuzzes the comparison.
+
+func appendKey(dst []byte, k string) []byte {
+	dst = strconv.AppendInt(dst, int64(len(k)), 10)
+	dst = append(dst, ':')
+	return append(dst, k...)
+}
+
+func appendStr(dst []byte, s string) []byte {
+	dst = strconv.AppendInt(dst, int64(len(s)), 10)
+	dst = append(dst, ':')
+	return append(dst, s...)
+}
+
+func appendInt(dst []byte, v int64) []byte {
+	dst = append(dst, 'i')
+	dst = strconv.AppendInt(dst, v, 10)
+	return append(dst, 'e')
+}
+
+func appendID(dst []byte, id *ID) []byte {
+	dst = append(dst, "20:"...)
+	return append(dst, id[:]...)
+}
+
+// appendNodes writes compact node infos (BEP 5 "nodes", BEP 32 "nodes6").
+func appendNodes(dst []byte, ns []NodeInfo, v6 bool) ([]byte, error) {
+	per := CompactNodeLen4
+	if v6 {
+		per = CompactNodeLen6
+	}
+	dst = strconv.AppendInt(dst, int64(len(ns)*per), 10)
+	dst = append(dst, ':')
+	for _, n := range ns {
+		ip := n.Addr.Addr()
+		dst = append(dst, n.ID[:]...)
+		switch {
+		case v6 && ip.Is6():
+			b := ip.As16()
+			dst = append(dst, b[:]...)
+		case !v6 && ip.Unmap().Is4():
+			b := ip.Unmap().As4()
+			dst = append(dst, b[:]...)
+		default:
+			return nil, fmt.Errorf("nodes: %s is not of the list's address family", n.Addr)
+		}
+		dst = binary.BigEndian.AppendUint16(dst, n.Addr.Port())
+	}
+	return dst, nil
+}
+
+func appendPeer(dst []byte, a netip.AddrPort) []byte {
+	if a.Addr().Unmap().Is4() {
+		dst = append(dst, "6:"...)
+	} else {
+		dst = append(dst, "18:"...)
+	}
+	return AppendCompactPeer(dst, a)
+}
+
+func appendMsg(dst []byte, m *Msg) ([]byte, error) {
+	var err error
+	dst = append(dst, 'd')
+	if m.A != nil {
+		dst = appendKey(dst, "a")
+		if dst, err = appendArgs(dst, m.A); err != nil {
+			return nil, err
+		}
+	}
+	if m.E != nil {
+		dst = appendKey(dst, "e")
+		dst = append(dst, 'l')
+		dst = appendInt(dst, m.E.Code)
+		dst = appendStr(dst, m.E.Msg)
+		dst = append(dst, 'e')
+	}
+	if m.IP != nil {
+		dst = appendKey(dst, "ip")
+		dst = appendPeer(dst, netip.AddrPort(*m.IP))
+	}
+	if m.Q != "" {
+		dst = appendKey(dst, "q")
+		dst = appendStr(dst, m.Q)
+	}
+	if m.R != nil {
+		dst = appendKey(dst, "r")
+		if dst, err = appendReturn(dst, m.R); err != nil {
+			return nil, err
+		}
+	}
+	if m.RO != 0 {
+		dst = appendKey(dst, "ro")
+		dst = appendInt(dst, m.RO)
+	}
+	dst = appendKey(dst, "t")
+	dst = appendStr(dst, m.T)
+	if m.V != "" {
+		dst = appendKey(dst, "v")
+		dst = appendStr(dst, m.V)
+	}
+	dst = appendKey(dst, "y")
+	dst = appendStr(dst, m.Y)
+	return append(dst, 'e'), nil
+}
+
+// errEmptyRaw reports a raw value ("v") that is set but empty: no bencoding.
+var errEmptyRaw = errors.New("v: empty raw value")
+
+func appendArgs(dst []byte, a *Args) ([]byte, error) {
+	dst = append(dst, 'd')
+	if a.Cas != nil {
+		dst = appendInt(appendKey(dst, "cas"), *a.Cas)
+	}
+	dst = appendID(appendKey(dst, "id"), &a.ID)
+	if a.ImpliedPort != 0 {
+		dst = appendInt(appendKey(dst, "implied_port"), a.ImpliedPort)
+	}
+	if a.InfoHash != nil {
+		dst = appendID(appendKey(dst, "info_hash"), a.InfoHash)
+	}
+	if a.K != "" {
+		dst = appendStr(appendKey(dst, "k"), a.K)
+	}
+	if a.NoSeed != 0 {
+		dst = appendInt(appendKey(dst, "noseed"), a.NoSeed)
+	}
+	if a.Port != nil {
+		dst = appendInt(appendKey(dst, "port"), *a.Port)
+	}
+	if a.Salt != "" {
+		dst = appendStr(appendKey(dst, "salt"), a.Salt)
+	}
+	if a.Scrape != 0 {
+		dst = appendInt(appendKey(dst, "scrape"), a.Scrape)
+	}
+	if a.Seed != nil {
+		dst = appendInt(appendKey(dst, "seed"), *a.Seed)
+	}
+	if a.Seq != nil {
+		dst = appendInt(appendKey(dst, "seq"), *a.Seq)
+	}
+	if a.Sig != "" {
+		dst = appendStr(appendKey(dst, "sig"), a.Sig)
+	}
+	if a.Target != nil {
+		dst = appendID(appendKey(dst, "target"), a.Target)
+	}
+	if a.Token != "" {
+		dst = appendStr(appendKey(dst, "token"), a.Token)
+	}
+	if a.V != nil {
+		if len(a.V) == 0 {
+			return nil, errEmptyRaw
+		}
+		dst = append(appendKey(dst, "v"), a.V...) // raw bencoded value
+	}
+	if a.Want != nil {
+		dst = append(appendKey(dst, "want"), 'l')
+		for _, w := range a.Want {
+			dst = appendStr(dst, w)
+		}
+		dst = append(dst, 'e')
+	}
+	return append(dst, 'e'), nil
+}
+
+func appendReturn(dst []byte, r *Return) ([]byte, error) {
+	var err error
+	dst = append(dst, 'd')
+	if r.BFpe != nil {
+		dst = appendString(appendKey(dst, "BFpe"), r.BFpe[:])
+	}
+	if r.BFsd != nil {
+		dst = appendString(appendKey(dst, "BFsd"), r.BFsd[:])
+	}
+	dst = appendID(appendKey(dst, "id"), &r.ID)
+	if r.Interval != nil {
+		dst = appendInt(appendKey(dst, "interval"), *r.Interval)
+	}
+	if r.K != "" {
+		dst = appendStr(appendKey(dst, "k"), r.K)
+	}
+	if r.Nodes != nil {
+		if dst, err = appendNodes(appendKey(dst, "nodes"), r.Nodes, false); err != nil {
+			return nil, err
+		}
+	}
+	if r.Nodes6 != nil {
+		if dst, err = appendNodes(appendKey(dst, "nodes6"), r.Nodes6, true); err != nil {
+			return nil, err
+		}
+	}
+	if r.Num != nil {
+		dst = appendInt(appendKey(dst, "num"), *r.Num)
+	}
+	if r.Samples != nil {
+		dst = appendKey(dst, "samples")
+		dst = strconv.AppendInt(dst, int64(len(*r.Samples)*IDLen), 10)
+		dst = append(dst, ':')
+		for i := range *r.Samples {
+			dst = append(dst, (*r.Samples)[i][:]...)
+		}
+	}
+	if r.Seq != nil {
+		dst = appendInt(appendKey(dst, "seq"), *r.Seq)
+	}
+	if r.Sig != "" {
+		dst = appendStr(appendKey(dst, "sig"), r.Sig)
+	}
+	if r.Token != "" {
+		dst = appendStr(appendKey(dst, "token"), r.Token)
+	}
+	if r.V != nil {
+		if len(r.V) == 0 {
+			return nil, errEmptyRaw
+		}
+		dst = append(appendKey(dst, "v"), r.V...) // raw bencoded value
+	}
+	if r.Values != nil {
+		dst = append(appendKey(dst, "values"), 'l')
+		for _, p := range r.Values {
+			dst = appendPeer(dst, p)
+		}
+		dst = append(dst, 'e')
+	}
+	return append(dst, 'e'), nil
+}
+
+// argsBlock holds a decoded Args with the storage its pointer fields point
+// into, so decoding a query costs one allocation for all of them.
+type argsBlock struct {
+	a                    Args
+	target, infoHash     ID
+	port, seed, seq, cas int64
+}
+
+// decodeArgs decodes the canonical dict b (already checked by
+// checkCanonical) as bencode.Unmarshal into an Args would: unknown keys
+// are ignored, a value of the wrong type is an error.
+func decodeArgs(b []byte) (*Args, error) {
+	blk := &argsBlock{}
+	err := eachEntry(b, func(key, val []byte) error {
+		var err error
+		switch string(key) {
+		case "id":
+			err = blk.a.ID.UnmarshalBencode(val)
+		case "target":
+			if err = blk.target.UnmarshalBencode(val); err == nil {
+				blk.a.Target = &blk.target
+			}
+		case "info_hash":
+			if err = blk.infoHash.UnmarshalBencode(val); err == nil {
+				blk.a.InfoHash = &blk.infoHash
+			}
+		case "port":
+			if blk.port, err = wholeInt(val, "port"); err == nil {
+				blk.a.Port = &blk.port
+			}
+		case "seed":
+			if blk.seed, err = wholeInt(val, "seed"); err == nil {
+				blk.a.Seed = &blk.seed
+			}
+		case "seq":
+			if blk.seq, err = wholeInt(val, "seq"); err == nil {
+				blk.a.Seq = &blk.seq
+			}
+		case "cas":
+			if blk.cas, err = wholeInt(val, "cas"); err == nil {
+				blk.a.Cas = &blk.cas
+			}
+		case "implied_port":
+			blk.a.ImpliedPort, err = wholeInt(val, "implied_port")
+		case "noseed":
+			blk.a.NoSeed, err = wholeInt(val, "noseed")
+		case "scrape":
+			blk.a.Scrape, err = wholeInt(val, "scrape")
+		case "token":
+			blk.a.Token, err = wholeString(val, "token")
+		case "k":
+			blk.a.K, err = wholeString(val, "k")
+		case "sig":
+			blk.a.Sig, err = wholeString(val, "sig")
+		case "salt":
+			blk.a.Salt, err = wholeString(val, "salt")
+		case "v":
+			blk.a.V = append([]byte(nil), val...) // raw value, copied out of the packet
+		case "want":
+			blk.a.Want, err = stringList(val, "want")
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &blk.a, nil
+}
+
+// wholeInt decodes val, which must be exactly one integer.
+func wholeInt(val []byte, what string) (int64, error) {
+	v, rest, err := readInt(val)
+	if err != nil || len(rest) != 0 {
+		return 0, fmt.Errorf("%s: not an integer", what)
+	}
+	return v, nil
+}
+
+// wholeString decodes val, which must be exactly one byte string.
+func wholeString(val []byte, what string) (string, error) {
+	s, rest, err := readString(val)
+	if err != nil || len(rest) != 0 {
+		return "", fmt.Errorf("%s: not a byte string", what)
+	}
+	return string(s), nil
+}
+
+// stringList decodes a list of byte strings.
+func stringList(val []byte, what string) ([]string, error) {
+	if len(val) < 2 || val[0] != 'l' {
+		return nil, fmt.Errorf("%s: not a list", what)
+	}
+	out := []string{} // a present empty list stays non-nil, as bencode.Unmarshal leaves it
+	b := val[1:]
+	for len(b) > 0 && b[0] != 'e' {
+		s, rest, err := readString(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: entry is not a byte string", what)
+		}
+		out = append(out, string(s))
+		b = rest
+	}
+	if len(b) != 1 {
+		return nil, fmt.Errorf("%s: malformed list", what)
+	}
+	return out, nil
+}
+
+// methodName returns s as a string, without allocating for the methods of
+// this package.
+func methodName(s []byte) string {
+	switch string(s) {
+	case MethodPing:
+		return MethodPing
+	case MethodFindNode:
+		return MethodFindNode
+	case MethodGetPeers:
+		return MethodGetPeers
+	case MethodAnnouncePeer:
+		return MethodAnnouncePeer
+	case MethodGet:
+		return MethodGet
+	case MethodPut:
+		return MethodPut
+	case MethodSampleInfohashes:
+		return MethodSampleInfohashes
+	}
+	return string(s)
+}
+
+// returnBlock holds a decoded Return with the storage its integer pointers
+// point into: one allocation for all of them.
+type returnBlock struct {
+	r                  Return
+	seq, interval, num int64
+}
+
+// decodeReturn decodes the canonical dict b (already checked by
+// checkCanonical) as bencode.Unmarshal into a Return would.
+func decodeReturn(b []byte) (*Return, error) {
+	blk := &returnBlock{}
+	r := &blk.r
+	err := eachEntry(b, func(key, val []byte) error {
+		var err error
+		switch string(key) {
+		case "id":
+			err = r.ID.UnmarshalBencode(val)
+		case "nodes":
+			err = r.Nodes.UnmarshalBencode(val)
+		case "nodes6":
+			err = r.Nodes6.UnmarshalBencode(val)
+		case "token":
+			r.Token, err = wholeString(val, "token")
+		case "values":
+			err = r.Values.UnmarshalBencode(val)
+		case "BFsd":
+			r.BFsd = new(Bloom)
+			err = r.BFsd.UnmarshalBencode(val)
+		case "BFpe":
+			r.BFpe = new(Bloom)
+			err = r.BFpe.UnmarshalBencode(val)
+		case "v":
+			r.V = append([]byte(nil), val...) // raw value, copied out of the packet
+		case "k":
+			r.K, err = wholeString(val, "k")
+		case "sig":
+			r.Sig, err = wholeString(val, "sig")
+		case "seq":
+			if blk.seq, err = wholeInt(val, "seq"); err == nil {
+				r.Seq = &blk.seq
+			}
+		case "interval":
+			if blk.interval, err = wholeInt(val, "interval"); err == nil {
+				r.Interval = &blk.interval
+			}
+		case "num":
+			if blk.num, err = wholeInt(val, "num"); err == nil {
+				r.Num = &blk.num
+			}
+		case "samples":
+			r.Samples = new(Samples)
+			err = r.Samples.UnmarshalBencode(val)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
 }

@@ -93,9 +93,9 @@ type Return struct {
 	Seq *int64        `bencode:"seq,omitempty"`
 
 	// BEP 51 sample_infohashes.
-	Interval *int64  `bencode:"interval,omitempty"`
-	Num      *int64  `bencode:"num,omitempty"`
-	Samples  Samples `bencode:"samples,omitempty"`
+	Interval *int64   `bencode:"interval,omitempty"`
+	Num      *int64   `bencode:"num,omitempty"`
+	Samples  *Samples `bencode:"samples,omitempty"` // BEP 51: always sent in a reply, even empty; nil when absent
 }
 
 // Error is the "e" value of an error message: [code, message] (BEP 5).

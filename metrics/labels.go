@@ -150,10 +150,13 @@ const (
 	RejectSeqTooLow    = "seq_too_low"   // seq below the stored seq (302)
 	RejectFull         = "full"          // the store is at its bound
 	RejectReadOnly     = "read_only"     // the node does not store
+	RejectBusy         = "busy"          // too many writes waiting to be durable
+	RejectDBError      = "db_error"      // the write to the on-disk store failed
 )
 
 // RejectReasons is the fixed set of the reason label of StorageRejections.
 var RejectReasons = []string{
 	RejectBadToken, RejectMalformed, RejectTooBig, RejectBadSignature,
 	RejectSaltTooBig, RejectCASMismatch, RejectSeqTooLow, RejectFull, RejectReadOnly,
+	RejectBusy, RejectDBError,
 }

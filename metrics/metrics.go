@@ -84,6 +84,15 @@ type Metrics struct {
 	// reason (RejectReasons).
 	StorageRejections *prometheus.CounterVec
 
+	// DBWritesInFlight is the number of acknowledgements (put,
+	// announce_peer) waiting for their write to the on-disk store to be
+	// durable; bounded by node.Config.MaxPendingWrites.
+	DBWritesInFlight prometheus.Gauge
+	// DBDeletesDropped counts evictions that could not be queued for
+	// deletion from the on-disk store because the queue was full (the
+	// records then go at their expiry).
+	DBDeletesDropped prometheus.Counter
+
 	// BuildInfo is the constant 1, labelled with version and goversion.
 	BuildInfo *prometheus.GaugeVec
 
@@ -144,6 +153,15 @@ func New(reg *prometheus.Registry, bi BuildInfo) *Metrics {
 		}),
 		StorageRejections: counterVec("storage_rejections_total", "Writes refused by the peer and item stores, by kind and reason.", "kind", "reason"),
 
+		DBWritesInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "db_writes_in_flight",
+			Help: "Acknowledgements waiting for their write to the on-disk store to be durable.",
+		}),
+		DBDeletesDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "db_deletes_dropped_total",
+			Help: "Evictions not deleted from the on-disk store because the delete queue was full.",
+		}),
+
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "build_info",
 			Help: "Always 1; labelled with the dhtd version and the Go version it was built with.",
@@ -191,6 +209,7 @@ func New(reg *prometheus.Registry, bi BuildInfo) *Metrics {
 		m.QueriesSent, m.QueryRTT, m.TransactionsInFlight,
 		m.Lookups, m.LookupDuration, m.LookupQueries,
 		m.TokensIssued, m.TokensRejected, m.StorageRejections,
+		m.DBWritesInFlight, m.DBDeletesDropped,
 		m.BuildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

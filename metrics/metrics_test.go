@@ -123,6 +123,8 @@ func TestSeriesPreinitialised(t *testing.T) {
 		"dhtd_tokens_issued_total":      1,
 		"dhtd_tokens_rejected_total":    1,
 		"dhtd_storage_rejections_total": len(StorageKinds) * len(RejectReasons),
+		"dhtd_db_writes_in_flight":      1,
+		"dhtd_db_deletes_dropped_total": 1,
 		"dhtd_build_info":               1,
 	}
 	for name, n := range want {
@@ -142,6 +144,7 @@ func TestMetricNamesLint(t *testing.T) {
 		Table: func() TableStats { return TableStats{} },
 		Peers: func() PeerStats { return PeerStats{} },
 		Items: func() ItemStats { return ItemStats{} },
+		DB:    func() DBStats { return DBStats{} },
 	})
 	problems, err := testutil.GatherAndLint(reg)
 	if err != nil {
@@ -219,6 +222,9 @@ func TestSources(t *testing.T) {
 		Items: func() ItemStats {
 			return ItemStats{Immutable: 5, Mutable: 6, Bytes: 2048, Evicted: 1, Expired: 2}
 		},
+		DB: func() DBStats {
+			return DBStats{Commits: 12, Writes: 30, WriteErrors: 1, Corrupt: 2, Size: 32768}
+		},
 	})
 	const want = `
 # HELP dhtd_routing_nodes Nodes in the routing table, by state.
@@ -258,11 +264,27 @@ dhtd_storage_evictions_total{kind="peer"} 9
 # TYPE dhtd_storage_expired_total counter
 dhtd_storage_expired_total{kind="item"} 2
 dhtd_storage_expired_total{kind="peer"} 11
+# HELP dhtd_db_commits_total Write transactions committed to the on-disk store (each one fsync).
+# TYPE dhtd_db_commits_total counter
+dhtd_db_commits_total 12
+# HELP dhtd_db_writes_total Writes to the on-disk store that succeeded; concurrent writes share commits.
+# TYPE dhtd_db_writes_total counter
+dhtd_db_writes_total 30
+# HELP dhtd_db_write_errors_total Writes to the on-disk store that failed.
+# TYPE dhtd_db_write_errors_total counter
+dhtd_db_write_errors_total 1
+# HELP dhtd_db_corrupt_records_total Undecodable records skipped while loading the on-disk store.
+# TYPE dhtd_db_corrupt_records_total counter
+dhtd_db_corrupt_records_total 2
+# HELP dhtd_db_size_bytes Bytes of the on-disk store's data file in use.
+# TYPE dhtd_db_size_bytes gauge
+dhtd_db_size_bytes 32768
 `
 	err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"dhtd_routing_nodes", "dhtd_routing_buckets", "dhtd_routing_replacements",
 		"dhtd_peers_stored", "dhtd_infohashes_stored", "dhtd_peer_store_refused_total",
-		"dhtd_storage_items", "dhtd_storage_bytes", "dhtd_storage_evictions_total", "dhtd_storage_expired_total")
+		"dhtd_storage_items", "dhtd_storage_bytes", "dhtd_storage_evictions_total", "dhtd_storage_expired_total",
+		"dhtd_db_commits_total", "dhtd_db_writes_total", "dhtd_db_write_errors_total", "dhtd_db_corrupt_records_total", "dhtd_db_size_bytes")
 	if err != nil {
 		t.Error(err)
 	}
@@ -275,7 +297,7 @@ func TestSourcesNilCallbacksSkipped(t *testing.T) {
 	if got := seriesCount(t, reg, "dhtd_routing_nodes"); got != 3 {
 		t.Errorf("dhtd_routing_nodes: %d series, want 3", got)
 	}
-	for _, name := range []string{"dhtd_peers_stored", "dhtd_storage_items", "dhtd_storage_bytes", "dhtd_storage_evictions_total"} {
+	for _, name := range []string{"dhtd_peers_stored", "dhtd_storage_items", "dhtd_storage_bytes", "dhtd_storage_evictions_total", "dhtd_db_commits_total", "dhtd_db_size_bytes"} {
 		if got := seriesCount(t, reg, name); got != 0 {
 			t.Errorf("%s: %d series with nil callback, want 0", name, got)
 		}

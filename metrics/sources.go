@@ -30,6 +30,16 @@ type ItemStats struct {
 	Expired            uint64 // items removed because they aged out
 }
 
+// DBStats is a snapshot of the on-disk store. The uint64 fields are counts
+// since start and must never decrease.
+type DBStats struct {
+	Commits     uint64 // write transactions committed (fsync'ed)
+	Writes      uint64 // write calls that succeeded; concurrent ones share commits
+	WriteErrors uint64 // write calls that failed
+	Corrupt     uint64 // undecodable records skipped when loading
+	Size        int64  // bytes of the data file in use
+}
+
 // Sources are callbacks that report the state of other components at scrape
 // time. A nil callback is skipped: its metrics are not exported. Callbacks
 // may be called concurrently from several scrapes, so they must be safe for
@@ -41,6 +51,9 @@ type Sources struct {
 	Peers func() PeerStats
 	// Items reports the BEP 44 item store.
 	Items func() ItemStats
+	// DB reports the on-disk store; nil when the node keeps everything in
+	// memory.
+	DB func() DBStats
 }
 
 // RegisterSources registers on the Metrics' registry one collector that calls
@@ -56,10 +69,24 @@ type Sources struct {
 //	dhtd_storage_bytes{kind="peer|item"}                gauge   (Peers, Items)
 //	dhtd_storage_evictions_total{kind="peer|infohash|item"} counter (Peers, Items)
 //	dhtd_storage_expired_total{kind="peer|item"}        counter (Peers, Items)
+//	dhtd_db_commits_total                               counter (DB)
+//	dhtd_db_writes_total                                counter (DB)
+//	dhtd_db_write_errors_total                          counter (DB)
+//	dhtd_db_corrupt_records_total                       counter (DB)
+//	dhtd_db_size_bytes                                  gauge   (DB)
 //
-// It panics if called twice on the same Metrics (double registration).
+// It panics if two calls on the same Metrics register the same metric
+// (double registration).
 func (m *Metrics) RegisterSources(s Sources) {
 	m.reg.MustRegister(&sourcesCollector{s: s})
+}
+
+// RegisterDB registers a collector of the dhtd_db_* metrics that calls fn
+// at each scrape: RegisterSources with only DB set. It is for a node that
+// opens its database after registering its other sources; it panics if the
+// DB metrics are already registered.
+func (m *Metrics) RegisterDB(fn func() DBStats) {
+	m.RegisterSources(Sources{DB: fn})
 }
 
 func newDesc(name, help string, labels ...string) *prometheus.Desc {
@@ -77,6 +104,11 @@ var (
 	descStorageBytes        = newDesc("storage_bytes", "Estimated memory held by the stores, by kind.", "kind")
 	descStorageEvictions    = newDesc("storage_evictions_total", "Entries evicted to keep the stores within bounds, by kind.", "kind")
 	descStorageExpired      = newDesc("storage_expired_total", "Entries removed because they aged out, by kind.", "kind")
+	descDBCommits           = newDesc("db_commits_total", "Write transactions committed to the on-disk store (each one fsync).")
+	descDBWrites            = newDesc("db_writes_total", "Writes to the on-disk store that succeeded; concurrent writes share commits.")
+	descDBWriteErrors       = newDesc("db_write_errors_total", "Writes to the on-disk store that failed.")
+	descDBCorrupt           = newDesc("db_corrupt_records_total", "Undecodable records skipped while loading the on-disk store.")
+	descDBSize              = newDesc("db_size_bytes", "Bytes of the on-disk store's data file in use.")
 )
 
 // sourcesCollector is the prometheus.Collector behind RegisterSources.
@@ -103,6 +135,13 @@ func (c *sourcesCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- descStorageBytes
 		ch <- descStorageEvictions
 		ch <- descStorageExpired
+	}
+	if c.s.DB != nil {
+		ch <- descDBCommits
+		ch <- descDBWrites
+		ch <- descDBWriteErrors
+		ch <- descDBCorrupt
+		ch <- descDBSize
 	}
 }
 
@@ -139,5 +178,13 @@ func (c *sourcesCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descStorageBytes, float64(it.Bytes), "item")
 		counter(descStorageEvictions, it.Evicted, "item")
 		counter(descStorageExpired, it.Expired, "item")
+	}
+	if c.s.DB != nil {
+		d := c.s.DB()
+		counter(descDBCommits, d.Commits)
+		counter(descDBWrites, d.Writes)
+		counter(descDBWriteErrors, d.WriteErrors)
+		counter(descDBCorrupt, d.Corrupt)
+		gauge(descDBSize, float64(d.Size))
 	}
 }

@@ -58,6 +58,20 @@ type AnnounceResult struct {
 // impliedPort, on the UDP source port of this node's socket) to the K
 // closest responders that gave a token (BEP 5).
 func (n *Node) Announce(ctx context.Context, ih krpc.ID, port int, impliedPort bool) (AnnounceResult, error) {
+	return n.AnnounceWith(ctx, ih, AnnounceOptions{Port: port, ImpliedPort: impliedPort})
+}
+
+// AnnounceOptions are the arguments of AnnounceWith.
+type AnnounceOptions struct {
+	Port        int  // the port peers should connect to
+	ImpliedPort bool // use our UDP source port instead of Port (BEP 5)
+	Seed        bool // announce as a seed (BEP 33 "seed" = 1)
+}
+
+// AnnounceWith is Announce with every option: it looks up ih, then
+// announces to the K closest responders that gave a token.
+func (n *Node) AnnounceWith(ctx context.Context, ih krpc.ID, o AnnounceOptions) (AnnounceResult, error) {
+	port, impliedPort := o.Port, o.ImpliedPort
 	if !impliedPort && (port <= 0 || port > 65535) {
 		return AnnounceResult{}, fmt.Errorf("announce %s: port %d out of range", ih, port)
 	}
@@ -71,8 +85,13 @@ func (n *Node) Announce(ctx context.Context, ih krpc.ID, port int, impliedPort b
 	if impliedPort {
 		implied = 1
 	}
-	res.Announced, res.Accepted, res.Errors = n.storeToClosest(ctx, pr.Lookup.Closest, func(f Found) *krpc.Args {
-		return &krpc.Args{InfoHash: &ih, Port: &p, ImpliedPort: implied, Token: f.Reply.R.Token}
+	res.Announced, res.Accepted, res.Errors, _ = n.storeToClosest(ctx, pr.Lookup.Closest, func(f Found) *krpc.Args {
+		a := &krpc.Args{InfoHash: &ih, Port: &p, ImpliedPort: implied, Token: f.Reply.R.Token}
+		if o.Seed {
+			one := int64(1)
+			a.Seed = &one
+		}
+		return a
 	}, krpc.MethodAnnouncePeer)
 	if res.Accepted == 0 {
 		return res, fmt.Errorf("announce %s: no node accepted (%d tried)", ih, res.Announced)
@@ -81,8 +100,9 @@ func (n *Node) Announce(ctx context.Context, ih krpc.ID, port int, impliedPort b
 }
 
 // storeToClosest sends one write query (announce_peer or put) to each
-// responder that gave a token, concurrently, and counts the successes.
-func (n *Node) storeToClosest(ctx context.Context, closest []Found, args func(Found) *krpc.Args, method string) (sent, ok int, codes map[int64]int) {
+// responder that gave a token, concurrently, and counts the successes
+// (accepted lists those nodes).
+func (n *Node) storeToClosest(ctx context.Context, closest []Found, args func(Found) *krpc.Args, method string) (sent, ok int, codes map[int64]int, accepted []krpc.NodeInfo) {
 	codes = make(map[int64]int)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -101,6 +121,7 @@ func (n *Node) storeToClosest(ctx context.Context, closest []Found, args func(Fo
 			switch {
 			case err == nil:
 				ok++
+				accepted = append(accepted, f.Node)
 			case errors.As(err, &ke):
 				codes[ke.Code]++
 			default:
@@ -109,7 +130,7 @@ func (n *Node) storeToClosest(ctx context.Context, closest []Found, args func(Fo
 		}(f)
 	}
 	wg.Wait()
-	return sent, ok, codes
+	return sent, ok, codes, accepted
 }
 
 // GetOptions tune Get.
@@ -188,12 +209,13 @@ func verifyItem(target krpc.ID, salt []byte, r *krpc.Return) (storage.Item, bool
 
 // PutResult is the outcome of a put.
 type PutResult struct {
-	Target krpc.ID
-	Seq    int64         // the seq put (mutable)
-	Sent   int           // put queries sent
-	Stored int           // nodes that answered with success
-	Errors map[int64]int // KRPC error replies by code (e.g. 301, 302)
-	Lookup LookupResult
+	Target   krpc.ID
+	Seq      int64           // the seq put (mutable)
+	Sent     int             // put queries sent
+	Stored   int             // nodes that answered with success
+	StoredAt []krpc.NodeInfo // those nodes
+	Errors   map[int64]int   // KRPC error replies by code (e.g. 301, 302)
+	Lookup   LookupResult
 }
 
 // PutImmutable stores the bencoded value v (at most 1000 bytes) on the K
@@ -211,7 +233,7 @@ func (n *Node) PutImmutable(ctx context.Context, v []byte) (PutResult, error) {
 	if err != nil && len(gr.Lookup.Closest) == 0 {
 		return res, fmt.Errorf("put %s: %w", target, err)
 	}
-	res.Sent, res.Stored, res.Errors = n.storeToClosest(ctx, gr.Lookup.Closest, func(f Found) *krpc.Args {
+	res.Sent, res.Stored, res.Errors, res.StoredAt = n.storeToClosest(ctx, gr.Lookup.Closest, func(f Found) *krpc.Args {
 		return &krpc.Args{V: bencode.Bytes(v), Token: f.Reply.R.Token}
 	}, krpc.MethodPut)
 	if res.Stored == 0 {
@@ -248,6 +270,13 @@ func (n *Node) PutMutable(ctx context.Context, priv ed25519.PrivateKey, v []byte
 		return PutResult{}, fmt.Errorf("put: salt is %d bytes, at most %d", len(opts.Salt), storage.MaxSaltLen)
 	}
 	pub := priv.Public().(ed25519.PublicKey)
+	return n.putMutable(ctx, pub, v, opts, func(seq int64) []byte { return storage.SignMutable(priv, opts.Salt, seq, v) })
+}
+
+// putMutable looks up the K closest nodes to SHA-1(pub ‖ salt), picks the
+// seq (opts.Seq, else one above the network's), has sign sign it and puts
+// the item to every storer that gave a token. The caller checks v and salt.
+func (n *Node) putMutable(ctx context.Context, pub ed25519.PublicKey, v []byte, opts PutOptions, sign func(seq int64) []byte) (PutResult, error) {
 	target := storage.MutableTarget(pub, opts.Salt)
 	gr, err := n.get(ctx, target, GetOptions{Salt: opts.Salt}, false)
 	res := PutResult{Target: target, Lookup: gr.Lookup}
@@ -262,9 +291,9 @@ func (n *Node) PutMutable(ctx context.Context, priv ed25519.PrivateKey, v []byte
 	default:
 		res.Seq = 1
 	}
-	sig := storage.SignMutable(priv, opts.Salt, res.Seq, v)
+	sig := sign(res.Seq)
 	seq := res.Seq
-	res.Sent, res.Stored, res.Errors = n.storeToClosest(ctx, gr.Lookup.Closest, func(f Found) *krpc.Args {
+	res.Sent, res.Stored, res.Errors, res.StoredAt = n.storeToClosest(ctx, gr.Lookup.Closest, func(f Found) *krpc.Args {
 		return &krpc.Args{
 			V: bencode.Bytes(v), K: string(pub), Sig: string(sig), Salt: string(opts.Salt),
 			Seq: &seq, Cas: opts.Cas, Token: f.Reply.R.Token,

@@ -62,6 +62,31 @@ type Config struct {
 	// LimitLoopback applies the anti-Sybil address limits to loopback
 	// addresses too (for tests of those limits).
 	LimitLoopback bool
+	// RateLimit is the per-source-IP packet limit checked before a packet
+	// is decoded (krpc.IPLimiter; its defaults: 20/s, burst 100, 65536
+	// slots, loopback exempt unless LimitLoopback). A negative Rate
+	// disables it.
+	RateLimit krpc.IPLimiterConfig
+	// ReplyBytesPerSecond is the global budget of response bytes per
+	// second, with a burst of two seconds' worth; replies beyond it are not
+	// sent. Default 1 MiB/s (libtorrent's 8000 B/s, limits.md, is far too
+	// little for a node that answers fast; this bounds what any flood can
+	// make us send). Negative disables.
+	ReplyBytesPerSecond int
+	// BEP42 is how node ids are checked against their addresses (BEP 42):
+	// routing.BEP42Off (default, as libtorrent and anacrolix) or
+	// routing.BEP42Enforce: queries from a non-verifying id get error 203
+	// and never enter the table, its replies count as failures, and
+	// non-verifying ids learned from "nodes" are not queried (so never
+	// chosen to store). Local addresses are exempt (BEP 42), loopback
+	// only while LimitLoopback is unset. routing.BEP42Prefer is refused
+	// by New: not implemented yet.
+	BEP42 routing.BEP42Mode
+	// SampleInterval is the BEP 51 "interval" of sample_infohashes
+	// replies: how long a sample is reused, and how long an indexer should
+	// wait before asking again. Default 6 h (libtorrent); at most 6 h (BEP
+	// 51: 0..21600 s).
+	SampleInterval time.Duration
 	// ReadOnly makes the node a BEP 43 read-only node: it sends ro=1 and
 	// answers no queries.
 	ReadOnly bool
@@ -71,6 +96,9 @@ type Config struct {
 	Peers storage.PeerConfig
 	// Items configures the BEP 44 item store.
 	Items storage.ItemConfig
+	// RepublishInterval is how often a Republisher re-puts the items it
+	// keeps (BEP 44: publishers SHOULD re-put once an hour). Default 1h.
+	RepublishInterval time.Duration
 	// Clock defaults to the system clock.
 	Clock krpc.Clock
 	// Logger defaults to slog.Default().
@@ -78,6 +106,24 @@ type Config struct {
 	// Registry receives the node's Prometheus metrics. Nil creates a private
 	// registry (see Node.Registry).
 	Registry *prometheus.Registry
+
+	// DataDir is the directory of the node's database (DBFileName in it,
+	// created with the directory if missing). Empty keeps everything in
+	// memory: the id, routing table, peers and items are lost on Close.
+	// With a DataDir the node keeps its id (unless ID is set, which then
+	// replaces the saved one), saves its routing table every SaveInterval
+	// and on Close and pings the saved nodes at start, and acknowledges a
+	// put or announce_peer only once it is on disk. Only one node (or
+	// process) can use a DataDir at a time: New fails, after about a
+	// second, with an error wrapping storage.ErrDBLocked.
+	DataDir string
+	// SaveInterval is how often the routing table is saved and expired
+	// records are deleted from the database (DataDir only). Default 5m.
+	SaveInterval time.Duration
+	// MaxPendingWrites bounds the puts and announces waiting for their
+	// write to the database before they are acknowledged (DataDir only);
+	// more are refused with 202 "server busy". Default 256.
+	MaxPendingWrites int
 }
 
 // TestConfig returns a profile with small timers for tests and
@@ -121,6 +167,12 @@ func (c *Config) setDefaults() {
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 1024
 	}
+	if c.SaveInterval <= 0 {
+		c.SaveInterval = 5 * time.Minute
+	}
+	if c.MaxPendingWrites <= 0 {
+		c.MaxPendingWrites = 256
+	}
 	if c.LookupMaxPerSubnet == 0 {
 		c.LookupMaxPerSubnet = 2
 	}
@@ -136,6 +188,16 @@ func (c *Config) setDefaults() {
 		c.Table.MaxPerSubnetPerBucket = 2
 	}
 	c.Table.LimitLoopback = c.Table.LimitLoopback || c.LimitLoopback
+	c.RateLimit.LimitLoopback = c.RateLimit.LimitLoopback || c.LimitLoopback
+	if c.SampleInterval <= 0 || c.SampleInterval > 6*time.Hour {
+		c.SampleInterval = 6 * time.Hour
+	}
+	if c.ReplyBytesPerSecond == 0 {
+		c.ReplyBytesPerSecond = 1 << 20
+	}
+	if c.RepublishInterval <= 0 {
+		c.RepublishInterval = time.Hour
+	}
 	if c.Clock == nil {
 		c.Clock = krpc.SystemClock{}
 	}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"math/rand/v2"
@@ -157,6 +158,64 @@ func FuzzHandleQuery(f *testing.F) {
 		// querier's choice.
 		if r.R != nil && len(r.R.V) == 0 && len(out)-len(q.T) > 1024 {
 			t.Fatalf("reply of %d bytes (t %d)\n%q", len(out), len(q.T), out)
+		}
+	})
+}
+
+// FuzzHandleResponse: whatever response decodes, the node's response
+// parsers take it without panicking and keep their invariants: the routing
+// table stays within its bounds and never holds the responder under an id
+// other than the one it gave, and verifyItem accepts a value only if it
+// hashes to the target (immutable) or its signature checks out (mutable).
+func FuzzHandleResponse(f *testing.F) {
+	fuzzSeeds(f, "FuzzHandleResponse")
+	n, err := New(TestConfig())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { n.Close() })
+	from := netip.MustParseAddrPort("10.9.8.7:6881") // never contacted: pings to it go nowhere
+	bound := n.cfg.K * 161                           // K per bucket, at most 161 buckets
+
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		var m krpc.Msg
+		if err := krpc.Decode(pkt, &m); err != nil || m.Y != krpc.KindResponse || m.R == nil {
+			return
+		}
+		for _, method := range []string{krpc.MethodFindNode, krpc.MethodGet} {
+			n.onResponse(from, method, &m)
+		}
+		good, questionable, bad := n.Table().Counts(time.Now())
+		if total := good + questionable + bad; total > bound {
+			t.Fatalf("table holds %d nodes, bound %d", total, bound)
+		}
+		if e, ok := n.Table().Get(m.R.ID); ok && e.Addr == from && e.ID != m.R.ID {
+			t.Fatalf("table entry %v for responder id %s", e, m.R.ID)
+		}
+
+		r := m.R
+		targets := []krpc.ID{krpc.RandomID()}
+		if len(r.V) > 0 {
+			targets = append(targets, storage.ImmutableTarget(r.V))
+		}
+		if len(r.K) == 32 {
+			targets = append(targets, storage.MutableTarget([]byte(r.K), nil))
+		}
+		for _, target := range targets {
+			it, ok := verifyItem(target, nil, r)
+			if !ok {
+				continue
+			}
+			if !bytes.Equal(it.V, r.V) {
+				t.Fatalf("verified item v %q, reply v %q", it.V, r.V)
+			}
+			if it.Mutable {
+				if storage.MutableTarget(it.K, nil) != target || !storage.VerifyMutable(it.K, nil, it.Seq, it.V, it.Sig) {
+					t.Fatalf("mutable item accepted for %s without a valid target and signature: %q", target, pkt)
+				}
+			} else if storage.ImmutableTarget(it.V) != target {
+				t.Fatalf("immutable item accepted for %s, hashes to %s", target, storage.ImmutableTarget(it.V))
+			}
 		}
 	})
 }

@@ -19,6 +19,11 @@ func (n *Node) handleQuery(from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
 	}
 	a := q.A
 	now := n.clock.Now()
+	// BEP 42, enforce mode: a node whose id does not match its address is
+	// refused, as libtorrent's enforce_node_id does.
+	if !n.idAcceptable(a.ID, from.Addr()) {
+		return n.sentError(errMsg(krpc.ErrCodeProtocol, "invalid node ID (BEP 42)"))
+	}
 	// BEP 43: a node that says it is read-only never enters the table.
 	if q.RO != 1 && a.ID != n.id {
 		if n.table.Heard(krpc.NodeInfo{ID: a.ID, Addr: from}, now) {
@@ -28,12 +33,12 @@ func (n *Node) handleQuery(from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
 	var reply *krpc.Msg
 	switch q.Q {
 	case krpc.MethodPing:
-		reply = &krpc.Msg{R: &krpc.Return{}}
+		reply = newReply()
 	case krpc.MethodFindNode:
 		if a.Target == nil {
 			return n.sentError(errMsg(krpc.ErrCodeProtocol, "find_node: target missing"))
 		}
-		reply = &krpc.Msg{R: n.nodesFor(*a.Target, a, from)}
+		reply = n.nodesReply(*a.Target, a, from)
 	case krpc.MethodGetPeers:
 		reply = n.handleGetPeers(from, a)
 	case krpc.MethodAnnouncePeer:
@@ -42,6 +47,8 @@ func (n *Node) handleQuery(from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
 		reply = n.handleGet(from, a)
 	case krpc.MethodPut:
 		reply = n.handlePut(from, a)
+	case krpc.MethodSampleInfohashes:
+		reply = n.handleSampleInfohashes(from, a)
 	default:
 		// Forward compatibility (practice, libtorrent): a query of an unknown
 		// method that names a target or an infohash is answered as
@@ -67,12 +74,49 @@ func (n *Node) sentError(m *krpc.Msg) *krpc.Msg {
 	return m
 }
 
+// replyBlock is a response and its return values in one allocation (the
+// read loop answers every query with one; see BenchmarkHandleQuery).
+type replyBlock struct {
+	m krpc.Msg
+	r krpc.Return
+}
+
+// newReply returns an empty response.
+func newReply() *krpc.Msg {
+	b := &replyBlock{}
+	b.m.R = &b.r
+	return &b.m
+}
+
 // nodesFor fills "nodes" (and, when asked, "nodes6") with the K closest
 // nodes the table knows to target (BEP 5; BEP 32 "want").
 func (n *Node) nodesFor(target krpc.ID, a *krpc.Args, from netip.AddrPort) *krpc.Return {
-	r := &krpc.Return{}
+	return n.nodesReply(target, a, from).R
+}
+
+// nodesReply is a response holding nodesFor's nodes. The common case, an
+// IPv4 table asked for IPv4 nodes, hands Closest's slice over as "nodes"
+// without copying it.
+func (n *Node) nodesReply(target krpc.ID, a *krpc.Args, from netip.AddrPort) *krpc.Msg {
+	m := newReply()
+	r := m.R
 	want4, want6 := a.WantsNodes(from.Addr().Is6() && !from.Addr().Is4In6())
 	closest := n.table.Closest(target, n.cfg.K)
+	if len(closest) == 0 {
+		return m
+	}
+	v6 := 0
+	for _, c := range closest {
+		if !c.Addr.Addr().Is4() {
+			v6++
+		}
+	}
+	if v6 == 0 {
+		if want4 {
+			r.Nodes = closest
+		}
+		return m
+	}
 	for _, c := range closest {
 		if c.Addr.Addr().Is4() {
 			if want4 {
@@ -82,5 +126,5 @@ func (n *Node) nodesFor(target krpc.ID, a *krpc.Args, from netip.AddrPort) *krpc
 			r.Nodes6 = append(r.Nodes6, c)
 		}
 	}
-	return r
+	return m
 }

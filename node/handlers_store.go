@@ -34,7 +34,12 @@ func (n *Node) handleGetPeers(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 	if isV6(from) {
 		per = 3 + krpc.CompactPeerLen6
 	}
-	max := budget / per
+	if a.Scrape == 1 {
+		// BEP 33: the bloom filters take 2 x 256 bytes of the budget.
+		r.BFsd, r.BFpe = n.scrapeFilters(ih, isV6(from), now)
+		budget -= 2 * (krpc.BloomLen + 10)
+	}
+	max := max(0, budget/per)
 	peers := n.peers.Peers(ih, isV6(from), max, now, nil)
 	if len(peers) > 0 {
 		r.Values = peers
@@ -68,8 +73,24 @@ func (n *Node) handleAnnounce(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 		n.metrics.TokensRejected.Inc()
 		return reject(metrics.RejectBadToken, "invalid token")
 	}
-	seed := a.Seed != nil && *a.Seed != 0
-	n.peers.Announce(*a.InfoHash, netip.AddrPortFrom(from.Addr(), port), seed, now)
+	seed := a.Seed != nil && *a.Seed == 1 // BEP 33: absent or != 1 means peer
+	ih, peer := *a.InfoHash, netip.AddrPortFrom(from.Addr(), port)
+	var refusedBefore uint64
+	if n.db != nil {
+		refusedBefore = peerRefusals(n.peers.Stats())
+	}
+	n.peers.Announce(ih, peer, seed, now)
+	// An announce the store refused (full of closer infohashes) is answered
+	// as before but not written, so the database stays within the store's
+	// bounds. Only the read loop announces, so the counter moved for this
+	// announce.
+	if n.db != nil && peerRefusals(n.peers.Stats()) == refusedBefore {
+		// Acknowledged once on disk (persist.go).
+		expires := now.Add(n.peers.Config().TTL)
+		n.pendingWrite = &durableWrite{kind: metrics.StorePeer, write: func() error {
+			return n.db.PutPeer(ih, peer, seed, expires)
+		}}
+	}
 	return &krpc.Msg{R: &krpc.Return{}}
 }
 
@@ -126,6 +147,14 @@ func (n *Node) handlePut(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 	var ke *krpc.Error
 	switch {
 	case err == nil:
+		if n.db != nil {
+			// Acknowledged once on disk (persist.go). The put's slices
+			// alias the packet buffer, which the read loop reuses.
+			it, expires := copyItem(p.Item()), now.Add(n.items.Config().TTL)
+			n.pendingWrite = &durableWrite{kind: kind, write: func() error {
+				return n.db.PutItem(it, expires)
+			}}
+		}
 		return &krpc.Msg{R: &krpc.Return{}}
 	case errors.As(err, &ke):
 		n.metrics.StorageRejections.WithLabelValues(kind, putRejectReason(ke)).Inc()
@@ -157,4 +186,9 @@ func putRejectReason(e *krpc.Error) string {
 		return metrics.RejectBadToken
 	}
 	return metrics.RejectMalformed
+}
+
+// peerRefusals is the number of announces the peer store refused.
+func peerRefusals(s storage.PeerStats) uint64 {
+	return s.RefusedInfohashes + s.RefusedBytes + s.RefusedInvalid
 }

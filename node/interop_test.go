@@ -1,12 +1,9 @@
 package node
 
 // Interop tests against libtorrent 2.0.8 (python3-libtorrent), driven through
-// testdata/interop/ltnode.py (protocol: testdata/interop/NOTES.md).
-//
-// They skip when /usr/bin/python3 cannot import libtorrent, unless
-// DHTD_REQUIRE_INTEROP=1 is set (CI), in which case they fail. They skip with
-// -short. DHTD_INTEROP_VERBOSE=1 runs ltnode.py with --verbose; its stderr is
-// logged when a test fails.
+// package ltnode (testdata/interop/ltnode.py; protocol and pitfalls in
+// testdata/interop/NOTES.md). They skip as ltnode.Require says: with -short,
+// and without libtorrent unless DHTD_REQUIRE_INTEROP=1.
 //
 // Everything runs on loopback: dhtd nodes on 127.0.0.1, libtorrent on
 // 127.0.0.2. No dead address ever enters libtorrent's view (it would wait 15 s
@@ -14,354 +11,38 @@ package node
 // cleanup runs first.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
-	"encoding/json"
-	"fmt"
-	"io"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/node/ltnode"
 	"github.com/dhtd/dhtd/storage"
 )
 
-const (
-	ltPython = "/usr/bin/python3"
-	ltHost   = "127.0.0.2" // libtorrent's address
-	dhtdHost = "127.0.0.1" // the dhtd nodes' address
-)
-
-// libtorrentErr is the outcome of `python3 -c 'import libtorrent'`, run once.
-var libtorrentErr = sync.OnceValue(func() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, ltPython, "-c", "import libtorrent").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s -c 'import libtorrent': %v: %s", ltPython, err, bytes.TrimSpace(out))
-	}
-	return nil
-})
-
-// requireInterop skips the test with -short or without libtorrent; with
-// DHTD_REQUIRE_INTEROP=1 a missing libtorrent is a failure.
-func requireInterop(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("libtorrent interop test (-short)")
-	}
-	if err := libtorrentErr(); err != nil {
-		if os.Getenv("DHTD_REQUIRE_INTEROP") == "1" {
-			t.Fatalf("DHTD_REQUIRE_INTEROP=1 but libtorrent is unavailable: %v", err)
-		}
-		t.Skipf("libtorrent unavailable (set DHTD_REQUIRE_INTEROP=1 to fail instead): %v", err)
-	}
-}
-
-// lockedBuffer collects ltnode.py's stderr.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// tail returns at most the last n bytes written.
-func (b *lockedBuffer) tail(n int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.buf.Bytes()
-	if len(s) > n {
-		s = s[len(s)-n:]
-	}
-	return string(s)
-}
-
-// ltNode is one ltnode.py process: a libtorrent DHT node.
-type ltNode struct {
-	ID      krpc.ID        // its DHT node id (from the ready line)
-	Addr    netip.AddrPort // its DHT (UDP) address
-	Version string
-
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	lines  chan []byte   // stdout lines; closed at EOF
-	stop   chan struct{} // closed at cleanup: the reader drops further lines
-	exited chan struct{} // closed once stdout hit EOF and the process was reaped
-	stderr *lockedBuffer
-
-	mu     sync.Mutex // serialises calls
-	nextID int
-}
-
-// startLT starts ltnode.py listening on host:0 and waits for its ready line.
-// t.Cleanup closes its stdin, and kills it if it has not exited 10 s later.
-func startLT(t *testing.T, ctx context.Context, host string) *ltNode {
-	t.Helper()
-	script, err := filepath.Abs(filepath.Join("..", "testdata", "interop", "ltnode.py"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	args := []string{script, "--listen", host + ":0"}
-	if os.Getenv("DHTD_INTEROP_VERBOSE") == "1" {
-		args = append(args, "--verbose")
-	}
-	l := &ltNode{
-		cmd:    exec.Command(ltPython, args...),
-		lines:  make(chan []byte, 16),
-		stop:   make(chan struct{}),
-		exited: make(chan struct{}),
-		stderr: &lockedBuffer{},
-	}
-	l.cmd.Stderr = l.stderr
-	if l.stdin, err = l.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := l.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.cmd.Start(); err != nil {
-		t.Fatalf("start ltnode.py: %v", err)
-	}
-	go func() {
-		defer close(l.exited)
-		r := bufio.NewReader(stdout)
-		for {
-			line, err := r.ReadBytes('\n')
-			if len(bytes.TrimSpace(line)) > 0 {
-				select {
-				case l.lines <- line:
-				case <-l.stop:
-				}
-			}
-			if err != nil {
-				break
-			}
-		}
-		close(l.lines)
-		_ = l.cmd.Wait() // after every read from stdout, as exec requires
-	}()
-	t.Cleanup(func() {
-		_ = l.stdin.Close() // ltnode.py exits at EOF
-		close(l.stop)
-		select {
-		case <-l.exited:
-		case <-time.After(10 * time.Second):
-			t.Errorf("ltnode.py did not exit within 10s of stdin EOF; killing it")
-			_ = l.cmd.Process.Kill()
-			select {
-			case <-l.exited:
-			case <-time.After(5 * time.Second):
-				t.Errorf("ltnode.py (pid %d) still not reaped after kill", l.cmd.Process.Pid)
-			}
-		}
-		if t.Failed() {
-			t.Logf("ltnode.py stderr (tail):\n%s", l.stderr.tail(16<<10))
-		}
-	})
-
-	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	var ready struct {
-		Event   string `json:"event"`
-		Error   string `json:"error"`
-		Port    int    `json:"port"`
-		NodeID  string `json:"node_id"`
-		Version string `json:"version"`
-	}
-	select {
-	case line, ok := <-l.lines:
-		if !ok {
-			t.Fatalf("ltnode.py exited before its ready line; stderr:\n%s", l.stderr.tail(4096))
-		}
-		if err := json.Unmarshal(line, &ready); err != nil {
-			t.Fatalf("ltnode.py ready line %q: %v", line, err)
-		}
-	case <-rctx.Done():
-		t.Fatalf("no ready line from ltnode.py: %v; stderr:\n%s", rctx.Err(), l.stderr.tail(4096))
-	}
-	if ready.Event != "ready" {
-		t.Fatalf("ltnode.py did not start: %+v", ready)
-	}
-	if l.ID, err = krpc.ParseID(ready.NodeID); err != nil {
-		t.Fatalf("ltnode.py node id %q: %v", ready.NodeID, err)
-	}
-	if ready.Port <= 0 || ready.Port > 65535 {
-		t.Fatalf("ltnode.py port %d", ready.Port)
-	}
-	l.Addr = netip.AddrPortFrom(netip.MustParseAddr(host), uint16(ready.Port))
-	l.Version = ready.Version
-	t.Logf("libtorrent %s at %s id %s", l.Version, l.Addr, l.ID)
-	return l
-}
-
-// call sends one command and waits for its reply. A reply with "error" is
-// returned together with a non-nil error. After a call abandoned through ctx,
-// its late reply is recognised by its id and dropped.
-func (l *ltNode) call(ctx context.Context, cmd map[string]any) (map[string]any, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.nextID++
-	id := l.nextID
-	c := make(map[string]any, len(cmd)+1)
-	for k, v := range cmd {
-		c[k] = v
-	}
-	c["id"] = id
-	b, err := json.Marshal(c)
-	if err != nil {
-		return nil, err
-	}
-	name, _ := c["cmd"].(string)
-	if _, err := l.stdin.Write(append(b, '\n')); err != nil {
-		return nil, fmt.Errorf("ltnode %s: write: %w", name, err)
-	}
-	for {
-		select {
-		case line, ok := <-l.lines:
-			if !ok {
-				return nil, fmt.Errorf("ltnode %s: ltnode.py exited; stderr:\n%s", name, l.stderr.tail(4096))
-			}
-			var r map[string]any
-			if err := json.Unmarshal(line, &r); err != nil {
-				return nil, fmt.Errorf("ltnode %s: bad reply %q: %w", name, line, err)
-			}
-			if rid, _ := r["id"].(float64); rid != float64(id) {
-				continue // the late reply of an abandoned call
-			}
-			if e, ok := r["error"]; ok {
-				return r, fmt.Errorf("ltnode %s: %v", name, e)
-			}
-			return r, nil
-		case <-ctx.Done():
-			return nil, fmt.Errorf("ltnode %s: no reply: %w", name, ctx.Err())
-		}
-	}
-}
-
-// ltDo runs cmd with a bound of d and decodes the reply into T; any failure
-// is fatal.
-func ltDo[T any](t *testing.T, ctx context.Context, l *ltNode, d time.Duration, cmd map[string]any) T {
-	t.Helper()
-	cctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	start := time.Now()
-	r, err := l.call(cctx, cmd)
-	if err != nil {
-		t.Fatalf("%v (reply %v)", err, r)
-	}
-	b, err := json.Marshal(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v T
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatalf("ltnode %v: decode reply %s: %v", cmd["cmd"], b, err)
-	}
-	t.Logf("ltnode %-13v %6.0f ms  %.300s", cmd["cmd"], float64(time.Since(start).Microseconds())/1000, b)
-	return v
-}
-
-// Reply shapes (NOTES.md).
-type (
-	ltAddNode struct {
-		OK      bool `json:"ok"`
-		InTable bool `json:"in_table"`
-	}
-	ltRouting struct {
-		Nodes []struct {
-			ID   string `json:"id"`
-			Addr string `json:"addr"`
-		} `json:"nodes"`
-		Count int `json:"count"`
-	}
-	ltGetPeers struct {
-		Peers      []string         `json:"peers"`
-		Queried    []string         `json:"queried"`
-		Responded  []string         `json:"responded"`
-		Unanswered []string         `json:"unanswered"`
-		Errors     []map[string]any `json:"errors"`
-		Complete   bool             `json:"complete"`
-		ElapsedMS  int              `json:"elapsed_ms"`
-	}
-	ltAnnounce struct {
-		AnnouncedTo []ltAnnouncedTo `json:"announced_to"`
-		Port        int             `json:"port"`
-		ElapsedMS   int             `json:"elapsed_ms"`
-		Error       string          `json:"error"`
-	}
-	ltPut struct {
-		Target     string `json:"target"`
-		NumSuccess int    `json:"num_success"`
-		PublicKey  string `json:"public_key"`
-		Seq        int64  `json:"seq"`
-		Signature  string `json:"signature"`
-		ElapsedMS  int    `json:"elapsed_ms"`
-	}
-	ltGet struct {
-		Found         bool    `json:"found"`
-		Value         *string `json:"value"`
-		ValueHex      string  `json:"value_hex"`
-		Repr          string  `json:"repr"`
-		Seq           int64   `json:"seq"`
-		Signature     string  `json:"signature"`
-		Authoritative bool    `json:"authoritative"`
-		Complete      bool    `json:"complete"`
-		Target        string  `json:"target"`
-		ElapsedMS     int     `json:"elapsed_ms"`
-	}
-	ltAnnouncedTo struct {
-		Addr        string `json:"addr"`
-		Port        int    `json:"port"`
-		ImpliedPort int    `json:"implied_port"`
-		Reply       any    `json:"reply"` // "r", {"e":[code,msg]} or null
-	}
-	ltEvents struct {
-		Announces []ltAnnounceEvent `json:"announces"`
-		Queries   []ltQueryEvent    `json:"queries"`
-	}
-	ltAnnounceEvent struct {
-		InfoHash string `json:"info_hash"`
-		IP       string `json:"ip"`
-		Port     int    `json:"port"`
-	}
-	ltQueryEvent struct {
-		From string `json:"from"`
-		Q    string `json:"q"`
-	}
-)
-
-func (r ltRouting) has(id krpc.ID, addr netip.AddrPort) bool {
-	for _, n := range r.Nodes {
-		if n.ID == id.String() && n.Addr == addr.String() {
-			return true
-		}
-	}
-	return false
-}
+// dhtdHost is the dhtd nodes' address (libtorrent is on ltnode.Host).
+const dhtdHost = "127.0.0.1"
 
 // startInteropNodes starts n dhtd nodes on 127.0.0.1: a seed and n-1 nodes
 // bootstrapped from it (two rounds), and waits until every node has every
 // other one in its table.
 func startInteropNodes(t *testing.T, ctx context.Context, n int) []*Node {
 	t.Helper()
-	listen := func(c *Config) { c.Listen = dhtdHost + ":0" }
+	return startInteropNodesOn(t, ctx, n, dhtdHost)
+}
+
+// startInteropNodesOn is startInteropNodes on host (an IPv4 address or a
+// bracketed IPv6 one).
+func startInteropNodesOn(t *testing.T, ctx context.Context, n int, host string) []*Node {
+	t.Helper()
+	listen := func(c *Config) { c.Listen = host + ":0" }
 	seed := startNode(t, listen)
 	nodes := []*Node{seed}
 	for i := 1; i < n; i++ {
@@ -396,14 +77,10 @@ func startInteropNodes(t *testing.T, ctx context.Context, n int) []*Node {
 
 // linkLT makes l and every dhtd node know each other: l add_node's each node
 // (libtorrent pings it and adds it once it answers) and each node pings l.
-func linkLT(t *testing.T, ctx context.Context, l *ltNode, nodes []*Node) {
+func linkLT(t *testing.T, ctx context.Context, l *ltnode.Node, nodes []*Node) {
 	t.Helper()
 	for _, n := range nodes {
-		r := ltDo[ltAddNode](t, ctx, l, 15*time.Second, map[string]any{
-			"cmd": "add_node", "host": n.Addr().Addr().String(), "port": int(n.Addr().Port()),
-			"wait": true, "timeout": 10,
-		})
-		if !r.InTable {
+		if !l.AddNode(t, ctx, n.Addr()) {
 			t.Fatalf("libtorrent did not add dhtd node %s to its table", n.Addr())
 		}
 	}
@@ -440,26 +117,22 @@ func findFound(fs []Found, id krpc.ID) (Found, bool) {
 // dhtd's routing answers to a second dhtd node D2; dhtd pings and find_node's
 // libtorrent and parses its answers.
 func TestInteropBootstrapAndProbe(t *testing.T) {
-	requireInterop(t)
+	ltnode.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	nodes := startInteropNodes(t, ctx, 2)
 	d, d2 := nodes[0], nodes[1]
-	l := startLT(t, ctx, ltHost)
+	l := ltnode.Start(t, ctx, ltnode.Host)
 	if _, ok := d.Table().Get(l.ID); ok {
 		t.Fatalf("D knows libtorrent before it sent anything")
 	}
 
 	// L bootstraps from D: its ping (a get_peers) must be answered by D.
-	add := ltDo[ltAddNode](t, ctx, l, 15*time.Second, map[string]any{
-		"cmd": "add_node", "host": d.Addr().Addr().String(), "port": int(d.Addr().Port()),
-		"wait": true, "timeout": 10,
-	})
-	if !add.InTable {
+	if !l.AddNode(t, ctx, d.Addr()) {
 		t.Fatalf("libtorrent's ping of D got no usable answer: D not in its table")
 	}
-	rt := ltDo[ltRouting](t, ctx, l, 10*time.Second, map[string]any{"cmd": "routing"})
-	if !rt.has(d.ID(), d.Addr()) {
+	rt := l.Routing(t, ctx)
+	if !rt.Has(d.ID(), d.Addr()) {
 		t.Fatalf("libtorrent's table %+v lacks D %s@%s", rt.Nodes, d.ID(), d.Addr())
 	}
 
@@ -475,15 +148,15 @@ func TestInteropBootstrapAndProbe(t *testing.T) {
 	if e.LastQuery.IsZero() {
 		t.Fatalf("D's entry for libtorrent records no query from it: %+v", e)
 	}
-	ev := ltDo[ltEvents](t, ctx, l, 10*time.Second, map[string]any{"cmd": "events"})
-	if !slices.ContainsFunc(ev.Queries, func(q ltQueryEvent) bool {
+	ev := l.Events(t, ctx)
+	if !slices.ContainsFunc(ev.Queries, func(q ltnode.QueryEvent) bool {
 		return q.From == d.Addr().String() && q.Q == "ping"
 	}) {
 		t.Fatalf("libtorrent received no ping from D; queries: %+v", ev.Queries)
 	}
 
 	// A libtorrent lookup reaches D2, which only D's answers name.
-	gp := ltDo[ltGetPeers](t, ctx, l, 20*time.Second, map[string]any{
+	gp := ltnode.Do[ltnode.GetPeersReply](t, ctx, l, 20*time.Second, map[string]any{
 		"cmd": "get_peers", "info_hash": krpc.RandomID().String(), "timeout": 15, "quiet": 3,
 	})
 	if !slices.Contains(gp.Responded, d.Addr().String()) || !slices.Contains(gp.Responded, d2.Addr().String()) {
@@ -501,17 +174,7 @@ func TestInteropBootstrapAndProbe(t *testing.T) {
 		return ok && e.Confirmed() && e.Addr == l.Addr
 	})
 	// libtorrent adds the responder D2 to its table (no event: poll, bounded).
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		rt = ltDo[ltRouting](t, ctx, l, 10*time.Second, map[string]any{"cmd": "routing"})
-		if rt.has(d2.ID(), d2.Addr()) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("libtorrent's table %+v never gained D2 %s@%s", rt.Nodes, d2.ID(), d2.Addr())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	l.WaitInTable(t, ctx, d2.ID(), d2.Addr(), 10*time.Second)
 
 	// dhtd probes libtorrent: ping.
 	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
@@ -566,7 +229,7 @@ func TestInteropBootstrapAndProbe(t *testing.T) {
 // announces and libtorrent finds it, both when only dhtd nodes hold the
 // peer and when libtorrent itself accepted dhtd's announce_peer.
 func TestInteropPeers(t *testing.T) {
-	requireInterop(t)
+	ltnode.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	nodes := startInteropNodes(t, ctx, 3)
@@ -581,20 +244,20 @@ func TestInteropPeers(t *testing.T) {
 		t.Fatalf("announce before libtorrent joined: accepted by %d of %d, want %d", pre.Accepted, pre.Announced, len(nodes)-1)
 	}
 
-	l := startLT(t, ctx, ltHost)
+	l := ltnode.Start(t, ctx, ltnode.Host)
 	linkLT(t, ctx, l, nodes)
 	lPeer := l.Addr // libtorrent announces its listen port, implied_port=1
 
 	t.Run("LibtorrentAnnouncesDhtdFinds", func(t *testing.T) {
 		ih := krpc.RandomID()
-		an := ltDo[ltAnnounce](t, ctx, l, 40*time.Second, map[string]any{
+		an := ltnode.Do[ltnode.AnnounceReply](t, ctx, l, 40*time.Second, map[string]any{
 			"cmd": "announce", "info_hash": ih.String(), "timeout": 30,
 		})
 		if an.Error != "" {
 			t.Fatalf("libtorrent announce: %s", an.Error)
 		}
 		for _, n := range nodes {
-			i := slices.IndexFunc(an.AnnouncedTo, func(a ltAnnouncedTo) bool {
+			i := slices.IndexFunc(an.AnnouncedTo, func(a ltnode.AnnouncedTo) bool {
 				return a.Addr == n.Addr().String()
 			})
 			if i < 0 {
@@ -635,7 +298,7 @@ func TestInteropPeers(t *testing.T) {
 		// Only dhtd nodes hold ihPre: libtorrent finds it through their
 		// get_peers values.
 		want := netip.AddrPortFrom(nodes[1].Addr().Addr(), 4566).String()
-		gp := ltDo[ltGetPeers](t, ctx, l, 20*time.Second, map[string]any{
+		gp := ltnode.Do[ltnode.GetPeersReply](t, ctx, l, 20*time.Second, map[string]any{
 			"cmd": "get_peers", "info_hash": ihPre.String(), "timeout": 15, "quiet": 3,
 		})
 		if !slices.Contains(gp.Peers, want) {
@@ -649,7 +312,7 @@ func TestInteropPeers(t *testing.T) {
 
 		// Now libtorrent is among the closest: it must accept dhtd's
 		// announce_peer (its own token, sent back by dhtd).
-		ltDo[ltEvents](t, ctx, l, 10*time.Second, map[string]any{"cmd": "events"}) // clear
+		l.Events(t, ctx) // clear
 		ih2 := krpc.RandomID()
 		ar, err := nodes[0].Announce(ctx, ih2, 4567, false)
 		if err != nil {
@@ -663,13 +326,13 @@ func TestInteropPeers(t *testing.T) {
 			t.Fatalf("dhtd announce: %d sent, %d accepted, errors %v; want %d sent, all accepted",
 				ar.Announced, ar.Accepted, ar.Errors, len(nodes))
 		}
-		ev := ltDo[ltEvents](t, ctx, l, 10*time.Second, map[string]any{"cmd": "events"})
-		if !slices.ContainsFunc(ev.Announces, func(a ltAnnounceEvent) bool {
+		ev := l.Events(t, ctx)
+		if !slices.ContainsFunc(ev.Announces, func(a ltnode.AnnounceEvent) bool {
 			return a.InfoHash == ih2.String() && a.IP == dhtdHost && a.Port == 4567
 		}) {
 			t.Fatalf("libtorrent saw no announce of %s from %s port 4567: %+v", ih2, dhtdHost, ev.Announces)
 		}
-		gp = ltDo[ltGetPeers](t, ctx, l, 20*time.Second, map[string]any{
+		gp = ltnode.Do[ltnode.GetPeersReply](t, ctx, l, 20*time.Second, map[string]any{
 			"cmd": "get_peers", "info_hash": ih2.String(), "timeout": 15, "quiet": 3,
 		})
 		if !slices.Contains(gp.Peers, dhtdHost+":4567") {
@@ -683,7 +346,7 @@ func TestInteropPeers(t *testing.T) {
 // by dhtd are accepted, found and verified by libtorrent; seq numbers carry
 // across implementations.
 func TestInteropItems(t *testing.T) {
-	requireInterop(t)
+	ltnode.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	nodes := startInteropNodes(t, ctx, 3)
@@ -709,14 +372,14 @@ func TestInteropItems(t *testing.T) {
 		t.Fatalf("dhtd PutMutable before libtorrent joined: seq %d stored %d/%d: %v", pm.Seq, pm.Stored, pm.Sent, err)
 	}
 
-	l := startLT(t, ctx, ltHost)
+	l := ltnode.Start(t, ctx, ltnode.Host)
 	linkLT(t, ctx, l, nodes)
 
 	// ltGetImm / ltGetMut run libtorrent's get and check the found value,
 	// which must be a byte string (v is its bencoding).
 	ltGetImm := func(t *testing.T, target krpc.ID, v []byte) {
 		t.Helper()
-		g := ltDo[ltGet](t, ctx, l, 30*time.Second, map[string]any{
+		g := ltnode.Do[ltnode.GetReply](t, ctx, l, 30*time.Second, map[string]any{
 			"cmd": "get_immutable", "target": target.String(), "timeout": 20,
 		})
 		want := string(v[bytes.IndexByte(v, ':')+1:])
@@ -726,7 +389,7 @@ func TestInteropItems(t *testing.T) {
 	}
 	ltGetMut := func(t *testing.T, salt string, v []byte, seq int64) {
 		t.Helper()
-		g := ltDo[ltGet](t, ctx, l, 30*time.Second, map[string]any{
+		g := ltnode.Do[ltnode.GetReply](t, ctx, l, 30*time.Second, map[string]any{
 			"cmd": "get_mutable", "public_key": hex.EncodeToString(pub), "salt": salt, "timeout": 20,
 		})
 		want := string(v[bytes.IndexByte(v, ':')+1:])
@@ -794,7 +457,7 @@ func TestInteropItems(t *testing.T) {
 	t.Run("LibtorrentImmutable", func(t *testing.T) {
 		v := []byte("21:hello from libtorrent")
 		target := storage.ImmutableTarget(v)
-		p := ltDo[ltPut](t, ctx, l, 50*time.Second, map[string]any{
+		p := ltnode.Do[ltnode.PutReply](t, ctx, l, 50*time.Second, map[string]any{
 			"cmd": "put_immutable", "value": "hello from libtorrent",
 		})
 		if p.Target != target.String() {
@@ -813,7 +476,7 @@ func TestInteropItems(t *testing.T) {
 			val := "mutable from libtorrent, salt " + salt
 			v := bstr(val)
 			target := storage.MutableTarget(pub, []byte(salt))
-			p := ltDo[ltPut](t, ctx, l, 50*time.Second, map[string]any{
+			p := ltnode.Do[ltnode.PutReply](t, ctx, l, 50*time.Second, map[string]any{
 				"cmd": "put_mutable", "seed": seedHex, "value": val, "salt": salt,
 			})
 			if p.PublicKey != hex.EncodeToString(pub) || p.Target != target.String() {
@@ -861,7 +524,7 @@ func TestInteropItems(t *testing.T) {
 
 			// libtorrent reads dhtd's seq and goes one above; dhtd sees it.
 			val := "libtorrent again, salt " + salt
-			p := ltDo[ltPut](t, ctx, l, 50*time.Second, map[string]any{
+			p := ltnode.Do[ltnode.PutReply](t, ctx, l, 50*time.Second, map[string]any{
 				"cmd": "put_mutable", "seed": seedHex, "value": val, "salt": salt,
 			})
 			if p.Seq != res.Seq+1 {

@@ -69,7 +69,13 @@ type traversal struct {
 	// own table are exempt.
 	maxPerSubnet  int
 	limitLoopback bool
-	subnets       map[netip.Prefix]int
+	// verify, if set, says whether a node id may be used (BEP 42 enforce):
+	// others are not added, and their replies count as failures.
+	verify func(krpc.ID, netip.Addr) bool
+	// reach, if set, says whether our socket can send to an address
+	// (BEP 32: a node bound to one family looks up in that family only).
+	reach   func(netip.Addr) bool
+	subnets map[netip.Prefix]int
 
 	cands  []*candidate
 	byAddr map[netip.AddrPort]*candidate
@@ -101,7 +107,13 @@ func (t *traversal) add(n krpc.NodeInfo, known bool) {
 	if known && (n.ID == t.self || t.byID[n.ID]) {
 		return
 	}
+	if known && t.verify != nil && !t.verify(n.ID, a.Addr()) {
+		return
+	}
 	if _, dup := t.byAddr[a]; dup {
+		return
+	}
+	if t.reach != nil && !t.reach(a.Addr()) {
 		return
 	}
 	if known && t.maxPerSubnet > 0 && (t.limitLoopback || !a.Addr().IsLoopback()) {
@@ -175,7 +187,8 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 		}
 		r := <-replies
 		inFlight--
-		if r.err != nil || r.msg == nil || r.msg.R == nil {
+		if r.err != nil || r.msg == nil || r.msg.R == nil ||
+			(t.verify != nil && !t.verify(r.msg.R.ID, r.c.info.Addr.Addr())) {
 			r.c.state = stFailed
 			if !errors.Is(r.err, context.Canceled) {
 				res.Failed++

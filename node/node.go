@@ -40,27 +40,52 @@ type Node struct {
 
 	pingSlots   chan struct{} // bounds background pings
 	lookupSlots chan struct{} // bounds background lookups
+	recent      recentLookups // the last lookups, for the status page (recent.go)
+
+	// State on disk (persist.go); db is nil without Config.DataDir.
+	db         *storage.DB
+	writeSlots chan struct{} // bounds acknowledgements awaiting a durable write
+	dbDeletes  chan dbDelete // evictions to delete from db, bounded
+	rejoined   chan struct{} // closed once the saved nodes have been pinged
+	// pendingWrite is set by the put and announce_peer handlers when their
+	// reply must wait for a durable write; the read loop's handler (see
+	// New) takes it. Only the read loop goroutine touches it.
+	pendingWrite *durableWrite
+
+	closeOnce sync.Once
+	closeErr  error
+
+	voter ipVoter // external address from BEP 42 "ip" votes
 
 	mu         sync.Mutex
+	externalIP netip.Addr       // last decision of voter, for logging changes
 	bootstraps []netip.AddrPort // resolved bootstrap addresses
 	lastBoot   time.Time
+	sample     sampleCache // BEP 51 sample, reused for SampleInterval
 }
 
 // New opens the socket (unless cfg.Conn is given) and starts serving. It
 // does not join the network: call Bootstrap for that.
 func New(cfg Config) (*Node, error) {
 	cfg.setDefaults()
+	if cfg.BEP42 != routing.BEP42Off && cfg.BEP42 != routing.BEP42Enforce {
+		return nil, fmt.Errorf("bep42 mode %s: only off and enforce are supported", cfg.BEP42)
+	}
+	// The database first: a data dir locked by another process must fail
+	// before anything is bound.
+	db, id, err := openState(&cfg)
+	if err != nil {
+		return nil, err
+	}
 	pc := cfg.Conn
 	if pc == nil {
-		var err error
 		pc, err = net.ListenPacket(udpNetwork(cfg.Listen), cfg.Listen)
 		if err != nil {
+			if db != nil {
+				_ = db.Close()
+			}
 			return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 		}
-	}
-	id := cfg.ID
-	if id.IsZero() {
-		id = krpc.RandomID()
 	}
 	now := cfg.Clock.Now()
 	n := &Node{
@@ -79,14 +104,38 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.registerSources()
+	n.rejoined = make(chan struct{})
+	var saved []krpc.NodeInfo
+	if db != nil {
+		n.db = db
+		n.writeSlots = make(chan struct{}, cfg.MaxPendingWrites)
+		n.dbDeletes = make(chan dbDelete, deleteQueueLen)
+		if saved, err = n.restoreStores(); err != nil {
+			n.cancel()
+			_ = db.Close()
+			if cfg.Conn == nil {
+				_ = pc.Close()
+			}
+			return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+		}
+		n.metrics.RegisterDB(n.dbStats)
+	}
 	// The read loop starts inside NewServer; handlers wait for n.srv to be
 	// set so that what they start (pings, replies) never sees it nil.
 	srvSet := make(chan struct{})
 	handle := func(from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
 		<-srvSet
-		return n.handleQuery(from, q)
+		n.pendingWrite = nil
+		reply := n.handleQuery(from, q)
+		if w := n.pendingWrite; w != nil {
+			n.pendingWrite = nil
+			if reply != nil && reply.R != nil {
+				return n.durable(from, q.T, reply, w)
+			}
+		}
+		return reply
 	}
-	n.srv = krpc.NewServer(pc, handle, krpc.ServerConfig{
+	scfg := krpc.ServerConfig{
 		QueryTimeout:  cfg.QueryTimeout,
 		MaxInFlight:   cfg.MaxInFlight,
 		ClientVersion: ClientVersion,
@@ -94,11 +143,27 @@ func New(cfg Config) (*Node, error) {
 		Clock:         cfg.Clock,
 		Logger:        cfg.Logger,
 		Events:        n.serverEvents(),
-	})
+	}
+	if cfg.RateLimit.Rate >= 0 {
+		lim := krpc.NewIPLimiter(cfg.RateLimit)
+		scfg.Accept = func(from netip.AddrPort, _ int) bool { return lim.Allow(from.Addr(), n.clock.Now()) }
+	}
+	if r := cfg.ReplyBytesPerSecond; r > 0 {
+		scfg.ReplyBudget = krpc.NewByteBudget(float64(r), 2*float64(r))
+	}
+	n.srv = krpc.NewServer(pc, handle, scfg)
 	n.srv.SetResponseHook(n.onResponse)
 	close(srvSet)
 	n.wg.Add(1)
 	go n.maintain()
+	if db != nil {
+		n.wg.Add(3)
+		go n.deleter()
+		go n.persistLoop()
+		go n.rejoin(saved)
+	} else {
+		close(n.rejoined)
+	}
 	n.log.Info("dht node started", "id", id, "addr", n.srv.LocalAddr())
 	return n, nil
 }
@@ -129,12 +194,27 @@ func (n *Node) Registry() *prometheus.Registry { return n.cfg.Registry }
 func (n *Node) Metrics() *metrics.Metrics { return n.metrics }
 
 // Close stops the node: it cancels lookups, stops the timers, closes the
-// socket and waits for every goroutine the node started.
+// socket and waits for every goroutine the node started. With a DataDir it
+// then saves the routing table and closes the database; every put and
+// announce acknowledged before is on disk. Calling Close again returns the
+// first call's result.
 func (n *Node) Close() error {
-	n.cancel()
-	err := n.srv.Close()
-	n.wg.Wait()
-	return err
+	n.closeOnce.Do(func() {
+		n.cancel()
+		err := n.srv.Close()
+		n.wg.Wait()
+		if n.db != nil {
+			// Every durable write has finished (wg); the read loop has
+			// stopped, so nothing is queued any more.
+			n.drainDeletes()
+			n.saveTable()
+			if cerr := n.db.Close(); err == nil {
+				err = cerr
+			}
+		}
+		n.closeErr = err
+	})
+	return n.closeErr
 }
 
 // query sends one query and tells the routing table how it went.
@@ -157,9 +237,10 @@ func (n *Node) query(ctx context.Context, to netip.AddrPort, method string, a *k
 // onResponse learns the responder of every matched answer: its address is
 // proven, so it may enter the routing table (routing.md §4).
 func (n *Node) onResponse(from netip.AddrPort, method string, m *krpc.Msg) {
-	if m.R == nil {
+	if m.R == nil || !n.idAcceptable(m.R.ID, from.Addr()) {
 		return
 	}
+	n.noteExternalIP(from, m)
 	toPing := n.table.Responded(krpc.NodeInfo{ID: m.R.ID, Addr: from}, n.clock.Now(), 0)
 	for _, p := range toPing {
 		n.pingAsync(p.Addr)
@@ -211,6 +292,8 @@ func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryF
 	t := newTraversal(n.id, target, n.cfg.K, n.cfg.Alpha, q)
 	t.onReply = onReply
 	t.maxPerSubnet, t.limitLoopback = n.cfg.LookupMaxPerSubnet, n.cfg.LimitLoopback
+	t.verify = n.idVerifier()
+	t.reach = n.canReach
 	for _, c := range n.table.Closest(target, n.cfg.K) {
 		t.add(c, true)
 	}
@@ -235,6 +318,7 @@ func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryF
 	n.metrics.Lookups.WithLabelValues(kind, outcome).Inc()
 	n.metrics.LookupDuration.WithLabelValues(kind).Observe(res.Elapsed.Seconds())
 	n.metrics.LookupQueries.WithLabelValues(kind).Observe(float64(res.Queried))
+	n.recordLookup(kind, outcome, res)
 	if len(res.Closest) == 0 {
 		return res, fmt.Errorf("lookup %s %s: no node answered (%d queried)", kind, target, res.Queried)
 	}
@@ -284,6 +368,12 @@ func (n *Node) resolve(ctx context.Context) []netip.AddrPort {
 // bootstrap addresses, looks up our own id, then refreshes every bucket
 // that is not full. It returns once that is done.
 func (n *Node) Bootstrap(ctx context.Context) error {
+	// A restarted node first pings the nodes it saved (rejoin).
+	select {
+	case <-n.rejoined:
+	case <-ctx.Done():
+		return fmt.Errorf("bootstrap: %w", ctx.Err())
+	}
 	addrs := n.resolve(ctx)
 	n.mu.Lock()
 	if len(addrs) > 0 {

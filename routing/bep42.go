@@ -105,6 +105,13 @@ func idMatchesIP(id krpc.ID, ip netip.Addr) bool {
 	return id[0] == c[0] && id[1] == c[1] && id[2]&0xf8 == c[2]&0xf8
 }
 
+// MatchesIP reports whether the 21 constrained bits of id match ip (BEP
+// 42), with no exemption for local addresses: VerifyID without ExemptIP,
+// for tests on loopback and for choosing our own id.
+func MatchesIP(id krpc.ID, ip netip.Addr) bool {
+	return ip.IsValid() && idMatchesIP(id, ip.Unmap())
+}
+
 // VerifyID reports whether id is acceptable for a node whose packets come
 // from ip (BEP 42, bep42.md §2): true if ip is exempt (ExemptIP: "exempt
 // sources are always valid"), else true iff the top 21 bits of id equal the

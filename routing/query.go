@@ -48,10 +48,17 @@ func (t *Table) ClosestFunc(target krpc.ID, n int, keep func(Entry) bool) []krpc
 		return candidateInfos(all[:min(n, len(all))])
 	}
 	// Bounded insertion into a sorted selection of at most n <= sortAllAbove
-	// candidates, kept on the stack.
+	// candidates, kept on the stack. Buckets are visited in groups of
+	// strictly increasing distance to target, so the scan stops after the
+	// group that completes the selection instead of touching every node.
+	// With p the prefix length target shares with us and last the last
+	// bucket: bucket min(p, last) is closest (its nodes agree with target
+	// on bit p); then buckets p+1..last (they differ from target first at
+	// bit p); then buckets p-1, p-2, ..., 0 (a node of bucket i differs
+	// from target first at bit i).
 	var buf [sortAllAbove]candidate
 	best := buf[:0]
-	for _, b := range t.buckets {
+	visit := func(b *bucket) {
 		for _, e := range b.nodes {
 			if !t.closestOK(e, keep) {
 				continue
@@ -71,6 +78,22 @@ func (t *Table) ClosestFunc(target krpc.ID, n int, keep func(Entry) bool) []krpc
 			}
 			best[j] = candidate{d, e}
 		}
+	}
+	last := len(t.buckets) - 1
+	p := CommonPrefixLen(t.self, target)
+	if p >= last {
+		visit(t.buckets[last])
+		p = last
+	} else {
+		visit(t.buckets[p])
+		if len(best) < n {
+			for i := p + 1; i <= last; i++ {
+				visit(t.buckets[i])
+			}
+		}
+	}
+	for i := p - 1; i >= 0 && len(best) < n; i-- {
+		visit(t.buckets[i])
 	}
 	return candidateInfos(best)
 }

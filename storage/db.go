@@ -103,6 +103,10 @@ type DB struct {
 
 	corrupt        atomic.Uint64
 	corruptRemoved atomic.Uint64
+	commits        atomic.Uint64
+	lastCommit     atomic.Uint64 // id of the last transaction counted in commits
+	writes         atomic.Uint64
+	writeErrors    atomic.Uint64
 }
 
 // DBStats are the counters of a DB since OpenDB.
@@ -114,6 +118,19 @@ type DBStats struct {
 	Corrupt uint64
 	// CorruptRemoved counts corrupt records deleted by DeleteExpired.
 	CorruptRemoved uint64
+	// Commits counts committed (and fdatasync'ed) write transactions.
+	// Concurrent writes share commits, so Commits stays below Writes
+	// under load.
+	Commits uint64
+	// Writes counts the write calls that succeeded (PutItem, PutPeer,
+	// DeleteItems, DeletePeers, SetNodeID, SaveNodes and the deleting
+	// commits of DeleteExpired).
+	Writes uint64
+	// WriteErrors counts the write calls that failed.
+	WriteErrors uint64
+	// Size is the size in bytes of the data file (its used pages), 0 if it
+	// could not be read.
+	Size int64
 }
 
 // OpenDB opens the database at path, creating it (mode 0600) and its
@@ -192,9 +209,43 @@ func (d *DB) Close() error {
 // Path returns the path the DB was opened at.
 func (d *DB) Path() string { return d.path }
 
-// Stats returns a snapshot of the DB's counters.
+// Stats returns a snapshot of the DB's counters. It runs a short read
+// transaction for Size.
 func (d *DB) Stats() DBStats {
-	return DBStats{Corrupt: d.corrupt.Load(), CorruptRemoved: d.corruptRemoved.Load()}
+	st := DBStats{
+		Corrupt:        d.corrupt.Load(),
+		CorruptRemoved: d.corruptRemoved.Load(),
+		Commits:        d.commits.Load(),
+		Writes:         d.writes.Load(),
+		WriteErrors:    d.writeErrors.Load(),
+	}
+	_ = d.bolt.View(func(tx *bbolt.Tx) error {
+		st.Size = tx.Size()
+		return nil
+	})
+	return st
+}
+
+// countCommit arranges for the commit of tx to be counted once in
+// Stats().Commits, however many batched calls share tx. Call it from inside
+// every write transaction.
+func (d *DB) countCommit(tx *bbolt.Tx) {
+	id := uint64(tx.ID())
+	tx.OnCommit(func() {
+		if d.lastCommit.Swap(id) != id {
+			d.commits.Add(1)
+		}
+	})
+}
+
+// counted records the outcome of a write call in Stats and returns err.
+func (d *DB) counted(err error) error {
+	if err != nil {
+		d.writeErrors.Add(1)
+	} else {
+		d.writes.Add(1)
+	}
+	return err
 }
 
 // bucket returns the bucket name of tx, or an error if the database lacks
@@ -239,6 +290,7 @@ func (d *DB) NodeID() (krpc.ID, bool, error) {
 // SetNodeID saves id as the node id, durably.
 func (d *DB) SetNodeID(id krpc.ID) error {
 	err := d.bolt.Update(func(tx *bbolt.Tx) error {
+		d.countCommit(tx)
 		meta, err := bucket(tx, bucketMeta)
 		if err != nil {
 			return err
@@ -246,9 +298,9 @@ func (d *DB) SetNodeID(id krpc.ID) error {
 		return meta.Put(keyNodeID, bytes.Clone(id[:]))
 	})
 	if err != nil {
-		return fmt.Errorf("save node id: %w", err)
+		return d.counted(fmt.Errorf("save node id: %w", err))
 	}
-	return nil
+	return d.counted(nil)
 }
 
 // validAddr reports whether a is an address the stores accept: a specified
@@ -272,6 +324,7 @@ func (d *DB) SaveNodes(nodes []krpc.NodeInfo) error {
 		keys[i] = krpc.AppendCompactPeer(append(make([]byte, 0, krpc.CompactNodeLen6), n.ID[:]...), n.Addr)
 	}
 	err := d.bolt.Update(func(tx *bbolt.Tx) error {
+		d.countCommit(tx)
 		if err := tx.DeleteBucket(bucketNodes); err != nil {
 			return fmt.Errorf("clear: %w", err)
 		}
@@ -287,9 +340,9 @@ func (d *DB) SaveNodes(nodes []krpc.NodeInfo) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("save %d nodes: %w", len(nodes), err)
+		return d.counted(fmt.Errorf("save %d nodes: %w", len(nodes), err))
 	}
-	return nil
+	return d.counted(nil)
 }
 
 // Nodes returns the nodes saved by the last SaveNodes, ordered by id.
@@ -445,6 +498,7 @@ func (d *DB) PutItem(it Item, expires time.Time) error {
 	rec := appendItemRecord(nil, &it, expires)
 	exp := expires.UnixNano()
 	err := d.bolt.Batch(func(tx *bbolt.Tx) error {
+		d.countCommit(tx)
 		b, err := bucket(tx, bucketItems)
 		if err != nil {
 			return err
@@ -458,9 +512,9 @@ func (d *DB) PutItem(it Item, expires time.Time) error {
 		return b.Put(bytes.Clone(target[:]), rec)
 	})
 	if err != nil {
-		return fmt.Errorf("put item %s: %w", target, err)
+		return d.counted(fmt.Errorf("put item %s: %w", target, err))
 	}
-	return nil
+	return d.counted(nil)
 }
 
 // DeleteItems deletes the items stored at targets (absent ones are
@@ -471,6 +525,7 @@ func (d *DB) DeleteItems(targets []krpc.ID) error {
 		return nil
 	}
 	err := d.bolt.Batch(func(tx *bbolt.Tx) error {
+		d.countCommit(tx)
 		b, err := bucket(tx, bucketItems)
 		if err != nil {
 			return err
@@ -483,9 +538,9 @@ func (d *DB) DeleteItems(targets []krpc.ID) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("delete %d items: %w", len(targets), err)
+		return d.counted(fmt.Errorf("delete %d items: %w", len(targets), err))
 	}
-	return nil
+	return d.counted(nil)
 }
 
 // LoadItems calls fn for every saved item, expired or not (ItemStore.Restore
@@ -605,6 +660,7 @@ func (d *DB) PutPeer(ih krpc.ID, addr netip.AddrPort, seed bool, expires time.Ti
 	rec := appendPeerRecord(make([]byte, 0, peerRecordLen), addr.Port(), seed, expires)
 	exp := expires.UnixNano()
 	err := d.bolt.Batch(func(tx *bbolt.Tx) error {
+		d.countCommit(tx)
 		b, err := bucket(tx, bucketPeers)
 		if err != nil {
 			return err
@@ -615,9 +671,9 @@ func (d *DB) PutPeer(ih krpc.ID, addr netip.AddrPort, seed bool, expires time.Ti
 		return b.Put(key, rec)
 	})
 	if err != nil {
-		return fmt.Errorf("put peer %s for %s: %w", addr, ih, err)
+		return d.counted(fmt.Errorf("put peer %s for %s: %w", addr, ih, err))
 	}
-	return nil
+	return d.counted(nil)
 }
 
 // PeerKey names saved peers for DeletePeers: the peer of IH at Addr's IP
@@ -635,6 +691,7 @@ func (d *DB) DeletePeers(keys []PeerKey) error {
 		return nil
 	}
 	err := d.bolt.Batch(func(tx *bbolt.Tx) error {
+		d.countCommit(tx)
 		b, err := bucket(tx, bucketPeers)
 		if err != nil {
 			return err
@@ -662,9 +719,9 @@ func (d *DB) DeletePeers(keys []PeerKey) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("delete %d peer keys: %w", len(keys), err)
+		return d.counted(fmt.Errorf("delete %d peer keys: %w", len(keys), err))
 	}
-	return nil
+	return d.counted(nil)
 }
 
 // LoadPeers calls fn for every saved peer, expired or not
@@ -766,6 +823,7 @@ func (d *DB) deleteExpired(name []byte, now int64, expiry func(k, v []byte) (int
 		if len(doomed) > 0 {
 			var expired, corrupt int
 			err = d.bolt.Batch(func(tx *bbolt.Tx) error {
+				d.countCommit(tx)
 				expired, corrupt = 0, 0 // Batch may run fn more than once
 				b, err := bucket(tx, name)
 				if err != nil {
@@ -792,8 +850,9 @@ func (d *DB) deleteExpired(name []byte, now int64, expiry func(k, v []byte) (int
 				return nil
 			})
 			if err != nil {
-				return total, fmt.Errorf("delete expired %s: %w", name, err)
+				return total, d.counted(fmt.Errorf("delete expired %s: %w", name, err))
 			}
+			_ = d.counted(nil)
 			total += expired
 			d.corruptRemoved.Add(uint64(corrupt))
 		}

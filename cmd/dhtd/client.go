@@ -44,6 +44,9 @@ func withNode(c *cli.Context, f func(ctx context.Context, n *node.Node) error) e
 		Listen:    c.String("listen"),
 		Bootstrap: c.StringSlice("bootstrap"),
 		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		// BEP 43: a short-lived lookup node says it is read-only, so no
+		// node adds it to its table and keeps querying it after it exits.
+		ReadOnly: true,
 	}
 	if len(cfg.Bootstrap) == 0 {
 		cfg.Bootstrap = defaultRouters
@@ -64,7 +67,7 @@ func printJSON(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }
 func peersCommand() *cli.Command {
 	return &cli.Command{
 		Name: "peers", Usage: "find the peers of an infohash through the DHT", ArgsUsage: "INFOHASH",
-		Flags: lookupFlags(),
+		Flags: lookupFlags(gatewayFlag()),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return errors.New("usage: dhtd peers INFOHASH")
@@ -72,6 +75,9 @@ func peersCommand() *cli.Command {
 			ih, err := krpc.ParseID(c.Args().First())
 			if err != nil {
 				return fmt.Errorf("INFOHASH: %w", err)
+			}
+			if c.String("gateway") != "" {
+				return peersViaGateway(c, ih)
 			}
 			return withNode(c, func(ctx context.Context, n *node.Node) error {
 				start := time.Now()
@@ -149,6 +155,8 @@ func putCommand() *cli.Command {
 			&cli.Int64Flag{Name: "seq", Usage: "sequence number (default: current + 1)"},
 			&cli.Int64Flag{Name: "cas", Usage: "only replace the item if its seq is this"},
 			&cli.BoolFlag{Name: "bencoded", Usage: "VALUE is raw bencode, not a string"},
+			gatewayFlag(),
+			keepFlag(),
 		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -178,6 +186,9 @@ func putCommand() *cli.Command {
 				}
 			} else if c.IsSet("salt") || c.IsSet("seq") || c.IsSet("cas") {
 				return errors.New("--salt, --seq and --cas need --key (a mutable item)")
+			}
+			if c.String("gateway") != "" {
+				return putViaGateway(c, v, keyPriv, opts)
 			}
 			return withNode(c, func(ctx context.Context, n *node.Node) error {
 				var res node.PutResult
@@ -212,6 +223,9 @@ func putCommand() *cli.Command {
 					}
 					fmt.Fprintf(c.App.Writer, "stored on %d of %d nodes\n", res.Stored, res.Sent)
 				}
+				if err == nil && c.Bool("keep") {
+					return keepPut(c, n, v, keyPriv, opts, res)
+				}
 				return err
 			})
 		},
@@ -224,6 +238,7 @@ func getCommand() *cli.Command {
 		Flags: lookupFlags(
 			&cli.StringFlag{Name: "pubkey", Usage: "public key (64 hex characters) of a mutable item"},
 			&cli.StringFlag{Name: "salt", Usage: "salt of the mutable item"},
+			gatewayFlag(),
 		),
 		Action: func(c *cli.Context) error {
 			var target krpc.ID
@@ -244,6 +259,9 @@ func getCommand() *cli.Command {
 				opts.Salt = []byte(c.String("salt"))
 			default:
 				return errors.New("usage: dhtd get TARGET | dhtd get --pubkey HEX [--salt S]")
+			}
+			if c.String("gateway") != "" {
+				return getViaGateway(c, target)
 			}
 			return withNode(c, func(ctx context.Context, n *node.Node) error {
 				res, err := n.Get(ctx, target, opts)

@@ -51,10 +51,22 @@ var dhtdBuild struct {
 	err  error
 }
 
+// hermeticHome is a temporary directory that every dhtd the tests start
+// gets as HOME and XDG_STATE_HOME, so that no test touches the real home
+// (the default --data-dir is under it). Made once, removed by TestMain.
+var hermeticHome struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if dhtdBuild.dir != "" {
 		_ = os.RemoveAll(dhtdBuild.dir)
+	}
+	if hermeticHome.dir != "" {
+		_ = os.RemoveAll(hermeticHome.dir)
 	}
 	os.Exit(code)
 }
@@ -97,14 +109,24 @@ func dhtdBinary(t *testing.T) string {
 }
 
 // hermeticEnv is the environment without DHTD_* variables, which would
-// otherwise set `run` flags (DHTD_BOOTSTRAP, DHTD_LISTEN, ...).
+// otherwise set `run` flags (DHTD_BOOTSTRAP, DHTD_LISTEN, ...), and with
+// HOME and XDG_STATE_HOME pointing into a temporary directory shared by the
+// test run, so that a dhtd without --data-dir never writes to the real
+// home. It panics if that directory cannot be made.
 func hermeticEnv() []string {
+	hermeticHome.once.Do(func() {
+		hermeticHome.dir, hermeticHome.err = os.MkdirTemp("", "dhtd-e2e-home-")
+	})
+	if hermeticHome.err != nil {
+		panic(fmt.Sprintf("hermetic home directory: %v", hermeticHome.err))
+	}
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "DHTD_") {
+		if !strings.HasPrefix(kv, "DHTD_") && !strings.HasPrefix(kv, "HOME=") && !strings.HasPrefix(kv, "XDG_STATE_HOME=") {
 			env = append(env, kv)
 		}
 	}
+	env = append(env, "HOME="+hermeticHome.dir, "XDG_STATE_HOME="+filepath.Join(hermeticHome.dir, "state"))
 	if raceEnabled && os.Getenv("GORACE") == "" {
 		// A -race binary sleeps 1s at exit by default (atexit_sleep_ms);
 		// keep a short grace period for late reports.
@@ -180,14 +202,29 @@ var (
 )
 
 // startNode starts `dhtd run --listen 127.0.0.1:0 --metrics-listen
-// 127.0.0.1:0 extra...`, waits for its "dht node started" and "metrics
-// listening" lines and stops it (SIGTERM, then SIGKILL) when t ends. extra
-// must hold --no-bootstrap or --bootstrap so the node never contacts the
-// public routers.
+// 127.0.0.1:0 [--data-dir T] extra...`, waits for its "dht node started"
+// and "metrics listening" lines and stops it (SIGTERM, then SIGKILL) when t
+// ends. extra must hold --no-bootstrap or --bootstrap so the node never
+// contacts the public routers. Unless extra holds --data-dir or --storage,
+// the node gets a fresh t.TempDir() as --data-dir, so nodes running in
+// parallel never share a database.
 func startNode(t *testing.T, extra ...string) *dhtdNode {
 	t.Helper()
+	return startNodeEnv(t, nil, extra...)
+}
+
+// startNodeEnv is startNode with env added to the hermetic environment
+// (later entries win). An env that sets DHTD_DATA_DIR, DHTD_STORAGE or
+// XDG_STATE_HOME chooses the state, like --data-dir or --storage.
+func startNodeEnv(t *testing.T, env []string, extra ...string) *dhtdNode {
+	t.Helper()
 	bin := dhtdBinary(t)
-	hasBoot := false
+	hasBoot, hasState := false, hasStateArg(extra)
+	for _, kv := range env {
+		for _, v := range []string{"DHTD_DATA_DIR=", "DHTD_STORAGE=", "XDG_STATE_HOME="} {
+			hasState = hasState || strings.HasPrefix(kv, v)
+		}
+	}
 	for _, a := range extra {
 		if a == "--no-bootstrap" || a == "--bootstrap" || strings.HasPrefix(a, "--bootstrap=") {
 			hasBoot = true
@@ -196,10 +233,14 @@ func startNode(t *testing.T, extra ...string) *dhtdNode {
 	if !hasBoot {
 		t.Fatalf("startNode %q: pass --no-bootstrap or --bootstrap (never the public routers)", extra)
 	}
-	args := append([]string{"run", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"}, extra...)
+	args := []string{"run", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"}
+	if !hasState {
+		args = append(args, "--data-dir", t.TempDir())
+	}
+	args = append(args, extra...)
 	n := &dhtdNode{t: t, stderr: newLineLog(), done: make(chan struct{})}
 	n.cmd = exec.Command(bin, args...)
-	n.cmd.Env = hermeticEnv()
+	n.cmd.Env = append(hermeticEnv(), env...)
 	n.cmd.Stdout = &n.stdout
 	pipe, err := n.cmd.StderrPipe()
 	if err != nil {
@@ -679,12 +720,67 @@ func TestRunBadConfig(t *testing.T) {
 		{"listen port in use", []string{"--listen", busyUDP.LocalAddr().String()}, []string{busyUDP.LocalAddr().String(), "address already in use"}, false},
 		{"log level unknown", []string{"--listen", "127.0.0.1:0", "--log-level", "loud"}, []string{"--log-level", "loud"}, false},
 		{"metrics port in use", []string{"--listen", "127.0.0.1:0", "--metrics-listen", busyTCP.Addr().String()}, []string{"--metrics-listen", "address already in use"}, true},
+		{"storage unknown", []string{"--listen", "127.0.0.1:0", "--storage", "tape"}, []string{"--storage", "tape", "disk or memory"}, false},
+		{"save interval zero", []string{"--listen", "127.0.0.1:0", "--save-interval", "0s"}, []string{"--save-interval", "positive"}, false},
+	}
+
+	// Data directories that cannot be used.
+	scratch := t.TempDir()
+	aFile := filepath.Join(scratch, "file")
+	if err := os.WriteFile(aFile, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dbIsDir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dbIsDir, "dhtd.db"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	corrupt := t.TempDir()
+	if err := os.WriteFile(filepath.Join(corrupt, "dhtd.db"), bytes.Repeat([]byte("not a database "), 2000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	locked := t.TempDir()
+	startNode(t, "--no-bootstrap", "--data-dir", locked) // holds the lock while the cases run
+	cases = append(cases, []struct {
+		name string
+		args []string
+		want []string
+		logs bool
+	}{
+		{"data dir is a file", []string{"--listen", "127.0.0.1:0", "--data-dir", aFile}, []string{aFile, "not a directory"}, false},
+		{"data dir under a file", []string{"--listen", "127.0.0.1:0", "--data-dir", filepath.Join(aFile, "sub")}, []string{aFile, "not a directory"}, false},
+		{"database file is a directory", []string{"--listen", "127.0.0.1:0", "--data-dir", dbIsDir}, []string{filepath.Join(dbIsDir, "dhtd.db"), "is a directory"}, false},
+		{"database file corrupt", []string{"--listen", "127.0.0.1:0", "--data-dir", corrupt}, []string{filepath.Join(corrupt, "dhtd.db"), "invalid"}, false},
+		{"data dir locked by a running dhtd", []string{"--listen", "127.0.0.1:0", "--data-dir", locked}, []string{locked, "locked by another process"}, false},
+		{"data dir locked, --data-dir=DIR", []string{"--listen", "127.0.0.1:0", "--data-dir=" + locked}, []string{locked, "locked"}, false},
+	}...)
+	if os.Geteuid() != 0 { // root may write anywhere
+		ro := t.TempDir()
+		if err := os.Chmod(ro, 0o500); err != nil {
+			t.Fatal(err)
+		}
+		unreadable := t.TempDir()
+		if err := os.Chmod(unreadable, 0o000); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = os.Chmod(ro, 0o700); _ = os.Chmod(unreadable, 0o700) })
+		cases = append(cases, []struct {
+			name string
+			args []string
+			want []string
+			logs bool
+		}{
+			{"data dir not writable", []string{"--listen", "127.0.0.1:0", "--data-dir", filepath.Join(ro, "sub")}, []string{ro, "permission denied"}, false},
+			{"data dir unreadable", []string{"--listen", "127.0.0.1:0", "--data-dir", unreadable}, []string{unreadable, "permission denied"}, false},
+		}...)
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			args := []string{"run", "--no-bootstrap"}
 			if !containsArg(c.args, "--metrics-listen") {
 				args = append(args, "--metrics-listen", "127.0.0.1:0")
+			}
+			if !hasStateArg(c.args) {
+				args = append(args, "--data-dir", t.TempDir())
 			}
 			args = append(args, c.args...)
 			r := runDhtd(t, args...)
@@ -715,6 +811,16 @@ func TestRunBadConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hasStateArg reports whether args choose the data dir or the storage.
+func hasStateArg(args []string) bool {
+	for _, a := range args {
+		if a == "--data-dir" || a == "--storage" || strings.HasPrefix(a, "--data-dir=") || strings.HasPrefix(a, "--storage=") {
+			return true
+		}
+	}
+	return false
 }
 
 func containsArg(args []string, a string) bool {
@@ -786,23 +892,65 @@ func TestRunSIGTERMRightAfterStartup(t *testing.T) {
 	}
 }
 
+// TestMetricsEndpoint runs a node on a data dir, sends it pings (with
+// `dhtd probe`), BEP 44 get and put and get_peers and announce_peer (with a
+// test client that answers the node's pings), and checks that the metrics
+// of the issue exist and move by what was sent.
 func TestMetricsEndpoint(t *testing.T) {
 	dhtdBinary(t) // skips under -short
 	t.Parallel()
-	n := startNode(t, "--no-bootstrap")
+	n := startNode(t, "--no-bootstrap", "--data-dir", t.TempDir())
 
 	code, body := httpGet(t, n.Metrics, "/healthz")
 	if code != http.StatusOK {
 		t.Errorf("/healthz: status %d, want 200: %q", code, body)
 	}
-	_, body = httpGet(t, n.Metrics, "/metrics")
-	before, ok := metricValue(t, body, "dhtd_queries_received_total", map[string]string{"method": "ping"})
-	if !ok {
-		t.Fatalf("/metrics has no dhtd_queries_received_total{method=\"ping\"} series before any query:\n%s", body)
+	type series struct {
+		name   string
+		labels map[string]string
 	}
-	if !strings.Contains(body, "# TYPE dhtd_queries_received_total counter") {
-		t.Errorf("/metrics: dhtd_queries_received_total is not declared a counter")
+	var (
+		pingsRecv     = &series{"dhtd_queries_received_total", map[string]string{"method": "ping"}}
+		getsRecv      = &series{"dhtd_queries_received_total", map[string]string{"method": "get"}}
+		putsRecv      = &series{"dhtd_queries_received_total", map[string]string{"method": "put"}}
+		getPeersRecv  = &series{"dhtd_queries_received_total", map[string]string{"method": "get_peers"}}
+		announcesRecv = &series{"dhtd_queries_received_total", map[string]string{"method": "announce_peer"}}
+		queryPackets  = &series{"dhtd_packets_received_total", map[string]string{"kind": "query"}}
+		queryBytes    = &series{"dhtd_received_bytes_total", map[string]string{"kind": "query"}}
+		replyPackets  = &series{"dhtd_packets_sent_total", map[string]string{"kind": "response"}}
+		replyBytes    = &series{"dhtd_sent_bytes_total", map[string]string{"kind": "response"}}
+		pingsAnswered = &series{"dhtd_queries_sent_total", map[string]string{"method": "ping", "outcome": "answered"}}
+		pingRTTs      = &series{"dhtd_query_rtt_seconds_count", map[string]string{"method": "ping"}}
+		tokens        = &series{"dhtd_tokens_issued_total", nil}
+		immutable     = &series{"dhtd_storage_items", map[string]string{"kind": "immutable"}}
+		peers         = &series{"dhtd_peers_stored", nil}
+		dbCommits     = &series{"dhtd_db_commits_total", nil}
+		dbWrites      = &series{"dhtd_db_writes_total", nil}
+		dbSize        = &series{"dhtd_db_size_bytes", nil}
+		dbInFlight    = &series{"dhtd_db_writes_in_flight", nil}
+		buildInfo     = &series{"dhtd_build_info", nil}
+		goroutines    = &series{"go_goroutines", nil}
+	)
+	all := []*series{pingsRecv, getsRecv, putsRecv, getPeersRecv, announcesRecv, queryPackets, queryBytes,
+		replyPackets, replyBytes, pingsAnswered, pingRTTs, tokens, immutable, peers, dbCommits, dbWrites,
+		dbSize, dbInFlight, buildInfo, goroutines}
+	scrape := func() map[*series]float64 {
+		t.Helper()
+		_, body := httpGet(t, n.Metrics, "/metrics")
+		out := map[*series]float64{}
+		for _, s := range all {
+			v, ok := metricValue(t, body, s.name, s.labels)
+			if !ok {
+				t.Fatalf("/metrics has no %s%v series:\n%s", s.name, s.labels, body)
+			}
+			out[s] = v
+		}
+		if !strings.Contains(body, "# TYPE dhtd_queries_received_total counter") {
+			t.Errorf("/metrics: dhtd_queries_received_total is not declared a counter")
+		}
+		return out
 	}
+	before := scrape()
 
 	const pings = 5
 	for i := range pings {
@@ -812,22 +960,73 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Fatalf("probe ping %d: exit %d\nstdout:\n%s\nstderr:\n%s", i, r.code, r.stdout, r.stderr)
 		}
 	}
-	// Each probe got its answer, and the node counts a query before it
-	// answers, so the counter is already up to date.
-	_, body = httpGet(t, n.Metrics, "/metrics")
-	after, ok := metricValue(t, body, "dhtd_queries_received_total", map[string]string{"method": "ping"})
-	if !ok {
-		t.Fatalf("/metrics has no dhtd_queries_received_total{method=\"ping\"}:\n%s", body)
+	c := newTestClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
+	defer cancel()
+	if _, err := c.putImmutable(ctx, n.Addr, []byte("5:hello")); err != nil {
+		t.Fatal(err)
 	}
-	if after < pings || after-before < pings {
-		t.Errorf("dhtd_queries_received_total{method=\"ping\"} = %v (was %v), want >= %d", after, before, pings)
+	if err := c.announce(ctx, n.Addr, krpcID(0xab), 4242); err != nil {
+		t.Fatal(err)
+	}
+	// Each query got its answer, the node counts a query before it answers,
+	// and answers a put or announce only once it is on disk: the counters
+	// are already up to date, except the node's own ping of the new client,
+	// which happens in the background (no event to await: poll).
+	// The sent counters move just after the datagram leaves, so the client
+	// may have its answer a moment before: poll for those too.
+	after := scrape()
+	deadline := time.Now().Add(e2eWait)
+	settled := func() bool {
+		return after[pingsAnswered] > before[pingsAnswered] && after[replyPackets]-before[replyPackets] >= pings+4
+	}
+	for !settled() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond) // polling interval, not synchronisation
+		after = scrape()
+	}
+	delta := func(s *series) float64 { return after[s] - before[s] }
+	for _, c := range []struct {
+		s    *series
+		want float64
+	}{
+		{pingsRecv, pings}, {getsRecv, 1}, {putsRecv, 1}, {getPeersRecv, 1}, {announcesRecv, 1},
+		{tokens, 2}, {immutable, 1}, {peers, 1},
+	} {
+		if d := delta(c.s); d != c.want {
+			t.Errorf("%s%v rose by %v (from %v), want %v", c.s.name, c.s.labels, d, before[c.s], c.want)
+		}
+	}
+	const queries = pings + 4
+	for _, s := range []*series{queryPackets, replyPackets} {
+		if d := delta(s); d < queries {
+			t.Errorf("%s%v rose by %v, want at least %d", s.name, s.labels, d, queries)
+		}
+	}
+	// A KRPC query or reply is at least ~30 bytes.
+	for _, s := range []*series{queryBytes, replyBytes} {
+		if d := delta(s); d < 30*queries {
+			t.Errorf("%s%v rose by %v, want at least %d", s.name, s.labels, d, 30*queries)
+		}
+	}
+	if delta(pingsAnswered) < 1 || delta(pingRTTs) < 1 {
+		t.Errorf("the node's pings of its new contacts: answered +%v, RTT observations +%v; want both >= 1",
+			delta(pingsAnswered), delta(pingRTTs))
+	}
+	if delta(dbWrites) < 2 || delta(dbCommits) < 1 || after[dbSize] <= 0 {
+		t.Errorf("database: writes +%v, commits +%v, size %v; want >= 2 writes (put and announce), >= 1 commit, size > 0",
+			delta(dbWrites), delta(dbCommits), after[dbSize])
+	}
+	if after[dbInFlight] != 0 || after[buildInfo] != 1 || after[goroutines] <= 0 {
+		t.Errorf("db_writes_in_flight %v (want 0), build_info %v (want 1), go_goroutines %v",
+			after[dbInFlight], after[buildInfo], after[goroutines])
 	}
 
 	code, body = httpGet(t, n.Metrics, "/healthz")
 	if code != http.StatusOK {
 		t.Errorf("/healthz after the probes: status %d, want 200: %q", code, body)
 	}
-	// A node alone has no good nodes, so it is not ready (README).
+	// A node alone has no good nodes, so it is not ready (README): the test
+	// client in its table is one, the threshold is two.
 	if code, body = httpGet(t, n.Metrics, "/readyz"); code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz of a lone node: status %d %q, want 503", code, body)
 	}

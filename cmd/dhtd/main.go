@@ -41,6 +41,8 @@ func newApp() *cli.App {
 			putCommand(),
 			getCommand(),
 			tableCommand(),
+			sampleCommand(),
+			scrapeCommand(),
 		},
 	}
 }

@@ -60,6 +60,7 @@ func probeCommand() *cli.Command {
 			probeAnnounceCommand(),
 			probeGetCommand(),
 			probePutCommand(),
+			probeSampleCommand(),
 		},
 	}
 }
@@ -81,6 +82,9 @@ type probeResult struct {
 	Key           string      `json:"k,omitempty"`
 	Seq           *int64      `json:"seq,omitempty"`
 	Sig           string      `json:"sig,omitempty"`
+	Interval      *int64      `json:"interval,omitempty"` // BEP 51, seconds
+	Num           *int64      `json:"num,omitempty"`      // BEP 51
+	Samples       []string    `json:"samples,omitempty"`  // BEP 51
 	ErrorCode     int64       `json:"error_code,omitempty"`
 	ErrorMessage  string      `json:"error_message,omitempty"`
 	Error         string      `json:"error,omitempty"`
@@ -192,6 +196,13 @@ func probe(c *cli.Context, nargs int, build func(id krpc.ID, args []string) (str
 				res.Sig = hex.EncodeToString([]byte(r.Sig))
 			}
 			res.Seq = r.Seq
+			res.Interval, res.Num = r.Interval, r.Num
+			if r.Samples != nil {
+				res.Samples = make([]string, 0, len(*r.Samples))
+				for _, ih := range *r.Samples {
+					res.Samples = append(res.Samples, ih.String())
+				}
+			}
 		}
 	}
 	var ke *krpc.Error
@@ -237,6 +248,15 @@ func printProbe(w io.Writer, r probeResult) {
 	}
 	for _, v := range r.Values {
 		fmt.Fprintf(w, "  peer:    %s\n", v)
+	}
+	if r.Interval != nil {
+		fmt.Fprintf(w, "  interval: %ds\n", *r.Interval)
+	}
+	if r.Num != nil {
+		fmt.Fprintf(w, "  num:     %d infohashes stored\n", *r.Num)
+	}
+	for _, ih := range r.Samples {
+		fmt.Fprintf(w, "  sample:  %s\n", ih)
 	}
 	if r.VBencoded != "" {
 		fmt.Fprintf(w, "  v:       %s\n", r.Value)

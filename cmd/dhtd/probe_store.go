@@ -107,7 +107,7 @@ func probePutCommand() *cli.Command {
 			&cli.Int64Flag{Name: "seq", Usage: "seq (mutable)", Value: 1},
 			&cli.Int64Flag{Name: "cas", Usage: "cas (mutable)"},
 			&cli.StringFlag{Name: "sig", Usage: "send this signature (hex) instead of a valid one"},
-			&cli.BoolFlag{Name: "bencoded", Usage: "VALUE is raw bencode, not a string"},
+			&cli.BoolFlag{Name: "bencoded", Usage: "VALUE is raw bencode, not a string (sent as is; empty: no v)"},
 		),
 		Action: func(c *cli.Context) error {
 			return probe(c, 2, func(id krpc.ID, args []string) (string, *krpc.Args, error) {
@@ -116,7 +116,10 @@ func probePutCommand() *cli.Command {
 					return "", nil, err
 				}
 				v := encodeValue(args[1], c.Bool("bencoded"))
-				a := &krpc.Args{ID: id, V: bencode.Bytes(v), Token: tok}
+				a := &krpc.Args{ID: id, Token: tok}
+				if len(v) > 0 {
+					a.V = bencode.Bytes(v) // "--bencoded ''" sends a put without v
+				}
 				if path := c.String("key"); path != "" {
 					priv, err := readKey(path)
 					if err != nil {

@@ -4,9 +4,10 @@
 // A Network hands out Conns, each a net.PacketConn bound to an address
 // such as 10.0.3.7:6881. Addresses are labels: no real socket is opened.
 // Packets are copied and delivered after a configurable one-way latency
-// with jitter, and may be lost, duplicated or reordered; groups of
-// addresses can be partitioned from each other and single endpoints taken
-// down. Delivery runs in real time on one scheduler goroutine with a heap
+// with jitter, and may be lost (everywhere or per link), duplicated or
+// reordered; groups of addresses can be partitioned from each other and
+// single endpoints taken down. WaitQuiet lets a simulation wait for a
+// burst of traffic to settle. Delivery runs in real time on one scheduler goroutine with a heap
 // of pending packets, so thousands of nodes cost no goroutine each;
 // Network.Close stops it.
 //
@@ -16,6 +17,7 @@ package simnet
 
 import (
 	"container/heap"
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -26,7 +28,7 @@ import (
 
 // Drop reasons reported by Stats (fixed strings).
 const (
-	DropLoss       = "loss"        // random loss (Config.Loss, SetLoss)
+	DropLoss       = "loss"        // random loss (Config.Loss, SetLoss, SetLinkLoss)
 	DropPartition  = "partition"   // sender and receiver on opposite sides of a Partition
 	DropDown       = "down"        // sender or receiver taken down with SetDown
 	DropNoListener = "no_listener" // nothing bound at the destination (or it closed)
@@ -97,6 +99,7 @@ type Network struct {
 	mu         sync.Mutex
 	rnd        *rand.Rand
 	loss       float64
+	linkLoss   map[link]float64 // SetLinkLoss: per directed IP pair
 	conns      map[netip.AddrPort]*Conn
 	down       map[netip.AddrPort]bool
 	partitions []partition
@@ -104,6 +107,7 @@ type Network struct {
 	seq        uint64
 	stats      Stats
 	closed     bool
+	lastSend   time.Time // last accepted WriteTo, for WaitQuiet
 
 	wake chan struct{} // buffered(1): the heap's head moved earlier
 	done chan struct{} // closed by Close
@@ -111,6 +115,9 @@ type Network struct {
 }
 
 type partition struct{ a, b map[netip.Addr]bool }
+
+// link is a directed pair of IPs (SetLinkLoss).
+type link struct{ from, to netip.Addr }
 
 func (p partition) cuts(x, y netip.Addr) bool {
 	return p.a[x] && p.b[y] || p.b[x] && p.a[y]
@@ -128,14 +135,15 @@ type packet struct {
 func New(cfg Config) *Network {
 	cfg.setDefaults()
 	n := &Network{
-		cfg:   cfg,
-		rnd:   rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
-		loss:  cfg.Loss,
-		conns: make(map[netip.AddrPort]*Conn),
-		down:  make(map[netip.AddrPort]bool),
-		stats: Stats{Dropped: make(map[string]uint64)},
-		wake:  make(chan struct{}, 1),
-		done:  make(chan struct{}),
+		cfg:      cfg,
+		rnd:      rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		loss:     cfg.Loss,
+		linkLoss: make(map[link]float64),
+		conns:    make(map[netip.AddrPort]*Conn),
+		down:     make(map[netip.AddrPort]bool),
+		stats:    Stats{Dropped: make(map[string]uint64)},
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
 	}
 	n.wg.Add(1)
 	go n.schedule()
@@ -203,6 +211,56 @@ func (n *Network) SetLoss(p float64) {
 	n.mu.Lock()
 	n.loss = p
 	n.mu.Unlock()
+}
+
+// SetLinkLoss sets the probability (0..1) that a packet from IP from to IP
+// to is dropped, on top of the network-wide loss (the two draws are
+// independent). It is one direction only: call it twice for both. p <= 0
+// removes the link's own loss. Drops count as DropLoss.
+func (n *Network) SetLinkLoss(from, to netip.Addr, p float64) {
+	l := link{from.Unmap(), to.Unmap()}
+	n.mu.Lock()
+	if p <= 0 {
+		delete(n.linkLoss, l)
+	} else {
+		n.linkLoss[l] = p
+	}
+	n.mu.Unlock()
+}
+
+// WaitQuiet waits until the network has been quiet for the period quiet:
+// no packet accepted by WriteTo for that long, counted from the call or the
+// last packet, whichever is later, and none in flight. So it always waits
+// at least quiet, which gives goroutines just started (timers fired by
+// Clock.Advance) the time to send. It is for simulations that drive many
+// nodes and must let a burst of activity settle before the next step,
+// where no single event marks "every node is done". It returns ctx.Err()
+// if ctx ends first, or ErrNetworkClosed.
+func (n *Network) WaitQuiet(ctx context.Context, quiet time.Duration) error {
+	start := time.Now()
+	timer := time.NewTimer(quiet)
+	defer timer.Stop()
+	for {
+		n.mu.Lock()
+		closed, inFlight, last := n.closed, len(n.pending), n.lastSend
+		n.mu.Unlock()
+		if closed {
+			return ErrNetworkClosed
+		}
+		if last.Before(start) {
+			last = start
+		}
+		wait := quiet - time.Since(last)
+		if wait <= 0 && inFlight == 0 {
+			return nil
+		}
+		timer.Reset(max(wait, time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+		}
+	}
 }
 
 // SetDown makes addr silent (down true) or brings it back: while down,
@@ -301,12 +359,18 @@ func (n *Network) send(from, to netip.AddrPort, b []byte) {
 		return
 	}
 	n.stats.Sent++
+	n.lastSend = time.Now()
 	if reason := n.blockedLocked(from, to); reason != "" {
 		n.stats.Dropped[reason]++
 		n.mu.Unlock()
 		return
 	}
 	if n.loss > 0 && n.rnd.Float64() < n.loss {
+		n.stats.Dropped[DropLoss]++
+		n.mu.Unlock()
+		return
+	}
+	if p := n.linkLoss[link{from.Addr(), to.Addr()}]; p > 0 && n.rnd.Float64() < p {
 		n.stats.Dropped[DropLoss]++
 		n.mu.Unlock()
 		return

@@ -1,6 +1,7 @@
 package simnet
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -382,5 +383,76 @@ func TestNetworkCloseStopsEverything(t *testing.T) {
 	t.Logf("stats at close: %+v", s)
 	if s.Delivered == 0 {
 		t.Fatal("nothing delivered")
+	}
+}
+
+func TestLinkLoss(t *testing.T) {
+	const total = 2000
+	n := newNet(t, Config{Seed: 9, QueueLen: total})
+	a := listen(t, n, "10.0.0.1:1")
+	b := listen(t, n, "10.0.0.2:1")
+	c := listen(t, n, "10.0.0.3:1")
+	n.SetLinkLoss(a.AddrPort().Addr(), b.AddrPort().Addr(), 0.5)
+	for range total {
+		a.WriteTo([]byte("x"), b.LocalAddr())
+		a.WriteTo([]byte("x"), c.LocalAddr()) // another link: no loss
+		b.WriteTo([]byte("x"), a.LocalAddr()) // the reverse direction: no loss
+	}
+	count := func(conn *Conn) int {
+		got := 0
+		for {
+			if _, _, err := read(t, conn, 20*time.Millisecond); err != nil {
+				return got
+			}
+			got++
+		}
+	}
+	ab, ac, ba := count(b), count(c), count(a)
+	if ac != total || ba != total {
+		t.Fatalf("lossless links delivered a->c %d, b->a %d of %d", ac, ba, total)
+	}
+	// binomial sd is about 1.1%; allow 5 of them.
+	if rate := 1 - float64(ab)/total; rate < 0.44 || rate > 0.56 {
+		t.Fatalf("a->b loss %.3f, want 0.5 ± 0.06", rate)
+	}
+	n.SetLinkLoss(a.AddrPort().Addr(), b.AddrPort().Addr(), 0)
+	a.WriteTo([]byte("x"), b.LocalAddr())
+	if _, _, err := read(t, b, time.Second); err != nil {
+		t.Fatalf("after removing the link loss: %v", err)
+	}
+}
+
+func TestWaitQuiet(t *testing.T) {
+	n := newNet(t, Config{Latency: 30 * time.Millisecond})
+	a := listen(t, n, "10.0.0.1:1")
+	b := listen(t, n, "10.0.0.2:1")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a.WriteTo([]byte("x"), b.LocalAddr())
+	start := time.Now()
+	if err := n.WaitQuiet(ctx, 10*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	// The packet was in flight for 30ms: quiet means delivered, too.
+	if el := time.Since(start); el < 25*time.Millisecond {
+		t.Fatalf("quiet after %v with a packet in flight for 30ms", el)
+	}
+	if s := n.Stats(); s.InFlight != 0 || s.Delivered != 1 {
+		t.Fatalf("stats after WaitQuiet: %+v", s)
+	}
+	// With nothing sent, it still waits the quiet period from the call.
+	start = time.Now()
+	if err := n.WaitQuiet(ctx, 20*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el < 20*time.Millisecond {
+		t.Fatalf("idle network quiet after %v, want >= 20ms from the call", el)
+	}
+	// A context that ends first wins.
+	short, cancelShort := context.WithTimeout(ctx, 5*time.Millisecond)
+	defer cancelShort()
+	a.WriteTo([]byte("y"), b.LocalAddr())
+	if err := n.WaitQuiet(short, time.Second); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitQuiet past its context: %v", err)
 	}
 }

@@ -12,6 +12,7 @@ go to stderr (more with --verbose). See NOTES.md for the protocol.
 """
 
 import argparse
+import ipaddress
 import hashlib
 import json
 import queue
@@ -307,7 +308,10 @@ class Node:
             ids = [ids]
         if not ids:
             return None
-        ip = bytes(int(x) for x in host.split(".")) if host.count(".") == 3 else None
+        try:
+            ip = ipaddress.ip_address(host).packed  # 4 or 16 bytes
+        except ValueError:
+            ip = None
         for e in ids:
             if ip is not None and e[20:] == ip:
                 return e[:20].hex()

@@ -1,0 +1,683 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dhtd/dhtd/krpc"
+)
+
+// loadConfig is what one load run does.
+type loadConfig struct {
+	Target   netip.AddrPort
+	Query    string // ping, find_node, get_peers, get or mix
+	Sockets  int
+	Sources  int // source addresses 127.0.0.1 .. 127.0.0.N
+	Window   int // closed loop: queries outstanding per socket
+	Rate     int // open loop: queries per second in total; 0 = closed loop
+	Duration time.Duration
+	Warmup   time.Duration
+	Timeout  time.Duration
+	PID      int
+	Fill     int  // responders offered to the target's table first
+	ReadOnly bool // send ro=1 (BEP 43): the target does not learn the senders
+}
+
+// Result is the outcome of one load run (printed as text or JSON).
+type Result struct {
+	Target      string  `json:"target"`
+	Query       string  `json:"query"`
+	Mode        string  `json:"mode"`
+	Sockets     int     `json:"sockets"`
+	Sources     int     `json:"sources"`
+	Window      int     `json:"window,omitempty"`
+	Rate        int     `json:"rate,omitempty"`
+	Seconds     float64 `json:"seconds"`
+	Sent        uint64  `json:"sent"`
+	Answered    uint64  `json:"answered"`
+	Errors      uint64  `json:"errors"`  // KRPC error replies
+	Invalid     uint64  `json:"invalid"` // replies that failed validation
+	Lost        uint64  `json:"lost"`    // no answer within the timeout
+	LossPct     float64 `json:"loss_pct"`
+	AnswersPerS float64 `json:"answers_per_s"`
+	P50us       float64 `json:"p50_us"`
+	P99us       float64 `json:"p99_us"`
+	P999us      float64 `json:"p999_us"`
+	ServerCPU   float64 `json:"server_cpu_s,omitempty"`    // utime+stime during the window
+	ServerUtil  float64 `json:"server_cpu_util,omitempty"` // ServerCPU / Seconds
+	PerCPUSec   float64 `json:"answers_per_cpu_s,omitempty"`
+	ServerRSS   int64   `json:"server_rss_kib,omitempty"`
+	TargetNodes int     `json:"target_table_sample,omitempty"` // nodes in one find_node answer after fill
+}
+
+func loadCommand(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	target := fs.String("target", "127.0.0.1:6881", "node to load (loopback only)")
+	query := fs.String("query", "ping", "ping, find_node, get_peers, get or mix (the four in turn)")
+	sockets := fs.Int("sockets", 8, "UDP sockets")
+	sources := fs.Int("sources", 4, "source addresses 127.0.0.1..127.0.0.N the sockets are spread over")
+	window := fs.Int("window", 8, "closed loop: queries outstanding per socket")
+	rate := fs.Int("rate", 0, "open loop: queries per second in total (0: closed loop)")
+	duration := fs.Duration("duration", 5*time.Second, "measured time")
+	warmup := fs.Duration("warmup", time.Second, "unmeasured time before it")
+	timeout := fs.Duration("timeout", time.Second, "a query unanswered after this is lost")
+	pid := fs.Int("pid", 0, "the server's pid: report answers per server CPU-second and its RSS (/proc)")
+	fill := fs.Int("fill", 0, "before the run, offer this many responders (ids spread over the target's buckets) to its routing table")
+	ro := fs.Bool("read-only", false, "send ro=1 (BEP 43), so the target never pings the load sockets")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ap, err := netip.ParseAddrPort(*target)
+	if err != nil {
+		return fmt.Errorf("--target %q: %w", *target, err)
+	}
+	if !ap.Addr().IsLoopback() {
+		return fmt.Errorf("--target %s: only loopback targets are allowed", ap)
+	}
+	switch *query {
+	case krpc.MethodPing, krpc.MethodFindNode, krpc.MethodGetPeers, krpc.MethodGet, "mix":
+	default:
+		return fmt.Errorf("--query %q: want ping, find_node, get_peers, get or mix", *query)
+	}
+	if *sockets < 1 || *sources < 1 || *sources > 250 || *window < 1 || *duration <= 0 || *timeout <= 0 {
+		return fmt.Errorf("need --sockets >= 1, 1 <= --sources <= 250, --window >= 1, --duration and --timeout > 0")
+	}
+	cfg := loadConfig{
+		Target: ap, Query: *query, Sockets: *sockets, Sources: *sources, Window: *window,
+		Rate: *rate, Duration: *duration, Warmup: *warmup, Timeout: *timeout, PID: *pid,
+		Fill: *fill, ReadOnly: *ro,
+	}
+	res, err := runLoad(context.Background(), cfg)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	printResult(stdout, res)
+	return nil
+}
+
+func printResult(w io.Writer, r Result) {
+	fmt.Fprintf(w, "%s %s %s sockets=%d sources=%d: %.0f answers/s, loss %.3f%% (%d lost, %d errors, %d invalid of %d sent), latency p50 %.0fµs p99 %.0fµs p99.9 %.0fµs",
+		r.Target, r.Query, r.Mode, r.Sockets, r.Sources, r.AnswersPerS, r.LossPct, r.Lost, r.Errors, r.Invalid, r.Sent, r.P50us, r.P99us, r.P999us)
+	if r.ServerCPU > 0 {
+		fmt.Fprintf(w, ", server %.2f CPU-s (%.0f%%), %.0f answers/CPU-s, RSS %.1f MiB", r.ServerCPU, 100*r.ServerUtil, r.PerCPUSec, float64(r.ServerRSS)/1024)
+	}
+	fmt.Fprintln(w)
+}
+
+// loader is one load run's state.
+type loader struct {
+	cfg     loadConfig
+	targets []krpc.ID // random targets and infohashes, drawn in turn
+	start   time.Time // measurement window [start, end)
+	end     time.Time
+}
+
+// sock is one UDP socket with its outstanding queries.
+type sock struct {
+	l    *loader
+	conn *net.UDPConn
+	id   krpc.ID
+	// tokens is the closed-loop window: one token per query allowed
+	// outstanding (bounded by Window).
+	tokens chan struct{}
+
+	mu      sync.Mutex
+	pending map[uint16]pendingQuery // bounded: Window (closed) or rate*timeout (open)
+	nextTID uint16
+
+	sent, answered, errs, invalid, lost atomic.Uint64
+	lat                                 []time.Duration // answers in the window; only the reader appends
+}
+
+type pendingQuery struct {
+	sent     time.Time
+	method   string
+	measured bool // sent inside the measurement window
+}
+
+// maxPendingOpen bounds a socket's outstanding queries in open loop; past
+// it a send is skipped and counted lost (the target is saturated).
+const maxPendingOpen = 1 << 15
+
+func runLoad(ctx context.Context, cfg loadConfig) (Result, error) {
+	l := &loader{cfg: cfg}
+	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	l.targets = make([]krpc.ID, 4096)
+	for i := range l.targets {
+		l.targets[i] = randomID(rnd)
+	}
+	res := Result{Target: cfg.Target.String(), Query: cfg.Query, Sockets: cfg.Sockets, Sources: cfg.Sources, Mode: "closed"}
+	if cfg.Rate > 0 {
+		res.Mode, res.Rate = "open", cfg.Rate
+	} else {
+		res.Window = cfg.Window
+	}
+	if cfg.Fill > 0 {
+		n, err := fillTable(ctx, cfg.Target, cfg.Fill)
+		if err != nil {
+			return res, err
+		}
+		res.TargetNodes = n
+	}
+	socks := make([]*sock, cfg.Sockets)
+	for i := range socks {
+		src := netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + i%cfg.Sources)})
+		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)))
+		if err != nil {
+			closeAll(socks)
+			return res, fmt.Errorf("load: socket %d on %s: %w", i, src, err)
+		}
+		_ = c.SetReadBuffer(4 << 20)
+		_ = c.SetWriteBuffer(4 << 20)
+		s := &sock{l: l, conn: c, id: randomID(rnd), pending: make(map[uint16]pendingQuery), nextTID: uint16(rnd.UintN(1 << 16))}
+		s.tokens = make(chan struct{}, cfg.Window)
+		for range cfg.Window {
+			s.tokens <- struct{}{}
+		}
+		socks[i] = s
+	}
+	defer closeAll(socks)
+
+	now := time.Now()
+	l.start = now.Add(cfg.Warmup)
+	l.end = l.start.Add(cfg.Duration)
+	stopSend := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, s := range socks {
+		wg.Add(3)
+		go func() { defer wg.Done(); s.readLoop() }()
+		go func() { defer wg.Done(); s.sweepLoop(stopSend) }()
+		go func() { defer wg.Done(); s.sendLoop(i, stopSend) }()
+	}
+	// CPU and RSS of the server over the measurement window.
+	time.Sleep(time.Until(l.start))
+	var cpu0 float64
+	var err0 error
+	if cfg.PID > 0 {
+		cpu0, err0 = procCPU(cfg.PID)
+	}
+	time.Sleep(time.Until(l.end))
+	var cpu1 float64
+	var err1 error
+	if cfg.PID > 0 {
+		cpu1, err1 = procCPU(cfg.PID)
+		res.ServerRSS, _ = procRSS(cfg.PID)
+	}
+	close(stopSend)
+	// Let the last queries answer or time out, then stop the readers.
+	time.Sleep(cfg.Timeout + 100*time.Millisecond)
+	for _, s := range socks {
+		s.sweep(time.Now().Add(time.Hour)) // whatever is left is lost
+		_ = s.conn.Close()
+	}
+	wg.Wait()
+
+	var lat []time.Duration
+	for _, s := range socks {
+		res.Sent += s.sent.Load()
+		res.Answered += s.answered.Load()
+		res.Errors += s.errs.Load()
+		res.Invalid += s.invalid.Load()
+		res.Lost += s.lost.Load()
+		lat = append(lat, s.lat...)
+	}
+	res.Seconds = cfg.Duration.Seconds()
+	res.AnswersPerS = float64(res.Answered) / res.Seconds
+	if res.Sent > 0 {
+		res.LossPct = 100 * float64(res.Lost) / float64(res.Sent)
+	}
+	slices.Sort(lat)
+	res.P50us, res.P99us, res.P999us = pct(lat, 0.5), pct(lat, 0.99), pct(lat, 0.999)
+	if cfg.PID > 0 {
+		if err0 != nil || err1 != nil {
+			return res, fmt.Errorf("load: server cpu of pid %d: %w", cfg.PID, errors.Join(err0, err1))
+		}
+		res.ServerCPU = cpu1 - cpu0
+		res.ServerUtil = res.ServerCPU / res.Seconds
+		if res.ServerCPU > 0 {
+			res.PerCPUSec = float64(res.Answered) / res.ServerCPU
+		}
+	}
+	return res, nil
+}
+
+func closeAll(socks []*sock) {
+	for _, s := range socks {
+		if s != nil {
+			_ = s.conn.Close()
+		}
+	}
+}
+
+func pct(sorted []time.Duration, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := min(len(sorted)-1, int(p*float64(len(sorted))))
+	return float64(sorted[i]) / float64(time.Microsecond)
+}
+
+func randomID(r *rand.Rand) krpc.ID {
+	var id krpc.ID
+	for i := range id {
+		id[i] = byte(r.UintN(256))
+	}
+	return id
+}
+
+// methods is the rotation of --query mix.
+var methods = [...]string{krpc.MethodPing, krpc.MethodFindNode, krpc.MethodGetPeers, krpc.MethodGet}
+
+// sendLoop sends queries until stop: closed loop, one per window token;
+// open loop, at Rate/Sockets per second.
+func (s *sock) sendLoop(idx int, stop <-chan struct{}) {
+	cfg := &s.l.cfg
+	buf := make([]byte, 0, 256)
+	var a krpc.Args
+	m := krpc.Msg{Y: krpc.KindQuery, A: &a, V: "BN\x00\x01"}
+	if cfg.ReadOnly {
+		m.RO = 1
+	}
+	seq := idx * 7919
+	send := func(now time.Time) {
+		method := cfg.Query
+		if method == "mix" {
+			method = methods[seq%len(methods)]
+		}
+		tgt := &s.l.targets[seq%len(s.l.targets)]
+		seq++
+		a = krpc.Args{ID: s.id}
+		switch method {
+		case krpc.MethodFindNode, krpc.MethodGet:
+			a.Target = tgt
+		case krpc.MethodGetPeers:
+			a.InfoHash = tgt
+		}
+		m.Q = method
+		s.mu.Lock()
+		if len(s.pending) >= maxPendingOpen {
+			s.mu.Unlock()
+			s.sent.Add(1)
+			s.lost.Add(1)
+			return
+		}
+		tid := s.nextTID
+		for {
+			if _, busy := s.pending[tid]; !busy {
+				break
+			}
+			tid++
+		}
+		s.nextTID = tid + 1
+		measured := !now.Before(s.l.start) && now.Before(s.l.end)
+		s.pending[tid] = pendingQuery{sent: now, method: method, measured: measured}
+		s.mu.Unlock()
+		var t [2]byte
+		binary.BigEndian.PutUint16(t[:], tid)
+		m.T = string(t[:])
+		var err error
+		if buf, err = krpc.AppendEncode(buf[:0], &m); err != nil {
+			panic(err) // a query of this tool always encodes
+		}
+		if measured {
+			s.sent.Add(1)
+		}
+		if _, err := s.conn.WriteToUDPAddrPort(buf, s.l.cfg.Target); err != nil {
+			// A full socket buffer: the query is lost; the sweeper counts it.
+			return
+		}
+	}
+	if cfg.Rate <= 0 {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-s.tokens:
+			}
+			send(time.Now())
+		}
+	}
+	// Open loop: this socket's share of the rate, paced in 1 ms steps.
+	perSock := float64(cfg.Rate) / float64(cfg.Sockets)
+	begin := time.Now()
+	done := 0
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		due := int(perSock * now.Sub(begin).Seconds())
+		for ; done < due; done++ {
+			send(now)
+		}
+	}
+}
+
+// readLoop validates every packet that arrives: an answer must carry the
+// transaction id of a pending query and decode as a response (krpc.Decode:
+// a well-formed reply with a 20-byte id); a find_node, get_peers or get
+// answer must carry what its method requires. Queries from the target
+// (its pings of a new sender) are answered.
+func (s *sock) readLoop() {
+	buf := make([]byte, 4096)
+	out := make([]byte, 0, 256)
+	var m krpc.Msg
+	for {
+		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		derr := krpc.Decode(buf[:n], &m)
+		if derr == nil && m.Y == krpc.KindQuery {
+			out = answerQuery(out, s.id, &m)
+			_, _ = s.conn.WriteToUDPAddrPort(out, from)
+			continue
+		}
+		var tid uint16
+		okTID := len(m.T) == 2
+		if okTID {
+			tid = binary.BigEndian.Uint16([]byte(m.T))
+		}
+		s.mu.Lock()
+		p, found := s.pending[tid]
+		if found && okTID {
+			delete(s.pending, tid)
+		}
+		s.mu.Unlock()
+		if !found || !okTID {
+			// Not an answer to a pending query (or a late one already
+			// counted lost).
+			if p.measured || !okTID {
+				s.invalid.Add(1)
+			}
+			continue
+		}
+		s.release()
+		switch {
+		case derr != nil && !errors.Is(derr, krpc.ErrDrop) && m.Y == krpc.KindError:
+			s.count(p, &s.errs)
+		case derr != nil:
+			s.count(p, &s.invalid)
+		case m.Y == krpc.KindError:
+			s.count(p, &s.errs)
+		case m.Y != krpc.KindResponse || m.R == nil || m.R.ID.IsZero() || !validFor(p.method, m.R):
+			s.count(p, &s.invalid)
+		default:
+			if p.measured {
+				s.answered.Add(1)
+				s.lat = append(s.lat, now.Sub(p.sent))
+			}
+		}
+	}
+}
+
+func (s *sock) count(p pendingQuery, c *atomic.Uint64) {
+	if p.measured {
+		c.Add(1)
+	}
+}
+
+// release returns a window token (closed loop).
+func (s *sock) release() {
+	if s.l.cfg.Rate > 0 {
+		return
+	}
+	select {
+	case s.tokens <- struct{}{}:
+	default:
+	}
+}
+
+// validFor checks what an answer to method must hold (BEP 5, BEP 44).
+func validFor(method string, r *krpc.Return) bool {
+	switch method {
+	case krpc.MethodGetPeers, krpc.MethodGet:
+		return r.Token != ""
+	}
+	return true
+}
+
+// sweepLoop counts queries unanswered after the timeout as lost.
+func (s *sock) sweepLoop(stop <-chan struct{}) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-tick.C:
+			s.sweep(now)
+		}
+	}
+}
+
+func (s *sock) sweep(now time.Time) {
+	deadline := now.Add(-s.l.cfg.Timeout)
+	freed := 0
+	s.mu.Lock()
+	for tid, p := range s.pending {
+		if p.sent.Before(deadline) {
+			delete(s.pending, tid)
+			if p.measured {
+				s.lost.Add(1)
+			}
+			freed++
+		}
+	}
+	s.mu.Unlock()
+	for range freed {
+		s.release()
+	}
+}
+
+// answerQuery encodes a minimal, valid answer to a query from the target:
+// our id, and a token and no nodes for get_peers and get.
+func answerQuery(dst []byte, id krpc.ID, q *krpc.Msg) []byte {
+	r := krpc.Msg{T: q.T, Y: krpc.KindResponse, R: &krpc.Return{ID: id}}
+	switch q.Q {
+	case krpc.MethodGetPeers, krpc.MethodGet:
+		r.R.Token = "bench"
+	}
+	out, err := krpc.AppendEncode(dst[:0], &r)
+	if err != nil {
+		return dst[:0]
+	}
+	return out
+}
+
+// fillTable offers count responders to the target's routing table: each
+// sends a ping with an id that shares i/8 leading bits with the target's
+// id (8 per bucket, the buckets a real table fills), from its own socket
+// and loopback address, and answers the ping the target sends back to
+// confirm it (BEP 5). It returns how many nodes a find_node for the
+// target's own id then returns.
+func fillTable(ctx context.Context, target netip.AddrPort, count int) (int, error) {
+	probe, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return 0, fmt.Errorf("fill: %w", err)
+	}
+	defer probe.Close()
+	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
+	self := randomID(rnd)
+	tid := 0
+	ask := func(method string, tgt *krpc.ID) (*krpc.Msg, error) {
+		tid++
+		m := krpc.Msg{T: fmt.Sprintf("f%d", tid), Y: krpc.KindQuery, Q: method, A: &krpc.Args{ID: self, Target: tgt}, RO: 1}
+		b, err := krpc.Encode(&m)
+		if err != nil {
+			return nil, err
+		}
+		buf := make([]byte, 4096)
+		for try := 0; try < 3; try++ {
+			if _, err := probe.WriteToUDPAddrPort(b, target); err != nil {
+				return nil, fmt.Errorf("fill: send %s: %w", method, err)
+			}
+			_ = probe.SetReadDeadline(time.Now().Add(time.Second))
+			for {
+				n, _, err := probe.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					break
+				}
+				var r krpc.Msg
+				if krpc.Decode(buf[:n], &r) == nil && r.T == m.T && r.R != nil {
+					return &r, nil
+				}
+			}
+		}
+		return nil, fmt.Errorf("fill: %s to %s: no answer", method, target)
+	}
+	pong, err := ask(krpc.MethodPing, nil)
+	if err != nil {
+		return 0, err
+	}
+	tid0 := pong.R.ID
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conns := make([]*net.UDPConn, 0, count)
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		wg.Wait()
+	}()
+	for i := range count {
+		id := tid0
+		bit := i / 8
+		if bit >= 160 {
+			bit = 159
+		}
+		id[bit/8] ^= 0x80 >> (bit % 8) // first differing bit: bucket i/8
+		for j := bit + 1; j < 160; j++ {
+			if rnd.UintN(2) == 1 {
+				id[j/8] ^= 0x80 >> (j % 8)
+			}
+		}
+		src := netip.AddrFrom4([4]byte{127, 0, 2 + byte(i/250), byte(1 + i%250)})
+		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)))
+		if err != nil {
+			return 0, fmt.Errorf("fill: socket on %s: %w", src, err)
+		}
+		conns = append(conns, c)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 4096)
+			out := make([]byte, 0, 256)
+			var m krpc.Msg
+			for {
+				n, from, err := c.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					return
+				}
+				if krpc.Decode(buf[:n], &m) == nil && m.Y == krpc.KindQuery {
+					out = answerQuery(out, id, &m)
+					_, _ = c.WriteToUDPAddrPort(out, from)
+				}
+			}
+		}()
+		q := krpc.Msg{T: "pi", Y: krpc.KindQuery, Q: krpc.MethodPing, A: &krpc.Args{ID: id}}
+		b, _ := krpc.Encode(&q)
+		if _, err := c.WriteToUDPAddrPort(b, target); err != nil {
+			return 0, fmt.Errorf("fill: ping from %s: %w", src, err)
+		}
+		// The target confirms new senders with a bounded number of pings
+		// in flight (dhtd: 16); pace the offers under that.
+		if i%8 == 7 {
+			time.Sleep(30 * time.Millisecond)
+		}
+	}
+	// Wait until a find_node for the target's own id comes back full and
+	// stops growing.
+	best, stable := 0, 0
+	for ctx.Err() == nil && stable < 5 {
+		time.Sleep(100 * time.Millisecond)
+		r, err := ask(krpc.MethodFindNode, &tid0)
+		if err != nil {
+			return 0, err
+		}
+		if n := len(r.R.Nodes); n > best {
+			best, stable = n, 0
+		} else {
+			stable++
+		}
+	}
+	return best, nil
+}
+
+// procCPU returns utime+stime of pid in seconds (/proc/PID/stat fields 14
+// and 15, in clock ticks of 1/100 s: USER_HZ is 100 on Linux).
+func procCPU(pid int) (float64, error) {
+	b, err := readProc(pid, "stat")
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no ')'", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); utime is field 14, stime 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
+	}
+	var ut, st uint64
+	if _, err := fmt.Sscan(f[11], &ut); err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat utime %q: %w", pid, f[11], err)
+	}
+	if _, err := fmt.Sscan(f[12], &st); err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat stime %q: %w", pid, f[12], err)
+	}
+	return float64(ut+st) / 100, nil
+}
+
+// procRSS returns VmRSS of pid in KiB (/proc/PID/status).
+func procRSS(pid int) (int64, error) {
+	b, err := readProc(pid, "status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kib int64
+			if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), &kib); err != nil {
+				return 0, fmt.Errorf("/proc/%d/status VmRSS %q: %w", pid, rest, err)
+			}
+			return kib, nil
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+}
+
+func readProc(pid int, name string) ([]byte, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, name))
+	if err != nil {
+		return nil, fmt.Errorf("read /proc/%d/%s: %w", pid, name, err)
+	}
+	return b, nil
+}

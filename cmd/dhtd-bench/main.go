@@ -1,0 +1,43 @@
+// Command dhtd-bench is the load tool of dhtd: it sends well-formed KRPC
+// queries (ping, find_node, get_peers, get) to a DHT node on loopback from
+// several UDP sockets and source addresses, validates every answer, and
+// reports answers per second, loss, latency percentiles and, given the
+// server's pid, answers per server CPU-second and the server's RSS.
+//
+// Subcommands:
+//
+//	dhtd-bench load  --target 127.0.0.1:6881 [flags]   measure a running node
+//	dhtd-bench serve --listen 127.0.0.1:6881 [flags]   run a dhtd node (package node)
+//	                                                   with the limits a measurement needs
+//
+// Only loopback targets are accepted: the tool is a flood by design.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "dhtd-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("usage: dhtd-bench load|serve [flags] (-h for help)")
+	}
+	switch args[0] {
+	case "load":
+		return loadCommand(args[1:], stdout, stderr)
+	case "serve":
+		return serveCommand(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprintln(stdout, "usage: dhtd-bench load|serve [flags]; dhtd-bench load -h lists the flags")
+		return nil
+	}
+	return fmt.Errorf("unknown subcommand %q: want load or serve", args[0])
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dhtd/dhtd/node"
+	"github.com/dhtd/dhtd/storage"
+)
+
+// TestPutKeep runs `dhtd put --keep` in process against two loopback
+// nodes: the item is stored, the command keeps running (republishing)
+// until SIGTERM, and then exits cleanly.
+func TestPutKeep(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts nodes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var nodes []*node.Node
+	for i := range 2 {
+		cfg := node.TestConfig()
+		if i > 0 {
+			cfg.Bootstrap = []string{nodes[0].Addr().String()}
+		}
+		n, err := node.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		nodes = append(nodes, n)
+	}
+	if err := nodes[1].Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	app := newApp()
+	var stdout bytes.Buffer
+	errR, errW := io.Pipe()
+	app.Writer, app.ErrWriter = &stdout, errW
+	lines := make(chan string, 10)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(errR)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	done := make(chan error, 1)
+	go func() {
+		done <- app.RunContext(ctx, []string{"dhtd", "put", "--keep", "--bootstrap", nodes[0].Addr().String(), "--listen", "127.0.0.1:0", "--timeout", "10s", "kept"})
+		errW.Close()
+	}()
+	next := func(want string) string {
+		t.Helper()
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("stderr ended before %q (stdout %q)", want, stdout.String())
+				}
+				if strings.Contains(l, want) {
+					return l
+				}
+			case err := <-done:
+				t.Fatalf("put --keep returned before %q: %v (stdout %q)", want, err, stdout.String())
+			case <-ctx.Done():
+				t.Fatalf("no %q on stderr", want)
+			}
+		}
+	}
+	// The signal handler is installed before this line is written.
+	next("keeping ")
+	target := storage.ImmutableTarget([]byte("4:kept"))
+	if !strings.Contains(stdout.String(), target.String()) {
+		t.Fatalf("stdout %q does not name the target %s", stdout.String(), target)
+	}
+	if gr, err := nodes[1].Get(ctx, target, node.GetOptions{}); err != nil || string(gr.Item.V) != "4:kept" {
+		t.Fatalf("get the kept item: %v %q", err, gr.Item.V)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("put --keep exited without a signal: %v", err)
+	default:
+	}
+	if err := syscall.Kill(syscall.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	next("stopped keeping ")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("put --keep after SIGTERM: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("put --keep did not exit after SIGTERM")
+	}
+}
+
+// TestPutKeepRefusesGateway: --keep needs a node of its own.
+func TestPutKeepRefusesGateway(t *testing.T) {
+	app := newApp()
+	var out bytes.Buffer
+	app.Writer, app.ErrWriter = &out, &out
+	err := app.Run([]string{"dhtd", "put", "--keep", "--gateway", "127.0.0.1:1", "x"})
+	if err == nil || !strings.Contains(err.Error(), "--gateway") {
+		t.Fatalf("put --keep --gateway: %v, want a refusal naming --gateway", err)
+	}
+}

@@ -1,0 +1,191 @@
+package gateway
+
+import (
+	"embed"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/netip"
+	"path"
+	"time"
+
+	"github.com/dhtd/dhtd/node"
+	"github.com/dhtd/dhtd/routing"
+)
+
+//go:embed web openapi.json
+var assets embed.FS
+
+// contentSecurityPolicy keeps the page to its own origin: no external
+// requests, no inline script.
+const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// statusOut is the document of GET /v1/status, which the status page polls.
+type statusOut struct {
+	ID        string   `json:"id"`
+	Version   string   `json:"version"`
+	UptimeS   float64  `json:"uptime_s"`
+	Addresses []string `json:"addresses"` // UDP, then this HTTP listener
+	BEP42     bep42Out `json:"bep42"`
+	Ready     bool     `json:"ready"`
+	K         int      `json:"k"`
+
+	Good         int          `json:"good"`
+	Questionable int          `json:"questionable"`
+	Bad          int          `json:"bad"`
+	Buckets      []bucketOut  `json:"buckets"`
+	Stored       storedOut    `json:"stored"`
+	Lookups      []lookupOut  `json:"recent_lookups"` // newest first
+	Gateway      gatewayState `json:"gateway"`
+}
+
+type bucketOut struct {
+	Index        int             `json:"index"`
+	Last         bool            `json:"last"`
+	Nodes        []statusNodeOut `json:"nodes"`
+	Replacements int             `json:"replacements"`
+}
+
+type statusNodeOut struct {
+	ID    string  `json:"id"`
+	Addr  string  `json:"addr"`
+	State string  `json:"state"`
+	RTTMs float64 `json:"rtt_ms"`
+}
+
+type storedOut struct {
+	Infohashes int   `json:"infohashes"`
+	Peers      int   `json:"peers"`
+	Immutable  int   `json:"immutable"`
+	Mutable    int   `json:"mutable"`
+	ItemBytes  int64 `json:"item_bytes"`
+}
+
+type lookupOut struct {
+	Kind      string  `json:"kind"`
+	Target    string  `json:"target"`
+	Outcome   string  `json:"outcome"`
+	Start     string  `json:"start"`
+	AgeS      float64 `json:"age_s"`
+	ElapsedMs float64 `json:"elapsed_ms"`
+	Queries   int     `json:"queries"`
+	Failed    int     `json:"failed"`
+	Closest   int     `json:"closest"`
+}
+
+type gatewayState struct {
+	LookupsInFlight int `json:"lookups_in_flight"`
+	LookupSlots     int `json:"lookup_slots"`
+}
+
+// bep42Out is the node's BEP 42 state.
+type bep42Out struct {
+	// Mode is off, prefer or enforce: "off" unless the node exposes its
+	// mode.
+	Mode string `json:"mode"`
+	// ExternalIP is our address as the network voted it through the BEP 42
+	// "ip" field; empty until decided.
+	ExternalIP string `json:"external_ip,omitempty"`
+	// IDMatches says whether our id is valid for ExternalIP (BEP 42; true
+	// for exempt local addresses); absent until ExternalIP is known.
+	IDMatches *bool `json:"id_matches_ip,omitempty"`
+}
+
+// bep42State reads what the node exposes of BEP 42 (through interfaces,
+// so that this package keeps building whichever accessors node has).
+func bep42State(n *node.Node) bep42Out {
+	out := bep42Out{Mode: routing.BEP42Off.String()}
+	if m, ok := any(n).(interface{ BEP42Mode() routing.BEP42Mode }); ok {
+		out.Mode = m.BEP42Mode().String()
+	}
+	if e, ok := any(n).(interface{ ExternalIP() (netip.Addr, bool) }); ok {
+		if ip, known := e.ExternalIP(); known {
+			match := routing.VerifyID(n.ID(), ip)
+			out.ExternalIP, out.IDMatches = ip.String(), &match
+		}
+	}
+	return out
+}
+
+func (g *Gateway) statusDoc(r *http.Request) statusOut {
+	d := g.n.RoutingSnapshot()
+	ps, is := g.n.StoreStats()
+	out := statusOut{
+		ID: d.ID, Version: node.Version, UptimeS: g.n.Uptime().Seconds(),
+		Addresses: []string{"udp://" + d.Addr},
+		BEP42:     bep42State(g.n), Ready: g.n.Ready(), K: g.n.Table().Config().K,
+		Good: d.Good, Questionable: d.Quest, Bad: d.Bad,
+		Buckets: make([]bucketOut, 0, len(d.Buckets)),
+		Stored: storedOut{
+			Infohashes: ps.Infohashes, Peers: ps.Peers,
+			Immutable: is.Immutable, Mutable: is.Mutable, ItemBytes: is.Bytes,
+		},
+		Gateway: gatewayState{LookupsInFlight: len(g.slots), LookupSlots: cap(g.slots)},
+	}
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		out.Addresses = append(out.Addresses, "http://"+la.String())
+	}
+	for _, b := range d.Buckets {
+		bo := bucketOut{Index: b.Index, Last: b.Last, Nodes: make([]statusNodeOut, 0, len(b.Nodes)), Replacements: len(b.Replacements)}
+		for _, e := range b.Nodes {
+			bo.Nodes = append(bo.Nodes, statusNodeOut{ID: e.ID, Addr: e.Addr, State: e.State, RTTMs: float64(e.RTT) / float64(time.Millisecond)})
+		}
+		out.Buckets = append(out.Buckets, bo)
+	}
+	now := time.Now()
+	for _, l := range g.n.RecentLookups() {
+		out.Lookups = append(out.Lookups, lookupOut{
+			Kind: l.Kind, Target: l.Target, Outcome: l.Outcome,
+			Start: l.Start.UTC().Format(time.RFC3339Nano), AgeS: now.Sub(l.Start).Seconds(),
+			ElapsedMs: float64(l.Elapsed) / float64(time.Millisecond),
+			Queries:   l.Queried, Failed: l.Failed, Closest: l.Closest,
+		})
+	}
+	if out.Lookups == nil {
+		out.Lookups = []lookupOut{}
+	}
+	return out
+}
+
+func (g *Gateway) status(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, g.statusDoc(r))
+}
+
+func (g *Gateway) openAPI(w http.ResponseWriter, _ *http.Request) {
+	b, err := assets.ReadFile("openapi.json")
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "openapi.json: "+err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+// page serves the status page.
+func (g *Gateway) page(w http.ResponseWriter, r *http.Request) {
+	g.serveAsset(w, r, "index.html")
+}
+
+// asset serves /ui/{file}: the page's script and style sheet.
+func (g *Gateway) asset(w http.ResponseWriter, r *http.Request) {
+	g.serveAsset(w, r, r.PathValue("file"))
+}
+
+var contentTypes = map[string]string{
+	".html": "text/html; charset=utf-8",
+	".js":   "text/javascript; charset=utf-8",
+	".css":  "text/css; charset=utf-8",
+}
+
+func (g *Gateway) serveAsset(w http.ResponseWriter, _ *http.Request, name string) {
+	ct, ok := contentTypes[path.Ext(name)]
+	b, err := fs.ReadFile(assets, "web/"+name)
+	if !ok || err != nil || path.Base(name) != name {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Content-Security-Policy", contentSecurityPolicy)
+	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = w.Write(b)
+}

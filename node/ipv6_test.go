@@ -1,0 +1,118 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/dhtd/dhtd/krpc"
+)
+
+// hasIPv6Loopback reports whether ::1 can be bound here.
+func hasIPv6Loopback() bool {
+	pc, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		return false
+	}
+	pc.Close()
+	return true
+}
+
+// TestDualStackNetwork (issue 7, BEP 32): IPv4-only nodes on 127.0.0.1,
+// IPv6-only nodes on ::1 and dual-stack nodes on the IPv6 wildcard form one
+// network. Within each family get_peers and BEP 44 get/put work, and a
+// dual-stack node answers want ["n4","n6"] with both nodes and nodes6.
+func TestDualStackNetwork(t *testing.T) {
+	if testing.Short() {
+		t.Skip("network test")
+	}
+	if !hasIPv6Loopback() {
+		t.Skip("no IPv6 loopback")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	seed4 := startNode(t, func(c *Config) { c.Listen = "127.0.0.1:0" })
+	seed6 := startNode(t, func(c *Config) { c.Listen = "[::1]:0" })
+	boot4, boot6 := seed4.Addr().String(), seed6.Addr().String()
+	var v4, v6, dual []*Node
+	for range 12 {
+		v4 = append(v4, startNode(t, func(c *Config) { c.Listen = "127.0.0.1:0"; c.Bootstrap = []string{boot4} }))
+		v6 = append(v6, startNode(t, func(c *Config) { c.Listen = "[::1]:0"; c.Bootstrap = []string{boot6} }))
+	}
+	for range 6 {
+		dual = append(dual, startNode(t, func(c *Config) { c.Listen = "[::]:0"; c.Bootstrap = []string{boot4, boot6} }))
+	}
+	all := slices.Concat(v4, v6, dual)
+	for range 2 {
+		parallel(len(all), 16, func(i int) { _ = all[i].Bootstrap(ctx) })
+	}
+
+	// A dual-stack node, asked by an IPv4 node with want n4+n6, answers
+	// with both lists, each of its own family.
+	d := dual[0]
+	dualPort := d.Addr().Port()
+	target := krpc.RandomID()
+	m, err := v4[0].srv.Query(ctx, netipLoopback4(dualPort), krpc.MethodFindNode,
+		&krpc.Args{ID: v4[0].ID(), Target: &target, Want: []string{"n4", "n6"}})
+	if err != nil {
+		t.Fatalf("find_node to the dual-stack node: %v", err)
+	}
+	if len(m.R.Nodes) == 0 || len(m.R.Nodes6) == 0 {
+		t.Fatalf("want n4+n6: %d nodes, %d nodes6", len(m.R.Nodes), len(m.R.Nodes6))
+	}
+	for _, n := range m.R.Nodes6 {
+		if n.Addr.Addr().Is4() || n.Addr.Addr().Is4In6() {
+			t.Fatalf("nodes6 holds %v", n)
+		}
+	}
+	// Without want, an IPv4 querier gets IPv4 nodes only.
+	m, err = v4[0].srv.Query(ctx, netipLoopback4(dualPort), krpc.MethodFindNode, &krpc.Args{ID: v4[0].ID(), Target: &target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.R.Nodes) == 0 || len(m.R.Nodes6) != 0 {
+		t.Fatalf("no want from IPv4: %d nodes, %d nodes6", len(m.R.Nodes), len(m.R.Nodes6))
+	}
+
+	for _, fam := range []struct {
+		name  string
+		nodes []*Node
+	}{{"ipv4", v4}, {"ipv6", v6}} {
+		t.Run(fam.name, func(t *testing.T) {
+			a, b := fam.nodes[1], fam.nodes[len(fam.nodes)-1]
+			ih := krpc.RandomID()
+			if _, err := a.Announce(ctx, ih, 0, true); err != nil {
+				t.Fatalf("announce: %v", err)
+			}
+			pr, err := b.GetPeers(ctx, ih, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(pr.Peers, a.Addr()) {
+				t.Fatalf("get_peers found %v, want %v", pr.Peers, a.Addr())
+			}
+			v := bstr("item in " + fam.name)
+			put, err := a.PutImmutable(ctx, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, err := b.Get(ctx, put.Target, GetOptions{})
+			if err != nil || !bytes.Equal(g.Item.V, v) {
+				t.Fatalf("get: %v, %q", err, g.Item.V)
+			}
+			for _, f := range pr.Lookup.Closest {
+				if f.Node.Addr.Addr().Unmap().Is4() != (fam.name == "ipv4") {
+					t.Fatalf("%s lookup reached %v", fam.name, f.Node.Addr)
+				}
+			}
+		})
+	}
+}
+
+func netipLoopback4(port uint16) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), port)
+}

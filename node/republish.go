@@ -1,0 +1,390 @@
+package node
+
+// Keeping BEP 44 items alive: the Republisher.
+//
+// Design choice (issue 6, part 8): items survive churn because their
+// publisher republishes them, not because storers hand them over.
+//
+//   - BEP 44 puts the duty on the publisher: storers MAY drop an item 2 h
+//     after its last put, and publishers SHOULD re-put once an hour
+//     (bep44.md §6). A re-put is an ordinary get lookup followed by put to
+//     the K closest nodes that answered, so every republish lands on the
+//     nodes that are the K closest *now*: a node that joined closer to the
+//     target than an old holder, or that became one of the K closest
+//     because a holder left, receives the item within one interval.
+//   - Handover by storers (Kademlia's "store to a newly seen closer node")
+//     would need each storer to watch its table for every key it holds and
+//     re-put on each change: K-fold traffic per item, puts that nobody who
+//     cares about the item asked for, and items kept alive after their
+//     publisher lost interest, which BEP 44's expiry is meant to prevent.
+//     It would also change the query path of every node, where the
+//     republisher is an opt-in of the nodes that publish.
+//   - The cost is bounded and paid by the interested party: one lookup and
+//     at most K puts per item per interval, fewer when the BEP 44 skip rule
+//     applies.
+//
+// An item whose publisher stops is then only as durable as its copies
+// until they expire, which is what BEP 44 intends.
+//
+// A mutable item is republished as the same signed record (v, k, salt,
+// seq, sig): anyone may re-put it without the private key, and the
+// Republisher never holds the key. If the network holds a newer validly
+// signed record for the same key and salt, the key's owner has moved on:
+// the Republisher adopts that record (re-putting the old one would only be
+// refused with error 302).
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/anacrolix/torrent/bencode"
+
+	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/storage"
+)
+
+// Republish outcomes, as logged and counted in RepublishStats.
+const (
+	republishPut        = "put"        // re-put to the K closest
+	republishSkipped    = "skipped"    // enough copies (BEP 44)
+	republishFailed     = "failed"     // no node stored it; retried sooner
+	republishSuperseded = "superseded" // a newer seq was adopted, then put
+)
+
+// republishJitter is the largest share of the interval by which a round
+// comes early, so that items put together (or nodes started together) do
+// not republish in lockstep.
+const republishJitter = 10 // percent
+
+// maxConcurrentRepublish bounds the republish rounds a Republisher runs at
+// once, so that items kept together do not start hundreds of lookups
+// together when the interval ends.
+const maxConcurrentRepublish = 4
+
+// RepublishStats counts a Republisher's work since it was created.
+type RepublishStats struct {
+	Kept        int    // items kept now
+	Republished uint64 // rounds that re-put an item
+	Skipped     uint64 // rounds skipped because enough copies exist (BEP 44)
+	Failed      uint64 // rounds in which no node stored the item
+	Superseded  uint64 // mutable items replaced by a newer seq found on the network
+}
+
+// Republisher keeps BEP 44 items alive by re-putting them to the K closest
+// nodes every Config.RepublishInterval (default 1h) on the node's clock,
+// while it runs (BEP 44: publishers SHOULD re-put once an hour). A round
+// is skipped when a get lookup shows enough copies (more than K found and
+// the K closest storers all hold it, per BEP 44) and skipping cannot let
+// the copies our last put made expire before the next round. Rounds come
+// up to 10% early, at random, so that items put together spread out; a
+// round in which no node stores the item is retried after a twelfth of the
+// interval (5 min by default).
+//
+// Create it with Node.NewRepublisher; Close stops it (closing the node
+// stops its rounds too, but Close should still be called). It is safe for
+// concurrent use.
+type Republisher struct {
+	n        *Node
+	interval time.Duration
+	ctx      context.Context
+	cancel   context.CancelFunc
+	sem      chan struct{}
+	wg       sync.WaitGroup
+
+	mu     sync.Mutex
+	items  map[krpc.ID]*keptItem
+	closed bool
+	stats  RepublishStats
+	// onRound, if set (tests), is called after each round with its outcome.
+	onRound func(target krpc.ID, outcome string, err error)
+}
+
+// keptItem is one item a Republisher keeps alive.
+type keptItem struct {
+	item    storage.Item
+	lastPut time.Time  // our last put that some node accepted
+	timer   krpc.Timer // the next round
+}
+
+// NewRepublisher returns a Republisher for items published through n. It
+// keeps nothing until PutImmutable, PutMutable or Keep is called.
+func (n *Node) NewRepublisher() *Republisher {
+	r := &Republisher{
+		n:        n,
+		interval: n.cfg.RepublishInterval,
+		sem:      make(chan struct{}, maxConcurrentRepublish),
+		items:    make(map[krpc.ID]*keptItem),
+	}
+	r.ctx, r.cancel = context.WithCancel(n.ctx)
+	return r
+}
+
+// Interval returns the republish interval.
+func (r *Republisher) Interval() time.Duration { return r.interval }
+
+// PutImmutable puts v like Node.PutImmutable and, if some node stored it,
+// keeps it: it is re-put every interval until Forget or Close.
+func (r *Republisher) PutImmutable(ctx context.Context, v []byte) (PutResult, error) {
+	res, err := r.n.PutImmutable(ctx, v)
+	if err != nil {
+		return res, err
+	}
+	return res, r.Keep(storage.Item{V: v})
+}
+
+// PutMutable signs and puts v like Node.PutMutable and, if some node stored
+// it, keeps the signed record (v, k, salt, seq, sig): it is re-put as is
+// every interval until Forget or Close. The private key is not kept.
+func (r *Republisher) PutMutable(ctx context.Context, priv ed25519.PrivateKey, v []byte, opts PutOptions) (PutResult, error) {
+	res, err := r.n.PutMutable(ctx, priv, v, opts)
+	if err != nil {
+		return res, err
+	}
+	// Ed25519 signatures are deterministic: this is the signature just put.
+	it := storage.Item{
+		V: v, K: priv.Public().(ed25519.PublicKey), Salt: opts.Salt, Seq: res.Seq,
+		Sig: storage.SignMutable(priv, opts.Salt, res.Seq, v), Mutable: true,
+	}
+	return res, r.Keep(it)
+}
+
+// Keep starts keeping an item that was just put (by Node.PutImmutable or
+// Node.PutMutable, or by anyone: an interested node may republish, BEP
+// 44); its first round is one interval from now (less the jitter). A mutable item must carry
+// its k, salt, seq and a valid sig. Keeping a target already kept replaces
+// its record unless that is a mutable record with a higher seq.
+func (r *Republisher) Keep(it storage.Item) error {
+	if err := checkKeepable(it); err != nil {
+		return err
+	}
+	target := it.Target()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || r.ctx.Err() != nil {
+		return fmt.Errorf("keep %s: republisher closed", target)
+	}
+	if old := r.items[target]; old != nil {
+		if old.item.Mutable && old.item.Seq > it.Seq {
+			return nil
+		}
+		old.timer.Stop()
+	}
+	k := &keptItem{item: cloneItem(it), lastPut: r.n.clock.Now()}
+	r.items[target] = k
+	r.armLocked(target, k, r.interval)
+	r.stats.Kept = len(r.items)
+	return nil
+}
+
+// checkKeepable validates an item the way a storing node would.
+func checkKeepable(it storage.Item) error {
+	if err := storage.CheckBencode(it.V); err != nil {
+		return fmt.Errorf("keep: value: %w", err)
+	}
+	if len(it.V) > storage.MaxValueLen {
+		return fmt.Errorf("keep: value is %d bytes, at most %d", len(it.V), storage.MaxValueLen)
+	}
+	if !it.Mutable {
+		return nil
+	}
+	if len(it.Salt) > storage.MaxSaltLen {
+		return fmt.Errorf("keep: salt is %d bytes, at most %d", len(it.Salt), storage.MaxSaltLen)
+	}
+	if len(it.K) != ed25519.PublicKeySize || !storage.VerifyMutable(it.K, it.Salt, it.Seq, it.V, it.Sig) {
+		return errors.New("keep: mutable item without a valid signature")
+	}
+	return nil
+}
+
+func cloneItem(it storage.Item) storage.Item {
+	c := it
+	c.V = append([]byte(nil), it.V...)
+	c.K = append([]byte(nil), it.K...)
+	c.Sig = append([]byte(nil), it.Sig...)
+	if it.Salt != nil {
+		c.Salt = append([]byte(nil), it.Salt...)
+	}
+	return c
+}
+
+// Forget stops keeping target; it reports whether it was kept.
+func (r *Republisher) Forget(target krpc.ID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := r.items[target]
+	if k == nil {
+		return false
+	}
+	k.timer.Stop()
+	delete(r.items, target)
+	r.stats.Kept = len(r.items)
+	return true
+}
+
+// Item returns the record kept for target (for a mutable item, the newest
+// seen: it may have been superseded).
+func (r *Republisher) Item(target krpc.ID) (storage.Item, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := r.items[target]
+	if k == nil {
+		return storage.Item{}, false
+	}
+	return cloneItem(k.item), true
+}
+
+// Stats returns the counters.
+func (r *Republisher) Stats() RepublishStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stats
+}
+
+// Close stops every pending round, cancels the rounds running and waits
+// for them. Items are no longer kept. It is idempotent.
+func (r *Republisher) Close() {
+	r.mu.Lock()
+	r.closed = true
+	for _, k := range r.items {
+		k.timer.Stop()
+	}
+	r.mu.Unlock()
+	r.cancel()
+	r.wg.Wait()
+}
+
+// armLocked schedules target's next round after d, less a random jitter
+// of up to republishJitter percent. Caller holds r.mu.
+func (r *Republisher) armLocked(target krpc.ID, k *keptItem, d time.Duration) {
+	if j := int64(d) * republishJitter / 100; j > 0 {
+		d -= time.Duration(rand.Int64N(j))
+	}
+	k.timer = r.n.clock.AfterFunc(d, func() { r.round(target, k) })
+}
+
+// round runs one republish of k, on the clock's goroutine.
+func (r *Republisher) round(target krpc.ID, k *keptItem) {
+	r.mu.Lock()
+	if r.closed || r.ctx.Err() != nil || r.items[target] != k {
+		r.mu.Unlock()
+		return
+	}
+	it, lastPut := k.item, k.lastPut
+	r.wg.Add(1) // under r.mu, before Close can set closed and Wait
+	r.mu.Unlock()
+	defer r.wg.Done()
+
+	select {
+	case r.sem <- struct{}{}:
+	case <-r.ctx.Done():
+		return
+	}
+	outcome, it, err := r.republish(r.ctx, target, it, lastPut)
+	<-r.sem
+	if r.ctx.Err() != nil {
+		return // closing: the outcome means nothing
+	}
+	now := r.n.clock.Now()
+	next := r.interval
+	r.mu.Lock()
+	switch outcome {
+	case republishPut, republishSuperseded:
+		r.stats.Republished++
+		if outcome == republishSuperseded {
+			r.stats.Superseded++
+		}
+		k.lastPut = now
+	case republishSkipped:
+		r.stats.Skipped++
+	case republishFailed:
+		r.stats.Failed++
+		next = r.interval / 12
+	}
+	k.item = it
+	hook := r.onRound
+	if !r.closed && r.items[target] == k {
+		r.armLocked(target, k, next)
+	}
+	r.mu.Unlock()
+	if err != nil {
+		r.n.log.Warn("republish", "target", target, "outcome", outcome, "err", err)
+	} else {
+		r.n.log.Debug("republish", "target", target, "outcome", outcome, "seq", it.Seq)
+	}
+	if hook != nil {
+		hook(target, outcome, err)
+	}
+}
+
+// republish runs one round for it: a get lookup to the end (to find the K
+// closest storers and their tokens), the BEP 44 skip check, then a put of
+// the record to every storer that gave a token. It returns the outcome and
+// the record now kept (a newer one for a superseded mutable item).
+func (r *Republisher) republish(ctx context.Context, target krpc.ID, it storage.Item, lastPut time.Time) (string, storage.Item, error) {
+	gr, err := r.n.get(ctx, target, GetOptions{Salt: it.Salt}, false)
+	if len(gr.Lookup.Closest) == 0 {
+		return republishFailed, it, fmt.Errorf("republish %s: %w", target, err)
+	}
+	outcome := republishPut
+	if it.Mutable && gr.Found && gr.Item.Seq > it.Seq {
+		// verifyItem checked the signature over (salt, seq, v) for this key.
+		it, outcome = cloneItem(gr.Item), republishSuperseded
+	}
+	// Skipping may not let the copies our last put refreshed expire before
+	// the round after this one: storers keep an item for the item TTL after
+	// its last put (our own store's TTL is the assumption for theirs).
+	ttl := r.n.items.Config().TTL
+	if outcome == republishPut && r.n.clock.Now().Sub(lastPut)+r.interval < ttl && r.enoughCopies(gr, it) {
+		return republishSkipped, it, nil
+	}
+	seq := it.Seq
+	_, stored, codes, _ := r.n.storeToClosest(ctx, gr.Lookup.Closest, func(f Found) *krpc.Args {
+		a := &krpc.Args{V: bencode.Bytes(it.V), Token: f.Reply.R.Token}
+		if it.Mutable {
+			a.K, a.Sig, a.Salt, a.Seq = string(it.K), string(it.Sig), string(it.Salt), &seq
+		}
+		return a
+	}, krpc.MethodPut)
+	if stored == 0 {
+		return republishFailed, it, fmt.Errorf("republish %s: no node stored it (%d answered the lookup, errors %v)", target, len(gr.Lookup.Closest), codes)
+	}
+	return outcome, it, nil
+}
+
+// enoughCopies is BEP 44's condition for skipping a republish: the get
+// lookup found more than K copies, and the K closest nodes eligible for
+// storing (those that gave a token) all hold the item — returned it, or,
+// for a mutable item, returned its seq; only copies with the newest seq
+// count (bep44.md §6).
+func (r *Republisher) enoughCopies(gr GetResult, it storage.Item) bool {
+	k := r.n.cfg.K
+	if !gr.Found || gr.Count <= k || (it.Mutable && gr.Item.Seq != it.Seq) {
+		return false
+	}
+	eligible := 0
+	for _, f := range gr.Lookup.Closest {
+		if eligible == k {
+			break
+		}
+		rr := f.Reply.R
+		if rr == nil || rr.Token == "" {
+			continue
+		}
+		eligible++
+		if it.Mutable {
+			if rr.Seq == nil || *rr.Seq != it.Seq {
+				return false
+			}
+			continue
+		}
+		if _, ok := verifyItem(gr.Target, nil, rr); !ok {
+			return false
+		}
+	}
+	return eligible == k
+}

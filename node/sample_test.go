@@ -1,0 +1,121 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/dhtd/dhtd/krpc"
+)
+
+// TestClusterSample (issue 7, BEP 51): over a 64-node network where 100
+// infohashes were announced, Sample from a fresh node collects at least 90%
+// of them and asks no node twice within its interval (6 h by default, so
+// at most once).
+func TestClusterSample(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	seed, nodes := startCluster(t, 64, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rnd := rand.New(rand.NewPCG(7, 7))
+	ihs := make([]krpc.ID, 100)
+	for i := range ihs {
+		ihs[i] = hqRandomID(rnd)
+	}
+	from := make([]int, len(ihs))
+	for i := range from {
+		from[i] = rnd.IntN(len(nodes))
+	}
+	parallel(len(ihs), 16, func(i int) {
+		if _, err := nodes[from[i]].Announce(ctx, ihs[i], 6881+i, false); err != nil {
+			t.Errorf("announce %d: %v", i, err)
+		}
+	})
+	indexer := startNode(t, func(c *Config) { c.Bootstrap = []string{seed.Addr().String()} })
+	if err := indexer.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	got := make(map[krpc.ID]bool)
+	st, err := indexer.Sample(ctx, SampleOptions{OnSample: func(ih krpc.ID) {
+		mu.Lock()
+		got[ih] = true
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, ih := range ihs {
+		if got[ih] {
+			n++
+		}
+	}
+	t.Logf("sample walk: %d nodes answered, %d queries, %d failed; %d/%d announced infohashes collected",
+		st.Queried, st.Queries, st.Failed, n, len(ihs))
+	if n*100 < 90*len(ihs) {
+		t.Fatalf("collected %d of %d infohashes, want >= 90%%", n, len(ihs))
+	}
+	if st.Queried < 60 {
+		t.Fatalf("walk reached only %d nodes", st.Queried)
+	}
+	for i, o := range append([]*Node{seed}, nodes...) {
+		if q := testutil.ToFloat64(o.Metrics().QueriesReceived.WithLabelValues(krpc.MethodSampleInfohashes)); q > 1 {
+			t.Fatalf("node %d asked %v times within its 6 h interval", i, q)
+		}
+	}
+}
+
+// TestClusterScrape (issue 7, BEP 33): 30 seeds and 70 leechers, each on
+// its own IP, announce one infohash; Scrape from another node estimates
+// both within the filter's error.
+func TestClusterScrape(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	seed, _ := startCluster(t, 24, nil)
+	boot := []string{seed.Addr().String()}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ih := krpc.RandomID()
+	parallel(100, 16, func(i int) {
+		p := startNode(t, func(c *Config) {
+			c.Listen = fmt.Sprintf("127.2.%d.%d:0", i/200, 1+i%200)
+			c.Bootstrap = boot
+			c.QueryTimeout = 2 * time.Second // 100 nodes join at once on 2 shared cores
+		})
+		if err := p.Bootstrap(ctx); err != nil {
+			t.Errorf("bootstrap %d: %v", i, err)
+			return
+		}
+		if _, err := p.AnnounceWith(ctx, ih, AnnounceOptions{Port: 6881, Seed: i < 30}); err != nil {
+			t.Errorf("announce %d: %v", i, err)
+		}
+	})
+	q := startNode(t, func(c *Config) { c.Bootstrap = boot })
+	if err := q.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := q.Scrape(ctx, ih)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("scrape: %d filters merged; seeds %.1f (30), peers %.1f (70)", res.Filters, res.Seeds, res.Peers)
+	if res.Filters == 0 {
+		t.Fatal("no responder sent filters")
+	}
+	// The estimate of n IPs in a 2048-bit, k = 2 filter has a relative
+	// standard error of about 1.5% at n = 100; 15% is a generous bound
+	// that a wrong filter or merge misses by far.
+	if math.Abs(res.Seeds-30) > 4.5 || math.Abs(res.Peers-70) > 10.5 {
+		t.Fatalf("estimates seeds %.1f peers %.1f, want 30 and 70 within 15%%", res.Seeds, res.Peers)
+	}
+}

@@ -1,0 +1,744 @@
+package node
+
+// Fault and churn tests on the simulated network (krpc/simnet): the same
+// node code over simnet Conns and a hybrid simnet.Clock, so hour-long
+// timers (liveness, refresh, republish, expiry) are jumped over with
+// Advance while packets and query timeouts run in real time.
+//
+// Every node gets its own /24 (10.a.b.1), so the anti-Sybil address limits
+// apply as on the Internet. MaintenanceInterval is long (4-6 min of the
+// simulated clock, different for each node), so maintenance runs only when
+// a test advances the clock: simCluster.advance moves it in one-minute
+// steps and waits for the network to settle after each.
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/krpc/simnet"
+	"github.com/dhtd/dhtd/routing"
+	"github.com/dhtd/dhtd/storage"
+)
+
+const (
+	// simMaintenance is the shortest MaintenanceInterval of a simulated
+	// node; each node adds a random part of up to simMaintenance/2, so that
+	// the nodes' timers drift apart as real nodes' do instead of firing all
+	// together at each step.
+	simMaintenance = 4 * time.Minute
+	simStep        = time.Minute            // advance's step
+	simQuiet       = 150 * time.Millisecond // WaitQuiet period after each step
+	simTimeout     = time.Second            // QueryTimeout of simulated nodes
+)
+
+// simCluster is a set of nodes on one simulated network.
+type simCluster struct {
+	t     testing.TB
+	net   *simnet.Network
+	clock *simnet.Clock
+	rnd   *rand.Rand
+
+	mu    sync.Mutex
+	nodes []*Node // live nodes
+	seq   int     // addresses handed out
+}
+
+func newSim(t testing.TB, seed uint64, cfg simnet.Config) *simCluster {
+	t.Helper()
+	if cfg.Latency == 0 {
+		cfg.Latency, cfg.Jitter = time.Millisecond, time.Millisecond
+	}
+	cfg.Seed = seed
+	s := &simCluster{t: t, net: simnet.New(cfg), clock: simnet.NewClock(), rnd: rand.New(rand.NewPCG(seed, 77))}
+	t.Cleanup(func() {
+		s.mu.Lock()
+		nodes := s.nodes
+		s.mu.Unlock()
+		parallel(len(nodes), 32, func(i int) { nodes[i].Close() })
+		s.net.Close()
+	})
+	return s
+}
+
+// newAddr returns an address no node has had: a /24 of its own.
+func (s *simCluster) newAddr() netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(s.seq >> 8), byte(s.seq), 1}), 6881)
+}
+
+// start starts a node with id at addr that bootstraps through boot; it
+// does not run Bootstrap.
+func (s *simCluster) start(id krpc.ID, addr netip.AddrPort, boot []netip.AddrPort) *Node {
+	s.t.Helper()
+	conn, err := s.net.Listen(addr)
+	if err != nil {
+		s.t.Fatalf("listen %s: %v", addr, err)
+	}
+	cfg := TestConfig()
+	cfg.ID, cfg.Conn, cfg.Clock = id, conn, s.clock
+	cfg.QueryTimeout = simTimeout
+	s.mu.Lock()
+	cfg.MaintenanceInterval = simMaintenance + time.Duration(s.rnd.Int64N(int64(simMaintenance/2)))
+	s.mu.Unlock()
+	for _, b := range boot {
+		cfg.Bootstrap = append(cfg.Bootstrap, b.String())
+	}
+	n, err := New(cfg)
+	if err != nil {
+		s.t.Fatalf("start node %s: %v", addr, err)
+	}
+	s.mu.Lock()
+	s.nodes = append(s.nodes, n)
+	s.mu.Unlock()
+	return n
+}
+
+// live returns the live nodes.
+func (s *simCluster) live() []*Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*Node(nil), s.nodes...)
+}
+
+// randomLive returns a random live node.
+func (s *simCluster) randomLive() *Node {
+	nodes := s.live()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return nodes[s.rnd.IntN(len(nodes))]
+}
+
+// newID draws a node id from the cluster's seeded source.
+func (s *simCluster) newID() krpc.ID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return randomID(s.rnd)
+}
+
+// grow starts count nodes, each bootstrapping through up to three random
+// live nodes (the first node of an empty cluster has none), and waits for
+// their Bootstrap.
+func (s *simCluster) grow(ctx context.Context, count int) []*Node {
+	s.t.Helper()
+	if len(s.live()) == 0 {
+		s.start(s.newID(), s.newAddr(), nil)
+		count--
+	}
+	var fresh []*Node
+	for range count {
+		var boot []netip.AddrPort
+		for range 3 {
+			boot = append(boot, s.randomLive().Addr())
+		}
+		fresh = append(fresh, s.start(s.newID(), s.newAddr(), boot))
+	}
+	var failed sync.Map
+	parallel(len(fresh), 32, func(i int) {
+		if err := fresh[i].Bootstrap(ctx); err != nil {
+			failed.Store(i, err)
+		}
+	})
+	failed.Range(func(k, v any) bool {
+		s.t.Errorf("bootstrap of node %d: %v", k, v)
+		return true
+	})
+	return fresh
+}
+
+// remove closes n and forgets it.
+func (s *simCluster) remove(n *Node) {
+	n.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, m := range s.nodes {
+		if m == n {
+			s.nodes = append(s.nodes[:i], s.nodes[i+1:]...)
+			return
+		}
+	}
+}
+
+// advance moves the simulated clock by total in simStep steps. Each step
+// fires the nodes' maintenance timers due (liveness pings, bucket refresh,
+// expiry) and the republish timers due; the step ends when the network
+// has been quiet for simQuiet.
+func (s *simCluster) advance(ctx context.Context, total time.Duration) {
+	s.t.Helper()
+	s.advanceBy(ctx, total, simStep)
+}
+
+// advanceBy is advance with steps of step.
+func (s *simCluster) advanceBy(ctx context.Context, total, step time.Duration) {
+	s.t.Helper()
+	for done := time.Duration(0); done < total; done += step {
+		s.clock.Advance(min(step, total-done))
+		if err := s.net.WaitQuiet(ctx, simQuiet); err != nil {
+			s.t.Fatalf("waiting for the network to settle: %v", err)
+		}
+	}
+}
+
+// infos returns the id and address of every live node.
+func (s *simCluster) infos() []krpc.NodeInfo {
+	var all []krpc.NodeInfo
+	for _, n := range s.live() {
+		all = append(all, n.Info())
+	}
+	return all
+}
+
+// TestSimLookupLoss: on a simNodes network with 20% packet loss on every
+// link (each way, so a query and its answer get through 64% of the time),
+// get lookups still find stored items. The success rate is the share of
+// Get calls, from random nodes, that return the item; it must be >= 95%.
+// find_node quality under loss is logged too.
+func TestSimLookupLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulation")
+	}
+	const items, gets, finds, loss = 50, 200, 100, 0.2
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	start := time.Now()
+	s := newSim(t, 1, simnet.Config{})
+	s.grow(ctx, simNodes)
+	t.Logf("%d nodes bootstrapped in %v", simNodes, time.Since(start).Round(time.Millisecond))
+
+	// items stored without loss
+	targets := make([]krpc.ID, items)
+	values := make([]string, items)
+	parallel(items, 16, func(i int) {
+		v := fmt.Sprintf("%d:%s", len(fmt.Sprintf("lossy item %03d", i)), fmt.Sprintf("lossy item %03d", i))
+		values[i] = v
+		pr, err := s.live()[i*7%simNodes].PutImmutable(ctx, []byte(v))
+		if err != nil {
+			t.Errorf("put %d: %v", i, err)
+		}
+		targets[i] = pr.Target
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	s.net.SetLoss(loss)
+	before := s.net.Stats()
+	lookupStart := time.Now()
+	type job struct {
+		from *Node
+		item int
+	}
+	jobs := make([]job, gets)
+	for i := range jobs {
+		jobs[i] = job{s.randomLive(), i % items}
+	}
+	var mu sync.Mutex
+	ok := 0
+	parallel(gets, 32, func(i int) {
+		gr, err := jobs[i].from.Get(ctx, targets[jobs[i].item], GetOptions{})
+		mu.Lock()
+		defer mu.Unlock()
+		if err == nil && string(gr.Item.V) == values[jobs[i].item] {
+			ok++
+		}
+	})
+	getElapsed := time.Since(lookupStart)
+
+	// find_node for random targets: overlap with the true 8 closest.
+	all := s.infos()
+	froms := make([]*Node, finds)
+	ftargets := make([]krpc.ID, finds)
+	for i := range froms {
+		froms[i], ftargets[i] = s.randomLive(), s.newID()
+	}
+	var overlap, top1, findOK int
+	parallel(finds, 32, func(i int) {
+		res, err := froms[i].FindNode(ctx, ftargets[i])
+		want := trueClosest(all, ftargets[i], 8, froms[i].ID())
+		got := make(map[krpc.ID]bool)
+		for _, f := range res.Closest {
+			got[f.Node.ID] = true
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err == nil {
+			findOK++
+		}
+		for j, id := range want {
+			if got[id] {
+				overlap++
+				if j == 0 {
+					top1++
+				}
+			}
+		}
+	})
+	after := s.net.Stats()
+	sent := after.Sent - before.Sent
+	lost := after.Dropped[simnet.DropLoss] - before.Dropped[simnet.DropLoss]
+	rate := float64(ok) / gets
+	t.Logf("loss %.0f%% configured, %.1f%% of %d packets measured", 100*loss, 100*float64(lost)/float64(sent), sent)
+	t.Logf("lookup success with 20%% loss: %d/%d gets found the item (%.1f%%) in %v",
+		ok, gets, 100*rate, getElapsed.Round(time.Millisecond))
+	t.Logf("find_node with 20%% loss: %d/%d returned nodes; %.1f%% of the true 8 closest found, true closest found in %d/%d",
+		findOK, finds, 100*float64(overlap)/float64(8*finds), top1, finds)
+	if rate < 0.95 {
+		t.Errorf("lookup success %.1f%% with 20%% loss, want >= 95%%", 100*rate)
+	}
+	if findOK < finds*95/100 {
+		t.Errorf("only %d/%d find_node lookups returned nodes with 20%% loss", findOK, finds)
+	}
+}
+
+// holders returns how many of the k live nodes closest to target hold the
+// item, and how many of those k are in fresh.
+func holders(s *simCluster, all []krpc.NodeInfo, byID map[krpc.ID]*Node, target krpc.ID, fresh map[krpc.ID]bool) (held, freshTotal, freshHeld int) {
+	now := s.clock.Now()
+	for _, id := range trueClosest(all, target, 8, krpc.ID{}) {
+		_, ok := byID[id].items.Get(target, now)
+		if ok {
+			held++
+		}
+		if fresh[id] {
+			freshTotal++
+			if ok {
+				freshHeld++
+			}
+		}
+	}
+	return held, freshTotal, freshHeld
+}
+
+// TestSimChurnSurvival is the acceptance test of issue 6 (at full size
+// without -race, see sim_size_*_test.go): on a simNodes network, simItems
+// items (half immutable, half mutable, half of those salted) are put
+// through Republishers on 20 publisher nodes; then 30% of the nodes leave
+// and as many new ones join, and the simulated clock moves one republish
+// interval (1h, in maintenance steps). Every item must then be found by a
+// Get from a random surviving node (survival 100%), with the value and,
+// for mutable items, the seq and signature first put; and the nodes that
+// became responsible for an item (the K closest live nodes, among them
+// new nodes) must hold it.
+//
+// Publishers are drawn from the nodes that stay: republishing is the
+// publisher's job (BEP 44), and an item whose publisher left lives only
+// until its copies expire.
+func TestSimChurnSurvival(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulation")
+	}
+	const publishers = 20
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	start := time.Now()
+	s := newSim(t, 2, simnet.Config{})
+	s.grow(ctx, simNodes)
+	t.Logf("%d nodes bootstrapped in %v", simNodes, time.Since(start).Round(time.Millisecond))
+
+	// Publishers and their Republishers.
+	nodes := s.live()
+	perm := s.rnd.Perm(len(nodes))
+	pubs := make([]*Node, publishers)
+	reps := make([]*Republisher, publishers)
+	rounds := make(chan string, 4*simItems)
+	isPub := make(map[*Node]bool)
+	for i := range pubs {
+		pubs[i] = nodes[perm[i]]
+		isPub[pubs[i]] = true
+		reps[i] = pubs[i].NewRepublisher()
+		reps[i].onRound = func(target krpc.ID, outcome string, err error) {
+			if err != nil {
+				t.Logf("republish %s: %s: %v", target, outcome, err)
+			}
+			rounds <- outcome
+		}
+		t.Cleanup(reps[i].Close)
+	}
+
+	type item struct {
+		target krpc.ID
+		v      string
+		salt   []byte
+		seq    int64
+		sig    []byte
+	}
+	items := make([]item, simItems)
+	keys := make([]ed25519.PrivateKey, simItems)
+	for i := range keys {
+		seed := make([]byte, ed25519.SeedSize)
+		for j := range seed {
+			seed[j] = byte(s.rnd.UintN(256))
+		}
+		keys[i] = ed25519.NewKeyFromSeed(seed)
+	}
+	putStart := time.Now()
+	parallel(simItems, 16, func(i int) {
+		r := reps[i%publishers]
+		body := fmt.Sprintf("churn item %03d", i)
+		v := fmt.Sprintf("%d:%s", len(body), body)
+		it := item{v: v}
+		if i%2 == 0 {
+			pr, err := r.PutImmutable(ctx, []byte(v))
+			if err != nil {
+				t.Errorf("put immutable %d: %v", i, err)
+				return
+			}
+			it.target = pr.Target
+		} else {
+			if i%4 == 1 {
+				it.salt = []byte(fmt.Sprintf("salt-%d", i))
+			}
+			pr, err := r.PutMutable(ctx, keys[i], []byte(v), PutOptions{Salt: it.salt})
+			if err != nil {
+				t.Errorf("put mutable %d: %v", i, err)
+				return
+			}
+			it.target, it.seq = pr.Target, pr.Seq
+			it.sig = storage.SignMutable(keys[i], it.salt, pr.Seq, []byte(v))
+		}
+		items[i] = it
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Logf("%d items put in %v", simItems, time.Since(putStart).Round(time.Millisecond))
+
+	// Churn: as many nodes join as 30% of the first ones, then those 30%
+	// leave (publishers stay). Joining first keeps the new nodes' bootstrap
+	// fast (a lookup through dead nodes waits out their timeouts); the
+	// departures then leave every table, old and new, full of dead nodes
+	// for the liveness checks to clear during the interval.
+	churnStart := time.Now()
+	churn := simNodes * 30 / 100
+	fresh := make(map[krpc.ID]bool)
+	for _, n := range s.grow(ctx, churn) {
+		fresh[n.ID()] = true
+	}
+	var leaving []*Node
+	for _, i := range perm[publishers:] {
+		if len(leaving) == churn {
+			break
+		}
+		leaving = append(leaving, nodes[i])
+	}
+	parallel(len(leaving), 32, func(i int) { s.remove(leaving[i]) })
+	t.Logf("churn: %d nodes joined, %d left, %d live, in %v", churn, len(leaving), len(s.live()), time.Since(churnStart).Round(time.Millisecond))
+
+	t.Logf("network stats before the interval: %+v", s.net.Stats())
+	// One republish interval on the simulated clock.
+	churnEnd := time.Now()
+	s.advance(ctx, pubs[0].cfg.RepublishInterval)
+	outcomes := make(map[string]int)
+	for range simItems {
+		select {
+		case o := <-rounds:
+			outcomes[o]++
+		case <-ctx.Done():
+			t.Fatalf("only %v republish rounds ran of %d", outcomes, simItems)
+		}
+	}
+	if err := s.net.WaitQuiet(ctx, simQuiet); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("network stats after the interval: %+v", s.net.Stats())
+	t.Logf("one republish interval simulated in %v; rounds: %v", time.Since(churnEnd).Round(time.Millisecond), outcomes)
+
+	// Survival: every item from a random surviving node.
+	getStart := time.Now()
+	all := s.infos()
+	byID := make(map[krpc.ID]*Node)
+	for _, n := range s.live() {
+		byID[n.ID()] = n
+	}
+	var mu sync.Mutex
+	found := 0
+	var heldSum, freshTotal, freshHeld int
+	var heldMin = 8
+	parallel(simItems, 16, func(i int) {
+		it := items[i]
+		var salt []byte
+		if it.sig != nil {
+			salt = it.salt
+		}
+		gr, err := s.randomLive().Get(ctx, it.target, GetOptions{Salt: salt})
+		good := err == nil && string(gr.Item.V) == it.v
+		if it.sig != nil {
+			good = good && gr.Item.Seq == it.seq && string(gr.Item.Sig) == string(it.sig)
+		}
+		h, ft, fh := holders(s, all, byID, it.target, fresh)
+		mu.Lock()
+		defer mu.Unlock()
+		if good {
+			found++
+		} else {
+			t.Errorf("item %d (%s) lost: %v, got %q seq %d", i, it.target, err, gr.Item.V, gr.Item.Seq)
+		}
+		heldSum += h
+		heldMin = min(heldMin, h)
+		freshTotal += ft
+		freshHeld += fh
+	})
+	survival := float64(found) / simItems
+	t.Logf("%d gets in %v", simItems, time.Since(getStart).Round(time.Millisecond))
+	t.Logf("survival after 30%% churn and one republish interval: %d/%d items found (%.1f%%)", found, simItems, 100*survival)
+	t.Logf("responsibility: the 8 closest live nodes hold %.1f%% of the copies (worst item %d/8); new nodes among them hold %d/%d",
+		100*float64(heldSum)/float64(8*simItems), heldMin, freshHeld, freshTotal)
+	if survival < 1 {
+		t.Fatalf("survival %.1f%%, want 100%%", 100*survival)
+	}
+	if heldSum < 8*simItems*9/10 || heldMin < 4 {
+		t.Errorf("the 8 closest live nodes hold %d of %d copies (worst item %d), want >= 90%% and >= 4 each", heldSum, 8*simItems, heldMin)
+	}
+	if freshTotal == 0 || freshHeld < freshTotal*9/10 {
+		t.Errorf("new nodes among the 8 closest hold %d of %d, want >= 90%%", freshHeld, freshTotal)
+	}
+}
+
+// stateIn returns the state of id in n's table, and whether it is there
+// (live) at addr.
+func stateIn(n *Node, id krpc.ID, addr netip.AddrPort, now time.Time) (routing.State, bool) {
+	e, ok := n.Table().Get(id)
+	if !ok || e.Addr != addr {
+		return 0, false
+	}
+	return e.State(now), true
+}
+
+// TestSimRestartSameID: a node that goes away is marked bad (or replaced)
+// by the liveness checks of the nodes that had it; restarted under the
+// same id at the same address, it is re-admitted: after it bootstraps and
+// a refresh interval passes, the nodes that still hold it hold it as good,
+// its 8 closest nodes all hold it as good, and find_node for its id finds
+// it.
+func TestSimRestartSameID(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulation")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s := newSim(t, 4, simnet.Config{})
+	s.grow(ctx, 100)
+	x := s.randomLive()
+	id, addr := x.ID(), x.Addr()
+	var had []*Node
+	for _, n := range s.live() {
+		if _, ok := stateIn(n, id, addr, s.clock.Now()); ok && n != x {
+			had = append(had, n)
+		}
+	}
+	if len(had) < 8 {
+		t.Fatalf("only %d nodes have the node in their table", len(had))
+	}
+
+	s.remove(x)
+	s.advance(ctx, 30*time.Minute) // past the good window: liveness pings fail
+	noticed := 0
+	for _, n := range had {
+		if st, ok := stateIn(n, id, addr, s.clock.Now()); !ok || st == routing.Bad {
+			noticed++
+		}
+	}
+	t.Logf("node down for 30 min: %d of the %d nodes that had it hold it as bad or dropped it", noticed, len(had))
+	if noticed < len(had)*8/10 {
+		t.Errorf("only %d of %d nodes noticed the node was gone", noticed, len(had))
+	}
+
+	x = s.start(id, addr, []netip.AddrPort{s.randomLive().Addr()})
+	if err := x.Bootstrap(ctx); err != nil {
+		t.Fatalf("bootstrap after restart: %v", err)
+	}
+	s.advance(ctx, 20*time.Minute) // a refresh interval and then some
+
+	now := s.clock.Now()
+	holding, good := 0, 0
+	for _, n := range s.live() {
+		if st, ok := stateIn(n, id, addr, now); ok && n != x {
+			holding++
+			if st == routing.Good {
+				good++
+			}
+		}
+	}
+	closeGood := 0
+	all := s.infos()
+	byID := make(map[krpc.ID]*Node)
+	for _, n := range s.live() {
+		byID[n.ID()] = n
+	}
+	for _, cid := range trueClosest(all, id, 8, id) {
+		if st, ok := stateIn(byID[cid], id, addr, now); ok && st == routing.Good {
+			closeGood++
+		}
+	}
+	foundIt := 0
+	const finds = 20
+	for range finds {
+		res, err := s.randomLive().FindNode(ctx, id)
+		if err == nil && len(res.Closest) > 0 && res.Closest[0].Node.ID == id {
+			foundIt++
+		}
+	}
+	t.Logf("after restart: %d nodes hold it (%d before it left), %d as good; %d/8 of its closest hold it as good; find_node found it %d/%d",
+		holding, len(had), good, closeGood, foundIt, finds)
+	if good < holding || holding < len(had)/2 {
+		t.Errorf("%d nodes hold the restarted node, %d of them as good (%d had it before)", holding, good, len(had))
+	}
+	if closeGood < 8 {
+		t.Errorf("only %d of its 8 closest nodes hold it as good", closeGood)
+	}
+	if foundIt < finds {
+		t.Errorf("find_node for its id found it %d/%d times", foundIt, finds)
+	}
+}
+
+// partitionRun is what runPartition measured: cross-half figures before,
+// during and after a partition.
+type partitionRun struct {
+	nodes                   int
+	duringNodes, duringFind int // nodes holding good cross entries, cross find_node hits (of 20)
+	healedNodes, healedFind int // the same after healing (of 40 lookups)
+	healedEntries           int
+}
+
+// runPartition splits a 128-node network into two halves (alternate
+// nodes, by IP) for split of simulated time, lifts the partition and lets
+// heal pass, measuring how many nodes hold good nodes of the other half
+// and how many find_node lookups from one half for a node of the other
+// find it.
+func runPartition(t *testing.T, seed uint64, split, heal time.Duration) partitionRun {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s := newSim(t, seed, simnet.Config{})
+	s.grow(ctx, 128)
+	nodes := s.live()
+	side := make(map[netip.Addr]int)
+	var ips [2][]netip.Addr
+	for i, n := range nodes {
+		side[n.Addr().Addr()] = i % 2
+		ips[i%2] = append(ips[i%2], n.Addr().Addr())
+	}
+	// crossGood counts the nodes holding at least one good node of the
+	// other half, and the good cross entries in all.
+	crossGood := func() (nodesWith, entries int) {
+		now := s.clock.Now()
+		for _, n := range nodes {
+			c := 0
+			for _, e := range n.Table().Nodes() {
+				if st, ok := stateIn(n, e.ID, e.Addr, now); ok && st == routing.Good && side[e.Addr.Addr()] != side[n.Addr().Addr()] {
+					c++
+				}
+			}
+			if c > 0 {
+				nodesWith++
+			}
+			entries += c
+		}
+		return nodesWith, entries
+	}
+	// crossFinds runs find_node from random nodes for random nodes of the
+	// other half and counts the lookups that find their target.
+	crossFinds := func(count int) int {
+		pairs := make([][2]*Node, count)
+		for i := range pairs {
+			a := nodes[s.rnd.IntN(len(nodes))]
+			b := nodes[s.rnd.IntN(len(nodes))]
+			for side[b.Addr().Addr()] == side[a.Addr().Addr()] {
+				b = nodes[s.rnd.IntN(len(nodes))]
+			}
+			pairs[i] = [2]*Node{a, b}
+		}
+		var mu sync.Mutex
+		found := 0
+		parallel(count, 20, func(i int) {
+			a, b := pairs[i][0], pairs[i][1]
+			res, err := a.FindNode(ctx, b.ID())
+			if err == nil && len(res.Closest) > 0 && res.Closest[0].Node.ID == b.ID() {
+				mu.Lock()
+				found++
+				mu.Unlock()
+			}
+		})
+		return found
+	}
+	r := partitionRun{nodes: len(nodes)}
+	w, e := crossGood()
+	t.Logf("before the partition: %d/%d nodes hold good nodes of the other half (%d entries)", w, len(nodes), e)
+
+	s.net.Partition(ips[0], ips[1])
+	s.advance(ctx, split)
+	r.duringNodes, e = crossGood()
+	r.duringFind = crossFinds(20)
+	t.Logf("after %v of partition: %d/%d nodes hold good nodes of the other half (%d entries); cross find_node %d/20",
+		split, r.duringNodes, len(nodes), e, r.duringFind)
+
+	s.net.Heal()
+	s.advance(ctx, heal)
+	r.healedNodes, r.healedEntries = crossGood()
+	r.healedFind = crossFinds(40)
+	t.Logf("%v after healing: %d/%d nodes hold good nodes of the other half (%d entries); cross find_node %d/40",
+		heal, r.healedNodes, len(nodes), r.healedEntries, r.healedFind)
+	return r
+}
+
+// TestSimPartitionHeals: a network split in two halves for 10 minutes
+// (shorter than the 15-minute good window, so the halves' tables still
+// hold each other's nodes): no lookup crosses the cut; once it is lifted,
+// within one refresh interval (15 min) every node holds good nodes of the
+// other half and find_node across finds its target every time.
+func TestSimPartitionHeals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulation")
+	}
+	r := runPartition(t, 5, 10*time.Minute, 15*time.Minute)
+	if r.duringFind > 0 {
+		t.Errorf("%d/20 lookups crossed the partition", r.duringFind)
+	}
+	if r.healedNodes < r.nodes || r.healedFind < 40 {
+		t.Errorf("after healing %d/%d nodes hold good cross entries and %d/40 cross lookups found their target, want all",
+			r.healedNodes, r.nodes, r.healedFind)
+	}
+}
+
+// TestSimLongPartitionHeals: a partition of 40 minutes, long enough for
+// the liveness checks to mark every node of the other half bad, must heal
+// too: within two refresh intervals (30 min) of lifting it, >= 90% of the
+// nodes hold good nodes of the other half and >= 95% of cross lookups find
+// their target.
+//
+// KNOWN GAP (issue 6, part 7): it fails today, so it runs only with
+// DHTD_KNOWN_GAPS=1. Measured (seed 6): 0/128 nodes with cross entries
+// after the partition; 30 min after healing ~75% of nodes and ~55-85% of
+// cross lookups, a plateau that 90 more minutes do not move. The cause is
+// in node/routing, not the network: a live entry that failed MaxFailures
+// times and has no replacement stays in its bucket but is left out of
+// Closest and of the liveness pings, so nothing ever contacts it again;
+// and a bucket whose other nodes keep answering is never refreshed. A fix
+// (re-pinging bad entries with a backoff, as libtorrent retries failed
+// nodes, or refreshing buckets that hold bad entries) belongs to the
+// owners of node/node.go and routing.
+func TestSimLongPartitionHeals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulation")
+	}
+	if os.Getenv("DHTD_KNOWN_GAPS") == "" {
+		t.Skip("known gap: bad entries are never re-contacted after a long partition; set DHTD_KNOWN_GAPS=1 to run")
+	}
+	r := runPartition(t, 6, 40*time.Minute, 30*time.Minute)
+	if r.duringNodes > r.nodes/10 || r.duringFind > 0 {
+		t.Errorf("the partition did not separate the halves: %d nodes hold good cross entries, %d/20 cross lookups found their target",
+			r.duringNodes, r.duringFind)
+	}
+	if r.healedNodes < r.nodes*9/10 || r.healedFind < 38 {
+		t.Errorf("the halves did not find each other again: %d/%d nodes hold good cross entries, %d/40 cross lookups found their target",
+			r.healedNodes, r.nodes, r.healedFind)
+	}
+}
