@@ -96,7 +96,18 @@ type Metrics struct {
 	// BuildInfo is the constant 1, labelled with version and goversion.
 	BuildInfo *prometheus.GaugeVec
 
-	reg *prometheus.Registry
+	reg prometheus.Registerer // the registry, wrapped with the family label if any
+}
+
+// Options adjust New.
+type Options struct {
+	// Family, if set, labels every series of these metrics family=Family,
+	// so that the nodes of a dual-stack process (one per address family,
+	// BEP 32; Family "ipv4" or "ipv6") share one registry.
+	Family string
+	// NoRuntime skips the Go runtime and process collectors, which a
+	// registry holds once: the second node of a dual-stack process sets it.
+	NoRuntime bool
 }
 
 // New creates the collectors of one node and registers them, together with
@@ -107,6 +118,11 @@ type Metrics struct {
 // a nil reg, or calling New twice with the same registry. Use one registry
 // per Metrics.
 func New(reg *prometheus.Registry, bi BuildInfo) *Metrics {
+	return NewWith(reg, bi, Options{})
+}
+
+// NewWith is New with options (family label, runtime collectors).
+func NewWith(reg *prometheus.Registry, bi BuildInfo, o Options) *Metrics {
 	if reg == nil {
 		panic("metrics: New called with a nil registry")
 	}
@@ -166,9 +182,12 @@ func New(reg *prometheus.Registry, bi BuildInfo) *Metrics {
 			Namespace: namespace, Name: "build_info",
 			Help: "Always 1; labelled with the dhtd version and the Go version it was built with.",
 		}, []string{"version", "goversion"}),
-
-		reg: reg,
 	}
+	var r prometheus.Registerer = reg
+	if o.Family != "" {
+		r = prometheus.WrapRegistererWith(prometheus.Labels{"family": o.Family}, reg)
+	}
+	m.reg = r
 
 	for _, k := range PacketKinds {
 		m.PacketsReceived.WithLabelValues(k)
@@ -203,7 +222,7 @@ func New(reg *prometheus.Registry, bi BuildInfo) *Metrics {
 	}
 	m.BuildInfo.WithLabelValues(bi.Version, bi.GoVersion).Set(1)
 
-	reg.MustRegister(
+	r.MustRegister(
 		m.PacketsReceived, m.PacketsSent, m.BytesReceived, m.BytesSent, m.PacketsDropped,
 		m.QueriesReceived, m.ErrorsSent,
 		m.QueriesSent, m.QueryRTT, m.TransactionsInFlight,
@@ -211,8 +230,12 @@ func New(reg *prometheus.Registry, bi BuildInfo) *Metrics {
 		m.TokensIssued, m.TokensRejected, m.StorageRejections,
 		m.DBWritesInFlight, m.DBDeletesDropped,
 		m.BuildInfo,
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if !o.NoRuntime {
+		reg.MustRegister(
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		)
+	}
 	return m
 }

@@ -430,3 +430,47 @@ func TestConcurrentUpdatesAndScrapes(t *testing.T) {
 		t.Errorf("in flight = %v, want 0", got)
 	}
 }
+
+// TestFamiliesShareRegistry: the two nodes of a dual-stack process register
+// on one registry, each series labelled with its family, the runtime
+// collectors once.
+func TestFamiliesShareRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m4 := NewWith(reg, BuildInfo{}, Options{Family: "ipv4"})
+	m6 := NewWith(reg, BuildInfo{}, Options{Family: "ipv6", NoRuntime: true})
+	m4.QueriesReceived.WithLabelValues(MethodPing).Add(2)
+	m6.QueriesReceived.WithLabelValues(MethodPing).Add(5)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	goroutines := 0
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "go_goroutines":
+			goroutines += len(mf.GetMetric())
+		case "dhtd_queries_received_total":
+			for _, m := range mf.GetMetric() {
+				var fam, meth string
+				for _, l := range m.GetLabel() {
+					switch l.GetName() {
+					case "family":
+						fam = l.GetValue()
+					case "method":
+						meth = l.GetValue()
+					}
+				}
+				if meth == MethodPing {
+					got[fam] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if got["ipv4"] != 2 || got["ipv6"] != 5 || len(got) != 2 {
+		t.Fatalf("ping queries by family %v, want ipv4=2 ipv6=5", got)
+	}
+	if goroutines != 1 {
+		t.Fatalf("go_goroutines registered %d times", goroutines)
+	}
+}

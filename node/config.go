@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/metrics"
 	"github.com/dhtd/dhtd/routing"
 	"github.com/dhtd/dhtd/storage"
 )
@@ -106,6 +107,10 @@ type Config struct {
 	// Registry receives the node's Prometheus metrics. Nil creates a private
 	// registry (see Node.Registry).
 	Registry *prometheus.Registry
+	// Metrics labels this node's series with its address family and skips
+	// the runtime collectors, for dual-stack processes whose nodes share
+	// Registry (BEP 32). Zero: no family label.
+	Metrics metrics.Options
 
 	// DataDir is the directory of the node's database (DBFileName in it,
 	// created with the directory if missing). Empty keeps everything in

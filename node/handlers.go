@@ -101,6 +101,10 @@ func (n *Node) nodesReply(target krpc.ID, a *krpc.Args, from netip.AddrPort) *kr
 	m := newReply()
 	r := m.R
 	want4, want6 := a.WantsNodes(from.Addr().Is6() && !from.Addr().Is4In6())
+	if n.sibling.Load() != nil {
+		n.linkedNodes(m.R, target, want4, want6) // dual stack: family.go
+		return m
+	}
 	closest := n.table.Closest(target, n.cfg.K)
 	if len(closest) == 0 {
 		return m

@@ -23,8 +23,8 @@ func hasIPv6Loopback() bool {
 }
 
 // TestDualStackNetwork (issue 7, BEP 32): IPv4-only nodes on 127.0.0.1,
-// IPv6-only nodes on ::1 and dual-stack nodes on the IPv6 wildcard form one
-// network. Within each family get_peers and BEP 44 get/put work, and a
+// IPv6-only nodes on ::1 and dual-stack nodes (a linked pair of nodes, one
+// per family, each bootstrapped from both seeds) form one network. Within each family get_peers and BEP 44 get/put work, and a
 // dual-stack node answers want ["n4","n6"] with both nodes and nodes6.
 func TestDualStackNetwork(t *testing.T) {
 	if testing.Short() {
@@ -43,8 +43,13 @@ func TestDualStackNetwork(t *testing.T) {
 		v4 = append(v4, startNode(t, func(c *Config) { c.Listen = "127.0.0.1:0"; c.Bootstrap = []string{boot4} }))
 		v6 = append(v6, startNode(t, func(c *Config) { c.Listen = "[::1]:0"; c.Bootstrap = []string{boot6} }))
 	}
-	for range 6 {
-		dual = append(dual, startNode(t, func(c *Config) { c.Listen = "[::]:0"; c.Bootstrap = []string{boot4, boot6} }))
+	// A dual-stack node is a linked pair, one node per family (BEP 32),
+	// as `dhtd run` with two --listen addresses runs it.
+	for range 3 {
+		d4 := startNode(t, func(c *Config) { c.Listen = "127.0.0.1:0"; c.Bootstrap = []string{boot4, boot6} })
+		d6 := startNode(t, func(c *Config) { c.Listen = "[::1]:0"; c.Bootstrap = []string{boot4, boot6} })
+		Link(d4, d6)
+		dual = append(dual, d4, d6)
 	}
 	all := slices.Concat(v4, v6, dual)
 	for range 2 {
@@ -53,8 +58,7 @@ func TestDualStackNetwork(t *testing.T) {
 
 	// A dual-stack node, asked by an IPv4 node with want n4+n6, answers
 	// with both lists, each of its own family.
-	d := dual[0]
-	dualPort := d.Addr().Port()
+	dualPort := dual[0].Addr().Port() // the IPv4 half of the first pair
 	target := krpc.RandomID()
 	m, err := v4[0].srv.Query(ctx, netipLoopback4(dualPort), krpc.MethodFindNode,
 		&krpc.Args{ID: v4[0].ID(), Target: &target, Want: []string{"n4", "n6"}})

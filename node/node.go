@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,7 +56,8 @@ type Node struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	voter ipVoter // external address from BEP 42 "ip" votes
+	voter   ipVoter              // external address from BEP 42 "ip" votes
+	sibling atomic.Pointer[Node] // the node of the other address family (Link)
 
 	mu         sync.Mutex
 	externalIP netip.Addr       // last decision of voter, for logging changes
@@ -97,7 +99,7 @@ func New(cfg Config) (*Node, error) {
 		tokens:      storage.NewTokens(nil, now),
 		peers:       storage.NewPeerStore(id, cfg.Peers),
 		items:       storage.NewItemStore(id, cfg.Items),
-		metrics:     metrics.New(cfg.Registry, metrics.BuildInfo{Version: Version, GoVersion: goVersion()}),
+		metrics:     metrics.NewWith(cfg.Registry, metrics.BuildInfo{Version: Version, GoVersion: goVersion()}, cfg.Metrics),
 		started:     now,
 		pingSlots:   make(chan struct{}, cfg.MaxBackgroundPings),
 		lookupSlots: make(chan struct{}, cfg.MaxLookups),
@@ -168,9 +170,15 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// udpNetwork is the network to bind addr with: "udp4" for an IPv4
+// address, "udp6" for an IPv6 one (IPv6 only, even for "[::]", so that an
+// IPv4 and an IPv6 node can share a port, BEP 32), "udp" for a host name.
 func udpNetwork(addr string) string {
-	if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Addr().Is4() {
-		return "udp4"
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		if ap.Addr().Is4() {
+			return "udp4"
+		}
+		return "udp6"
 	}
 	return "udp"
 }
@@ -333,12 +341,24 @@ func (n *Node) bootstrapAddrs() []netip.AddrPort {
 }
 
 // resolve turns the configured bootstrap "host:port" strings into
-// addresses; names are looked up (IPv4 results only while the node is
-// IPv4-only). Unresolvable entries are logged and skipped.
+// addresses; names are looked up in the families our socket reaches (BEP
+// 32: A records for an IPv4 node, AAAA for an IPv6 one). Unresolvable
+// entries, and addresses our socket cannot reach, are logged and skipped.
 func (n *Node) resolve(ctx context.Context) []netip.AddrPort {
 	var out []netip.AddrPort
+	network := "ip"
+	switch v4, v6 := n.canReach(netip.IPv4Unspecified()), n.canReach(netip.IPv6Loopback()); {
+	case v4 && !v6:
+		network = "ip4"
+	case v6 && !v4:
+		network = "ip6"
+	}
 	for _, hp := range n.cfg.Bootstrap {
 		if ap, err := netip.ParseAddrPort(hp); err == nil {
+			if !n.canReach(ap.Addr()) {
+				n.log.Debug("bootstrap address of another family skipped", "addr", hp)
+				continue
+			}
 			out = append(out, ap)
 			continue
 		}
@@ -352,7 +372,7 @@ func (n *Node) resolve(ctx context.Context) []netip.AddrPort {
 			n.log.Warn("bootstrap port", "addr", hp, "err", err)
 			continue
 		}
-		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, network, host)
 		if err != nil {
 			n.log.Warn("resolve bootstrap", "host", host, "err", err)
 			continue

@@ -149,11 +149,16 @@ func probe(c *cli.Context, nargs int, build func(id krpc.ID, args []string) (str
 	}
 	bind := c.String("bind")
 	network := "udp4"
-	if bind == "" {
+	switch ap, err := netip.ParseAddrPort(bind); {
+	case bind == "":
 		bind = "0.0.0.0:0"
 		if to.Addr().Is6() {
 			bind, network = "[::]:0", "udp6"
 		}
+	case err != nil:
+		network = "udp" // a host name
+	case ap.Addr().Is6() && !ap.Addr().Is4In6():
+		network = "udp6"
 	}
 	pc, err := net.ListenPacket(network, bind)
 	if err != nil {

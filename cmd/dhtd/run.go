@@ -7,17 +7,20 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/metrics"
 	"github.com/dhtd/dhtd/node"
+	"github.com/dhtd/dhtd/routing"
 )
 
 func runCommand() *cli.Command {
@@ -25,7 +28,10 @@ func runCommand() *cli.Command {
 		Name:  "run",
 		Usage: "run a DHT node until interrupted",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "listen", Value: "0.0.0.0:6881", Usage: "UDP address to listen on", EnvVars: []string{"DHTD_LISTEN"}},
+			&cli.StringSliceFlag{Name: "listen", Usage: "UDP address to listen on, repeatable: one node per address family (BEP 32) (default: 0.0.0.0:6881, and [::]:6881 where the host has IPv6)", EnvVars: []string{"DHTD_LISTEN"}},
+			&cli.StringFlag{Name: "bep42", Value: "off", Usage: "BEP 42 node id checks: off or enforce (refuse nodes whose id does not match their address)", EnvVars: []string{"DHTD_BEP42"}},
+			&cli.Float64Flag{Name: "rate-limit", Value: 20, Usage: "packets per second one source IP may send (burst 5x); 0 disables", EnvVars: []string{"DHTD_RATE_LIMIT"}},
+			&cli.IntFlag{Name: "reply-budget", Value: 1 << 20, Usage: "bytes per second of replies, all sources together; 0 disables", EnvVars: []string{"DHTD_REPLY_BUDGET"}},
 			&cli.StringSliceFlag{Name: "bootstrap", Usage: "bootstrap node host:port (repeatable); default: the public routers", EnvVars: []string{"DHTD_BOOTSTRAP"}},
 			&cli.BoolFlag{Name: "no-bootstrap", Usage: "do not contact any bootstrap node", EnvVars: []string{"DHTD_NO_BOOTSTRAP"}},
 			&cli.StringFlag{Name: "id", Usage: "node id as 40 hex characters (default: random)", EnvVars: []string{"DHTD_ID"}},
@@ -51,9 +57,42 @@ func runAction(c *cli.Context) error {
 		return fmt.Errorf("--log-level %q: %w", c.String("log-level"), err)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	cfg := node.Config{Listen: c.String("listen"), Logger: logger, ReadOnly: c.Bool("read-only")}
-	if _, err := net.ResolveUDPAddr("udp", cfg.Listen); err != nil {
-		return fmt.Errorf("--listen %q: %w", cfg.Listen, err)
+	cfg := node.Config{Logger: logger, ReadOnly: c.Bool("read-only")}
+	listens := c.StringSlice("listen")
+	if len(listens) == 0 {
+		listens = defaultListen()
+	}
+	families := make(map[string]bool)
+	for _, l := range listens {
+		if _, err := net.ResolveUDPAddr("udp", l); err != nil {
+			return fmt.Errorf("--listen %q: %w", l, err)
+		}
+		f := familyOf(l)
+		if families[f] {
+			return fmt.Errorf("--listen %q: a second %s address; give at most one per family", l, f)
+		}
+		families[f] = true
+	}
+	mode, err := routing.ParseBEP42Mode(c.String("bep42"))
+	if err != nil || mode == routing.BEP42Prefer {
+		return fmt.Errorf("--bep42 %q: want off or enforce", c.String("bep42"))
+	}
+	cfg.BEP42 = mode
+	switch r := c.Float64("rate-limit"); {
+	case r < 0:
+		return fmt.Errorf("--rate-limit %v: must not be negative", r)
+	case r == 0:
+		cfg.RateLimit.Rate = -1
+	default:
+		cfg.RateLimit.Rate, cfg.RateLimit.Burst = r, 5*r
+	}
+	switch b := c.Int("reply-budget"); {
+	case b < 0:
+		return fmt.Errorf("--reply-budget %d: must not be negative", b)
+	case b == 0:
+		cfg.ReplyBytesPerSecond = -1
+	default:
+		cfg.ReplyBytesPerSecond = b
 	}
 	switch st := c.String("storage"); st {
 	case "disk":
@@ -87,10 +126,11 @@ func runAction(c *cli.Context) error {
 	default:
 		cfg.Bootstrap = defaultRouters
 	}
-	n, err := node.New(cfg)
+	nodes, err := startNodes(cfg, listens)
 	if err != nil {
 		return err
 	}
+	n := nodes[0] // the node the gateway and /debug/routing serve
 	if cfg.DataDir == "" {
 		logger.Info("storage in memory: the id, table, peers and items are lost on exit")
 	}
@@ -98,13 +138,23 @@ func runAction(c *cli.Context) error {
 	if addr := c.String("metrics-listen"); addr != "" {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			n.Close()
+			closeNodes(nodes)
 			return fmt.Errorf("--metrics-listen %q: %w", addr, err)
 		}
+		debug := map[string]http.Handler{"/debug/routing": n.RoutingHandler()}
+		for _, o := range nodes[1:] {
+			debug["/debug/routing/"+familyOf(o.Addr().String())] = o.RoutingHandler()
+		}
+		ready := func() bool { // ready once any family is
+			for _, o := range nodes {
+				if o.Ready() {
+					return true
+				}
+			}
+			return false
+		}
 		srv = &http.Server{
-			Handler: metrics.Handler(n.Registry(), n.Ready, map[string]http.Handler{
-				"/debug/routing": n.RoutingHandler(),
-			}),
+			Handler:           metrics.Handler(n.Registry(), ready, debug),
 			ReadHeaderTimeout: 5 * time.Second,
 		}
 		go func() { _ = srv.Serve(ln) }()
@@ -115,18 +165,20 @@ func runAction(c *cli.Context) error {
 		if srv != nil {
 			_ = srv.Close()
 		}
-		n.Close()
+		closeNodes(nodes)
 		return err
 	}
 
-	go func() {
-		if len(cfg.Bootstrap) == 0 {
-			return
-		}
-		if err := n.Bootstrap(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			logger.Warn("bootstrap failed; the node keeps trying", "err", err)
-		}
-	}()
+	for _, o := range nodes {
+		go func() {
+			if len(cfg.Bootstrap) == 0 {
+				return
+			}
+			if err := o.Bootstrap(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				logger.Warn("bootstrap failed; the node keeps trying", "addr", o.Addr(), "err", err)
+			}
+		}()
+	}
 	<-ctx.Done()
 	stop() // a second signal now ends the process at once
 	logger.Info("shutting down")
@@ -138,11 +190,78 @@ func runAction(c *cli.Context) error {
 	}
 	// Close waits for the acknowledged writes, saves the routing table and
 	// closes the socket and the database.
-	if err := n.Close(); err != nil {
+	if err := closeNodes(nodes); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	logger.Info("stopped", "data_dir", n.DataDir())
 	return nil
+}
+
+// defaultListen is the --listen default: 0.0.0.0:6881, and [::]:6881 where
+// the host can bind IPv6 (BEP 32).
+func defaultListen() []string {
+	out := []string{"0.0.0.0:6881"}
+	if pc, err := net.ListenPacket("udp6", "[::1]:0"); err == nil {
+		pc.Close()
+		out = append(out, "[::]:6881")
+	}
+	return out
+}
+
+// familyOf is "ipv4" or "ipv6" for a listen address (a host name counts as
+// IPv4).
+func familyOf(listen string) string {
+	if ap, err := netip.ParseAddrPort(listen); err == nil && ap.Addr().Is6() && !ap.Addr().Is4In6() {
+		return "ipv6"
+	}
+	return "ipv4"
+}
+
+// startNodes starts one node per listen address, from cfg: with more than
+// one (BEP 32 dual stack) they share one metrics registry, each series
+// labelled with its family, and are linked so that each answers "want"
+// for the other's family. The first keeps --data-dir and --id; the others
+// keep their state in a subdirectory named after their family and choose
+// their own id.
+func startNodes(cfg node.Config, listens []string) ([]*node.Node, error) {
+	var nodes []*node.Node
+	if len(listens) > 1 {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	for i, l := range listens {
+		c := cfg
+		c.Listen = l
+		if len(listens) > 1 {
+			c.Metrics = metrics.Options{Family: familyOf(l), NoRuntime: i > 0}
+		}
+		if i > 0 {
+			c.ID = krpc.ID{}
+			if c.DataDir != "" {
+				c.DataDir = filepath.Join(cfg.DataDir, familyOf(l))
+			}
+		}
+		n, err := node.New(c)
+		if err != nil {
+			closeNodes(nodes)
+			return nil, err
+		}
+		nodes = append(nodes, n)
+	}
+	if len(nodes) == 2 {
+		node.Link(nodes[0], nodes[1])
+	}
+	return nodes, nil
+}
+
+// closeNodes closes every node and returns the first error.
+func closeNodes(nodes []*node.Node) error {
+	var first error
+	for _, n := range nodes {
+		if err := n.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // defaultDataDir is the data directory used without --data-dir: the XDG
