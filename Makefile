@@ -6,7 +6,7 @@ BIN       ?= bin/dhtd
 ARGS      ?=
 FUZZTIME  ?= 60s
 # Fuzz targets: package:FuzzName pairs.
-FUZZ_TARGETS ?= ./krpc:FuzzDecode ./node:FuzzHandleQuery ./node:FuzzHandleResponse
+FUZZ_TARGETS ?= ./krpc:FuzzDecode ./node:FuzzHandleQuery ./node:FuzzHandleResponse ./storage:FuzzDBRecords ./node/gateway:FuzzGatewayRequest
 
 .PHONY: all build run test test-short deps bench fuzz fuzz-smoke lint clean
 
@@ -33,6 +33,8 @@ deps:
 ## test: lint, then every test with the race detector, then a short fuzz run.
 test: deps lint
 	$(GO) test -race -timeout 30m -count=1 ./...
+	# The simulations at full size (1,000 nodes): -race runs them scaled down.
+	$(GO) test -count=1 -timeout 15m -run 'TestSim' ./node
 	$(MAKE) fuzz FUZZTIME=5s
 
 test-short: lint
