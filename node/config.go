@@ -5,6 +5,7 @@ package node
 import (
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -88,6 +89,9 @@ type Config struct {
 	// wait before asking again. Default 6 h (libtorrent); at most 6 h (BEP
 	// 51: 0..21600 s).
 	SampleInterval time.Duration
+	// OnQuery, if set, sees the source and method of every query received,
+	// on the read loop (it must not block): for tests and tracing.
+	OnQuery func(from netip.AddrPort, method string)
 	// ReadOnly makes the node a BEP 43 read-only node: it sends ro=1 and
 	// answers no queries.
 	ReadOnly bool

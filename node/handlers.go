@@ -14,6 +14,9 @@ func errMsg(code int64, msg string) *krpc.Msg {
 // handleQuery answers one query (krpc.md §8). It runs on the read loop.
 func (n *Node) handleQuery(from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
 	n.metrics.QueriesReceived.WithLabelValues(metricsMethod(q.Q)).Inc()
+	if f := n.cfg.OnQuery; f != nil {
+		f(from, q.Q)
+	}
 	if n.cfg.ReadOnly {
 		return nil // BEP 43: a read-only node answers no queries
 	}

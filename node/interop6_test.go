@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -22,7 +23,21 @@ func TestInteropIPv6(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	nodes := startInteropNodesOn(t, ctx, 3, "[::1]")
+	// Every query the dhtd nodes receive, to see libtorrent's.
+	type query struct {
+		from   netip.AddrPort
+		method string
+	}
+	queries := make(chan query, 4096)
+	record := func(c *Config) {
+		c.OnQuery = func(from netip.AddrPort, method string) {
+			select {
+			case queries <- query{from, method}:
+			default:
+			}
+		}
+	}
+	nodes := startInteropNodesOn(t, ctx, 3, "[::1]", record)
 	ihPre := krpc.RandomID()
 	if _, err := nodes[1].Announce(ctx, ihPre, 4566, false); err != nil {
 		t.Fatalf("dhtd announce: %v", err)
@@ -77,4 +92,18 @@ func TestInteropIPv6(t *testing.T) {
 		t.Fatalf("dhtd GetPeers over IPv6 found %v, want %s", pr.Peers, l.Addr)
 	}
 	t.Logf("find_node queries received by the dhtd nodes since libtorrent started: %v", findNodes()-before)
+
+	// libtorrent's own queries reached dhtd over IPv6 and were answered
+	// (it checks the nodes it is given and looks up with get_peers; 2.0.8
+	// sent no find_node in 30 s of observation, so none is required).
+	seen := make(map[string]int)
+	for len(queries) > 0 {
+		if q := <-queries; q.from == l.Addr {
+			seen[q.method]++
+		}
+	}
+	t.Logf("queries from libtorrent to dhtd over IPv6: %v", seen)
+	if seen[krpc.MethodGetPeers] == 0 || seen[krpc.MethodAnnouncePeer] == 0 {
+		t.Fatalf("queries from libtorrent over IPv6: %v; want get_peers and announce_peer", seen)
+	}
 }

@@ -40,9 +40,14 @@ func startInteropNodes(t *testing.T, ctx context.Context, n int) []*Node {
 
 // startInteropNodesOn is startInteropNodes on host (an IPv4 address or a
 // bracketed IPv6 one).
-func startInteropNodesOn(t *testing.T, ctx context.Context, n int, host string) []*Node {
+func startInteropNodesOn(t *testing.T, ctx context.Context, n int, host string, mods ...func(*Config)) []*Node {
 	t.Helper()
-	listen := func(c *Config) { c.Listen = host + ":0" }
+	listen := func(c *Config) {
+		c.Listen = host + ":0"
+		for _, m := range mods {
+			m(c)
+		}
+	}
 	seed := startNode(t, listen)
 	nodes := []*Node{seed}
 	for i := 1; i < n; i++ {
