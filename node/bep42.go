@@ -16,19 +16,34 @@ func (n *Node) idAcceptable(id krpc.ID, ip netip.Addr) bool {
 	if n.cfg.BEP42 != routing.BEP42Enforce {
 		return true
 	}
-	if n.cfg.LimitLoopback && ip.Unmap().IsLoopback() {
+	return bep42Verifies(n.cfg.LimitLoopback, id, ip)
+}
+
+// bep42Verifies is routing.VerifyID, except that loopback is not exempt
+// when limitLoopback is set (tests of BEP 42 on 127.0.0.x).
+func bep42Verifies(limitLoopback bool, id krpc.ID, ip netip.Addr) bool {
+	if limitLoopback && ip.Unmap().IsLoopback() {
 		return routing.MatchesIP(id, ip)
 	}
 	return routing.VerifyID(id, ip)
 }
 
 // idVerifier returns idAcceptable for lookups, or nil when every id is
-// acceptable (mode off), so lookups skip the check.
+// acceptable (mode off or prefer), so lookups skip the check.
 func (n *Node) idVerifier() func(krpc.ID, netip.Addr) bool {
 	if n.cfg.BEP42 != routing.BEP42Enforce {
 		return nil
 	}
 	return n.idAcceptable
+}
+
+// idPreference returns, in prefer mode, the test of ids that lookups
+// prefer as results (and so as storage targets), else nil.
+func (n *Node) idPreference() func(krpc.ID, netip.Addr) bool {
+	if n.cfg.BEP42 != routing.BEP42Prefer {
+		return nil
+	}
+	return func(id krpc.ID, ip netip.Addr) bool { return bep42Verifies(n.cfg.LimitLoopback, id, ip) }
 }
 
 // Bounds of the external-address voter.

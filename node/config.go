@@ -76,13 +76,14 @@ type Config struct {
 	// make us send). Negative disables.
 	ReplyBytesPerSecond int
 	// BEP42 is how node ids are checked against their addresses (BEP 42):
-	// routing.BEP42Off (default, as libtorrent and anacrolix) or
-	// routing.BEP42Enforce: queries from a non-verifying id get error 203
-	// and never enter the table, its replies count as failures, and
-	// non-verifying ids learned from "nodes" are not queried (so never
-	// chosen to store). Local addresses are exempt (BEP 42), loopback
-	// only while LimitLoopback is unset. routing.BEP42Prefer is refused
-	// by New: not implemented yet.
+	// routing.BEP42Off (default, as libtorrent and anacrolix);
+	// routing.BEP42Prefer: nodes whose id verifies take the bucket slots
+	// of nodes whose id does not, and are chosen first as lookup results
+	// (so as storage targets); routing.BEP42Enforce: queries from a
+	// non-verifying id get error 203 and never enter the table, its replies
+	// count as failures, and non-verifying ids learned from "nodes" are not
+	// queried (so never chosen to store). Local addresses are exempt (BEP
+	// 42), loopback only while LimitLoopback is unset.
 	BEP42 routing.BEP42Mode
 	// SampleInterval is the BEP 51 "interval" of sample_infohashes
 	// replies: how long a sample is reused, and how long an indexer should

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"sort"
 	"time"
 
@@ -21,6 +22,19 @@ const (
 	stInFlight
 	stAnswered
 	stFailed
+	stSlow // in flight past the short timeout: its slot and place are freed
+)
+
+// Short timeouts (practice, libtorrent's short timeout): a query still
+// unanswered after slowAfter gives up its slot, so another can be sent,
+// and its place among the K closest, so a silent node does not hold the
+// lookup open until the full QueryTimeout. Its answer is still used if it
+// arrives while the lookup runs. slowAfter adapts to the round trips
+// measured in this lookup: twice their median, never below minSlowAfter;
+// before the first answer it is initialSlowAfter.
+const (
+	initialSlowAfter = time.Second
+	minSlowAfter     = 50 * time.Millisecond
 )
 
 type candidate struct {
@@ -28,6 +42,7 @@ type candidate struct {
 	known bool // id known (false for bootstrap addresses)
 	state int
 	reply *krpc.Msg
+	sent  time.Time // when the query was sent (short timeout)
 }
 
 // Found is one node that answered a lookup, with its reply (its token, its
@@ -72,6 +87,9 @@ type traversal struct {
 	// verify, if set, says whether a node id may be used (BEP 42 enforce):
 	// others are not added, and their replies count as failures.
 	verify func(krpc.ID, netip.Addr) bool
+	// prefer, if set, picks the ids the result prefers (BEP 42 prefer
+	// mode): the K closest answered nodes it accepts, filled up with others.
+	prefer func(krpc.ID, netip.Addr) bool
 	// reach, if set, says whether our socket can send to an address
 	// (BEP 32: a node bound to one family looks up in that family only).
 	reach   func(netip.Addr) bool
@@ -164,17 +182,24 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	replies := make(chan reply, t.alpha)
-	inFlight := 0
+	// inFlight counts the query goroutines running; active those of them
+	// not yet past the short timeout, which hold a slot.
+	inFlight, active := 0, 0
+	slowAfter := initialSlowAfter
+	var rtts []time.Duration
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	stopped := false
 	for {
 		if !stopped && ctx.Err() == nil {
-			for inFlight < t.alpha {
+			for active < t.alpha {
 				c := t.next()
 				if c == nil {
 					break
 				}
-				c.state = stInFlight
+				c.state, c.sent = stInFlight, time.Now()
 				inFlight++
+				active++
 				res.Queried++
 				go func(c *candidate) {
 					m, err := t.query(ctx, c.info.Addr)
@@ -182,11 +207,33 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 				}(c)
 			}
 		}
-		if inFlight == 0 {
+		done := stopped || ctx.Err() != nil
+		if active == 0 && (done || t.next() == nil) &&
+			(done || inFlight == 0 || t.settled()) {
+			// Done; slow queries still out are cancelled and drained below.
 			break
 		}
-		r := <-replies
+		// Wait for an answer, or for the next active query to turn slow.
+		var r reply
+		if active > 0 {
+			timer.Reset(t.untilSlow(slowAfter))
+			select {
+			case r = <-replies:
+			case <-timer.C:
+				active -= t.markSlow(slowAfter)
+				continue
+			}
+		} else {
+			r = <-replies // only slow queries left and nothing else to do
+		}
 		inFlight--
+		if r.c.state != stSlow {
+			active--
+		}
+		if r.err == nil && r.msg != nil {
+			rtts = append(rtts, time.Since(r.c.sent))
+			slowAfter = adaptSlowAfter(rtts)
+		}
 		if r.err != nil || r.msg == nil || r.msg.R == nil ||
 			(t.verify != nil && !t.verify(r.msg.R.ID, r.c.info.Addr.Addr())) {
 			r.c.state = stFailed
@@ -218,11 +265,11 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 			cancel()
 		}
 	}
-	for _, c := range t.cands {
-		if c.state == stAnswered && len(res.Closest) < t.k {
-			res.Closest = append(res.Closest, Found{Node: c.info, Reply: c.reply})
-		}
+	cancel()
+	for ; inFlight > 0; inFlight-- {
+		<-replies // slow queries, ended by cancel
 	}
+	t.collect(&res)
 	res.Elapsed = time.Since(start)
 	return res
 }
@@ -232,7 +279,7 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 func (t *traversal) next() *candidate {
 	live := 0
 	for _, c := range t.cands {
-		if c.state == stFailed {
+		if c.state == stFailed || c.state == stSlow {
 			continue
 		}
 		if c.known {
@@ -253,7 +300,7 @@ func (t *traversal) next() *candidate {
 func (t *traversal) settled() bool {
 	live := 0
 	for _, c := range t.cands {
-		if c.state == stFailed || !c.known {
+		if c.state == stFailed || c.state == stSlow || !c.known {
 			continue
 		}
 		if c.state != stAnswered {
@@ -265,6 +312,43 @@ func (t *traversal) settled() bool {
 		}
 	}
 	return false
+}
+
+// untilSlow returns how long until the oldest active query passes
+// slowAfter (at least 1ms).
+func (t *traversal) untilSlow(slowAfter time.Duration) time.Duration {
+	first := time.Duration(-1)
+	now := time.Now()
+	for _, c := range t.cands {
+		if c.state == stInFlight {
+			if d := c.sent.Add(slowAfter).Sub(now); first < 0 || d < first {
+				first = d
+			}
+		}
+	}
+	return max(first, time.Millisecond)
+}
+
+// markSlow marks the active queries sent more than slowAfter ago as slow
+// and returns how many.
+func (t *traversal) markSlow(slowAfter time.Duration) int {
+	n := 0
+	deadline := time.Now().Add(-slowAfter)
+	for _, c := range t.cands {
+		if c.state == stInFlight && !c.sent.After(deadline) {
+			c.state = stSlow
+			n++
+		}
+	}
+	return n
+}
+
+// adaptSlowAfter is twice the median of the measured round trips, at
+// least minSlowAfter.
+func adaptSlowAfter(rtts []time.Duration) time.Duration {
+	s := slices.Clone(rtts)
+	slices.Sort(s)
+	return max(2*s[len(s)/2], minSlowAfter)
 }
 
 func (t *traversal) resort() {
@@ -281,6 +365,30 @@ func (t *traversal) resort() {
 	for _, c := range t.cands {
 		if c.known {
 			t.byID[c.info.ID] = true
+		}
+	}
+}
+
+// collect puts the K closest answered candidates into res.Closest, in
+// distance order; with prefer set, the preferred ones first (BEP 42 prefer
+// mode: the K closest preferred nodes, filled up with the closest others).
+func (t *traversal) collect(res *LookupResult) {
+	chosen := make(map[*candidate]bool, t.k)
+	if t.prefer != nil {
+		for _, c := range t.cands {
+			if c.state == stAnswered && len(chosen) < t.k && t.prefer(c.info.ID, c.info.Addr.Addr()) {
+				chosen[c] = true
+			}
+		}
+	}
+	for _, c := range t.cands {
+		if c.state == stAnswered && len(chosen) < t.k {
+			chosen[c] = true
+		}
+	}
+	for _, c := range t.cands {
+		if chosen[c] {
+			res.Closest = append(res.Closest, Found{Node: c.info, Reply: c.reply})
 		}
 	}
 }

@@ -70,8 +70,14 @@ type Node struct {
 // does not join the network: call Bootstrap for that.
 func New(cfg Config) (*Node, error) {
 	cfg.setDefaults()
-	if cfg.BEP42 != routing.BEP42Off && cfg.BEP42 != routing.BEP42Enforce {
-		return nil, fmt.Errorf("bep42 mode %s: only off and enforce are supported", cfg.BEP42)
+	switch cfg.BEP42 {
+	case routing.BEP42Off, routing.BEP42Enforce:
+	case routing.BEP42Prefer:
+		// Verified nodes win bucket slots (BEP 42 prefer mode).
+		limitLoopback := cfg.LimitLoopback
+		cfg.Table.Prefer = func(ni krpc.NodeInfo) bool { return bep42Verifies(limitLoopback, ni.ID, ni.Addr.Addr()) }
+	default:
+		return nil, fmt.Errorf("bep42 mode %s: want off, prefer or enforce", cfg.BEP42)
 	}
 	// The database first: a data dir locked by another process must fail
 	// before anything is bound.
@@ -301,6 +307,7 @@ func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryF
 	t.onReply = onReply
 	t.maxPerSubnet, t.limitLoopback = n.cfg.LookupMaxPerSubnet, n.cfg.LimitLoopback
 	t.verify = n.idVerifier()
+	t.prefer = n.idPreference()
 	t.reach = n.canReach
 	for _, c := range n.table.Closest(target, n.cfg.K) {
 		t.add(c, true)

@@ -37,6 +37,17 @@ func (t *Table) insert(e *entry, now time.Time) (toPing []krpc.NodeInfo) {
 			t.addLive(b, e, now)
 			break
 		}
+		// BEP 42 prefer mode: a node whose id matches its address takes
+		// the slot of one whose id does not, which waits in the cache.
+		if t.cfg.Prefer != nil && t.cfg.Prefer(e.info) {
+			if u := t.unpreferred(b); u != nil && t.subnetOK(b, e, u) {
+				b.nodes = deleteEntry(b.nodes, u)
+				t.live--
+				t.addRepl(b, u)
+				t.addLive(b, e, now)
+				break
+			}
+		}
 		t.addRepl(b, e)
 		toPing = t.questionable(b, now)
 		break
@@ -113,6 +124,18 @@ func (t *Table) worstBad(b *bucket, now time.Time) *entry {
 		}
 	}
 	return worst
+}
+
+// unpreferred returns the least recently seen live node of b that
+// cfg.Prefer rejects, or nil.
+func (t *Table) unpreferred(b *bucket) *entry {
+	var u *entry
+	for _, e := range b.nodes {
+		if !t.cfg.Prefer(e.info) && (u == nil || e.lastSeen().Before(u.lastSeen())) {
+			u = e
+		}
+	}
+	return u
 }
 
 // questionable returns b's questionable nodes, least recently seen first.

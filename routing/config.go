@@ -1,6 +1,10 @@
 package routing
 
-import "time"
+import (
+	"time"
+
+	"github.com/dhtd/dhtd/krpc"
+)
 
 // Defaults for the zero fields of Config.
 const (
@@ -47,6 +51,11 @@ type Config struct {
 	// addresses too. By default loopback nodes are exempt, so a test
 	// network on 127.0.0.1 works with a public node's limits.
 	LimitLoopback bool
+	// Prefer, if set, marks the nodes a full bucket prefers (BEP 42 prefer
+	// mode: ids that match their address): a preferred node that answers
+	// takes the slot of the least recently seen live node that is not
+	// preferred, which moves to the replacement cache.
+	Prefer func(krpc.NodeInfo) bool
 }
 
 func (c Config) withDefaults() Config {

@@ -355,3 +355,56 @@ func TestAddressLimits(t *testing.T) {
 		}
 	})
 }
+
+// TestPrefer (BEP 42 prefer mode): a preferred node that answers takes the
+// slot of the least recently seen node that is not preferred in a full
+// bucket of good nodes; that node waits in the cache; a bucket of
+// preferred nodes keeps them.
+func TestPrefer(t *testing.T) {
+	r := rand.New(rand.NewPCG(16, 17))
+	self := randID(r)
+	preferred := make(map[krpc.ID]bool)
+	tb := NewTable(self, Config{Prefer: func(n krpc.NodeInfo) bool { return preferred[n.ID] }})
+	var far []krpc.NodeInfo
+	for i := range DefaultK {
+		n := ni(idWithPrefix(r, self, 0), i)
+		far = append(far, n)
+		if i >= 4 {
+			preferred[n.ID] = true // far[4..7] preferred, far[0..3] not
+		}
+		tb.Responded(n, t0.Add(time.Duration(i)*time.Minute), 0)
+	}
+	tb.Responded(ni(idWithPrefix(r, self, 1), 100), t0.Add(10*time.Minute), 0) // split: bucket 0 is far and full
+	now := t0.Add(11 * time.Minute)                                            // all good
+
+	plain := ni(idWithPrefix(r, self, 0), 200)
+	tb.Responded(plain, now, 0)
+	if _, ok := tb.Get(plain.ID); ok {
+		t.Fatal("a node that is not preferred took a slot in a bucket of good nodes")
+	}
+	for i := range 4 {
+		p := ni(idWithPrefix(r, self, 0), 300+i)
+		preferred[p.ID] = true
+		tb.Responded(p, now, 0)
+		if _, ok := tb.Get(p.ID); !ok {
+			t.Fatalf("preferred node %d not admitted", i)
+		}
+		if _, ok := tb.Get(far[i].ID); ok {
+			t.Fatalf("preferred node %d did not displace far[%d], the least recently seen not preferred", i, i)
+		}
+		checkInvariants(t, tb)
+	}
+	// Only preferred nodes left: the next one waits.
+	p := ni(idWithPrefix(r, self, 0), 400)
+	preferred[p.ID] = true
+	tb.Responded(p, now, 0)
+	if _, ok := tb.Get(p.ID); ok {
+		t.Fatal("preferred node displaced another preferred node")
+	}
+	for _, n := range far[4:] {
+		if _, ok := tb.Get(n.ID); !ok {
+			t.Fatalf("preferred node %v lost its slot", n)
+		}
+	}
+	checkInvariants(t, tb)
+}

@@ -29,7 +29,7 @@ func runCommand() *cli.Command {
 		Usage: "run a DHT node until interrupted",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "listen", Usage: "UDP address to listen on, repeatable: one node per address family (BEP 32) (default: 0.0.0.0:6881, and [::]:6881 where the host has IPv6)", EnvVars: []string{"DHTD_LISTEN"}},
-			&cli.StringFlag{Name: "bep42", Value: "off", Usage: "BEP 42 node id checks: off or enforce (refuse nodes whose id does not match their address)", EnvVars: []string{"DHTD_BEP42"}},
+			&cli.StringFlag{Name: "bep42", Value: "off", Usage: "BEP 42 node id checks: off, prefer (nodes whose id matches their address win table slots and are chosen as lookup results and storage targets) or enforce (other nodes are refused)", EnvVars: []string{"DHTD_BEP42"}},
 			&cli.Float64Flag{Name: "rate-limit", Value: 20, Usage: "packets per second one source IP may send (burst 5x); 0 disables", EnvVars: []string{"DHTD_RATE_LIMIT"}},
 			&cli.IntFlag{Name: "reply-budget", Value: 1 << 20, Usage: "bytes per second of replies, all sources together; 0 disables", EnvVars: []string{"DHTD_REPLY_BUDGET"}},
 			&cli.StringSliceFlag{Name: "bootstrap", Usage: "bootstrap node host:port (repeatable); default: the public routers", EnvVars: []string{"DHTD_BOOTSTRAP"}},
@@ -74,8 +74,8 @@ func runAction(c *cli.Context) error {
 		families[f] = true
 	}
 	mode, err := routing.ParseBEP42Mode(c.String("bep42"))
-	if err != nil || mode == routing.BEP42Prefer {
-		return fmt.Errorf("--bep42 %q: want off or enforce", c.String("bep42"))
+	if err != nil {
+		return fmt.Errorf("--bep42 %q: want off, prefer or enforce", c.String("bep42"))
 	}
 	cfg.BEP42 = mode
 	switch r := c.Float64("rate-limit"); {
