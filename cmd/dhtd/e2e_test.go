@@ -722,6 +722,10 @@ func TestRunBadConfig(t *testing.T) {
 		{"metrics port in use", []string{"--listen", "127.0.0.1:0", "--metrics-listen", busyTCP.Addr().String()}, []string{"--metrics-listen", "address already in use"}, true},
 		{"storage unknown", []string{"--listen", "127.0.0.1:0", "--storage", "tape"}, []string{"--storage", "tape", "disk or memory"}, false},
 		{"save interval zero", []string{"--listen", "127.0.0.1:0", "--save-interval", "0s"}, []string{"--save-interval", "positive"}, false},
+		{"bep42 mode unknown", []string{"--listen", "127.0.0.1:0", "--bep42", "strict"}, []string{"--bep42", "strict"}, false},
+		{"rate limit negative", []string{"--listen", "127.0.0.1:0", "--rate-limit", "-1"}, []string{"--rate-limit", "negative"}, false},
+		{"reply budget negative", []string{"--listen", "127.0.0.1:0", "--reply-budget", "-5"}, []string{"--reply-budget", "negative"}, false},
+		{"two IPv4 listen addresses", []string{"--listen", "127.0.0.1:0", "--listen", "127.0.0.2:0"}, []string{"--listen", "one per family"}, false},
 	}
 
 	// Data directories that cannot be used.
