@@ -472,6 +472,9 @@ func (n *Node) maintain() {
 		for _, q := range n.table.Questionable(now, n.cfg.MaxBackgroundPings) {
 			n.pingAsync(q.Addr)
 		}
+		for _, q := range n.table.Retry(now, n.cfg.MaxBackgroundPings) {
+			n.pingAsync(q.Addr) // a bad node that may be back (Table.Retry)
+		}
 		n.peers.Expire(now)
 		n.items.Expire(now)
 		good, _, _ := n.table.Counts(now)

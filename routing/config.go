@@ -13,6 +13,8 @@ const (
 	DefaultGoodWindow      = 15 * time.Minute // good/questionable boundary (BEP 5)
 	DefaultMaxFailures     = 2                // consecutive failures before a node is bad (BEP 5 "multiple")
 	DefaultRefreshInterval = 15 * time.Minute // bucket refresh after this long unchanged (BEP 5)
+	DefaultRetryBase       = time.Minute      // first retry of a bad node (see Table.Retry)
+	DefaultRetryMax        = 15 * time.Minute // longest wait between retries of a bad node
 )
 
 // MaxBuckets is the most buckets a table can have: one per possible shared
@@ -51,6 +53,11 @@ type Config struct {
 	// addresses too. By default loopback nodes are exempt, so a test
 	// network on 127.0.0.1 works with a public node's limits.
 	LimitLoopback bool
+	// RetryBase and RetryMax space the pings Retry schedules for bad nodes
+	// still in the table: RetryBase after the failure that made the node
+	// bad, doubling per further failure, at most RetryMax. Defaults
+	// DefaultRetryBase (1 min) and DefaultRetryMax (15 min).
+	RetryBase, RetryMax time.Duration
 	// Prefer, if set, marks the nodes a full bucket prefers (BEP 42 prefer
 	// mode: ids that match their address): a preferred node that answers
 	// takes the slot of the least recently seen live node that is not
@@ -73,6 +80,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RefreshInterval <= 0 {
 		c.RefreshInterval = DefaultRefreshInterval
+	}
+	if c.RetryBase <= 0 {
+		c.RetryBase = DefaultRetryBase
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = DefaultRetryMax
 	}
 	c.MaxPerIP = max(c.MaxPerIP, 0)
 	c.MaxPerSubnetPerBucket = max(c.MaxPerSubnetPerBucket, 0)

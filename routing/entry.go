@@ -87,6 +87,7 @@ type entry struct {
 	lastResponse time.Time
 	lastQuery    time.Time
 	failures     int
+	lastFailure  time.Time // when the last query to the node failed
 	rtt          time.Duration
 	live         bool // in a bucket's live list, not its replacement cache
 }

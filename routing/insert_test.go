@@ -408,3 +408,42 @@ func TestPrefer(t *testing.T) {
 	}
 	checkInvariants(t, tb)
 }
+
+// TestRetry: a bad node kept for want of a replacement is offered for a
+// ping RetryBase after it went bad, then after doubling waits up to
+// RetryMax; an answer makes it good again.
+func TestRetry(t *testing.T) {
+	r := rand.New(rand.NewPCG(18, 19))
+	tb, far := farBucketTable(t, r)
+	n := far[0]
+	now := t0.Add(20 * time.Minute)
+	tb.Failed(n.Addr, now)
+	tb.Failed(n.Addr, now) // bad; the cache is empty, so it stays
+	if e, ok := tb.Get(n.ID); !ok || e.State(now) != Bad {
+		t.Fatalf("setup: %v %v", e, ok)
+	}
+	due := func(at time.Time) bool { return slices.Contains(tb.Retry(at, 0), n) }
+	wait := DefaultRetryBase
+	for failures := 2; failures < 10; failures++ {
+		if due(now.Add(wait - time.Second)) {
+			t.Fatalf("%d failures: due before %v", failures, wait)
+		}
+		if !due(now.Add(wait)) {
+			t.Fatalf("%d failures: not due after %v", failures, wait)
+		}
+		now = now.Add(wait)
+		tb.Failed(n.Addr, now)
+		wait = min(2*wait, DefaultRetryMax)
+	}
+	if wait != DefaultRetryMax {
+		t.Fatalf("wait %v never reached the cap", wait)
+	}
+	tb.Responded(n, now.Add(time.Second), 0)
+	if e, _ := tb.Get(n.ID); e.State(now.Add(time.Second)) != Good {
+		t.Fatalf("answered node is %v, want good", e.State(now.Add(time.Second)))
+	}
+	if len(tb.Retry(now.Add(time.Hour), 0)) != 0 {
+		t.Fatal("Retry offers nodes that are not bad")
+	}
+	checkInvariants(t, tb)
+}

@@ -207,6 +207,35 @@ func (t *Table) Questionable(now time.Time, limit int) []krpc.NodeInfo {
 	return infos(qs, limit)
 }
 
+// Retry returns up to limit bad nodes that are due for another ping,
+// longest waiting first; limit <= 0 means all. A bad node stays in its
+// bucket while no replacement is cached (BEP 5 replaces bad nodes only
+// with new ones); retrying it lets a node that was unreachable for a while
+// (a partition, a restart) come back, as libtorrent retries failed nodes.
+// It is due RetryBase after its last failure, doubling with each further
+// failure, at most RetryMax.
+func (t *Table) Retry(now time.Time, limit int) []krpc.NodeInfo {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var rs []*entry
+	for _, b := range t.buckets {
+		for _, e := range b.nodes {
+			if e.state(now, &t.cfg) != Bad {
+				continue
+			}
+			wait := t.cfg.RetryMax
+			if n := e.failures - t.cfg.MaxFailures; n < 16 {
+				wait = min(t.cfg.RetryBase<<n, t.cfg.RetryMax)
+			}
+			if now.Sub(e.lastFailure) >= wait {
+				rs = append(rs, e)
+			}
+		}
+	}
+	slices.SortStableFunc(rs, func(x, y *entry) int { return x.lastFailure.Compare(y.lastFailure) })
+	return infos(rs, limit)
+}
+
 // Candidates returns up to limit replacement-cache nodes worth pinging, most
 // recently seen first; limit <= 0 means all. A candidate qualifies when its
 // bucket would take it: the bucket has room, can split, or holds a node that

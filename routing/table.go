@@ -183,6 +183,7 @@ func (t *Table) Failed(addr netip.AddrPort, now time.Time) {
 		return
 	}
 	e.failures++
+	e.lastFailure = now
 	if e.state(now, &t.cfg) != Bad || len(b.repl) == 0 {
 		return
 	}
