@@ -2,8 +2,9 @@ package node
 
 // Keeping BEP 44 items alive: the Republisher.
 //
-// Design choice (issue 6, part 8): items survive churn because their
-// publisher republishes them, not because storers hand them over.
+// Design choice (issue 6, part 8): items and peers survive churn because
+// their publisher republishes (re-announces) them, not because storers
+// hand them over.
 //
 //   - BEP 44 puts the duty on the publisher: storers MAY drop an item 2 h
 //     after its last put, and publishers SHOULD re-put once an hour
@@ -25,6 +26,10 @@ package node
 //
 // An item whose publisher stops is then only as durable as its copies
 // until they expire, which is what BEP 44 intends.
+//
+// Peers work the same way (BEP 5): storers drop a peer 30 min after its
+// last announce, so a Republisher re-announces every half peer TTL (15 min
+// by default), each time to the K closest nodes of that moment.
 //
 // A mutable item is republished as the same signed record (v, k, salt,
 // seq, sig): anyone may re-put it without the private key, and the
@@ -69,9 +74,11 @@ const maxConcurrentRepublish = 4
 // RepublishStats counts a Republisher's work since it was created.
 type RepublishStats struct {
 	Kept        int    // items kept now
+	Announces   int    // announces kept now
 	Republished uint64 // rounds that re-put an item
 	Skipped     uint64 // rounds skipped because enough copies exist (BEP 44)
-	Failed      uint64 // rounds in which no node stored the item
+	Reannounced uint64 // rounds that re-announced a peer
+	Failed      uint64 // rounds in which no node stored the item or accepted the announce
 	Superseded  uint64 // mutable items replaced by a newer seq found on the network
 }
 
@@ -85,6 +92,10 @@ type RepublishStats struct {
 // round in which no node stores the item is retried after a twelfth of the
 // interval (5 min by default).
 //
+// It also keeps announces (Announce): a peer is re-announced every half
+// peer TTL (storage.PeerConfig.TTL, default 30 min), so that the K
+// closest nodes of the moment always hold it (BEP 5).
+//
 // Create it with Node.NewRepublisher; Close stops it (closing the node
 // stops its rounds too, but Close should still be called). It is safe for
 // concurrent use.
@@ -96,10 +107,11 @@ type Republisher struct {
 	sem      chan struct{}
 	wg       sync.WaitGroup
 
-	mu     sync.Mutex
-	items  map[krpc.ID]*keptItem
-	closed bool
-	stats  RepublishStats
+	mu        sync.Mutex
+	items     map[krpc.ID]*keptItem
+	announces map[krpc.ID]*keptAnnounce
+	closed    bool
+	stats     RepublishStats
 	// onRound, if set (tests), is called after each round with its outcome.
 	onRound func(target krpc.ID, outcome string, err error)
 }
@@ -111,14 +123,23 @@ type keptItem struct {
 	timer   krpc.Timer // the next round
 }
 
+// keptAnnounce is one announce a Republisher keeps alive.
+type keptAnnounce struct {
+	port    int
+	implied bool
+	timer   krpc.Timer
+}
+
 // NewRepublisher returns a Republisher for items published through n. It
-// keeps nothing until PutImmutable, PutMutable or Keep is called.
+// keeps nothing until PutImmutable, PutMutable, Keep or Announce is
+// called.
 func (n *Node) NewRepublisher() *Republisher {
 	r := &Republisher{
-		n:        n,
-		interval: n.cfg.RepublishInterval,
-		sem:      make(chan struct{}, maxConcurrentRepublish),
-		items:    make(map[krpc.ID]*keptItem),
+		n:         n,
+		interval:  n.cfg.RepublishInterval,
+		sem:       make(chan struct{}, maxConcurrentRepublish),
+		items:     make(map[krpc.ID]*keptItem),
+		announces: make(map[krpc.ID]*keptAnnounce),
 	}
 	r.ctx, r.cancel = context.WithCancel(n.ctx)
 	return r
@@ -126,6 +147,49 @@ func (n *Node) NewRepublisher() *Republisher {
 
 // Interval returns the republish interval.
 func (r *Republisher) Interval() time.Duration { return r.interval }
+
+// AnnounceInterval returns how often kept announces are repeated: half the
+// peer TTL, at most the republish interval.
+func (r *Republisher) AnnounceInterval() time.Duration {
+	return min(r.interval, r.n.peers.Config().TTL/2)
+}
+
+// Announce announces us as a peer of ih like Node.Announce and, if some
+// node accepted it, keeps it: it is repeated every AnnounceInterval, to
+// the K closest nodes of the moment, until ForgetAnnounce or Close.
+func (r *Republisher) Announce(ctx context.Context, ih krpc.ID, port int, impliedPort bool) (AnnounceResult, error) {
+	res, err := r.n.Announce(ctx, ih, port, impliedPort)
+	if err != nil {
+		return res, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || r.ctx.Err() != nil {
+		return res, fmt.Errorf("keep announce %s: republisher closed", ih)
+	}
+	if old := r.announces[ih]; old != nil {
+		old.timer.Stop()
+	}
+	a := &keptAnnounce{port: port, implied: impliedPort}
+	r.announces[ih] = a
+	r.armAnnounceLocked(ih, a, r.AnnounceInterval())
+	r.stats.Announces = len(r.announces)
+	return res, nil
+}
+
+// ForgetAnnounce stops re-announcing ih; it reports whether it was kept.
+func (r *Republisher) ForgetAnnounce(ih krpc.ID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a := r.announces[ih]
+	if a == nil {
+		return false
+	}
+	a.timer.Stop()
+	delete(r.announces, ih)
+	r.stats.Announces = len(r.announces)
+	return true
+}
 
 // PutImmutable puts v like Node.PutImmutable and, if some node stored it,
 // keeps it: it is re-put every interval until Forget or Close.
@@ -253,18 +317,76 @@ func (r *Republisher) Close() {
 	for _, k := range r.items {
 		k.timer.Stop()
 	}
+	for _, a := range r.announces {
+		a.timer.Stop()
+	}
 	r.mu.Unlock()
 	r.cancel()
 	r.wg.Wait()
 }
 
-// armLocked schedules target's next round after d, less a random jitter
-// of up to republishJitter percent. Caller holds r.mu.
-func (r *Republisher) armLocked(target krpc.ID, k *keptItem, d time.Duration) {
+// jitter returns d less a random jitter of up to republishJitter percent.
+func jitter(d time.Duration) time.Duration {
 	if j := int64(d) * republishJitter / 100; j > 0 {
 		d -= time.Duration(rand.Int64N(j))
 	}
-	k.timer = r.n.clock.AfterFunc(d, func() { r.round(target, k) })
+	return d
+}
+
+// armLocked schedules target's next round after d (less the jitter).
+// Caller holds r.mu.
+func (r *Republisher) armLocked(target krpc.ID, k *keptItem, d time.Duration) {
+	k.timer = r.n.clock.AfterFunc(jitter(d), func() { r.round(target, k) })
+}
+
+// armAnnounceLocked schedules ih's next announce after d (less the
+// jitter). Caller holds r.mu.
+func (r *Republisher) armAnnounceLocked(ih krpc.ID, a *keptAnnounce, d time.Duration) {
+	a.timer = r.n.clock.AfterFunc(jitter(d), func() { r.announceRound(ih, a) })
+}
+
+// announceRound repeats one kept announce, on the clock's goroutine.
+func (r *Republisher) announceRound(ih krpc.ID, a *keptAnnounce) {
+	r.mu.Lock()
+	if r.closed || r.ctx.Err() != nil || r.announces[ih] != a {
+		r.mu.Unlock()
+		return
+	}
+	r.wg.Add(1) // under r.mu, before Close can set closed and Wait
+	r.mu.Unlock()
+	defer r.wg.Done()
+
+	select {
+	case r.sem <- struct{}{}:
+	case <-r.ctx.Done():
+		return
+	}
+	res, err := r.n.Announce(r.ctx, ih, a.port, a.implied)
+	<-r.sem
+	if r.ctx.Err() != nil {
+		return
+	}
+	outcome, next := republishPut, r.AnnounceInterval()
+	r.mu.Lock()
+	if err != nil {
+		outcome, next = republishFailed, next/3
+		r.stats.Failed++
+	} else {
+		r.stats.Reannounced++
+	}
+	hook := r.onRound
+	if !r.closed && r.announces[ih] == a {
+		r.armAnnounceLocked(ih, a, next)
+	}
+	r.mu.Unlock()
+	if err != nil {
+		r.n.log.Warn("re-announce", "info_hash", ih, "err", err)
+	} else {
+		r.n.log.Debug("re-announce", "info_hash", ih, "accepted", res.Accepted)
+	}
+	if hook != nil {
+		hook(ih, outcome, err)
+	}
 }
 
 // round runs one republish of k, on the clock's goroutine.

@@ -386,7 +386,7 @@ func TestNetworkCloseStopsEverything(t *testing.T) {
 	}
 }
 
-func TestLinkLoss(t *testing.T) {
+func TestSimLinkLoss(t *testing.T) {
 	const total = 2000
 	n := newNet(t, Config{Seed: 9, QueueLen: total})
 	a := listen(t, n, "10.0.0.1:1")
@@ -422,7 +422,7 @@ func TestLinkLoss(t *testing.T) {
 	}
 }
 
-func TestWaitQuiet(t *testing.T) {
+func TestSimWaitQuiet(t *testing.T) {
 	n := newNet(t, Config{Latency: 30 * time.Millisecond})
 	a := listen(t, n, "10.0.0.1:1")
 	b := listen(t, n, "10.0.0.2:1")
