@@ -83,6 +83,9 @@ type Metrics struct {
 	// StorageRejections counts refused writes, by kind (StorageKinds) and
 	// reason (RejectReasons).
 	StorageRejections *prometheus.CounterVec
+	// RepliesTrimmed counts replies cut down to the size allowed a querier
+	// that has not shown it owns its address (amplification guard).
+	RepliesTrimmed prometheus.Counter
 
 	// DBWritesInFlight is the number of acknowledgements (put,
 	// announce_peer) waiting for their write to the on-disk store to be
@@ -167,6 +170,10 @@ func NewWith(reg *prometheus.Registry, bi BuildInfo, o Options) *Metrics {
 			Namespace: namespace, Name: "tokens_rejected_total",
 			Help: "Write tokens that failed validation.",
 		}),
+		RepliesTrimmed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "replies_trimmed_total",
+			Help: "Replies cut down to the size allowed a querier that has not shown it owns its address.",
+		}),
 		StorageRejections: counterVec("storage_rejections_total", "Writes refused by the peer and item stores, by kind and reason.", "kind", "reason"),
 
 		DBWritesInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -227,7 +234,7 @@ func NewWith(reg *prometheus.Registry, bi BuildInfo, o Options) *Metrics {
 		m.QueriesReceived, m.ErrorsSent,
 		m.QueriesSent, m.QueryRTT, m.TransactionsInFlight,
 		m.Lookups, m.LookupDuration, m.LookupQueries,
-		m.TokensIssued, m.TokensRejected, m.StorageRejections,
+		m.TokensIssued, m.TokensRejected, m.StorageRejections, m.RepliesTrimmed,
 		m.DBWritesInFlight, m.DBDeletesDropped,
 		m.BuildInfo,
 	)

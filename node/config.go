@@ -85,6 +85,11 @@ type Config struct {
 	// queried (so never chosen to store). Local addresses are exempt (BEP
 	// 42), loopback only while LimitLoopback is unset.
 	BEP42 routing.BEP42Mode
+	// UnverifiedReplyBytes caps the replies to a querier that has not
+	// shown it owns its address (amplify.go): default 700 bytes, about
+	// seven times a get_peers query and room for a BEP 33 scrape's two
+	// bloom filters; negative disables the cap.
+	UnverifiedReplyBytes int
 	// SampleInterval is the BEP 51 "interval" of sample_infohashes
 	// replies: how long a sample is reused, and how long an indexer should
 	// wait before asking again. Default 6 h (libtorrent); at most 6 h (BEP
@@ -199,6 +204,9 @@ func (c *Config) setDefaults() {
 	}
 	c.Table.LimitLoopback = c.Table.LimitLoopback || c.LimitLoopback
 	c.RateLimit.LimitLoopback = c.RateLimit.LimitLoopback || c.LimitLoopback
+	if c.UnverifiedReplyBytes == 0 {
+		c.UnverifiedReplyBytes = 700
+	}
 	if c.SampleInterval <= 0 || c.SampleInterval > 6*time.Hour {
 		c.SampleInterval = 6 * time.Hour
 	}

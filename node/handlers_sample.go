@@ -43,6 +43,14 @@ func (n *Node) handleSampleInfohashes(from netip.AddrPort, a *krpc.Args) *krpc.M
 	n.mu.Unlock()
 
 	r := n.nodesFor(*a.Target, a, from)
+	if c, capped := n.replyCap(from); capped {
+		// amplify.go: as many samples as fit the cap.
+		room := (c - 160 - len(r.Nodes)*krpc.CompactNodeLen4 - len(r.Nodes6)*krpc.CompactNodeLen6) / krpc.IDLen
+		if room = max(room, 0); len(samples) > room {
+			samples = samples[:room]
+			n.metrics.RepliesTrimmed.Inc()
+		}
+	}
 	iv := int64(interval / time.Second)
 	num := int64(n.peers.Stats().Infohashes)
 	r.Interval, r.Num, r.Samples = &iv, &num, &samples

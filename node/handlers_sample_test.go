@@ -40,6 +40,7 @@ func TestHandleSampleInfohashes(t *testing.T) {
 		n.peers.Announce(ih, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 3, byte(i >> 8), byte(i)}), 6881), false, now)
 	}
 	hqPopulate(n, 50, rnd)
+	n.owners.add(from.Addr(), time.Now()) // full replies (amplify.go)
 	r = n.handleQuery(from, q)
 	if r.E != nil {
 		t.Fatalf("error %v", r.E)
@@ -92,6 +93,7 @@ func TestHandleGetPeersScrape(t *testing.T) {
 	}
 	hqPopulate(n, 50, rand.New(rand.NewPCG(6, 6)))
 	q := hqQuery(krpc.MethodGetPeers, &krpc.Args{ID: hqID("scraper"), InfoHash: &ih, Scrape: 1})
+	n.owners.add(from.Addr(), time.Now()) // full replies (amplify.go)
 	r := n.handleQuery(from, q)
 	if r.R == nil || r.R.BFsd == nil || r.R.BFpe == nil {
 		t.Fatalf("scrape reply without filters: %+v", r)

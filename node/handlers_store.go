@@ -29,18 +29,37 @@ func (n *Node) handleGetPeers(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 	r := n.nodesFor(ih, a, from)
 	r.Token = n.tokens.Issue(from.Addr(), ih, now)
 	n.metrics.TokensIssued.Inc()
-	budget := replyBudget - len(r.Nodes)*krpc.CompactNodeLen4 - len(r.Nodes6)*krpc.CompactNodeLen6
+	limit, capped := replyBudget, false
+	if c, ok := n.replyCap(from); ok && c-160 < limit {
+		limit, capped = c-160, true // amplify.go
+	}
+	budget := limit - len(r.Nodes)*krpc.CompactNodeLen4 - len(r.Nodes6)*krpc.CompactNodeLen6
 	per := 2 + krpc.CompactPeerLen4
 	if isV6(from) {
 		per = 3 + krpc.CompactPeerLen6
 	}
 	if a.Scrape == 1 {
-		// BEP 33: the bloom filters take 2 x 256 bytes of the budget.
-		r.BFsd, r.BFpe = n.scrapeFilters(ih, isV6(from), now)
-		budget -= 2 * (krpc.BloomLen + 10)
+		// BEP 33: the bloom filters take 2 x 256 bytes of the budget. To a
+		// querier held to the amplification cap they go instead of the
+		// nodes ("only the mandatory node list", BEP 33): a scraper never
+		// announces, so it never proves its address with a token.
+		if filters := 2 * (krpc.BloomLen + 10); capped && budget < filters && len(r.Nodes)+len(r.Nodes6) > 0 {
+			r.Nodes, r.Nodes6 = nil, nil
+			budget = limit
+			n.metrics.RepliesTrimmed.Inc()
+		}
+		if filters := 2 * (krpc.BloomLen + 10); budget >= filters {
+			r.BFsd, r.BFpe = n.scrapeFilters(ih, isV6(from), now)
+			budget -= filters
+		} else {
+			n.metrics.RepliesTrimmed.Inc()
+		}
 	}
 	max := max(0, budget/per)
 	peers := n.peers.Peers(ih, isV6(from), max, now, nil)
+	if capped && len(peers) == max && max > 0 {
+		n.metrics.RepliesTrimmed.Inc() // perhaps more were stored
+	}
 	if len(peers) > 0 {
 		r.Values = peers
 	}
@@ -73,6 +92,7 @@ func (n *Node) handleAnnounce(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 		n.metrics.TokensRejected.Inc()
 		return reject(metrics.RejectBadToken, "invalid token")
 	}
+	n.owners.add(from.Addr(), now)        // the token came back from this address
 	seed := a.Seed != nil && *a.Seed == 1 // BEP 33: absent or != 1 means peer
 	ih, peer := *a.InfoHash, netip.AddrPortFrom(from.Addr(), port)
 	var refusedBefore uint64
@@ -112,12 +132,18 @@ func (n *Node) handleGet(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 	}
 	if !it.Mutable {
 		r.V = it.V
-		return &krpc.Msg{R: r}
+	} else {
+		seq := it.Seq
+		r.Seq = &seq
+		if a.Seq == nil || it.Seq > *a.Seq {
+			r.V, r.K, r.Sig = it.V, string(it.K), string(it.Sig)
+		}
 	}
-	seq := it.Seq
-	r.Seq = &seq
-	if a.Seq == nil || it.Seq > *a.Seq {
-		r.V, r.K, r.Sig = it.V, string(it.K), string(it.Sig)
+	// A value for a querier that has not shown it owns its address: the
+	// value, never withheld, without the nodes (amplify.go).
+	if _, capped := n.replyCap(from); capped && len(r.V) > 0 && len(r.Nodes)+len(r.Nodes6) > 0 {
+		r.Nodes, r.Nodes6 = nil, nil
+		n.metrics.RepliesTrimmed.Inc()
 	}
 	return &krpc.Msg{R: r}
 }
@@ -136,6 +162,8 @@ func (n *Node) handlePut(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 		ok := n.tokens.Check(a.Token, from.Addr(), target, now)
 		if !ok {
 			n.metrics.TokensRejected.Inc()
+		} else {
+			n.owners.add(from.Addr(), now) // the token came back from this address
 		}
 		return ok
 	}

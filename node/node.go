@@ -56,6 +56,7 @@ type Node struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	owners  *owners              // addresses that proved themselves (amplify.go)
 	voter   ipVoter              // external address from BEP 42 "ip" votes
 	sibling atomic.Pointer[Node] // the node of the other address family (Link)
 
@@ -109,6 +110,7 @@ func New(cfg Config) (*Node, error) {
 		started:     now,
 		pingSlots:   make(chan struct{}, cfg.MaxBackgroundPings),
 		lookupSlots: make(chan struct{}, cfg.MaxLookups),
+		owners:      newOwners(),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.registerSources()
@@ -255,6 +257,7 @@ func (n *Node) onResponse(from netip.AddrPort, method string, m *krpc.Msg) {
 		return
 	}
 	n.noteExternalIP(from, m)
+	n.owners.add(from.Addr(), n.clock.Now()) // it answered our transaction id
 	toPing := n.table.Responded(krpc.NodeInfo{ID: m.R.ID, Addr: from}, n.clock.Now(), 0)
 	for _, p := range toPing {
 		n.pingAsync(p.Addr)
