@@ -45,8 +45,15 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+## bench: Go benchmarks (-benchmem), then the load tool against a fresh
+## `dhtd run --no-bootstrap` on loopback (and libtorrent when installed);
+## prints tables. BENCHTIME and BENCH_ARGS (run.py flags) pass through.
+BENCHTIME ?= 1s
+BENCH_ARGS ?=
+bench: build
+	$(GO) build -o bin/dhtd-bench ./cmd/dhtd-bench
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+	/usr/bin/python3 testdata/bench/run.py $(BENCH_ARGS)
 
 ## fuzz: run every fuzz target for FUZZTIME each.
 fuzz:

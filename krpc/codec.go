@@ -34,7 +34,12 @@ func (e *BodyError) Unwrap() error { return e.Err }
 // Decode parses one packet. Errors wrapping ErrDrop mean "drop silently";
 // a *BodyError comes with the envelope filled in m. Decode never panics on
 // any input and allocates in proportion to the packet only.
-func Decode(b []byte, m *Msg) error {
+func Decode(b []byte, m *Msg) error { return decode(b, m, nil) }
+
+// decode is Decode; a query's arguments go into blk when it is not nil
+// (the read loop reuses one block, so a query costs no Args allocation),
+// else into a new block.
+func decode(b []byte, m *Msg, blk *argsBlock) error {
 	*m = Msg{}
 	if len(b) < MinPacketLen || b[0] != 'd' || b[len(b)-1] != 'e' {
 		return fmt.Errorf("%w: not a dict of plausible size", ErrDrop)
@@ -105,7 +110,7 @@ func Decode(b []byte, m *Msg) error {
 		if !hasKey(a, "id") {
 			return &BodyError{errors.New("a.id missing")}
 		}
-		args, err := decodeArgs(a)
+		args, err := decodeArgsInto(a, blk)
 		if err != nil {
 			return &BodyError{fmt.Errorf("decode a: %w", err)}
 		}
@@ -435,8 +440,16 @@ type argsBlock struct {
 // decodeArgs decodes the canonical dict b (already checked by
 // checkCanonical) as bencode.Unmarshal into an Args would: unknown keys
 // are ignored, a value of the wrong type is an error.
-func decodeArgs(b []byte) (*Args, error) {
-	blk := &argsBlock{}
+func decodeArgs(b []byte) (*Args, error) { return decodeArgsInto(b, nil) }
+
+// decodeArgsInto is decodeArgs into blk (reset first), or into a new block
+// if blk is nil.
+func decodeArgsInto(b []byte, blk *argsBlock) (*Args, error) {
+	if blk == nil {
+		blk = &argsBlock{}
+	} else {
+		*blk = argsBlock{}
+	}
 	err := eachEntry(b, func(key, val []byte) error {
 		var err error
 		switch string(key) {

@@ -121,7 +121,8 @@ func (c *ServerConfig) setDefaults() {
 // QueryHandler answers one query. It returns the reply to send: a message
 // with R set (a response) or with E set (an error), or nil to send nothing.
 // The server fills in "t", "y", "v" and the BEP 42 "ip". It runs on the read
-// loop and must not block.
+// loop and must not block. q and q.A are reused for the next packet once it
+// returns: it must not keep them, or pointers into q.A, after that.
 type QueryHandler func(from netip.AddrPort, q *Msg) *Msg
 
 // Deferred is returned by a QueryHandler that will answer later with
@@ -150,6 +151,11 @@ type Server struct {
 	// loopOut is the read loop's reply buffer and scratch, reused for every
 	// reply it sends (only the read loop goroutine touches it).
 	loopOut replyScratch
+	// loopArgs holds the arguments of the query the read loop is handling:
+	// reused for every query, so a QueryHandler must not keep q.A or a
+	// pointer into it after it returns (copy what it keeps; a Deferred
+	// reply's work must capture values).
+	loopArgs argsBlock
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -169,6 +175,12 @@ func NewServer(pc net.PacketConn, handler QueryHandler, cfg ServerConfig) *Serve
 		closed:  make(chan struct{}),
 	}
 	s.udp, _ = pc.(*net.UDPConn)
+	if s.udp != nil {
+		// Room for bursts: the default (about 200 KiB on Linux, some 200
+		// packets of kernel overhead) overflows under a load of a few
+		// hundred queries in flight. The kernel caps it at rmem_max.
+		_ = s.udp.SetReadBuffer(socketBuffer)
+	}
 	s.local = addrPortOf(pc.LocalAddr())
 	s.wg.Add(1)
 	go s.readLoop()
@@ -241,6 +253,9 @@ type replyScratch struct {
 	ip    CompactAddr
 	batch *replyBatch
 }
+
+// socketBuffer is the receive buffer asked for a UDP socket.
+const socketBuffer = 2 << 20
 
 // batchSize is the most datagrams one recvmmsg or sendmmsg moves.
 // Profiling under load (cmd/dhtd-bench) showed the per-packet recvfrom and
@@ -407,7 +422,7 @@ func (s *Server) handlePacket(pkt []byte, from netip.AddrPort, m *Msg) {
 		ev.Dropped(DropRefused)
 		return
 	}
-	err := Decode(pkt, m)
+	err := decode(pkt, m, &s.loopArgs)
 	var be *BodyError
 	if err != nil && !errors.As(err, &be) {
 		ev.Received(PacketInvalid, len(pkt))

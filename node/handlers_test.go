@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/routing"
 	"github.com/dhtd/dhtd/storage"
@@ -479,5 +482,27 @@ func TestHandleQueryReadOnlyNode(t *testing.T) {
 	}
 	if n.Table().Len() != 0 {
 		t.Errorf("read-only node learned %d nodes from queries", n.Table().Len())
+	}
+}
+
+// TestHotCountersCoverKinds: every packet kind the transport reports has a
+// pre-resolved counter (a missing one would be a nil counter on the read
+// path), and they are the same series the registry exposes.
+func TestHotCountersCoverKinds(t *testing.T) {
+	n := startNode(t, nil)
+	for _, k := range []string{krpc.PacketQuery, krpc.PacketResponse, krpc.PacketError, krpc.PacketInvalid} {
+		for name, m := range map[string]map[string]prometheus.Counter{
+			"received": n.hot.recvPkts, "received bytes": n.hot.recvBytes,
+			"sent": n.hot.sentPkts, "sent bytes": n.hot.sentBytes,
+		} {
+			if m[k] == nil {
+				t.Fatalf("no %s counter for packet kind %q", name, k)
+			}
+		}
+	}
+	before := testutil.ToFloat64(n.metrics.QueriesReceived.WithLabelValues("other"))
+	n.queryReceived("no_such_method")
+	if got := testutil.ToFloat64(n.metrics.QueriesReceived.WithLabelValues("other")); got != before+1 {
+		t.Fatalf("unknown method counted %v times under \"other\"", got-before)
 	}
 }

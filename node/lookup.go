@@ -30,11 +30,12 @@ const (
 // and its place among the K closest, so a silent node does not hold the
 // lookup open until the full QueryTimeout. Its answer is still used if it
 // arrives while the lookup runs. slowAfter adapts to the round trips
-// measured in this lookup: twice their median, never below minSlowAfter;
-// before the first answer it is initialSlowAfter.
+// measured in this lookup: twice their median, but at least 1.25 times the
+// slowest (a loaded host or link shows in its spread) and never below
+// minSlowAfter; before the first answer it is initialSlowAfter.
 const (
 	initialSlowAfter = time.Second
-	minSlowAfter     = 50 * time.Millisecond
+	minSlowAfter     = 20 * time.Millisecond
 )
 
 type candidate struct {
@@ -94,6 +95,9 @@ type traversal struct {
 	// (BEP 32: a node bound to one family looks up in that family only).
 	reach   func(netip.Addr) bool
 	subnets map[netip.Prefix]int
+
+	// slowAfter is the current short timeout (see initialSlowAfter).
+	slowAfter time.Duration
 
 	cands  []*candidate
 	byAddr map[netip.AddrPort]*candidate
@@ -185,14 +189,19 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 	// inFlight counts the query goroutines running; active those of them
 	// not yet past the short timeout, which hold a slot.
 	inFlight, active := 0, 0
-	slowAfter := initialSlowAfter
+	t.slowAfter = initialSlowAfter
 	var rtts []time.Duration
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	stopped := false
+	// width is how many queries may be active: alpha, until an answer
+	// brings no candidate closer than the closest already known; then
+	// the lookup has converged and the K closest not yet asked are all
+	// asked at once (Kademlia, Maymounkov and Mazieres 2002, §2.3).
+	width := t.alpha
 	for {
 		if !stopped && ctx.Err() == nil {
-			for active < t.alpha {
+			for active < width {
 				c := t.next()
 				if c == nil {
 					break
@@ -213,18 +222,19 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 			// Done; slow queries still out are cancelled and drained below.
 			break
 		}
-		// Wait for an answer, or for the next active query to turn slow.
+		// Wait for an answer, for the next active query to turn slow, or
+		// for the next slow one to be given up (see settled).
 		var r reply
-		if active > 0 {
-			timer.Reset(t.untilSlow(slowAfter))
+		if wait, ok := t.nextDeadline(); ok {
+			timer.Reset(wait)
 			select {
 			case r = <-replies:
 			case <-timer.C:
-				active -= t.markSlow(slowAfter)
+				active -= t.markSlow()
 				continue
 			}
 		} else {
-			r = <-replies // only slow queries left and nothing else to do
+			r = <-replies // only given-up slow queries left: wait them out
 		}
 		inFlight--
 		if r.c.state != stSlow {
@@ -232,7 +242,7 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 		}
 		if r.err == nil && r.msg != nil {
 			rtts = append(rtts, time.Since(r.c.sent))
-			slowAfter = adaptSlowAfter(rtts)
+			t.slowAfter = adaptSlowAfter(rtts)
 		}
 		if r.err != nil || r.msg == nil || r.msg.R == nil ||
 			(t.verify != nil && !t.verify(r.msg.R.ID, r.c.info.Addr.Addr())) {
@@ -242,6 +252,7 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 			}
 			continue
 		}
+		closestBefore := t.closestKnown()
 		r.c.state = stAnswered
 		r.c.reply = r.msg
 		r.c.info.ID = r.msg.R.ID
@@ -255,6 +266,9 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 		}
 		for _, n := range r.msg.R.Nodes6 {
 			t.addLearned(n)
+		}
+		if t.closestKnown() == closestBefore {
+			width = max(t.alpha, t.k)
 		}
 		if !stopped && t.onReply != nil && t.onReply(r.c.info, r.msg) {
 			stopped = true
@@ -296,11 +310,19 @@ func (t *traversal) next() *candidate {
 }
 
 // settled reports whether the K closest non-failed known candidates have
-// all answered.
+// all answered. A slow query is waited for until 1.5 x slowAfter (a slow
+// node among the closest may still answer), then given up.
 func (t *traversal) settled() bool {
 	live := 0
+	giveUp := time.Now().Add(-t.slowAfter * 3 / 2)
 	for _, c := range t.cands {
-		if c.state == stFailed || c.state == stSlow || !c.known {
+		if c.state == stFailed || !c.known {
+			continue
+		}
+		if c.state == stSlow {
+			if c.sent.After(giveUp) {
+				return false
+			}
 			continue
 		}
 		if c.state != stAnswered {
@@ -314,26 +336,45 @@ func (t *traversal) settled() bool {
 	return false
 }
 
-// untilSlow returns how long until the oldest active query passes
-// slowAfter (at least 1ms).
-func (t *traversal) untilSlow(slowAfter time.Duration) time.Duration {
-	first := time.Duration(-1)
-	now := time.Now()
+// closestKnown returns the closest candidate with a known id that has not
+// failed, or nil.
+func (t *traversal) closestKnown() *candidate {
 	for _, c := range t.cands {
-		if c.state == stInFlight {
-			if d := c.sent.Add(slowAfter).Sub(now); first < 0 || d < first {
-				first = d
-			}
+		if c.known && c.state != stFailed {
+			return c
 		}
 	}
-	return max(first, time.Millisecond)
+	return nil
+}
+
+// nextDeadline returns how long until an active query passes slowAfter or
+// a slow one passes 1.5 x slowAfter (at least 1ms), and false if there is
+// no such query.
+func (t *traversal) nextDeadline() (time.Duration, bool) {
+	first, ok := time.Duration(0), false
+	now := time.Now()
+	for _, c := range t.cands {
+		var at time.Time
+		switch {
+		case c.state == stInFlight:
+			at = c.sent.Add(t.slowAfter)
+		case c.state == stSlow && now.Before(c.sent.Add(t.slowAfter*3/2)):
+			at = c.sent.Add(t.slowAfter * 3 / 2)
+		default:
+			continue
+		}
+		if d := at.Sub(now); !ok || d < first {
+			first, ok = d, true
+		}
+	}
+	return max(first, time.Millisecond), ok
 }
 
 // markSlow marks the active queries sent more than slowAfter ago as slow
 // and returns how many.
-func (t *traversal) markSlow(slowAfter time.Duration) int {
+func (t *traversal) markSlow() int {
 	n := 0
-	deadline := time.Now().Add(-slowAfter)
+	deadline := time.Now().Add(-t.slowAfter)
 	for _, c := range t.cands {
 		if c.state == stInFlight && !c.sent.After(deadline) {
 			c.state = stSlow
@@ -344,11 +385,11 @@ func (t *traversal) markSlow(slowAfter time.Duration) int {
 }
 
 // adaptSlowAfter is twice the median of the measured round trips, at
-// least minSlowAfter.
+// least 1.25 times the slowest and minSlowAfter.
 func adaptSlowAfter(rtts []time.Duration) time.Duration {
 	s := slices.Clone(rtts)
 	slices.Sort(s)
-	return max(2*s[len(s)/2], minSlowAfter)
+	return max(2*s[len(s)/2], s[len(s)-1]*5/4, minSlowAfter)
 }
 
 func (t *traversal) resort() {

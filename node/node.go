@@ -56,6 +56,7 @@ type Node struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	hot     *hotCounters         // per-packet counters, resolved once (observe.go)
 	owners  *owners              // addresses that proved themselves (amplify.go)
 	voter   ipVoter              // external address from BEP 42 "ip" votes
 	sibling atomic.Pointer[Node] // the node of the other address family (Link)
@@ -112,6 +113,7 @@ func New(cfg Config) (*Node, error) {
 		lookupSlots: make(chan struct{}, cfg.MaxLookups),
 		owners:      newOwners(),
 	}
+	n.hot = newHotCounters(n.metrics)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.registerSources()
 	n.rejoined = make(chan struct{})

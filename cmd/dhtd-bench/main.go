@@ -8,7 +8,8 @@
 //
 //	dhtd-bench load  --target 127.0.0.1:6881 [flags]   measure a running node
 //	dhtd-bench serve --listen 127.0.0.1:6881 [flags]   run a dhtd node (package node)
-//	                                                   with the limits a measurement needs
+//	                                                   with pprof, for profiling under load
+//	dhtd-bench announce --target 127.0.0.1:6881 [flags] store many peers on a node
 //
 // Only loopback targets are accepted: the tool is a flood by design.
 package main
@@ -28,16 +29,18 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: dhtd-bench load|serve [flags] (-h for help)")
+		return fmt.Errorf("usage: dhtd-bench load|serve|announce [flags] (-h for help)")
 	}
 	switch args[0] {
 	case "load":
 		return loadCommand(args[1:], stdout, stderr)
 	case "serve":
 		return serveCommand(args[1:], stdout, stderr)
+	case "announce":
+		return announceCommand(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
-		fmt.Fprintln(stdout, "usage: dhtd-bench load|serve [flags]; dhtd-bench load -h lists the flags")
+		fmt.Fprintln(stdout, "usage: dhtd-bench load|serve|announce [flags]; dhtd-bench load -h lists the flags")
 		return nil
 	}
-	return fmt.Errorf("unknown subcommand %q: want load or serve", args[0])
+	return fmt.Errorf("unknown subcommand %q: want load, serve or announce", args[0])
 }
