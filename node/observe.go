@@ -15,7 +15,6 @@ const Version = "0.1.0"
 
 func goVersion() string { return runtime.Version() }
 
-
 func metricsCode(c int64) string { return metrics.ErrorCodeLabel(c) }
 
 // hotCounters are the per-packet counters, resolved once from their fixed
