@@ -99,6 +99,21 @@ func checkCanonical(b []byte) error {
 
 // skipValue skips one canonical value and returns what follows it.
 func skipValue(b []byte, depth int, tokens *int) ([]byte, error) {
+	return skipValueMode(b, depth, tokens, false)
+}
+
+// wellFormed reports whether b is exactly one bencoded value within the
+// depth and token limits, allowing dict keys out of order or repeated (the
+// one way a well-formed value is not canonical once integers are canonical).
+func wellFormed(b []byte) bool {
+	tokens := 0
+	rest, err := skipValueMode(b, 0, &tokens, true)
+	return err == nil && len(rest) == 0
+}
+
+// skipValueMode is skipValue; with lax, dict keys need not be sorted or
+// unique.
+func skipValueMode(b []byte, depth int, tokens *int, lax bool) ([]byte, error) {
 	*tokens++
 	if *tokens > maxTokens {
 		return nil, fmt.Errorf("%w: more than %d values", ErrNotCanonical, maxTokens)
@@ -126,7 +141,7 @@ func skipValue(b []byte, depth int, tokens *int) ([]byte, error) {
 				return b[1:], nil
 			}
 			var err error
-			if b, err = skipValue(b, depth+1, tokens); err != nil {
+			if b, err = skipValueMode(b, depth+1, tokens, lax); err != nil {
 				return nil, err
 			}
 		}
@@ -148,11 +163,11 @@ func skipValue(b []byte, depth int, tokens *int) ([]byte, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%w: dict key is not a string", ErrNotCanonical)
 			}
-			if !first && string(key) <= string(prev) {
+			if !lax && !first && string(key) <= string(prev) {
 				return nil, fmt.Errorf("%w: dict keys unsorted or repeated", ErrNotCanonical)
 			}
 			first, prev = false, key
-			if b, err = skipValue(rest, depth+1, tokens); err != nil {
+			if b, err = skipValueMode(rest, depth+1, tokens, lax); err != nil {
 				return nil, err
 			}
 		}

@@ -45,7 +45,7 @@ func decode(b []byte, m *Msg, blk *argsBlock) error {
 		return fmt.Errorf("%w: not a dict of plausible size", ErrDrop)
 	}
 	if err := checkCanonical(b); err != nil {
-		return fmt.Errorf("%w: %v", ErrDrop, err)
+		return decodeNonCanonical(b, m, err)
 	}
 	var a, r, e []byte
 	var haveT bool
@@ -180,6 +180,47 @@ func eachEntry(b []byte, f func(key, val []byte) error) error {
 		b = after
 	}
 	return nil
+}
+
+// decodeNonCanonical handles a packet that is not canonical bencode (err
+// says why). A well-formed query whose dict keys are merely out of order or
+// repeated, somewhere, gets its envelope ("t", "y", "q") decoded and a
+// *BodyError, so the server answers it 203 (BEP 44: a put whose v is not
+// canonical is refused with 203); everything else is dropped.
+func decodeNonCanonical(b []byte, m *Msg, cause error) error {
+	if !wellFormed(b) {
+		return fmt.Errorf("%w: %v", ErrDrop, cause)
+	}
+	var haveT bool
+	b = b[1:]
+	for len(b) > 0 && b[0] != 'e' {
+		key, rest, err := readString(b)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrDrop, cause)
+		}
+		tokens := 0
+		after, err := skipValueMode(rest, 0, &tokens, true)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrDrop, cause)
+		}
+		val := rest[:len(rest)-len(after)]
+		if s, _, err := readString(val); err == nil {
+			switch string(key) {
+			case "t":
+				m.T, haveT = string(s), true
+			case "y":
+				m.Y = string(s)
+			case "q":
+				m.Q = string(s)
+			}
+		}
+		b = after
+	}
+	if !haveT || m.Y != KindQuery || m.Q == "" {
+		*m = Msg{}
+		return fmt.Errorf("%w: %v", ErrDrop, cause)
+	}
+	return &BodyError{fmt.Errorf("not canonical bencode: %w", cause)}
 }
 
 // hasKey reports whether the dict b has key.

@@ -246,8 +246,8 @@ func TestServerDropsBadInput(t *testing.T) {
 		{"truncated: final e missing", strings.TrimSuffix(ping("b1"), "e"), DropUndecodable},
 		{"truncated: string runs past the end", "d1:ad2:id20:" + rawIDText + "e1:q4:ping1:t9:aae", DropUndecodable},
 		{"truncated: dict cut inside a", "d1:ad2:id20:" + rawIDText + "6:targete", DropUndecodable},
-		{"unsorted keys", "d1:q4:ping1:ad2:id20:" + rawIDText + "e1:t2:b21:y1:qe", DropUndecodable},
-		{"repeated key", "d1:ad2:id20:" + rawIDText + "e1:q4:ping1:t2:b31:t2:b31:y1:qe", DropUndecodable},
+		{"unsorted keys in a response", "d1:y1:r1:rd2:id20:" + rawIDText + "e1:t2:b2e", DropUndecodable},
+		{"unsorted keys without t", "d1:q4:ping1:ad2:id20:" + rawIDText + "e1:y1:qe", DropUndecodable},
 		{"leading zero in string length", "d1:ad2:id20:" + rawIDText + "e1:q4:ping1:t02:b41:y1:qe", DropUndecodable},
 		{"leading zero in integer", "d1:ad2:id20:" + rawIDText + "e1:q4:ping2:roi01e1:t2:b51:y1:qe", DropUndecodable},
 		{"negative zero", "d1:ad2:id20:" + rawIDText + "e1:q4:ping2:roi-0e1:t2:b61:y1:qe", DropUndecodable},
@@ -317,6 +317,11 @@ func TestServerAnswersMalformedQueries(t *testing.T) {
 		{"missing q", "b3", "d1:ad" + id + "e1:t2:b31:y1:qe"},
 		{"binary t of 3 bytes", "\x00\xff\x10", "d1:q4:ping1:t3:\x00\xff\x101:y1:qe"},
 		{"t of 1 byte", "z", "d1:ad2:id3:abce1:q4:ping1:t1:z1:y1:qe"},
+		// Well-formed but not canonical: answered 203 (BEP 44: a put whose
+		// v is not canonical is refused with 203), never handled.
+		{"unsorted keys", "c1", "d1:q4:ping1:ad2:id20:" + rawIDText + "e1:t2:c11:y1:qe"},
+		{"repeated key", "c2", "d1:ad2:id20:" + rawIDText + "e1:q4:ping1:t2:c21:t2:c21:y1:qe"},
+		{"put with a non-canonical v", "c3", "d1:ad" + id + "5:token2:xx1:vd1:bi1e1:ai2eee1:q3:put1:t2:c31:y1:qe"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -173,12 +173,13 @@ func TestProbePutErrorCodes(t *testing.T) {
 		{"302 lower seq", "", mutable("new value", origSeq-1), 302},
 		{"302 seq 0", "", mutable("new value", 0), 302},
 		{"302 equal seq, another v", "", mutable("another value", origSeq), 302},
-		// A v that is not canonical bencoding makes the whole packet
-		// non-canonical, and krpc.Decode drops such packets unanswered
-		// (ErrDrop: answering them would make the node an amplifier), so
-		// the 203 that storage.ValidatePutShape would give is never sent.
+		// A v that is well-formed but not canonical (dict keys out of
+		// order) is refused 203 (BEP 44) by krpc.Decode before any handler
+		// sees it. A v that is not bencode at all (BEP 3 forbids leading
+		// zeros; a string longer than its bytes) makes the packet invalid:
+		// it is dropped unanswered, as every undecodable packet.
+		{"203 v dict with unsorted keys", "", mutable("d1:bi1e1:ai2ee", 6, "--bencoded"), 203},
 		{"dropped: v integer with leading zero", "", mutable("i01e", 6, "--bencoded"), 0},
-		{"dropped: v dict with unsorted keys", "", mutable("d1:bi1e1:ai2ee", 6, "--bencoded"), 0},
 		{"dropped: v string longer than its bytes", "", mutable("9:abc", 6, "--bencoded"), 0},
 	}
 	for _, c := range cases {
