@@ -65,7 +65,8 @@ func FuzzGatewayRequest(f *testing.F) {
 		default:
 			t.Fatalf("%s %s: status %d\n%s", method, path, rec.Code, rec.Body)
 		}
-		if strings.HasPrefix(req.URL.Path, "/v1/") && rec.Code != 405 && rec.Code != 404 && method != "HEAD" && rec.Body.Len() > 0 &&
+		redirect := rec.Code == 301 || rec.Code == 307 || rec.Code == 308 // ServeMux cleaning the path
+		if strings.HasPrefix(req.URL.Path, "/v1/") && !redirect && rec.Code != 405 && rec.Code != 404 && method != "HEAD" && rec.Body.Len() > 0 &&
 			!strings.Contains(rec.Header().Get("Content-Type"), "json") {
 			t.Fatalf("%s %s: status %d with Content-Type %q", method, path, rec.Code, rec.Header().Get("Content-Type"))
 		}
