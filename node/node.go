@@ -455,24 +455,7 @@ func (n *Node) refreshBuckets(ctx context.Context, all bool) {
 // table has run dry.
 func (n *Node) maintain() {
 	defer n.wg.Done()
-	tick := make(chan struct{}, 1)
-	var timer krpc.Timer
-	arm := func() {
-		timer = n.clock.AfterFunc(n.cfg.MaintenanceInterval, func() {
-			select {
-			case tick <- struct{}{}:
-			default:
-			}
-		})
-	}
-	arm()
-	defer func() { timer.Stop() }()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-tick:
-		}
+	n.every(n.cfg.MaintenanceInterval, func() {
 		now := n.clock.Now()
 		for _, q := range n.table.Questionable(now, n.cfg.MaxBackgroundPings) {
 			n.pingAsync(q.Addr)
@@ -491,6 +474,32 @@ func (n *Node) maintain() {
 		} else {
 			n.refreshBuckets(n.ctx, false)
 		}
+	})
+}
+
+// every calls fn every d on the node's clock, one call at a time (the next
+// wait starts when fn returns), until the node closes. It runs on the
+// caller's goroutine.
+func (n *Node) every(d time.Duration, fn func()) {
+	tick := make(chan struct{}, 1)
+	var timer krpc.Timer
+	arm := func() {
+		timer = n.clock.AfterFunc(d, func() {
+			select {
+			case tick <- struct{}{}:
+			default:
+			}
+		})
+	}
+	arm()
+	defer func() { timer.Stop() }()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-tick:
+		}
+		fn()
 		arm()
 	}
 }

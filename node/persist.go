@@ -325,32 +325,14 @@ func (n *Node) rejoin(saved []krpc.NodeInfo) {
 // DB every SaveInterval.
 func (n *Node) persistLoop() {
 	defer n.wg.Done()
-	tick := make(chan struct{}, 1)
-	var timer krpc.Timer
-	arm := func() {
-		timer = n.clock.AfterFunc(n.cfg.SaveInterval, func() {
-			select {
-			case tick <- struct{}{}:
-			default:
-			}
-		})
-	}
-	arm()
-	defer func() { timer.Stop() }()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-tick:
-		}
+	n.every(n.cfg.SaveInterval, func() {
 		n.saveTable()
 		if items, peers, err := n.db.DeleteExpired(n.clock.Now()); err != nil {
 			n.log.Error("delete expired records", "err", err)
 		} else if items+peers > 0 {
 			n.log.Debug("deleted expired records", "items", items, "peers", peers)
 		}
-		arm()
-	}
+	})
 }
 
 // saveTable saves the routing table's nodes. An empty table is not saved,
