@@ -43,24 +43,30 @@ func probeCommand() *cli.Command {
 					})
 				},
 			},
-			{
-				Name: "find_node", Usage: "find_node ADDR TARGET", ArgsUsage: "ADDR TARGET",
-				Flags: probeFlags(&cli.StringSliceFlag{Name: "want", Usage: "BEP 32 want entries (n4, n6)"}),
-				Action: func(c *cli.Context) error {
-					return probe(c, 2, func(id krpc.ID, args []string) (string, *krpc.Args, error) {
-						target, err := krpc.ParseID(args[1])
-						if err != nil {
-							return "", nil, fmt.Errorf("TARGET: %w", err)
-						}
-						return krpc.MethodFindNode, &krpc.Args{ID: id, Target: &target, Want: c.StringSlice("want")}, nil
-					})
-				},
-			},
+			targetProbeCommand(krpc.MethodFindNode, "find_node ADDR TARGET"),
 			probeGetPeersCommand(),
 			probeAnnounceCommand(),
 			probeGetCommand(),
 			probePutCommand(),
-			probeSampleCommand(),
+			targetProbeCommand(krpc.MethodSampleInfohashes, "sample_infohashes ADDR TARGET (BEP 51)"),
+		},
+	}
+}
+
+// targetProbeCommand is a probe subcommand sending method with a "target"
+// (and BEP 32 "want"): find_node, sample_infohashes.
+func targetProbeCommand(method, usage string) *cli.Command {
+	return &cli.Command{
+		Name: method, Usage: usage, ArgsUsage: "ADDR TARGET",
+		Flags: probeFlags(&cli.StringSliceFlag{Name: "want", Usage: "BEP 32 want entries (n4, n6)"}),
+		Action: func(c *cli.Context) error {
+			return probe(c, 2, func(id krpc.ID, args []string) (string, *krpc.Args, error) {
+				target, err := krpc.ParseID(args[1])
+				if err != nil {
+					return "", nil, fmt.Errorf("TARGET: %w", err)
+				}
+				return method, &krpc.Args{ID: id, Target: &target, Want: c.StringSlice("want")}, nil
+			})
 		},
 	}
 }

@@ -12,23 +12,6 @@ import (
 	"github.com/dhtd/dhtd/node"
 )
 
-// probeSampleCommand is `dhtd probe sample_infohashes ADDR TARGET` (BEP 51).
-func probeSampleCommand() *cli.Command {
-	return &cli.Command{
-		Name: "sample_infohashes", Usage: "sample_infohashes ADDR TARGET (BEP 51)", ArgsUsage: "ADDR TARGET",
-		Flags: probeFlags(&cli.StringSliceFlag{Name: "want", Usage: "BEP 32 want entries (n4, n6)"}),
-		Action: func(c *cli.Context) error {
-			return probe(c, 2, func(id krpc.ID, args []string) (string, *krpc.Args, error) {
-				target, err := krpc.ParseID(args[1])
-				if err != nil {
-					return "", nil, fmt.Errorf("TARGET: %w", err)
-				}
-				return krpc.MethodSampleInfohashes, &krpc.Args{ID: id, Target: &target, Want: c.StringSlice("want")}, nil
-			})
-		},
-	}
-}
-
 // sampleCommand is `dhtd sample`: walk the network with sample_infohashes.
 func sampleCommand() *cli.Command {
 	return &cli.Command{
