@@ -30,8 +30,8 @@ const (
 // and its place among the K closest, so a silent node does not hold the
 // lookup open until the full QueryTimeout. Its answer is still used if it
 // arrives while the lookup runs. slowAfter adapts to the round trips
-// measured in this lookup: twice their median, but at least 1.25 times the
-// slowest (a loaded host or link shows in its spread) and never below
+// measured in this lookup: 1.5 times their median, but at least 1.25 times
+// the slowest (a loaded host or link shows in its spread) and never below
 // minSlowAfter; before the first answer it is initialSlowAfter.
 const (
 	initialSlowAfter = time.Second
@@ -310,19 +310,16 @@ func (t *traversal) next() *candidate {
 }
 
 // settled reports whether the K closest non-failed known candidates have
-// all answered. A slow query is waited for until 1.5 x slowAfter (a slow
-// node among the closest may still answer), then given up.
+// all answered. A slow query does not hold the lookup open: its node is
+// passed over (its answer still counts if it comes before the end), so a
+// silent node among the closest costs slowAfter, not a round more.
 func (t *traversal) settled() bool {
 	live := 0
-	giveUp := time.Now().Add(-t.slowAfter * 3 / 2)
 	for _, c := range t.cands {
 		if c.state == stFailed || !c.known {
 			continue
 		}
 		if c.state == stSlow {
-			if c.sent.After(giveUp) {
-				return false
-			}
 			continue
 		}
 		if c.state != stAnswered {
@@ -347,23 +344,16 @@ func (t *traversal) closestKnown() *candidate {
 	return nil
 }
 
-// nextDeadline returns how long until an active query passes slowAfter or
-// a slow one passes 1.5 x slowAfter (at least 1ms), and false if there is
-// no such query.
+// nextDeadline returns how long until the next active query passes
+// slowAfter (at least 1ms), and false if there is no active query.
 func (t *traversal) nextDeadline() (time.Duration, bool) {
 	first, ok := time.Duration(0), false
 	now := time.Now()
 	for _, c := range t.cands {
-		var at time.Time
-		switch {
-		case c.state == stInFlight:
-			at = c.sent.Add(t.slowAfter)
-		case c.state == stSlow && now.Before(c.sent.Add(t.slowAfter*3/2)):
-			at = c.sent.Add(t.slowAfter * 3 / 2)
-		default:
+		if c.state != stInFlight {
 			continue
 		}
-		if d := at.Sub(now); !ok || d < first {
+		if d := c.sent.Add(t.slowAfter).Sub(now); !ok || d < first {
 			first, ok = d, true
 		}
 	}
@@ -384,12 +374,12 @@ func (t *traversal) markSlow() int {
 	return n
 }
 
-// adaptSlowAfter is twice the median of the measured round trips, at
+// adaptSlowAfter is 1.5 times the median of the measured round trips, at
 // least 1.25 times the slowest and minSlowAfter.
 func adaptSlowAfter(rtts []time.Duration) time.Duration {
 	s := slices.Clone(rtts)
 	slices.Sort(s)
-	return max(2*s[len(s)/2], s[len(s)-1]*5/4, minSlowAfter)
+	return max(3*s[len(s)/2]/2, s[len(s)-1]*5/4, minSlowAfter)
 }
 
 func (t *traversal) resort() {
