@@ -29,7 +29,7 @@ import (
 // (Config.ReplyBytesPerSecond) bounds the total.
 
 const (
-	ownerSlots = 1 << 14          // 16384 x 24 bytes = 384 KiB
+	ownerSlots = 1 << 12          // 4096 x 24 bytes = 96 KiB
 	ownerTTL   = 30 * time.Minute // a token lives 5 to 10 minutes; answers recur
 )
 

@@ -151,6 +151,9 @@ func TestConfig() Config {
 		LookupTimeout:       10 * time.Second,
 		MaintenanceInterval: 2 * time.Second,
 		Logger:              slog.New(slog.DiscardHandler),
+		// A small limiter table (16 KiB instead of 1 MiB): simulations
+		// run a thousand nodes in one process.
+		RateLimit: krpc.IPLimiterConfig{Slots: 1024},
 	}
 }
 
