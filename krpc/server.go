@@ -338,23 +338,32 @@ func (s *Server) readLoop() {
 	for {
 		n, from, err := s.readFrom(buf)
 		if err != nil {
-			select {
-			case <-s.closed:
-				return
-			default:
-			}
-			if errors.Is(err, net.ErrClosed) {
+			if s.readFailed(err) {
 				return
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			s.cfg.Logger.Debug("krpc read", "err", err)
 			continue
 		}
 		s.handlePacket(buf[:n], from, &m)
 	}
+}
+
+// readFailed handles an error from a socket read and reports whether the
+// read loop must end (the server or its socket is closed); other errors
+// (timeouts, transient ones) are logged at debug level and the loop goes on.
+func (s *Server) readFailed(err error) bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+	}
+	if errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		s.cfg.Logger.Debug("krpc read", "err", err)
+	}
+	return false
 }
 
 // readLoopBatch is readLoop with recvmmsg and sendmmsg (IPv4 UDP sockets):
@@ -371,19 +380,9 @@ func (s *Server) readLoopBatch() {
 	for {
 		n, err := pc.ReadBatch(in, 0)
 		if err != nil {
-			select {
-			case <-s.closed:
-				return
-			default:
-			}
-			if errors.Is(err, net.ErrClosed) {
+			if s.readFailed(err) {
 				return
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			s.cfg.Logger.Debug("krpc read", "err", err)
 			continue
 		}
 		for i := range in[:n] {
