@@ -7,11 +7,13 @@ package main
 // -short, and without libtorrent unless DHTD_REQUIRE_INTEROP=1.
 //
 // No dead address may stay in libtorrent's view: each lookup it runs would
-// wait 15 s for it (testdata/interop/NOTES.md). But a lookup command (peers,
-// announce, get, put) is a short-lived DHT node that answers queries, so
-// both the dhtd nodes and libtorrent put it in their tables, and it is dead
-// once the command exits. lookups.run therefore leaves a stand-in on the
-// command's address that answers every query at once with KRPC error 202.
+// wait 15 s for it (testdata/interop/NOTES.md). A lookup command (peers,
+// announce, get, put) is a short-lived read-only node (BEP 43): dhtd nodes
+// do not add it, but libtorrent 2.0.8 still ends up querying its address
+// (measured: get_peers left it unanswered after a `dhtd announce`), and it
+// is dead once the command exits. lookups.run therefore leaves a stand-in
+// on the command's address that answers every query at once with KRPC
+// error 202.
 // The probes do not need one: a probe answers no query, so no node adds it.
 
 import (
