@@ -241,13 +241,20 @@ func (g *Gateway) answerGet(w http.ResponseWriter, r *http.Request, target krpc.
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (g *Gateway) getMutable(w http.ResponseWriter, r *http.Request) {
-	pub, herr := parseHex("pubkey", r.PathValue("pubkey"), ed25519.PublicKeySize)
-	if herr != nil {
-		writeHTTPError(w, herr)
-		return
+// parseMutableKey reads a mutable item's public key (the {pubkey} path
+// value, 64 hex characters) and its salt (?salt=).
+func parseMutableKey(r *http.Request) (pub, salt []byte, herr *httpError) {
+	if pub, herr = parseHex("pubkey", r.PathValue("pubkey"), ed25519.PublicKeySize); herr != nil {
+		return nil, nil, herr
 	}
-	salt, herr := parseSalt(r)
+	if salt, herr = parseSalt(r); herr != nil {
+		return nil, nil, herr
+	}
+	return pub, salt, nil
+}
+
+func (g *Gateway) getMutable(w http.ResponseWriter, r *http.Request) {
+	pub, salt, herr := parseMutableKey(r)
 	if herr != nil {
 		writeHTTPError(w, herr)
 		return
@@ -260,12 +267,7 @@ func (g *Gateway) getMutable(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) putMutable(w http.ResponseWriter, r *http.Request) {
-	pub, herr := parseHex("pubkey", r.PathValue("pubkey"), ed25519.PublicKeySize)
-	if herr != nil {
-		writeHTTPError(w, herr)
-		return
-	}
-	salt, herr := parseSalt(r)
+	pub, salt, herr := parseMutableKey(r)
 	if herr != nil {
 		writeHTTPError(w, herr)
 		return
