@@ -37,8 +37,8 @@ type Config struct {
 	// K is the bucket size and the size of a lookup's closest set. Default 8
 	// (BEP 5).
 	K int
-	// Alpha is the number of queries a lookup keeps in flight. Default 3
-	// (Kademlia).
+	// Alpha is the number of queries a lookup keeps in flight. Default 5
+	// (practice, libtorrent dht_search_branching; Kademlia's is 3).
 	Alpha int
 	// QueryTimeout bounds each query. Default 2s.
 	QueryTimeout time.Duration
@@ -165,7 +165,7 @@ func (c *Config) setDefaults() {
 		c.K = 8
 	}
 	if c.Alpha <= 0 {
-		c.Alpha = 3
+		c.Alpha = 5
 	}
 	if c.QueryTimeout <= 0 {
 		c.QueryTimeout = 2 * time.Second

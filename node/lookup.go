@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/netip"
@@ -22,7 +23,8 @@ const (
 	stInFlight
 	stAnswered
 	stFailed
-	stSlow // in flight past the short timeout: its slot and place are freed
+	stSlow   // in flight past the short timeout: its slot and place are freed
+	stGaveUp // in flight past giveUpFactor short timeouts: not waited for
 )
 
 // Short timeouts (practice, libtorrent's short timeout): a query still
@@ -37,6 +39,18 @@ const (
 	initialSlowAfter = time.Second
 	minSlowAfter     = 20 * time.Millisecond
 )
+
+// giveUpFactor: once a lookup has half its K answers, a slow query out for
+// this many short timeouts is given up. When such a lookup has nothing
+// left to ask, it waits for its slow queries only that long, not for the
+// full QueryTimeout: a lookup whose target's few nearest nodes include
+// silent ones would otherwise end a QueryTimeout late. With fewer answers
+// the slow queries are waited for: they may be all there is.
+const giveUpFactor = 3
+
+// minSpare is the fewest spare candidates a converged lookup asks beyond
+// the K closest (see traversal.spare).
+const minSpare = 2
 
 type candidate struct {
 	info  krpc.NodeInfo
@@ -96,8 +110,16 @@ type traversal struct {
 	reach   func(netip.Addr) bool
 	subnets map[netip.Prefix]int
 
-	// slowAfter is the current short timeout (see initialSlowAfter).
-	slowAfter time.Duration
+	// slowAfter is the current short timeout (see initialSlowAfter);
+	// startSlowAfter, if set, replaces initialSlowAfter (the node passes
+	// what its last lookup measured); measured says whether this lookup
+	// measured a round trip.
+	slowAfter, startSlowAfter time.Duration
+	measured                  bool
+	// spare is how many candidates beyond the K closest are queried once
+	// the lookup has converged, so that a silent node among the K closest
+	// costs its short timeout but not a round more.
+	spare int
 
 	cands  []*candidate
 	byAddr map[netip.AddrPort]*candidate
@@ -189,7 +211,7 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 	// inFlight counts the query goroutines running; active those of them
 	// not yet past the short timeout, which hold a slot.
 	inFlight, active := 0, 0
-	t.slowAfter = initialSlowAfter
+	t.slowAfter = cmp.Or(t.startSlowAfter, initialSlowAfter)
 	var rtts []time.Duration
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -198,8 +220,16 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 	// brings no candidate closer than the closest already known; then
 	// the lookup has converged and the K closest not yet asked are all
 	// asked at once (Kademlia, Maymounkov and Mazieres 2002, §2.3).
-	width := t.alpha
+	width, converged := t.alpha, false
 	for {
+		if converged {
+			// A spare per expected silent node among the K, from the share
+			// of this lookup's queries left unanswered, and at least
+			// minSpare: the silent are found only by their short timeout,
+			// and a spare asked then would cost a round more.
+			lost := res.Failed + t.count(stSlow) + t.count(stGaveUp)
+			t.spare = max(minSpare, (t.k*lost+res.Queried-1)/max(res.Queried, 1))
+		}
 		if !stopped && ctx.Err() == nil {
 			for active < width {
 				c := t.next()
@@ -218,12 +248,12 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 		}
 		done := stopped || ctx.Err() != nil
 		if active == 0 && (done || t.next() == nil) &&
-			(done || inFlight == 0 || t.settled()) {
-			// Done; slow queries still out are cancelled and drained below.
+			(done || t.count(stSlow) == 0 || t.settled()) {
+			// Done; queries still out are cancelled and drained below.
 			break
 		}
 		// Wait for an answer, for the next active query to turn slow, or
-		// for the next slow one to be given up (see settled).
+		// for the next slow one to be given up.
 		var r reply
 		if wait, ok := t.nextDeadline(); ok {
 			timer.Reset(wait)
@@ -234,15 +264,15 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 				continue
 			}
 		} else {
-			r = <-replies // only given-up slow queries left: wait them out
+			r = <-replies // slow queries not to be given up: wait them out
 		}
 		inFlight--
-		if r.c.state != stSlow {
+		if r.c.state == stInFlight {
 			active--
 		}
 		if r.err == nil && r.msg != nil {
 			rtts = append(rtts, time.Since(r.c.sent))
-			t.slowAfter = adaptSlowAfter(rtts)
+			t.slowAfter, t.measured = adaptSlowAfter(rtts), true
 		}
 		if r.err != nil || r.msg == nil || r.msg.R == nil ||
 			(t.verify != nil && !t.verify(r.msg.R.ID, r.c.info.Addr.Addr())) {
@@ -268,7 +298,7 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 			t.addLearned(n)
 		}
 		if t.closestKnown() == closestBefore {
-			width = max(t.alpha, t.k)
+			width, converged = max(t.alpha, t.k), true
 		}
 		if !stopped && t.onReply != nil && t.onReply(r.c.info, r.msg) {
 			stopped = true
@@ -288,16 +318,16 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 	return res
 }
 
-// next returns the closest unqueried candidate among the K closest
-// non-failed ones (or any unknown-id bootstrap address), or nil.
+// next returns the closest unqueried candidate among the K (plus spare)
+// closest non-failed ones (or any unknown-id bootstrap address), or nil.
 func (t *traversal) next() *candidate {
 	live := 0
 	for _, c := range t.cands {
-		if c.state == stFailed || c.state == stSlow {
+		if c.state == stFailed || c.state == stSlow || c.state == stGaveUp {
 			continue
 		}
 		if c.known {
-			if live >= t.k {
+			if live >= t.k+t.spare {
 				continue
 			}
 			live++
@@ -316,10 +346,7 @@ func (t *traversal) next() *candidate {
 func (t *traversal) settled() bool {
 	live := 0
 	for _, c := range t.cands {
-		if c.state == stFailed || !c.known {
-			continue
-		}
-		if c.state == stSlow {
+		if c.state == stFailed || c.state == stSlow || c.state == stGaveUp || !c.known {
 			continue
 		}
 		if c.state != stAnswered {
@@ -345,30 +372,61 @@ func (t *traversal) closestKnown() *candidate {
 }
 
 // nextDeadline returns how long until the next active query passes
-// slowAfter (at least 1ms), and false if there is no active query.
+// slowAfter or the next slow one may be given up (giveUpFactor times
+// slowAfter), at least 1ms; false if there is neither.
 func (t *traversal) nextDeadline() (time.Duration, bool) {
 	first, ok := time.Duration(0), false
 	now := time.Now()
+	giveUp := t.mayGiveUp()
 	for _, c := range t.cands {
-		if c.state != stInFlight {
+		var at time.Time
+		switch c.state {
+		case stInFlight:
+			at = c.sent.Add(t.slowAfter)
+		case stSlow:
+			if !giveUp {
+				continue
+			}
+			at = c.sent.Add(giveUpFactor * t.slowAfter)
+		default:
 			continue
 		}
-		if d := c.sent.Add(t.slowAfter).Sub(now); !ok || d < first {
+		if d := at.Sub(now); !ok || d < first {
 			first, ok = d, true
 		}
 	}
 	return max(first, time.Millisecond), ok
 }
 
-// markSlow marks the active queries sent more than slowAfter ago as slow
-// and returns how many.
+// mayGiveUp reports whether slow queries may be given up: the lookup has
+// half its K answers (see giveUpFactor).
+func (t *traversal) mayGiveUp() bool { return 2*t.count(stAnswered) >= t.k }
+
+// count returns how many candidates are in state.
+func (t *traversal) count(state int) int {
+	n := 0
+	for _, c := range t.cands {
+		if c.state == state {
+			n++
+		}
+	}
+	return n
+}
+
+// markSlow marks the active queries sent more than slowAfter ago as slow,
+// and the slow ones sent more than giveUpFactor times that ago as given
+// up. It returns how many active queries turned slow.
 func (t *traversal) markSlow() int {
 	n := 0
-	deadline := time.Now().Add(-t.slowAfter)
+	now := time.Now()
+	giveUp := t.mayGiveUp()
 	for _, c := range t.cands {
-		if c.state == stInFlight && !c.sent.After(deadline) {
+		switch {
+		case c.state == stInFlight && !c.sent.Add(t.slowAfter).After(now):
 			c.state = stSlow
 			n++
+		case c.state == stSlow && giveUp && !c.sent.Add(giveUpFactor*t.slowAfter).After(now):
+			c.state = stGaveUp
 		}
 	}
 	return n

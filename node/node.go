@@ -42,6 +42,10 @@ type Node struct {
 	pingSlots   chan struct{} // bounds background pings
 	lookupSlots chan struct{} // bounds background lookups
 	recent      recentLookups // the last lookups, for the status page (recent.go)
+	// slowAfter is the short timeout (lookup.go) the last lookup that
+	// measured a round trip ended with, in ns: the next lookup starts
+	// from it rather than from initialSlowAfter.
+	slowAfter atomic.Int64
 
 	// State on disk (persist.go); db is nil without Config.DataDir.
 	db         *storage.DB
@@ -275,6 +279,22 @@ func (n *Node) pingAsync(addr netip.AddrPort) {
 		n.metrics.PacketsDropped.WithLabelValues("queue_full").Inc()
 		return
 	}
+	n.pingInSlot(addr)
+}
+
+// pingWhenFree is pingAsync that waits for a free slot (or the node's
+// end): the liveness timer's pings must all go out.
+func (n *Node) pingWhenFree(addr netip.AddrPort) {
+	select {
+	case n.pingSlots <- struct{}{}:
+		n.pingInSlot(addr)
+	case <-n.ctx.Done():
+	}
+}
+
+// pingInSlot pings addr in the background, in a slot of pingSlots the
+// caller has taken.
+func (n *Node) pingInSlot(addr netip.AddrPort) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -314,6 +334,7 @@ func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryF
 	t.verify = n.idVerifier()
 	t.prefer = n.idPreference()
 	t.reach = n.canReach
+	t.startSlowAfter = time.Duration(n.slowAfter.Load())
 	for _, c := range n.table.Closest(target, n.cfg.K) {
 		t.add(c, true)
 	}
@@ -327,6 +348,9 @@ func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryF
 		return LookupResult{Target: target}, fmt.Errorf("lookup %s %s: no nodes known and no bootstrap addresses", kind, target)
 	}
 	res := t.run(ctx)
+	if t.measured {
+		n.slowAfter.Store(int64(t.slowAfter))
+	}
 	res.Elapsed = n.clock.Now().Sub(start)
 	outcome := "ok"
 	switch {
@@ -431,7 +455,7 @@ func (n *Node) refreshBuckets(ctx context.Context, all bool) {
 	now := n.clock.Now()
 	if all {
 		for _, b := range n.table.Snapshot(now) {
-			if len(b.Nodes) < n.cfg.K {
+			if len(b.Nodes) < b.Capacity {
 				targets = append(targets, routing.RandomIDInBucket(n.id, b.Index, b.Last))
 			}
 		}
@@ -457,8 +481,13 @@ func (n *Node) maintain() {
 	defer n.wg.Done()
 	n.every(n.cfg.MaintenanceInterval, func() {
 		now := n.clock.Now()
-		for _, q := range n.table.Questionable(now, n.cfg.MaxBackgroundPings) {
-			n.pingAsync(q.Addr)
+		// Enough pings that every node turning questionable is pinged
+		// twice (MaxFailures) within the good window, whatever the
+		// table's size: an extended table holds some 270 nodes.
+		window := n.table.Config().GoodWindow
+		budget := max(n.cfg.MaxBackgroundPings, int(2*int64(n.table.Len())*int64(n.cfg.MaintenanceInterval)/int64(window)))
+		for _, q := range n.table.Questionable(now, budget) {
+			n.pingWhenFree(q.Addr)
 		}
 		for _, q := range n.table.Retry(now, n.cfg.MaxBackgroundPings) {
 			n.pingAsync(q.Addr) // a bad node that may be back (Table.Retry)

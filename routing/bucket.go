@@ -17,7 +17,7 @@ func (t *Table) insert(e *entry, now time.Time) (toPing []krpc.NodeInfo) {
 	for {
 		i := t.bucketIndex(e.info.ID)
 		b := t.buckets[i]
-		if len(b.nodes) < t.cfg.K {
+		if len(b.nodes) < t.capacity(i) {
 			if t.subnetOK(b, e, nil) {
 				t.addLive(b, e, now)
 			} else {
@@ -96,10 +96,25 @@ func (t *Table) split(now time.Time) {
 	t.buckets = append(t.buckets, nb)
 }
 
+// extendedFactor is how many times K the farthest buckets hold in an
+// extended table (practice, libtorrent routing_table::bucket_limit).
+var extendedFactor = [...]int{16, 8, 4, 2}
+
+// capacity returns how many live nodes bucket i holds: K for the last
+// bucket, which splits when full as BEP 5 has it, so the table knows our
+// own neighbourhood as well as a fixed table does; more for the farthest
+// buckets of an extended table once they have split off.
+func (t *Table) capacity(i int) int {
+	if !t.cfg.FixedBuckets && i >= 0 && i < len(extendedFactor) && i < len(t.buckets)-1 {
+		return t.cfg.K * extendedFactor[i]
+	}
+	return t.cfg.K
+}
+
 // wantsNode reports whether bucket b would take a new confirmed node: it
 // has room, can split, or holds a node that is not good.
 func (t *Table) wantsNode(b *bucket, now time.Time) bool {
-	if len(b.nodes) < t.cfg.K || (b == t.buckets[len(t.buckets)-1] && len(t.buckets) < MaxBuckets) {
+	if len(b.nodes) < t.capacity(slices.Index(t.buckets, b)) || (b == t.buckets[len(t.buckets)-1] && len(t.buckets) < MaxBuckets) {
 		return true
 	}
 	for _, e := range b.nodes {
@@ -156,7 +171,7 @@ func (t *Table) questionable(b *bucket, now time.Time) []krpc.NodeInfo {
 // fill promotes b's confirmed cached nodes, most recently seen first, while
 // b has room.
 func (t *Table) fill(b *bucket, now time.Time) {
-	for len(b.nodes) < t.cfg.K {
+	for len(b.nodes) < t.capacity(slices.Index(t.buckets, b)) {
 		var best *entry
 		for _, e := range b.repl {
 			if e.confirmed() && t.subnetOK(b, e, nil) && (best == nil || e.lastSeen().After(best.lastSeen())) {

@@ -23,8 +23,16 @@ const MaxBuckets = 160
 
 // Config tunes a Table. The zero value of every field selects its default.
 type Config struct {
-	// K is the bucket size; default DefaultK (8, BEP 5).
+	// K is the bucket size; default DefaultK (8, BEP 5). The four
+	// farthest buckets hold more unless FixedBuckets is set (see Capacity).
 	K int
+	// FixedBuckets makes every bucket hold K nodes, as BEP 5 has it. By
+	// default the table is extended (practice, libtorrent's
+	// dht_extended_routing_table, on by default there): buckets 0 to 3,
+	// the farthest, which cover 15/16 of the id space, hold 16, 8, 4 and 2
+	// times K, so a lookup's first hop starts about four bits closer to
+	// its target and lookups take a round trip less.
+	FixedBuckets bool
 	// ReplacementSize bounds each bucket's replacement cache; default
 	// DefaultReplacementSize (8).
 	ReplacementSize int

@@ -16,7 +16,7 @@ import (
 func farBucketTable(t *testing.T, r *rand.Rand) (tb *Table, far []krpc.NodeInfo) {
 	t.Helper()
 	self := randID(r)
-	tb = NewTable(self, Config{})
+	tb = NewTable(self, Config{FixedBuckets: true})
 	for i := range DefaultK {
 		n := ni(idWithPrefix(r, self, 0), i)
 		far = append(far, n)
@@ -154,7 +154,7 @@ func TestReplacement(t *testing.T) {
 func TestHeard(t *testing.T) {
 	r := rand.New(rand.NewPCG(16, 17))
 	self := randID(r)
-	tb := NewTable(self, Config{})
+	tb := NewTable(self, Config{FixedBuckets: true})
 	known := ni(idWithPrefix(r, self, 2), 1)
 	tb.Responded(known, t0, 0)
 
@@ -227,7 +227,7 @@ func TestRefused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tb := NewTable(self, Config{})
+			tb := NewTable(self, Config{FixedBuckets: true})
 			if ping := tb.Responded(tt.n, t0, 0); ping != nil || tb.Len() != 0 {
 				t.Errorf("Responded accepted %v", tt.n)
 			}
@@ -238,7 +238,7 @@ func TestRefused(t *testing.T) {
 	}
 
 	t.Run("same addr, new id replaces via Responded only", func(t *testing.T) {
-		tb := NewTable(self, Config{})
+		tb := NewTable(self, Config{FixedBuckets: true})
 		a, b, c := ni(randID(r), 1), ni(randID(r), 1), ni(randID(r), 1)
 		tb.Responded(a, t0, 0)
 		tb.Heard(c, t0) // unconfirmed claim: ignored
@@ -256,7 +256,7 @@ func TestRefused(t *testing.T) {
 	})
 
 	t.Run("known id at new addr ignored", func(t *testing.T) {
-		tb := NewTable(self, Config{})
+		tb := NewTable(self, Config{FixedBuckets: true})
 		a := ni(randID(r), 1)
 		tb.Responded(a, t0, 0)
 		tb.Responded(krpc.NodeInfo{ID: a.ID, Addr: testAddr(2)}, t0, 0)
@@ -267,7 +267,7 @@ func TestRefused(t *testing.T) {
 	})
 
 	t.Run("unconfirmed id claim loses to proven address", func(t *testing.T) {
-		tb := NewTable(self, Config{})
+		tb := NewTable(self, Config{FixedBuckets: true})
 		spoof := ni(randID(r), 1)
 		tb.Heard(spoof, t0)
 		real := krpc.NodeInfo{ID: spoof.ID, Addr: testAddr(2)}
@@ -279,7 +279,7 @@ func TestRefused(t *testing.T) {
 	})
 
 	t.Run("IPv4-mapped addresses are one endpoint", func(t *testing.T) {
-		tb := NewTable(self, Config{})
+		tb := NewTable(self, Config{FixedBuckets: true})
 		mapped := krpc.NodeInfo{ID: randID(r), Addr: netip.MustParseAddrPort("[::ffff:11.2.3.4]:6881")}
 		tb.Responded(mapped, t0, 0)
 		want := netip.MustParseAddrPort("11.2.3.4:6881")
@@ -299,7 +299,7 @@ func TestAddressLimits(t *testing.T) {
 	self := randID(r)
 
 	t.Run("MaxPerIP", func(t *testing.T) {
-		tb := NewTable(self, Config{MaxPerIP: 2})
+		tb := NewTable(self, Config{FixedBuckets: true, MaxPerIP: 2})
 		ip := netip.MustParseAddr("11.9.9.9")
 		for port := range uint16(5) {
 			tb.Responded(krpc.NodeInfo{ID: randID(r), Addr: netip.AddrPortFrom(ip, 7000+port)}, t0, 0)
@@ -312,7 +312,7 @@ func TestAddressLimits(t *testing.T) {
 	})
 
 	t.Run("MaxPerIP: proven node evicts unconfirmed entry", func(t *testing.T) {
-		tb := NewTable(self, Config{MaxPerIP: 1})
+		tb := NewTable(self, Config{FixedBuckets: true, MaxPerIP: 1})
 		heard := krpc.NodeInfo{ID: randID(r), Addr: netip.MustParseAddrPort("11.8.8.8:7000")}
 		proven := krpc.NodeInfo{ID: randID(r), Addr: netip.MustParseAddrPort("11.8.8.8:7001")}
 		other := krpc.NodeInfo{ID: randID(r), Addr: netip.MustParseAddrPort("11.8.8.8:7002")}
@@ -329,7 +329,7 @@ func TestAddressLimits(t *testing.T) {
 	})
 
 	t.Run("MaxPerSubnetPerBucket", func(t *testing.T) {
-		tb := NewTable(self, Config{MaxPerSubnetPerBucket: 1})
+		tb := NewTable(self, Config{FixedBuckets: true, MaxPerSubnetPerBucket: 1})
 		for i := range 4 {
 			a := netip.AddrPortFrom(netip.AddrFrom4([4]byte{11, 5, 5, byte(10 + i)}), 6881)
 			tb.Responded(krpc.NodeInfo{ID: idWithPrefix(r, self, 0), Addr: a}, t0, 0)
@@ -346,7 +346,7 @@ func TestAddressLimits(t *testing.T) {
 	})
 
 	t.Run("unlimited by default", func(t *testing.T) {
-		tb := NewTable(self, Config{})
+		tb := NewTable(self, Config{FixedBuckets: true})
 		for port := range uint16(5) {
 			tb.Responded(krpc.NodeInfo{ID: randID(r), Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 7000+port)}, t0, 0)
 		}
@@ -364,7 +364,7 @@ func TestPrefer(t *testing.T) {
 	r := rand.New(rand.NewPCG(16, 17))
 	self := randID(r)
 	preferred := make(map[krpc.ID]bool)
-	tb := NewTable(self, Config{Prefer: func(n krpc.NodeInfo) bool { return preferred[n.ID] }})
+	tb := NewTable(self, Config{FixedBuckets: true, Prefer: func(n krpc.NodeInfo) bool { return preferred[n.ID] }})
 	var far []krpc.NodeInfo
 	for i := range DefaultK {
 		n := ni(idWithPrefix(r, self, 0), i)

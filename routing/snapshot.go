@@ -7,7 +7,8 @@ type BucketInfo struct {
 	// Index is the bucket's position, which is also the number of leading
 	// bits its nodes share with our id (at least that many for the last).
 	Index        int            `json:"index"`
-	Last         bool           `json:"last"` // the catch-all bucket covering our own id
+	Last         bool           `json:"last"`     // the catch-all bucket covering our own id
+	Capacity     int            `json:"capacity"` // live nodes it holds when full (see Config.FixedBuckets)
 	LastChanged  time.Time      `json:"last_changed,omitzero"`
 	Nodes        []NodeSnapshot `json:"nodes"`
 	Replacements []NodeSnapshot `json:"replacements"`
@@ -35,6 +36,7 @@ func (t *Table) Snapshot(now time.Time) []BucketInfo {
 		out[i] = BucketInfo{
 			Index:        i,
 			Last:         i == len(t.buckets)-1,
+			Capacity:     t.capacity(i),
 			LastChanged:  b.lastChanged,
 			Nodes:        t.snapshotEntries(b.nodes, now),
 			Replacements: t.snapshotEntries(b.repl, now),

@@ -32,8 +32,8 @@ func checkInvariants(t *testing.T, tb *Table) {
 	last := len(tb.buckets) - 1
 	live, tracked := 0, 0
 	for i, b := range tb.buckets {
-		if len(b.nodes) > tb.cfg.K {
-			t.Errorf("bucket %d has %d nodes > K=%d", i, len(b.nodes), tb.cfg.K)
+		if len(b.nodes) > tb.capacity(i) {
+			t.Errorf("bucket %d has %d nodes > its capacity %d", i, len(b.nodes), tb.capacity(i))
 		}
 		if len(b.repl) > tb.cfg.ReplacementSize {
 			t.Errorf("bucket %d has %d cached > %d", i, len(b.repl), tb.cfg.ReplacementSize)
@@ -93,7 +93,7 @@ func TestSplit(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := rand.New(rand.NewPCG(7, uint64(len(tt.cpls))))
 			self := randID(r)
-			tb := NewTable(self, Config{})
+			tb := NewTable(self, Config{FixedBuckets: true})
 			for i, c := range tt.cpls {
 				tb.Responded(ni(idWithPrefix(r, self, c), i), t0, time.Millisecond)
 				checkInvariants(t, tb)
@@ -109,7 +109,7 @@ func TestSplit(t *testing.T) {
 
 	t.Run("random", func(t *testing.T) {
 		r := rand.New(rand.NewPCG(8, 9))
-		tb := NewTable(randID(r), Config{})
+		tb := NewTable(randID(r), Config{FixedBuckets: true})
 		for i := range 3000 {
 			tb.Responded(ni(randID(r), i), t0, 0)
 		}
@@ -164,7 +164,7 @@ func TestClosestMatchesBruteForce(t *testing.T) {
 func TestClosestClustered(t *testing.T) {
 	r := rand.New(rand.NewPCG(40, 41))
 	base := randID(r)
-	tb := NewTable(randID(r), Config{K: 300})
+	tb := NewTable(randID(r), Config{FixedBuckets: true, K: 300})
 	for i := range 200 {
 		id := base
 		for j := 12; j < krpc.IDLen; j++ {
@@ -193,7 +193,7 @@ func TestClosestClustered(t *testing.T) {
 func TestClosestSkipsBadAndFilters(t *testing.T) {
 	r := rand.New(rand.NewPCG(10, 11))
 	self := randID(r)
-	tb := NewTable(self, Config{})
+	tb := NewTable(self, Config{FixedBuckets: true})
 	var nodes []krpc.NodeInfo
 	for i := range 5 {
 		n := ni(idWithPrefix(r, self, i), i)
@@ -257,7 +257,7 @@ func TestEntryState(t *testing.T) {
 
 func TestStateTransitions(t *testing.T) {
 	r := rand.New(rand.NewPCG(12, 13))
-	tb := NewTable(randID(r), Config{})
+	tb := NewTable(randID(r), Config{FixedBuckets: true})
 	if c := tb.Config(); c.K != DefaultK || c.MaxFailures != DefaultMaxFailures || c.GoodWindow != DefaultGoodWindow {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
@@ -306,7 +306,7 @@ func TestStateTransitions(t *testing.T) {
 func TestRefreshTargets(t *testing.T) {
 	r := rand.New(rand.NewPCG(22, 23))
 	self := randID(r)
-	tb := NewTable(self, Config{})
+	tb := NewTable(self, Config{FixedBuckets: true})
 
 	if got := tb.RefreshTargets(t0); len(got) != 1 {
 		t.Fatalf("new table: %d targets, want 1", len(got))
@@ -371,7 +371,7 @@ func TestQuestionableOrder(t *testing.T) {
 
 func TestRemoveAndNodes(t *testing.T) {
 	r := rand.New(rand.NewPCG(26, 27))
-	tb := NewTable(randID(r), Config{})
+	tb := NewTable(randID(r), Config{FixedBuckets: true})
 	a, b := ni(randID(r), 1), ni(randID(r), 2)
 	tb.Responded(a, t0, 0)
 	tb.Responded(b, t0, 0)
@@ -449,12 +449,12 @@ func BenchmarkTableInsert(b *testing.B) {
 	for i := range nodes {
 		nodes[i] = ni(randID(r), i)
 	}
-	tb := NewTable(randID(r), Config{})
+	tb := NewTable(randID(r), Config{FixedBuckets: true})
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if i%len(nodes) == 0 && i > 0 {
-			tb = NewTable(tb.Self(), Config{})
+			tb = NewTable(tb.Self(), Config{FixedBuckets: true})
 		}
 		tb.Responded(nodes[i%len(nodes)], t0, time.Millisecond)
 	}
@@ -463,7 +463,7 @@ func BenchmarkTableInsert(b *testing.B) {
 func BenchmarkClosest(b *testing.B) {
 	for _, k := range []int{8, 64} {
 		r := rand.New(rand.NewPCG(34, uint64(k)))
-		tb := NewTable(randID(r), Config{K: k})
+		tb := NewTable(randID(r), Config{FixedBuckets: true, K: k})
 		for i := range 20000 {
 			tb.Responded(ni(randID(r), i), t0, 0)
 		}
@@ -479,5 +479,36 @@ func BenchmarkClosest(b *testing.B) {
 				i++
 			}
 		})
+	}
+}
+
+// TestExtendedBuckets: by default the four farthest buckets, once split
+// off, hold 16, 8, 4 and 2 times K (libtorrent's extended routing table);
+// the last bucket holds K and splits as BEP 5 has it; FixedBuckets gives
+// K everywhere.
+func TestExtendedBuckets(t *testing.T) {
+	for _, fixed := range []bool{false, true} {
+		r := rand.New(rand.NewPCG(40, 41))
+		tb := NewTable(randID(r), Config{FixedBuckets: fixed})
+		// 300 nodes for each of the first 8 buckets: more than any holds.
+		for cpl := range 8 {
+			for i := range 300 {
+				tb.Responded(ni(idWithPrefix(r, tb.Self(), cpl), cpl*1000+i), t0, 0)
+			}
+		}
+		checkInvariants(t, tb)
+		snap := tb.Snapshot(t0)
+		want := []int{128, 64, 32, 16, 8, 8, 8}
+		if fixed {
+			want = []int{8, 8, 8, 8, 8, 8, 8}
+		}
+		for i, w := range want {
+			if got := len(snap[i].Nodes); got != w || snap[i].Capacity != w {
+				t.Errorf("fixed=%v: bucket %d holds %d nodes, capacity %d; want %d", fixed, i, got, snap[i].Capacity, w)
+			}
+		}
+		if last := snap[len(snap)-1]; !last.Last || last.Capacity != 8 || len(last.Nodes) > 8 {
+			t.Errorf("fixed=%v: last bucket %d holds %d, capacity %d; want at most K=8", fixed, last.Index, len(last.Nodes), last.Capacity)
+		}
 	}
 }

@@ -509,9 +509,23 @@ func answerQuery(dst []byte, id krpc.ID, q *krpc.Msg) []byte {
 	return out
 }
 
+// fillBucket returns the bucket of the i-th responder of fillTable: the
+// first 128 go to bucket 0, the next 64 to bucket 1, then 32, 16, and 8
+// per bucket after that (routing.Config.FixedBuckets, the extended table).
+func fillBucket(i int) int {
+	for b, size := range []int{128, 64, 32, 16} {
+		if i < size {
+			return b
+		}
+		i -= size
+	}
+	return 4 + i/8
+}
+
 // fillTable offers count responders to the target's routing table: each
-// sends a ping with an id that shares i/8 leading bits with the target's
-// id (8 per bucket, the buckets a real table fills), from its own socket
+// sends a ping with an id that shares b leading bits with the target's
+// id, b filling the buckets of an extended table in turn (fillBucket:
+// 128, 64, 32 and 16 in buckets 0 to 3, then 8 per bucket), from its own socket
 // and loopback address, and answers the ping the target sends back to
 // confirm it (BEP 5). It returns how many nodes a find_node for the
 // target's own id then returns.
@@ -567,11 +581,8 @@ func fillTable(ctx context.Context, target netip.AddrPort, count int) (int, erro
 	}()
 	for i := range count {
 		id := tid0
-		bit := i / 8
-		if bit >= 160 {
-			bit = 159
-		}
-		id[bit/8] ^= 0x80 >> (bit % 8) // first differing bit: bucket i/8
+		bit := min(fillBucket(i), 159)
+		id[bit/8] ^= 0x80 >> (bit % 8) // first differing bit: the bucket
 		for j := bit + 1; j < 160; j++ {
 			if rnd.UintN(2) == 1 {
 				id[j/8] ^= 0x80 >> (j % 8)

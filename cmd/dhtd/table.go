@@ -60,7 +60,7 @@ func tableCommand() *cli.Command {
 				if !b.LastChanged.IsZero() {
 					changed = time.Since(b.LastChanged).Round(time.Second).String() + " ago"
 				}
-				fmt.Fprintf(w, "bucket %3d: %d nodes, %d replacements, changed %s\n", b.Index, len(b.Nodes), len(b.Replacements), changed)
+				fmt.Fprintf(w, "bucket %3d: %d/%d nodes, %d replacements, changed %s\n", b.Index, len(b.Nodes), b.Capacity, len(b.Replacements), changed)
 				for _, n := range b.Nodes {
 					seen := "never"
 					if !n.LastResponse.IsZero() {

@@ -42,6 +42,7 @@ type statusOut struct {
 type bucketOut struct {
 	Index        int             `json:"index"`
 	Last         bool            `json:"last"`
+	Capacity     int             `json:"capacity"` // live nodes when full (routing.BucketInfo)
 	Nodes        []statusNodeOut `json:"nodes"`
 	Replacements int             `json:"replacements"`
 }
@@ -126,7 +127,7 @@ func (g *Gateway) statusDoc(r *http.Request) statusOut {
 		out.Addresses = append(out.Addresses, "http://"+la.String())
 	}
 	for _, b := range d.Buckets {
-		bo := bucketOut{Index: b.Index, Last: b.Last, Nodes: make([]statusNodeOut, 0, len(b.Nodes)), Replacements: len(b.Replacements)}
+		bo := bucketOut{Index: b.Index, Last: b.Last, Capacity: b.Capacity, Nodes: make([]statusNodeOut, 0, len(b.Nodes)), Replacements: len(b.Replacements)}
 		for _, e := range b.Nodes {
 			bo.Nodes = append(bo.Nodes, statusNodeOut{ID: e.ID, Addr: e.Addr, State: e.State, RTTMs: float64(e.RTT) / float64(time.Millisecond)})
 		}

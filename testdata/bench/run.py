@@ -119,7 +119,8 @@ def main():
     ap.add_argument("--sockets", type=int, default=16)
     ap.add_argument("--window", type=int, default=16)
     ap.add_argument("--fill", type=int, default=128, help="responders offered to libtorrent's routing table")
-    ap.add_argument("--idle-fill", type=int, default=256, help="responders offered to dhtd's routing table")
+    ap.add_argument("--idle-fill", type=int, default=464,
+                    help="responders offered to dhtd's routing table (464: 32 full buckets of an extended table)")
     ap.add_argument("--open-rate", type=int, default=40000, help="open-loop rate for the loss check")
     ap.add_argument("--peers", type=int, default=0, help="also store this many peers on dhtd and report its RSS")
     ap.add_argument("--no-lt", action="store_true", help="skip libtorrent")

@@ -107,14 +107,14 @@
     for (const b of st.buckets) {
       const tr = el("tr", { "data-bucket": b.index });
       tr.append(el("td", {}, String(b.index) + (b.last ? " (ours)" : "")));
-      const bar = el("span", { class: "bar", title: `${b.nodes.length} of ${st.k}` });
+      const bar = el("span", { class: "bar", title: `${b.nodes.length} of ${b.capacity}` });
       const fill = el("span");
-      fill.style.width = Math.min(100, (100 * b.nodes.length) / st.k) + "%";
+      fill.style.width = Math.min(100, (100 * b.nodes.length) / b.capacity) + "%";
       fill.style.background = bucketColour(b.index);
       bar.append(fill);
       const td = el("td");
       td.append(bar);
-      tr.append(td, el("td", {}, `${b.nodes.length}/${st.k}`), el("td", {}, String(b.replacements)));
+      tr.append(td, el("td", {}, `${b.nodes.length}/${b.capacity}`), el("td", {}, String(b.replacements)));
       body.append(tr);
     }
   }
