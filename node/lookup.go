@@ -23,8 +23,7 @@ const (
 	stInFlight
 	stAnswered
 	stFailed
-	stSlow   // in flight past the short timeout: its slot and place are freed
-	stGaveUp // in flight past giveUpFactor short timeouts: not waited for
+	stSlow // in flight past the short timeout: its slot and place are freed
 )
 
 // Short timeouts (practice, libtorrent's short timeout): a query still
@@ -39,14 +38,6 @@ const (
 	initialSlowAfter = time.Second
 	minSlowAfter     = 20 * time.Millisecond
 )
-
-// giveUpFactor: once a lookup has half its K answers, a slow query out for
-// this many short timeouts is given up. When such a lookup has nothing
-// left to ask, it waits for its slow queries only that long, not for the
-// full QueryTimeout: a lookup whose target's few nearest nodes include
-// silent ones would otherwise end a QueryTimeout late. With fewer answers
-// the slow queries are waited for: they may be all there is.
-const giveUpFactor = 3
 
 // minSpare is the fewest spare candidates a converged lookup asks beyond
 // the K closest (see traversal.spare).
@@ -227,7 +218,7 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 			// of this lookup's queries left unanswered, and at least
 			// minSpare: the silent are found only by their short timeout,
 			// and a spare asked then would cost a round more.
-			lost := res.Failed + t.count(stSlow) + t.count(stGaveUp)
+			lost := res.Failed + t.count(stSlow)
 			t.spare = max(minSpare, (t.k*lost+res.Queried-1)/max(res.Queried, 1))
 		}
 		if !stopped && ctx.Err() == nil {
@@ -248,12 +239,11 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 		}
 		done := stopped || ctx.Err() != nil
 		if active == 0 && (done || t.next() == nil) &&
-			(done || t.count(stSlow) == 0 || t.settled()) {
-			// Done; queries still out are cancelled and drained below.
+			(done || inFlight == 0 || t.settled()) {
+			// Done; slow queries still out are cancelled and drained below.
 			break
 		}
-		// Wait for an answer, for the next active query to turn slow, or
-		// for the next slow one to be given up.
+		// Wait for an answer or for the next active query to turn slow.
 		var r reply
 		if wait, ok := t.nextDeadline(); ok {
 			timer.Reset(wait)
@@ -264,7 +254,7 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 				continue
 			}
 		} else {
-			r = <-replies // slow queries not to be given up: wait them out
+			r = <-replies // only slow queries left: wait them out
 		}
 		inFlight--
 		if r.c.state == stInFlight {
@@ -323,7 +313,7 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 func (t *traversal) next() *candidate {
 	live := 0
 	for _, c := range t.cands {
-		if c.state == stFailed || c.state == stSlow || c.state == stGaveUp {
+		if c.state == stFailed || c.state == stSlow {
 			continue
 		}
 		if c.known {
@@ -346,7 +336,7 @@ func (t *traversal) next() *candidate {
 func (t *traversal) settled() bool {
 	live := 0
 	for _, c := range t.cands {
-		if c.state == stFailed || c.state == stSlow || c.state == stGaveUp || !c.known {
+		if c.state == stFailed || c.state == stSlow || !c.known {
 			continue
 		}
 		if c.state != stAnswered {
@@ -372,35 +362,20 @@ func (t *traversal) closestKnown() *candidate {
 }
 
 // nextDeadline returns how long until the next active query passes
-// slowAfter or the next slow one may be given up (giveUpFactor times
-// slowAfter), at least 1ms; false if there is neither.
+// slowAfter (at least 1ms), and false if there is no active query.
 func (t *traversal) nextDeadline() (time.Duration, bool) {
 	first, ok := time.Duration(0), false
 	now := time.Now()
-	giveUp := t.mayGiveUp()
 	for _, c := range t.cands {
-		var at time.Time
-		switch c.state {
-		case stInFlight:
-			at = c.sent.Add(t.slowAfter)
-		case stSlow:
-			if !giveUp {
-				continue
-			}
-			at = c.sent.Add(giveUpFactor * t.slowAfter)
-		default:
+		if c.state != stInFlight {
 			continue
 		}
-		if d := at.Sub(now); !ok || d < first {
+		if d := c.sent.Add(t.slowAfter).Sub(now); !ok || d < first {
 			first, ok = d, true
 		}
 	}
 	return max(first, time.Millisecond), ok
 }
-
-// mayGiveUp reports whether slow queries may be given up: the lookup has
-// half its K answers (see giveUpFactor).
-func (t *traversal) mayGiveUp() bool { return 2*t.count(stAnswered) >= t.k }
 
 // count returns how many candidates are in state.
 func (t *traversal) count(state int) int {
@@ -413,20 +388,15 @@ func (t *traversal) count(state int) int {
 	return n
 }
 
-// markSlow marks the active queries sent more than slowAfter ago as slow,
-// and the slow ones sent more than giveUpFactor times that ago as given
-// up. It returns how many active queries turned slow.
+// markSlow marks the active queries sent more than slowAfter ago as slow
+// and returns how many.
 func (t *traversal) markSlow() int {
 	n := 0
-	now := time.Now()
-	giveUp := t.mayGiveUp()
+	deadline := time.Now().Add(-t.slowAfter)
 	for _, c := range t.cands {
-		switch {
-		case c.state == stInFlight && !c.sent.Add(t.slowAfter).After(now):
+		if c.state == stInFlight && !c.sent.After(deadline) {
 			c.state = stSlow
 			n++
-		case c.state == stSlow && giveUp && !c.sent.Add(giveUpFactor*t.slowAfter).After(now):
-			c.state = stGaveUp
 		}
 	}
 	return n
