@@ -1,12 +1,12 @@
 package node
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"net/netip"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
@@ -30,10 +30,11 @@ const (
 // unanswered after slowAfter gives up its slot, so another can be sent,
 // and its place among the K closest, so a silent node does not hold the
 // lookup open until the full QueryTimeout. Its answer is still used if it
-// arrives while the lookup runs. slowAfter adapts to the round trips
-// measured in this lookup: 1.5 times their median, but at least 1.25 times
-// the slowest (a loaded host or link shows in its spread) and never below
-// minSlowAfter; before the first answer it is initialSlowAfter.
+// arrives while the lookup runs. slowAfter adapts to the latest round
+// trips the node's lookups measured (rttWindow): 1.5 times their median,
+// but at least 1.25 times the slowest (a loaded host or link shows in its
+// spread) and never below minSlowAfter; before the first answer it is
+// initialSlowAfter.
 const (
 	initialSlowAfter = time.Second
 	minSlowAfter     = 20 * time.Millisecond
@@ -101,12 +102,10 @@ type traversal struct {
 	reach   func(netip.Addr) bool
 	subnets map[netip.Prefix]int
 
-	// slowAfter is the current short timeout (see initialSlowAfter);
-	// startSlowAfter, if set, replaces initialSlowAfter (the node passes
-	// what its last lookup measured); measured says whether this lookup
-	// measured a round trip.
-	slowAfter, startSlowAfter time.Duration
-	measured                  bool
+	// slowAfter is the current short timeout (see initialSlowAfter),
+	// adapted to the round trips in rtts, which the node's lookups share.
+	slowAfter time.Duration
+	rtts      *rttWindow
 	// spare is how many candidates beyond the K closest are queried once
 	// the lookup has converged, so that a silent node among the K closest
 	// costs its short timeout but not a round more.
@@ -120,6 +119,7 @@ type traversal struct {
 func newTraversal(self, target krpc.ID, k, alpha int, q queryFunc) *traversal {
 	return &traversal{
 		target: target, self: self, k: k, alpha: alpha, query: q,
+		rtts:    new(rttWindow),
 		byAddr:  make(map[netip.AddrPort]*candidate),
 		byID:    make(map[krpc.ID]bool),
 		subnets: make(map[netip.Prefix]int),
@@ -202,8 +202,7 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 	// inFlight counts the query goroutines running; active those of them
 	// not yet past the short timeout, which hold a slot.
 	inFlight, active := 0, 0
-	t.slowAfter = cmp.Or(t.startSlowAfter, initialSlowAfter)
-	var rtts []time.Duration
+	t.slowAfter = t.rtts.slowAfter()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	stopped := false
@@ -261,8 +260,8 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 			active--
 		}
 		if r.err == nil && r.msg != nil {
-			rtts = append(rtts, time.Since(r.c.sent))
-			t.slowAfter, t.measured = adaptSlowAfter(rtts), true
+			t.rtts.add(time.Since(r.c.sent))
+			t.slowAfter = t.rtts.slowAfter()
 		}
 		if r.err != nil || r.msg == nil || r.msg.R == nil ||
 			(t.verify != nil && !t.verify(r.msg.R.ID, r.c.info.Addr.Addr())) {
@@ -402,10 +401,39 @@ func (t *traversal) markSlow() int {
 	return n
 }
 
-// adaptSlowAfter is 1.5 times the median of the measured round trips, at
-// least 1.25 times the slowest and minSlowAfter.
-func adaptSlowAfter(rtts []time.Duration) time.Duration {
-	s := slices.Clone(rtts)
+// rttWindowSize is how many of the latest round trips an rttWindow keeps.
+const rttWindowSize = 64
+
+// rttWindow holds the latest round trips a node's lookups measured; it is
+// safe for concurrent use. The node's lookups share one, so that a lookup
+// adapts its short timeout from its first query on, and a loaded host's
+// long tail shows in the window's maximum rather than turning live nodes
+// slow (and, a spare having answered, out of the result).
+type rttWindow struct {
+	mu   sync.Mutex
+	buf  [rttWindowSize]time.Duration
+	n    int // samples held, at most rttWindowSize
+	next int // where the next sample goes
+}
+
+func (w *rttWindow) add(d time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf[w.next] = d
+	w.next = (w.next + 1) % rttWindowSize
+	w.n = min(w.n+1, rttWindowSize)
+}
+
+// slowAfter is 1.5 times the median of the window's round trips, at least
+// 1.25 times the slowest and minSlowAfter; initialSlowAfter while the
+// window is empty.
+func (w *rttWindow) slowAfter() time.Duration {
+	w.mu.Lock()
+	s := slices.Clone(w.buf[:w.n])
+	w.mu.Unlock()
+	if len(s) == 0 {
+		return initialSlowAfter
+	}
 	slices.Sort(s)
 	return max(3*s[len(s)/2]/2, s[len(s)-1]*5/4, minSlowAfter)
 }

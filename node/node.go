@@ -42,10 +42,7 @@ type Node struct {
 	pingSlots   chan struct{} // bounds background pings
 	lookupSlots chan struct{} // bounds background lookups
 	recent      recentLookups // the last lookups, for the status page (recent.go)
-	// slowAfter is the short timeout (lookup.go) the last lookup that
-	// measured a round trip ended with, in ns: the next lookup starts
-	// from it rather than from initialSlowAfter.
-	slowAfter atomic.Int64
+	rtts        rttWindow     // round trips measured by lookups (lookup.go)
 
 	// State on disk (persist.go); db is nil without Config.DataDir.
 	db         *storage.DB
@@ -334,7 +331,7 @@ func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryF
 	t.verify = n.idVerifier()
 	t.prefer = n.idPreference()
 	t.reach = n.canReach
-	t.startSlowAfter = time.Duration(n.slowAfter.Load())
+	t.rtts = &n.rtts
 	for _, c := range n.table.Closest(target, n.cfg.K) {
 		t.add(c, true)
 	}
@@ -348,9 +345,6 @@ func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryF
 		return LookupResult{Target: target}, fmt.Errorf("lookup %s %s: no nodes known and no bootstrap addresses", kind, target)
 	}
 	res := t.run(ctx)
-	if t.measured {
-		n.slowAfter.Store(int64(t.slowAfter))
-	}
 	res.Elapsed = n.clock.Now().Sub(start)
 	outcome := "ok"
 	switch {
