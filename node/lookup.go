@@ -208,8 +208,9 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 	stopped := false
 	// width is how many queries may be active: alpha, until an answer
 	// brings no candidate closer than the closest already known; then
-	// the lookup has converged and the K closest not yet asked are all
-	// asked at once (Kademlia, Maymounkov and Mazieres 2002, §2.3).
+	// the lookup has converged and the K closest not yet asked, and the
+	// spares, are all asked at once (Kademlia, Maymounkov and Mazieres
+	// 2002, §2.3).
 	width, converged := t.alpha, false
 	for {
 		if converged {
@@ -219,6 +220,7 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 			// and a spare asked then would cost a round more.
 			lost := res.Failed + t.count(stSlow)
 			t.spare = max(minSpare, (t.k*lost+res.Queried-1)/max(res.Queried, 1))
+			width = max(t.alpha, t.k+t.spare)
 		}
 		if !stopped && ctx.Err() == nil {
 			for active < width {
@@ -287,7 +289,7 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 			t.addLearned(n)
 		}
 		if t.closestKnown() == closestBefore {
-			width, converged = max(t.alpha, t.k), true
+			converged = true
 		}
 		if !stopped && t.onReply != nil && t.onReply(r.c.info, r.msg) {
 			stopped = true
@@ -425,8 +427,8 @@ func (w *rttWindow) add(d time.Duration) {
 }
 
 // slowAfter is 1.5 times the median of the window's round trips, at least
-// 1.25 times the slowest and minSlowAfter; initialSlowAfter while the
-// window is empty.
+// 1.25 times their 90th percentile and minSlowAfter; initialSlowAfter
+// while the window is empty.
 func (w *rttWindow) slowAfter() time.Duration {
 	w.mu.Lock()
 	s := slices.Clone(w.buf[:w.n])
@@ -435,7 +437,7 @@ func (w *rttWindow) slowAfter() time.Duration {
 		return initialSlowAfter
 	}
 	slices.Sort(s)
-	return max(3*s[len(s)/2]/2, s[len(s)-1]*5/4, minSlowAfter)
+	return max(3*s[len(s)/2]/2, s[len(s)*9/10]*5/4, minSlowAfter)
 }
 
 func (t *traversal) resort() {

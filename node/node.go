@@ -332,7 +332,10 @@ func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryF
 	t.prefer = n.idPreference()
 	t.reach = n.canReach
 	t.rtts = &n.rtts
-	for _, c := range n.table.Closest(target, n.cfg.K) {
+	// 2K seeds: with only K, a lookup whose K closest are all in our
+	// table and some of them silent runs out of candidates and waits for
+	// the silent ones' full timeout.
+	for _, c := range n.table.Closest(target, 2*n.cfg.K) {
 		t.add(c, true)
 	}
 	if len(t.cands) < 3 {
