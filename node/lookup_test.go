@@ -1,0 +1,112 @@
+package node
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/routing"
+)
+
+// TestTraversalPassesOverSilentNodes: candidates answer at once (with no
+// further nodes), except two of the K closest, which never answer. The
+// lookup asks spares beyond the K closest once it has converged, ends with
+// the K closest nodes that answered, and does not wait for the silent two:
+// their queries block until the lookup's context ends, so a lookup that
+// waited for them would never return.
+func TestTraversalPassesOverSilentNodes(t *testing.T) {
+	const k, alpha, count = 8, 5, 16
+	target := krpc.RandomID()
+	var infos []krpc.NodeInfo
+	for i := range count {
+		infos = append(infos, krpc.NodeInfo{ID: krpc.RandomID(), Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), 6881)})
+	}
+	slices.SortFunc(infos, func(a, b krpc.NodeInfo) int { return routing.CompareDistance(target, a.ID, b.ID) })
+	silent := map[netip.AddrPort]bool{infos[1].Addr: true, infos[4].Addr: true}
+	byAddr := make(map[netip.AddrPort]krpc.ID)
+	for _, n := range infos {
+		byAddr[n.Addr] = n.ID
+	}
+	query := func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
+		if silent[to] {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		return &krpc.Msg{Y: krpc.KindResponse, R: &krpc.Return{ID: byAddr[to]}}, nil
+	}
+	tr := newTraversal(krpc.RandomID(), target, k, alpha, query)
+	// A measured round trip of 1ms: the silent queries turn slow at
+	// minSlowAfter.
+	tr.rtts.add(time.Millisecond)
+	for _, n := range infos {
+		tr.add(n, true)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res := tr.run(ctx)
+	if ctx.Err() != nil {
+		t.Fatalf("the lookup waited for its silent nodes until the test's deadline")
+	}
+	var want []krpc.ID
+	for _, n := range infos {
+		if !silent[n.Addr] && len(want) < k {
+			want = append(want, n.ID)
+		}
+	}
+	var got []krpc.ID
+	for _, f := range res.Closest {
+		got = append(got, f.Node.ID)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("closest = %x\nwant the K closest that answered %x", got, want)
+	}
+	// The K closest, the spares (at least minSpare), nothing past them.
+	if res.Queried < k+minSpare || res.Queried > count {
+		t.Errorf("queried %d, want between %d and %d", res.Queried, k+minSpare, count)
+	}
+	if res.Failed != 0 {
+		t.Errorf("failed = %d, want 0 (silent queries are cancelled, not failed)", res.Failed)
+	}
+}
+
+func TestRTTWindowSlowAfter(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		name    string
+		samples []time.Duration
+		want    time.Duration
+	}{
+		{"empty", nil, initialSlowAfter},
+		{"floor", []time.Duration{ms, 2 * ms, 3 * ms}, minSlowAfter},
+		// 10 samples 100..1000ms: median 600ms (1.5x = 900ms), 90th
+		// percentile 1000ms (1.25x = 1250ms).
+		{"tail", []time.Duration{100 * ms, 200 * ms, 300 * ms, 400 * ms, 500 * ms, 600 * ms, 700 * ms, 800 * ms, 900 * ms, 1000 * ms}, 1250 * ms},
+		// all alike: 1.5x the median.
+		{"steady", slices.Repeat([]time.Duration{40 * ms}, 20), 60 * ms},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var w rttWindow
+			for _, d := range tc.samples {
+				w.add(d)
+			}
+			if got := w.slowAfter(); got != tc.want {
+				t.Errorf("slowAfter = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	// The window keeps the latest rttWindowSize samples: old slow ones
+	// age out.
+	var w rttWindow
+	for range rttWindowSize {
+		w.add(time.Second)
+	}
+	for range rttWindowSize {
+		w.add(40 * ms)
+	}
+	if got := w.slowAfter(); got != 60*ms {
+		t.Errorf("after %d fresh samples slowAfter = %v, want 60ms", rttWindowSize, got)
+	}
+}
