@@ -42,6 +42,7 @@ func (t *Table) insert(e *entry, now time.Time) (toPing []krpc.NodeInfo) {
 		if t.cfg.Prefer != nil && t.cfg.Prefer(e.info) {
 			if u := t.unpreferred(b); u != nil && t.subnetOK(b, e, u) {
 				b.nodes = deleteEntry(b.nodes, u)
+				b.goodUntil = time.Time{}
 				t.live--
 				t.addRepl(b, u)
 				t.addLive(b, e, now)
@@ -92,6 +93,7 @@ func (t *Table) split(now time.Time) {
 		}
 	}
 	old.nodes = slices.DeleteFunc(old.nodes, moves)
+	old.goodUntil = time.Time{}
 	old.repl = slices.DeleteFunc(old.repl, moves)
 	t.buckets = append(t.buckets, nb)
 }
@@ -117,11 +119,25 @@ func (t *Table) wantsNode(b *bucket, now time.Time) bool {
 	if len(b.nodes) < t.capacity(slices.Index(t.buckets, b)) || (b == t.buckets[len(t.buckets)-1] && len(t.buckets) < MaxBuckets) {
 		return true
 	}
+	if now.Before(b.goodUntil) {
+		return false
+	}
+	var until time.Time
 	for _, e := range b.nodes {
 		if e.state(now, &t.cfg) != Good {
 			return true
 		}
+		// Good until GoodWindow after the later of its last answer and
+		// its last query (stateOf), failures aside, which clear goodUntil.
+		u := e.lastResponse
+		if e.lastQuery.After(u) {
+			u = e.lastQuery
+		}
+		if u = u.Add(t.cfg.GoodWindow); until.IsZero() || u.Before(until) {
+			until = u
+		}
 	}
+	b.goodUntil = until
 	return false
 }
 
@@ -190,6 +206,7 @@ func (t *Table) addLive(b *bucket, e *entry, now time.Time) {
 	e.live = true
 	b.nodes = append(b.nodes, e)
 	b.lastChanged = now
+	b.goodUntil = time.Time{}
 	t.live++
 }
 
@@ -231,6 +248,7 @@ func (t *Table) drop(e *entry) {
 	b := t.bucketOf(e.info.ID)
 	if e.live {
 		b.nodes = deleteEntry(b.nodes, e)
+		b.goodUntil = time.Time{}
 		t.live--
 		e.live = false
 	} else {

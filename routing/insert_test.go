@@ -205,6 +205,37 @@ func TestHeard(t *testing.T) {
 			t.Errorf("Heard = true for a far bucket full of good nodes")
 		}
 	})
+	// A full bucket of good nodes remembers until when they are all good
+	// (bucket.goodUntil); a failure, or the good window passing for its
+	// oldest node, must still make it want a node at once.
+	t.Run("good bucket turns wanting", func(t *testing.T) {
+		tb, far := farBucketTable(t, r)
+		at := t0.Add(8 * time.Minute)
+		heard := ni(idWithPrefix(r, tb.Self(), 0), 901)
+		if tb.Heard(heard, at) {
+			t.Fatalf("Heard = true for a far bucket full of good nodes")
+		}
+		// The heard node fails its ping and leaves the cache, so the node
+		// that turns bad next stays live (no replacement).
+		tb.Failed(heard.Addr, at)
+		for range DefaultMaxFailures {
+			tb.Failed(far[5].Addr, at)
+		}
+		if st, ok := tb.Get(far[5].ID); !ok || st.State(at) != Bad {
+			t.Fatalf("setup: far[5] is %+v, %v; want a live bad node", st, ok)
+		}
+		if !tb.Heard(ni(idWithPrefix(r, tb.Self(), 0), 902), at) {
+			t.Errorf("Heard = false once a node of the bucket turned bad")
+		}
+		tb, _ = farBucketTable(t, r)
+		if tb.Heard(ni(idWithPrefix(r, tb.Self(), 0), 903), at) {
+			t.Fatalf("Heard = true for a far bucket full of good nodes")
+		}
+		// far[0] answered at t0: questionable from t0+GoodWindow on.
+		if !tb.Heard(ni(idWithPrefix(r, tb.Self(), 0), 904), t0.Add(DefaultGoodWindow)) {
+			t.Errorf("Heard = false once the bucket's oldest node left the good window")
+		}
+	})
 }
 
 func TestRefused(t *testing.T) {

@@ -23,6 +23,12 @@ type bucket struct {
 	nodes       []*entry // live nodes, at most K
 	repl        []*entry // replacement cache, at most ReplacementSize
 	lastChanged time.Time
+	// goodUntil, if set, is when the first of the live nodes, all good
+	// when it was computed, stops being good (wantsNode): until then a
+	// full bucket wants no node, without a look at each of its (up to 128)
+	// nodes on every query. Anything that adds a live node or makes one
+	// less good clears it.
+	goodUntil time.Time
 }
 
 // Table is a BEP 5 routing table. It is safe for concurrent use.
@@ -184,6 +190,7 @@ func (t *Table) Failed(addr netip.AddrPort, now time.Time) {
 	}
 	e.failures++
 	e.lastFailure = now
+	b.goodUntil = time.Time{}
 	if e.state(now, &t.cfg) != Bad || len(b.repl) == 0 {
 		return
 	}
