@@ -32,9 +32,9 @@ const (
 // lookup open until the full QueryTimeout. Its answer is still used if it
 // arrives while the lookup runs. slowAfter adapts to the latest round
 // trips the node's lookups measured (rttWindow): 1.5 times their median,
-// but at least 1.25 times the slowest (a loaded host or link shows in its
-// spread) and never below minSlowAfter; before the first answer it is
-// initialSlowAfter.
+// but at least 1.25 times their 90th percentile (a loaded host or link
+// shows in its spread) and never below minSlowAfter; before the first
+// answer it is initialSlowAfter.
 const (
 	initialSlowAfter = time.Second
 	minSlowAfter     = 20 * time.Millisecond
@@ -409,8 +409,8 @@ const rttWindowSize = 64
 // rttWindow holds the latest round trips a node's lookups measured; it is
 // safe for concurrent use. The node's lookups share one, so that a lookup
 // adapts its short timeout from its first query on, and a loaded host's
-// long tail shows in the window's maximum rather than turning live nodes
-// slow (and, a spare having answered, out of the result).
+// long tail shows in the window's 90th percentile rather than turning live
+// nodes slow (and, a spare having answered, out of the result).
 type rttWindow struct {
 	mu   sync.Mutex
 	buf  [rttWindowSize]time.Duration

@@ -98,19 +98,25 @@ func (t *Table) split(now time.Time) {
 	t.buckets = append(t.buckets, nb)
 }
 
-// extendedFactor is how many times K the farthest buckets hold in an
-// extended table (practice, libtorrent routing_table::bucket_limit).
-var extendedFactor = [...]int{16, 8, 4, 2}
+// extendedFactor is how many times K bucket i holds in an extended table
+// (practice, libtorrent routing_table::bucket_limit): 16, 8, 4 and 2 for
+// the four farthest buckets, 1 after them.
+func extendedFactor(i int) int {
+	if i < 0 || i > 3 {
+		return 1
+	}
+	return 16 >> i
+}
 
 // capacity returns how many live nodes bucket i holds: K for the last
 // bucket, which splits when full as BEP 5 has it, so the table knows our
 // own neighbourhood as well as a fixed table does; more for the farthest
 // buckets of an extended table once they have split off.
 func (t *Table) capacity(i int) int {
-	if !t.cfg.FixedBuckets && i >= 0 && i < len(extendedFactor) && i < len(t.buckets)-1 {
-		return t.cfg.K * extendedFactor[i]
+	if t.cfg.FixedBuckets || i == len(t.buckets)-1 {
+		return t.cfg.K
 	}
-	return t.cfg.K
+	return t.cfg.K * extendedFactor(i)
 }
 
 // wantsNode reports whether bucket b would take a new confirmed node: it

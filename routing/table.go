@@ -20,7 +20,7 @@ import (
 // exactly i leading bits with ours; the last bucket holds every node sharing
 // at least last bits (BEP 5, routing.md §2).
 type bucket struct {
-	nodes       []*entry // live nodes, at most K
+	nodes       []*entry // live nodes, at most Table.capacity
 	repl        []*entry // replacement cache, at most ReplacementSize
 	lastChanged time.Time
 	// goodUntil, if set, is when the first of the live nodes, all good

@@ -511,7 +511,8 @@ func answerQuery(dst []byte, id krpc.ID, q *krpc.Msg) []byte {
 
 // fillBucket returns the bucket of the i-th responder of fillTable: the
 // first 128 go to bucket 0, the next 64 to bucket 1, then 32, 16, and 8
-// per bucket after that (routing.Config.FixedBuckets, the extended table).
+// per bucket after that, the sizes of dhtd's extended table (see
+// routing.Config.FixedBuckets).
 func fillBucket(i int) int {
 	for b, size := range []int{128, 64, 32, 16} {
 		if i < size {
@@ -524,9 +525,8 @@ func fillBucket(i int) int {
 
 // fillTable offers count responders to the target's routing table: each
 // sends a ping with an id that shares b leading bits with the target's
-// id, b filling the buckets of an extended table in turn (fillBucket:
-// 128, 64, 32 and 16 in buckets 0 to 3, then 8 per bucket), from its own socket
-// and loopback address, and answers the ping the target sends back to
+// id, b filling the buckets of an extended table in turn (fillBucket),
+// from its own socket and loopback address, and answers the ping the target sends back to
 // confirm it (BEP 5). It returns how many nodes a find_node for the
 // target's own id then returns.
 func fillTable(ctx context.Context, target netip.AddrPort, count int) (int, error) {
