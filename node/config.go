@@ -48,7 +48,10 @@ type Config struct {
 	// and refreshes stale buckets. Default 1m.
 	MaintenanceInterval time.Duration
 	// MaxBackgroundPings bounds the pings in flight that confirm new nodes
-	// and check questionable ones; more are dropped and counted. Default 16.
+	// and check questionable ones. Confirmation pings beyond it are
+	// dropped and counted; the liveness timer's wait for a free slot, and
+	// each tick sends enough of them to reach every node of the table
+	// within the good window. Default 16.
 	MaxBackgroundPings int
 	// MaxLookups bounds concurrent lookups started by the node itself
 	// (refreshes). Default 4.
