@@ -33,12 +33,9 @@ func announceCommand(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ap, err := netip.ParseAddrPort(*target)
+	ap, err := loopbackTarget(*target)
 	if err != nil {
-		return fmt.Errorf("--target %q: %w", *target, err)
-	}
-	if !ap.Addr().IsLoopback() {
-		return fmt.Errorf("--target %s: only loopback targets are allowed", ap)
+		return err
 	}
 	if *ips < 1 || *ips > 60000 || *infohashes < 1 || *window < 1 || *parallel < 1 {
 		return fmt.Errorf("need 1 <= --ips <= 60000, --infohashes, --window, --parallel >= 1")

@@ -83,12 +83,9 @@ func loadCommand(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ap, err := netip.ParseAddrPort(*target)
+	ap, err := loopbackTarget(*target)
 	if err != nil {
-		return fmt.Errorf("--target %q: %w", *target, err)
-	}
-	if !ap.Addr().IsLoopback() {
-		return fmt.Errorf("--target %s: only loopback targets are allowed", ap)
+		return err
 	}
 	switch *query {
 	case krpc.MethodPing, krpc.MethodFindNode, krpc.MethodGetPeers, krpc.MethodGet, "mix":
@@ -507,6 +504,19 @@ func answerQuery(dst []byte, id krpc.ID, q *krpc.Msg) []byte {
 		return dst[:0]
 	}
 	return out
+}
+
+// loopbackTarget parses a --target address; the tool loads loopback
+// targets only.
+func loopbackTarget(s string) (netip.AddrPort, error) {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("--target %q: %w", s, err)
+	}
+	if !ap.Addr().IsLoopback() {
+		return netip.AddrPort{}, fmt.Errorf("--target %s: only loopback targets are allowed", ap)
+	}
+	return ap, nil
 }
 
 // fillBucket returns the bucket of the i-th responder of fillTable: the
