@@ -635,13 +635,34 @@ func TestProbeTimeoutExitsNonZero(t *testing.T) {
 }
 
 // krpcErrorServer answers every query that reaches it with the KRPC error
-// [204, "Method Unknown"], bencoded by hand with the query's "t". It returns
-// the address and a channel that receives each query's method.
+// [204, "Method Unknown"]. It returns the address and a channel that
+// receives each query's method.
 func krpcErrorServer(t *testing.T) (string, <-chan string) {
 	t.Helper()
 	pc := silentUDP(t)
 	methods := make(chan string, 16)
+	answerWithError(t, pc, 204, "Method Unknown", func(method string) {
+		select {
+		case methods <- method:
+		default:
+		}
+	})
+	return pc.LocalAddr().String(), methods
+}
+
+// answerWithError answers every query that reaches pc with the KRPC error
+// [code, msg], bencoded by hand with the query's "t", and passes each
+// query's method to seen (if set), until t ends: its cleanup closes pc and
+// waits for the goroutine.
+func answerWithError(t *testing.T, pc *net.UDPConn, code int, msg string, seen func(method string)) {
+	t.Helper()
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		_ = pc.Close()
+		<-done
+	})
 	go func() {
+		defer close(done)
 		buf := make([]byte, 1500)
 		for {
 			n, from, err := pc.ReadFromUDP(buf)
@@ -653,15 +674,13 @@ func krpcErrorServer(t *testing.T) (string, <-chan string) {
 				continue
 			}
 			tid, _ := q["t"].(string)
-			reply := fmt.Sprintf("d1:eli204e14:Method Unknowne1:t%d:%s1:y1:ee", len(tid), tid)
+			reply := fmt.Sprintf("d1:eli%de%d:%se1:t%d:%s1:y1:ee", code, len(msg), msg, len(tid), tid)
 			_, _ = pc.WriteToUDP([]byte(reply), from)
-			select {
-			case methods <- fmt.Sprint(q["q"]):
-			default:
+			if seen != nil {
+				seen(fmt.Sprint(q["q"]))
 			}
 		}
 	}()
-	return pc.LocalAddr().String(), methods
 }
 
 func TestProbeKRPCError(t *testing.T) {

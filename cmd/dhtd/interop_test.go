@@ -94,29 +94,7 @@ func standIn(t *testing.T, addr string) {
 	if err != nil {
 		t.Fatalf("stand-in for the exited command on %s: %v", addr, err)
 	}
-	done := make(chan struct{})
-	t.Cleanup(func() {
-		_ = pc.Close()
-		<-done
-	})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFromUDP(buf)
-			if err != nil {
-				return // closed by the cleanup
-			}
-			q, err := bdecodeDict(buf[:n])
-			if err != nil || q["y"] != "q" {
-				continue
-			}
-			tid, _ := q["t"].(string)
-			const msg = "dhtd command exited"
-			reply := fmt.Sprintf("d1:eli202e%d:%se1:t%d:%s1:y1:ee", len(msg), msg, len(tid), tid)
-			_, _ = pc.WriteToUDP([]byte(reply), from)
-		}
-	}()
+	answerWithError(t, pc, 202, "dhtd command exited", nil)
 }
 
 // lookups runs lookup commands (peers, announce, get, put) for the test
