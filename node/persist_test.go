@@ -204,14 +204,7 @@ func TestPersistConcurrentPuts(t *testing.T) {
 	wg.Wait()
 	st := b.db.Stats()
 	t.Logf("%d durable writes in %d commits", st.Writes, st.Commits)
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := storage.OpenDB(dir + "/" + DBFileName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := closeAndOpenDB(t, b, dir)
 	have := map[krpc.ID]bool{}
 	if err := db.LoadItems(func(it storage.Item, _ time.Time) { have[it.Target()] = true }); err != nil {
 		t.Fatal(err)
@@ -287,14 +280,7 @@ func TestPersistRefusedAnnounceNotWritten(t *testing.T) {
 	far[0] ^= 0x80
 	persistAnnounce(t, c, b.Addr(), near, 1000)
 	persistAnnounce(t, c, b.Addr(), far, 2000) // refused: near is closer
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := storage.OpenDB(dir + "/" + DBFileName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := closeAndOpenDB(t, b, dir)
 	var got []krpc.ID
 	if err := db.LoadPeers(func(ih krpc.ID, _ netip.AddrPort, _ bool, _ time.Time) { got = append(got, ih) }); err != nil {
 		t.Fatal(err)
@@ -333,4 +319,19 @@ func TestPersistPeriodic(t *testing.T) {
 		}
 		return slices.ContainsFunc(nodes, func(n krpc.NodeInfo) bool { return n.ID == c.ID() && n.Addr == c.Addr() })
 	})
+}
+
+// closeAndOpenDB closes n, whose data dir is dir, and opens its database
+// for the test to read what it left; the test's cleanup closes it.
+func closeAndOpenDB(t *testing.T, n *Node, dir string) *storage.DB {
+	t.Helper()
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := storage.OpenDB(dir + "/" + DBFileName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
 }
