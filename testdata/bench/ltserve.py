@@ -30,6 +30,9 @@ warnings.simplefilter("ignore")
 
 import libtorrent as lt  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "interop"))
+from ltnode import loopback_dht_settings  # noqa: E402
+
 
 def log(*a):
     print("ltserve:", *a, file=sys.stderr, flush=True)
@@ -110,18 +113,7 @@ def main():
         sys.exit(1)
     C = lt.alert.category_t
     s = lt.session({
-        "listen_interfaces": args.listen,
-        "enable_dht": True,
-        "enable_lsd": False,
-        "enable_upnp": False,
-        "enable_natpmp": False,
-        "max_retry_port_bind": 0,
-        "listen_system_port_fallback": False,
-        "dht_bootstrap_nodes": "",
-        "dht_restrict_routing_ips": False,
-        "dht_restrict_search_ips": False,
-        "dht_ignore_dark_internet": False,
-        "dht_prefer_verified_node_ids": False,
+        **loopback_dht_settings(args.listen),
         # the limits a throughput measurement must not hit
         "dht_upload_rate_limit": 1_000_000_000,  # bytes/s (default 8000)
         "dht_block_ratelimit": 1_000_000,        # packets/s per IP (default 5)

@@ -179,6 +179,29 @@ def string_reply(b):
 PKT_RE = re.compile(r"^(==>|<==) \[(.*?)\] ")
 
 
+def loopback_dht_settings(listen):
+    """libtorrent session settings for a DHT-only node on loopback: no
+    bootstrap routers, no local discovery or port mapping, no address
+    restrictions (every test node is on 127.0.0.x). testdata/bench/ltserve.py
+    uses them too."""
+    return {
+        "listen_interfaces": listen,
+        "enable_dht": True,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        # bind exactly the port asked for: by default a busy port makes
+        # libtorrent silently try port+1 .. port+10, then any port
+        "max_retry_port_bind": 0,
+        "listen_system_port_fallback": False,
+        "dht_bootstrap_nodes": "",
+        "dht_restrict_routing_ips": False,
+        "dht_restrict_search_ips": False,
+        "dht_ignore_dark_internet": False,
+        "dht_prefer_verified_node_ids": False,
+    }
+
+
 # ---------------------------------------------------------------- the node
 class Node:
     def __init__(self, listen, verbose):
@@ -188,20 +211,7 @@ class Node:
         mask = (C.error_notification | C.status_notification | C.dht_notification
                 | C.dht_operation_notification | C.dht_log_notification)
         self.settings = {
-            "listen_interfaces": listen,
-            "enable_dht": True,
-            "enable_lsd": False,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-            # bind exactly the port asked for: by default a busy port makes
-            # libtorrent silently try port+1 .. port+10, then any port
-            "max_retry_port_bind": 0,
-            "listen_system_port_fallback": False,
-            "dht_bootstrap_nodes": "",
-            "dht_restrict_routing_ips": False,
-            "dht_restrict_search_ips": False,
-            "dht_ignore_dark_internet": False,
-            "dht_prefer_verified_node_ids": False,
+            **loopback_dht_settings(listen),
             "dht_upload_rate_limit": 10_000_000,
             "dht_block_ratelimit": 100_000,
             "alert_mask": mask,
