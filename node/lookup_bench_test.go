@@ -18,8 +18,9 @@ import (
 // without -race) with a one-way delay of 10 ms plus up to 2 ms of jitter
 // on every link. Once bootstrapped, the network carries warmLookups random
 // lookups per node; then 10% of the nodes are silenced (simnet SetDown:
-// they stay in the routing tables but never answer). Each iteration runs lookupBatch find_node
-// lookups for random targets from random answering nodes, 16 at a time.
+// they stay in the routing tables but never answer). Each iteration runs
+// lookupBatch find_node lookups for random targets from random answering
+// nodes, 16 at a time.
 // Reported: rtt-p50 and rtt-p99 (lookup time / mean RTT), queries per
 // lookup, and the share of lookups that found the true closest answering
 // node (found-closest-%).
