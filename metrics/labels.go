@@ -36,6 +36,7 @@ const (
 	DropBandwidth          = "bandwidth"           // global bandwidth budget exhausted
 	DropReadOnly           = "read_only"           // query received while in read-only mode
 	DropQueueFull          = "queue_full"          // a bounded queue was full
+	DropAdmissionBusy      = "admission_busy"      // no room to confirm a new node for the routing table
 	DropInFlightLimit      = "in_flight_limit"     // too many outstanding transactions
 	DropSendError          = "send_error"          // the transport refused to send
 )
@@ -44,7 +45,7 @@ const (
 var DropReasons = []string{
 	DropTooLarge, DropTooSmall, DropUndecodable, DropUnknownTransaction,
 	DropWrongAddress, DropLateResponse, DropRateLimited, DropBandwidth,
-	DropReadOnly, DropQueueFull, DropInFlightLimit, DropSendError, Other,
+	DropReadOnly, DropQueueFull, DropAdmissionBusy, DropInFlightLimit, DropSendError, Other,
 }
 
 // KRPC query methods: the method label of QueriesReceived, QueriesSent and

@@ -132,7 +132,7 @@ func TestSeriesPreinitialised(t *testing.T) {
 			t.Errorf("%s: %d series, want %d", name, got, n)
 		}
 	}
-	if len(DropReasons) != 13 || len(Methods) != 8 || len(ErrorCodes) != 10 {
+	if len(DropReasons) != 14 || len(Methods) != 8 || len(ErrorCodes) != 10 {
 		t.Errorf("fixed sets changed size: drop %d methods %d codes %d", len(DropReasons), len(Methods), len(ErrorCodes))
 	}
 }

@@ -39,7 +39,8 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	pingSlots   chan struct{} // bounds background pings
+	pingSlots   chan struct{} // bounds liveness pings
+	adm         admission     // confirmation pings of new nodes (admission.go)
 	lookupSlots chan struct{} // bounds background lookups
 	recent      recentLookups // the last lookups, for the status page (recent.go)
 	rtts        rttWindow     // round trips measured by lookups (lookup.go)
@@ -113,6 +114,7 @@ func New(cfg Config) (*Node, error) {
 		pingSlots:   make(chan struct{}, cfg.MaxBackgroundPings),
 		lookupSlots: make(chan struct{}, cfg.MaxLookups),
 		owners:      newOwners(),
+		adm:         admission{q: newAdmitQueue(cfg.MaxBackgroundPings)},
 	}
 	n.hot = newHotCounters(n.metrics)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
