@@ -58,10 +58,13 @@ type Node struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	hot     *hotCounters         // per-packet counters, resolved once (observe.go)
-	owners  *owners              // addresses that proved themselves (amplify.go)
-	voter   ipVoter              // external address from BEP 42 "ip" votes
-	sibling atomic.Pointer[Node] // the node of the other address family (Link)
+	hot    *hotCounters // per-packet counters, resolved once (observe.go)
+	owners *owners      // addresses that proved themselves (amplify.go)
+	voter  ipVoter      // external address from BEP 42 "ip" votes
+
+	localOnce  sync.Once            // reads localIPSet (lookup.go, isSelf)
+	localIPSet map[netip.Addr]bool  // interface addresses, for an unspecified bind
+	sibling    atomic.Pointer[Node] // the node of the other address family (Link)
 
 	mu         sync.Mutex
 	externalIP netip.Addr       // last decision of voter, for logging changes
@@ -333,6 +336,7 @@ func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryF
 	t.verify = n.idVerifier()
 	t.prefer = n.idPreference()
 	t.reach = n.canReach
+	t.isSelf = n.isSelf
 	t.rtts = &n.rtts
 	// 2K seeds: with only K, a lookup whose K closest are all in our
 	// table and some of them silent runs out of candidates and waits for
