@@ -66,8 +66,9 @@ type Config struct {
 	// addresses are exempt unless LimitLoopback is set, so a test network
 	// on 127.0.0.1 works with the defaults.
 	LookupMaxPerSubnet int
-	// LimitLoopback applies the anti-Sybil address limits to loopback
-	// addresses too (for tests of those limits).
+	// LimitLoopback applies every per-IP and per-subnet defence to loopback
+	// addresses (127.0.0.0/8, ::1), which are exempt by default so local
+	// test networks work; tests switch it on to exercise the defences.
 	LimitLoopback bool
 	// RateLimit is the per-source-IP packet limit checked before a packet
 	// is decoded (krpc.IPLimiter; its defaults: 20/s, burst 100, 65536

@@ -32,7 +32,7 @@ func (n *Node) handleQuery(from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
 	// the query is handled, so that a valid token in it counts
 	// (admission.go).
 	if q.RO != 1 && a.ID != n.id {
-		if ni := (krpc.NodeInfo{ID: a.ID, Addr: from}); n.table.Heard(ni, now) {
+		if ni := (krpc.NodeInfo{ID: a.ID, Addr: from}); n.table.Heard(ni, now) && !n.isSelf(from) {
 			defer n.admit(ni, now)
 		}
 	}
