@@ -24,7 +24,8 @@ import (
 //     fraction of a second, not the full QueryTimeout.
 //   - Nodes waiting for a slot are served in order of what they have
 //     shown: first those that proved their address (they answered one of
-//     our queries, or presented a valid write token: the owners table),
+//     our queries, as a table entry or in the owners table, or presented
+//     a valid write token),
 //     then those that queried us more than once while waiting, then the
 //     rest; in each class the most recently heard first (the likeliest to
 //     be alive).
@@ -232,7 +233,7 @@ type admission struct {
 // the routing table would take (Table.Heard).
 func (n *Node) admit(ni krpc.NodeInfo, now time.Time) {
 	class := admitNew
-	if n.owners.has(ni.Addr.Addr(), now) {
+	if e, ok := n.table.Get(ni.ID); ok && e.Addr == ni.Addr && e.Confirmed() || n.owners.has(ni.Addr.Addr(), now) {
 		class = admitProven
 	}
 	sn := netip.PrefixFrom(ni.Addr.Addr(), ni.Addr.Addr().BitLen())
