@@ -1,8 +1,6 @@
 package node
 
 import (
-	"context"
-	"errors"
 	"net/netip"
 	"sync"
 	"time"
@@ -21,7 +19,9 @@ import (
 //   - A ping that is not answered within a short timeout (the lookups'
 //     short timeout, see rttWindow, at least minAdmitTimeout and at most
 //     QueryTimeout) gives its slot up: a silent source holds one for a
-//     fraction of a second, not the full QueryTimeout.
+//     fraction of a second, not the full QueryTimeout. The ping itself
+//     runs on to QueryTimeout, so a slow node's late answer still admits
+//     it; such slow pings are bounded too (four per slot).
 //   - Nodes waiting for a slot are served in order of what they have
 //     shown: first those that proved their address (they answered one of
 //     our queries, as a table entry or in the owners table, or presented
@@ -39,9 +39,9 @@ import (
 //     dhtd_packets_dropped_total{reason="admission_busy"}. It is tried
 //     again when it next queries us.
 //
-// Loopback addresses are one subnet each (one per address and port)
-// unless Config.LimitLoopback is set, so a test network on 127.0.0.1 is
-// not serialised.
+// Loopback endpoints (address and port) are a unit each unless
+// Config.LimitLoopback is set, so a test network on 127.0.0.1 is not
+// served one node at a time.
 
 const (
 	minAdmitTimeout = 250 * time.Millisecond // shortest wait for a confirmation ping's answer
@@ -57,15 +57,32 @@ const (
 	admitNew                      // nothing shown yet
 )
 
+// admitKey is the unit of the schedule's per-subnet fairness.
+type admitKey struct {
+	subnet netip.Prefix
+	port   uint16 // 0 unless the endpoint is its own unit
+}
+
+// fairnessKey returns a's unit: its /24 or /64 (routing.Subnet); for an
+// exempt loopback address (limitLoopback unset), the endpoint itself, so
+// that nodes sharing 127.0.0.1 are not served one at a time.
+func fairnessKey(a netip.AddrPort, limitLoopback bool) admitKey {
+	ip := a.Addr().Unmap()
+	if !limitLoopback && ip.IsLoopback() {
+		return admitKey{netip.PrefixFrom(ip, ip.BitLen()), a.Port()}
+	}
+	return admitKey{subnet: routing.Subnet(ip)}
+}
+
 // admitEntry is one node waiting for, or being sent, a confirmation ping.
 type admitEntry struct {
-	addr    netip.AddrPort
-	subnet  netip.Prefix // fairness unit: routing.Subnet, or the address alone
-	bucket  int          // the routing-table bucket its id falls in
-	class   admitClass
-	heard   time.Time // its last query
-	queued  time.Time // when it started waiting
-	pinging bool
+	addr   netip.AddrPort
+	subnet admitKey // fairness unit (fairnessKey)
+	bucket int      // the routing-table bucket its id falls in
+	class  admitClass
+	heard  time.Time // its last query
+	queued time.Time // when it started waiting
+	slow   bool      // pinged, past the short timeout: its slot is free
 }
 
 // admitQueue is the confirmation schedule: which node to ping next, and
@@ -73,21 +90,23 @@ type admitEntry struct {
 // node drives it (Node.admit, Node.admitNext). It is not safe for
 // concurrent use.
 type admitQueue struct {
-	maxActive, maxWaiting int
+	maxActive, maxPinging, maxWaiting int
 
 	waiting   map[netip.AddrPort]*admitEntry
-	pinging   map[netip.AddrPort]*admitEntry
-	perSubnet map[netip.Prefix]int // waiting plus pinging entries per subnet
-	inBucket  map[int]int          // pinging entries per bucket
+	pinging   map[netip.AddrPort]*admitEntry // active and slow
+	active    int                            // pinging entries not slow: the slots taken
+	perSubnet map[admitKey]int               // waiting plus pinging entries per subnet
+	inBucket  map[int]int                    // active entries per bucket
 }
 
 func newAdmitQueue(maxActive int) *admitQueue {
 	return &admitQueue{
 		maxActive:  maxActive,
+		maxPinging: 4 * maxActive,
 		maxWaiting: 4 * maxActive,
 		waiting:    make(map[netip.AddrPort]*admitEntry),
 		pinging:    make(map[netip.AddrPort]*admitEntry),
-		perSubnet:  make(map[netip.Prefix]int),
+		perSubnet:  make(map[admitKey]int),
 		inBucket:   make(map[int]int),
 	}
 }
@@ -175,7 +194,7 @@ func (q *admitQueue) next(now time.Time) (e *admitEntry, expired int) {
 			expired++
 		}
 	}
-	if len(q.pinging) >= q.maxActive {
+	if q.active >= q.maxActive || len(q.pinging) >= q.maxPinging {
 		return nil, expired
 	}
 	for _, w := range q.waiting {
@@ -189,23 +208,41 @@ func (q *admitQueue) next(now time.Time) (e *admitEntry, expired int) {
 	}
 	if e != nil {
 		delete(q.waiting, e.addr)
-		e.pinging = true
 		q.pinging[e.addr] = e
+		q.active++
 		q.inBucket[e.bucket]++
 	}
 	return e, expired
 }
 
-// done frees the slot of an entry returned by next.
+// slowed frees the slot of an entry returned by next whose ping is past
+// the short timeout; the entry stays pinging until done.
+func (q *admitQueue) slowed(e *admitEntry) {
+	if q.pinging[e.addr] != e || e.slow {
+		return
+	}
+	e.slow = true
+	q.free(e)
+}
+
+// done ends the ping of an entry returned by next.
 func (q *admitQueue) done(e *admitEntry) {
 	if q.pinging[e.addr] != e {
 		return
 	}
 	delete(q.pinging, e.addr)
+	if !e.slow {
+		q.free(e)
+	}
+	q.dec(e.subnet)
+}
+
+// free gives up e's slot.
+func (q *admitQueue) free(e *admitEntry) {
+	q.active--
 	if q.inBucket[e.bucket]--; q.inBucket[e.bucket] <= 0 {
 		delete(q.inBucket, e.bucket)
 	}
-	q.dec(e.subnet)
 }
 
 // remove forgets waiting entry w.
@@ -214,7 +251,7 @@ func (q *admitQueue) remove(w *admitEntry) {
 	q.dec(w.subnet)
 }
 
-func (q *admitQueue) dec(sn netip.Prefix) {
+func (q *admitQueue) dec(sn admitKey) {
 	if q.perSubnet[sn]--; q.perSubnet[sn] <= 0 {
 		delete(q.perSubnet, sn)
 	}
@@ -223,10 +260,24 @@ func (q *admitQueue) dec(sn netip.Prefix) {
 // len returns the entries waiting and being pinged.
 func (q *admitQueue) len() int { return len(q.waiting) + len(q.pinging) }
 
-// admission is the node's confirmation schedule and its lock.
+// admission is the node's confirmation schedule, its lock, and the
+// wake-up of its driver (Node.admitLoop).
 type admission struct {
-	mu sync.Mutex
-	q  *admitQueue
+	mu   sync.Mutex
+	q    *admitQueue
+	kick chan struct{} // buffered(1): the schedule may have a ping to start
+}
+
+func newAdmission(maxActive int) admission {
+	return admission{q: newAdmitQueue(maxActive), kick: make(chan struct{}, 1)}
+}
+
+// wake asks admitLoop to look at the schedule; it never blocks.
+func (a *admission) wake() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
 }
 
 // admit schedules a confirmation ping to ni, which queried us and which
@@ -236,16 +287,12 @@ func (n *Node) admit(ni krpc.NodeInfo, now time.Time) {
 	if e, ok := n.table.Get(ni.ID); ok && e.Addr == ni.Addr && e.Confirmed() || n.owners.has(ni.Addr.Addr(), now) {
 		class = admitProven
 	}
-	sn := netip.PrefixFrom(ni.Addr.Addr(), ni.Addr.Addr().BitLen())
-	if n.cfg.LimitLoopback || !ni.Addr.Addr().IsLoopback() {
-		sn = routing.Subnet(ni.Addr.Addr())
-	}
-	e := &admitEntry{addr: ni.Addr, subnet: sn, bucket: n.table.BucketIndex(ni.ID), class: class, heard: now, queued: now}
+	e := &admitEntry{addr: ni.Addr, subnet: fairnessKey(ni.Addr, n.cfg.LimitLoopback), bucket: n.table.BucketIndex(ni.ID), class: class, heard: now, queued: now}
 	n.adm.mu.Lock()
 	dropped := n.adm.q.offer(e)
 	n.adm.mu.Unlock()
 	n.admitDropped(dropped)
-	n.admitNext()
+	n.adm.wake()
 }
 
 // admitDropped counts nodes the schedule had no room for.
@@ -255,42 +302,52 @@ func (n *Node) admitDropped(k int) {
 	}
 }
 
-// admitNext starts confirmation pings while the schedule has free slots
-// and nodes to ping. It is called by admit (on the read loop) and by a
-// confirmation ping that ends (in its own goroutine, counted in n.wg).
-func (n *Node) admitNext() {
-	for n.ctx.Err() == nil {
-		n.adm.mu.Lock()
-		e, expired := n.adm.q.next(n.clock.Now())
-		n.adm.mu.Unlock()
-		n.admitDropped(expired)
-		if e == nil {
+// admitLoop is the schedule's driver: woken by admit, by a ping turning
+// slow and by a ping ending, it starts the pings the schedule has room
+// for, until the node closes. It runs in its own goroutine, counted in
+// n.wg, as are the pings it starts.
+func (n *Node) admitLoop() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.ctx.Done():
 			return
+		case <-n.adm.kick:
 		}
-		n.wg.Add(1)
-		go n.confirm(e)
+		for n.ctx.Err() == nil {
+			n.adm.mu.Lock()
+			e, expired := n.adm.q.next(n.clock.Now())
+			n.adm.mu.Unlock()
+			n.admitDropped(expired)
+			if e == nil {
+				break
+			}
+			n.wg.Add(1)
+			go n.confirm(e)
+		}
 	}
 }
 
-// confirm pings e, whose answer reaches the table through onResponse; an
-// answer later than the short timeout is not waited for.
+// confirm pings e; the answer reaches the table through onResponse. Past
+// the short timeout the ping gives its slot up and runs on, to
+// QueryTimeout.
 func (n *Node) confirm(e *admitEntry) {
 	defer n.wg.Done()
-	ctx, cancel := context.WithCancel(n.ctx)
-	timer := n.clock.AfterFunc(n.admitTimeout(), cancel)
-	_, err := n.query(ctx, e.addr, krpc.MethodPing, nil)
+	timer := n.clock.AfterFunc(n.admitTimeout(), func() {
+		n.adm.mu.Lock()
+		n.adm.q.slowed(e)
+		n.adm.mu.Unlock()
+		n.adm.wake()
+	})
+	_, _ = n.query(n.ctx, e.addr, krpc.MethodPing, nil)
 	timer.Stop()
-	cancel()
-	if errors.Is(err, context.Canceled) && n.ctx.Err() == nil {
-		n.table.Failed(e.addr, n.clock.Now()) // no answer in time
-	}
 	n.adm.mu.Lock()
 	n.adm.q.done(e)
 	n.adm.mu.Unlock()
-	n.admitNext()
+	n.adm.wake()
 }
 
-// admitTimeout is how long a confirmation ping waits for its answer: the
+// admitTimeout is how long a confirmation ping holds its slot: the
 // lookups' short timeout (rttWindow.slowAfter), at least minAdmitTimeout
 // and at most QueryTimeout.
 func (n *Node) admitTimeout() time.Duration {

@@ -13,7 +13,6 @@ import (
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/krpc/simnet"
 	"github.com/dhtd/dhtd/metrics"
-	"github.com/dhtd/dhtd/routing"
 )
 
 // TestSimAdmissionUnderPingFlood: sources that never answer send a node
@@ -157,7 +156,7 @@ func TestAdmitQueueOrder(t *testing.T) {
 	}
 	entry := func(a, b byte, class admitClass, at time.Duration) *admitEntry {
 		ap := addr(a, b)
-		return &admitEntry{addr: ap, subnet: routing.Subnet(ap.Addr()), class: class, heard: t0.Add(at), queued: t0.Add(at)}
+		return &admitEntry{addr: ap, subnet: fairnessKey(ap, true), class: class, heard: t0.Add(at), queued: t0.Add(at)}
 	}
 	q := newAdmitQueue(1)
 	for _, e := range []*admitEntry{
@@ -243,7 +242,7 @@ func TestAdmitQueueBuckets(t *testing.T) {
 		if i == 0 {
 			bucket = 7 // the oldest node, alone in its bucket
 		}
-		q.offer(&admitEntry{addr: ap, subnet: routing.Subnet(ap.Addr()), bucket: bucket, class: admitNew, heard: t0.Add(time.Duration(i) * time.Second), queued: t0})
+		q.offer(&admitEntry{addr: ap, subnet: fairnessKey(ap, true), bucket: bucket, class: admitNew, heard: t0.Add(time.Duration(i) * time.Second), queued: t0})
 	}
 	var got []int
 	for {
@@ -256,5 +255,69 @@ func TestAdmitQueueBuckets(t *testing.T) {
 	// The newest node of bucket 0 first, then bucket 7's, then bucket 0.
 	if want := []int{0, 7, 0, 0}; !slices.Equal(got, want) {
 		t.Fatalf("buckets pinged %v, want %v", got, want)
+	}
+}
+
+// TestAdmitFairnessKey: a /24 (or /64) is one unit, and so is loopback
+// with LimitLoopback; without it each loopback endpoint is its own.
+func TestAdmitFairnessKey(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	for _, tc := range []struct {
+		a, b    string
+		limited bool
+		same    bool
+	}{
+		{"10.1.2.3:6881", "10.1.2.99:7000", false, true},
+		{"10.1.2.3:6881", "10.1.3.3:6881", false, false},
+		{"[2001:db8::1]:6881", "[2001:db8::2]:6881", false, true},
+		{"127.0.0.1:6881", "127.0.0.1:6882", false, false},
+		{"127.0.0.1:6881", "127.0.0.1:6882", true, true},
+		{"127.0.0.1:6881", "127.0.0.7:6881", true, true},
+		{"[::1]:6881", "[::1]:6882", false, false},
+		{"[::1]:6881", "[::1]:6882", true, true},
+	} {
+		if got := fairnessKey(ap(tc.a), tc.limited) == fairnessKey(ap(tc.b), tc.limited); got != tc.same {
+			t.Errorf("%s and %s (LimitLoopback %v): same unit %v, want %v", tc.a, tc.b, tc.limited, got, tc.same)
+		}
+	}
+}
+
+// TestAdmitQueueSlow: a ping past the short timeout frees its slot for
+// the next node but still counts until it ends, up to four per slot.
+func TestAdmitQueueSlow(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	q := newAdmitQueue(2)
+	q.maxWaiting = 20 // all waiting at once
+	for i := range 20 {
+		ap := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 7, byte(i), 1}), 6881)
+		if d := q.offer(&admitEntry{addr: ap, subnet: fairnessKey(ap, true), class: admitNew, heard: t0, queued: t0}); d != 0 {
+			t.Fatalf("offer %d dropped %d", i, d)
+		}
+	}
+	var pinging []*admitEntry
+	for round := 0; ; round++ {
+		for {
+			e, _ := q.next(t0)
+			if e == nil {
+				break
+			}
+			pinging = append(pinging, e)
+		}
+		if round > 10 {
+			break
+		}
+		if q.active != min(2, len(pinging)) && len(pinging) < q.maxPinging {
+			t.Fatalf("round %d: %d slots taken, want 2", round, q.active)
+		}
+		for _, e := range pinging {
+			q.slowed(e) // every ping turns slow
+		}
+	}
+	if len(pinging) != q.maxPinging || q.len() != 20 {
+		t.Fatalf("%d pings outstanding (bound %d), %d entries", len(pinging), q.maxPinging, q.len())
+	}
+	q.done(pinging[0])
+	if e, _ := q.next(t0); e == nil {
+		t.Fatal("an ended slow ping did not make room for another")
 	}
 }

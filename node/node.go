@@ -117,7 +117,7 @@ func New(cfg Config) (*Node, error) {
 		pingSlots:   make(chan struct{}, cfg.MaxBackgroundPings),
 		lookupSlots: make(chan struct{}, cfg.MaxLookups),
 		owners:      newOwners(),
-		adm:         admission{q: newAdmitQueue(cfg.MaxBackgroundPings)},
+		adm:         newAdmission(cfg.MaxBackgroundPings),
 	}
 	n.hot = newHotCounters(n.metrics)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -172,8 +172,9 @@ func New(cfg Config) (*Node, error) {
 	n.srv = krpc.NewServer(pc, handle, scfg)
 	n.srv.SetResponseHook(n.onResponse)
 	close(srvSet)
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.maintain()
+	go n.admitLoop()
 	if db != nil {
 		n.wg.Add(3)
 		go n.deleter()
