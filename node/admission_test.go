@@ -143,6 +143,11 @@ func testAdmissionUnderFlood(t *testing.T, rate int) {
 	if admitted < 0 || admitted > within {
 		t.Fatalf("honest node %s; want admitted within %v", outcome, within)
 	}
+	// Confirmation pings the schedule has no room for are admission_busy;
+	// queue_full is the liveness timer's (which does not run here).
+	if q := drops(metrics.DropQueueFull); q != 0 {
+		t.Errorf("%.0f confirmation pings counted as %s", q, metrics.DropQueueFull)
+	}
 }
 
 // TestAdmitQueueOrder: the schedule pings proven nodes first, then
