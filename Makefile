@@ -42,10 +42,20 @@ test: deps lint
 test-short: lint
 	$(GO) test -short -count=1 ./...
 
-lint:
+# staticcheck is installed into $(GOBIN_DIR) from the Go module proxy when
+# it is missing (pinned version, so every machine runs the same checks).
+STATICCHECK_VERSION ?= v0.8.2
+GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
+STATICCHECK := $(GOBIN_DIR)/staticcheck
+
+$(STATICCHECK):
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+lint: $(STATICCHECK)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 
 ## bench: Go benchmarks (-benchmem), then the load tool against a fresh
 ## `dhtd run --no-bootstrap` on loopback (and libtorrent when installed);
