@@ -331,18 +331,15 @@ func (g *Gateway) wrap(rt route) http.Handler {
 // readBody reads r's whole body, at most Config.MaxBodyBytes, by
 // Config.BodyTimeout (or the request's deadline, if sooner), and replaces
 // r.Body with what it read, so that a slow client holds nothing scarce.
-// Then it lifts the connection's read deadline: the server's ReadTimeout
-// would otherwise cancel the request's context in the middle of a lookup.
 // A body that fails closes the connection after the answer, so the server
 // does not wait for the rest of it.
 func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) *httpError {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
 	// A ResponseWriter without deadlines (a test recorder) answers
 	// ErrNotSupported: then the server's ReadTimeout is the only bound.
 	rc := http.NewResponseController(w)
-	if r.Body == nil || r.Body == http.NoBody {
-		_ = rc.SetReadDeadline(time.Time{})
-		return nil
-	}
 	g.bodiesReading.Add(1)
 	defer g.bodiesReading.Add(-1)
 	deadline := time.Now().Add(g.cfg.BodyTimeout)
@@ -352,7 +349,7 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) *httpError {
 	_ = rc.SetReadDeadline(deadline)
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
 	if err == nil {
-		_ = rc.SetReadDeadline(time.Time{})
+		_ = rc.SetReadDeadline(time.Time{}) // the body is in; nothing more to bound
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		return nil
 	}
