@@ -50,7 +50,7 @@ func slowBody(t *testing.T, addr string, stop <-chan struct{}) net.Conn {
 // with 408.
 func TestGatewaySlowBodies(t *testing.T) {
 	const slow = DefaultMaxLookups
-	const bodyTimeout = 3 * time.Second
+	const bodyTimeout = 4 * time.Second
 	nodes := startNet(t, 3)
 	g, err := New(nodes[0], Config{Registry: prometheus.NewRegistry(), RatePerSecond: 1e9, RateBurst: 1e9, BodyTimeout: bodyTimeout})
 	if err != nil {
