@@ -39,6 +39,8 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "read-only", Usage: "BEP 43 read-only node: send ro=1, answer no queries", EnvVars: []string{"DHTD_READ_ONLY"}},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"DHTD_LOG_LEVEL"}},
 			httpFlag(),
+			httpAllowedHostsFlag(),
+			httpAllowedOriginsFlag(),
 			&cli.StringFlag{Name: "data-dir", Usage: "directory for the node id, routing table, peers and items (default: $XDG_STATE_HOME/dhtd, else ~/.local/state/dhtd)", EnvVars: []string{"DHTD_DATA_DIR"}},
 			&cli.StringFlag{Name: "storage", Value: "disk", Usage: "disk (keep state in --data-dir) or memory (lose it on exit)", EnvVars: []string{"DHTD_STORAGE"}},
 			&cli.DurationFlag{Name: "save-interval", Value: 5 * time.Minute, Usage: "how often the routing table is saved and expired records are deleted from disk", EnvVars: []string{"DHTD_SAVE_INTERVAL"}},
@@ -119,6 +121,10 @@ func runAction(c *cli.Context) error {
 		}
 		cfg.ID = id
 	}
+	policy, guard, err := httpPolicy(c)
+	if err != nil {
+		return err
+	}
 	switch {
 	case c.Bool("no-bootstrap"):
 	case len(c.StringSlice("bootstrap")) > 0:
@@ -153,14 +159,23 @@ func runAction(c *cli.Context) error {
 			}
 			return false
 		}
+		h, err := guardMetricsListener(metrics.Handler(n.Registry(), ready, debug), guard, n.Registry())
+		if err != nil {
+			ln.Close()
+			closeNodes(nodes)
+			return err
+		}
 		srv = &http.Server{
-			Handler:           metrics.Handler(n.Registry(), ready, debug),
+			Handler:           h,
 			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       time.Minute,
 		}
 		go func() { _ = srv.Serve(ln) }()
 		logger.Info("metrics listening", "addr", ln.Addr().String())
 	}
-	stopGateway, err := startGateway(c, n, logger)
+	stopGateway, err := startGateway(c, n, logger, policy)
 	if err != nil {
 		if srv != nil {
 			_ = srv.Close()
