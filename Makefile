@@ -6,7 +6,7 @@ BIN       ?= bin/dhtd
 ARGS      ?=
 FUZZTIME  ?= 60s
 # Fuzz targets: package:FuzzName pairs.
-FUZZ_TARGETS ?= ./krpc:FuzzDecode ./node:FuzzHandleQuery ./node:FuzzHandleResponse ./storage:FuzzDBRecords ./node/gateway:FuzzGatewayRequest ./httpguard:FuzzGuardCheck ./krpc:FuzzCodecMatchesReflect
+FUZZ_TARGETS ?= ./krpc:FuzzDecode ./node:FuzzHandleQuery ./node:FuzzHandleResponse ./storage:FuzzDBRecords ./node/gateway:FuzzGatewayRequest ./internal/httpguard:FuzzGuardCheck ./krpc:FuzzCodecMatchesReflect
 
 .PHONY: all build run test test-short deps bench fuzz fuzz-smoke lint clean
 

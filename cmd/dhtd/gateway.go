@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
-	"github.com/dhtd/dhtd/httpguard"
+	"github.com/dhtd/dhtd/internal/httpguard"
 	"github.com/dhtd/dhtd/node"
 	"github.com/dhtd/dhtd/node/gateway"
 )

@@ -17,7 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/dhtd/dhtd/httpguard"
+	"github.com/dhtd/dhtd/internal/httpguard"
 	"github.com/dhtd/dhtd/node"
 )
 

@@ -11,7 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/dhtd/dhtd/httpguard"
+	"github.com/dhtd/dhtd/internal/httpguard"
 )
 
 // TestGatewayRefusesWebPages: the Host, Origin, Sec-Fetch-Site and

@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/dhtd/dhtd/httpguard"
+	"github.com/dhtd/dhtd/internal/httpguard"
 	"github.com/dhtd/dhtd/node"
 )
 
