@@ -1,0 +1,40 @@
+package conformance_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dhtd/dhtd/internal/conformance"
+	"github.com/dhtd/dhtd/node"
+)
+
+// logReport logs every result of rep.
+func logReport(t *testing.T, rep *conformance.Report) {
+	t.Helper()
+	var b strings.Builder
+	for _, r := range rep.Results {
+		fmt.Fprintf(&b, "%s %-40s BEP %d %-8s %s\n", r.Status, r.Name, r.BEP, r.Level, r.Reason)
+	}
+	t.Logf("%s: %d passed, %d failed, %d skipped (%d ms)\n%s", rep.Target, rep.Passed, rep.Failed, rep.Skipped, rep.ElapsedMillis, b.String())
+}
+
+// TestAgainstDhtd runs the suite against an in-process dhtd node on real
+// UDP on loopback.
+func TestAgainstDhtd(t *testing.T) {
+	cfg := node.TestConfig()
+	n, err := node.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rep, err := conformance.Run(ctx, conformance.Config{Target: n.Addr(), Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logReport(t, rep)
+}
