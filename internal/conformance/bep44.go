@@ -37,12 +37,12 @@ func mutableTarget(k, salt []byte) krpc.ID {
 // The published BEP 44 test vectors 1 and 2 (BEP 44, Test vectors): the
 // key was expanded by the BEP's authors, so only these signatures exist.
 const (
-	vectorKey    = "77ff84905a91936367c01360803104f92432fcd904a43511876df5cdf3e7e548"
-	vectorSig1   = "305ac8aeb6c9c151fa120f120ea2cfb923564e11552d06a5d856091e5e853cff1260d3f39e4999684aa92eb73ffd136e6f4f3ecbfda0ce53a1608ecd7ae21f01"
-	vectorSig2   = "6834284b6b24c3204eb2fea824d82f88883a3d95e8b4a21b8c0ded553d17d17ddf9a8a7104b1258f30bed3787e6cb896fca78c58f8e03b5f18f14951a87d9a08"
+	vectorKey     = "77ff84905a91936367c01360803104f92432fcd904a43511876df5cdf3e7e548"
+	vectorSig1    = "305ac8aeb6c9c151fa120f120ea2cfb923564e11552d06a5d856091e5e853cff1260d3f39e4999684aa92eb73ffd136e6f4f3ecbfda0ce53a1608ecd7ae21f01"
+	vectorSig2    = "6834284b6b24c3204eb2fea824d82f88883a3d95e8b4a21b8c0ded553d17d17ddf9a8a7104b1258f30bed3787e6cb896fca78c58f8e03b5f18f14951a87d9a08"
 	vectorTarget1 = "4a533d47ec9c7d95b1ad75f576cffc641853b750"
 	vectorTarget2 = "411eba73b6f087ca51a3795d9c8c938d365e32c1"
-	vectorV      = "12:Hello World!"
+	vectorV       = "12:Hello World!"
 )
 
 func unhex(s string) []byte {

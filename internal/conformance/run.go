@@ -69,14 +69,14 @@ type env struct {
 	tid   krpc.ID // the target's node id
 	local bool    // the target is on this host: its "ip" must be our exact address
 
-	mu        sync.Mutex
-	socks     []*sock
-	results   map[string]Result
-	oversize  []string // replies over 1024 bytes
-	listed    []string // replies listing their querier
-	elsewhere []string // answers from another address than the target's
-	announced []krpc.ID
-	paced     map[*source]time.Time
+	mu            sync.Mutex
+	socks         []*sock
+	results       map[string]Result
+	oversize      []string // replies over 1024 bytes
+	listed        []string // replies listing their querier
+	elsewhere     []string // answers from another address than the target's
+	announced     []krpc.ID
+	paced         map[*source]time.Time
 	targetVersion string
 
 	seedOnce sync.Once
