@@ -269,11 +269,15 @@ func runBEP44(e *env) {
 			e.broken(c, "put", err)
 			return
 		}
+		ok, now := expectSeq(c, wantSeq, wantV)
 		if r != nil && r.y() == "r" {
-			e.fail(c, "accepted")
+			if ok {
+				e.fail(c, "answered success, though the item was kept unchanged: the writer is told it stored")
+			} else {
+				e.fail(c, "accepted: %s", now)
+			}
 			return
 		}
-		ok, now := expectSeq(c, wantSeq, wantV)
 		got := describe(r)
 		switch {
 		case now == "" && !ok:
@@ -386,14 +390,35 @@ func runBEP44(e *env) {
 	k31 := k[:31]
 	t31 := krpc.ID(sha1.Sum(k31))
 	v = val(1, "k31")
-	r, err = e.put(s, mput{k: k31, priv: priv, seq: 1, v: v, target: &t31})
-	e.refused(cKLength, r, err, func() (bool, error) {
-		a, err := e.holds(t31)()
-		if err != nil || a {
-			return a, err
+	// Whichever target the node derives (SHA-1 of k, or of v as an
+	// immutable item), one of the two puts carries a token for it.
+	tv := krpc.ID(sha1.Sum(v))
+	r1, err1 := e.put(s, mput{k: k31, priv: priv, seq: 1, v: v, target: &t31})
+	r2, err2 := e.put(s, mput{k: k31, priv: priv, seq: 1, v: v, target: &tv})
+	if r1 != nil && r1.y() == "r" || err1 != nil && err1 != errNoReply {
+		r2, err2 = r1, err1
+	}
+	var where string
+	e.refused(cKLength, r2, err2, func() (bool, error) {
+		for _, t := range []krpc.ID{t31, tv} {
+			if ok, err := e.holds(t)(); err != nil || ok {
+				where = t.String()
+				return ok, err
+			}
 		}
-		return e.holds(krpc.ID(sha1.Sum(v)))()
+		return false, nil
 	})
+	if where != "" && e.status(cKLength) == Fail {
+		e.mu.Lock()
+		r := e.results[cKLength.Name]
+		what := "SHA-1(k)"
+		if where == tv.String() {
+			what = "SHA-1(v), as an unsigned immutable item"
+		}
+		r.Reason += " under " + what
+		e.results[cKLength.Name] = r
+		e.mu.Unlock()
+	}
 
 	// The published vectors.
 	for _, vec := range []struct {

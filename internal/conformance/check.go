@@ -103,7 +103,7 @@ var (
 	cNodesSorted   = chk("nodes", "sorted", 5, "find_node", Practice, `nodes are listed closest to the target first (libtorrent, anacrolix, dhtd)`)
 	cNodesExact    = chk("nodes", "exact", 5, "find_node", Should, `"the compact node info for the target node" when the node knows it`)
 	cNodesClosest  = chk("nodes", "closest", 5, "find_node", Should, `"the K (8) closest good nodes in its own routing table": no known node closer than one listed is left out`)
-	cNodesQuerier  = chk("nodes", "not-querier", 5, "find_node", Practice, `the querier is never listed in "nodes" (it knows itself; the slot is wasted)`)
+	cNodesQuerier  = chk("nodes", "not-querier", 5, "find_node", Practice, `the querier is never listed in "nodes": it knows itself, the slot is wasted, and a libtorrent node so listed sends queries to its own address`)
 	cGetPeersNodes = chk("nodes", "get_peers-nodes", 5, "get_peers", Should, `"If the queried node has no peers for the infohash, a key "nodes" is returned containing the K nodes ... closest to the infohash"`)
 
 	cWantN4      = chk("bep32", "want-n4", 32, "find_node and get_peers", Should, `"should include a "nodes" parameter if the request's "want" parameter contained the string "n4""`)

@@ -106,6 +106,7 @@ type sock struct {
 	next    uint16
 
 	unsolicited atomic.Int64 // answers matching no query
+	last        *reply       // the last of them
 	queried     atomic.Int64 // queries the target sent us
 	done        chan struct{}
 }
@@ -173,6 +174,9 @@ func (s *sock) read() {
 		s.mu.Unlock()
 		if !ok || r.err != nil {
 			s.unsolicited.Add(1)
+			s.mu.Lock()
+			s.last = r
+			s.mu.Unlock()
 			if !ok {
 				continue
 			}
@@ -263,19 +267,20 @@ func (s *sock) exchange(ctx context.Context, t string, b []byte) (*reply, error)
 	}
 }
 
-// silence sends b and reports whether anything at all came back to this
-// socket within the query timeout (the socket is used for nothing else).
-func (s *sock) silence(ctx context.Context, b []byte) (bool, error) {
-	before := s.unsolicited.Load()
+// silence sends b and returns whatever came back to this socket within the
+// query timeout (nil: nothing); the socket is used for nothing else.
+func (s *sock) silence(ctx context.Context, b []byte) (*reply, error) {
 	if err := s.send(b); err != nil {
-		return false, err
+		return nil, err
 	}
 	timer := time.NewTimer(s.env.cfg.Timeout)
 	defer timer.Stop()
 	select {
 	case <-timer.C:
 	case <-ctx.Done():
-		return false, ctx.Err()
+		return nil, ctx.Err()
 	}
-	return s.unsolicited.Load() == before, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last, nil
 }

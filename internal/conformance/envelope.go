@@ -135,14 +135,14 @@ func runMalformed(e *env) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			quiet, err := s.silence(e.ctx, []byte(c.pkt))
+			r, err := s.silence(e.ctx, []byte(c.pkt))
 			switch {
 			case err != nil:
 				e.skip(c.c, "%v", err)
-			case quiet:
+			case r == nil:
 				e.pass(c.c, "no reply within %v", e.cfg.Timeout)
 			default:
-				e.fail(c.c, "answered %q", c.pkt)
+				e.fail(c.c, "%q answered with %q", c.pkt, r.raw)
 			}
 		}()
 	}

@@ -70,15 +70,19 @@ func (e *env) refused(c *Check, r *reply, err error, stored func() (bool, error)
 		e.broken(c, "query", err)
 		return
 	}
+	ok, serr := stored()
 	if r != nil && r.y() == "r" {
-		e.fail(c, "accepted")
+		if serr == nil && !ok {
+			e.fail(c, "answered success (though nothing readable was stored)")
+		} else {
+			e.fail(c, "accepted and stored")
+		}
 		return
 	}
 	got := "no reply"
 	if r != nil {
 		got = r.describe()
 	}
-	ok, serr := stored()
 	switch {
 	case serr != nil:
 		e.broken(c, "read back", serr)
