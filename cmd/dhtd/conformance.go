@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/netip"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -84,21 +83,25 @@ func runConformance(c *cli.Context) error {
 	return nil
 }
 
-// printConformance writes one line per check, the rule under each failure,
-// and the closing count line.
+// printConformance writes one line per check (status, name, BEP and
+// section, level, reason), the rule under each failure, and the closing
+// count line.
 func printConformance(w io.Writer, rep *conformance.Report) {
 	who := rep.TargetID
 	if rep.ClientVersion != "" {
 		who += " (" + rep.ClientVersion + ")"
 	}
 	fmt.Fprintf(w, "conformance of %s, id %s, from %s\n", rep.Target, who, strings.Join(rep.Sources, " "))
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	nameW, bepW := 0, 0
+	where := func(r conformance.Result) string { return fmt.Sprintf("BEP %d, %s", r.BEP, r.Section) }
 	for _, r := range rep.Results {
-		fmt.Fprintf(tw, "%s\t%s\tBEP %d, %s\t%s\t%s\n", r.Status, r.Name, r.BEP, r.Section, r.Level, r.Reason)
+		nameW, bepW = max(nameW, len(r.Name)), max(bepW, len(where(r)))
+	}
+	for _, r := range rep.Results {
+		fmt.Fprintf(w, "%-4s  %-*s  %-*s  %-8s  %s\n", r.Status, nameW, r.Name, bepW, where(r), r.Level, r.Reason)
 		if r.Status == conformance.Fail {
-			fmt.Fprintf(tw, "\t\t\t\t  rule: %s\n", r.Rule)
+			fmt.Fprintf(w, "      rule: %s\n", r.Rule)
 		}
 	}
-	_ = tw.Flush()
 	fmt.Fprintf(w, "conformance: %d passed, %d failed, %d skipped\n", rep.Passed, rep.Failed, rep.Skipped)
 }

@@ -37,4 +37,25 @@ func TestAgainstDhtd(t *testing.T) {
 		t.Fatal(err)
 	}
 	logReport(t, rep)
+	for _, r := range rep.Results {
+		switch {
+		case r.Status == conformance.Fail && !knownUntilMerge[r.Name]:
+			t.Errorf("dhtd fails %s (%s): %s", r.Name, r.Level, r.Reason)
+		case r.Status == conformance.Skip && !unprovokable[r.Name]:
+			t.Errorf("%s skipped: %s", r.Name, r.Reason)
+		}
+	}
+	if rep.MustFailed != 0 {
+		t.Errorf("%d MUST checks failed", rep.MustFailed)
+	}
 }
+
+// knownUntilMerge are the checks dhtd fails on this branch until the
+// interop fixes (the querier left out of "nodes", an immutable put with seq
+// stored) are merged; they must pass afterwards.
+var knownUntilMerge = map[string]bool{"nodes.not-querier": true, "bep44.immutable-with-seq": true}
+
+// unprovokable are the checks no run against a loopback node can exercise:
+// 201 and 202 have no trigger, token expiry needs a wait of minutes, and
+// BEP 42 exempts local addresses.
+var unprovokable = map[string]bool{"errors.201": true, "errors.202": true, "tokens.expiry": true, "bep42.target-id": true}

@@ -264,6 +264,15 @@ func (e *env) record(c *Check, st Status, format string, args ...any) {
 	e.results[c.Name] = Result{Check: *c, Status: st, Reason: fmt.Sprintf(format, args...)}
 }
 
+// skipRest skips every check of group not yet recorded.
+func (e *env) skipRest(group, format string, args ...any) {
+	for _, c := range catalog {
+		if c.Group == group {
+			e.skip(c, format, args...)
+		}
+	}
+}
+
 // status returns c's result so far, "" if none.
 func (e *env) status(c *Check) Status {
 	e.mu.Lock()

@@ -98,7 +98,7 @@ func (e *env) refused(c *Check, r *reply, err error, stored func() (bool, error)
 func runTokens(e *env) {
 	a, err := e.sock(1)
 	if err != nil {
-		e.skip(cTokenGiven, "%v", err)
+		e.skipRest("tokens", "%v", err)
 		return
 	}
 	has := func(ih krpc.ID, peer netip.AddrPort) func() (bool, error) {
@@ -119,9 +119,11 @@ func runTokens(e *env) {
 	switch {
 	case err != nil:
 		e.broken(cTokenGiven, "get_peers", err)
+		e.skipRest("tokens", "get_peers gave no token")
 		return
 	case tok1 == "":
 		e.fail(cTokenGiven, "get_peers answered with %s and no token", r.describe())
+		e.skipRest("tokens", "get_peers gave no token")
 		return
 	default:
 		e.pass(cTokenGiven, "%d-byte token", len(tok1))
