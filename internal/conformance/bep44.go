@@ -157,10 +157,10 @@ func runBEP44(e *env) {
 		} else {
 			e.fail(cGetToken, "get answered with %s and no token", it.r.describe())
 		}
-		if it.rd.has("nodes") {
-			e.pass(cGetNodes, "nodes present")
+		if it.rd.has(e.nodesKey()) {
+			e.pass(cGetNodes, "%s present", e.nodesKey())
 		} else {
-			e.fail(cGetNodes, "get answered with %s and no nodes", it.r.describe())
+			e.fail(cGetNodes, "get answered with %s and no %s", it.r.describe(), e.nodesKey())
 		}
 	}
 

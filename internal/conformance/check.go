@@ -98,7 +98,7 @@ var (
 	cPutTokenTarget = chk("tokens", "put-target-bound", 44, "Messages", Practice, `"The write token MAY be tied specifically to the key which get requested" (libtorrent, dhtd do)`)
 	cTokenExpiry    = chk("tokens", "expiry", 5, "Routing Table", Should, `"tokens up to ten minutes old are accepted": an old token is refused`)
 
-	cNodesCompact  = chk("nodes", "compact", 5, "Contact Encoding", Must, `"Contact information for nodes is encoded as a 26-byte string"`)
+	cNodesCompact  = chk("nodes", "compact", 5, "Contact Encoding", Must, `"Contact information for nodes is encoded as a 26-byte string" (BEP 32: 38 bytes in "nodes6")`)
 	cNodesCount    = chk("nodes", "at-most-k", 5, "find_node", Should, `"the K (8) closest good nodes in its own routing table"`)
 	cNodesSorted   = chk("nodes", "sorted", 5, "find_node", Practice, `nodes are listed closest to the target first (libtorrent, anacrolix, dhtd)`)
 	cNodesExact    = chk("nodes", "exact", 5, "find_node", Should, `"the compact node info for the target node" when the node knows it`)
@@ -106,11 +106,11 @@ var (
 	cNodesQuerier  = chk("nodes", "not-querier", 5, "find_node", Practice, `the querier is never listed in "nodes": it knows itself, the slot is wasted, and a libtorrent node so listed sends queries to its own address`)
 	cGetPeersNodes = chk("nodes", "get_peers-nodes", 5, "get_peers", Should, `"If the queried node has no peers for the infohash, a key "nodes" is returned containing the K nodes ... closest to the infohash"`)
 
-	cWantN4      = chk("bep32", "want-n4", 32, "find_node and get_peers", Should, `"should include a "nodes" parameter if the request's "want" parameter contained the string "n4""`)
-	cWantN6Only  = chk("bep32", "want-n6-only", 32, "want", Should, `"want" "governs the presence or absence of the "nodes" and "nodes6" parameters": want=[n6] over IPv4 gets no "nodes"`)
-	cWantUnknown = chk("bep32", "want-unknown", 32, "want", Must, `"other strings may be present in the list, and must be silently ignored on reception"`)
-	cValuesV4    = chk("bep32", "values-ipv4", 32, "values", Must, `"must not send hybrid lists in a reply to an IPv4 request that doesn't contain a "want" parameter": values over IPv4 are 6 bytes each`)
-	cPacketSize  = chk("bep32", "packet-size", 32, "Maximum packet size", Must, `"must not send UDP datagrams with a payload larger than 1024 octets" (a BEP 44 get reply carrying a value is exempt: v alone may take 1000 bytes)`)
+	cWantOwn       = chk("bep32", "want-own-family", 32, "find_node and get_peers", Should, `"should include a "nodes" parameter if the request's "want" parameter contained the string "n4"" (over IPv6: "nodes6" for "n6")`)
+	cWantOtherOnly = chk("bep32", "want-other-family-only", 32, "want", Should, `"want" "governs the presence or absence of the "nodes" and "nodes6" parameters": want=[n6] over IPv4 gets no "nodes" (over IPv6, want=[n4] no "nodes6")`)
+	cWantUnknown   = chk("bep32", "want-unknown", 32, "want", Must, `"other strings may be present in the list, and must be silently ignored on reception"`)
+	cValuesFamily  = chk("bep32", "values-family", 32, "values", Must, `"must not send hybrid lists in a reply to an IPv4 request that doesn't contain a "want" parameter": values over IPv4 are 6 bytes each (over IPv6, "A reply sent over IPv6 should not contain 6-octet IPv4 contact information")`)
+	cPacketSize    = chk("bep32", "packet-size", 32, "Maximum packet size", Must, `"must not send UDP datagrams with a payload larger than 1024 octets" (a BEP 44 get reply carrying a value is exempt: v alone may take 1000 bytes)`)
 
 	cScrapeFilters = chk("bep33", "filters", 33, "New GET_PEERS semantics", Must, `"If "scrape" is set to 1 ... and the responding node has database entries for that infohash then it must add two fields": BFsd and BFpe, "Each field must be 256 bytes"`)
 	cScrapeContent = chk("bep33", "filter-content", 33, "Bloom Filters", Must, `the filters hold the stored seed and peer IPs, "functionally equivalent to the following pseudocode"`)
@@ -165,7 +165,7 @@ var catalog = []*Check{
 	c203NoA, c203NoID, c203ShortID, c203IntID, c203NoTarget, c203ShortTarget, c203NoInfohash, c203NoPort, c203GetNoTarget, c203PutNoV,
 	cTokenGiven, cAnnounceStored, cImpliedPort, cTokenOtherPort, cTokenBad, cTokenBad203, cTokenIP, cTokenInfohash, cPutTokenIP, cPutTokenTarget, cTokenExpiry,
 	cNodesCompact, cNodesCount, cNodesSorted, cNodesExact, cNodesClosest, cNodesQuerier, cGetPeersNodes,
-	cWantN4, cWantN6Only, cWantUnknown, cValuesV4, cPacketSize,
+	cWantOwn, cWantOtherOnly, cWantUnknown, cValuesFamily, cPacketSize,
 	cScrapeFilters, cScrapeContent, cNoSeed,
 	cIPField, cIPInErrors, cServeAnyID, cTargetIDValid,
 	cROAnswered, cRONotAdded,

@@ -198,7 +198,7 @@ func (s *sock) answer(from netip.AddrPort, q *reply) {
 	r := dict{"id": s.id[:]}
 	switch m, _ := q.msg.str("q"); m {
 	case "find_node", "get_peers", "get", "sample_infohashes":
-		r["nodes"] = ""
+		r[s.env.nodesKey()] = ""
 	}
 	if m, _ := q.msg.str("q"); m == "get_peers" || m == "get" {
 		r["token"] = "tk"

@@ -89,7 +89,7 @@ func (e *env) buildSeeding() *seeding {
 		r, err := e.ask(e.main, "find_node", dict{"target": sd.probe[:]})
 		if err == nil {
 			rd, _ := r.r()
-			ns := parseNodes(rd, "nodes")
+			ns := parseNodes(rd, e.nodesKey())
 			sd.lists = append(sd.lists, ns)
 			for _, nd := range ns {
 				for _, s := range sd.seeds {
@@ -126,13 +126,13 @@ func runNodes(e *env) {
 		}
 	} else {
 		rd, _ := r.r()
-		raw, ok := rd.str("nodes")
-		ns := parseNodes(rd, "nodes")
+		raw, ok := rd.str(e.nodesKey())
+		ns := parseNodes(rd, e.nodesKey())
 		switch {
 		case !ok:
-			e.fail(cNodesCompact, "find_node answered with %s and no nodes", r.describe())
-		case len(raw)%26 != 0:
-			e.fail(cNodesCompact, "nodes is %d bytes, not a multiple of 26", len(raw))
+			e.fail(cNodesCompact, "find_node answered with %s and no %s", r.describe(), e.nodesKey())
+		case len(raw)%e.nodeLen() != 0:
+			e.fail(cNodesCompact, "%s is %d bytes, not a multiple of %d", e.nodesKey(), len(raw), e.nodeLen())
 		default:
 			e.pass(cNodesCompact, "%d nodes", len(ns))
 		}
@@ -175,7 +175,7 @@ func runNodes(e *env) {
 			e.broken(cNodesExact, "find_node", err)
 		} else {
 			rd, _ := r.r()
-			ns := parseNodes(rd, "nodes")
+			ns := parseNodes(rd, e.nodesKey())
 			if slices.ContainsFunc(ns, func(n krpc.NodeInfo) bool { return n.ID == k.id && n.Addr == k.addr }) {
 				e.pass(cNodesExact, "find_node for a known node's id lists it")
 			} else {
@@ -187,7 +187,7 @@ func runNodes(e *env) {
 			e.broken(cNodesQuerier, "find_node", err)
 		} else {
 			rd, _ := r.r()
-			ns := parseNodes(rd, "nodes")
+			ns := parseNodes(rd, e.nodesKey())
 			if slices.ContainsFunc(ns, func(n krpc.NodeInfo) bool { return n.ID == q.id || n.Addr == q.addr }) {
 				e.fail(cNodesQuerier, "find_node for the querier's own id lists the querier %s@%s", q.id, q.addr)
 			}
@@ -198,8 +198,8 @@ func runNodes(e *env) {
 		e.broken(cGetPeersNodes, "get_peers", err)
 	} else {
 		rd, _ := r.r()
-		if s, ok := rd.str("nodes"); ok && len(s) >= 26 {
-			e.pass(cGetPeersNodes, "%d nodes", len(s)/26)
+		if s, ok := rd.str(e.nodesKey()); ok && len(s) >= e.nodeLen() {
+			e.pass(cGetPeersNodes, "%d nodes", len(s)/e.nodeLen())
 		} else {
 			e.fail(cGetPeersNodes, "get_peers for an unknown infohash answered with %s and %d bytes of nodes", r.describe(), len(s))
 		}
@@ -259,62 +259,89 @@ func runBEP32(e *env) {
 		rd, _ := r.r()
 		return r, rd, nil
 	}
-	if r, rd, err := ask([]string{"n4"}); err != nil {
-		e.broken(cWantN4, "find_node", err)
-	} else if rd.has("nodes") {
-		e.pass(cWantN4, "nodes present")
-	} else {
-		e.fail(cWantN4, "want=[n4] answered with %s without nodes", r.describe())
+	own, other, ownKey, otherKey := "n4", "n6", "nodes", "nodes6"
+	if e.v6() {
+		own, other, ownKey, otherKey = other, own, otherKey, ownKey
 	}
-	if r, rd, err := ask([]string{"n6"}); err != nil {
-		e.broken(cWantN6Only, "find_node", err)
-	} else if rd.has("nodes") {
-		e.fail(cWantN6Only, "want=[n6] answered with nodes")
+	if r, rd, err := ask([]string{own}); err != nil {
+		e.broken(cWantOwn, "find_node", err)
+	} else if rd.has(ownKey) {
+		e.pass(cWantOwn, "want=[%s]: %s present", own, ownKey)
+	} else {
+		e.fail(cWantOwn, "want=[%s] answered with %s without %s", own, r.describe(), ownKey)
+	}
+	if r, rd, err := ask([]string{other}); err != nil {
+		e.broken(cWantOtherOnly, "find_node", err)
+	} else if rd.has(ownKey) {
+		e.fail(cWantOtherOnly, "want=[%s] answered with %s", other, ownKey)
 	} else if r.y() != "r" {
-		e.fail(cWantN6Only, "want=[n6] answered with %s", r.describe())
+		e.fail(cWantOtherOnly, "want=[%s] answered with %s", other, r.describe())
 	} else {
-		e.pass(cWantN6Only, "no nodes; nodes6 %s", presence(rd.has("nodes6")))
+		e.pass(cWantOtherOnly, "want=[%s]: no %s; %s %s", other, ownKey, otherKey, presence(rd.has(otherKey)))
 	}
-	if r, rd, err := ask([]string{"n4", "zz", "n9"}); err != nil {
+	if r, rd, err := ask([]string{own, "zz", "n9"}); err != nil {
 		e.broken(cWantUnknown, "find_node", err)
-	} else if r.y() == "r" && rd.has("nodes") {
-		e.pass(cWantUnknown, "want=[n4 zz n9] answered with nodes")
+	} else if r.y() == "r" && rd.has(ownKey) {
+		e.pass(cWantUnknown, "want=[%s zz n9] answered with %s", own, ownKey)
 	} else {
-		e.fail(cWantUnknown, "want=[n4 zz n9] answered with %s", r.describe())
+		e.fail(cWantUnknown, "want=[%s zz n9] answered with %s", own, r.describe())
 	}
 
 	e.mu.Lock()
 	announced := slices.Clone(e.announced)
 	e.mu.Unlock()
 	if len(announced) == 0 {
-		e.skip(cValuesV4, "no announce was accepted")
+		e.skip(cValuesFamily, "no announce was accepted")
 		return
 	}
 	_, r, err := e.peers(announced[0], nil)
 	if err != nil {
-		e.broken(cValuesV4, "get_peers", err)
+		e.broken(cValuesFamily, "get_peers", err)
 		return
 	}
 	rd, _ := r.r()
 	vs, ok := rd.d["values"]
 	if !ok || vs.kind != 'l' {
-		e.skip(cValuesV4, "get_peers for an announced infohash answered with %s and no values", r.describe())
+		e.skip(cValuesFamily, "get_peers for an announced infohash answered with %s and no values", r.describe())
 		return
 	}
+	want, fam := 6, "IPv4"
+	if e.v6() {
+		want, fam = 18, "IPv6"
+	}
 	for _, v := range vs.l {
-		if v.kind != 's' || len(v.s) != 6 {
-			e.fail(cValuesV4, "a value of %d bytes in a reply over IPv4", len(v.s))
+		if v.kind != 's' || len(v.s) != want {
+			e.fail(cValuesFamily, "a value of %d bytes in a reply over %s", len(v.s), fam)
 			return
 		}
 	}
-	e.pass(cValuesV4, "%d values of 6 bytes", len(vs.l))
+	e.pass(cValuesFamily, "%d values of %d bytes over %s", len(vs.l), want, fam)
 }
 
 func presence(b bool) string {
 	if b {
 		return "present"
 	}
-	return "absent (no IPv6 table)"
+	return "absent (no table of that family)"
+}
+
+// v6 reports whether the target is reached over IPv6.
+func (e *env) v6() bool { return !e.cfg.Target.Addr().Is4() }
+
+// nodesKey is the node list of the target's family (BEP 32).
+func (e *env) nodesKey() string {
+	if e.v6() {
+		return "nodes6"
+	}
+	return "nodes"
+}
+
+// nodeLen is the size of one compact node info of the target's family.
+func (e *env) nodeLen() int {
+	if e.v6() {
+		return 38
+	}
+	return 26
 }
 
 // finishPacketSize records the packet size check from every reply of the run.
@@ -437,7 +464,7 @@ func runBEP43(e *env) {
 	for _, target := range []krpc.ID{sd.probe, ro.id} {
 		if r, err := e.ask(e.main, "find_node", dict{"target": target[:]}); err == nil {
 			rd, _ := r.r()
-			lists = append(lists, parseNodes(rd, "nodes"))
+			lists = append(lists, parseNodes(rd, e.nodesKey()))
 		}
 	}
 	for _, l := range lists {
