@@ -29,7 +29,7 @@ type seeding struct {
 	err   string // why the fixture is unusable
 }
 
-// idNear returns an id sharing its first bits bytes... with p.
+// idNear returns a random id sharing its first prefixBytes bytes with p.
 func idNear(p krpc.ID, prefixBytes int) krpc.ID {
 	var id krpc.ID
 	_, _ = rand.Read(id[:])
@@ -113,7 +113,7 @@ func (e *env) buildSeeding() *seeding {
 	return sd
 }
 
-// distance-ordered helpers.
+// closer reports whether a is closer to t than b (XOR distance, BEP 5).
 func closer(t, a, b krpc.ID) bool { return a.Xor(t).Less(b.Xor(t)) }
 
 // runNodes checks closest-node replies (BEP 5 find_node, get_peers).

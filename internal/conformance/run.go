@@ -74,7 +74,6 @@ type env struct {
 	results       map[string]Result
 	oversize      []string // replies over 1024 bytes
 	listed        []string // replies listing their querier
-	elsewhere     []string // answers from another address than the target's
 	announced     []krpc.ID
 	paced         map[*source]time.Time
 	targetVersion string
@@ -341,9 +340,6 @@ func (e *env) observe(s *sock, r *reply) {
 	e.noteVersion(r)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if r.from != e.cfg.Target {
-		e.elsewhere = append(e.elsewhere, r.from.String())
-	}
 	rd, _ := r.r()
 	if _, hasV := rd.d["v"]; len(r.raw) > 1024 && !hasV && len(e.oversize) < 8 {
 		e.oversize = append(e.oversize, fmt.Sprintf("%d-byte reply to %s", len(r.raw), s.addr))
