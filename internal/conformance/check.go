@@ -143,7 +143,7 @@ var (
 	cKLength       = chk("bep44", "k-length", 44, "put message", Should, `"k" is a "32 bytes string": a put with a 31-byte k is refused and stored neither as mutable nor as immutable`)
 	cSeqLower      = chk("bep44", "seq-lower", 44, "put message", Must, `"Storing nodes receiving a put request where seq is lower than or equal to what's already stored on the node, MUST reject the request" (302 MAY be used)`)
 	cSeqEqualDiff  = chk("bep44", "seq-equal-different-v", 44, "put message", Must, `"where seq is lower than or equal to what's already stored ... MUST reject the request": equal seq, different v is refused and the old v kept`)
-	cSeqEqualCode  = chk("bep44", "seq-equal-302", 44, "Errors", Practice, `the refusal of an equal seq with a different v is error 302 "sequence number less than current" (libtorrent, anacrolix, bittorrent-dht)`)
+	cSeqEqualCode  = chk("bep44", "seq-equal-302", 44, "Errors", Practice, `the refusal of an equal seq with a different v is error 302 "sequence number less than current" (anacrolix, bittorrent-dht, dhtd)`)
 	cSeqEqualSame  = chk("bep44", "seq-equal-same-v", 44, "put message", Practice, `"If the sequence number is equal, and the value is also the same, the node SHOULD reset its timeout counter": an identical re-put succeeds`)
 	cSeqHigher     = chk("bep44", "seq-higher", 44, "Mutable Items", Should, `a higher seq replaces the item ("only upgrade")`)
 	cCASMismatch   = chk("bep44", "cas-mismatch-301", 44, "CAS", Must, `"An implementation MUST emit 301 errors if the cas mismatches"`)

@@ -141,8 +141,11 @@ func runMalformed(e *env) {
 				e.skip(c.c, "%v", err)
 			case r == nil:
 				e.pass(c.c, "no reply within %v", e.cfg.Timeout)
+			case r.err == nil:
+				t, _ := r.msg.str("t")
+				e.fail(c.c, "answered with %s, t %q", r.describe(), t)
 			default:
-				e.fail(c.c, "%q answered with %q", c.pkt, r.raw)
+				e.fail(c.c, "answered with %q", r.raw)
 			}
 		}()
 	}
