@@ -50,8 +50,12 @@ func (e *env) seed() *seeding {
 
 func (e *env) buildSeeding() *seeding {
 	sd := &seeding{known: map[krpc.ID]bool{}}
-	sd.probe = e.tid
-	sd.probe[3] ^= 0x10 // shares 28 bits with the target's id
+	// The probe shares 24 to 31 bits with the target's id, and differs
+	// from run to run, so seeds left by an earlier run are elsewhere.
+	sd.probe = idNear(e.tid, 3)
+	var b [1]byte
+	_, _ = rand.Read(b[:])
+	sd.probe[3] = e.tid[3] ^ (b[0] | 1)
 	n := 6
 	var err error
 	for i := range n {
