@@ -60,7 +60,7 @@ var (
 	cTBinary   = chk("envelope", "t-binary", 5, "KRPC Protocol", Should, `the transaction id is "a short string of binary numbers": one of 1 and one of 8 arbitrary bytes are echoed unchanged`)
 	cYResponse = chk("envelope", "y-response", 5, "KRPC Protocol", Must, `"The value of the "y" key is one of "q" for query, "r" for response, or "e" for error"; a ping is answered with y="r" and an "r" dict`)
 	cRID       = chk("envelope", "r-id", 5, "DHT Queries", Must, `"All responses have an "id" key and value containing the node ID of the responding node" (20 bytes)`)
-	cVersion   = chk("envelope", "v", 5, "KRPC Protocol", Should, `"v", when present, is a string: a two character client id (BEP 20) and a two character version; it is optional`)
+	cVersion   = chk("envelope", "v", 5, "KRPC Protocol", Practice, `"v", when present, is a string: a two character client id (BEP 20) and a two character version; it is optional (libtorrent and dhtd send it, anacrolix does not)`)
 	cCanonical = chk("envelope", "bencode", 3, "bencoding", Must, `replies are canonical bencode: "Keys must be strings and appear in sorted order"`)
 	cSource    = chk("envelope", "reply-source", 5, "KRPC Protocol", Practice, `the reply comes from the address the query was sent to (libtorrent and anacrolix drop others)`)
 
@@ -96,7 +96,7 @@ var (
 	cTokenInfohash  = chk("tokens", "infohash-bound", 5, "announce_peer", Practice, `a token given for one infohash does not announce another (libtorrent, dhtd)`)
 	cPutTokenIP     = chk("tokens", "put-ip-bound", 44, "Messages", Must, `"The token field also has the same semantics as the standard DHT message get_peers and announce_peer": a put with another IP's token stores nothing`)
 	cPutTokenTarget = chk("tokens", "put-target-bound", 44, "Messages", Practice, `"The write token MAY be tied specifically to the key which get requested" (libtorrent, dhtd do)`)
-	cTokenExpiry    = chk("tokens", "expiry", 5, "Routing Table", Should, `"tokens up to ten minutes old are accepted": an old token is refused`)
+	cTokenExpiry    = chk("tokens", "expiry", 5, "Overview", Should, `"a secret that changes every five minutes and tokens up to ten minutes old are accepted": an old token is refused`)
 
 	cNodesCompact  = chk("nodes", "compact", 5, "Contact Encoding", Must, `"Contact information for nodes is encoded as a 26-byte string" (BEP 32: 38 bytes in "nodes6")`)
 	cNodesCount    = chk("nodes", "at-most-k", 5, "find_node", Should, `"the K (8) closest good nodes in its own routing table"`)
