@@ -9,6 +9,7 @@ import (
 
 	"github.com/dhtd/dhtd/internal/conformance"
 	"github.com/dhtd/dhtd/node"
+	"github.com/dhtd/dhtd/routing"
 )
 
 // logReport logs every result of rep.
@@ -117,6 +118,42 @@ func TestTokenExpiryAgainstDhtd(t *testing.T) {
 			if r.Name == "tokens.expiry" && r.Status != c.want {
 				t.Errorf("rotate %v, wait %v: %s %s, want %s", c.rotate, c.wait, r.Status, r.Reason, c.want)
 			}
+		}
+	}
+}
+
+// TestAgainstEnforcingDhtd runs the suite against a dhtd node that enforces
+// BEP 42 on loopback too: the suite learns its address from the refusal and
+// queries with valid ids, and the node's refusal of a random id fails the
+// BEP 42 rule that every request be served.
+func TestAgainstEnforcingDhtd(t *testing.T) {
+	cfg := node.TestConfig()
+	cfg.BEP42 = routing.BEP42Enforce
+	cfg.LimitLoopback = true
+	cfg.RateLimit.Rate = -1
+	n, err := node.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rep, err := conformance.Run(ctx, conformance.Config{Target: n.Addr(), Timeout: 300 * time.Millisecond,
+		Only: []string{"envelope", "tokens", "bep42", "bep44"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logReport(t, rep)
+	status := map[string]conformance.Status{}
+	for _, r := range rep.Results {
+		status[r.Name] = r.Status
+	}
+	for name, want := range map[string]conformance.Status{
+		"envelope.t-echo": conformance.Pass, "tokens.announce-stored": conformance.Pass, "tokens.ip-bound": conformance.Pass,
+		"bep44.mutable-roundtrip": conformance.Pass, "bep42.ip": conformance.Pass, "bep42.serve-any-id": conformance.Fail,
+	} {
+		if status[name] != want {
+			t.Errorf("%s = %s, want %s", name, status[name], want)
 		}
 	}
 }

@@ -365,21 +365,25 @@ func (e *env) finishPacketSize() {
 // runBEP42 checks the "ip" field and id rules (BEP 42).
 func runBEP42(e *env) {
 	s := e.main
-	r, err := e.ask(s, "ping", nil)
-	if err != nil {
+	if r, err := e.ask(s, "ping", nil); err != nil {
 		e.broken(cIPField, "ping", err)
-		e.broken(cServeAnyID, "ping", err)
 	} else {
 		ipCheck(e, cIPField, s, r)
-		if r.y() == "r" {
-			note := ""
-			if e.local {
-				note = " (a local source is exempt anyway)"
-			}
-			e.pass(cServeAnyID, "a random id was served%s", note)
-		} else {
-			e.fail(cServeAnyID, "a random id was answered with %s", r.describe())
+	}
+	// An id that does not match our address (random: it matches with odds
+	// of 2^-21).
+	if rs, err := e.newSock(e.srcs[0], krpc.RandomID(), false); err != nil {
+		e.skip(cServeAnyID, "%v", err)
+	} else if r, err := e.ask(rs, "ping", nil); err != nil {
+		e.broken(cServeAnyID, "ping", err)
+	} else if r.y() == "r" {
+		note := ""
+		if e.local && !e.compliant {
+			note = " (a local source may be exempt)"
 		}
+		e.pass(cServeAnyID, "a random id was served%s", note)
+	} else {
+		e.fail(cServeAnyID, "a random id was answered with %s", r.describe())
 	}
 	if r, err := e.ask(s, "vote_for_me", nil); err != nil {
 		e.broken(cIPInErrors, "unknown method", err)
@@ -421,9 +425,9 @@ func ipCheck(e *env, c *Check, s *sock, r *reply) {
 	}
 }
 
-// bep42Valid verifies a node id against an IP (BEP 42, Node ID
-// restriction): the top 21 bits are the CRC32C of the masked IP with r.
-func bep42Valid(id krpc.ID, ip netip.Addr) bool {
+// bep42CRC is the CRC32C of ip masked and combined with r (BEP 42, Node ID
+// restriction): 4 bytes of an IPv4 address, the first 8 of an IPv6 one.
+func bep42CRC(ip netip.Addr, r byte) uint32 {
 	var b []byte
 	if ip = ip.Unmap(); ip.Is4() {
 		a := ip.As4()
@@ -438,9 +442,25 @@ func bep42Valid(id krpc.ID, ip netip.Addr) bool {
 			b[i] &= m
 		}
 	}
-	b[0] |= (id[19] & 7) << 5
-	crc := crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli))
+	b[0] |= (r & 7) << 5
+	return crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli))
+}
+
+// bep42Valid verifies a node id against an IP (BEP 42, Node ID
+// restriction): the top 21 bits are the CRC32C of the masked IP with r, the
+// low 3 bits of the last byte.
+func bep42Valid(id krpc.ID, ip netip.Addr) bool {
+	crc := bep42CRC(ip, id[19])
 	return id[0] == byte(crc>>24) && id[1] == byte(crc>>16) && id[2]&0xf8 == byte(crc>>8)&0xf8
+}
+
+// bep42ID returns a random id valid for ip (BEP 42).
+func bep42ID(ip netip.Addr) krpc.ID {
+	var id krpc.ID
+	_, _ = rand.Read(id[:])
+	crc := bep42CRC(ip, id[19])
+	id[0], id[1], id[2] = byte(crc>>24), byte(crc>>16), byte(crc>>8)&0xf8|id[2]&7
+	return id
 }
 
 // runBEP43 checks that a read-only querier is served and not added.

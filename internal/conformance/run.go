@@ -67,6 +67,9 @@ type env struct {
 	srcs  []*source
 	main  *sock
 	tid   krpc.ID // the target's node id
+
+	compliant bool       // queriers use ids valid for their address (BEP 42)
+	external  netip.Addr // the address the target reported for the main querier
 	local bool    // the target is on this host: its "ip" must be our exact address
 
 	mu            sync.Mutex
@@ -223,7 +226,10 @@ var groups = []struct {
 	{"bep51", runBEP51},
 }
 
-// hello binds the main querier and pings the target for its id.
+// hello binds the main querier and pings the target for its id. A target
+// that refuses our id but tells us our address (BEP 42: an enforcing node
+// answers with an error carrying "ip") is pinged again from ids valid for
+// that address, and every later querier gets such an id.
 func (e *env) hello() error {
 	s, err := e.newSock(e.srcs[0], krpc.RandomID(), false)
 	if err != nil {
@@ -244,8 +250,34 @@ func (e *env) hello() error {
 			return nil
 		}
 		last = fmt.Errorf("answered %s", r.describe())
+		if ip, ok := r.msg.str("ip"); ok && r.y() == "e" && !e.compliant {
+			ap, err := krpc.ParseCompactPeer([]byte(ip))
+			if err != nil {
+				continue
+			}
+			e.compliant, e.external = true, ap.Addr().Unmap()
+			if s, err = e.newSock(e.srcs[0], e.idFor(e.srcs[0]), false); err != nil {
+				return err
+			}
+			e.main = s
+		}
 	}
 	return fmt.Errorf("%w %s: %v", ErrNoAnswer, e.cfg.Target, last)
+}
+
+// idFor returns a querier id for src: random, or, once the target has
+// refused a random id (BEP 42 enforcement), one valid for the address the
+// target sees: the address it reported when that is a global one (a NAT
+// maps every source to it), else src's own.
+func (e *env) idFor(src *source) krpc.ID {
+	if !e.compliant {
+		return krpc.RandomID()
+	}
+	ip := src.addr
+	if x := e.external; x.IsGlobalUnicast() && !x.IsPrivate() {
+		ip = x
+	}
+	return bep42ID(ip)
 }
 
 // version returns the "v" the target sent, if any.
@@ -300,7 +332,7 @@ func (e *env) broken(c *Check, what string, err error) {
 func (e *env) src(i int) *source { return e.srcs[i%len(e.srcs)] }
 
 // sock binds a new querier with a random id on the i-th source.
-func (e *env) sock(i int) (*sock, error) { return e.newSock(e.src(i), krpc.RandomID(), false) }
+func (e *env) sock(i int) (*sock, error) { return e.newSock(e.src(i), e.idFor(e.src(i)), false) }
 
 // rate paces src to Config.Rate.
 func (e *env) rate(src *source) {

@@ -121,6 +121,22 @@ func TestBEP42Vectors(t *testing.T) {
 	}
 }
 
+// TestBEP42ID checks that generated ids verify for their address only.
+func TestBEP42ID(t *testing.T) {
+	for _, s := range []string{"124.31.75.21", "127.0.0.3", "2001:b829:2123:be84:e16c:d6ae:5290:49f1"} {
+		ip := netip.MustParseAddr(s)
+		for range 16 {
+			id := bep42ID(ip)
+			if !bep42Valid(id, ip) {
+				t.Fatalf("bep42ID(%s) = %s does not verify", ip, id)
+			}
+			if other := netip.MustParseAddr("21.75.31.124"); bep42Valid(id, other) {
+				t.Fatalf("bep42ID(%s) = %s verifies for %s too", ip, id, other)
+			}
+		}
+	}
+}
+
 // TestBloomVector checks bloomHas against BEP 33's filter: every address
 // inserted is found, and a filter without it does not claim it.
 func TestBloomVector(t *testing.T) {
