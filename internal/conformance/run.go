@@ -62,15 +62,15 @@ var ErrNoAnswer = errors.New("conformance: target does not answer ping")
 
 // env is the state of one run.
 type env struct {
-	cfg   Config
-	ctx   context.Context
-	srcs  []*source
-	main  *sock
-	tid   krpc.ID // the target's node id
+	cfg  Config
+	ctx  context.Context
+	srcs []*source
+	main *sock
+	tid  krpc.ID // the target's node id
 
 	compliant bool       // queriers use ids valid for their address (BEP 42)
 	external  netip.Addr // the address the target reported for the main querier
-	local bool    // the target is on this host: its "ip" must be our exact address
+	local     bool       // the target is on this host: its "ip" must be our exact address
 
 	mu            sync.Mutex
 	socks         []*sock
