@@ -110,6 +110,11 @@ type Config struct {
 	Peers storage.PeerConfig
 	// Items configures the BEP 44 item store.
 	Items storage.ItemConfig
+	// TokenRotate is how often the write-token secret changes; a token is
+	// accepted for between one and two periods after it was given. Default
+	// 5m (BEP 5: tokens up to ten minutes old are accepted). Tests shorten
+	// it to watch tokens expire.
+	TokenRotate time.Duration
 	// RepublishInterval is how often a Republisher re-puts the items it
 	// keeps (BEP 44: publishers SHOULD re-put once an hour). Default 1h.
 	RepublishInterval time.Duration

@@ -56,7 +56,12 @@ func (n *Node) handleGetPeers(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 		}
 	}
 	max := max(0, budget/per)
-	peers := n.peers.Peers(ih, isV6(from), max, now, nil)
+	var peers []netip.AddrPort
+	if a.NoSeed == 1 {
+		peers = n.peers.NonSeeds(ih, isV6(from), max, now, nil) // BEP 33
+	} else {
+		peers = n.peers.Peers(ih, isV6(from), max, now, nil)
+	}
 	if capped && len(peers) == max && max > 0 {
 		n.metrics.RepliesTrimmed.Inc() // perhaps more were stored
 	}

@@ -392,6 +392,47 @@ func (s *PeerStore) Peers(ih krpc.ID, ipv6 bool, limit int, now time.Time, rnd *
 	}
 }
 
+// NonSeeds is Peers restricted to the peers that did not announce as seeds:
+// the values a get_peers with noseed=1 asks for (BEP 33: "the responding
+// node should try to fill the values list with non-seed items").
+func (s *PeerStore) NonSeeds(ih krpc.ID, ipv6 bool, limit int, now time.Time, rnd *rand.Rand) []netip.AddrPort {
+	if limit <= 0 {
+		return nil
+	}
+	t := now.UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sw := s.lookup(ih, t)
+	switch {
+	case sw == nil:
+		return nil
+	case ipv6:
+		return sampleNonSeeds(sw.v6, limit, rnd)
+	default:
+		return sampleNonSeeds(sw.v4, limit, rnd)
+	}
+}
+
+func sampleNonSeeds[K ipKey[K]](l peerList[K], limit int, rnd *rand.Rand) []netip.AddrPort {
+	var pos []int32
+	for i, p := range l {
+		if !p.seed {
+			pos = append(pos, int32(i))
+		}
+	}
+	if len(pos) == 0 {
+		return nil
+	}
+	var scratch [512]int32
+	idx := randomIndices(len(pos), limit, rnd, scratch[:])
+	out := make([]netip.AddrPort, len(idx))
+	for i, j := range idx {
+		p := l[pos[j]]
+		out[i] = netip.AddrPortFrom(p.ip.addr(), p.port)
+	}
+	return out
+}
+
 func samplePeers[K ipKey[K]](l peerList[K], limit int, rnd *rand.Rand) []netip.AddrPort {
 	if len(l) == 0 {
 		return nil

@@ -444,6 +444,36 @@ func TestPeerSeedCounts(t *testing.T) {
 	}
 }
 
+// TestPeerNonSeeds checks the BEP 33 noseed sample: every leecher of the
+// family and no seed.
+func TestPeerNonSeeds(t *testing.T) {
+	ih := storeID(7)
+	s := NewPeerStore(krpc.ID{}, PeerConfig{})
+	want := map[netip.AddrPort]bool{}
+	for i := range 12 {
+		s.Announce(ih, peerAddr4(i), i%3 == 0, storeT0)
+		s.Announce(ih, peerAddr6(i), true, storeT0)
+		if i%3 != 0 {
+			want[peerAddr4(i)] = true
+		}
+	}
+	got := s.NonSeeds(ih, false, 100, storeT0, nil)
+	if len(got) != len(want) {
+		t.Errorf("NonSeeds = %v, want the %d leechers", got, len(want))
+	}
+	for _, p := range got {
+		if !want[p] {
+			t.Errorf("NonSeeds lists %v, a seed or unknown", p)
+		}
+	}
+	if got := s.NonSeeds(ih, false, 3, storeT0, nil); len(got) != 3 {
+		t.Errorf("NonSeeds with limit 3 = %v", got)
+	}
+	if got := s.NonSeeds(ih, true, 100, storeT0, nil); len(got) != 0 {
+		t.Errorf("NonSeeds of an all-seed family = %v, want none", got)
+	}
+}
+
 func TestPeerSample(t *testing.T) {
 	tests := []struct {
 		n, limit, want int
