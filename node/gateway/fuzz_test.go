@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dhtd/dhtd/node"
+	"github.com/dhtd/dhtd/pkarr"
 )
 
 // FuzzGatewayRequest: whatever method, path and body a client sends, the
@@ -33,6 +35,18 @@ func FuzzGatewayRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	hex40 := strings.Repeat("ab", 20)
+	// a valid relay body: signature, seq, a packet of one TXT record.
+	priv := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	z32Key := pkarr.KeyString(priv.Public().(ed25519.PublicKey))
+	packet, err := pkarr.EncodePacket(z32Key, []pkarr.Record{{Name: "@", Type: "TXT", TTL: 60, Value: "fuzz"}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	sp, err := pkarr.Sign(priv, packet, 1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	pkarrBody := sp.Body()
 	for _, s := range []struct{ method, path, body string }{
 		{"GET", "/v1/ping", ""},
 		{"POST", "/v1/immutable", `{"value":"hello"}`},
@@ -45,10 +59,14 @@ func FuzzGatewayRequest(f *testing.F) {
 		{"GET", "/v1/nodes/" + hex40, ""},
 		{"GET", "/v1/openapi.json", ""},
 		{"GET", "/", ""},
+		{"GET", "/pkarr/" + z32Key, ""},
+		{"OPTIONS", "/pkarr/" + z32Key, ""},
+		{"PUT", "/pkarr/" + z32Key, string(pkarrBody)},
+		{"PUT", "/pkarr/" + strings.Repeat("cd", 32), strings.Repeat("\x00", 80)},
 	} {
 		f.Add(s.method, s.path, []byte(s.body))
 	}
-	methods := map[string]bool{"GET": true, "POST": true, "PUT": true, "DELETE": true, "HEAD": true}
+	methods := map[string]bool{"GET": true, "POST": true, "PUT": true, "DELETE": true, "HEAD": true, "OPTIONS": true}
 	f.Fuzz(func(t *testing.T, method, path string, body []byte) {
 		if !methods[method] || !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " \r\n\t#") {
 			return
@@ -61,11 +79,14 @@ func FuzzGatewayRequest(f *testing.F) {
 		rec := httptest.NewRecorder()
 		g.ServeHTTP(rec, req)
 		switch rec.Code {
-		case 200, 301, 307, 308, 400, 404, 405, 409, 413, 429, 502, 503, 504:
+		case 200, 204, 301, 304, 307, 308, 400, 404, 405, 409, 412, 413, 429, 502, 503, 504:
 		default:
 			t.Fatalf("%s %s: status %d\n%s", method, path, rec.Code, rec.Body)
 		}
 		redirect := rec.Code == 301 || rec.Code == 307 || rec.Code == 308 // ServeMux cleaning the path
+		if strings.HasPrefix(req.URL.Path, "/pkarr/") && !redirect && rec.Header().Get("Access-Control-Allow-Origin") != "*" {
+			t.Fatalf("%s %s: status %d without the relay's CORS header", method, path, rec.Code)
+		}
 		if strings.HasPrefix(req.URL.Path, "/v1/") && !redirect && rec.Code != 405 && rec.Code != 404 && method != "HEAD" && rec.Body.Len() > 0 &&
 			!strings.Contains(rec.Header().Get("Content-Type"), "json") {
 			t.Fatalf("%s %s: status %d with Content-Type %q", method, path, rec.Code, rec.Header().Get("Content-Type"))

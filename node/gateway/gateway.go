@@ -152,6 +152,7 @@ func New(n *node.Node, cfg Config) (*Gateway, error) {
 	for _, rt := range routes {
 		g.mux.Handle(rt.pattern, g.wrap(rt))
 	}
+	g.registerPkarr()
 	return g, nil
 }
 
