@@ -43,6 +43,7 @@ func newApp() *cli.App {
 			tableCommand(),
 			sampleCommand(),
 			scrapeCommand(),
+			pkarrCommand(),
 		},
 	}
 }
