@@ -38,7 +38,7 @@ var (
 	ErrMalformed = errors.New("malformed Pkarr packet")
 	// ErrTooLarge: the packet does not fit the layout or, bencoded, a BEP
 	// 44 value (at most 1000 bytes).
-	ErrTooLarge = errors.New("Pkarr packet too large")
+	ErrTooLarge = errors.New("oversized Pkarr packet")
 	// ErrBadSignature: the signature is not the key's over seq and packet.
 	ErrBadSignature = errors.New("invalid Pkarr signature")
 	// ErrBadKey: a key is neither 52 z-base-32 nor 64 hex characters of

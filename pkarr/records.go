@@ -175,7 +175,7 @@ func (r Record) body() (dnsmessage.ResourceBody, error) {
 func parseSVCB(v string) (dnsmessage.SVCBResource, error) {
 	f := strings.Fields(v)
 	if len(f) < 2 {
-		return dnsmessage.SVCBResource{}, errors.New("want PRIORITY TARGET [KEY=VALUE]...")
+		return dnsmessage.SVCBResource{}, errors.New("want PRIORITY TARGET, then KEY=VALUE parameters")
 	}
 	prio, err := strconv.ParseUint(f[0], 10, 16)
 	if err != nil {

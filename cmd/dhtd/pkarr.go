@@ -49,7 +49,7 @@ func pkarrPublishCommand() *cli.Command {
 		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return errors.New("usage: dhtd pkarr publish --key FILE RECORD...")
+				return errors.New("usage: dhtd pkarr publish --key FILE RECORD [RECORD]")
 			}
 			priv, err := readKey(c.String("key"))
 			if err != nil {

@@ -163,7 +163,7 @@ func TestPkarrCommandErrors(t *testing.T) {
 		{[]string{"pkarr", "publish", "--key", keyFile}, "usage"},
 		{[]string{"pkarr", "publish", "--key", keyFile, "@ MX 10 mail"}, "bad DNS record"},
 		{[]string{"pkarr", "publish", "--key", keyFile, "@ A 2001:db8::1"}, "bad DNS record"},
-		{[]string{"pkarr", "publish", "--key", keyFile, "@ TXT " + strings.Repeat("x", 1000)}, "too large"},
+		{[]string{"pkarr", "publish", "--key", keyFile, "@ TXT " + strings.Repeat("x", 1000)}, "oversized"},
 		{[]string{"pkarr", "resolve", "notakey"}, "bad Pkarr public key"},
 		{[]string{"pkarr", "resolve"}, "usage"},
 	} {
