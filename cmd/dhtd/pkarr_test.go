@@ -193,3 +193,81 @@ func TestReadPkarrKeep(t *testing.T) {
 		t.Error("missing file: no error")
 	}
 }
+
+// TestRunPkarrKeep: `dhtd run --pkarr-keep FILE` fetches the packet of a
+// listed key, which it never had, and re-puts it once it has bootstrapped;
+// its metrics count the keys and the rounds. A bad FILE stops it at once.
+func TestRunPkarrKeep(t *testing.T) {
+	dhtdBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nodes := pkarrNet(t, ctx, 3)
+	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	rec, err := pkarr.ParseRecord("@ A 192.0.2.9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	packet, err := pkarr.EncodePacket(pkarr.KeyString(priv.Public().(ed25519.PublicKey)), []pkarr.Record{rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pkarr.Sign(priv, packet, pkarr.SeqAt(time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodes[1].PutSigned(ctx, p.PublicKey, nil, p.Value(), p.Seq, p.Sig, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, unpublished := writeKeyFile(t, 8)
+	file := filepath.Join(t.TempDir(), "keep")
+	if err := os.WriteFile(file, []byte(pkarr.KeyString(p.PublicKey)+"\n# nobody published under this one yet\n"+hex.EncodeToString(unpublished)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	d := startNode(t, "--bootstrap", nodes[0].Addr().String(), "--pkarr-keep", file, "--log-level", "debug", "--storage", "memory")
+	target := storage.MutableTarget(p.PublicKey, nil)
+	d.waitLine("msg=republish target=" + target.String() + " outcome=put")
+	d.waitLine("msg=republish target=" + storage.MutableTarget(unpublished, nil).String() + " outcome=failed")
+	_, body := httpGet(t, d.Metrics, "/metrics")
+	for _, m := range []struct {
+		name string
+		want float64
+	}{{"dhtd_pkarr_keep_keys", 2}, {"dhtd_pkarr_keep_republished_total", 1}, {"dhtd_pkarr_keep_failed_total", 1}} {
+		if v, ok := metricValue(t, body, m.name, nil); !ok || v != m.want {
+			t.Errorf("%s = %v (found %v), want %v", m.name, v, ok, m.want)
+		}
+	}
+
+	bad := filepath.Join(t.TempDir(), "bad")
+	if err := os.WriteFile(bad, []byte("not-a-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runDhtd(t, "run", "--no-bootstrap", "--listen", "127.0.0.1:0", "--metrics-listen", "", "--storage", "memory", "--pkarr-keep", bad)
+	if r.code == 0 || !strings.Contains(r.stderr, bad+":1") {
+		t.Errorf("run --pkarr-keep with a bad file: exit %d, stderr %q; want an error naming %s:1", r.code, r.stderr, bad)
+	}
+}
+
+// TestPkarrPublishKeep: `dhtd pkarr publish --keep` puts the packet, then
+// keeps running (republishing it) until SIGTERM.
+func TestPkarrPublishKeep(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts nodes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nodes := pkarrNet(t, ctx, 2)
+	keyFile, pub := writeKeyFile(t, 9)
+	runKeep(t, ctx, "pkarr publish --keep", []string{"dhtd", "pkarr", "publish", "--keep", "--key", keyFile, "--bootstrap", nodes[0].Addr().String(), "--listen", "127.0.0.1:0", "--timeout", "10s", "@ TXT kept"}, func(stdout string) {
+		if !strings.Contains(stdout, pkarr.KeyString(pub)) {
+			t.Fatalf("stdout %q does not name the key", stdout)
+		}
+		gr, err := nodes[1].Get(ctx, storage.MutableTarget(pub, nil), node.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pkarr.FromItem(gr.Item); err != nil {
+			t.Fatalf("the kept item is not a Pkarr packet: %v", err)
+		}
+	})
+}
