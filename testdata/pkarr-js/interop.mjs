@@ -46,6 +46,7 @@ async function main () {
     try {
       const res = await dht.put(signed.bep44Args())
       out.put_to = res.nodes.map(n => (n.host || n.address) + ':' + n.port)
+      out.table = dht._dht.toJSON().nodes.map(n => n.host + ':' + n.port)
     } finally {
       await dht.destroy()
     }
