@@ -137,7 +137,15 @@ func (g *Gateway) pkarrPut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := g.n.PutSigned(r.Context(), pub, nil, p.Value(), p.Seq, p.Sig, cas)
+	var newer *int64
+	if err == nil {
+		newer = newerOnNetwork(res, p)
+	}
 	switch {
+	case newer != nil:
+		// Storers that lacked the key took the packet, but readers still
+		// get the newer one.
+		writeError(w, http.StatusConflict, fmt.Sprintf("put %s seq %d: %v: the network holds seq %d", pkarr.KeyString(pub), p.Seq, node.ErrSeqNotNewer, *newer))
 	case err == nil:
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusNoContent)
@@ -152,6 +160,29 @@ func (g *Gateway) pkarrPut(w http.ResponseWriter, r *http.Request) {
 	default:
 		g.lookupFailed(w, r, "put "+res.Target.String(), err)
 	}
+}
+
+// newerOnNetwork returns the seq of a validly signed record of p's key that
+// the put's lookup found and that p does not supersede: a higher seq, or
+// the same seq with another packet (BEP 44: storers refuse both with 302).
+// It is nil when p is the newest the lookup saw.
+func newerOnNetwork(res node.PutResult, p pkarr.SignedPacket) *int64 {
+	v := p.Value()
+	for _, f := range res.Lookup.Closest {
+		if f.Reply == nil {
+			continue
+		}
+		rr := f.Reply.R
+		if rr == nil || rr.Seq == nil || len(rr.V) == 0 || rr.K != string(p.PublicKey) {
+			continue
+		}
+		seq := *rr.Seq
+		if (seq > p.Seq || (seq == p.Seq && string(rr.V) != string(v))) &&
+			storage.VerifyMutable(p.PublicKey, nil, seq, rr.V, []byte(rr.Sig)) {
+			return &seq
+		}
+	}
+	return nil
 }
 
 // pkarrGet answers the newest valid packet of the key: from the network or

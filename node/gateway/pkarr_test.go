@@ -220,6 +220,51 @@ func TestPkarrRelayServesOwnStore(t *testing.T) {
 	}
 }
 
+// TestPkarrRelayOlderSeqPartlyStored: a PUT whose seq is older than a
+// copy on the network answers 409 even when a storer that lacked the key
+// took it.
+func TestPkarrRelayOlderSeqPartlyStored(t *testing.T) {
+	start := func(boot ...string) *node.Node {
+		cfg := node.TestConfig()
+		cfg.Bootstrap = boot
+		n, err := node.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	a := start()
+	b := start(a.Addr().String())
+	if err := b.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	priv, _ := testKey()
+	newer := testPacket(t, priv, "newer", 42)
+	if res, err := b.PutSigned(ctx, newer.PublicKey, nil, newer.Value(), newer.Seq, newer.Sig, nil); err != nil || res.Stored != 1 {
+		t.Fatalf("put seq 42 (stored on a only): %+v %v", res.StoredAt, err)
+	}
+	c := start(a.Addr().String()) // joins after: holds nothing
+	if err := c.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, ts := serve(t, b, nil)
+	older := testPacket(t, priv, "older", 41)
+	resp, body := pkarrCall(t, "PUT", ts.URL+"/pkarr/"+pkarr.KeyString(older.PublicKey), older.Body(), nil)
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(string(body), "seq 42") {
+		t.Fatalf("PUT seq 41 over seq 42: %d %s, want 409 naming seq 42", resp.StatusCode, body)
+	}
+	if it, ok := c.StoredItem(storage.MutableTarget(older.PublicKey, nil)); !ok || it.Seq != 41 {
+		t.Fatalf("c holds seq %d (%v): want it to have taken the older packet, the case this test is about", it.Seq, ok)
+	}
+	resp, body = pkarrCall(t, "GET", ts.URL+"/pkarr/"+pkarr.KeyString(older.PublicKey), nil, nil)
+	if resp.StatusCode != http.StatusOK || string(body) != string(newer.Body()) {
+		t.Fatalf("GET after: %d, want the seq 42 packet", resp.StatusCode)
+	}
+}
+
 // TestPkarrRateLimitCORS: a refusal by the rate limit carries the CORS
 // headers, so a browser can read it.
 func TestPkarrRateLimitCORS(t *testing.T) {
