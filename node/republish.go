@@ -251,8 +251,9 @@ func (r *Republisher) Keep(it storage.Item) error {
 // closest nodes, so the item lives as long as the Republisher runs and
 // follows every update its owner makes (BEP 44: any node may republish a
 // signed record). The first round runs after first; a round that finds no
-// record is retried after a twelfth of the interval. Watching a target
-// already kept or watched changes nothing.
+// record is retried after a twelfth of the interval; until one is found,
+// Item reports a record with no value. Watching a target already kept or
+// watched changes nothing.
 func (r *Republisher) Watch(pub ed25519.PublicKey, salt []byte, first time.Duration) error {
 	if len(pub) != ed25519.PublicKeySize {
 		return fmt.Errorf("watch: public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
