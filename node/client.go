@@ -147,7 +147,10 @@ type GetResult struct {
 	Found  bool
 	Item   storage.Item // the value (raw bencode) and, if mutable, k, seq, sig
 	Count  int          // nodes that returned this value (and seq)
-	Lookup LookupResult
+	// Holders are the Count nodes that returned it, in the order they
+	// answered.
+	Holders []krpc.NodeInfo
+	Lookup  LookupResult
 }
 
 // Get looks up a BEP 44 item. A value is accepted only if it hashes to the
@@ -164,7 +167,7 @@ func (n *Node) get(ctx context.Context, target krpc.ID, opts GetOptions, stopEar
 	res := GetResult{Target: target}
 	lr, err := n.lookup(ctx, "get", target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
 		return n.query(ctx, to, krpc.MethodGet, &krpc.Args{Target: &target, Seq: opts.Seq})
-	}, func(_ krpc.NodeInfo, m *krpc.Msg) bool {
+	}, func(from krpc.NodeInfo, m *krpc.Msg) bool {
 		it, ok := verifyItem(target, opts.Salt, m.R)
 		if !ok {
 			return false
@@ -172,8 +175,10 @@ func (n *Node) get(ctx context.Context, target krpc.ID, opts GetOptions, stopEar
 		switch {
 		case !res.Found || (it.Mutable && it.Seq > res.Item.Seq):
 			res.Found, res.Item, res.Count = true, it, 1
+			res.Holders = append(res.Holders[:0], from)
 		case it.Seq == res.Item.Seq && bytes.Equal(it.V, res.Item.V):
 			res.Count++
+			res.Holders = append(res.Holders, from)
 		}
 		return stopEarly && !it.Mutable // immutable: the first valid value settles it
 	})

@@ -44,6 +44,7 @@ func newApp() *cli.App {
 			sampleCommand(),
 			scrapeCommand(),
 			conformanceCommand(),
+			pkarrCommand(),
 		},
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,6 +42,7 @@ func runCommand() *cli.Command {
 			httpFlag(),
 			httpAllowedHostsFlag(),
 			httpAllowedOriginsFlag(),
+			pkarrKeepFlag(),
 			&cli.StringFlag{Name: "data-dir", Usage: "directory for the node id, routing table, peers and items (default: $XDG_STATE_HOME/dhtd, else ~/.local/state/dhtd)", EnvVars: []string{"DHTD_DATA_DIR"}},
 			&cli.StringFlag{Name: "storage", Value: "disk", Usage: "disk (keep state in --data-dir) or memory (lose it on exit)", EnvVars: []string{"DHTD_STORAGE"}},
 			&cli.DurationFlag{Name: "save-interval", Value: 5 * time.Minute, Usage: "how often the routing table is saved and expired records are deleted from disk", EnvVars: []string{"DHTD_SAVE_INTERVAL"}},
@@ -132,6 +134,12 @@ func runAction(c *cli.Context) error {
 	default:
 		cfg.Bootstrap = defaultRouters
 	}
+	var keepKeys []ed25519.PublicKey
+	if path := c.String("pkarr-keep"); path != "" {
+		if keepKeys, err = readPkarrKeep(path); err != nil {
+			return err
+		}
+	}
 	nodes, err := startNodes(cfg, listens)
 	if err != nil {
 		return err
@@ -184,13 +192,26 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 
+	var keep *node.Republisher
+	if len(keepKeys) > 0 {
+		if keep, err = startPkarrKeep(n); err != nil {
+			stopGateway()
+			if srv != nil {
+				_ = srv.Close()
+			}
+			closeNodes(nodes)
+			return err
+		}
+	}
 	for _, o := range nodes {
 		go func() {
-			if len(cfg.Bootstrap) == 0 {
-				return
+			if len(cfg.Bootstrap) > 0 {
+				if err := o.Bootstrap(ctx); err != nil && !errors.Is(err, context.Canceled) {
+					logger.Warn("bootstrap failed; the node keeps trying", "addr", o.Addr(), "err", err)
+				}
 			}
-			if err := o.Bootstrap(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				logger.Warn("bootstrap failed; the node keeps trying", "addr", o.Addr(), "err", err)
+			if o == n && keep != nil {
+				watchPkarrKeys(keep, keepKeys, logger)
 			}
 		}()
 	}
@@ -198,6 +219,9 @@ func runAction(c *cli.Context) error {
 	stop() // a second signal now ends the process at once
 	logger.Info("shutting down")
 	stopGateway() // before the node closes: no request may reach a closed node
+	if keep != nil {
+		keep.Close()
+	}
 	if srv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = srv.Shutdown(sctx)

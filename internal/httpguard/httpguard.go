@@ -200,7 +200,7 @@ func (g *Guard) Handler(h http.Handler, onRefuse func(reason string)) http.Handl
 func SetCORS(w http.ResponseWriter, r *http.Request, methods string) {
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", "*")
-	if r.Method == http.MethodOptions {
+	if r.Method == http.MethodOptions && methods != "" {
 		h.Set("Access-Control-Allow-Methods", methods)
 		if req := r.Header.Get("Access-Control-Request-Headers"); req != "" {
 			h.Set("Access-Control-Allow-Headers", req)

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dhtd/dhtd/node"
+	"github.com/dhtd/dhtd/internal/pkarr"
 )
 
 // FuzzGatewayRequest: whatever method, path, body, Host, Origin,
@@ -38,6 +40,18 @@ func FuzzGatewayRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	hex40 := strings.Repeat("ab", 20)
+	// a valid relay body: signature, seq, a packet of one TXT record.
+	priv := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	z32Key := pkarr.KeyString(priv.Public().(ed25519.PublicKey))
+	packet, err := pkarr.EncodePacket(z32Key, []pkarr.Record{{Name: "@", Type: "TXT", TTL: 60, Value: "fuzz"}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	sp, err := pkarr.Sign(priv, packet, 1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	pkarrBody := sp.Body()
 	const (
 		self = "127.0.0.1:8080" // the listener's address
 		js   = "application/json"
@@ -64,6 +78,11 @@ func FuzzGatewayRequest(f *testing.F) {
 		{"POST", "/v1/immutable", `{"value":"ok"}`, self, "http://" + self, "same-origin", js},
 		{"OPTIONS", "/v1/immutable", "", self, "https://evil.example", "cross-site", ""},
 		{"GET", "/", "", self, "", "cross-site", ""},
+		// the Pkarr relay (crossOrigin routes)
+		{"GET", "/pkarr/" + z32Key, "", self, "https://app.example", "cross-site", ""},
+		{"OPTIONS", "/pkarr/" + z32Key, "", self, "https://app.example", "cross-site", ""},
+		{"PUT", "/pkarr/" + z32Key, string(pkarrBody), self, "https://app.example", "cross-site", "application/pkarr.org/relays#payload"},
+		{"PUT", "/pkarr/" + strings.Repeat("cd", 32), strings.Repeat("\x00", 80), self, "", "", ""},
 	} {
 		f.Add(s.method, s.path, []byte(s.body), s.host, s.origin, s.site, s.ctype)
 	}
@@ -88,23 +107,28 @@ func FuzzGatewayRequest(f *testing.F) {
 		rec := httptest.NewRecorder()
 		g.ServeHTTP(rec, req)
 		switch rec.Code {
-		case 200, 301, 307, 308, 400, 403, 404, 405, 409, 413, 415, 421, 429, 502, 503, 504:
+		case 200, 204, 301, 304, 307, 308, 400, 403, 404, 405, 408, 409, 412, 413, 415, 421, 429, 502, 503, 504:
 		default:
 			t.Fatalf("%s %s: status %d\n%s", method, path, rec.Code, rec.Body)
 		}
+		relay := strings.HasPrefix(req.URL.Path, "/pkarr/") // the crossOrigin routes
 		for k := range rec.Header() {
-			if strings.HasPrefix(k, "Access-Control-") {
+			if !relay && strings.HasPrefix(k, "Access-Control-") {
 				t.Fatalf("%s %s: answer carries %s", method, path, k)
 			}
 		}
 		refused := rec.Code == 403 || rec.Code == 415 || rec.Code == 421
 		if method != "GET" && method != "HEAD" && method != "OPTIONS" && !refused && rec.Code != 404 && rec.Code != 405 && !strings.HasPrefix(rec.Header().Get("Location"), "/") {
 			h, _, _ := strings.Cut(strings.ToLower(strings.TrimSuffix(host, ".")), ":")
-			if (h != "127.0.0.1" && h != "localhost") || !strings.HasPrefix(strings.ToLower(strings.TrimSpace(ctype)), "application/json") {
+			json := strings.HasPrefix(strings.ToLower(strings.TrimSpace(ctype)), "application/json")
+			if (h != "127.0.0.1" && h != "localhost") || (!relay && !json) {
 				t.Fatalf("%s %s (Host %q, Content-Type %q): status %d, want it refused", method, path, host, ctype, rec.Code)
 			}
 		}
 		redirect := rec.Code == 301 || rec.Code == 307 || rec.Code == 308 // ServeMux cleaning the path
+		if relay && !redirect && rec.Code != 421 && rec.Header().Get("Access-Control-Allow-Origin") != "*" {
+			t.Fatalf("%s %s: status %d without the relay's CORS header", method, path, rec.Code)
+		}
 		if strings.HasPrefix(req.URL.Path, "/v1/") && !redirect && rec.Code != 405 && rec.Code != 404 && method != "HEAD" && rec.Body.Len() > 0 &&
 			!strings.Contains(rec.Header().Get("Content-Type"), "json") {
 			t.Fatalf("%s %s: status %d with Content-Type %q", method, path, rec.Code, rec.Header().Get("Content-Type"))

@@ -208,6 +208,7 @@ func New(n *node.Node, cfg Config) (*Gateway, error) {
 	for path, methods := range preflights(routes) {
 		g.mux.Handle("OPTIONS "+path, g.preflight(methods))
 	}
+	g.registerPkarr()
 	return g, nil
 }
 

@@ -14,10 +14,11 @@ import (
 var routeNames = []string{
 	"immutable_put", "immutable_get", "mutable_get", "mutable_put", "peers",
 	"announce", "nodes", "ping", "status", "openapi", "page", "unknown",
+	"pkarr_put", "pkarr_get", "pkarr_options",
 }
 
 // codeLabels is the fixed label set of dhtd_gateway_requests_total{code}.
-var codeLabels = []string{"200", "201", "204", "400", "403", "404", "405", "408", "409", "413", "415", "421", "429", "502", "503", "504", "other"}
+var codeLabels = []string{"200", "201", "204", "304", "400", "403", "404", "405", "408", "409", "412", "413", "415", "421", "429", "502", "503", "504", "other"}
 
 // codeLabel maps a status code to its label.
 func codeLabel(code int) string {
