@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 
 	"github.com/anacrolix/torrent/bencode"
@@ -48,10 +49,59 @@ func (n *Node) GetPeers(ctx context.Context, ih krpc.ID, onPeer func(netip.AddrP
 
 // AnnounceResult is the outcome of Announce.
 type AnnounceResult struct {
-	Peers     PeersResult   // the get_peers lookup that found the storers
-	Announced int           // announce_peer queries sent
-	Accepted  int           // answered with success
-	Errors    map[int64]int // KRPC error replies by code
+	Peers      PeersResult     // the get_peers lookup that found the storers
+	Announced  int             // announce_peer queries sent
+	Accepted   int             // answered with success
+	StoredAt   []krpc.NodeInfo // the nodes that answered with success
+	RefusedBy  []NodeError     // the nodes that answered with a KRPC error
+	Unanswered []krpc.NodeInfo // the nodes that did not answer in time
+	Errors     map[int64]int   // KRPC error replies by code
+}
+
+// NodeError is one node's refusal of a write (announce_peer or put): the
+// node and the KRPC error it answered with (BEP 5 "e": code and message).
+type NodeError struct {
+	Node krpc.NodeInfo
+	Code int64
+	Msg  string
+}
+
+// String is "ADDR (id ID): CODE MESSAGE".
+func (e NodeError) String() string {
+	return fmt.Sprintf("%s (id %s): %d %s", e.Node.Addr, e.Node.ID, e.Code, e.Msg)
+}
+
+// ErrNotStored is wrapped by the error of a put or announce that no node
+// accepted; the message names each node that refused and why.
+var ErrNotStored = errors.New("no node stored it")
+
+// writeOutcome is what storeToClosest's writes came to, node by node.
+type writeOutcome struct {
+	sent       int
+	storedAt   []krpc.NodeInfo
+	refusedBy  []NodeError
+	unanswered []krpc.NodeInfo
+	codes      map[int64]int
+}
+
+// notStored is the error of a write no node accepted: it wraps
+// ErrNotStored and lists every refusal.
+func (w writeOutcome) notStored(what string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "(%d tried", w.sent)
+	if len(w.unanswered) > 0 {
+		fmt.Fprintf(&b, ", %d did not answer", len(w.unanswered))
+	}
+	b.WriteString(")")
+	for i, e := range w.refusedBy {
+		if i == 0 {
+			b.WriteString(": refused by ")
+		} else {
+			b.WriteString("; ")
+		}
+		b.WriteString(e.String())
+	}
+	return fmt.Errorf("%s: %w %s", what, ErrNotStored, b.String())
 }
 
 // Announce looks up ih, then announces us as a peer on port (or, with
@@ -85,7 +135,7 @@ func (n *Node) AnnounceWith(ctx context.Context, ih krpc.ID, o AnnounceOptions) 
 	if impliedPort {
 		implied = 1
 	}
-	res.Announced, res.Accepted, res.Errors, _ = n.storeToClosest(ctx, pr.Lookup.Closest, func(f Found) *krpc.Args {
+	w := n.writeToClosest(ctx, pr.Lookup.Closest, func(f Found) *krpc.Args {
 		a := &krpc.Args{InfoHash: &ih, Port: &p, ImpliedPort: implied, Token: f.Reply.R.Token}
 		if o.Seed {
 			one := int64(1)
@@ -93,8 +143,10 @@ func (n *Node) AnnounceWith(ctx context.Context, ih krpc.ID, o AnnounceOptions) 
 		}
 		return a
 	}, krpc.MethodAnnouncePeer)
+	res.Announced, res.Accepted, res.Errors = w.sent, len(w.storedAt), w.codes
+	res.StoredAt, res.RefusedBy, res.Unanswered = w.storedAt, w.refusedBy, w.unanswered
 	if res.Accepted == 0 {
-		return res, fmt.Errorf("announce %s: no node accepted (%d tried)", ih, res.Announced)
+		return res, w.notStored("announce " + ih.String())
 	}
 	return res, nil
 }
@@ -103,34 +155,51 @@ func (n *Node) AnnounceWith(ctx context.Context, ih krpc.ID, o AnnounceOptions) 
 // responder that gave a token, concurrently, and counts the successes
 // (accepted lists those nodes).
 func (n *Node) storeToClosest(ctx context.Context, closest []Found, args func(Found) *krpc.Args, method string) (sent, ok int, codes map[int64]int, accepted []krpc.NodeInfo) {
-	codes = make(map[int64]int)
+	w := n.writeToClosest(ctx, closest, args, method)
+	return w.sent, len(w.storedAt), w.codes, w.storedAt
+}
+
+// writeToClosest is storeToClosest reporting each node's answer: success,
+// a KRPC error (refusedBy) or none. Each list is in the order of closest.
+func (n *Node) writeToClosest(ctx context.Context, closest []Found, args func(Found) *krpc.Args, method string) writeOutcome {
+	w := writeOutcome{codes: make(map[int64]int)}
+	type answer struct {
+		err   error
+		ke    *krpc.Error
+		asked bool
+	}
+	answers := make([]answer, len(closest))
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	for _, f := range closest {
+	for i, f := range closest {
 		if f.Reply == nil || f.Reply.R == nil || f.Reply.R.Token == "" {
 			continue
 		}
-		sent++
+		w.sent++
+		answers[i].asked = true
 		wg.Add(1)
-		go func(f Found) {
+		go func(a *answer, f Found) {
 			defer wg.Done()
-			_, err := n.query(ctx, f.Node.Addr, method, args(f))
-			mu.Lock()
-			defer mu.Unlock()
-			var ke *krpc.Error
-			switch {
-			case err == nil:
-				ok++
-				accepted = append(accepted, f.Node)
-			case errors.As(err, &ke):
-				codes[ke.Code]++
-			default:
-				n.log.Debug("store query failed", "method", method, "node", f.Node, "err", err)
+			_, a.err = n.query(ctx, f.Node.Addr, method, args(f))
+			if a.err != nil && !errors.As(a.err, &a.ke) {
+				n.log.Debug("store query failed", "method", method, "node", f.Node, "err", a.err)
 			}
-		}(f)
+		}(&answers[i], f)
 	}
 	wg.Wait()
-	return sent, ok, codes, accepted
+	for i, a := range answers {
+		node := closest[i].Node
+		switch {
+		case !a.asked:
+		case a.err == nil:
+			w.storedAt = append(w.storedAt, node)
+		case a.ke != nil:
+			w.codes[a.ke.Code]++
+			w.refusedBy = append(w.refusedBy, NodeError{Node: node, Code: a.ke.Code, Msg: a.ke.Msg})
+		default:
+			w.unanswered = append(w.unanswered, node)
+		}
+	}
+	return w
 }
 
 // GetOptions tune Get.
@@ -209,13 +278,21 @@ func verifyItem(target krpc.ID, salt []byte, r *krpc.Return) (storage.Item, bool
 
 // PutResult is the outcome of a put.
 type PutResult struct {
-	Target   krpc.ID
-	Seq      int64           // the seq put (mutable)
-	Sent     int             // put queries sent
-	Stored   int             // nodes that answered with success
-	StoredAt []krpc.NodeInfo // those nodes
-	Errors   map[int64]int   // KRPC error replies by code (e.g. 301, 302)
-	Lookup   LookupResult
+	Target     krpc.ID
+	Seq        int64           // the seq put (mutable)
+	Sent       int             // put queries sent
+	Stored     int             // nodes that answered with success
+	StoredAt   []krpc.NodeInfo // those nodes
+	RefusedBy  []NodeError     // the nodes that answered with a KRPC error
+	Unanswered []krpc.NodeInfo // the nodes that did not answer in time
+	Errors     map[int64]int   // KRPC error replies by code (e.g. 301, 302)
+	Lookup     LookupResult
+}
+
+// setWrites copies a write outcome into the result.
+func (r *PutResult) setWrites(w writeOutcome) {
+	r.Sent, r.Stored, r.Errors = w.sent, len(w.storedAt), w.codes
+	r.StoredAt, r.RefusedBy, r.Unanswered = w.storedAt, w.refusedBy, w.unanswered
 }
 
 // PutImmutable stores the bencoded value v (at most 1000 bytes) on the K
@@ -233,11 +310,12 @@ func (n *Node) PutImmutable(ctx context.Context, v []byte) (PutResult, error) {
 	if err != nil && len(gr.Lookup.Closest) == 0 {
 		return res, fmt.Errorf("put %s: %w", target, err)
 	}
-	res.Sent, res.Stored, res.Errors, res.StoredAt = n.storeToClosest(ctx, gr.Lookup.Closest, func(f Found) *krpc.Args {
+	w := n.writeToClosest(ctx, gr.Lookup.Closest, func(f Found) *krpc.Args {
 		return &krpc.Args{V: bencode.Bytes(v), Token: f.Reply.R.Token}
 	}, krpc.MethodPut)
+	res.setWrites(w)
 	if res.Stored == 0 {
-		return res, fmt.Errorf("put %s: no node stored it (%d tried)", target, res.Sent)
+		return res, w.notStored("put " + target.String())
 	}
 	return res, nil
 }
@@ -293,17 +371,18 @@ func (n *Node) putMutable(ctx context.Context, pub ed25519.PublicKey, v []byte, 
 	}
 	sig := sign(res.Seq)
 	seq := res.Seq
-	res.Sent, res.Stored, res.Errors, res.StoredAt = n.storeToClosest(ctx, gr.Lookup.Closest, func(f Found) *krpc.Args {
+	w := n.writeToClosest(ctx, gr.Lookup.Closest, func(f Found) *krpc.Args {
 		return &krpc.Args{
 			V: bencode.Bytes(v), K: string(pub), Sig: string(sig), Salt: string(opts.Salt),
 			Seq: &seq, Cas: opts.Cas, Token: f.Reply.R.Token,
 		}
 	}, krpc.MethodPut)
+	res.setWrites(w)
 	if res.Stored == 0 {
 		if gr.Found && opts.Seq != nil && *opts.Seq <= gr.Item.Seq {
 			return res, fmt.Errorf("put %s seq %d: %w (network has %d)", target, seq, ErrSeqNotNewer, gr.Item.Seq)
 		}
-		return res, fmt.Errorf("put %s: no node stored it (%d tried)", target, res.Sent)
+		return res, w.notStored("put " + target.String())
 	}
 	return res, nil
 }
