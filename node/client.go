@@ -20,6 +20,14 @@ import (
 type PeersResult struct {
 	Lookup LookupResult     // the K closest responders, with their tokens
 	Peers  []netip.AddrPort // every distinct peer returned
+	HeldBy []PeersFrom      // the nodes that returned peers, in reply order
+}
+
+// PeersFrom is one node that answered get_peers with peers, and the valid
+// peers it returned (some may have come from other nodes too).
+type PeersFrom struct {
+	Node  krpc.NodeInfo
+	Peers []netip.AddrPort
 }
 
 // GetPeers runs an iterative get_peers lookup for ih (BEP 5). onPeer, if not
@@ -30,9 +38,14 @@ func (n *Node) GetPeers(ctx context.Context, ih krpc.ID, onPeer func(netip.AddrP
 	seen := make(map[netip.AddrPort]bool)
 	lr, err := n.lookup(ctx, "get_peers", ih, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
 		return n.query(ctx, to, krpc.MethodGetPeers, &krpc.Args{InfoHash: &ih})
-	}, func(_ krpc.NodeInfo, m *krpc.Msg) bool {
+	}, func(from krpc.NodeInfo, m *krpc.Msg) bool {
+		var held []netip.AddrPort
 		for _, p := range m.R.Values {
-			if !p.IsValid() || p.Port() == 0 || seen[p] {
+			if !p.IsValid() || p.Port() == 0 {
+				continue
+			}
+			held = append(held, p)
+			if seen[p] {
 				continue
 			}
 			seen[p] = true
@@ -40,6 +53,9 @@ func (n *Node) GetPeers(ctx context.Context, ih krpc.ID, onPeer func(netip.AddrP
 			if onPeer != nil {
 				onPeer(p)
 			}
+		}
+		if len(held) > 0 {
+			res.HeldBy = append(res.HeldBy, PeersFrom{Node: from, Peers: held})
 		}
 		return false
 	})
@@ -214,8 +230,9 @@ type GetOptions struct {
 type GetResult struct {
 	Target krpc.ID
 	Found  bool
-	Item   storage.Item // the value (raw bencode) and, if mutable, k, seq, sig
-	Count  int          // nodes that returned this value (and seq)
+	Item   storage.Item    // the value (raw bencode) and, if mutable, k, seq, sig
+	Count  int             // nodes that returned this value (and seq)
+	HeldBy []krpc.NodeInfo // those nodes, in reply order
 	Lookup LookupResult
 }
 
@@ -233,7 +250,7 @@ func (n *Node) get(ctx context.Context, target krpc.ID, opts GetOptions, stopEar
 	res := GetResult{Target: target}
 	lr, err := n.lookup(ctx, "get", target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
 		return n.query(ctx, to, krpc.MethodGet, &krpc.Args{Target: &target, Seq: opts.Seq})
-	}, func(_ krpc.NodeInfo, m *krpc.Msg) bool {
+	}, func(from krpc.NodeInfo, m *krpc.Msg) bool {
 		it, ok := verifyItem(target, opts.Salt, m.R)
 		if !ok {
 			return false
@@ -241,8 +258,10 @@ func (n *Node) get(ctx context.Context, target krpc.ID, opts GetOptions, stopEar
 		switch {
 		case !res.Found || (it.Mutable && it.Seq > res.Item.Seq):
 			res.Found, res.Item, res.Count = true, it, 1
+			res.HeldBy = append(res.HeldBy[:0], from)
 		case it.Seq == res.Item.Seq && bytes.Equal(it.V, res.Item.V):
 			res.Count++
+			res.HeldBy = append(res.HeldBy, from)
 		}
 		return stopEarly && !it.Mutable // immutable: the first valid value settles it
 	})
