@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/routing"
 	"github.com/dhtd/dhtd/storage"
 )
 
@@ -190,5 +191,45 @@ func TestRepliesNeverListQuerier(t *testing.T) {
 				hqWantNodes(t, m.R.Nodes, want)
 			}
 		})
+	}
+}
+
+// TestRepliesNeverListQuerierDualStack: a dual-stack node (BEP 32, a
+// linked pair) asked over IPv4 with want n4 and n6 leaves the querier's id
+// out of nodes6 too, which comes from the IPv6 node's table.
+func TestRepliesNeverListQuerierDualStack(t *testing.T) {
+	if !hasIPv6Loopback() {
+		t.Skip("no IPv6 loopback")
+	}
+	n4 := startNode(t, nil)
+	n6 := startNode(t, func(c *Config) { c.Listen = "[::1]:0" })
+	Link(n4, n6)
+	rnd := rand.New(rand.NewPCG(7, 8))
+	now := time.Now()
+	s := newRawSocket(t)
+	q := hqRandomID(rnd)
+	// The querier, dual-stack too, is known by its id at its IPv6 address
+	// (entered first, so that its bucket has room).
+	self6 := krpc.NodeInfo{ID: q, Addr: netip.MustParseAddrPort("[2001:db8::ffff]:6881")}
+	n6.Table().Responded(self6, now, 0)
+	if _, ok := n6.Table().Get(q); !ok {
+		t.Fatal("IPv6 table did not take the querier's entry")
+	}
+	for i := range 50 {
+		addr := netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, byte(i + 1), 15: 1}), 6881)
+		n6.Table().Responded(krpc.NodeInfo{ID: hqRandomID(rnd), Addr: addr}, now, 0)
+	}
+	all6 := n6.Table().Nodes()
+	slices.SortFunc(all6, func(a, b krpc.NodeInfo) int { return routing.CompareDistance(q, a.ID, b.ID) })
+	if all6[0] != self6 {
+		t.Fatalf("closest to the querier's id is %v, want its own entry", all6[0])
+	}
+	want := slices.DeleteFunc(all6, func(c krpc.NodeInfo) bool { return c.ID == q })[:n4.cfg.K]
+	m := s.exchange(n4.Addr(), anacrolixQuery(krpc.MethodFindNode, q, q, "\x00\x09"), "\x00\x09")
+	if m.R == nil {
+		t.Fatalf("find_node: %+v", m.E)
+	}
+	if !slices.Equal(m.R.Nodes6, want) {
+		t.Fatalf("nodes6:\n got %v\nwant %v (the K closest without the querier %s)", m.R.Nodes6, want, q)
 	}
 }

@@ -91,7 +91,7 @@ func (e NodeError) String() string {
 // accepted; the message names each node that refused and why.
 var ErrNotStored = errors.New("no node stored it")
 
-// writeOutcome is what storeToClosest's writes came to, node by node.
+// writeOutcome is what writeToClosest's writes came to, node by node.
 type writeOutcome struct {
 	sent       int
 	storedAt   []krpc.NodeInfo
@@ -167,16 +167,10 @@ func (n *Node) AnnounceWith(ctx context.Context, ih krpc.ID, o AnnounceOptions) 
 	return res, nil
 }
 
-// storeToClosest sends one write query (announce_peer or put) to each
-// responder that gave a token, concurrently, and counts the successes
-// (accepted lists those nodes).
-func (n *Node) storeToClosest(ctx context.Context, closest []Found, args func(Found) *krpc.Args, method string) (sent, ok int, codes map[int64]int, accepted []krpc.NodeInfo) {
-	w := n.writeToClosest(ctx, closest, args, method)
-	return w.sent, len(w.storedAt), w.codes, w.storedAt
-}
-
-// writeToClosest is storeToClosest reporting each node's answer: success,
-// a KRPC error (refusedBy) or none. Each list is in the order of closest.
+// writeToClosest sends one write query (announce_peer or put) to each
+// responder that gave a token, concurrently, and reports each node's
+// answer: success (storedAt), a KRPC error (refusedBy) or none
+// (unanswered). Each list is in the order of closest.
 func (n *Node) writeToClosest(ctx context.Context, closest []Found, args func(Found) *krpc.Args, method string) writeOutcome {
 	w := writeOutcome{codes: make(map[int64]int)}
 	type answer struct {
