@@ -457,20 +457,40 @@ func TestPutGetKeyCommands(t *testing.T) {
 	}
 }
 
-// TestPeersHeldBy: peers --json lists, per node that answered with peers,
-// the peers it gave.
-func TestPeersHeldBy(t *testing.T) {
+// TestAnnouncePeersNodes: announce --json lists the nodes that stored the
+// peer (stored_at), and peers --json lists, per node that answered with
+// peers, the peers it gave (held_by): the same nodes.
+func TestAnnouncePeersNodes(t *testing.T) {
 	dhtdBinary(t) // skips under -short
 	t.Parallel()
 	seed, nodes := inProcessNetwork(t, 11)
-	ih := krpc.RandomID()
-	ctx := t.Context()
-	ar, err := nodes[0].Announce(ctx, ih, 4321, false)
-	if err != nil {
-		t.Fatal(err)
+	byID := make(map[string]*node.Node)
+	for _, n := range append([]*node.Node{seed}, nodes...) {
+		byID[n.ID().String()] = n
 	}
-	peer := "127.0.0.1:4321"
-	r := runDhtd(t, "peers", ih.String(), "--bootstrap", seed.Addr().String(), "--listen", "127.0.0.1:0", "--json")
+	boot := []string{"--bootstrap", seed.Addr().String(), "--listen", "127.0.0.1:0"}
+	ih := krpc.RandomID().String()
+	const peer = "127.0.0.1:4321"
+
+	r := runDhtd(t, append([]string{"announce", ih, "--port", "4321", "--json"}, boot...)...)
+	var a writeJSON
+	decodeJSON(t, "announce", r, &a)
+	if r.code != 0 || a.Accepted == 0 || len(a.StoredAt) != a.Accepted || len(a.RefusedBy) != 0 {
+		t.Fatalf("announce --json: exit %d %+v; want stored_at listing every accepting node, no refusals", r.code, a)
+	}
+	storedAt := make(map[string]string)
+	for _, s := range a.StoredAt {
+		storedAt[s.ID] = s.Addr
+	}
+	// Exactly the nodes listed store a peer.
+	for id, n := range byID {
+		peers, _ := n.StoreStats()
+		if _, listed := storedAt[id]; (peers.Peers > 0) != listed || (listed && storedAt[id] != n.Addr().String()) {
+			t.Errorf("node %s@%s stores %d peers; stored_at lists it: %v (%s)", id, n.Addr(), peers.Peers, listed, storedAt[id])
+		}
+	}
+
+	r = runDhtd(t, append([]string{"peers", ih, "--json"}, boot...)...)
 	var out struct {
 		Peers  []string `json:"peers"`
 		HeldBy []struct {
@@ -480,16 +500,12 @@ func TestPeersHeldBy(t *testing.T) {
 		} `json:"held_by"`
 	}
 	decodeJSON(t, "peers", r, &out)
-	if r.code != 0 || !slices.Contains(out.Peers, peer) || len(out.HeldBy) == 0 {
-		t.Fatalf("peers --json: exit %d %s; want %s and held_by", r.code, r.stdout, peer)
-	}
-	accepted := make(map[string]string)
-	for _, n := range ar.StoredAt {
-		accepted[n.ID.String()] = n.Addr.String()
+	if r.code != 0 || !slices.Equal(out.Peers, []string{peer}) || len(out.HeldBy) == 0 {
+		t.Fatalf("peers --json: exit %d %s; want [%s] and held_by", r.code, r.stdout, peer)
 	}
 	for _, h := range out.HeldBy {
-		if addr, ok := accepted[h.ID]; !ok || addr != h.Addr || !slices.Contains(h.Peers, peer) {
-			t.Errorf("held_by %+v: want a node that accepted the announce (%v), giving %s", h, accepted, peer)
+		if addr, ok := storedAt[h.ID]; !ok || addr != h.Addr || !slices.Equal(h.Peers, []string{peer}) {
+			t.Errorf("held_by %+v: want a node of stored_at (%v) giving [%s]", h, storedAt, peer)
 		}
 	}
 }
