@@ -503,15 +503,15 @@ func (r *Republisher) republish(ctx context.Context, target krpc.ID, it storage.
 		return republishSkipped, it, nil
 	}
 	seq := it.Seq
-	_, stored, codes, _ := r.n.storeToClosest(ctx, gr.Lookup.Closest, func(f Found) *krpc.Args {
+	w := r.n.writeToClosest(ctx, gr.Lookup.Closest, func(f Found) *krpc.Args {
 		a := &krpc.Args{V: bencode.Bytes(it.V), Token: f.Reply.R.Token}
 		if it.Mutable {
 			a.K, a.Sig, a.Salt, a.Seq = string(it.K), string(it.Sig), string(it.Salt), &seq
 		}
 		return a
 	}, krpc.MethodPut)
-	if stored == 0 {
-		return republishFailed, it, fmt.Errorf("republish %s: no node stored it (%d answered the lookup, errors %v)", target, len(gr.Lookup.Closest), codes)
+	if len(w.storedAt) == 0 {
+		return republishFailed, it, w.notStored(fmt.Sprintf("republish %s (%d answered the lookup)", target, len(gr.Lookup.Closest)))
 	}
 	return outcome, it, nil
 }

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dhtd/dhtd/krpc/simnet"
 	"github.com/dhtd/dhtd/internal/pkarr"
+	"github.com/dhtd/dhtd/krpc/simnet"
 	"github.com/dhtd/dhtd/storage"
 )
 

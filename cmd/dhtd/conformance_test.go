@@ -29,11 +29,6 @@ type conformanceJSON struct {
 	Packets    map[string]int64 `json:"packets"`
 }
 
-// knownUntilMerge are the checks dhtd fails on this branch until the
-// interop fixes (the querier left out of "nodes", an immutable put with seq
-// stored) are merged; they must pass afterwards.
-var knownUntilMerge = map[string]bool{"nodes.not-querier": true, "bep44.immutable-with-seq": true}
-
 // TestConformanceAgainstRunProcess points `dhtd conformance --json` at a
 // `dhtd run` process on loopback.
 func TestConformanceAgainstRunProcess(t *testing.T) {
@@ -53,7 +48,7 @@ func TestConformanceAgainstRunProcess(t *testing.T) {
 		if r.Name == "" || r.BEP == 0 || r.Level == "" || r.Rule == "" || r.Reason == "" {
 			t.Errorf("incomplete result %+v", r)
 		}
-		if r.Status == "FAIL" && !knownUntilMerge[r.Name] {
+		if r.Status == "FAIL" {
 			t.Errorf("dhtd fails %s (%s): %s", r.Name, r.Level, r.Reason)
 		}
 	}

@@ -36,6 +36,7 @@ func newApp() *cli.App {
 			runCommand(),
 			probeCommand(),
 			peersCommand(),
+			findNodeCommand(),
 			announceCommand(),
 			keygenCommand(),
 			putCommand(),

@@ -18,9 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
-	"github.com/dhtd/dhtd/krpc"
-	"github.com/dhtd/dhtd/node"
 	"github.com/dhtd/dhtd/internal/pkarr"
+	"github.com/dhtd/dhtd/node"
 	"github.com/dhtd/dhtd/storage"
 )
 
@@ -103,20 +102,6 @@ func pkarrPublishCommand() *cli.Command {
 	}
 }
 
-// nodeJSON is one node in --json output.
-type nodeJSON struct {
-	ID   string `json:"id"`
-	Addr string `json:"addr"`
-}
-
-func nodesJSON(ns []krpc.NodeInfo) []nodeJSON {
-	out := make([]nodeJSON, 0, len(ns))
-	for _, n := range ns {
-		out = append(out, nodeJSON{ID: n.ID.String(), Addr: n.Addr.String()})
-	}
-	return out
-}
-
 func pkarrResolveCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "resolve",
@@ -150,13 +135,13 @@ func pkarrResolveCommand() *cli.Command {
 				if c.Bool("json") {
 					return printJSON(c.App.Writer, map[string]any{
 						"key": key, "seq": p.Seq, "time": p.Time().Format(time.RFC3339Nano),
-						"records": recs, "nodes": nodesJSON(res.Holders), "queried": res.Lookup.Queried,
+						"records": recs, "nodes": nodesJSON(res.HeldBy), "queried": res.Lookup.Queried,
 						"elapsed_ms": elapsed.Milliseconds(),
 					})
 				}
 				w := c.App.Writer
 				fmt.Fprintf(w, "; <<>> dhtd pkarr resolve <<>> %s\n", key)
-				fmt.Fprintf(w, ";; seq %d, signed %s, held by %d nodes\n\n", p.Seq, p.Time().Format(time.RFC3339), len(res.Holders))
+				fmt.Fprintf(w, ";; seq %d, signed %s, held by %d nodes\n\n", p.Seq, p.Time().Format(time.RFC3339), len(res.HeldBy))
 				fmt.Fprintln(w, ";; ANSWER SECTION:")
 				for _, r := range recs {
 					fmt.Fprintln(w, r)

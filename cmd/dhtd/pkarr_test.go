@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dhtd/dhtd/node"
 	"github.com/dhtd/dhtd/internal/pkarr"
+	"github.com/dhtd/dhtd/node"
 	"github.com/dhtd/dhtd/storage"
 )
 

@@ -40,7 +40,7 @@ func TestAgainstDhtd(t *testing.T) {
 	logReport(t, rep)
 	for _, r := range rep.Results {
 		switch {
-		case r.Status == conformance.Fail && !knownUntilMerge[r.Name]:
+		case r.Status == conformance.Fail:
 			t.Errorf("dhtd fails %s (%s): %s", r.Name, r.Level, r.Reason)
 		case r.Status == conformance.Skip && !unprovokable[r.Name]:
 			t.Errorf("%s skipped: %s", r.Name, r.Reason)
@@ -50,11 +50,6 @@ func TestAgainstDhtd(t *testing.T) {
 		t.Errorf("%d MUST checks failed", rep.MustFailed)
 	}
 }
-
-// knownUntilMerge are the checks dhtd fails on this branch until the
-// interop fixes (the querier left out of "nodes", an immutable put with seq
-// stored) are merged; they must pass afterwards.
-var knownUntilMerge = map[string]bool{"nodes.not-querier": true, "bep44.immutable-with-seq": true}
 
 // unprovokable are the checks no run against a loopback node can exercise:
 // 201 and 202 have no trigger, token expiry needs a wait of minutes, and
@@ -81,7 +76,7 @@ func TestAgainstDhtdIPv6(t *testing.T) {
 	needTwoIPs := map[string]bool{"tokens.ip-bound": true, "tokens.put-ip-bound": true, "bep33.filters": true, "bep33.filter-content": true, "bep33.noseed": true}
 	for _, r := range rep.Results {
 		switch {
-		case r.Status == conformance.Fail && !knownUntilMerge[r.Name]:
+		case r.Status == conformance.Fail:
 			t.Errorf("dhtd fails %s (%s): %s", r.Name, r.Level, r.Reason)
 		case r.Status == conformance.Skip && !unprovokable[r.Name] && !needTwoIPs[r.Name]:
 			t.Errorf("%s skipped: %s", r.Name, r.Reason)

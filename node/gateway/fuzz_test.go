@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dhtd/dhtd/node"
 	"github.com/dhtd/dhtd/internal/pkarr"
+	"github.com/dhtd/dhtd/node"
 )
 
 // FuzzGatewayRequest: whatever method, path, body, Host, Origin,

@@ -26,8 +26,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dhtd/dhtd/node"
 	"github.com/dhtd/dhtd/internal/pkarr"
+	"github.com/dhtd/dhtd/node"
 	"github.com/dhtd/dhtd/storage"
 )
 

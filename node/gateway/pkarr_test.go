@@ -13,8 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/dhtd/dhtd/node"
 	"github.com/dhtd/dhtd/internal/pkarr"
+	"github.com/dhtd/dhtd/node"
 	"github.com/dhtd/dhtd/storage"
 )
 
