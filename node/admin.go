@@ -61,7 +61,8 @@ func (n *Node) registerSources() {
 			return metrics.PeerStats{
 				Infohashes: s.Infohashes, Peers: s.Peers, Bytes: int(s.Bytes),
 				EvictedInfohashes: s.EvictedInfohashes, EvictedPeers: s.EvictedPeers,
-				Expired: s.Expired, Refused: s.RefusedInfohashes + s.RefusedBytes,
+				EvictedPeersBytes: s.EvictedPeersBytes,
+				Expired:           s.Expired, Refused: s.RefusedInfohashes + s.RefusedBytes + s.RefusedQuota,
 			}
 		},
 		Items: func() metrics.ItemStats {
