@@ -10,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/krpc/simnet"
+	"github.com/dhtd/dhtd/metrics"
 	"github.com/dhtd/dhtd/storage"
 )
 
@@ -202,5 +205,73 @@ func testStorageFlood(t *testing.T, floodNets, perNet int, wantFull bool) {
 		if c.got*10 < c.want*9 {
 			t.Errorf("%s: %d of %d earlier entries served, want at least 90%%", c.kind, c.got, c.want)
 		}
+	}
+}
+
+// TestStoreQuotaOnTheWire: with a quota of two entries per network, a
+// third new item from one network is answered 202 "storage full" and a
+// third announce is acknowledged but not stored (as libtorrent ignores
+// announces it cannot keep); both are counted with reason "quota".
+// Loopback sources are exempt unless LimitLoopback is set.
+func TestStoreQuotaOnTheWire(t *testing.T) {
+	tests := []struct {
+		name          string
+		from          string
+		limitLoopback bool
+		wantRefused   bool
+	}{
+		{"public source", "10.7.0.1", false, true},
+		{"loopback exempt", "127.0.0.1", false, false},
+		{"loopback limited", "127.0.0.1", true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := simnet.NewClock()
+			n := startNode(t, func(c *Config) {
+				c.Clock = clock
+				c.LimitLoopback = tt.limitLoopback
+				c.Items.MaxPerSource = 2
+				c.Peers.MaxPerSource = 2
+			})
+			h := &floodHarness{t: t, n: n, clock: clock}
+			rejected := func(kind string) float64 {
+				return testutil.ToFloat64(n.metrics.StorageRejections.WithLabelValues(kind, metrics.RejectQuota))
+			}
+			for i := range 3 {
+				ip := netip.MustParseAddr(tt.from)
+				for range i {
+					ip = ip.Next() // another host of the same /24
+				}
+				from := netip.AddrPortFrom(ip, uint16(7000+i))
+				v := fmt.Appendf(nil, "7:quota-%d", i)
+				target := storage.ImmutableTarget(v)
+				r := h.query(from, krpc.MethodPut, krpc.Args{V: v, Token: h.token(from, target)})
+				refused := i == 2 && tt.wantRefused
+				if refused {
+					if r.E == nil || r.E.Code != krpc.ErrCodeServer || r.E.Msg != "storage full" {
+						t.Errorf("put %d over quota: reply %+v, want 202 storage full", i, r)
+					}
+				} else if r.E != nil {
+					t.Errorf("put %d: %v", i, r.E)
+				}
+				ih := hqID(fmt.Sprint("quota-ih-", i))
+				if !h.announce(from, ih) {
+					t.Errorf("announce %d answered with an error", i)
+				}
+				if got := h.peerServed(netip.MustParseAddrPort("100.64.0.1:1"), ih, from); got == refused {
+					t.Errorf("announce %d stored = %v, want %v", i, got, !refused)
+				}
+			}
+			want := 0.0
+			if tt.wantRefused {
+				want = 1
+			}
+			if got := rejected(metrics.StoreImmutable); got != want {
+				t.Errorf("immutable quota rejections = %v, want %v", got, want)
+			}
+			if got := rejected(metrics.StorePeer); got != want {
+				t.Errorf("peer quota rejections = %v, want %v", got, want)
+			}
+		})
 	}
 }
