@@ -117,12 +117,13 @@ func (c ItemConfig) withDefaults() ItemConfig {
 	return c
 }
 
-// ErrStoreFull is returned (wrapped) by ItemStore.Put when the store is at
-// its count or byte bound and no source network holds more items than the
-// putting one, so nothing may be evicted for it (see ItemStore.PutFrom). Refusing storage is
-// not a protocol error: the put handler answers it with 202 (server error)
-// "storage full". Test with errors.Is.
-var ErrStoreFull = errors.New("storage: BEP 44 item store full")
+// ErrStoreFull is returned (wrapped) by ItemStore.Put and PeerStore.Announce
+// when the store is at its count or byte bound and no source network holds
+// more than the writer's, so nothing may be evicted for it (see
+// ItemStore.PutFrom and PeerStore). Refusing storage is not a protocol
+// error: the put handler answers it with 202 (server error) "storage full".
+// Test with errors.Is.
+var ErrStoreFull = errors.New("storage: store full")
 
 // ItemStats are the counters of an ItemStore. Gauges (Immutable, Mutable,
 // Bytes) describe the current content; the others count events since
