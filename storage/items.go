@@ -349,11 +349,15 @@ func (s *ItemStore) putLocked(it Item, cas *int64, from netip.Addr, now time.Tim
 // making room first if the new value is larger.
 func (s *ItemStore) replaceLocked(e *itemEntry, it *Item, now, expires time.Time) error {
 	size := it.size()
-	// e itself is not a candidate for the room its update needs.
-	s.bySource.remove(e.src, e)
-	ok := s.makeRoomLocked(e.src, 0, size-e.size)
+	ok := true
+	if s.stats.Bytes+size-e.size > s.cfg.MaxBytes {
+		// e itself is not a candidate for the room its update needs.
+		s.bySource.remove(e.src, e)
+		ok = s.makeRoomLocked(e.src, 0, size-e.size)
+		s.bySource.add(e.src, e, e.u.stored)
+	}
 	e.u.touch(now.UnixNano())
-	s.bySource.add(e.src, e, e.u.stored)
+	s.bySource.fix(e.src, e)
 	if !ok {
 		s.stats.RejectedFull++
 		return fmt.Errorf("put mutable item %s seq %d (%d bytes): %w", e.target, it.Seq, size, ErrStoreFull)
