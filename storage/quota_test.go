@@ -1,10 +1,12 @@
 package storage
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -202,5 +204,59 @@ func TestItemQuota(t *testing.T) {
 			}
 			checkItemInvariants(t, s)
 		})
+	}
+}
+
+// TestItemRandomOps runs a random mix of puts, updates, reads, restores
+// and expiry from a few networks under tight bounds and checks the item
+// store's bookkeeping after each, and that every eviction is reported.
+func TestItemRandomOps(t *testing.T) {
+	r := peerRand(11)
+	s := NewItemStore(krpc.ID{0x33}, ItemConfig{TTL: 10 * time.Minute, MaxItems: 16, MaxBytes: 16 * 40, MaxPerSource: 3})
+	var reported uint64
+	s.SetOnRemove(func(krpc.ID) { reported++ })
+	keys := []ed25519.PrivateKey{itemTestKey(1), itemTestKey(2), itemTestKey(3)}
+	from := func() netip.Addr {
+		switch n := r.IntN(8); n {
+		case 6:
+			return netip.MustParseAddr("127.0.0.1")
+		case 7:
+			return netip.MustParseAddr("2001:db8:5::1")
+		default:
+			return quotaNet(n, 1+r.IntN(3))
+		}
+	}
+	now := itemT0
+	seq := int64(0)
+	for step := range 4000 {
+		now = now.Add(time.Duration(r.IntN(3)) * time.Second)
+		switch op := r.IntN(10); {
+		case op < 5:
+			_ = s.PutFrom(itemImmutable(fmt.Sprintf("v%07d", r.IntN(60))), nil, from(), now)
+		case op < 7:
+			seq++
+			n := 1 + r.IntN(200) // sizes that make the byte bound bite
+			v := fmt.Sprintf("%d:%s", n, strings.Repeat("m", n))
+			_ = s.PutFrom(itemMutable(keys[r.IntN(len(keys))], "", seq, v), nil, from(), now)
+		case op < 9:
+			s.GetFrom(itemImmutable(fmt.Sprintf("v%07d", r.IntN(60))).Target(), from(), now)
+		default:
+			if r.IntN(4) == 0 {
+				s.Expire(now)
+			} else {
+				_ = s.Restore(itemImmutable(fmt.Sprintf("v%07d", r.IntN(60))), now.Add(time.Duration(r.IntN(600))*time.Second), now)
+			}
+		}
+		checkItemInvariants(t, s)
+		if t.Failed() {
+			t.Fatalf("after step %d", step)
+		}
+	}
+	st := s.Stats()
+	if st.Evicted == 0 || st.RejectedFull == 0 || st.RejectedQuota == 0 || st.Expired == 0 || st.Updated == 0 {
+		t.Errorf("Stats = %+v: some path was not exercised", st)
+	}
+	if reported != st.Evicted {
+		t.Errorf("%d evictions reported, %d counted", reported, st.Evicted)
 	}
 }
