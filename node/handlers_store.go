@@ -102,10 +102,10 @@ func (n *Node) handleAnnounce(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 	if err := n.peers.Announce(ih, peer, seed, now); err != nil {
 		n.metrics.StorageRejections.WithLabelValues(metrics.StorePeer, storeRejectReason(err)).Inc()
 	}
-	// An announce the store refused (full, or the source over its quota)
-	// is answered as before, as libtorrent does, but not written, so the
-	// database stays within the store's bounds. Only the read loop
-	// announces, so the counter moved for this announce.
+	// An announce the store refused (full, or source over quota) is answered
+	// as before but not written, so the database stays within the store's
+	// bounds. Only the read loop announces, so the counter moved for this
+	// announce.
 	if n.db != nil && peerRefusals(n.peers.Stats()) == refusedBefore {
 		// Acknowledged once on disk (persist.go).
 		expires := now.Add(n.peers.Config().TTL)
