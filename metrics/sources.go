@@ -15,6 +15,8 @@ type PeerStats struct {
 	Infohashes        int    // infohashes with at least one peer
 	Peers             int    // peer entries over all infohashes
 	Bytes             int    // estimated memory held
+	Sources           int    // source networks (/24, /48) infohashes are charged to
+	TopSource         int    // infohashes charged to the network holding the most
 	EvictedInfohashes uint64 // infohashes evicted to stay within bounds (EvictOverShare)
 	EvictedPeers      uint64 // peers replaced in a full infohash (EvictInfohashFull)
 	EvictedPeersBytes uint64 // peers replaced for the byte budget (EvictBytes)
@@ -27,6 +29,8 @@ type PeerStats struct {
 type ItemStats struct {
 	Immutable, Mutable int    // items stored, by kind
 	Bytes              int    // estimated memory held
+	Sources            int    // source networks (/24, /48) items are charged to
+	TopSource          int    // items charged to the network holding the most
 	Evicted            uint64 // items evicted to stay within bounds (EvictOverShare)
 	Expired            uint64 // items removed because they aged out
 }
@@ -68,6 +72,8 @@ type Sources struct {
 //	dhtd_peer_store_refused_total                       counter (Peers)
 //	dhtd_storage_items{kind="immutable|mutable"}        gauge   (Items)
 //	dhtd_storage_bytes{kind="peer|item"}                gauge   (Peers, Items)
+//	dhtd_storage_sources{kind="infohash|item"}          gauge   (Peers, Items)
+//	dhtd_storage_top_source_entries{kind="infohash|item"} gauge (Peers, Items)
 //	dhtd_storage_evictions_total{kind="peer|infohash|item",reason=EvictReasons} counter (Peers, Items)
 //	dhtd_storage_expired_total{kind="peer|item"}        counter (Peers, Items)
 //	dhtd_db_commits_total                               counter (DB)
@@ -103,6 +109,8 @@ var (
 	descPeerStoreRefused    = newDesc("peer_store_refused_total", "Announces refused because the peer store was full or the source over its quota.")
 	descStorageItems        = newDesc("storage_items", "BEP 44 items stored, by kind.", "kind")
 	descStorageBytes        = newDesc("storage_bytes", "Estimated memory held by the stores, by kind.", "kind")
+	descStorageSources      = newDesc("storage_sources", "Source networks (/24, IPv6 /48) holding stored entries, by kind.", "kind")
+	descStorageTopSource    = newDesc("storage_top_source_entries", "Entries held by the source network holding the most, by kind (per-source quota: storage MaxPerSource).", "kind")
 	descStorageEvictions    = newDesc("storage_evictions_total", "Entries evicted to keep the stores within bounds, by kind and reason.", "kind", "reason")
 	descStorageExpired      = newDesc("storage_expired_total", "Entries removed because they aged out, by kind.", "kind")
 	descDBCommits           = newDesc("db_commits_total", "Write transactions committed to the on-disk store (each one fsync).")
@@ -135,6 +143,8 @@ func (c *sourcesCollector) Describe(ch chan<- *prometheus.Desc) {
 	if c.s.Peers != nil || c.s.Items != nil {
 		ch <- descStorageBytes
 		ch <- descStorageEvictions
+		ch <- descStorageSources
+		ch <- descStorageTopSource
 		ch <- descStorageExpired
 	}
 	if c.s.DB != nil {
@@ -167,6 +177,8 @@ func (c *sourcesCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descPeersStored, float64(p.Peers))
 		gauge(descInfohashesStored, float64(p.Infohashes))
 		gauge(descStorageBytes, float64(p.Bytes), "peer")
+		gauge(descStorageSources, float64(p.Sources), "infohash")
+		gauge(descStorageTopSource, float64(p.TopSource), "infohash")
 		counter(descStorageEvictions, p.EvictedPeers, "peer", EvictInfohashFull)
 		counter(descStorageEvictions, p.EvictedPeersBytes, "peer", EvictBytes)
 		counter(descStorageEvictions, p.EvictedInfohashes, "infohash", EvictOverShare)
@@ -178,6 +190,8 @@ func (c *sourcesCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descStorageItems, float64(it.Immutable), "immutable")
 		gauge(descStorageItems, float64(it.Mutable), "mutable")
 		gauge(descStorageBytes, float64(it.Bytes), "item")
+		gauge(descStorageSources, float64(it.Sources), "item")
+		gauge(descStorageTopSource, float64(it.TopSource), "item")
 		counter(descStorageEvictions, it.Evicted, "item", EvictOverShare)
 		counter(descStorageExpired, it.Expired, "item")
 	}

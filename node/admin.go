@@ -60,6 +60,7 @@ func (n *Node) registerSources() {
 			s := n.peers.Stats()
 			return metrics.PeerStats{
 				Infohashes: s.Infohashes, Peers: s.Peers, Bytes: int(s.Bytes),
+				Sources: s.Sources, TopSource: s.TopSource,
 				EvictedInfohashes: s.EvictedInfohashes, EvictedPeers: s.EvictedPeers,
 				EvictedPeersBytes: s.EvictedPeersBytes,
 				Expired:           s.Expired, Refused: s.RefusedInfohashes + s.RefusedBytes + s.RefusedQuota,
@@ -69,6 +70,7 @@ func (n *Node) registerSources() {
 			s := n.items.Stats()
 			return metrics.ItemStats{
 				Immutable: s.Immutable, Mutable: s.Mutable, Bytes: int(s.Bytes),
+				Sources: s.Sources, TopSource: s.TopSource,
 				Evicted: s.Evicted, Expired: s.Expired,
 			}
 		},

@@ -272,6 +272,13 @@ func TestStoreQuotaOnTheWire(t *testing.T) {
 			if got := rejected(metrics.StorePeer); got != want {
 				t.Errorf("peer quota rejections = %v, want %v", got, want)
 			}
+			// One network holds everything: 2 entries at its quota, else 3.
+			wantTop := 3 - int(want)
+			is, ps := n.items.Stats(), n.peers.Stats()
+			if is.Sources != 1 || is.TopSource != wantTop || ps.Sources != 1 || ps.TopSource != wantTop {
+				t.Errorf("sources: items %d (top %d), infohashes %d (top %d); want 1 (top %d) each",
+					is.Sources, is.TopSource, ps.Sources, ps.TopSource, wantTop)
+			}
 		})
 	}
 }

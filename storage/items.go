@@ -132,6 +132,8 @@ type ItemStats struct {
 	Immutable int   // immutable items stored
 	Mutable   int   // mutable items stored
 	Bytes     int64 // payload bytes stored (unit of ItemConfig.MaxBytes)
+	Sources   int   // source networks (/24, /48) that items are charged to
+	TopSource int   // items charged to the network holding the most
 
 	Stored    uint64 // puts that added a new item
 	Updated   uint64 // mutable puts that replaced an item with a higher seq
@@ -518,7 +520,9 @@ func (s *ItemStore) expireLocked(now time.Time) int {
 func (s *ItemStore) Stats() ItemStats {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.stats
+	st := s.stats
+	st.Sources, st.TopSource = s.bySource.top()
+	return st
 }
 
 // laterTime returns the later of a and b.

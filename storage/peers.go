@@ -100,6 +100,8 @@ type PeerStats struct {
 	Infohashes int   // infohashes stored
 	Peers      int   // peers stored, both families
 	Bytes      int64 // estimated bytes held (see PeerCost4, PeerCost6, InfohashCost)
+	Sources    int   // source networks (/24, /48) that infohashes are charged to
+	TopSource  int   // infohashes charged to the network holding the most
 
 	Announces uint64 // announces stored as a new (infohash, IP) entry
 	Refreshes uint64 // announces that updated an existing entry in place
@@ -606,6 +608,7 @@ func (s *PeerStore) Stats() PeerStats {
 	st.Infohashes = len(s.swarms)
 	st.Peers = s.peers
 	st.Bytes = s.bytes
+	st.Sources, st.TopSource = s.bySource.top()
 	return st
 }
 

@@ -190,6 +190,15 @@ func newGroups[T member]() groups[T] {
 	return groups[T]{byKey: make(map[sourceKey]*group[T])}
 }
 
+// top returns how many source networks hold entries, and how many entries
+// the network holding the most has.
+func (gs *groups[T]) top() (sources, most int) {
+	if len(gs.order) > 0 {
+		most = len(gs.order[0].members)
+	}
+	return len(gs.byKey), most
+}
+
 // count returns how many entries are charged to k.
 func (gs *groups[T]) count(k sourceKey) int {
 	if g := gs.byKey[k]; g != nil {
