@@ -4,9 +4,10 @@ package storage
 // Every stored item and every infohash is charged to the network it came
 // from: the /24 of an IPv4 source, the /48 of an IPv6 one. A network may hold
 // at most MaxPerSource entries; when a store is at its bound, room is taken
-// from the network holding the most, so a burst from a few networks can
-// only displace its own entries and the entries of networks holding as
-// much as it does.
+// from the network holding the most, and only if it holds more than the
+// writer's. So a network never displaces the entries of a network holding
+// as few as it does, and a burst from a few networks is refused once each
+// holds as much as the largest of the others.
 
 import (
 	"container/heap"
