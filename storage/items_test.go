@@ -107,7 +107,7 @@ func TestItemImmutablePutGet(t *testing.T) {
 	// Re-put an hour later: refresh, not a second item.
 	itemMustPut(t, s, it, nil, itemT0.Add(time.Hour))
 	st := s.Stats()
-	want := ItemStats{Immutable: 1, Bytes: int64(len(it.V)), Stored: 1, Refreshed: 1}
+	want := ItemStats{Immutable: 1, Bytes: int64(len(it.V)), Sources: 1, TopSource: 1, Stored: 1, Refreshed: 1}
 	if st != want {
 		t.Errorf("Stats = %+v, want %+v", st, want)
 	}
