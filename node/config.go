@@ -64,8 +64,7 @@ type Config struct {
 	// addresses are exempt unless LimitLoopback is set, so a test network
 	// on 127.0.0.1 works with the defaults.
 	LookupMaxPerSubnet int
-	// LimitLoopback applies the anti-Sybil address limits to loopback
-	// addresses too (for tests of those limits).
+	// LimitLoopback applies every per-IP and per-subnet defence to loopback addresses (127.0.0.0/8, ::1), which are exempt by default so local test networks work; tests switch it on to exercise the defences.
 	LimitLoopback bool
 	// RateLimit is the per-source-IP packet limit checked before a packet
 	// is decoded (krpc.IPLimiter; its defaults: 20/s, burst 100, 65536
@@ -106,9 +105,13 @@ type Config struct {
 	ReadOnly bool
 	// Table configures the routing table (bucket size follows K).
 	Table routing.Config
-	// Peers configures the peer store.
+	// Peers configures the peer store, including the per-source quota
+	// (storage.PeerConfig.MaxPerSource: 2% of the infohashes per /24 or
+	// /48 by default; loopback exempt unless LimitLoopback).
 	Peers storage.PeerConfig
-	// Items configures the BEP 44 item store.
+	// Items configures the BEP 44 item store, including the per-source
+	// quota (storage.ItemConfig.MaxPerSource: 2% of the items per /24 or
+	// /48 by default; loopback exempt unless LimitLoopback).
 	Items storage.ItemConfig
 	// TokenRotate is how often the write-token secret changes; a token is
 	// accepted for between one and two periods after it was given. Default
@@ -215,6 +218,8 @@ func (c *Config) setDefaults() {
 	}
 	c.Table.LimitLoopback = c.Table.LimitLoopback || c.LimitLoopback
 	c.RateLimit.LimitLoopback = c.RateLimit.LimitLoopback || c.LimitLoopback
+	c.Items.LimitLoopback = c.Items.LimitLoopback || c.LimitLoopback
+	c.Peers.LimitLoopback = c.Peers.LimitLoopback || c.LimitLoopback
 	if c.UnverifiedReplyBytes == 0 {
 		c.UnverifiedReplyBytes = 700
 	}
