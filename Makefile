@@ -6,9 +6,9 @@ BIN       ?= bin/dhtd
 ARGS      ?=
 FUZZTIME  ?= 60s
 # Fuzz targets: package:FuzzName pairs.
-FUZZ_TARGETS ?= ./krpc:FuzzDecode ./node:FuzzHandleQuery ./node:FuzzHandleResponse ./storage:FuzzDBRecords ./node/gateway:FuzzGatewayRequest ./krpc:FuzzCodecMatchesReflect
+FUZZ_TARGETS ?= ./krpc:FuzzDecode ./node:FuzzHandleQuery ./node:FuzzHandleResponse ./storage:FuzzDBRecords ./node/gateway:FuzzGatewayRequest ./internal/httpguard:FuzzGuardCheck ./krpc:FuzzCodecMatchesReflect ./internal/pkarr:FuzzZBase32 ./internal/pkarr:FuzzParseRecord ./internal/pkarr:FuzzDecodePacket
 
-.PHONY: all build run test test-short deps bench fuzz fuzz-smoke lint clean
+.PHONY: all build run test test-short deps deps-system deps-pkarr-js bench fuzz fuzz-smoke lint clean
 
 all: build
 
@@ -22,14 +22,29 @@ run: build
 	./$(BIN) run $(ARGS)
 
 ## deps: install what the tests need (python3-libtorrent for interop tests,
-## chromium and chromium-driver for the status page's browser test).
-deps:
+## chromium and chromium-driver for the status page's browser test, Node.js
+## and the Pkarr JS client, npm pkarr 1.3.0, for the Pkarr interop test).
+deps: deps-pkarr-js
+deps-system:
 	@if /usr/bin/python3 -c 'import libtorrent' 2>/dev/null && command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
 		echo "python3-libtorrent, chromium and chromedriver present"; \
 	elif [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-libtorrent chromium chromium-driver >/dev/null; \
 	else \
 		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-libtorrent chromium chromium-driver >/dev/null; \
+	fi
+
+# The Pkarr client goes into testdata/pkarr-js/node_modules (git-ignored),
+# pinned by its package-lock.json.
+deps-pkarr-js: deps-system
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	fi
+	@if [ -f testdata/pkarr-js/node_modules/pkarr/package.json ]; then \
+		echo "pkarr JS client present"; \
+	else \
+		cd testdata/pkarr-js && npm ci --no-audit --no-fund; \
 	fi
 
 ## test: lint, then every test with the race detector, then a short fuzz run.
@@ -42,10 +57,20 @@ test: deps lint
 test-short: lint
 	$(GO) test -short -count=1 ./...
 
-lint:
+# staticcheck is installed into $(GOBIN_DIR) from the Go module proxy when
+# it is missing (pinned version, so every machine runs the same checks).
+STATICCHECK_VERSION ?= v0.8.2
+GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
+STATICCHECK := $(GOBIN_DIR)/staticcheck
+
+$(STATICCHECK):
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+lint: $(STATICCHECK)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 
 ## bench: Go benchmarks (-benchmem), then the load tool against a fresh
 ## `dhtd run --no-bootstrap` on loopback (and libtorrent when installed);

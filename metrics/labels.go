@@ -149,7 +149,8 @@ const (
 	RejectSaltTooBig   = "salt_too_big"  // salt above 64 bytes (207)
 	RejectCASMismatch  = "cas_mismatch"  // cas differs from the stored seq (301)
 	RejectSeqTooLow    = "seq_too_low"   // seq below the stored seq (302)
-	RejectFull         = "full"          // the store is at its bound
+	RejectFull         = "full"          // the store is at its bound and no source holds more than the sender's
+	RejectQuota        = "quota"         // the sender's /24 (IPv6 /48) holds its share of the store
 	RejectReadOnly     = "read_only"     // the node does not store
 	RejectBusy         = "busy"          // too many writes waiting to be durable
 	RejectDBError      = "db_error"      // the write to the on-disk store failed
@@ -159,5 +160,22 @@ const (
 var RejectReasons = []string{
 	RejectBadToken, RejectMalformed, RejectTooBig, RejectBadSignature,
 	RejectSaltTooBig, RejectCASMismatch, RejectSeqTooLow, RejectFull, RejectReadOnly,
-	RejectBusy, RejectDBError,
+	RejectBusy, RejectDBError, RejectQuota,
 }
+
+// Eviction reasons: the reason label of the storage_evictions_total counter.
+const (
+	// EvictOverShare: the store was at its bound and the entry was charged
+	// to the source network holding the most, more than the writer's.
+	EvictOverShare = "over_share"
+	// EvictInfohashFull: an infohash held its most peers of one family and
+	// replaced its oldest peer.
+	EvictInfohashFull = "infohash_full"
+	// EvictBytes: the peer store's byte budget was full and nothing could
+	// be taken from another network, so an infohash replaced its own
+	// oldest peer of the family.
+	EvictBytes = "bytes"
+)
+
+// EvictReasons is the fixed set of the reason label of evictions.
+var EvictReasons = []string{EvictOverShare, EvictInfohashFull, EvictBytes}

@@ -217,10 +217,10 @@ func TestSources(t *testing.T) {
 			return TableStats{Good: 120, Questionable: 7, Bad: 2, Buckets: 23, Replacements: 40}
 		},
 		Peers: func() PeerStats {
-			return PeerStats{Infohashes: 10, Peers: 55, Bytes: 4096, EvictedInfohashes: 3, EvictedPeers: 9, Expired: 11, Refused: 4}
+			return PeerStats{Infohashes: 10, Peers: 55, Bytes: 4096, EvictedInfohashes: 3, EvictedPeers: 9, EvictedPeersBytes: 5, Expired: 11, Refused: 4, Sources: 7, TopSource: 3}
 		},
 		Items: func() ItemStats {
-			return ItemStats{Immutable: 5, Mutable: 6, Bytes: 2048, Evicted: 1, Expired: 2}
+			return ItemStats{Immutable: 5, Mutable: 6, Bytes: 2048, Evicted: 1, Expired: 2, Sources: 4, TopSource: 8}
 		},
 		DB: func() DBStats {
 			return DBStats{Commits: 12, Writes: 30, WriteErrors: 1, Corrupt: 2, Size: 32768}
@@ -244,7 +244,7 @@ dhtd_peers_stored 55
 # HELP dhtd_infohashes_stored Infohashes in the announce_peer store.
 # TYPE dhtd_infohashes_stored gauge
 dhtd_infohashes_stored 10
-# HELP dhtd_peer_store_refused_total Announces refused because the peer store was full.
+# HELP dhtd_peer_store_refused_total Announces refused because the peer store was full or the source over its quota.
 # TYPE dhtd_peer_store_refused_total counter
 dhtd_peer_store_refused_total 4
 # HELP dhtd_storage_items BEP 44 items stored, by kind.
@@ -255,11 +255,20 @@ dhtd_storage_items{kind="mutable"} 6
 # TYPE dhtd_storage_bytes gauge
 dhtd_storage_bytes{kind="item"} 2048
 dhtd_storage_bytes{kind="peer"} 4096
-# HELP dhtd_storage_evictions_total Entries evicted to keep the stores within bounds, by kind.
+# HELP dhtd_storage_evictions_total Entries evicted to keep the stores within bounds, by kind and reason.
 # TYPE dhtd_storage_evictions_total counter
-dhtd_storage_evictions_total{kind="infohash"} 3
-dhtd_storage_evictions_total{kind="item"} 1
-dhtd_storage_evictions_total{kind="peer"} 9
+dhtd_storage_evictions_total{kind="infohash",reason="over_share"} 3
+dhtd_storage_evictions_total{kind="item",reason="over_share"} 1
+dhtd_storage_evictions_total{kind="peer",reason="bytes"} 5
+dhtd_storage_evictions_total{kind="peer",reason="infohash_full"} 9
+# HELP dhtd_storage_sources Source networks (/24, IPv6 /48) holding stored entries, by kind.
+# TYPE dhtd_storage_sources gauge
+dhtd_storage_sources{kind="infohash"} 7
+dhtd_storage_sources{kind="item"} 4
+# HELP dhtd_storage_top_source_entries Entries held by the source network holding the most, by kind (per-source quota: storage MaxPerSource).
+# TYPE dhtd_storage_top_source_entries gauge
+dhtd_storage_top_source_entries{kind="infohash"} 3
+dhtd_storage_top_source_entries{kind="item"} 8
 # HELP dhtd_storage_expired_total Entries removed because they aged out, by kind.
 # TYPE dhtd_storage_expired_total counter
 dhtd_storage_expired_total{kind="item"} 2
@@ -284,6 +293,7 @@ dhtd_db_size_bytes 32768
 		"dhtd_routing_nodes", "dhtd_routing_buckets", "dhtd_routing_replacements",
 		"dhtd_peers_stored", "dhtd_infohashes_stored", "dhtd_peer_store_refused_total",
 		"dhtd_storage_items", "dhtd_storage_bytes", "dhtd_storage_evictions_total", "dhtd_storage_expired_total",
+		"dhtd_storage_sources", "dhtd_storage_top_source_entries",
 		"dhtd_db_commits_total", "dhtd_db_writes_total", "dhtd_db_write_errors_total", "dhtd_db_corrupt_records_total", "dhtd_db_size_bytes")
 	if err != nil {
 		t.Error(err)

@@ -16,10 +16,13 @@ type PeerStats struct {
 	Infohashes        int    // infohashes with at least one peer
 	Peers             int    // peer entries over all infohashes
 	Bytes             int    // estimated memory held
-	EvictedInfohashes uint64 // infohashes evicted to stay within bounds
-	EvictedPeers      uint64 // peers evicted to stay within bounds
+	Sources           int    // source networks (/24, /48) infohashes are charged to
+	TopSource         int    // infohashes charged to the network holding the most
+	EvictedInfohashes uint64 // infohashes evicted to stay within bounds (EvictOverShare)
+	EvictedPeers      uint64 // peers replaced in a full infohash (EvictInfohashFull)
+	EvictedPeersBytes uint64 // peers replaced for the byte budget (EvictBytes)
 	Expired           uint64 // peers removed because they aged out
-	Refused           uint64 // announces refused because the store was full
+	Refused           uint64 // announces refused because the store was full or the source over its quota
 }
 
 // ItemStats is a snapshot of the BEP 44 item store. The uint64 fields are
@@ -27,7 +30,9 @@ type PeerStats struct {
 type ItemStats struct {
 	Immutable, Mutable int    // items stored, by kind
 	Bytes              int    // estimated memory held
-	Evicted            uint64 // items evicted to stay within bounds
+	Sources            int    // source networks (/24, /48) items are charged to
+	TopSource          int    // items charged to the network holding the most
+	Evicted            uint64 // items evicted to stay within bounds (EvictOverShare)
 	Expired            uint64 // items removed because they aged out
 }
 
@@ -69,7 +74,9 @@ type Sources struct {
 //	dhtd_peer_store_refused_total                       counter (Peers)
 //	dhtd_storage_items{kind="immutable|mutable"}        gauge   (Items)
 //	dhtd_storage_bytes{kind="peer|item"}                gauge   (Peers, Items)
-//	dhtd_storage_evictions_total{kind="peer|infohash|item"} counter (Peers, Items)
+//	dhtd_storage_sources{kind="infohash|item"}          gauge   (Peers, Items)
+//	dhtd_storage_top_source_entries{kind="infohash|item"} gauge (Peers, Items)
+//	dhtd_storage_evictions_total{kind="peer|infohash|item",reason=EvictReasons} counter (Peers, Items)
 //	dhtd_storage_expired_total{kind="peer|item"}        counter (Peers, Items)
 //	dhtd_db_commits_total                               counter (DB)
 //	dhtd_db_writes_total                                counter (DB)
@@ -102,10 +109,12 @@ var (
 	descRoutingAdmissions   = newDesc("routing_admissions", "Nodes waiting for, or sent, the ping that admits them to the routing table.")
 	descPeersStored         = newDesc("peers_stored", "Peer entries in the announce_peer store.")
 	descInfohashesStored    = newDesc("infohashes_stored", "Infohashes in the announce_peer store.")
-	descPeerStoreRefused    = newDesc("peer_store_refused_total", "Announces refused because the peer store was full.")
+	descPeerStoreRefused    = newDesc("peer_store_refused_total", "Announces refused because the peer store was full or the source over its quota.")
 	descStorageItems        = newDesc("storage_items", "BEP 44 items stored, by kind.", "kind")
 	descStorageBytes        = newDesc("storage_bytes", "Estimated memory held by the stores, by kind.", "kind")
-	descStorageEvictions    = newDesc("storage_evictions_total", "Entries evicted to keep the stores within bounds, by kind.", "kind")
+	descStorageSources      = newDesc("storage_sources", "Source networks (/24, IPv6 /48) holding stored entries, by kind.", "kind")
+	descStorageTopSource    = newDesc("storage_top_source_entries", "Entries held by the source network holding the most, by kind (per-source quota: storage MaxPerSource).", "kind")
+	descStorageEvictions    = newDesc("storage_evictions_total", "Entries evicted to keep the stores within bounds, by kind and reason.", "kind", "reason")
 	descStorageExpired      = newDesc("storage_expired_total", "Entries removed because they aged out, by kind.", "kind")
 	descDBCommits           = newDesc("db_commits_total", "Write transactions committed to the on-disk store (each one fsync).")
 	descDBWrites            = newDesc("db_writes_total", "Writes to the on-disk store that succeeded; concurrent writes share commits.")
@@ -138,6 +147,8 @@ func (c *sourcesCollector) Describe(ch chan<- *prometheus.Desc) {
 	if c.s.Peers != nil || c.s.Items != nil {
 		ch <- descStorageBytes
 		ch <- descStorageEvictions
+		ch <- descStorageSources
+		ch <- descStorageTopSource
 		ch <- descStorageExpired
 	}
 	if c.s.DB != nil {
@@ -171,8 +182,11 @@ func (c *sourcesCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descPeersStored, float64(p.Peers))
 		gauge(descInfohashesStored, float64(p.Infohashes))
 		gauge(descStorageBytes, float64(p.Bytes), "peer")
-		counter(descStorageEvictions, p.EvictedPeers, "peer")
-		counter(descStorageEvictions, p.EvictedInfohashes, "infohash")
+		gauge(descStorageSources, float64(p.Sources), "infohash")
+		gauge(descStorageTopSource, float64(p.TopSource), "infohash")
+		counter(descStorageEvictions, p.EvictedPeers, "peer", EvictInfohashFull)
+		counter(descStorageEvictions, p.EvictedPeersBytes, "peer", EvictBytes)
+		counter(descStorageEvictions, p.EvictedInfohashes, "infohash", EvictOverShare)
 		counter(descStorageExpired, p.Expired, "peer")
 		counter(descPeerStoreRefused, p.Refused)
 	}
@@ -181,7 +195,9 @@ func (c *sourcesCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descStorageItems, float64(it.Immutable), "immutable")
 		gauge(descStorageItems, float64(it.Mutable), "mutable")
 		gauge(descStorageBytes, float64(it.Bytes), "item")
-		counter(descStorageEvictions, it.Evicted, "item")
+		gauge(descStorageSources, float64(it.Sources), "item")
+		gauge(descStorageTopSource, float64(it.TopSource), "item")
+		counter(descStorageEvictions, it.Evicted, "item", EvictOverShare)
 		counter(descStorageExpired, it.Expired, "item")
 	}
 	if c.s.DB != nil {

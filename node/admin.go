@@ -60,14 +60,17 @@ func (n *Node) registerSources() {
 			s := n.peers.Stats()
 			return metrics.PeerStats{
 				Infohashes: s.Infohashes, Peers: s.Peers, Bytes: int(s.Bytes),
+				Sources: s.Sources, TopSource: s.TopSource,
 				EvictedInfohashes: s.EvictedInfohashes, EvictedPeers: s.EvictedPeers,
-				Expired: s.Expired, Refused: s.RefusedInfohashes + s.RefusedBytes,
+				EvictedPeersBytes: s.EvictedPeersBytes,
+				Expired:           s.Expired, Refused: s.RefusedInfohashes + s.RefusedBytes + s.RefusedQuota,
 			}
 		},
 		Items: func() metrics.ItemStats {
 			s := n.items.Stats()
 			return metrics.ItemStats{
 				Immutable: s.Immutable, Mutable: s.Mutable, Bytes: int(s.Bytes),
+				Sources: s.Sources, TopSource: s.TopSource,
 				Evicted: s.Evicted, Expired: s.Expired,
 			}
 		},

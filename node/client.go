@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 
 	"github.com/anacrolix/torrent/bencode"
@@ -19,6 +20,14 @@ import (
 type PeersResult struct {
 	Lookup LookupResult     // the K closest responders, with their tokens
 	Peers  []netip.AddrPort // every distinct peer returned
+	HeldBy []PeersFrom      // the nodes that returned peers, in reply order
+}
+
+// PeersFrom is one node that answered get_peers with peers, and the valid
+// peers it returned (some may have come from other nodes too).
+type PeersFrom struct {
+	Node  krpc.NodeInfo
+	Peers []netip.AddrPort
 }
 
 // GetPeers runs an iterative get_peers lookup for ih (BEP 5). onPeer, if not
@@ -29,9 +38,14 @@ func (n *Node) GetPeers(ctx context.Context, ih krpc.ID, onPeer func(netip.AddrP
 	seen := make(map[netip.AddrPort]bool)
 	lr, err := n.lookup(ctx, "get_peers", ih, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
 		return n.query(ctx, to, krpc.MethodGetPeers, &krpc.Args{InfoHash: &ih})
-	}, func(_ krpc.NodeInfo, m *krpc.Msg) bool {
+	}, func(from krpc.NodeInfo, m *krpc.Msg) bool {
+		var held []netip.AddrPort
 		for _, p := range m.R.Values {
-			if !p.IsValid() || p.Port() == 0 || seen[p] {
+			if !p.IsValid() || p.Port() == 0 {
+				continue
+			}
+			held = append(held, p)
+			if seen[p] {
 				continue
 			}
 			seen[p] = true
@@ -39,6 +53,9 @@ func (n *Node) GetPeers(ctx context.Context, ih krpc.ID, onPeer func(netip.AddrP
 			if onPeer != nil {
 				onPeer(p)
 			}
+		}
+		if len(held) > 0 {
+			res.HeldBy = append(res.HeldBy, PeersFrom{Node: from, Peers: held})
 		}
 		return false
 	})
@@ -48,10 +65,59 @@ func (n *Node) GetPeers(ctx context.Context, ih krpc.ID, onPeer func(netip.AddrP
 
 // AnnounceResult is the outcome of Announce.
 type AnnounceResult struct {
-	Peers     PeersResult   // the get_peers lookup that found the storers
-	Announced int           // announce_peer queries sent
-	Accepted  int           // answered with success
-	Errors    map[int64]int // KRPC error replies by code
+	Peers      PeersResult     // the get_peers lookup that found the storers
+	Announced  int             // announce_peer queries sent
+	Accepted   int             // answered with success
+	StoredAt   []krpc.NodeInfo // the nodes that answered with success
+	RefusedBy  []NodeError     // the nodes that answered with a KRPC error
+	Unanswered []krpc.NodeInfo // the nodes that did not answer in time
+	Errors     map[int64]int   // KRPC error replies by code
+}
+
+// NodeError is one node's refusal of a write (announce_peer or put): the
+// node and the KRPC error it answered with (BEP 5 "e": code and message).
+type NodeError struct {
+	Node krpc.NodeInfo
+	Code int64
+	Msg  string
+}
+
+// String is "ADDR (id ID): CODE MESSAGE".
+func (e NodeError) String() string {
+	return fmt.Sprintf("%s (id %s): %d %s", e.Node.Addr, e.Node.ID, e.Code, e.Msg)
+}
+
+// ErrNotStored is wrapped by the error of a put or announce that no node
+// accepted; the message names each node that refused and why.
+var ErrNotStored = errors.New("no node stored it")
+
+// writeOutcome is what writeToClosest's writes came to, node by node.
+type writeOutcome struct {
+	sent       int
+	storedAt   []krpc.NodeInfo
+	refusedBy  []NodeError
+	unanswered []krpc.NodeInfo
+	codes      map[int64]int
+}
+
+// notStored is the error of a write no node accepted: it wraps
+// ErrNotStored and lists every refusal.
+func (w writeOutcome) notStored(what string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "(%d tried", w.sent)
+	if len(w.unanswered) > 0 {
+		fmt.Fprintf(&b, ", %d did not answer", len(w.unanswered))
+	}
+	b.WriteString(")")
+	for i, e := range w.refusedBy {
+		if i == 0 {
+			b.WriteString(": refused by ")
+		} else {
+			b.WriteString("; ")
+		}
+		b.WriteString(e.String())
+	}
+	return fmt.Errorf("%s: %w %s", what, ErrNotStored, b.String())
 }
 
 // Announce looks up ih, then announces us as a peer on port (or, with
@@ -85,7 +151,7 @@ func (n *Node) AnnounceWith(ctx context.Context, ih krpc.ID, o AnnounceOptions) 
 	if impliedPort {
 		implied = 1
 	}
-	res.Announced, res.Accepted, res.Errors, _ = n.storeToClosest(ctx, pr.Lookup.Closest, func(f Found) *krpc.Args {
+	w := n.writeToClosest(ctx, pr.Lookup.Closest, func(f Found) *krpc.Args {
 		a := &krpc.Args{InfoHash: &ih, Port: &p, ImpliedPort: implied, Token: f.Reply.R.Token}
 		if o.Seed {
 			one := int64(1)
@@ -93,44 +159,57 @@ func (n *Node) AnnounceWith(ctx context.Context, ih krpc.ID, o AnnounceOptions) 
 		}
 		return a
 	}, krpc.MethodAnnouncePeer)
+	res.Announced, res.Accepted, res.Errors = w.sent, len(w.storedAt), w.codes
+	res.StoredAt, res.RefusedBy, res.Unanswered = w.storedAt, w.refusedBy, w.unanswered
 	if res.Accepted == 0 {
-		return res, fmt.Errorf("announce %s: no node accepted (%d tried)", ih, res.Announced)
+		return res, w.notStored("announce " + ih.String())
 	}
 	return res, nil
 }
 
-// storeToClosest sends one write query (announce_peer or put) to each
-// responder that gave a token, concurrently, and counts the successes
-// (accepted lists those nodes).
-func (n *Node) storeToClosest(ctx context.Context, closest []Found, args func(Found) *krpc.Args, method string) (sent, ok int, codes map[int64]int, accepted []krpc.NodeInfo) {
-	codes = make(map[int64]int)
+// writeToClosest sends one write query (announce_peer or put) to each
+// responder that gave a token, concurrently, and reports each node's
+// answer: success (storedAt), a KRPC error (refusedBy) or none
+// (unanswered). Each list is in the order of closest.
+func (n *Node) writeToClosest(ctx context.Context, closest []Found, args func(Found) *krpc.Args, method string) writeOutcome {
+	w := writeOutcome{codes: make(map[int64]int)}
+	type answer struct {
+		err   error
+		ke    *krpc.Error
+		asked bool
+	}
+	answers := make([]answer, len(closest))
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	for _, f := range closest {
+	for i, f := range closest {
 		if f.Reply == nil || f.Reply.R == nil || f.Reply.R.Token == "" {
 			continue
 		}
-		sent++
+		w.sent++
+		answers[i].asked = true
 		wg.Add(1)
-		go func(f Found) {
+		go func(a *answer, f Found) {
 			defer wg.Done()
-			_, err := n.query(ctx, f.Node.Addr, method, args(f))
-			mu.Lock()
-			defer mu.Unlock()
-			var ke *krpc.Error
-			switch {
-			case err == nil:
-				ok++
-				accepted = append(accepted, f.Node)
-			case errors.As(err, &ke):
-				codes[ke.Code]++
-			default:
-				n.log.Debug("store query failed", "method", method, "node", f.Node, "err", err)
+			_, a.err = n.query(ctx, f.Node.Addr, method, args(f))
+			if a.err != nil && !errors.As(a.err, &a.ke) {
+				n.log.Debug("store query failed", "method", method, "node", f.Node, "err", a.err)
 			}
-		}(f)
+		}(&answers[i], f)
 	}
 	wg.Wait()
-	return sent, ok, codes, accepted
+	for i, a := range answers {
+		node := closest[i].Node
+		switch {
+		case !a.asked:
+		case a.err == nil:
+			w.storedAt = append(w.storedAt, node)
+		case a.ke != nil:
+			w.codes[a.ke.Code]++
+			w.refusedBy = append(w.refusedBy, NodeError{Node: node, Code: a.ke.Code, Msg: a.ke.Msg})
+		default:
+			w.unanswered = append(w.unanswered, node)
+		}
+	}
+	return w
 }
 
 // GetOptions tune Get.
@@ -145,8 +224,9 @@ type GetOptions struct {
 type GetResult struct {
 	Target krpc.ID
 	Found  bool
-	Item   storage.Item // the value (raw bencode) and, if mutable, k, seq, sig
-	Count  int          // nodes that returned this value (and seq)
+	Item   storage.Item    // the value (raw bencode) and, if mutable, k, seq, sig
+	Count  int             // nodes that returned this value (and seq)
+	HeldBy []krpc.NodeInfo // those nodes, in reply order
 	Lookup LookupResult
 }
 
@@ -164,7 +244,7 @@ func (n *Node) get(ctx context.Context, target krpc.ID, opts GetOptions, stopEar
 	res := GetResult{Target: target}
 	lr, err := n.lookup(ctx, "get", target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
 		return n.query(ctx, to, krpc.MethodGet, &krpc.Args{Target: &target, Seq: opts.Seq})
-	}, func(_ krpc.NodeInfo, m *krpc.Msg) bool {
+	}, func(from krpc.NodeInfo, m *krpc.Msg) bool {
 		it, ok := verifyItem(target, opts.Salt, m.R)
 		if !ok {
 			return false
@@ -172,8 +252,10 @@ func (n *Node) get(ctx context.Context, target krpc.ID, opts GetOptions, stopEar
 		switch {
 		case !res.Found || (it.Mutable && it.Seq > res.Item.Seq):
 			res.Found, res.Item, res.Count = true, it, 1
+			res.HeldBy = append(res.HeldBy[:0], from)
 		case it.Seq == res.Item.Seq && bytes.Equal(it.V, res.Item.V):
 			res.Count++
+			res.HeldBy = append(res.HeldBy, from)
 		}
 		return stopEarly && !it.Mutable // immutable: the first valid value settles it
 	})
@@ -209,13 +291,21 @@ func verifyItem(target krpc.ID, salt []byte, r *krpc.Return) (storage.Item, bool
 
 // PutResult is the outcome of a put.
 type PutResult struct {
-	Target   krpc.ID
-	Seq      int64           // the seq put (mutable)
-	Sent     int             // put queries sent
-	Stored   int             // nodes that answered with success
-	StoredAt []krpc.NodeInfo // those nodes
-	Errors   map[int64]int   // KRPC error replies by code (e.g. 301, 302)
-	Lookup   LookupResult
+	Target     krpc.ID
+	Seq        int64           // the seq put (mutable)
+	Sent       int             // put queries sent
+	Stored     int             // nodes that answered with success
+	StoredAt   []krpc.NodeInfo // those nodes
+	RefusedBy  []NodeError     // the nodes that answered with a KRPC error
+	Unanswered []krpc.NodeInfo // the nodes that did not answer in time
+	Errors     map[int64]int   // KRPC error replies by code (e.g. 301, 302)
+	Lookup     LookupResult
+}
+
+// setWrites copies a write outcome into the result.
+func (r *PutResult) setWrites(w writeOutcome) {
+	r.Sent, r.Stored, r.Errors = w.sent, len(w.storedAt), w.codes
+	r.StoredAt, r.RefusedBy, r.Unanswered = w.storedAt, w.refusedBy, w.unanswered
 }
 
 // PutImmutable stores the bencoded value v (at most 1000 bytes) on the K
@@ -233,11 +323,12 @@ func (n *Node) PutImmutable(ctx context.Context, v []byte) (PutResult, error) {
 	if err != nil && len(gr.Lookup.Closest) == 0 {
 		return res, fmt.Errorf("put %s: %w", target, err)
 	}
-	res.Sent, res.Stored, res.Errors, res.StoredAt = n.storeToClosest(ctx, gr.Lookup.Closest, func(f Found) *krpc.Args {
+	w := n.writeToClosest(ctx, gr.Lookup.Closest, func(f Found) *krpc.Args {
 		return &krpc.Args{V: bencode.Bytes(v), Token: f.Reply.R.Token}
 	}, krpc.MethodPut)
+	res.setWrites(w)
 	if res.Stored == 0 {
-		return res, fmt.Errorf("put %s: no node stored it (%d tried)", target, res.Sent)
+		return res, w.notStored("put " + target.String())
 	}
 	return res, nil
 }
@@ -293,17 +384,18 @@ func (n *Node) putMutable(ctx context.Context, pub ed25519.PublicKey, v []byte, 
 	}
 	sig := sign(res.Seq)
 	seq := res.Seq
-	res.Sent, res.Stored, res.Errors, res.StoredAt = n.storeToClosest(ctx, gr.Lookup.Closest, func(f Found) *krpc.Args {
+	w := n.writeToClosest(ctx, gr.Lookup.Closest, func(f Found) *krpc.Args {
 		return &krpc.Args{
 			V: bencode.Bytes(v), K: string(pub), Sig: string(sig), Salt: string(opts.Salt),
 			Seq: &seq, Cas: opts.Cas, Token: f.Reply.R.Token,
 		}
 	}, krpc.MethodPut)
+	res.setWrites(w)
 	if res.Stored == 0 {
 		if gr.Found && opts.Seq != nil && *opts.Seq <= gr.Item.Seq {
 			return res, fmt.Errorf("put %s seq %d: %w (network has %d)", target, seq, ErrSeqNotNewer, gr.Item.Seq)
 		}
-		return res, fmt.Errorf("put %s: no node stored it (%d tried)", target, res.Sent)
+		return res, w.notStored("put " + target.String())
 	}
 	return res, nil
 }

@@ -109,10 +109,19 @@ type Config struct {
 	ReadOnly bool
 	// Table configures the routing table (bucket size follows K).
 	Table routing.Config
-	// Peers configures the peer store.
+	// Peers configures the peer store, including the per-source quota
+	// (storage.PeerConfig.MaxPerSource: 2% of the infohashes per /24 or
+	// /48 by default; loopback exempt unless LimitLoopback).
 	Peers storage.PeerConfig
-	// Items configures the BEP 44 item store.
+	// Items configures the BEP 44 item store, including the per-source
+	// quota (storage.ItemConfig.MaxPerSource: 2% of the items per /24 or
+	// /48 by default; loopback exempt unless LimitLoopback).
 	Items storage.ItemConfig
+	// TokenRotate is how often the write-token secret changes; a token is
+	// accepted for between one and two periods after it was given. Default
+	// 5m (BEP 5: tokens up to ten minutes old are accepted). Tests shorten
+	// it to watch tokens expire.
+	TokenRotate time.Duration
 	// RepublishInterval is how often a Republisher re-puts the items it
 	// keeps (BEP 44: publishers SHOULD re-put once an hour). Default 1h.
 	RepublishInterval time.Duration
@@ -213,6 +222,8 @@ func (c *Config) setDefaults() {
 	}
 	c.Table.LimitLoopback = c.Table.LimitLoopback || c.LimitLoopback
 	c.RateLimit.LimitLoopback = c.RateLimit.LimitLoopback || c.LimitLoopback
+	c.Items.LimitLoopback = c.Items.LimitLoopback || c.LimitLoopback
+	c.Peers.LimitLoopback = c.Peers.LimitLoopback || c.LimitLoopback
 	if c.UnverifiedReplyBytes == 0 {
 		c.UnverifiedReplyBytes = 700
 	}

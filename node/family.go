@@ -51,17 +51,18 @@ func (n *Node) familyTable(v6 bool) *routing.Table {
 }
 
 // linkedNodes fills r's "nodes" and "nodes6", as asked, from the table of
-// each family: ours and the linked node's (BEP 32 "want").
-func (n *Node) linkedNodes(r *krpc.Return, target krpc.ID, want4, want6 bool) {
+// each family: ours and the linked node's (BEP 32 "want"), never the
+// querier (id, from).
+func (n *Node) linkedNodes(r *krpc.Return, target krpc.ID, want4, want6 bool, id krpc.ID, from netip.AddrPort) {
 	if t := n.familyTable(false); want4 && t != nil {
-		for _, c := range t.Closest(target, n.cfg.K) {
+		for _, c := range notQuerier(t.Closest(target, n.cfg.K+2), id, from, n.cfg.K) {
 			if c.Addr.Addr().Unmap().Is4() {
 				r.Nodes = append(r.Nodes, c)
 			}
 		}
 	}
 	if t := n.familyTable(true); want6 && t != nil {
-		for _, c := range t.Closest(target, n.cfg.K) {
+		for _, c := range notQuerier(t.Closest(target, n.cfg.K+2), id, from, n.cfg.K) {
 			if !c.Addr.Addr().Unmap().Is4() {
 				r.Nodes6 = append(r.Nodes6, c)
 			}

@@ -95,7 +95,8 @@ func newReply() *krpc.Msg {
 }
 
 // nodesFor fills "nodes" (and, when asked, "nodes6") with the K closest
-// nodes the table knows to target (BEP 5; BEP 32 "want").
+// nodes the table knows to target (BEP 5; BEP 32 "want"), leaving out the
+// querier (see notQuerier).
 func (n *Node) nodesFor(target krpc.ID, a *krpc.Args, from netip.AddrPort) *krpc.Return {
 	return n.nodesReply(target, a, from).R
 }
@@ -108,10 +109,10 @@ func (n *Node) nodesReply(target krpc.ID, a *krpc.Args, from netip.AddrPort) *kr
 	r := m.R
 	want4, want6 := a.WantsNodes(from.Addr().Is6() && !from.Addr().Is4In6())
 	if n.sibling.Load() != nil {
-		n.linkedNodes(m.R, target, want4, want6) // dual stack: family.go
+		n.linkedNodes(m.R, target, want4, want6, a.ID, from) // dual stack: family.go
 		return m
 	}
-	closest := n.table.Closest(target, n.cfg.K)
+	closest := notQuerier(n.table.Closest(target, n.cfg.K+2), a.ID, from, n.cfg.K)
 	if len(closest) == 0 {
 		return m
 	}
@@ -137,4 +138,22 @@ func (n *Node) nodesReply(target krpc.ID, a *krpc.Args, from netip.AddrPort) *kr
 		}
 	}
 	return m
+}
+
+// notQuerier removes the querier from closest, in place, and keeps at most k
+// nodes. A node that lists the asker to itself wastes a slot of its answer
+// and sends the asker's lookup back to the asker (BEP 5: the K nodes closest
+// to the target are for the querier to ask next). The querier is any entry
+// with its id or its address; both can be in the table (it is added when it
+// queries), so callers ask the table for k+2 nodes.
+func notQuerier(closest []krpc.NodeInfo, id krpc.ID, from netip.AddrPort, k int) []krpc.NodeInfo {
+	fromIP := from.Addr().Unmap()
+	out := closest[:0]
+	for _, c := range closest {
+		if c.ID == id || (c.Addr.Port() == from.Port() && c.Addr.Addr().Unmap() == fromIP) {
+			continue
+		}
+		out = append(out, c)
+	}
+	return out[:min(k, len(out))]
 }

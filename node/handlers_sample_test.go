@@ -37,7 +37,8 @@ func TestHandleSampleInfohashes(t *testing.T) {
 	for i := range 1000 {
 		ih := hqRandomID(rnd)
 		stored[ih] = true
-		n.peers.Announce(ih, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 3, byte(i >> 8), byte(i)}), 6881), false, now)
+		// One peer per /24, so no source network meets its quota.
+		n.peers.Announce(ih, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1}), 6881), false, now)
 	}
 	hqPopulate(n, 50, rnd)
 	n.owners.add(from.Addr(), time.Now()) // full replies (amplify.go)

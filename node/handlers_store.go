@@ -56,7 +56,12 @@ func (n *Node) handleGetPeers(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 		}
 	}
 	max := max(0, budget/per)
-	peers := n.peers.Peers(ih, isV6(from), max, now, nil)
+	var peers []netip.AddrPort
+	if a.NoSeed == 1 {
+		peers = n.peers.NonSeedsFrom(from.Addr(), ih, isV6(from), max, now, nil) // BEP 33
+	} else {
+		peers = n.peers.PeersFrom(from.Addr(), ih, isV6(from), max, now, nil)
+	}
 	if capped && len(peers) == max && max > 0 {
 		n.metrics.RepliesTrimmed.Inc() // perhaps more were stored
 	}
@@ -99,8 +104,10 @@ func (n *Node) handleAnnounce(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 	if n.db != nil {
 		refusedBefore = peerRefusals(n.peers.Stats())
 	}
-	n.peers.Announce(ih, peer, seed, now)
-	// An announce the store refused (full of closer infohashes) is answered
+	if err := n.peers.Announce(ih, peer, seed, now); err != nil {
+		n.metrics.StorageRejections.WithLabelValues(metrics.StorePeer, storeRejectReason(err)).Inc()
+	}
+	// An announce the store refused (full, or source over quota) is answered
 	// as before but not written, so the database stays within the store's
 	// bounds. Only the read loop announces, so the counter moved for this
 	// announce.
@@ -126,7 +133,7 @@ func (n *Node) handleGet(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 	r := n.nodesFor(*a.Target, a, from)
 	r.Token = n.tokens.Issue(from.Addr(), *a.Target, now)
 	n.metrics.TokensIssued.Inc()
-	it, ok := n.items.Get(*a.Target, now)
+	it, ok := n.items.GetFrom(*a.Target, from.Addr(), now)
 	if !ok {
 		return &krpc.Msg{R: r}
 	}
@@ -171,7 +178,7 @@ func (n *Node) handlePut(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 		n.metrics.StorageRejections.WithLabelValues(kind, putRejectReason(e)).Inc()
 		return &krpc.Msg{E: e}
 	}
-	err := n.items.Put(p.Item(), p.Cas, now)
+	err := n.items.PutFrom(p.Item(), p.Cas, from.Addr(), now)
 	var ke *krpc.Error
 	switch {
 	case err == nil:
@@ -187,8 +194,9 @@ func (n *Node) handlePut(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 	case errors.As(err, &ke):
 		n.metrics.StorageRejections.WithLabelValues(kind, putRejectReason(ke)).Inc()
 		return &krpc.Msg{E: ke}
-	case errors.Is(err, storage.ErrStoreFull):
-		n.metrics.StorageRejections.WithLabelValues(kind, metrics.RejectFull).Inc()
+	case errors.Is(err, storage.ErrStoreFull), errors.Is(err, storage.ErrQuota):
+		// Not stored, so not acknowledged: the publisher can try another node.
+		n.metrics.StorageRejections.WithLabelValues(kind, storeRejectReason(err)).Inc()
 		return errMsg(krpc.ErrCodeServer, "storage full")
 	default:
 		n.log.Error("put", "err", err)
@@ -218,5 +226,17 @@ func putRejectReason(e *krpc.Error) string {
 
 // peerRefusals is the number of announces the peer store refused.
 func peerRefusals(s storage.PeerStats) uint64 {
-	return s.RefusedInfohashes + s.RefusedBytes + s.RefusedInvalid
+	return s.RefusedInfohashes + s.RefusedBytes + s.RefusedInvalid + s.RefusedQuota
+}
+
+// storeRejectReason maps a refusal of the item or peer store to a fixed
+// metric label.
+func storeRejectReason(err error) string {
+	switch {
+	case errors.Is(err, storage.ErrQuota):
+		return metrics.RejectQuota
+	case errors.Is(err, storage.ErrStoreFull):
+		return metrics.RejectFull
+	}
+	return metrics.RejectMalformed
 }

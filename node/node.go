@@ -109,7 +109,7 @@ func New(cfg Config) (*Node, error) {
 		log:         cfg.Logger,
 		clock:       cfg.Clock,
 		table:       routing.NewTable(id, cfg.Table),
-		tokens:      storage.NewTokens(nil, now),
+		tokens:      newTokens(cfg.TokenRotate, now),
 		peers:       storage.NewPeerStore(id, cfg.Peers),
 		items:       storage.NewItemStore(id, cfg.Items),
 		metrics:     metrics.NewWith(cfg.Registry, metrics.BuildInfo{Version: Version, GoVersion: goVersion()}, cfg.Metrics),
@@ -535,4 +535,12 @@ func (n *Node) every(d time.Duration, fn func()) {
 		fn()
 		arm()
 	}
+}
+
+// newTokens returns the write tokens, their secret rotated every rotate
+// (zero: storage.DefaultTokenRotate).
+func newTokens(rotate time.Duration, now time.Time) *storage.Tokens {
+	t := storage.NewTokens(nil, now)
+	t.Rotate = rotate
+	return t
 }

@@ -245,6 +245,39 @@ func (r *Republisher) Keep(it storage.Item) error {
 	return nil
 }
 
+// Watch keeps alive the mutable item of pub and salt that someone else
+// publishes, without its record or private key: each round fetches the
+// newest validly signed record from the network and re-puts it to the K
+// closest nodes, so the item lives as long as the Republisher runs and
+// follows every update its owner makes (BEP 44: any node may republish a
+// signed record). The first round runs after first; a round that finds no
+// record is retried after a twelfth of the interval; until one is found,
+// Item reports a record with no value. Watching a target already kept or
+// watched changes nothing.
+func (r *Republisher) Watch(pub ed25519.PublicKey, salt []byte, first time.Duration) error {
+	if len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("watch: public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
+	}
+	if len(salt) > storage.MaxSaltLen {
+		return fmt.Errorf("watch: salt is %d bytes, at most %d", len(salt), storage.MaxSaltLen)
+	}
+	it := storage.Item{K: append([]byte(nil), pub...), Salt: salt, Seq: -1, Mutable: true}
+	target := it.Target()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || r.ctx.Err() != nil {
+		return fmt.Errorf("watch %s: republisher closed", target)
+	}
+	if r.items[target] != nil {
+		return nil
+	}
+	k := &keptItem{item: cloneItem(it)} // lastPut zero: no copy of ours yet
+	r.items[target] = k
+	k.timer = r.n.clock.AfterFunc(first, func() { r.round(target, k) })
+	r.stats.Kept = len(r.items)
+	return nil
+}
+
 // checkKeepable validates an item the way a storing node would.
 func checkKeepable(it storage.Item) error {
 	if err := storage.CheckBencode(it.V); err != nil {
@@ -453,7 +486,12 @@ func (r *Republisher) republish(ctx context.Context, target krpc.ID, it storage.
 		return republishFailed, it, fmt.Errorf("republish %s: %w", target, err)
 	}
 	outcome := republishPut
-	if it.Mutable && gr.Found && gr.Item.Seq > it.Seq {
+	switch watched := it.Mutable && it.Sig == nil; {
+	case watched && !gr.Found: // no record seen yet
+		return republishFailed, it, fmt.Errorf("republish %s: no record found (%d nodes queried)", target, gr.Lookup.Queried)
+	case watched:
+		it = cloneItem(gr.Item) // the first record of a watched item
+	case it.Mutable && gr.Found && gr.Item.Seq > it.Seq:
 		// verifyItem checked the signature over (salt, seq, v) for this key.
 		it, outcome = cloneItem(gr.Item), republishSuperseded
 	}
@@ -461,19 +499,19 @@ func (r *Republisher) republish(ctx context.Context, target krpc.ID, it storage.
 	// the round after this one: storers keep an item for the item TTL after
 	// its last put (our own store's TTL is the assumption for theirs).
 	ttl := r.n.items.Config().TTL
-	if outcome == republishPut && r.n.clock.Now().Sub(lastPut)+r.interval < ttl && r.enoughCopies(gr, it) {
+	if outcome == republishPut && !lastPut.IsZero() && r.n.clock.Now().Sub(lastPut)+r.interval < ttl && r.enoughCopies(gr, it) {
 		return republishSkipped, it, nil
 	}
 	seq := it.Seq
-	_, stored, codes, _ := r.n.storeToClosest(ctx, gr.Lookup.Closest, func(f Found) *krpc.Args {
+	w := r.n.writeToClosest(ctx, gr.Lookup.Closest, func(f Found) *krpc.Args {
 		a := &krpc.Args{V: bencode.Bytes(it.V), Token: f.Reply.R.Token}
 		if it.Mutable {
 			a.K, a.Sig, a.Salt, a.Seq = string(it.K), string(it.Sig), string(it.Salt), &seq
 		}
 		return a
 	}, krpc.MethodPut)
-	if stored == 0 {
-		return republishFailed, it, fmt.Errorf("republish %s: no node stored it (%d answered the lookup, errors %v)", target, len(gr.Lookup.Closest), codes)
+	if len(w.storedAt) == 0 {
+		return republishFailed, it, w.notStored(fmt.Sprintf("republish %s (%d answered the lookup)", target, len(gr.Lookup.Closest)))
 	}
 	return outcome, it, nil
 }

@@ -314,9 +314,11 @@ func bep44Protocol(msg string) *krpc.Error {
 //
 //  1. 203: v or token missing; a mutable put (k present) whose k is not 32
 //     bytes, whose sig is not 64 bytes or whose seq is missing; an
-//     immutable put (no k) carrying sig, seq, salt or cas (BEP 44 errata:
-//     such a put is malformed, never stored as immutable); v not exactly one
-//     canonical bencoded value.
+//     immutable put (no k) carrying sig, salt or cas (BEP 44 errata: such a
+//     put is malformed, never stored as immutable); v not exactly one
+//     canonical bencoded value. A seq without k and sig is ignored: BEP 44
+//     tells the kinds apart by k and sig, libtorrent stores such a put as
+//     immutable, and anacrolix/dht sends "seq": 0 in every immutable put.
 //  2. 205: v longer than MaxValueLen bytes.
 //  3. 207: salt longer than MaxSaltLen bytes.
 //  4. 203: seq negative (practice, libtorrent; §4 step 5 places it after the
@@ -348,8 +350,6 @@ func ValidatePutShape(a *PutArgs) *krpc.Error {
 		switch {
 		case len(a.Sig) > 0:
 			return bep44Protocol("sig without k")
-		case a.Seq != nil:
-			return bep44Protocol("seq without k")
 		case len(a.Salt) > 0:
 			return bep44Protocol("salt without k")
 		case a.Cas != nil:

@@ -2,9 +2,9 @@ package storage
 
 // The BEP 44 item store: immutable and mutable items in one table keyed by
 // target, with the storing-node rules of bep44.md §4 (cas, seq), expiry 2 h
-// after the last accepted put (bep44.md §6, BEP 44 "items MAY expire after 2
-// hours") and count and byte bounds that evict the items farthest from our
-// own id first.
+// after the last accepted put (BEP 44, Expiration: "items MAY expire after 2
+// hours"), count and byte bounds, and a per-source quota (quota.go): when
+// full, room is taken from the source network holding the most items.
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -90,6 +91,15 @@ type ItemConfig struct {
 	// (payload only; per-item overhead is bounded by MaxItems). Default
 	// DefaultMaxBytes (32 MiB).
 	MaxBytes int64
+	// MaxPerSource is the most items one source network (the /24 of an
+	// IPv4 sender, the /48 of an IPv6 one) may have stored; a put of a new
+	// item beyond it fails with ErrQuota. Re-puts and updates of stored
+	// items are always allowed. Default MaxItems/DefaultSourceShare (2%,
+	// 200 items), at least 1; negative disables the quota.
+	MaxPerSource int
+	// LimitLoopback applies MaxPerSource to loopback senders too, which
+	// are exempt by default so local test networks work.
+	LimitLoopback bool
 }
 
 // withDefaults returns c with every unset field defaulted.
@@ -103,15 +113,17 @@ func (c ItemConfig) withDefaults() ItemConfig {
 	if c.MaxBytes <= 0 {
 		c.MaxBytes = DefaultMaxBytes
 	}
+	c.MaxPerSource = sourceQuota(c.MaxPerSource, c.MaxItems)
 	return c
 }
 
-// ErrStoreFull is returned (wrapped) by ItemStore.Put when the store is at
-// its count or byte bound and every stored item is at least as close to our
-// id as the new one, so nothing may be evicted for it. Refusing storage is
-// not a protocol error: the put handler answers it with 202 (server error)
-// "storage full". Test with errors.Is.
-var ErrStoreFull = errors.New("storage: BEP 44 item store full")
+// ErrStoreFull is returned (wrapped) by ItemStore.Put and PeerStore.Announce
+// when the store is at its count or byte bound and no source network holds
+// more than the writer's, so nothing may be evicted for it (see
+// ItemStore.PutFrom and PeerStore). Refusing storage is not a protocol
+// error: the put handler answers it with 202 (server error) "storage full".
+// Test with errors.Is.
+var ErrStoreFull = errors.New("storage: store full")
 
 // ItemStats are the counters of an ItemStore. Gauges (Immutable, Mutable,
 // Bytes) describe the current content; the others count events since
@@ -120,30 +132,35 @@ type ItemStats struct {
 	Immutable int   // immutable items stored
 	Mutable   int   // mutable items stored
 	Bytes     int64 // payload bytes stored (unit of ItemConfig.MaxBytes)
+	Sources   int   // source networks (/24, /48) that items are charged to
+	TopSource int   // items charged to the network holding the most
 
 	Stored    uint64 // puts that added a new item
 	Updated   uint64 // mutable puts that replaced an item with a higher seq
 	Refreshed uint64 // puts that only reset an item's expiry (identical re-put)
-	Evicted   uint64 // items evicted to make room for closer ones
+	Evicted   uint64 // items evicted from the network holding the most to make room
 	Expired   uint64 // items removed because their TTL ran out
 
 	RejectedInvalid  uint64 // 203: item malformed (caller skipped validation)
 	RejectedCAS      uint64 // 301: cas present and != stored seq
 	RejectedSeqLess  uint64 // 302: seq lower than the stored seq
 	RejectedSeqEqual uint64 // 302: same seq as stored, different v
-	RejectedFull     uint64 // ErrStoreFull: no room and nothing farther to evict
+	RejectedFull     uint64 // ErrStoreFull: no room and no network over the putter's share
+	RejectedQuota    uint64 // ErrQuota: the source network holds its quota
 }
 
 // itemEntry is one stored item with its bookkeeping.
 type itemEntry struct {
 	item    Item
 	target  krpc.ID
-	dist    krpc.ID   // target XOR our id
+	src     sourceKey // the network that first stored it
+	u       usage     // eviction order (quota.go)
 	expires time.Time // the item is gone at and after this instant
 	size    int64
 	expIdx  int // index in ItemStore.byExpiry
-	distIdx int // index in ItemStore.byDist
 }
+
+func (e *itemEntry) use() *usage { return &e.u }
 
 // itemExpiryHeap is a min-heap of entries by expiry time.
 type itemExpiryHeap []*itemEntry
@@ -168,30 +185,6 @@ func (h *itemExpiryHeap) Pop() any {
 	return e
 }
 
-// itemDistHeap is a max-heap of entries by XOR distance to our id: the root
-// is the farthest item, the first to evict.
-type itemDistHeap []*itemEntry
-
-func (h itemDistHeap) Len() int           { return len(h) }
-func (h itemDistHeap) Less(i, j int) bool { return h[j].dist.Less(h[i].dist) }
-func (h itemDistHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].distIdx, h[j].distIdx = i, j
-}
-func (h *itemDistHeap) Push(x any) {
-	e := x.(*itemEntry)
-	e.distIdx = len(*h)
-	*h = append(*h, e)
-}
-func (h *itemDistHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	e.distIdx = -1
-	return e
-}
-
 // ItemStore holds BEP 44 items for the node whose id is self. It is safe for
 // concurrent use. Time is passed in explicitly; the store never reads the
 // clock.
@@ -202,7 +195,7 @@ type ItemStore struct {
 	mu       sync.RWMutex
 	items    map[krpc.ID]*itemEntry
 	byExpiry itemExpiryHeap
-	byDist   itemDistHeap
+	bySource groups[*itemEntry] // eviction order, per source network
 	stats    ItemStats
 
 	onRemove func(target krpc.ID) // SetOnRemove hook, nil if none
@@ -213,9 +206,10 @@ type ItemStore struct {
 // fields take their defaults.
 func NewItemStore(self krpc.ID, cfg ItemConfig) *ItemStore {
 	return &ItemStore{
-		self:  self,
-		cfg:   cfg.withDefaults(),
-		items: make(map[krpc.ID]*itemEntry),
+		self:     self,
+		cfg:      cfg.withDefaults(),
+		items:    make(map[krpc.ID]*itemEntry),
+		bySource: newGroups[*itemEntry](),
 	}
 }
 
@@ -272,9 +266,8 @@ func itemShapeError(it *Item, cas *int64) string {
 // With nothing stored, cas is ignored (BEP 44: SHOULD). Every accepted put
 // sets the expiry to now + TTL (never earlier than it was).
 //
-// When the store is at its bounds, items strictly farther from our id (XOR
-// distance) than the new item's target are evicted, farthest first; if that
-// cannot make room, Put returns an error wrapping ErrStoreFull.
+// Put stores it as of unknown origin: the quota does not apply, and the
+// item counts in the share of the unknown network (see PutFrom).
 //
 // Coded failures are returned as *krpc.Error (203, 301, 302). A failed Put
 // never changes the stored item. Put copies it; the caller may reuse its
@@ -283,14 +276,33 @@ func itemShapeError(it *Item, cas *int64) string {
 // Items evicted by Put are reported to the SetOnRemove hook, if any, after
 // the store's lock is released and before Put returns.
 func (s *ItemStore) Put(it Item, cas *int64, now time.Time) error {
+	return s.PutFrom(it, cas, netip.Addr{}, now)
+}
+
+// PutFrom is Put of an item sent by from, whose network (/24 for IPv4, /48
+// for IPv6) the item is charged to if it is new. An item stays charged to
+// the network that first stored it, whoever re-puts or updates it.
+//
+// A new item from a network that already holds MaxPerSource items is
+// refused with an error wrapping ErrQuota (loopback senders are exempt
+// unless ItemConfig.LimitLoopback is set; an invalid from is exempt).
+//
+// When the store is at its count or byte bound, items are evicted from the
+// network holding the most items, as long as it holds strictly more than
+// from's network (so a network can only displace networks holding more
+// than it does); within a network, unreferenced items go first, newest
+// first, then the least recently referenced. A re-put, an update, or a read
+// by another network (GetFrom) references an item. If no network holds
+// more than from's, PutFrom fails with an error wrapping ErrStoreFull.
+func (s *ItemStore) PutFrom(it Item, cas *int64, from netip.Addr, now time.Time) error {
 	s.mu.Lock()
-	err := s.putLocked(it, cas, now)
+	err := s.putLocked(it, cas, from, now)
 	s.unlockAndReport()
 	return err
 }
 
-// putLocked is Put; s.mu is held.
-func (s *ItemStore) putLocked(it Item, cas *int64, now time.Time) error {
+// putLocked is PutFrom; s.mu is held.
+func (s *ItemStore) putLocked(it Item, cas *int64, from netip.Addr, now time.Time) error {
 	target := it.Target()
 	s.expireLocked(now)
 
@@ -301,7 +313,12 @@ func (s *ItemStore) putLocked(it Item, cas *int64, now time.Time) error {
 	expires := now.Add(s.cfg.TTL)
 	e, ok := s.items[target]
 	if !ok {
-		return s.insertLocked(target, &it, expires)
+		src := sourceOf(from)
+		if q := s.cfg.MaxPerSource; q >= 0 && !quotaExempt(from, s.cfg.LimitLoopback) && s.bySource.count(src) >= q {
+			s.stats.RejectedQuota++
+			return fmt.Errorf("put item %s: %d items stored from %s: %w", target, q, sourceString(from), ErrQuota)
+		}
+		return s.insertLocked(target, &it, src, now, expires)
 	}
 	if e.item.Mutable != it.Mutable {
 		// Needs a SHA-1 collision between v and k ‖ salt; refuse rather
@@ -310,7 +327,7 @@ func (s *ItemStore) putLocked(it Item, cas *int64, now time.Time) error {
 		return bep44Protocol("target holds an item of the other kind")
 	}
 	if !it.Mutable {
-		s.refreshLocked(e, expires)
+		s.refreshLocked(e, now, expires)
 		return nil
 	}
 	switch old := &e.item; {
@@ -324,17 +341,26 @@ func (s *ItemStore) putLocked(it Item, cas *int64, now time.Time) error {
 		s.stats.RejectedSeqEqual++
 		return &krpc.Error{Code: krpc.ErrCodeSeqLessCurrent, Msg: bep44MsgSeqLess}
 	case it.Seq == old.Seq:
-		s.refreshLocked(e, expires)
+		s.refreshLocked(e, now, expires)
 		return nil
 	}
-	return s.replaceLocked(e, &it, expires)
+	return s.replaceLocked(e, &it, now, expires)
 }
 
 // replaceLocked replaces the mutable item of e by it, whose seq is higher,
 // making room first if the new value is larger.
-func (s *ItemStore) replaceLocked(e *itemEntry, it *Item, expires time.Time) error {
+func (s *ItemStore) replaceLocked(e *itemEntry, it *Item, now, expires time.Time) error {
 	size := it.size()
-	if !s.makeRoomLocked(e.dist, 0, size-e.size) {
+	ok := true
+	if s.stats.Bytes+size-e.size > s.cfg.MaxBytes {
+		// e itself is not a candidate for the room its update needs.
+		s.bySource.remove(e.src, e)
+		ok = s.makeRoomLocked(e.src, 0, size-e.size)
+		s.bySource.add(e.src, e, e.u.stored)
+	}
+	e.u.touch(now.UnixNano())
+	s.bySource.fix(e.src, e)
+	if !ok {
 		s.stats.RejectedFull++
 		return fmt.Errorf("put mutable item %s seq %d (%d bytes): %w", e.target, it.Seq, size, ErrStoreFull)
 	}
@@ -346,11 +372,11 @@ func (s *ItemStore) replaceLocked(e *itemEntry, it *Item, expires time.Time) err
 	return nil
 }
 
-// insertLocked adds a new item at target, evicting farther items if needed.
-func (s *ItemStore) insertLocked(target krpc.ID, it *Item, expires time.Time) error {
-	dist := target.Xor(s.self)
+// insertLocked adds a new item at target charged to src, first stored at
+// stored, evicting from the network holding the most if needed.
+func (s *ItemStore) insertLocked(target krpc.ID, it *Item, src sourceKey, stored, expires time.Time) error {
 	size := it.size()
-	if !s.makeRoomLocked(dist, 1, size) {
+	if !s.makeRoomLocked(src, 1, size) {
 		s.stats.RejectedFull++
 		kind := "immutable"
 		if it.Mutable {
@@ -358,10 +384,14 @@ func (s *ItemStore) insertLocked(target krpc.ID, it *Item, expires time.Time) er
 		}
 		return fmt.Errorf("put %s item %s (%d bytes): %w", kind, target, size, ErrStoreFull)
 	}
-	e := &itemEntry{item: it.clone(), target: target, dist: dist, expires: expires, size: size}
+	t := stored.UnixNano()
+	e := &itemEntry{
+		item: it.clone(), target: target, src: src, expires: expires, size: size,
+		u: usage{stored: t, lastRef: t, dist: target.Xor(s.self)},
+	}
 	s.items[target] = e
 	heap.Push(&s.byExpiry, e)
-	heap.Push(&s.byDist, e)
+	s.bySource.add(src, e, t)
 	s.stats.Bytes += size
 	if it.Mutable {
 		s.stats.Mutable++
@@ -372,18 +402,21 @@ func (s *ItemStore) insertLocked(target krpc.ID, it *Item, expires time.Time) er
 	return nil
 }
 
-// refreshLocked resets e's expiry after an identical re-put.
-func (s *ItemStore) refreshLocked(e *itemEntry, expires time.Time) {
+// refreshLocked resets e's expiry after an identical re-put, which also
+// references it.
+func (s *ItemStore) refreshLocked(e *itemEntry, now, expires time.Time) {
 	e.expires = laterTime(e.expires, expires)
 	heap.Fix(&s.byExpiry, e.expIdx)
+	e.u.touch(now.UnixNano())
+	s.bySource.fix(e.src, e)
 	s.stats.Refreshed++
 }
 
 // makeRoomLocked makes the store able to take addItems more items and
-// addBytes more bytes by evicting items strictly farther than dist from our
-// id, farthest first. It evicts nothing and reports false if that is not
-// enough.
-func (s *ItemStore) makeRoomLocked(dist krpc.ID, addItems int, addBytes int64) bool {
+// addBytes more bytes, charged to putter, by evicting from the network
+// holding the most items while it holds more than putter (quota.go). It
+// evicts nothing and reports false if that is not enough.
+func (s *ItemStore) makeRoomLocked(putter sourceKey, addItems int, addBytes int64) bool {
 	count, size := len(s.items), s.stats.Bytes
 	fits := func() bool {
 		return count+addItems <= s.cfg.MaxItems && size+addBytes <= s.cfg.MaxBytes
@@ -393,14 +426,15 @@ func (s *ItemStore) makeRoomLocked(dist krpc.ID, addItems int, addBytes int64) b
 	}
 	var victims []*itemEntry
 	for !fits() {
-		if len(s.byDist) == 0 || !dist.Less(s.byDist[0].dist) {
-			// Nothing farther left: undo the tentative pops.
+		v, _, ok := s.bySource.victim(putter)
+		if !ok {
+			// No network over putter's share: undo the tentative removals.
 			for _, v := range victims {
-				heap.Push(&s.byDist, v)
+				s.bySource.add(v.src, v, v.u.stored)
 			}
 			return false
 		}
-		v := heap.Pop(&s.byDist).(*itemEntry)
+		s.bySource.remove(v.src, v)
 		victims = append(victims, v)
 		count--
 		size -= v.size
@@ -417,7 +451,7 @@ func (s *ItemStore) makeRoomLocked(dist krpc.ID, addItems int, addBytes int64) b
 }
 
 // forgetLocked drops e from the map and the gauges; the caller has already
-// removed it from both heaps.
+// removed it from the expiry heap and its source group.
 func (s *ItemStore) forgetLocked(e *itemEntry) {
 	delete(s.items, e.target)
 	s.stats.Bytes -= e.size
@@ -441,6 +475,23 @@ func (s *ItemStore) Get(target krpc.ID, now time.Time) (Item, bool) {
 	return e.item.clone(), true
 }
 
+// GetFrom is Get for a reader at from. A read from another network than
+// the one the item is charged to references the item, which protects it
+// from eviction (see PutFrom).
+func (s *ItemStore) GetFrom(target krpc.ID, from netip.Addr, now time.Time) (Item, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.items[target]
+	if !ok || !now.Before(e.expires) {
+		return Item{}, false
+	}
+	if from.IsValid() && sourceOf(from) != e.src {
+		e.u.touch(now.UnixNano())
+		s.bySource.fix(e.src, e)
+	}
+	return e.item.clone(), true
+}
+
 // Expire removes every item whose expiry is at or before now and returns how
 // many it removed. Put also expires items, so memory stays bounded without
 // calling Expire; a periodic call just frees memory sooner. The cost is
@@ -457,7 +508,7 @@ func (s *ItemStore) expireLocked(now time.Time) int {
 	n := 0
 	for len(s.byExpiry) > 0 && !now.Before(s.byExpiry[0].expires) {
 		e := heap.Pop(&s.byExpiry).(*itemEntry)
-		heap.Remove(&s.byDist, e.distIdx)
+		s.bySource.remove(e.src, e)
 		s.forgetLocked(e)
 		s.stats.Expired++
 		n++
@@ -469,7 +520,9 @@ func (s *ItemStore) expireLocked(now time.Time) int {
 func (s *ItemStore) Stats() ItemStats {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.stats
+	st := s.stats
+	st.Sources, st.TopSource = s.bySource.top()
+	return st
 }
 
 // laterTime returns the later of a and b.
@@ -481,7 +534,7 @@ func laterTime(a, b time.Time) time.Time {
 }
 
 // SetOnRemove sets fn, nil for none, as the hook called with the target of
-// every item evicted to make room for a closer one (by Put or Restore), so
+// every item evicted to make room for another (by Put or Restore), so
 // that a persistent copy (DB.DeleteItems) can follow the store's bounds.
 // Items that expire are not reported: DB.DeleteExpired removes those.
 //
@@ -516,9 +569,11 @@ func (s *ItemStore) unlockAndReport() {
 // future, after a clock step back). An item already expired at now is
 // skipped with a nil error.
 //
-// The count and byte bounds apply as for Put: items strictly farther from
-// our id are evicted (and reported to the SetOnRemove hook), or Restore
-// fails with an error wrapping ErrStoreFull. The cheap shape checks of Put
+// The item is of unknown origin, as for Put (the database does not keep
+// the source), and first stored at expires - TTL. The count and byte bounds
+// apply as for Put: items are evicted from the network holding the most
+// (and reported to the SetOnRemove hook), or Restore fails with an error
+// wrapping ErrStoreFull. The cheap shape checks of Put
 // are repeated (a *krpc.Error 203 if they fail); the signature is not
 // verified again, that was done when the item was first put.
 //
@@ -551,14 +606,27 @@ func (s *ItemStore) restoreLocked(it *Item, expires, now time.Time) error {
 	e, ok := s.items[target]
 	switch {
 	case !ok:
-		return s.insertLocked(target, it, expires)
+		return s.insertLocked(target, it, 0, expires.Add(-s.cfg.TTL), expires)
 	case e.item.Mutable != it.Mutable:
 		return nil
 	case it.Mutable && it.Seq > e.item.Seq:
-		return s.replaceLocked(e, it, expires)
+		return s.replaceLocked(e, it, now, expires)
 	case !it.Mutable || (it.Seq == e.item.Seq && bytes.Equal(it.V, e.item.V)):
 		e.expires = laterTime(e.expires, expires)
 		heap.Fix(&s.byExpiry, e.expIdx)
 	}
 	return nil
+}
+
+// sourceString names the source network of ip for errors.
+func sourceString(ip netip.Addr) string {
+	ip = ip.Unmap()
+	bits := 24
+	if ip.Is6() {
+		bits = 48
+	}
+	if p, err := ip.Prefix(bits); err == nil {
+		return p.String()
+	}
+	return "unknown source"
 }

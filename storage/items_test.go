@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
@@ -77,9 +78,10 @@ func TestItemConfigDefaults(t *testing.T) {
 		in   ItemConfig
 		want ItemConfig
 	}{
-		{"zero", ItemConfig{}, ItemConfig{TTL: 2 * time.Hour, MaxItems: 10000, MaxBytes: 32 << 20}},
-		{"negative", ItemConfig{TTL: -1, MaxItems: -1, MaxBytes: -1}, ItemConfig{TTL: 2 * time.Hour, MaxItems: 10000, MaxBytes: 32 << 20}},
-		{"set", ItemConfig{TTL: time.Minute, MaxItems: 3, MaxBytes: 99}, ItemConfig{TTL: time.Minute, MaxItems: 3, MaxBytes: 99}},
+		{"zero", ItemConfig{}, ItemConfig{TTL: 2 * time.Hour, MaxItems: 10000, MaxBytes: 32 << 20, MaxPerSource: 200}},
+		{"negative", ItemConfig{TTL: -1, MaxItems: -1, MaxBytes: -1, MaxPerSource: -5}, ItemConfig{TTL: 2 * time.Hour, MaxItems: 10000, MaxBytes: 32 << 20, MaxPerSource: -1}},
+		{"set", ItemConfig{TTL: time.Minute, MaxItems: 3, MaxBytes: 99, MaxPerSource: 2}, ItemConfig{TTL: time.Minute, MaxItems: 3, MaxBytes: 99, MaxPerSource: 2}},
+		{"small store", ItemConfig{MaxItems: 30}, ItemConfig{TTL: 2 * time.Hour, MaxItems: 30, MaxBytes: 32 << 20, MaxPerSource: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -105,7 +107,7 @@ func TestItemImmutablePutGet(t *testing.T) {
 	// Re-put an hour later: refresh, not a second item.
 	itemMustPut(t, s, it, nil, itemT0.Add(time.Hour))
 	st := s.Stats()
-	want := ItemStats{Immutable: 1, Bytes: int64(len(it.V)), Stored: 1, Refreshed: 1}
+	want := ItemStats{Immutable: 1, Bytes: int64(len(it.V)), Sources: 1, TopSource: 1, Stored: 1, Refreshed: 1}
 	if st != want {
 		t.Errorf("Stats = %+v, want %+v", st, want)
 	}
@@ -429,109 +431,44 @@ func itemsByDistance(self krpc.ID, n int) []Item {
 	return items
 }
 
-func TestItemEvictionFarthestFirst(t *testing.T) {
-	self := krpc.ID{0x5a, 0x01}
-	c := itemsByDistance(self, 8) // c[0] closest ... c[7] farthest
-	s := NewItemStore(self, ItemConfig{MaxItems: 3})
-	for _, i := range []int{2, 4, 6} {
-		itemMustPut(t, s, c[i], nil, itemT0)
-	}
-	present := func(want ...int) {
-		t.Helper()
-		for i, it := range c {
-			_, ok := s.Get(it.Target(), itemT0)
-			if ok != slices.Contains(want, i) {
-				t.Errorf("item %d present = %v, want set %v", i, ok, want)
-			}
-		}
-	}
-	present(2, 4, 6)
-
-	// Farther than every stored item: refused, nothing evicted.
-	err := s.Put(c[7], nil, itemT0)
-	if !errors.Is(err, ErrStoreFull) || itemErrCode(err) != -1 {
-		t.Fatalf("Put(farthest) = %v, want ErrStoreFull (not a krpc error)", err)
-	}
-	present(2, 4, 6)
-
-	// Closer than the farthest stored: evicts the farthest (6).
-	itemMustPut(t, s, c[5], nil, itemT0)
-	present(2, 4, 5)
-	// Closer than all: evicts the farthest, 5; then 3 evicts 4.
-	itemMustPut(t, s, c[0], nil, itemT0)
-	present(0, 2, 4)
-	itemMustPut(t, s, c[3], nil, itemT0)
-	present(0, 2, 3)
-	// Now 4 is farther than every stored item: refused.
-	if err := s.Put(c[4], nil, itemT0); !errors.Is(err, ErrStoreFull) {
-		t.Fatalf("Put(4) = %v, want ErrStoreFull", err)
-	}
-	present(0, 2, 3)
-	// A refresh of a stored item needs no room.
-	itemMustPut(t, s, c[3], nil, itemT0.Add(time.Minute))
-
-	st := s.Stats()
-	if st.Evicted != 3 || st.RejectedFull != 2 || st.Immutable != 3 || st.Stored != 6 || st.Refreshed != 1 {
-		t.Errorf("Stats = %+v", st)
-	}
-}
-
 func TestItemByteBound(t *testing.T) {
 	self := krpc.ID{0x42, 0x42}
 	big := itemImmutable("twenty-one bytes long") // 24 bytes
-	bigDist := big.Target().Xor(self)
-	// Small 9-byte items on each side of big's distance, closest first.
-	var closer, farther []Item
-	for i := range 100 {
-		it := itemImmutable(fmt.Sprintf("item-%02d", i))
-		if it.Target().Xor(self).Less(bigDist) {
-			closer = append(closer, it)
-		} else {
-			farther = append(farther, it)
-		}
+	var small []Item                              // 9 bytes each
+	for i := range 3 {
+		small = append(small, itemImmutable(fmt.Sprintf("item-%02d", i)))
 	}
-	byDist := func(a, b Item) int {
-		da, db := a.Target().Xor(self), b.Target().Xor(self)
-		return bytes.Compare(da[:], db[:])
-	}
-	slices.SortFunc(closer, byDist)
-	slices.SortFunc(farther, byDist)
-	if len(closer) < 3 || len(farther) < 3 {
-		t.Fatalf("unlucky split: %d closer, %d farther", len(closer), len(farther))
-	}
+	netA, netB := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.2.0.1")
 	tests := []struct {
 		name      string
-		nCloser   int   // how many of the 3 small items are closer than big
-		maxBytes  int64 // 3 small items are 27 bytes
+		from      netip.Addr // the big item's sender; the small ones are from netA
+		maxBytes  int64      // 3 small items are 27 bytes
 		wantErr   bool
-		wantSmall []int // small items (closest first) stored afterwards
+		wantSmall []int // small items stored afterwards
 		wantBig   bool
 		evicted   uint64
 	}{
-		// 27 + 24 = 51 > 40: evict the farthest small items until it fits.
-		{"closest big evicts two farthest", 0, 40, false, []int{0}, true, 2},
-		{"big second evicts two farthest", 1, 40, false, []int{0}, true, 2},
-		// Only one small item is farther: not enough room, nothing evicted.
-		{"big third refused", 2, 40, true, []int{0, 1, 2}, false, 0},
-		{"big farthest refused", 3, 40, true, []int{0, 1, 2}, false, 0},
+		// 27 + 24 = 51 > 40: evict the newest small items until it fits.
+		{"other network evicts two newest", netB, 40, false, []int{0}, true, 2},
+		// The sender's network is the largest: nothing to take from.
+		{"same network refused", netA, 40, true, []int{0, 1, 2}, false, 0},
 		// Exactly at the bound: no eviction.
-		{"fits exactly", 1, 51, false, []int{0, 1, 2}, true, 0},
-		// Larger than the whole store: refused even when closest.
-		{"larger than MaxBytes", 0, 23, true, []int{0, 1}, false, 0},
+		{"fits exactly", netA, 51, false, []int{0, 1, 2}, true, 0},
+		// Larger than the whole store: refused, and nothing evicted.
+		{"larger than MaxBytes", netB, 23, true, []int{0, 1}, false, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			small := append(slices.Clone(closer[:tt.nCloser]), farther[:3-tt.nCloser]...)
 			s := NewItemStore(self, ItemConfig{MaxBytes: tt.maxBytes})
 			for i, it := range small {
 				// With MaxBytes 23 the third small item does not fit and,
-				// being the farthest, is refused.
-				if err := s.Put(it, nil, itemT0); err != nil && !(tt.maxBytes == 23 && i == 2) {
+				// netA being the only network, is refused.
+				if err := s.PutFrom(it, nil, netA, itemT0.Add(time.Duration(i)*time.Second)); err != nil && !(tt.maxBytes == 23 && i == 2) {
 					t.Fatalf("Put(small %d) = %v", i, err)
 				}
 			}
 			before := s.Stats()
-			err := s.Put(big, nil, itemT0)
+			err := s.PutFrom(big, nil, tt.from, itemT0.Add(time.Minute))
 			if gotErr := errors.Is(err, ErrStoreFull); gotErr != tt.wantErr || (err != nil && !gotErr) {
 				t.Fatalf("Put(big) = %v, want ErrStoreFull %v", err, tt.wantErr)
 			}
@@ -562,6 +499,7 @@ func TestItemByteBound(t *testing.T) {
 			if tt.wantErr && st.RejectedFull != before.RejectedFull+1 {
 				t.Errorf("RejectedFull not counted: %+v", st)
 			}
+			checkItemInvariants(t, s)
 		})
 	}
 }
@@ -572,22 +510,27 @@ func TestItemByteBoundMutableUpdate(t *testing.T) {
 	m2 := itemMutable(priv, "", 2, "11:bbbbbbbbbbb") // 11 bytes more than m1, fits once other is gone
 	other := itemImmutable("other item")             // 13 bytes
 	limit := m1.size() + other.size()
+	netA, netB := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.2.0.1")
 	tests := []struct {
 		name      string
-		self      krpc.ID
+		otherFrom netip.Addr // m1 is from netA
 		wantErr   bool
 		wantSeq   int64
 		wantOther bool
 	}{
-		{"update evicts a farther item", m1.Target(), false, 2, false},
-		{"update refused when nothing is farther", other.Target(), true, 1, true},
+		{"update evicts another network's item", netB, false, 2, false},
+		{"update refused when only its own network holds more", netA, true, 1, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := NewItemStore(tt.self, ItemConfig{MaxBytes: limit})
-			itemMustPut(t, s, m1, nil, itemT0)
-			itemMustPut(t, s, other, nil, itemT0)
-			err := s.Put(m2, nil, itemT0.Add(time.Minute))
+			s := NewItemStore(krpc.ID{}, ItemConfig{MaxBytes: limit})
+			if err := s.PutFrom(m1, nil, netA, itemT0); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.PutFrom(other, nil, tt.otherFrom, itemT0); err != nil {
+				t.Fatal(err)
+			}
+			err := s.PutFrom(m2, nil, netA, itemT0.Add(time.Minute))
 			if errors.Is(err, ErrStoreFull) != tt.wantErr || (err != nil && !tt.wantErr) {
 				t.Fatalf("Put(update) = %v, want ErrStoreFull %v", err, tt.wantErr)
 			}
@@ -608,6 +551,7 @@ func TestItemByteBoundMutableUpdate(t *testing.T) {
 			if st := s.Stats(); st.Bytes > limit || st.Bytes != want {
 				t.Errorf("Bytes = %d, want %d (limit %d)", st.Bytes, want, limit)
 			}
+			checkItemInvariants(t, s)
 		})
 	}
 }
@@ -620,7 +564,8 @@ func TestItemExpiredDoNotCountAgainstBounds(t *testing.T) {
 	s := NewItemStore(self, ItemConfig{MaxItems: 2})
 	itemMustPut(t, s, c[0], nil, itemT0)
 	itemMustPut(t, s, c[1], nil, itemT0.Add(time.Hour))
-	// At t0+2h only c[0] has expired; c[2] is farther than c[1]: no room.
+	// At t0+2h only c[0] has expired; c[1] is of the same (unknown)
+	// network as c[2]: no room.
 	if err := s.Put(c[2], nil, itemT0.Add(2*time.Hour-1)); !errors.Is(err, ErrStoreFull) {
 		t.Fatalf("Put before expiry = %v, want ErrStoreFull", err)
 	}

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"container/heap"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -35,12 +37,12 @@ const (
 // slices whose capacity may exceed their length; an infohash costs a map
 // entry, a heap slot and a 96-byte header. BenchmarkPeerStoreMemory
 // measures about 17 B per IPv4 peer and 33 B per IPv6 peer in full
-// infohashes, and about 160 B per infohash; the charges are set above that
+// infohashes, and about 230 B per infohash; the charges are set above that
 // to cover slice and map growth, so the heap stays within MaxBytes.
 const (
 	PeerCost4    = 24  // bytes charged per stored IPv4 peer
 	PeerCost6    = 48  // bytes charged per stored IPv6 peer
-	InfohashCost = 192 // bytes charged per stored infohash, on top of its peers
+	InfohashCost = 256 // bytes charged per stored infohash, on top of its peers
 )
 
 // sweepInterval is how often Announce and Infohashes run a full expiry pass
@@ -63,6 +65,16 @@ type PeerConfig struct {
 	// counted as PeerCost4 or PeerCost6 per peer plus InfohashCost per
 	// infohash.
 	MaxBytes int64
+	// MaxPerSource is the most peer entries one source network (the /24 of
+	// an IPv4 peer, the /48 of an IPv6 one) may have stored, over all
+	// infohashes, so also the most infohashes it can occupy; an announce
+	// that would add an entry beyond it is refused (ErrQuota). Re-announces
+	// are always accepted. Default MaxInfohashes/DefaultSourceShare (2%,
+	// 200), at least 1; negative disables the quota.
+	MaxPerSource int
+	// LimitLoopback applies MaxPerSource to loopback peers too, which are
+	// exempt by default so local test networks work.
+	LimitLoopback bool
 }
 
 func (c PeerConfig) withDefaults() PeerConfig {
@@ -78,6 +90,7 @@ func (c PeerConfig) withDefaults() PeerConfig {
 	if c.MaxBytes <= 0 {
 		c.MaxBytes = DefaultPeerMaxBytes
 	}
+	c.MaxPerSource = sourceQuota(c.MaxPerSource, c.MaxInfohashes)
 	return c
 }
 
@@ -87,25 +100,35 @@ type PeerStats struct {
 	Infohashes int   // infohashes stored
 	Peers      int   // peers stored, both families
 	Bytes      int64 // estimated bytes held (see PeerCost4, PeerCost6, InfohashCost)
+	Sources    int   // source networks (/24, /48) that infohashes are charged to
+	TopSource  int   // infohashes charged to the network holding the most
 
 	Announces uint64 // announces stored as a new (infohash, IP) entry
 	Refreshes uint64 // announces that updated an existing entry in place
 	Expired   uint64 // peers removed because their TTL passed
 
 	// EvictedPeers counts peers dropped, oldest announce first, to make room
-	// in a full infohash family or, when the byte budget is full and
-	// nothing farther can go, for another peer of the same infohash.
+	// in a full infohash family.
 	EvictedPeers uint64
+	// EvictedPeersBytes counts peers dropped, oldest announce first, when
+	// the byte budget was full and no infohash could be evicted, for
+	// another peer of the same infohash and family.
+	EvictedPeersBytes uint64
 	// EvictedInfohashes counts infohashes dropped, with all their peers,
-	// because a closer infohash needed room (count or byte bound).
+	// to make room (count or byte bound), from the source network that
+	// created the most stored infohashes.
 	EvictedInfohashes uint64
 	// RefusedInfohashes counts announces dropped because MaxInfohashes was
-	// reached and no stored infohash is farther from our id.
+	// reached and no network created more stored infohashes than the
+	// announcer's.
 	RefusedInfohashes uint64
 	// RefusedBytes counts announces dropped because MaxBytes was reached
-	// and neither a farther infohash nor an older peer of the same family
-	// and infohash could be evicted.
+	// and neither an infohash nor an older peer of the same family and
+	// infohash could be evicted.
 	RefusedBytes uint64
+	// RefusedQuota counts announces dropped because the peer's network
+	// held MaxPerSource entries.
+	RefusedQuota uint64
 	// RefusedInvalid counts announces dropped for an invalid or unspecified
 	// address or port 0.
 	RefusedInvalid uint64
@@ -120,16 +143,23 @@ type PeerStats struct {
 // the transport); IPv4-mapped IPv6 addresses count as IPv4. A peer expires
 // TTL after its last announce.
 //
+// Quota: a source network (/24, /48) holds at most MaxPerSource entries
+// (loopback exempt unless LimitLoopback); an announce beyond it is refused.
+// Each infohash is charged to the network whose peer created it.
+//
 // Eviction policy when a bound is hit:
 //   - A full infohash family (MaxPeersPerInfohash) drops its
 //     oldest-announced peer for the newcomer.
 //   - When the infohash count (MaxInfohashes) or the byte budget (MaxBytes)
-//     is full, the infohash farthest from our own id (XOR distance, BEP 5)
-//     is evicted if it is strictly farther than the announced one;
-//     otherwise the announce is refused (for a byte-budget refusal of a
-//     stored infohash, its own oldest peer of the same family is replaced
-//     instead if there is one). We are responsible for the keys near our
-//     id, and this way announces of far keys cannot flush near ones.
+//     is full, an infohash charged to the network with the most infohashes
+//     is evicted, if that network has strictly more than the announcer's;
+//     of its infohashes, unreferenced ones go first, newest first, then the
+//     least recently referenced. A re-announce, a peer from another network
+//     joining, or a get_peers from another network (PeersFrom) references
+//     an infohash. Otherwise the announce is refused (for a byte-budget
+//     refusal of a stored infohash, its own oldest peer of the same family
+//     is replaced instead if there is one). So a burst from a few networks
+//     can only displace infohashes of networks holding more than they do.
 //
 // Expiry is lazy and amortised: a lookup of an infohash first drops its
 // expired peers, and Announce and Infohashes run a full sweep at most once a
@@ -143,7 +173,9 @@ type PeerStore struct {
 
 	mu        sync.Mutex
 	swarms    map[krpc.ID]*swarm
-	order     farthestFirst // the same swarms, as a max-heap on distance to self
+	order     farthestFirst       // the same swarms, as a max-heap on distance to self
+	bySource  groups[*swarm]      // the same swarms, per creating network (quota.go)
+	entries   map[sourceKey]int32 // peer entries per source network
 	peers     int
 	bytes     int64
 	nextSweep int64 // unix nanoseconds; a full sweep is due at or after it
@@ -158,10 +190,12 @@ type PeerStore struct {
 func NewPeerStore(self krpc.ID, cfg PeerConfig) *PeerStore {
 	cfg = cfg.withDefaults()
 	return &PeerStore{
-		cfg:    cfg,
-		ttl:    int64(cfg.TTL),
-		swarms: make(map[krpc.ID]*swarm),
-		order:  farthestFirst{self: self},
+		cfg:      cfg,
+		ttl:      int64(cfg.TTL),
+		swarms:   make(map[krpc.ID]*swarm),
+		order:    farthestFirst{self: self},
+		bySource: newGroups[*swarm](),
+		entries:  make(map[sourceKey]int32),
 	}
 }
 
@@ -171,60 +205,99 @@ func (s *PeerStore) Config() PeerConfig { return s.cfg }
 // Announce records that peer announced itself for ih at now (BEP 5
 // announce_peer, with the port already resolved for implied_port, seed per
 // BEP 33). It may evict or refuse as described on PeerStore; every outcome
-// is counted in Stats.
+// is counted in Stats. It returns nil if the peer is stored, else an error
+// wrapping ErrQuota, ErrStoreFull, or ErrInvalidPeer.
 //
 // Peers and infohashes evicted by Announce are reported to the SetOnRemove
 // hook, if any, after the store's lock is released and before Announce
 // returns.
-func (s *PeerStore) Announce(ih krpc.ID, peer netip.AddrPort, seed bool, now time.Time) {
+func (s *PeerStore) Announce(ih krpc.ID, peer netip.AddrPort, seed bool, now time.Time) error {
 	t := now.UnixNano()
 	s.mu.Lock()
-	s.announceLocked(ih, peer, seed, t, t)
+	err := s.announceLocked(ih, peer, seed, t, t)
 	s.unlockAndReport()
+	return err
 }
+
+// ErrInvalidPeer is returned (wrapped) by PeerStore.Announce for an invalid
+// or unspecified address or port 0.
+var ErrInvalidPeer = errors.New("storage: invalid peer address")
 
 // announceLocked is Announce of a peer last announced at t, with the store's
 // clock at now (both unix nanoseconds); s.mu is held.
-func (s *PeerStore) announceLocked(ih krpc.ID, peer netip.AddrPort, seed bool, t, now int64) {
+func (s *PeerStore) announceLocked(ih krpc.ID, peer netip.AddrPort, seed bool, t, now int64) error {
 	ip := peer.Addr().Unmap()
 	if !ip.IsValid() || ip.IsUnspecified() || peer.Port() == 0 {
 		s.stats.RefusedInvalid++
-		return
+		return fmt.Errorf("announce %s for %s: %w", peer, ih, ErrInvalidPeer)
 	}
 	s.sweepIfDue(now)
+	a := announce{ih: ih, src: sourceOf(ip), exempt: quotaExempt(ip, s.cfg.LimitLoopback), t: t}
+	var err error
 	if ip.Is4() {
-		announcePeer(s, ih, keyOf4(ip), peer.Port(), seed, t, PeerCost4, (*swarm).list4)
+		err = announcePeer(s, &a, keyOf4(ip), peer.Port(), seed, PeerCost4, (*swarm).list4)
 	} else {
-		announcePeer(s, ih, keyOf6(ip), peer.Port(), seed, t, PeerCost6, (*swarm).list6)
+		err = announcePeer(s, &a, keyOf6(ip), peer.Port(), seed, PeerCost6, (*swarm).list6)
 	}
+	if err != nil {
+		return fmt.Errorf("announce %s for %s: %w", peer, ih, err)
+	}
+	return nil
+}
+
+// announce is what announcePeer needs to know of an announce besides the
+// peer itself.
+type announce struct {
+	ih     krpc.ID
+	src    sourceKey // the peer's network
+	exempt bool      // the quota does not apply
+	t      int64     // unix ns of the announce
+}
+
+// overQuota reports whether a new entry from a.src would exceed the quota,
+// counting the refusal; s.mu is held.
+func (s *PeerStore) overQuota(a *announce) bool {
+	if a.exempt || s.cfg.MaxPerSource < 0 || int(s.entries[a.src]) < s.cfg.MaxPerSource {
+		return false
+	}
+	s.stats.RefusedQuota++
+	return true
 }
 
 // announcePeer is Announce for one address family; s.mu is held. list selects
 // the family's peer list of a swarm and cost is the family's per-peer cost.
-func announcePeer[K ipKey[K]](s *PeerStore, ih krpc.ID, ip K, port uint16, seed bool, t, cost int64, list func(*swarm) *peerList[K]) {
+func announcePeer[K ipKey[K]](s *PeerStore, a *announce, ip K, port uint16, seed bool, cost int64, list func(*swarm) *peerList[K]) error {
+	ih, t := a.ih, a.t
 	fresh := peerEntry[K]{ip: ip, port: port, seed: seed, last: t}
 	sw := s.lookup(ih, t)
 	if sw == nil {
-		// A new infohash: make room by evicting farther ones, or refuse.
+		if s.overQuota(a) {
+			return ErrQuota
+		}
+		// A new infohash: make room by evicting from the network that
+		// created the most infohashes, or refuse.
 		need := cost + InfohashCost
 		for len(s.swarms) >= s.cfg.MaxInfohashes || s.bytes+need > s.cfg.MaxBytes {
-			if len(s.order.s) == 0 || !s.order.farther(s.order.s[0].ih, ih) {
+			v, _, ok := s.bySource.victim(a.src)
+			if !ok {
 				if len(s.swarms) >= s.cfg.MaxInfohashes {
 					s.stats.RefusedInfohashes++
 				} else {
 					s.stats.RefusedBytes++
 				}
-				return
+				return ErrStoreFull
 			}
-			s.evictSwarm(s.order.s[0])
+			s.evictSwarm(v)
 		}
-		sw = &swarm{ih: ih, oldest: t, newest: t}
+		sw = &swarm{ih: ih, oldest: t, newest: t, src: a.src,
+			u: usage{stored: t, lastRef: t, dist: ih.Xor(s.order.self)}}
 		s.swarms[ih] = sw
 		heap.Push(&s.order, sw)
+		s.bySource.add(a.src, sw, t)
 		s.bytes += InfohashCost
 		*list(sw) = peerList[K]{fresh}
-		s.added(cost)
-		return
+		s.added(a.src, cost)
+		return nil
 	}
 
 	l := list(sw)
@@ -232,54 +305,98 @@ func announcePeer[K ipKey[K]](s *PeerStore, ih krpc.ID, ip K, port uint16, seed 
 	if found {
 		// BEP 33: unique per (infohash, IP); update port, seed flag and time.
 		(*l)[i] = fresh
+		sw.oldest = min(sw.oldest, t)
 		sw.newest = max(sw.newest, t)
+		s.touch(sw, t)
 		s.stats.Refreshes++
-		return
+		return nil
 	}
-	if len(*l) >= s.cfg.MaxPeersPerInfohash || !s.roomFor(ih, cost) {
+	if s.overQuota(a) {
+		return ErrQuota
+	}
+	if a.src != sw.src {
+		s.touch(sw, t) // another network joined
+	}
+	if len(*l) >= s.cfg.MaxPeersPerInfohash || !s.roomFor(sw, a.src, cost) {
 		if len(*l) == 0 {
 			// Only reachable through the byte budget: nothing of ours to
-			// replace and nothing farther to evict.
+			// replace and no infohash to evict.
 			s.stats.RefusedBytes++
-			return
+			return ErrStoreFull
+		}
+		if len(*l) >= s.cfg.MaxPeersPerInfohash {
+			s.stats.EvictedPeers++
+		} else {
+			s.stats.EvictedPeersBytes++
 		}
 		// Replace the oldest peer of this family: cost neutral.
 		if s.onRemove != nil {
 			s.reportRemoved(ih, l.oldestAddr())
 		}
-		if j := l.evictOldest(); j < i {
+		j, old := l.evictOldest()
+		if j < i {
 			i--
 		}
-		s.removed(cost, 1)
-		s.stats.EvictedPeers++
+		s.removed(old.src(), cost, 1)
 	}
 	*l = slices.Insert(*l, i, fresh)
 	sw.oldest = min(sw.oldest, t)
 	sw.newest = max(sw.newest, t)
-	s.added(cost)
+	s.added(a.src, cost)
+	return nil
 }
 
-// roomFor evicts infohashes strictly farther from self than ih until cost
-// more bytes fit in the budget, and reports whether they do; s.mu is held.
-func (s *PeerStore) roomFor(ih krpc.ID, cost int64) bool {
+// touch records a reference to sw at t; s.mu is held.
+func (s *PeerStore) touch(sw *swarm, t int64) {
+	sw.u.touch(t)
+	s.bySource.fix(sw.src, sw)
+}
+
+// roomFor evicts infohashes other than sw, from the network that created
+// the most while it created more than src, until cost more bytes fit in
+// the budget, and reports whether they do; s.mu is held.
+func (s *PeerStore) roomFor(sw *swarm, src sourceKey, cost int64) bool {
+	if s.bytes+cost <= s.cfg.MaxBytes {
+		return true
+	}
+	s.bySource.remove(sw.src, sw)
+	defer s.bySource.add(sw.src, sw, sw.u.stored)
 	for s.bytes+cost > s.cfg.MaxBytes {
-		if len(s.order.s) == 0 || !s.order.farther(s.order.s[0].ih, ih) {
+		v, _, ok := s.bySource.victim(src)
+		if !ok {
 			return false
 		}
-		s.evictSwarm(s.order.s[0])
+		s.evictSwarm(v)
 	}
 	return true
 }
 
-func (s *PeerStore) added(cost int64) {
+func (s *PeerStore) added(src sourceKey, cost int64) {
 	s.peers++
 	s.bytes += cost
+	s.entries[src]++
 	s.stats.Announces++
 }
 
-func (s *PeerStore) removed(cost int64, n int) {
+// removed accounts for n peers of network src, of cost each, gone.
+func (s *PeerStore) removed(src sourceKey, cost int64, n int) {
 	s.peers -= n
 	s.bytes -= cost * int64(n)
+	if n == 0 {
+		return
+	}
+	if c := s.entries[src] - int32(n); c > 0 {
+		s.entries[src] = c
+	} else {
+		delete(s.entries, src)
+	}
+}
+
+// removedList accounts for the peers of l gone; s.mu is held.
+func removedList[K ipKey[K]](s *PeerStore, l peerList[K], cost int64) {
+	for _, p := range l {
+		s.removed(p.ip.src(), cost, 1)
+	}
 }
 
 // evictSwarm drops sw and its peers to make room; s.mu is held.
@@ -287,8 +404,8 @@ func (s *PeerStore) evictSwarm(sw *swarm) {
 	if s.onRemove != nil {
 		s.reportRemoved(sw.ih, netip.AddrPort{})
 	}
-	s.removed(PeerCost4, len(sw.v4))
-	s.removed(PeerCost6, len(sw.v6))
+	removedList(s, sw.v4, PeerCost4)
+	removedList(s, sw.v6, PeerCost6)
 	s.deleteSwarm(sw)
 	s.stats.EvictedInfohashes++
 }
@@ -296,6 +413,7 @@ func (s *PeerStore) evictSwarm(sw *swarm) {
 // deleteSwarm unlinks sw (whose peers are already accounted for); s.mu is held.
 func (s *PeerStore) deleteSwarm(sw *swarm) {
 	heap.Remove(&s.order, int(sw.pos))
+	s.bySource.remove(sw.src, sw)
 	delete(s.swarms, sw.ih)
 	s.bytes -= InfohashCost
 }
@@ -317,10 +435,9 @@ func (s *PeerStore) lookup(ih krpc.ID, t int64) *swarm {
 // expirePeers drops the peers of sw announced at or before cutoff and
 // reports whether sw is left empty (the caller unlinks it); s.mu is held.
 func (s *PeerStore) expirePeers(sw *swarm, cutoff int64) (empty bool) {
-	n4, old4, new4 := expireList(&sw.v4, cutoff)
-	n6, old6, new6 := expireList(&sw.v6, cutoff)
-	s.removed(PeerCost4, n4)
-	s.removed(PeerCost6, n6)
+	gone := func(k sourceKey, cost int64) { s.removed(k, cost, 1) }
+	n4, old4, new4 := expireList(&sw.v4, cutoff, gone, PeerCost4)
+	n6, old6, new6 := expireList(&sw.v6, cutoff, gone, PeerCost6)
 	s.stats.Expired += uint64(n4 + n6)
 	sw.oldest, sw.newest = min(old4, old6), max(new4, new6)
 	return len(sw.v4)+len(sw.v6) == 0
@@ -353,6 +470,7 @@ func (s *PeerStore) sweep(t int64) {
 	kept := s.order.s[:0]
 	for _, sw := range s.order.s {
 		if sw.oldest <= cutoff && s.expirePeers(sw, cutoff) {
+			s.bySource.remove(sw.src, sw)
 			delete(s.swarms, sw.ih)
 			s.bytes -= InfohashCost
 			continue
@@ -375,6 +493,13 @@ func (s *PeerStore) sweep(t int64) {
 // a *rand.Rand private to the caller is fine); nil means the math/rand/v2
 // top-level functions.
 func (s *PeerStore) Peers(ih krpc.ID, ipv6 bool, limit int, now time.Time, rnd *rand.Rand) []netip.AddrPort {
+	return s.PeersFrom(netip.Addr{}, ih, ipv6, limit, now, rnd)
+}
+
+// PeersFrom is Peers for a get_peers from the address from. A lookup from
+// another network than the one ih is charged to references ih, which
+// protects it from eviction (see PeerStore).
+func (s *PeerStore) PeersFrom(from netip.Addr, ih krpc.ID, ipv6 bool, limit int, now time.Time, rnd *rand.Rand) []netip.AddrPort {
 	if limit <= 0 {
 		return nil
 	}
@@ -382,14 +507,66 @@ func (s *PeerStore) Peers(ih krpc.ID, ipv6 bool, limit int, now time.Time, rnd *
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sw := s.lookup(ih, t)
+	if sw == nil {
+		return nil
+	}
+	if from.IsValid() && sourceOf(from) != sw.src {
+		s.touch(sw, t)
+	}
+	if ipv6 {
+		return samplePeers(sw.v6, limit, rnd)
+	}
+	return samplePeers(sw.v4, limit, rnd)
+}
+
+// NonSeeds is Peers restricted to the peers that did not announce as seeds:
+// the values a get_peers with noseed=1 asks for (BEP 33: "the responding
+// node should try to fill the values list with non-seed items").
+func (s *PeerStore) NonSeeds(ih krpc.ID, ipv6 bool, limit int, now time.Time, rnd *rand.Rand) []netip.AddrPort {
+	return s.NonSeedsFrom(netip.Addr{}, ih, ipv6, limit, now, rnd)
+}
+
+// NonSeedsFrom is NonSeeds for a get_peers from the address from, which
+// references ih as PeersFrom does.
+func (s *PeerStore) NonSeedsFrom(from netip.Addr, ih krpc.ID, ipv6 bool, limit int, now time.Time, rnd *rand.Rand) []netip.AddrPort {
+	if limit <= 0 {
+		return nil
+	}
+	t := now.UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sw := s.lookup(ih, t)
+	if sw != nil && from.IsValid() && sourceOf(from) != sw.src {
+		s.touch(sw, t)
+	}
 	switch {
 	case sw == nil:
 		return nil
 	case ipv6:
-		return samplePeers(sw.v6, limit, rnd)
+		return sampleNonSeeds(sw.v6, limit, rnd)
 	default:
-		return samplePeers(sw.v4, limit, rnd)
+		return sampleNonSeeds(sw.v4, limit, rnd)
 	}
+}
+
+func sampleNonSeeds[K ipKey[K]](l peerList[K], limit int, rnd *rand.Rand) []netip.AddrPort {
+	var pos []int32
+	for i, p := range l {
+		if !p.seed {
+			pos = append(pos, int32(i))
+		}
+	}
+	if len(pos) == 0 {
+		return nil
+	}
+	var scratch [512]int32
+	idx := randomIndices(len(pos), limit, rnd, scratch[:])
+	out := make([]netip.AddrPort, len(idx))
+	for i, j := range idx {
+		p := l[pos[j]]
+		out[i] = netip.AddrPortFrom(p.ip.addr(), p.port)
+	}
+	return out
 }
 
 func samplePeers[K ipKey[K]](l peerList[K], limit int, rnd *rand.Rand) []netip.AddrPort {
@@ -481,6 +658,7 @@ func (s *PeerStore) Stats() PeerStats {
 	st.Infohashes = len(s.swarms)
 	st.Peers = s.peers
 	st.Bytes = s.bytes
+	st.Sources, st.TopSource = s.bySource.top()
 	return st
 }
 
@@ -536,13 +714,16 @@ func randIntN(rnd *rand.Rand, n int) int {
 // swarm is what is stored for one infohash.
 type swarm struct {
 	ih     krpc.ID
-	pos    int32 // index in PeerStore.order
-	oldest int64 // lower bound of the oldest last-announce time (unix ns) of v4 and v6
-	newest int64 // upper bound of the newest last-announce time
+	src    sourceKey // the network of the peer that created it
+	u      usage     // eviction order (quota.go)
+	pos    int32     // index in PeerStore.order
+	oldest int64     // lower bound of the oldest last-announce time (unix ns) of v4 and v6
+	newest int64     // upper bound of the newest last-announce time
 	v4     peerList[key4]
 	v6     peerList[key6]
 }
 
+func (sw *swarm) use() *usage            { return &sw.u }
 func (sw *swarm) list4() *peerList[key4] { return &sw.v4 }
 func (sw *swarm) list6() *peerList[key6] { return &sw.v6 }
 
@@ -600,6 +781,9 @@ func keyOf6(ip netip.Addr) key6 {
 	return key6{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
 }
 
+func (k key4) src() sourceKey { return sourceKey4(uint64(k >> 8)) }
+func (k key6) src() sourceKey { return sourceKey6(k.hi >> 16) }
+
 func (k key4) compare(o key4) int { return cmp.Compare(k, o) }
 func (k key6) compare(o key6) int {
 	if c := cmp.Compare(k.hi, o.hi); c != 0 {
@@ -626,6 +810,7 @@ type ipKey[K any] interface {
 	comparable
 	compare(K) int
 	addr() netip.Addr
+	src() sourceKey
 }
 
 // peerEntry is one stored announce: 16 bytes for IPv4, 32 for IPv6.
@@ -644,29 +829,34 @@ func (l peerList[K]) find(ip K) (int, bool) {
 	return slices.BinarySearchFunc(l, ip, func(p peerEntry[K], ip K) int { return p.ip.compare(ip) })
 }
 
-// evictOldest removes the peer with the oldest announce and returns where it was.
-func (l *peerList[K]) evictOldest() int {
+// evictOldest removes the peer with the oldest announce and returns where
+// it was and its address.
+func (l *peerList[K]) evictOldest() (int, K) {
 	j := 0
 	for i, p := range *l {
 		if p.last < (*l)[j].last {
 			j = i
 		}
 	}
+	ip := (*l)[j].ip
 	*l = slices.Delete(*l, j, j+1)
-	return j
+	return j, ip
 }
 
 // expireList drops the peers of *l announced at or before cutoff, keeping
-// the order, and returns how many it dropped and the oldest and newest
-// announce times kept (max and min int64 when none are). It releases the
-// backing array when it has become mostly unused.
-func expireList[K ipKey[K]](l *peerList[K], cutoff int64) (n int, oldest, newest int64) {
+// the order, calls gone with the network and cost of each, and returns how
+// many it dropped and the oldest and newest announce times kept (max and
+// min int64 when none are). It releases the backing array when it has
+// become mostly unused.
+func expireList[K ipKey[K]](l *peerList[K], cutoff int64, gone func(sourceKey, int64), cost int64) (n int, oldest, newest int64) {
 	oldest, newest = 1<<63-1, -1<<63
 	kept := (*l)[:0]
 	for _, p := range *l {
 		if p.last > cutoff {
 			kept = append(kept, p)
 			oldest, newest = min(oldest, p.last), max(newest, p.last)
+		} else {
+			gone(p.ip.src(), cost)
 		}
 	}
 	n = len(*l) - len(kept)
@@ -751,6 +941,8 @@ func (s *PeerStore) unlockAndReport() {
 // bounds, evictions (reported to the SetOnRemove hook) and refusals apply,
 // and the peer counts in Stats as an announce. Peers restored with older
 // announce times are the first replaced in a full infohash.
+//
+// Restored peers are charged to their own network, and the quota applies.
 func (s *PeerStore) Restore(ih krpc.ID, peer netip.AddrPort, seed bool, expires, now time.Time) {
 	if !now.Before(expires) {
 		return
@@ -762,7 +954,7 @@ func (s *PeerStore) Restore(ih krpc.ID, peer netip.AddrPort, seed bool, expires,
 	}
 	s.mu.Lock()
 	if !s.storedSince(ih, peer.Addr().Unmap(), t) {
-		s.announceLocked(ih, peer, seed, t, n)
+		_ = s.announceLocked(ih, peer, seed, t, n) // refusals are counted in Stats
 	}
 	s.unlockAndReport()
 }

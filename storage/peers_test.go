@@ -2,7 +2,9 @@ package storage
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"runtime"
@@ -63,6 +65,22 @@ func peerCheckInvariants(t testing.TB, s *PeerStore) {
 	if peers != s.peers || bytes != s.bytes {
 		t.Fatalf("accounted %d peers, %d bytes; counted %d, %d", s.peers, s.bytes, peers, bytes)
 	}
+	checkGroups(t, &s.bySource, len(s.swarms))
+	entries := map[sourceKey]int32{}
+	for _, sw := range s.swarms {
+		if g := s.bySource.byKey[sw.src]; g == nil || g.members[sw.u.gidx] != sw {
+			t.Fatalf("swarm %x not in its group", sw.ih[:2])
+		}
+		for _, p := range sw.v4 {
+			entries[p.ip.src()]++
+		}
+		for _, p := range sw.v6 {
+			entries[p.ip.src()]++
+		}
+	}
+	if !maps.Equal(entries, s.entries) {
+		t.Fatalf("entries per network %v, counted %v", s.entries, entries)
+	}
 	if s.bytes > s.cfg.MaxBytes || len(s.swarms) > s.cfg.MaxInfohashes {
 		t.Fatalf("bounds exceeded: %d bytes (max %d), %d infohashes (max %d)", s.bytes, s.cfg.MaxBytes, len(s.swarms), s.cfg.MaxInfohashes)
 	}
@@ -96,7 +114,7 @@ func peerSortedAddrs(a []netip.AddrPort) []netip.AddrPort {
 
 func TestPeerConfigDefaults(t *testing.T) {
 	got := NewPeerStore(krpc.ID{}, PeerConfig{MaxInfohashes: -1, MaxPeersPerInfohash: 7}).Config()
-	want := PeerConfig{TTL: 30 * time.Minute, MaxInfohashes: 10000, MaxPeersPerInfohash: 7, MaxBytes: 64 << 20}
+	want := PeerConfig{TTL: 30 * time.Minute, MaxInfohashes: 10000, MaxPeersPerInfohash: 7, MaxBytes: 64 << 20, MaxPerSource: 200}
 	if got != want {
 		t.Errorf("Config = %+v, want %+v", got, want)
 	}
@@ -109,8 +127,9 @@ func TestPeerEntrySize(t *testing.T) {
 	if got := unsafe.Sizeof(peerEntry[key6]{}); got != 32 {
 		t.Errorf("IPv6 entry is %d bytes, want 32", got)
 	}
-	if got := unsafe.Sizeof(swarm{}); got > 96 {
-		t.Errorf("swarm header is %d bytes, want at most 96", got)
+	// InfohashCost covers the header, a map entry and two heap slots.
+	if got := unsafe.Sizeof(swarm{}); got > 152 {
+		t.Errorf("swarm header is %d bytes, want at most 152", got)
 	}
 }
 
@@ -245,33 +264,55 @@ func TestPeerPerInfohashBound(t *testing.T) {
 }
 
 func TestPeerInfohashBound(t *testing.T) {
-	self := storeID(0x55)
-	at := func(d byte) krpc.ID { return storeID(0x55 ^ d) } // an infohash at distance d<<152 from self
+	ih := func(i int) krpc.ID { return storeID(0x10 + byte(i)) }
+	// Announces (and get_peers reads) from network n, one a second.
+	type step struct {
+		read    bool
+		net, ih int
+	}
+	a := func(net, i int) step { return step{false, net, i} }
+	r := func(net, i int) step { return step{true, net, i} }
 	tests := []struct {
-		name     string
-		announce []byte // distances, in order
-		want     []byte // distances kept
-		evicted  uint64
-		refused  uint64
+		name    string
+		steps   []step
+		want    []int // infohashes kept
+		evicted uint64
+		refused uint64
 	}{
-		{"under the bound", []byte{0x80, 0x40}, []byte{0x40, 0x80}, 0, 0},
-		{"closer evicts farthest", []byte{0x80, 0x40, 0x01}, []byte{0x01, 0x40}, 1, 0},
-		{"farther refused", []byte{0x40, 0x01, 0x80}, []byte{0x01, 0x40}, 0, 1},
-		{"far flood cannot displace near keys", []byte{0x02, 0x01, 0xff, 0xfe, 0x80, 0x03}, []byte{0x01, 0x02}, 0, 4},
-		{"closer and closer", []byte{0xf0, 0x70, 0x30, 0x10, 0x08}, []byte{0x08, 0x10}, 3, 0},
-		{"re-announce when full", []byte{0x80, 0x40, 0x80}, []byte{0x40, 0x80}, 0, 0},
+		{"under the bound", []step{a(1, 0), a(1, 1)}, []int{0, 1}, 0, 0},
+		{"one network full: refused", []step{a(1, 0), a(1, 1), a(1, 2), a(1, 3), a(1, 4)}, []int{0, 1, 2, 3}, 0, 1},
+		{"newcomer evicts the newest of the largest network",
+			[]step{a(1, 0), a(1, 1), a(1, 2), a(2, 3), a(3, 4)}, []int{0, 1, 3, 4}, 1, 0},
+		{"a get_peers from another network protects",
+			[]step{a(1, 0), a(1, 1), a(1, 2), a(2, 3), r(2, 2), a(3, 4)}, []int{0, 2, 3, 4}, 1, 0},
+		{"a get_peers from the same network does not protect",
+			[]step{a(1, 0), a(1, 1), a(1, 2), a(2, 3), r(1, 2), a(3, 4)}, []int{0, 1, 3, 4}, 1, 0},
+		{"a re-announce protects",
+			[]step{a(1, 0), a(1, 1), a(1, 2), a(2, 3), a(1, 2), a(3, 4)}, []int{0, 2, 3, 4}, 1, 0},
+		{"a peer of another network joining protects",
+			[]step{a(1, 0), a(1, 1), a(1, 2), a(2, 3), a(3, 2), a(4, 4)}, []int{0, 2, 3, 4}, 1, 0},
+		{"flood cannot displace smaller networks",
+			[]step{a(1, 0), a(2, 1), a(3, 2), a(3, 3), a(3, 4), a(3, 5), a(4, 6)}, []int{0, 1, 2, 6}, 1, 2},
+		{"re-announce when full", []step{a(1, 0), a(2, 1), a(3, 2), a(4, 3), a(1, 0)}, []int{0, 1, 2, 3}, 0, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := NewPeerStore(self, PeerConfig{MaxInfohashes: 2})
-			for i, d := range tc.announce {
-				s.Announce(at(d), peerAddr4(i), false, storeT0)
+			s := NewPeerStore(krpc.ID{}, PeerConfig{MaxInfohashes: 4, MaxPerSource: -1})
+			for i, st := range tc.steps {
+				now := storeT0.Add(time.Duration(i) * time.Second)
+				if st.read {
+					if len(s.PeersFrom(quotaNet(st.net, 200), ih(st.ih), false, 10, now, nil)) == 0 {
+						t.Fatalf("step %d: infohash %d not stored", i, st.ih)
+					}
+					continue
+				}
+				s.Announce(ih(st.ih), netip.AddrPortFrom(quotaNet(st.net, 1), 1000), false, now)
 			}
 			got := s.Infohashes(10, storeT0, peerRand(1))
-			slices.SortFunc(got, peerByDistance(self))
+			slices.SortFunc(got, func(a, b krpc.ID) int { return bytes.Compare(a[:], b[:]) })
 			var want []krpc.ID
-			for _, d := range tc.want {
-				want = append(want, at(d))
+			for _, i := range tc.want {
+				want = append(want, ih(i))
 			}
 			if !slices.Equal(got, want) {
 				t.Errorf("Infohashes = %v, want %v", got, want)
@@ -286,67 +327,61 @@ func TestPeerInfohashBound(t *testing.T) {
 }
 
 func TestPeerByteBudget(t *testing.T) {
-	self := storeID(0x55)
-	at := func(d byte) krpc.ID { return storeID(0x55 ^ d) }
-	near, far := at(0x01), at(0x80)
-	type kept map[byte][]int // distance -> peer4 indices stored
+	far, near, other := storeID(0x80), storeID(0x01), storeID(0x02)
+	mine := func(i int) netip.AddrPort { return peerAddr4(i) }               // 10.0.0.0/24
+	theirs := netip.AddrPortFrom(netip.MustParseAddr("10.9.0.1"), 999)       // another /24
+	theirs6 := netip.AddrPortFrom(netip.MustParseAddr("2001:db8:9::1"), 999) // another /48
 	tests := []struct {
-		name    string
-		ih      krpc.ID
-		peer    netip.AddrPort
-		want    kept
-		want6   int // IPv6 peers stored under far
-		stats   PeerStats
-		maxByte int64
+		name  string
+		ih    krpc.ID
+		peer  netip.AddrPort
+		want  map[krpc.ID][]netip.AddrPort // IPv4 peers kept
+		want6 int                          // IPv6 peers kept
+		stats PeerStats
 	}{
 		{
-			name: "closer infohash evicts farthest to fit",
-			ih:   near, peer: peerAddr4(4),
-			want:  kept{0x01: {2, 3, 4}},
+			name: "another network's peer evicts the other infohash",
+			ih:   near, peer: theirs,
+			want:  map[krpc.ID][]netip.AddrPort{near: {mine(2), mine(3), theirs}},
 			stats: PeerStats{EvictedInfohashes: 1},
 		},
 		{
-			name: "new nearer infohash evicts farthest",
-			ih:   at(0x02), peer: peerAddr4(4),
-			want:  kept{0x01: {2, 3}, 0x02: {4}},
+			name: "another network's infohash evicts the newest",
+			ih:   other, peer: theirs,
+			want:  map[krpc.ID][]netip.AddrPort{far: {mine(0), mine(1)}, other: {theirs}},
 			stats: PeerStats{EvictedInfohashes: 1},
 		},
 		{
-			name: "farthest infohash replaces its own oldest peer",
-			ih:   far, peer: peerAddr4(4),
-			want:  kept{0x80: {1, 4}, 0x01: {2, 3}},
-			stats: PeerStats{EvictedPeers: 1},
+			name: "same network replaces its own oldest peer",
+			ih:   far, peer: mine(4),
+			want:  map[krpc.ID][]netip.AddrPort{far: {mine(1), mine(4)}, near: {mine(2), mine(3)}},
+			stats: PeerStats{EvictedPeersBytes: 1},
 		},
 		{
-			name: "new farther infohash refused",
-			ih:   at(0xc0), peer: peerAddr4(4),
-			want:  kept{0x80: {0, 1}, 0x01: {2, 3}},
+			name: "same network's new infohash refused",
+			ih:   other, peer: mine(4),
+			want:  map[krpc.ID][]netip.AddrPort{far: {mine(0), mine(1)}, near: {mine(2), mine(3)}},
 			stats: PeerStats{RefusedBytes: 1},
 		},
 		{
-			name: "IPv6 peer with no IPv6 to replace refused",
-			ih:   far, peer: peerAddr6(4),
-			want:  kept{0x80: {0, 1}, 0x01: {2, 3}},
-			stats: PeerStats{RefusedBytes: 1},
-		},
-		{
-			name: "IPv6 peer of near infohash evicts far one",
-			ih:   near, peer: peerAddr6(4),
-			want:  kept{0x01: {2, 3}},
+			name: "IPv6 peer of another network evicts the other infohash",
+			ih:   far, peer: theirs6,
+			want:  map[krpc.ID][]netip.AddrPort{far: {mine(0), mine(1)}},
+			want6: 1,
 			stats: PeerStats{EvictedInfohashes: 1},
 		},
 		{
 			name: "refresh needs no room",
-			ih:   far, peer: peerAddr4(0),
-			want:  kept{0x80: {0, 1}, 0x01: {2, 3}},
+			ih:   far, peer: mine(0),
+			want:  map[krpc.ID][]netip.AddrPort{far: {mine(0), mine(1)}, near: {mine(2), mine(3)}},
 			stats: PeerStats{Refreshes: 1},
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := NewPeerStore(self, PeerConfig{MaxBytes: 2*InfohashCost + 4*PeerCost4})
+			s := NewPeerStore(krpc.ID{}, PeerConfig{MaxBytes: 2*InfohashCost + 4*PeerCost4, MaxPerSource: -1})
 			for i, ih := range []krpc.ID{far, far, near, near} {
-				s.Announce(ih, peerAddr4(i), false, storeT0.Add(time.Duration(i)*time.Second))
+				s.Announce(ih, mine(i), false, storeT0.Add(time.Duration(i)*time.Second))
 			}
 			before := s.Stats()
 			if before.Bytes != s.Config().MaxBytes {
@@ -355,19 +390,20 @@ func TestPeerByteBudget(t *testing.T) {
 			now := storeT0.Add(time.Minute)
 			s.Announce(tc.ih, tc.peer, false, now)
 			peerCheckInvariants(t, s)
-			for _, d := range []byte{0x01, 0x02, 0x80, 0xc0} {
-				var want []netip.AddrPort
-				for _, i := range tc.want[d] {
-					want = append(want, peerAddr4(i))
+			for _, ih := range []krpc.ID{far, near, other} {
+				want := peerSortedAddrs(tc.want[ih])
+				if got := peerSortedAddrs(s.Peers(ih, false, 100, now, nil)); !slices.Equal(got, want) {
+					t.Errorf("infohash %x: peers %v, want %v", ih[:1], got, want)
 				}
-				if got := peerSortedAddrs(s.Peers(at(d), false, 100, now, nil)); !slices.Equal(got, want) {
-					t.Errorf("distance %#x: peers %v, want %v", d, got, want)
-				}
+			}
+			if got := len(s.Peers(far, true, 100, now, nil)); got != tc.want6 {
+				t.Errorf("IPv6 peers of far = %d, want %d", got, tc.want6)
 			}
 			st := s.Stats()
 			got := PeerStats{
 				Refreshes:         st.Refreshes - before.Refreshes,
 				EvictedPeers:      st.EvictedPeers,
+				EvictedPeersBytes: st.EvictedPeersBytes,
 				EvictedInfohashes: st.EvictedInfohashes,
 				RefusedBytes:      st.RefusedBytes,
 			}
@@ -377,12 +413,58 @@ func TestPeerByteBudget(t *testing.T) {
 		})
 	}
 	t.Run("budget below one peer", func(t *testing.T) {
-		s := NewPeerStore(self, PeerConfig{MaxBytes: InfohashCost})
+		s := NewPeerStore(krpc.ID{}, PeerConfig{MaxBytes: InfohashCost})
 		s.Announce(near, peerAddr4(1), false, storeT0)
 		if st := s.Stats(); st.RefusedBytes != 1 || st.Peers != 0 || st.Bytes != 0 {
 			t.Errorf("Stats = %+v, want one refusal and nothing stored", st)
 		}
 	})
+}
+
+func TestPeerQuota(t *testing.T) {
+	ih := func(i int) krpc.ID { return storeID(0x20 + byte(i)) }
+	type ann struct {
+		peer    string
+		ih      int
+		wantErr error
+	}
+	tests := []struct {
+		name string
+		cfg  PeerConfig
+		anns []ann
+	}{
+		{"per /24 over infohashes", PeerConfig{MaxPerSource: 2}, []ann{
+			{"10.1.0.1:1", 0, nil}, {"10.1.0.2:1", 1, nil}, {"10.1.0.3:1", 2, ErrQuota},
+			{"10.1.0.3:1", 0, ErrQuota}, // a new entry in a stored infohash counts too
+			{"10.1.0.1:2", 0, nil},      // a re-announce adds nothing
+			{"10.2.0.1:1", 2, nil},
+		}},
+		{"per /48", PeerConfig{MaxPerSource: 1}, []ann{{"[2001:db8:1::1]:1", 0, nil}, {"[2001:db8:1:ffff::2]:1", 1, ErrQuota}}},
+		{"default share", PeerConfig{MaxInfohashes: 100}, []ann{{"10.1.0.1:1", 0, nil}, {"10.1.0.1:1", 1, nil}, {"10.1.0.1:1", 2, ErrQuota}}},
+		{"disabled", PeerConfig{MaxInfohashes: 100, MaxPerSource: -1}, []ann{{"10.1.0.1:1", 0, nil}, {"10.1.0.1:1", 1, nil}, {"10.1.0.1:1", 2, nil}}},
+		{"loopback exempt", PeerConfig{MaxPerSource: 1}, []ann{{"127.0.0.1:1", 0, nil}, {"127.0.0.1:1", 1, nil}}},
+		{"loopback limited", PeerConfig{MaxPerSource: 1, LimitLoopback: true}, []ann{{"127.0.0.1:1", 0, nil}, {"127.0.0.2:1", 1, ErrQuota}}},
+		{"invalid", PeerConfig{}, []ann{{"10.1.0.1:0", 0, ErrInvalidPeer}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := NewPeerStore(krpc.ID{}, tt.cfg)
+			var refused uint64
+			for i, a := range tt.anns {
+				err := s.Announce(ih(a.ih), netip.MustParseAddrPort(a.peer), false, storeT0)
+				if !errors.Is(err, a.wantErr) || (err != nil && a.wantErr == nil) {
+					t.Fatalf("announce %d %s = %v, want %v", i, a.peer, err, a.wantErr)
+				}
+				if errors.Is(err, ErrQuota) {
+					refused++
+				}
+			}
+			if st := s.Stats(); st.RefusedQuota != refused {
+				t.Errorf("RefusedQuota = %d, want %d", st.RefusedQuota, refused)
+			}
+			peerCheckInvariants(t, s)
+		})
+	}
 }
 
 func TestPeerFamilies(t *testing.T) {
@@ -444,6 +526,36 @@ func TestPeerSeedCounts(t *testing.T) {
 	}
 }
 
+// TestPeerNonSeeds checks the BEP 33 noseed sample: every leecher of the
+// family and no seed.
+func TestPeerNonSeeds(t *testing.T) {
+	ih := storeID(7)
+	s := NewPeerStore(krpc.ID{}, PeerConfig{})
+	want := map[netip.AddrPort]bool{}
+	for i := range 12 {
+		s.Announce(ih, peerAddr4(i), i%3 == 0, storeT0)
+		s.Announce(ih, peerAddr6(i), true, storeT0)
+		if i%3 != 0 {
+			want[peerAddr4(i)] = true
+		}
+	}
+	got := s.NonSeeds(ih, false, 100, storeT0, nil)
+	if len(got) != len(want) {
+		t.Errorf("NonSeeds = %v, want the %d leechers", got, len(want))
+	}
+	for _, p := range got {
+		if !want[p] {
+			t.Errorf("NonSeeds lists %v, a seed or unknown", p)
+		}
+	}
+	if got := s.NonSeeds(ih, false, 3, storeT0, nil); len(got) != 3 {
+		t.Errorf("NonSeeds with limit 3 = %v", got)
+	}
+	if got := s.NonSeeds(ih, true, 100, storeT0, nil); len(got) != 0 {
+		t.Errorf("NonSeeds of an all-seed family = %v, want none", got)
+	}
+}
+
 func TestPeerSample(t *testing.T) {
 	tests := []struct {
 		n, limit, want int
@@ -463,7 +575,7 @@ func TestPeerSample(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("n=%d,limit=%d,v6=%v", tc.n, tc.limit, tc.ipv6), func(t *testing.T) {
 			ih := storeID(7)
-			s := NewPeerStore(krpc.ID{}, PeerConfig{MaxPeersPerInfohash: 2000})
+			s := NewPeerStore(krpc.ID{}, PeerConfig{MaxPeersPerInfohash: 2000, MaxPerSource: -1})
 			stored := map[netip.AddrPort]bool{}
 			for i := range tc.n {
 				a := peerAddr4(i)
@@ -649,7 +761,7 @@ func TestPeerRandomOps(t *testing.T) {
 	r := peerRand(6)
 	s := NewPeerStore(storeID(0x5a, 0xa5), PeerConfig{
 		TTL: 10 * time.Minute, MaxInfohashes: 8, MaxPeersPerInfohash: 6,
-		MaxBytes: 6*InfohashCost + 20*PeerCost4 + 5*PeerCost6,
+		MaxBytes: 6*InfohashCost + 20*PeerCost4 + 5*PeerCost6, MaxPerSource: 8,
 	})
 	now := storeT0
 	for step := range 5000 {
@@ -675,13 +787,13 @@ func TestPeerRandomOps(t *testing.T) {
 		}
 	}
 	st := s.Stats()
-	if st.EvictedPeers == 0 || st.EvictedInfohashes == 0 || st.Expired == 0 || st.RefusedBytes+st.RefusedInfohashes == 0 {
+	if st.EvictedPeers+st.EvictedPeersBytes == 0 || st.EvictedInfohashes == 0 || st.Expired == 0 || st.RefusedBytes+st.RefusedInfohashes == 0 || st.RefusedQuota == 0 {
 		t.Errorf("Stats = %+v: some path was not exercised", st)
 	}
 }
 
 func TestPeerConcurrent(t *testing.T) {
-	s := NewPeerStore(krpc.ID{}, PeerConfig{MaxInfohashes: 10, MaxPeersPerInfohash: 50})
+	s := NewPeerStore(krpc.ID{}, PeerConfig{MaxInfohashes: 10, MaxPeersPerInfohash: 50, MaxPerSource: -1})
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {
@@ -763,7 +875,7 @@ func BenchmarkPeerStoreMemory(b *testing.B) {
 				runtime.GC()
 				runtime.ReadMemStats(&before)
 				s := NewPeerStore(krpc.ID{}, PeerConfig{
-					MaxInfohashes: infohashes, MaxPeersPerInfohash: perInfohash, MaxBytes: 1 << 40,
+					MaxInfohashes: infohashes, MaxPeersPerInfohash: perInfohash, MaxBytes: 1 << 40, MaxPerSource: -1,
 				})
 				r := peerRand(9)
 				perm := make([]int, perInfohash)
@@ -806,7 +918,7 @@ func BenchmarkPeerStoreMemory(b *testing.B) {
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)
-			s := NewPeerStore(krpc.ID{}, PeerConfig{MaxInfohashes: n, MaxBytes: 1 << 40})
+			s := NewPeerStore(krpc.ID{}, PeerConfig{MaxInfohashes: n, MaxBytes: 1 << 40, MaxPerSource: -1})
 			r := peerRand(10)
 			for i := range n {
 				var ih krpc.ID

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,8 @@ import (
 func lookupFlags(extra ...cli.Flag) []cli.Flag {
 	return append([]cli.Flag{
 		&cli.StringSliceFlag{Name: "bootstrap", Usage: "bootstrap node host:port (repeatable); default: the public routers", EnvVars: []string{"DHTD_BOOTSTRAP"}},
+		&cli.BoolFlag{Name: "no-bootstrap", Usage: "never contact the public routers: only the --bootstrap nodes, if any"},
+		&cli.StringFlag{Name: "id", Usage: "node id of the short-lived node, 40 hex characters (default: random)"},
 		&cli.StringFlag{Name: "listen", Value: "0.0.0.0:0", Usage: "UDP address of the short-lived node"},
 		&cli.DurationFlag{Name: "timeout", Value: time.Minute, Usage: "bound on the whole command"},
 		&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
@@ -48,7 +51,14 @@ func withNode(c *cli.Context, f func(ctx context.Context, n *node.Node) error) e
 		// node adds it to its table and keeps querying it after it exits.
 		ReadOnly: true,
 	}
-	if len(cfg.Bootstrap) == 0 {
+	if s := c.String("id"); s != "" {
+		id, err := krpc.ParseID(s)
+		if err != nil {
+			return fmt.Errorf("--id: %w", err)
+		}
+		cfg.ID = id
+	}
+	if len(cfg.Bootstrap) == 0 && !c.Bool("no-bootstrap") {
 		cfg.Bootstrap = defaultRouters
 	}
 	n, err := node.New(cfg)
@@ -56,10 +66,52 @@ func withNode(c *cli.Context, f func(ctx context.Context, n *node.Node) error) e
 		return err
 	}
 	defer n.Close()
-	if err := n.Bootstrap(ctx); err != nil {
-		return err
+	cfg.Logger.Debug("lookup node", "id", n.ID(), "addr", n.Addr(), "bootstrap", cfg.Bootstrap)
+	if len(cfg.Bootstrap) > 0 {
+		if err := n.Bootstrap(ctx); err != nil {
+			return err
+		}
 	}
 	return f(ctx, n)
+}
+
+// nodeJSON is a node in --json output.
+type nodeJSON struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr"`
+}
+
+// nodesJSON lists nodes for --json output (never null).
+func nodesJSON(ns []krpc.NodeInfo) []nodeJSON {
+	out := make([]nodeJSON, 0, len(ns))
+	for _, n := range ns {
+		out = append(out, nodeJSON{ID: n.ID.String(), Addr: n.Addr.String()})
+	}
+	return out
+}
+
+// refusalJSON is a node that refused a write, in --json output.
+type refusalJSON struct {
+	ID      string `json:"id"`
+	Addr    string `json:"addr"`
+	Code    int64  `json:"code"`
+	Message string `json:"message"`
+}
+
+// refusalsJSON lists refusals for --json output (never null).
+func refusalsJSON(es []node.NodeError) []refusalJSON {
+	out := make([]refusalJSON, 0, len(es))
+	for _, e := range es {
+		out = append(out, refusalJSON{ID: e.Node.ID.String(), Addr: e.Node.Addr.String(), Code: e.Code, Message: e.Msg})
+	}
+	return out
+}
+
+// printRefusals prints one line per node that refused a write.
+func printRefusals(w io.Writer, es []node.NodeError) {
+	for _, e := range es {
+		fmt.Fprintf(w, "refused by %s\n", e)
+	}
 }
 
 func printJSON(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }
@@ -93,7 +145,19 @@ func peersCommand() *cli.Command {
 				}
 				elapsed := time.Since(start)
 				if asJSON {
-					out := map[string]any{"info_hash": ih.String(), "peers": peers, "queried": res.Lookup.Queried, "elapsed_ms": elapsed.Milliseconds()}
+					type heldJSON struct {
+						nodeJSON
+						Peers []string `json:"peers"`
+					}
+					held := make([]heldJSON, 0, len(res.HeldBy))
+					for _, h := range res.HeldBy {
+						hj := heldJSON{nodeJSON: nodeJSON{ID: h.Node.ID.String(), Addr: h.Node.Addr.String()}}
+						for _, p := range h.Peers {
+							hj.Peers = append(hj.Peers, p.String())
+						}
+						held = append(held, hj)
+					}
+					out := map[string]any{"info_hash": ih.String(), "peers": peers, "held_by": held, "queried": res.Lookup.Queried, "elapsed_ms": elapsed.Milliseconds()}
 					if err != nil {
 						out["error"] = err.Error()
 					}
@@ -130,7 +194,9 @@ func announceCommand() *cli.Command {
 			return withNode(c, func(ctx context.Context, n *node.Node) error {
 				res, err := n.Announce(ctx, ih, c.Int("port"), c.Bool("implied-port"))
 				if c.Bool("json") {
-					out := map[string]any{"info_hash": ih.String(), "port": c.Int("port"), "announced": res.Announced, "accepted": res.Accepted, "local_addr": n.Addr().String()}
+					out := map[string]any{"info_hash": ih.String(), "port": c.Int("port"), "announced": res.Announced, "accepted": res.Accepted,
+						"stored_at": nodesJSON(res.StoredAt), "refused_by": refusalsJSON(res.RefusedBy), "unanswered": nodesJSON(res.Unanswered),
+						"queried": res.Peers.Lookup.Queried, "local_addr": n.Addr().String()}
 					if err != nil {
 						out["error"] = err.Error()
 					}
@@ -139,6 +205,7 @@ func announceCommand() *cli.Command {
 					}
 				} else {
 					fmt.Fprintf(c.App.Writer, "announced to %d nodes, %d accepted\n", res.Announced, res.Accepted)
+					printRefusals(c.App.Writer, res.RefusedBy)
 				}
 				return err
 			})
@@ -168,13 +235,14 @@ func putCommand() *cli.Command {
 			}
 			var mutable bool
 			var opts node.PutOptions
-			var keyPriv []byte
+			var keyPriv, keyPub []byte
 			if path := c.String("key"); path != "" {
 				priv, err := readKey(path)
 				if err != nil {
 					return err
 				}
 				mutable, keyPriv = true, priv
+				keyPub = priv.Public().(ed25519.PublicKey)
 				opts.Salt = []byte(c.String("salt"))
 				if c.IsSet("seq") {
 					s := c.Int64("seq")
@@ -199,9 +267,13 @@ func putCommand() *cli.Command {
 					res, err = n.PutImmutable(ctx, v)
 				}
 				if c.Bool("json") {
-					out := map[string]any{"target": res.Target.String(), "stored": res.Stored, "sent": res.Sent}
+					out := map[string]any{"target": res.Target.String(), "stored": res.Stored, "sent": res.Sent,
+						"stored_at": nodesJSON(res.StoredAt), "refused_by": refusalsJSON(res.RefusedBy), "unanswered": nodesJSON(res.Unanswered),
+						"queried": res.Lookup.Queried}
 					if mutable {
 						out["seq"] = res.Seq
+						out["public_key"] = hex.EncodeToString(keyPub)
+						out["salt"] = string(opts.Salt)
 					}
 					if len(res.Errors) > 0 {
 						codes := map[string]int{}
@@ -217,11 +289,12 @@ func putCommand() *cli.Command {
 						return perr
 					}
 				} else {
-					fmt.Fprintf(c.App.Writer, "target: %s\n", res.Target)
+					fmt.Fprintf(c.App.Writer, "target:     %s\n", res.Target)
 					if mutable {
-						fmt.Fprintf(c.App.Writer, "seq:    %d\n", res.Seq)
+						fmt.Fprintf(c.App.Writer, "public key: %s\nsalt:       %q\nseq:        %d\n", hex.EncodeToString(keyPub), opts.Salt, res.Seq)
 					}
 					fmt.Fprintf(c.App.Writer, "stored on %d of %d nodes\n", res.Stored, res.Sent)
+					printRefusals(c.App.Writer, res.RefusedBy)
 				}
 				if err == nil && c.Bool("keep") {
 					return keepPut(c, n, v, keyPriv, opts, res)
@@ -234,9 +307,10 @@ func putCommand() *cli.Command {
 
 func getCommand() *cli.Command {
 	return &cli.Command{
-		Name: "get", Usage: "fetch a BEP 44 item by target, or a mutable one by --pubkey", ArgsUsage: "[TARGET]",
+		Name: "get", Usage: "fetch a BEP 44 item by target, or a mutable one by --pubkey or --key", ArgsUsage: "[TARGET]",
 		Flags: lookupFlags(
 			&cli.StringFlag{Name: "pubkey", Usage: "public key (64 hex characters) of a mutable item"},
+			&cli.StringFlag{Name: "key", Usage: "key file from `dhtd keygen`: fetch the mutable item of its public key"},
 			&cli.StringFlag{Name: "salt", Usage: "salt of the mutable item"},
 			gatewayFlag(),
 		),
@@ -244,21 +318,28 @@ func getCommand() *cli.Command {
 			var target krpc.ID
 			var opts node.GetOptions
 			switch {
-			case c.String("pubkey") != "" && c.NArg() == 0:
+			case c.String("key") != "" && c.String("pubkey") == "" && c.NArg() == 0:
+				priv, err := readKey(c.String("key"))
+				if err != nil {
+					return err
+				}
+				opts.Salt = []byte(c.String("salt"))
+				target = storage.MutableTarget(priv.Public().(ed25519.PublicKey), opts.Salt)
+			case c.String("pubkey") != "" && c.String("key") == "" && c.NArg() == 0:
 				pub, err := hex.DecodeString(c.String("pubkey"))
 				if err != nil || len(pub) != 32 {
 					return errors.New("--pubkey: want 64 hex characters")
 				}
 				opts.Salt = []byte(c.String("salt"))
 				target = storage.MutableTarget(pub, opts.Salt)
-			case c.NArg() == 1 && c.String("pubkey") == "":
+			case c.NArg() == 1 && c.String("pubkey") == "" && c.String("key") == "":
 				var err error
 				if target, err = krpc.ParseID(c.Args().First()); err != nil {
 					return fmt.Errorf("TARGET: %w", err)
 				}
 				opts.Salt = []byte(c.String("salt"))
 			default:
-				return errors.New("usage: dhtd get TARGET | dhtd get --pubkey HEX [--salt S]")
+				return errors.New("usage: dhtd get TARGET | dhtd get --pubkey HEX [--salt S] | dhtd get --key FILE [--salt S]")
 			}
 			if c.String("gateway") != "" {
 				return getViaGateway(c, target)
@@ -271,6 +352,7 @@ func getCommand() *cli.Command {
 						out["value"] = displayValue(res.Item.V)
 						out["v_bencoded"] = string(res.Item.V)
 						out["count"] = res.Count
+						out["held_by"] = nodesJSON(res.HeldBy)
 						if res.Item.Mutable {
 							out["seq"] = res.Item.Seq
 							out["pubkey"] = hex.EncodeToString(res.Item.K)

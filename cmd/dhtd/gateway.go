@@ -10,8 +10,10 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/dhtd/dhtd/internal/httpguard"
 	"github.com/dhtd/dhtd/node"
 	"github.com/dhtd/dhtd/node/gateway"
 )
@@ -29,15 +31,69 @@ func httpFlag() cli.Flag {
 	}
 }
 
+// httpAllowedHostsFlag is `run --http-allowed-hosts`: Host names the
+// gateway and the metrics listener serve besides their own address and
+// localhost.
+func httpAllowedHostsFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:    "http-allowed-hosts",
+		Usage:   "comma-separated Host names (name, or name:port) the gateway and the metrics listener serve besides their own address and localhost, e.g. behind a reverse proxy; others answer 421 (against DNS rebinding)",
+		EnvVars: []string{"DHTD_HTTP_ALLOWED_HOSTS"},
+	}
+}
+
+// httpAllowedOriginsFlag is `run --http-allowed-origins`: web origins whose
+// pages may use the gateway and the metrics listener.
+func httpAllowedOriginsFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:    "http-allowed-origins",
+		Usage:   "comma-separated web origins (scheme://host[:port]) whose pages may send requests to the gateway and the metrics listener; requests from other sites answer 403",
+		EnvVars: []string{"DHTD_HTTP_ALLOWED_ORIGINS"},
+	}
+}
+
+// httpPolicy reads --http-allowed-hosts and --http-allowed-origins; an
+// entry that is not a host or an origin is an error.
+func httpPolicy(c *cli.Context) (httpguard.Policy, *httpguard.Guard, error) {
+	p := httpguard.Policy{
+		AllowedHosts:   httpguard.ParseList(c.String("http-allowed-hosts")),
+		AllowedOrigins: httpguard.ParseList(c.String("http-allowed-origins")),
+	}
+	g, err := httpguard.New(p)
+	if err != nil {
+		return p, nil, fmt.Errorf("--http-allowed-hosts/--http-allowed-origins: %w", err)
+	}
+	return p, g, nil
+}
+
+// guardMetricsListener puts the metrics listener's handler behind g,
+// counting refusals in dhtd_metrics_http_refused_total{reason} on reg.
+func guardMetricsListener(h http.Handler, g *httpguard.Guard, reg *prometheus.Registry) (http.Handler, error) {
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "dhtd", Subsystem: "metrics_http", Name: "refused_total",
+		Help: "Requests to the metrics listener refused as possibly sent by a web page of another site, by reason (host 421, origin and fetch_site 403, content_type 415).",
+	}, []string{"reason"})
+	if err := reg.Register(refused); err != nil {
+		return nil, fmt.Errorf("metrics listener: %w", err)
+	}
+	for _, r := range httpguard.Reasons {
+		refused.WithLabelValues(r)
+	}
+	return g.Handler(h, func(reason string) { refused.WithLabelValues(reason).Inc() }), nil
+}
+
 // startGateway serves the gateway of n on --http, if given. stop ends it
 // (in-flight lookups are cancelled, then the server shuts down, bounded by
 // gatewayShutdownTimeout); call it before closing the node.
-func startGateway(c *cli.Context, n *node.Node, logger *slog.Logger) (stop func(), err error) {
+func startGateway(c *cli.Context, n *node.Node, logger *slog.Logger, policy httpguard.Policy) (stop func(), err error) {
 	addr := c.String("http")
 	if addr == "" {
 		return func() {}, nil
 	}
-	g, err := gateway.New(n, gateway.Config{Logger: logger.With("component", "gateway")})
+	g, err := gateway.New(n, gateway.Config{
+		Logger:       logger.With("component", "gateway"),
+		AllowedHosts: policy.AllowedHosts, AllowedOrigins: policy.AllowedOrigins,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("--http: %w", err)
 	}

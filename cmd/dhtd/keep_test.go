@@ -40,6 +40,22 @@ func TestPutKeep(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	runKeep(t, ctx, "put --keep", []string{"dhtd", "put", "--keep", "--bootstrap", nodes[0].Addr().String(), "--listen", "127.0.0.1:0", "--timeout", "10s", "kept"}, func(stdout string) {
+		target := storage.ImmutableTarget([]byte("4:kept"))
+		if !strings.Contains(stdout, target.String()) {
+			t.Fatalf("stdout %q does not name the target %s", stdout, target)
+		}
+		if gr, err := nodes[1].Get(ctx, target, node.GetOptions{}); err != nil || string(gr.Item.V) != "4:kept" {
+			t.Fatalf("get the kept item: %v %q", err, gr.Item.V)
+		}
+	})
+}
+
+// runKeep runs a keeping command (args, named what) in process: once it
+// says it is keeping, check sees its stdout; then SIGTERM must stop it
+// cleanly.
+func runKeep(t *testing.T, ctx context.Context, what string, args []string, check func(stdout string)) {
+	t.Helper()
 	app := newApp()
 	var stdout bytes.Buffer
 	errR, errW := io.Pipe()
@@ -54,7 +70,7 @@ func TestPutKeep(t *testing.T) {
 	}()
 	done := make(chan error, 1)
 	go func() {
-		done <- app.RunContext(ctx, []string{"dhtd", "put", "--keep", "--bootstrap", nodes[0].Addr().String(), "--listen", "127.0.0.1:0", "--timeout", "10s", "kept"})
+		done <- app.RunContext(ctx, args)
 		errW.Close()
 	}()
 	next := func(want string) string {
@@ -69,7 +85,7 @@ func TestPutKeep(t *testing.T) {
 					return l
 				}
 			case err := <-done:
-				t.Fatalf("put --keep returned before %q: %v (stdout %q)", want, err, stdout.String())
+				t.Fatalf("%s returned before %q: %v (stdout %q)", what, want, err, stdout.String())
 			case <-ctx.Done():
 				t.Fatalf("no %q on stderr", want)
 			}
@@ -77,16 +93,10 @@ func TestPutKeep(t *testing.T) {
 	}
 	// The signal handler is installed before this line is written.
 	next("keeping ")
-	target := storage.ImmutableTarget([]byte("4:kept"))
-	if !strings.Contains(stdout.String(), target.String()) {
-		t.Fatalf("stdout %q does not name the target %s", stdout.String(), target)
-	}
-	if gr, err := nodes[1].Get(ctx, target, node.GetOptions{}); err != nil || string(gr.Item.V) != "4:kept" {
-		t.Fatalf("get the kept item: %v %q", err, gr.Item.V)
-	}
+	check(stdout.String())
 	select {
 	case err := <-done:
-		t.Fatalf("put --keep exited without a signal: %v", err)
+		t.Fatalf("%s exited without a signal: %v", what, err)
 	default:
 	}
 	if err := syscall.Kill(syscall.Getpid(), syscall.SIGTERM); err != nil {
@@ -96,10 +106,10 @@ func TestPutKeep(t *testing.T) {
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatalf("put --keep after SIGTERM: %v", err)
+			t.Fatalf("%s after SIGTERM: %v", what, err)
 		}
 	case <-ctx.Done():
-		t.Fatal("put --keep did not exit after SIGTERM")
+		t.Fatalf("%s did not exit after SIGTERM", what)
 	}
 }
 

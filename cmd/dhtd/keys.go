@@ -20,19 +20,44 @@ import (
 func keygenCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "keygen",
-		Usage:     "create an ed25519 key for BEP 44 mutable items",
+		Usage:     "create an ed25519 key for BEP 44 mutable items (or import a seed, or show a key file's public key)",
 		ArgsUsage: "FILE",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "force", Usage: "overwrite FILE if it exists"},
+			&cli.StringFlag{Name: "seed", Usage: "import this 32-byte ed25519 seed (64 hex characters) instead of a random one"},
+			&cli.StringFlag{Name: "show", Usage: "print the public key of this key file and write nothing"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		},
 		Action: func(c *cli.Context) error {
+			printKey := func(path string, pub ed25519.PublicKey) error {
+				if c.Bool("json") {
+					return json.NewEncoder(c.App.Writer).Encode(map[string]string{"key_file": path, "public_key": hex.EncodeToString(pub)})
+				}
+				fmt.Fprintf(c.App.Writer, "public key: %s\nkey file:   %s\n", hex.EncodeToString(pub), path)
+				return nil
+			}
+			if path := c.String("show"); path != "" {
+				if c.NArg() != 0 || c.IsSet("seed") || c.Bool("force") {
+					return errors.New("usage: dhtd keygen --show FILE")
+				}
+				priv, err := readKey(path)
+				if err != nil {
+					return err
+				}
+				return printKey(path, priv.Public().(ed25519.PublicKey))
+			}
 			if c.NArg() != 1 {
-				return errors.New("usage: dhtd keygen FILE")
+				return errors.New("usage: dhtd keygen [--seed HEX] FILE | dhtd keygen --show FILE")
 			}
 			path := c.Args().First()
 			seed := make([]byte, ed25519.SeedSize)
-			if _, err := rand.Read(seed); err != nil {
+			if s := c.String("seed"); s != "" {
+				b, err := hex.DecodeString(strings.TrimSpace(s))
+				if err != nil || len(b) != ed25519.SeedSize {
+					return fmt.Errorf("--seed: want %d hex characters (a %d-byte ed25519 seed)", 2*ed25519.SeedSize, ed25519.SeedSize)
+				}
+				copy(seed, b)
+			} else if _, err := rand.Read(seed); err != nil {
 				return fmt.Errorf("keygen: %w", err)
 			}
 			flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
@@ -53,12 +78,7 @@ func keygenCommand() *cli.Command {
 			if err := os.Chmod(path, 0o600); err != nil {
 				return fmt.Errorf("keygen: %w", err)
 			}
-			pub := ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
-			if c.Bool("json") {
-				return json.NewEncoder(c.App.Writer).Encode(map[string]string{"key_file": path, "public_key": hex.EncodeToString(pub)})
-			}
-			fmt.Fprintf(c.App.Writer, "public key: %s\nkey file:   %s\n", hex.EncodeToString(pub), path)
-			return nil
+			return printKey(path, ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey))
 		},
 	}
 }

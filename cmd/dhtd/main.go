@@ -36,6 +36,7 @@ func newApp() *cli.App {
 			runCommand(),
 			probeCommand(),
 			peersCommand(),
+			findNodeCommand(),
 			announceCommand(),
 			keygenCommand(),
 			putCommand(),
@@ -43,6 +44,8 @@ func newApp() *cli.App {
 			tableCommand(),
 			sampleCommand(),
 			scrapeCommand(),
+			conformanceCommand(),
+			pkarrCommand(),
 		},
 	}
 }

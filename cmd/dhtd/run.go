@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,7 +32,7 @@ func runCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "listen", Usage: "UDP address to listen on, repeatable: one node per address family (BEP 32) (default: 0.0.0.0:6881, and [::]:6881 where the host has IPv6)", EnvVars: []string{"DHTD_LISTEN"}},
 			&cli.StringFlag{Name: "bep42", Value: "off", Usage: "BEP 42 node id checks: off, prefer (nodes whose id matches their address win table slots and are chosen as lookup results and storage targets) or enforce (other nodes are refused)", EnvVars: []string{"DHTD_BEP42"}},
 			&cli.Float64Flag{Name: "rate-limit", Value: 20, Usage: "packets per second one source IP may send (burst 5x); 0 disables", EnvVars: []string{"DHTD_RATE_LIMIT"}},
-			&cli.BoolFlag{Name: "limit-loopback", Usage: "apply every per-IP and per-subnet defence (rate limit, routing-table address limits, lookup subnet caps, BEP 42 checks) to loopback addresses too, which are exempt by default; for testing the defences on one machine", EnvVars: []string{"DHTD_LIMIT_LOOPBACK"}},
+			&cli.BoolFlag{Name: "limit-loopback", Usage: "apply every per-IP and per-subnet defence (rate limit, routing-table address limits, lookup subnet caps, BEP 42 checks, storage quotas) to loopback addresses too, which are exempt by default; for testing the defences on one machine", EnvVars: []string{"DHTD_LIMIT_LOOPBACK"}},
 			&cli.IntFlag{Name: "reply-budget", Value: 1 << 20, Usage: "bytes per second of replies, all sources together; 0 disables", EnvVars: []string{"DHTD_REPLY_BUDGET"}},
 			&cli.StringSliceFlag{Name: "bootstrap", Usage: "bootstrap node host:port (repeatable); default: the public routers", EnvVars: []string{"DHTD_BOOTSTRAP"}},
 			&cli.BoolFlag{Name: "no-bootstrap", Usage: "do not contact any bootstrap node", EnvVars: []string{"DHTD_NO_BOOTSTRAP"}},
@@ -40,6 +41,9 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "read-only", Usage: "BEP 43 read-only node: send ro=1, answer no queries", EnvVars: []string{"DHTD_READ_ONLY"}},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"DHTD_LOG_LEVEL"}},
 			httpFlag(),
+			httpAllowedHostsFlag(),
+			httpAllowedOriginsFlag(),
+			pkarrKeepFlag(),
 			&cli.StringFlag{Name: "data-dir", Usage: "directory for the node id, routing table, peers and items (default: $XDG_STATE_HOME/dhtd, else ~/.local/state/dhtd)", EnvVars: []string{"DHTD_DATA_DIR"}},
 			&cli.StringFlag{Name: "storage", Value: "disk", Usage: "disk (keep state in --data-dir) or memory (lose it on exit)", EnvVars: []string{"DHTD_STORAGE"}},
 			&cli.DurationFlag{Name: "save-interval", Value: 5 * time.Minute, Usage: "how often the routing table is saved and expired records are deleted from disk", EnvVars: []string{"DHTD_SAVE_INTERVAL"}},
@@ -121,12 +125,22 @@ func runAction(c *cli.Context) error {
 		}
 		cfg.ID = id
 	}
+	policy, guard, err := httpPolicy(c)
+	if err != nil {
+		return err
+	}
 	switch {
 	case c.Bool("no-bootstrap"):
 	case len(c.StringSlice("bootstrap")) > 0:
 		cfg.Bootstrap = c.StringSlice("bootstrap")
 	default:
 		cfg.Bootstrap = defaultRouters
+	}
+	var keepKeys []ed25519.PublicKey
+	if path := c.String("pkarr-keep"); path != "" {
+		if keepKeys, err = readPkarrKeep(path); err != nil {
+			return err
+		}
 	}
 	nodes, err := startNodes(cfg, listens)
 	if err != nil {
@@ -155,14 +169,23 @@ func runAction(c *cli.Context) error {
 			}
 			return false
 		}
+		h, err := guardMetricsListener(metrics.Handler(n.Registry(), ready, debug), guard, n.Registry())
+		if err != nil {
+			ln.Close()
+			closeNodes(nodes)
+			return err
+		}
 		srv = &http.Server{
-			Handler:           metrics.Handler(n.Registry(), ready, debug),
+			Handler:           h,
 			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       time.Minute,
 		}
 		go func() { _ = srv.Serve(ln) }()
 		logger.Info("metrics listening", "addr", ln.Addr().String())
 	}
-	stopGateway, err := startGateway(c, n, logger)
+	stopGateway, err := startGateway(c, n, logger, policy)
 	if err != nil {
 		if srv != nil {
 			_ = srv.Close()
@@ -171,13 +194,26 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 
+	var keep *node.Republisher
+	if len(keepKeys) > 0 {
+		if keep, err = startPkarrKeep(n); err != nil {
+			stopGateway()
+			if srv != nil {
+				_ = srv.Close()
+			}
+			closeNodes(nodes)
+			return err
+		}
+	}
 	for _, o := range nodes {
 		go func() {
-			if len(cfg.Bootstrap) == 0 {
-				return
+			if len(cfg.Bootstrap) > 0 {
+				if err := o.Bootstrap(ctx); err != nil && !errors.Is(err, context.Canceled) {
+					logger.Warn("bootstrap failed; the node keeps trying", "addr", o.Addr(), "err", err)
+				}
 			}
-			if err := o.Bootstrap(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				logger.Warn("bootstrap failed; the node keeps trying", "addr", o.Addr(), "err", err)
+			if o == n && keep != nil {
+				watchPkarrKeys(keep, keepKeys, logger)
 			}
 		}()
 	}
@@ -185,6 +221,9 @@ func runAction(c *cli.Context) error {
 	stop() // a second signal now ends the process at once
 	logger.Info("shutting down")
 	stopGateway() // before the node closes: no request may reach a closed node
+	if keep != nil {
+		keep.Close()
+	}
 	if srv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = srv.Shutdown(sctx)

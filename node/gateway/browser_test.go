@@ -152,20 +152,21 @@ func (w *webDriver) cmd(method, path string, body, out any) {
 	}
 }
 
-// newSession opens a headless Chromium session; it is closed when t ends.
-func newSession(t *testing.T, driverURL, chromium string) *webDriver {
+// newSession opens a headless Chromium session with extra command-line
+// arguments; it is closed when t ends.
+func newSession(t *testing.T, driverURL, chromium string, extra ...string) *webDriver {
 	t.Helper()
 	client := &http.Client{Timeout: 60 * time.Second}
 	caps := map[string]any{"capabilities": map[string]any{"alwaysMatch": map[string]any{
 		"browserName": "chrome",
 		"goog:chromeOptions": map[string]any{
 			"binary": chromium,
-			"args": []string{
+			"args": append([]string{
 				"--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
 				"--window-size=1280,1100", "--no-first-run", "--disable-background-networking",
 				"--disable-component-update", "--disable-sync", "--disable-default-apps",
 				"--user-data-dir=" + t.TempDir(),
-			},
+			}, extra...),
 		},
 	}}}
 	var sess struct {

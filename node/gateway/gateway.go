@@ -1,12 +1,22 @@
 // Package gateway serves a node over HTTP: a JSON API under /v1/ (BEP 44
 // items, peers, announces, node lookups) and a live status page at /.
 //
-// Every request is bounded: the body by Config.MaxBodyBytes, the time by
-// Config.RequestTimeout; requests that run a DHT lookup share
-// Config.MaxLookups slots (503 when none is free), and each client IP (IPv6:
-// its /64) has a token bucket (429 when empty) whose table is bounded by
-// Config.MaxClients. The gateway holds no private keys: mutable items
-// arrive signed by the client and are verified before they are put.
+// Web pages cannot drive it (see package httpguard): a request must name
+// the gateway's own address, localhost or Config.AllowedHosts in its Host
+// header (421 otherwise, against DNS rebinding); a request a browser marks
+// as coming from another origin is refused unless the origin is in
+// Config.AllowedOrigins (403), and writes must be application/json (415).
+// No answer carries CORS headers, except those of routes that opt in
+// (route.access).
+//
+// Every request is bounded: the body by Config.MaxBodyBytes and
+// Config.BodyTimeout, the time by Config.RequestTimeout; the body is read
+// whole before the request takes anything scarce. Requests that run a DHT
+// lookup then share Config.MaxLookups slots (503 when none is free), and
+// each client IP (IPv6: its /64) has a token bucket (429 when empty) whose
+// table is bounded by Config.MaxClients. The gateway holds no private keys:
+// mutable items arrive signed by the client and are verified before they
+// are put.
 //
 // The gateway adds nothing to what the node will store: values go through
 // node.PutImmutable and node.PutSigned, which apply the BEP 44 checks, and
@@ -14,25 +24,31 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dhtd/dhtd/internal/httpguard"
 	"github.com/dhtd/dhtd/node"
 )
 
 // Defaults of the zero fields of Config.
 const (
 	DefaultRequestTimeout = 20 * time.Second
+	DefaultBodyTimeout    = 5 * time.Second
 	DefaultMaxBodyBytes   = 8 << 10
 	DefaultMaxLookups     = 8
 	DefaultRatePerSecond  = 10
@@ -52,6 +68,17 @@ type Config struct {
 	RequestTimeout time.Duration
 	// MaxBodyBytes bounds request bodies; a larger one answers 400.
 	MaxBodyBytes int64
+	// BodyTimeout bounds the reading of a request's body, from the time
+	// the handler starts (and within RequestTimeout); a body not received
+	// by then answers 408. No lookup slot is held meanwhile.
+	BodyTimeout time.Duration
+	// AllowedHosts are Host header values served besides the address a
+	// connection was accepted on and localhost with its port: a name (any
+	// port) or name:port. Others answer 421.
+	AllowedHosts []string
+	// AllowedOrigins are web origins (scheme://host[:port]) whose pages may
+	// use the API besides the gateway's own; others answer 403.
+	AllowedOrigins []string
 	// MaxLookups bounds the requests running a DHT lookup at once; one more
 	// answers 503.
 	MaxLookups int
@@ -75,6 +102,9 @@ func (c *Config) setDefaults(n *node.Node) {
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.BodyTimeout <= 0 {
+		c.BodyTimeout = DefaultBodyTimeout
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
@@ -104,45 +134,68 @@ type Gateway struct {
 	mux     *http.ServeMux
 	slots   chan struct{} // lookup slots
 	limiter *limiter
+	guard   *httpguard.Guard
 	m       *gatewayMetrics
+
+	bodiesReading atomic.Int64 // requests reading their body
 }
 
-// route is one endpoint: its ServeMux pattern, its metrics label and
-// whether it runs a DHT lookup (and so needs a slot).
+// Access policies of routes towards web pages (package httpguard).
+const (
+	// sameOrigin: the gateway's own page and clients that are not
+	// browsers (the default).
+	sameOrigin = httpguard.SameOrigin
+	// crossOrigin is the opt-in of a route that any web page may call: its
+	// answers carry Access-Control-Allow-Origin: *, an OPTIONS preflight
+	// on its path is answered, and Origin, Sec-Fetch-Site and Content-Type
+	// are not checked (the handler checks the body's type itself). Host is
+	// still checked, and the rate limit, body bounds and slots apply.
+	crossOrigin = httpguard.CrossOrigin
+)
+
+// route is one endpoint: its ServeMux pattern, its metrics label, whether
+// it runs a DHT lookup (and so needs a slot) and its access policy towards
+// web pages.
 type route struct {
 	pattern string
 	name    string // a fixed label value (routeNames)
 	lookup  bool
+	access  httpguard.Access
 	h       func(g *Gateway, w http.ResponseWriter, r *http.Request)
 }
 
 // routes lists every endpoint; openapi.json documents each /v1 one (a test
 // checks that they agree).
 var routes = []route{
-	{"POST /v1/immutable", "immutable_put", true, (*Gateway).putImmutable},
-	{"GET /v1/immutable/{target}", "immutable_get", true, (*Gateway).getImmutable},
-	{"GET /v1/mutable/{pubkey}", "mutable_get", true, (*Gateway).getMutable},
-	{"PUT /v1/mutable/{pubkey}", "mutable_put", true, (*Gateway).putMutable},
-	{"GET /v1/peers/{infohash}", "peers", true, (*Gateway).getPeers},
-	{"POST /v1/announce/{infohash}", "announce", true, (*Gateway).announce},
-	{"GET /v1/nodes/{target}", "nodes", true, (*Gateway).findNodes},
-	{"GET /v1/ping", "ping", false, (*Gateway).ping},
-	{"GET /v1/status", "status", false, (*Gateway).status},
-	{"GET /v1/openapi.json", "openapi", false, (*Gateway).openAPI},
-	{"GET /{$}", "page", false, (*Gateway).page},
-	{"GET /ui/{file}", "page", false, (*Gateway).asset},
-	{"/v1/", "unknown", false, (*Gateway).notFound},
+	{"POST /v1/immutable", "immutable_put", true, sameOrigin, (*Gateway).putImmutable},
+	{"GET /v1/immutable/{target}", "immutable_get", true, sameOrigin, (*Gateway).getImmutable},
+	{"GET /v1/mutable/{pubkey}", "mutable_get", true, sameOrigin, (*Gateway).getMutable},
+	{"PUT /v1/mutable/{pubkey}", "mutable_put", true, sameOrigin, (*Gateway).putMutable},
+	{"GET /v1/peers/{infohash}", "peers", true, sameOrigin, (*Gateway).getPeers},
+	{"POST /v1/announce/{infohash}", "announce", true, sameOrigin, (*Gateway).announce},
+	{"GET /v1/nodes/{target}", "nodes", true, sameOrigin, (*Gateway).findNodes},
+	{"GET /v1/ping", "ping", false, sameOrigin, (*Gateway).ping},
+	{"GET /v1/status", "status", false, sameOrigin, (*Gateway).status},
+	{"GET /v1/openapi.json", "openapi", false, sameOrigin, (*Gateway).openAPI},
+	{"GET /{$}", "page", false, sameOrigin, (*Gateway).page},
+	{"GET /ui/{file}", "page", false, sameOrigin, (*Gateway).asset},
+	{"/v1/", "unknown", false, sameOrigin, (*Gateway).notFound},
 }
 
 // New returns the gateway of n and registers its metrics on cfg.Registry
 // (an error if they are registered there already).
 func New(n *node.Node, cfg Config) (*Gateway, error) {
 	cfg.setDefaults(n)
+	guard, err := httpguard.New(httpguard.Policy{AllowedHosts: cfg.AllowedHosts, AllowedOrigins: cfg.AllowedOrigins})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	g := &Gateway{
 		n: n, cfg: cfg, log: cfg.Logger,
 		mux:     http.NewServeMux(),
 		slots:   make(chan struct{}, cfg.MaxLookups),
 		limiter: newLimiter(cfg.RatePerSecond, cfg.RateBurst, cfg.MaxClients),
+		guard:   guard,
 	}
 	m, err := newMetrics(cfg.Registry, g)
 	if err != nil {
@@ -152,7 +205,42 @@ func New(n *node.Node, cfg Config) (*Gateway, error) {
 	for _, rt := range routes {
 		g.mux.Handle(rt.pattern, g.wrap(rt))
 	}
+	for path, methods := range preflights(routes) {
+		g.mux.Handle("OPTIONS "+path, g.preflight(methods))
+	}
+	g.registerPkarr()
 	return g, nil
+}
+
+// preflights maps the path of every crossOrigin route to the methods the
+// crossOrigin routes on it accept, for the CORS preflight.
+func preflights(rs []route) map[string]string {
+	out := map[string]string{}
+	for _, rt := range rs {
+		method, path, ok := strings.Cut(rt.pattern, " ")
+		if rt.access != crossOrigin || !ok {
+			continue
+		}
+		if out[path] != "" {
+			method = out[path] + ", " + method
+		}
+		out[path] = method
+	}
+	return out
+}
+
+// preflight answers a CORS preflight of a crossOrigin route: 204 with the
+// methods, after the Host check.
+func (g *Gateway) preflight(methods string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ref := g.guard.Check(r, crossOrigin); ref != nil {
+			g.m.refused.WithLabelValues(ref.Reason).Inc()
+			writeError(w, ref.Status, ref.Msg)
+			return
+		}
+		httpguard.SetCORS(w, r, methods)
+		w.WriteHeader(http.StatusNoContent)
+	})
 }
 
 // ServeHTTP implements http.Handler.
@@ -195,24 +283,37 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach Flush and deadlines.
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// wrap applies, in order: the per-IP rate limit, the body bound, the
-// request deadline and, for lookups, a slot.
+// wrap applies, in order: the Host, Origin, Sec-Fetch-Site and
+// Content-Type checks of the route's access policy, the per-IP rate limit,
+// the request deadline, the reading of the whole body (bounded in size and
+// time) and, for lookups, a slot.
 func (g *Gateway) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() { g.m.requests.WithLabelValues(rt.name, codeLabel(sw.code)).Inc() }()
 		w = sw
 		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if ref := g.guard.Check(r, rt.access); ref != nil {
+			g.m.refused.WithLabelValues(ref.Reason).Inc()
+			writeError(w, ref.Status, ref.Msg)
+			return
+		}
+		if rt.access == crossOrigin {
+			httpguard.SetCORS(w, r, "")
+		}
 		if !g.limiter.allow(clientKey(r.RemoteAddr), g.cfg.Now()) {
 			g.m.rateLimited.Inc()
 			w.Header().Set("Retry-After", "1")
 			writeError(w, http.StatusTooManyRequests, "rate limit: too many requests from this address")
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes)
 		ctx, cancel := context.WithTimeout(r.Context(), g.cfg.RequestTimeout)
 		defer cancel()
 		r = r.WithContext(ctx)
+		if herr := g.readBody(w, r); herr != nil {
+			writeHTTPError(w, herr)
+			return
+		}
 		if rt.lookup {
 			select {
 			case g.slots <- struct{}{}:
@@ -226,6 +327,44 @@ func (g *Gateway) wrap(rt route) http.Handler {
 		}
 		rt.h(g, w, r)
 	})
+}
+
+// readBody reads r's whole body, at most Config.MaxBodyBytes, by
+// Config.BodyTimeout (or the request's deadline, if sooner), and replaces
+// r.Body with what it read, so that a slow client holds nothing scarce.
+// A body that fails closes the connection after the answer, so the server
+// does not wait for the rest of it.
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) *httpError {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	// A ResponseWriter without deadlines (a test recorder) answers
+	// ErrNotSupported: then the server's ReadTimeout is the only bound.
+	rc := http.NewResponseController(w)
+	g.bodiesReading.Add(1)
+	defer g.bodiesReading.Add(-1)
+	deadline := time.Now().Add(g.cfg.BodyTimeout)
+	if d, ok := r.Context().Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = rc.SetReadDeadline(deadline)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
+	if err == nil {
+		_ = rc.SetReadDeadline(time.Time{}) // the body is in; nothing more to bound
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		return nil
+	}
+	w.Header().Set("Connection", "close")
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return badRequest("request body: larger than %d bytes", mbe.Limit)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		g.m.bodyTimeouts.Inc()
+		return &httpError{http.StatusRequestTimeout, fmt.Sprintf("request body: not received within %v", g.cfg.BodyTimeout)}
+	default:
+		return badRequest("request body: %v", err)
+	}
 }
 
 // clientKey is the rate-limit key of a request's remote address: the IP,

@@ -85,7 +85,8 @@ func serve(t *testing.T, n *node.Node, mod func(*Config)) (*Gateway, *httptest.S
 
 var testClient = &http.Client{Timeout: testWait}
 
-// call sends one request and returns the status and body.
+// call sends one request, as a client that is not a browser does (writes
+// say Content-Type: application/json), and returns the status and body.
 func call(t *testing.T, method, url, body string) (int, []byte) {
 	t.Helper()
 	var rd io.Reader
@@ -95,6 +96,9 @@ func call(t *testing.T, method, url, body string) (int, []byte) {
 	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if method != http.MethodGet && method != http.MethodHead {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := testClient.Do(req)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dhtd/dhtd/internal/httpguard"
 	"github.com/dhtd/dhtd/node"
 )
 
@@ -13,10 +14,11 @@ import (
 var routeNames = []string{
 	"immutable_put", "immutable_get", "mutable_get", "mutable_put", "peers",
 	"announce", "nodes", "ping", "status", "openapi", "page", "unknown",
+	"pkarr_put", "pkarr_get", "pkarr_options",
 }
 
 // codeLabels is the fixed label set of dhtd_gateway_requests_total{code}.
-var codeLabels = []string{"200", "201", "400", "404", "405", "409", "413", "429", "502", "503", "504", "other"}
+var codeLabels = []string{"200", "201", "204", "304", "400", "403", "404", "405", "408", "409", "412", "413", "415", "421", "429", "502", "503", "504", "other"}
 
 // codeLabel maps a status code to its label.
 func codeLabel(code int) string {
@@ -38,6 +40,8 @@ type gatewayMetrics struct {
 	rateLimited     prometheus.Counter
 	lookupsRejected prometheus.Counter
 	timeouts        prometheus.Counter
+	bodyTimeouts    prometheus.Counter
+	refused         *prometheus.CounterVec
 }
 
 // newMetrics registers the gateway's collectors on reg; the gauges read
@@ -61,9 +65,21 @@ func newMetrics(reg *prometheus.Registry, g *Gateway) (*gatewayMetrics, error) {
 			Namespace: "dhtd", Subsystem: "gateway", Name: "timeouts_total",
 			Help: "HTTP gateway lookups cut off by the request timeout (504).",
 		}),
+		bodyTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "dhtd", Subsystem: "gateway", Name: "body_timeouts_total",
+			Help: "HTTP gateway requests whose body did not arrive within the body timeout (408).",
+		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "dhtd", Subsystem: "gateway", Name: "refused_total",
+			Help: "HTTP gateway requests refused as possibly sent by a web page of another site: by reason (host 421, origin and fetch_site 403, content_type 415).",
+		}, []string{"reason"}),
 	}
 	cs := []prometheus.Collector{
-		m.requests, m.rateLimited, m.lookupsRejected, m.timeouts,
+		m.requests, m.rateLimited, m.lookupsRejected, m.timeouts, m.bodyTimeouts, m.refused,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "dhtd", Subsystem: "gateway", Name: "bodies_reading",
+			Help: "HTTP gateway requests reading their body (each bounded by the body timeout and size); they hold no lookup slot.",
+		}, func() float64 { return float64(g.bodiesReading.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "dhtd", Subsystem: "gateway", Name: "lookups_in_flight",
 			Help: "HTTP gateway requests holding a lookup slot.",
@@ -96,6 +112,9 @@ func newMetrics(reg *prometheus.Registry, g *Gateway) (*gatewayMetrics, error) {
 			}
 			return nil, err
 		}
+	}
+	for _, r := range httpguard.Reasons {
+		m.refused.WithLabelValues(r)
 	}
 	for _, r := range routeNames {
 		for _, c := range codeLabels {

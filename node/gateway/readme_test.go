@@ -18,18 +18,19 @@ type curlExample struct {
 	want int
 }
 
-// readmeCurls returns the curl lines of the README's "HTTP gateway"
-// section, each with the status its comment promises ("→ 200").
-func readmeCurls(t *testing.T) []curlExample {
+// readmeCurls returns the curl lines of the README's section (its "## "
+// title), each with the status its comment promises ("→ 200"). A line is
+// a curl command, or a pipeline that ends in one ("… | curl …").
+func readmeCurls(t *testing.T, section string) []curlExample {
 	t.Helper()
 	b, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(b)
-	i := strings.Index(s, "\n## HTTP gateway\n")
+	i := strings.Index(s, "\n## "+section+"\n")
 	if i < 0 {
-		t.Fatal("README has no \"## HTTP gateway\" section")
+		t.Fatalf("README has no \"## %s\" section", section)
 	}
 	s = s[i+1:]
 	if j := strings.Index(s, "\n## "); j >= 0 {
@@ -46,7 +47,7 @@ func readmeCurls(t *testing.T) []curlExample {
 			if m := reWant.FindStringSubmatch(l); m != nil {
 				want, _ = strconv.Atoi(m[1])
 			}
-		case strings.HasPrefix(l, "curl "):
+		case strings.HasPrefix(l, "curl ") || strings.Contains(l, "| curl "):
 			if want == 0 {
 				t.Fatalf("README curl line without a \"→ NNN\" comment above it: %s", l)
 			}
@@ -65,19 +66,37 @@ func TestGatewayREADMECurl(t *testing.T) {
 	if err != nil {
 		t.Skip("curl not installed")
 	}
-	examples := readmeCurls(t)
+	examples := readmeCurls(t, "HTTP gateway")
 	nodes := startNet(t, 4)
 	_, ts := serve(t, nodes[0], nil)
+	covered := runCurls(t, curl, ts.URL, examples, routes)
+	for _, rt := range routes {
+		if rt.pattern == "/v1/" || strings.HasPrefix(rt.pattern, "GET /ui/") {
+			continue
+		}
+		if !covered[rt.pattern] {
+			t.Errorf("no README curl example for %s", rt.pattern)
+		}
+	}
+	t.Logf("%d README curl examples run", len(examples))
+}
 
+// runCurls runs each example against the gateway at url (in a fresh
+// directory: an example may write a file), checks its status and returns
+// the patterns of rts the examples cover.
+func runCurls(t *testing.T, curl, url string, examples []curlExample, rts []route) map[string]bool {
+	t.Helper()
 	covered := map[string]bool{}
 	reMethod := regexp.MustCompile(`-X (\w+)`)
+	dir := t.TempDir()
 	for _, ex := range examples {
 		if !strings.Contains(ex.line, readmeHost) {
 			t.Fatalf("example does not use %s: %s", readmeHost, ex.line)
 		}
-		line := strings.ReplaceAll(ex.line, readmeHost, ts.URL)
+		line := strings.ReplaceAll(ex.line, readmeHost, url)
 		ctx, cancel := context.WithTimeout(context.Background(), testWait)
-		cmd := exec.CommandContext(ctx, "bash", "-c", line+` -o /dev/null -w '%{http_code}'`)
+		cmd := exec.CommandContext(ctx, "bash", "-o", "pipefail", "-c", line+` -o /dev/null -w '%{http_code}'`)
+		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "PATH=/usr/bin:/bin:"+strings.TrimSuffix(curl, "/curl"))
 		out, err := cmd.Output()
 		cancel()
@@ -92,15 +111,31 @@ func TestGatewayREADMECurl(t *testing.T) {
 		if m := reMethod.FindStringSubmatch(ex.line); m != nil {
 			method = m[1]
 		}
-		for _, rt := range routes {
+		for _, rt := range rts {
 			if routeMatches(rt.pattern, method, ex.line) {
 				covered[rt.pattern] = true
 			}
 		}
 	}
-	for _, rt := range routes {
-		if rt.pattern == "/v1/" || strings.HasPrefix(rt.pattern, "GET /ui/") {
-			continue
+	return covered
+}
+
+// TestPkarrREADMECurl runs the curl examples of the README's "Pkarr"
+// section against a relay on a loopback network; each relay route must
+// have one.
+func TestPkarrREADMECurl(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl not installed")
+	}
+	examples := readmeCurls(t, "Pkarr")
+	nodes := startNet(t, 4)
+	_, ts := serve(t, nodes[0], nil)
+	rts := pkarrRoutes
+	covered := runCurls(t, curl, ts.URL, examples, rts)
+	for _, rt := range rts {
+		if !strings.Contains(rt.pattern, " ") {
+			continue // the catch-all
 		}
 		if !covered[rt.pattern] {
 			t.Errorf("no README curl example for %s", rt.pattern)

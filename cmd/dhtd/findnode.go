@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/node"
+)
+
+// findNodeCommand is `dhtd find_node TARGET`: an iterative find_node lookup
+// (BEP 5) printing the K closest nodes that answered.
+func findNodeCommand() *cli.Command {
+	return &cli.Command{
+		Name: "find_node", Usage: "find the K closest nodes to a target through the DHT", ArgsUsage: "TARGET",
+		Flags: lookupFlags(),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return errors.New("usage: dhtd find_node TARGET")
+			}
+			target, err := krpc.ParseID(c.Args().First())
+			if err != nil {
+				return fmt.Errorf("TARGET: %w", err)
+			}
+			return withNode(c, func(ctx context.Context, n *node.Node) error {
+				start := time.Now()
+				res, err := n.FindClosest(ctx, target)
+				elapsed := time.Since(start)
+				if err == nil && len(res.Nodes) == 0 {
+					err = fmt.Errorf("find_node %s: no node answered (%d queried)", target, res.Lookup.Queried)
+				}
+				if c.Bool("json") {
+					type closestJSON struct {
+						nodeJSON
+						RTTMillis float64 `json:"rtt_ms"`
+					}
+					nodes := make([]closestJSON, 0, len(res.Nodes))
+					for _, cn := range res.Nodes {
+						nodes = append(nodes, closestJSON{
+							nodeJSON:  nodeJSON{ID: cn.Node.ID.String(), Addr: cn.Node.Addr.String()},
+							RTTMillis: float64(cn.RTT.Microseconds()) / 1000,
+						})
+					}
+					out := map[string]any{"target": target.String(), "nodes": nodes, "queried": res.Lookup.Queried,
+						"failed": res.Lookup.Failed, "elapsed_ms": elapsed.Milliseconds()}
+					if err != nil {
+						out["error"] = err.Error()
+					}
+					if perr := printJSON(c.App.Writer, out); perr != nil {
+						return perr
+					}
+					return err
+				}
+				for _, cn := range res.Nodes {
+					fmt.Fprintf(c.App.Writer, "%s %-21s %7.1f ms\n", cn.Node.ID, cn.Node.Addr, float64(cn.RTT.Microseconds())/1000)
+				}
+				fmt.Fprintf(c.App.Writer, "%d closest nodes, %d queried (%d failed), %v\n",
+					len(res.Nodes), res.Lookup.Queried, res.Lookup.Failed, elapsed.Round(time.Millisecond))
+				return err
+			})
+		},
+	}
+}
