@@ -136,9 +136,20 @@ type DBStats struct {
 // OpenDB opens the database at path, creating it (mode 0600) and its
 // buckets if needed. If another process holds the file, OpenDB fails after
 // about a second with an error wrapping ErrDBLocked.
+//
+// An existing file is checked before bbolt reads it (see dbfile.go): one
+// that is empty, truncated, or whose pages or records are damaged is not
+// opened, and the error wraps ErrDBCorrupt; SalvageDB then recovers what
+// it can. Checking reads the file a page at a time, so its memory does not
+// grow with the file.
 func OpenDB(path string) (*DB, error) {
 	_, statErr := os.Stat(path)
 	created := errors.Is(statErr, fs.ErrNotExist)
+	if !created {
+		if err := verifyDBFile(path); err != nil {
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+	}
 	bdb, err := bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout:      dbLockTimeout,
 		FreelistType: bbolt.FreelistMapType,
@@ -150,6 +161,13 @@ func OpenDB(path string) (*DB, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	bdb.MaxBatchDelay = dbBatchDelay
+	if !created {
+		// bbolt's own consistency check, now that ours has passed.
+		if err := boltCheck(bdb); err != nil {
+			_ = bdb.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+	}
 	if created {
 		// bbolt syncs the file but not its directory entry: without this,
 		// a power loss soon after creation could lose the whole file.
