@@ -24,9 +24,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,16 +69,156 @@ type durableWrite struct {
 	write func() error
 }
 
+// DataDirMarker is the file, next to DBFileName, that tells a data dir
+// that held a database from a new one: without it a missing database is a
+// first start, with it a loss of data. It also keeps a copy of the node id
+// (a line "node_id <40 hex digits>"), so that the id survives the loss or
+// damage of the database.
+const DataDirMarker = "dhtd.initialized"
+
+// ErrDataLoss is wrapped by the error of New, with Config.FailOnCorrupt,
+// when the database of a data dir that held one is missing or empty.
+var ErrDataLoss = errors.New("database lost")
+
 // openDB creates dir (mode 0700) if needed and opens the database in it.
-func openDB(dir string) (*storage.DB, error) {
+//
+// A database that is damaged (storage.OpenDB fails with ErrDBCorrupt,
+// which includes an empty file), or missing from a data dir that held one
+// (DataDirMarker), is reported with one ERROR line. With
+// cfg.FailOnCorrupt openDB then fails, touching nothing. Otherwise the file
+// is renamed DBFileName.corrupt-<UTC time> and a new database takes what
+// storage.SalvageDB recovers from it: the node id, then the routing table,
+// then items and peers, each within the stores' bounds.
+func openDB(cfg *Config, log *slog.Logger) (*storage.DB, error) {
+	dir := cfg.DataDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", dir, err)
 	}
-	db, err := storage.OpenDB(filepath.Join(dir, DBFileName))
+	path := filepath.Join(dir, DBFileName)
+	marker := filepath.Join(dir, DataDirMarker)
+	_, mErr := os.Stat(marker)
+	initialized := mErr == nil
+	st, dErr := os.Stat(path)
+	missing, empty := errors.Is(dErr, fs.ErrNotExist), dErr == nil && st.Size() == 0
+	if (missing || empty) && initialized {
+		what := "missing"
+		if empty {
+			what = "empty"
+		}
+		err := fmt.Errorf("data dir %s: %s is %s, but the directory held a database: %w", dir, DBFileName, what, ErrDataLoss)
+		if cfg.FailOnCorrupt {
+			return nil, err
+		}
+		_, keep := markerID(marker)
+		log.Error("database lost: starting with no saved nodes and no stored items", "file", path,
+			"node_id_kept", keep, "err", err)
+	}
+	if empty {
+		// Nothing to keep: a first start stopped before bbolt wrote
+		// the file, or the loss just reported.
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("data dir %s: %w", dir, err)
+		}
+	}
+	db, err := storage.OpenDB(path)
+	if errors.Is(err, storage.ErrDBCorrupt) {
+		if cfg.FailOnCorrupt {
+			return nil, fmt.Errorf("data dir %s: %w (left as it is: --on-corrupt fail)", dir, err)
+		}
+		db, err = salvageDB(log, path, marker, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", dir, err)
 	}
+	if id, ok := markerID(marker); ok {
+		// The database lost the id (or never had it): the marker's copy.
+		if _, has, err := db.NodeID(); err == nil && !has {
+			if err := db.SetNodeID(id); err != nil {
+				_ = db.Close()
+				return nil, fmt.Errorf("data dir %s: %w", dir, err)
+			}
+		}
+	}
 	return db, nil
+}
+
+// markerID reads the node id kept in the DataDirMarker file at path.
+func markerID(path string) (krpc.ID, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) > 4096 {
+		return krpc.ID{}, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if hex, ok := strings.CutPrefix(line, "node_id "); ok {
+			if id, err := krpc.ParseID(strings.TrimSpace(hex)); err == nil {
+				return id, true
+			}
+		}
+	}
+	return krpc.ID{}, false
+}
+
+// salvageDB moves the damaged database at path aside, opens a new one and
+// copies into it what can be salvaged, logging one ERROR line. cause is
+// why the file was refused; marker is the DataDirMarker file, whose copy of
+// the node id openDB uses if the file's is lost.
+func salvageDB(log *slog.Logger, path, marker string, cause error) (*storage.DB, error) {
+	aside := path + ".corrupt-" + time.Now().UTC().Format("20060102T150405Z")
+	if err := os.Rename(path, aside); err != nil {
+		return nil, fmt.Errorf("move damaged database aside: %w", err)
+	}
+	db, err := storage.OpenDB(path)
+	if err != nil {
+		return nil, err
+	}
+	// The default limits lie above the stores' default bounds; the stores
+	// evict the excess while loading.
+	rep, serr := storage.SalvageDB(aside, db, storage.SalvageLimits{})
+	if serr != nil && !errors.Is(serr, storage.ErrDBCorrupt) {
+		_ = db.Close()
+		return nil, serr
+	}
+	keep := rep.NodeID
+	if !keep {
+		_, keep = markerID(marker) // openDB restores it from there
+	}
+	log.Error("database damaged: moved aside, started with what could be salvaged",
+		"file", path, "moved_to", aside, "cause", cause, "node_id_kept", keep,
+		"nodes", rep.Nodes, "items", rep.Items, "peers", rep.Peers,
+		"damaged_records_skipped", rep.Damaged, "limits_reached", rep.Truncated)
+	return db, nil
+}
+
+// writeMarker writes the DataDirMarker file at path, with id, durably
+// (a new file, then renamed over the old one), unless it already holds id.
+func writeMarker(path string, id krpc.ID) error {
+	if old, ok := markerID(path); ok && old == id {
+		return nil
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, err = fmt.Fprintf(f, "This directory holds a dhtd database (%s); dhtd reports its absence as lost data.\nnode_id %s\n", DBFileName, id)
+	if serr := f.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
 }
 
 // chooseID returns the node id: cfg.ID if set (saved for the next start),
@@ -121,27 +264,19 @@ func (n *Node) restoreStores() ([]krpc.NodeInfo, error) {
 	n.peers.SetOnRemove(func(ih krpc.ID, a netip.AddrPort) {
 		deadPeers = append(deadPeers, storage.PeerKey{IH: ih, Addr: a})
 	})
-	var loaded []struct {
-		it  storage.Item
-		exp time.Time
-	}
-	// LoadItems' callback must not call the DB, so collect first.
+	// Each item goes straight into the store, whose bounds evict the
+	// excess, so memory stays within them however large the file is
+	// (Restore does not call the DB, as LoadItems requires).
+	var items, refused int
 	err := n.db.LoadItems(func(it storage.Item, exp time.Time) {
-		loaded = append(loaded, struct {
-			it  storage.Item
-			exp time.Time
-		}{it, exp})
+		if err := n.items.Restore(it, exp, now); err != nil {
+			refused++ // the store is full of closer items
+			return
+		}
+		items++
 	})
 	if err != nil {
 		return nil, err
-	}
-	var items int
-	for _, l := range loaded {
-		if err := n.items.Restore(l.it, l.exp, now); err != nil {
-			n.log.Warn("saved item not restored", "target", l.it.Target(), "err", err)
-			continue
-		}
-		items++
 	}
 	var peers int
 	err = n.db.LoadPeers(func(ih krpc.ID, addr netip.AddrPort, seed bool, exp time.Time) {
@@ -168,7 +303,7 @@ func (n *Node) restoreStores() ([]krpc.NodeInfo, error) {
 	st := n.items.Stats()
 	n.log.Info("state loaded", "dir", filepath.Dir(n.db.Path()), "items", st.Immutable+st.Mutable,
 		"peers", n.peers.Stats().Peers, "records_read", items+peers, "nodes", len(nodes),
-		"corrupt_skipped", n.db.Stats().Corrupt)
+		"items_refused", refused, "corrupt_skipped", n.db.Stats().Corrupt)
 	return nodes, nil
 }
 
@@ -371,11 +506,14 @@ func openState(cfg *Config) (*storage.DB, krpc.ID, error) {
 		id, err := chooseID(cfg, nil)
 		return nil, id, err
 	}
-	db, err := openDB(cfg.DataDir)
+	db, err := openDB(cfg, cfg.Logger)
 	if err != nil {
 		return nil, krpc.ID{}, err
 	}
 	id, err := chooseID(cfg, db)
+	if err == nil {
+		err = writeMarker(filepath.Join(cfg.DataDir, DataDirMarker), id)
+	}
 	if err != nil {
 		_ = db.Close()
 		return nil, krpc.ID{}, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
