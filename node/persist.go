@@ -100,7 +100,10 @@ func openDB(cfg *Config, log *slog.Logger) (*storage.DB, error) {
 	initialized := mErr == nil
 	st, dErr := os.Stat(path)
 	missing, empty := errors.Is(dErr, fs.ErrNotExist), dErr == nil && st.Size() == 0
-	if (missing || empty) && initialized {
+	// An empty file is a loss even without the marker (a dhtd older than
+	// the marker left the directory): bbolt writes a new file's first
+	// pages as it creates it.
+	if (missing && initialized) || empty {
 		what := "missing"
 		if empty {
 			what = "empty"
@@ -114,8 +117,7 @@ func openDB(cfg *Config, log *slog.Logger) (*storage.DB, error) {
 			"node_id_kept", keep, "err", err)
 	}
 	if empty {
-		// Nothing to keep: a first start stopped before bbolt wrote
-		// the file, or the loss just reported.
+		// Nothing to keep.
 		if err := os.Remove(path); err != nil {
 			return nil, fmt.Errorf("data dir %s: %w", dir, err)
 		}

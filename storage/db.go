@@ -93,6 +93,11 @@ var ErrDBLocked = errors.New("database is locked by another process")
 // where it cannot just skip them (the node id). Test with errors.Is.
 var ErrDBCorrupt = errors.New("corrupt database record")
 
+// ErrDBSchema is wrapped by OpenDB's error for a database of a schema this
+// dhtd does not read (written by a newer one). Such a file is not damaged:
+// it is refused as it is. Test with errors.Is.
+var ErrDBSchema = errors.New("unsupported database schema")
+
 // DB is the node's on-disk store, a bbolt database. It is safe for
 // concurrent use; writes from concurrent goroutines share commits. Every
 // method that writes returns only once the write is durable (committed and
@@ -158,6 +163,9 @@ func OpenDB(path string) (*DB, error) {
 		return nil, fmt.Errorf("open %s: %w (waited %s for its lock)", path, ErrDBLocked, dbLockTimeout)
 	}
 	if err != nil {
+		if errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrVersionMismatch) || errors.Is(err, bolterrors.ErrChecksum) {
+			err = fmt.Errorf("%w: %w", err, ErrDBCorrupt)
+		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	bdb.MaxBatchDelay = dbBatchDelay
@@ -187,7 +195,7 @@ func OpenDB(path string) (*DB, error) {
 		case v == nil:
 			return meta.Put(keySchema, []byte{dbSchema})
 		case len(v) != 1 || v[0] != dbSchema:
-			return fmt.Errorf("unsupported schema version %x (this dhtd reads %d)", v, dbSchema)
+			return fmt.Errorf("%w: version %x (this dhtd reads %d)", ErrDBSchema, v, dbSchema)
 		}
 		return nil
 	})

@@ -108,6 +108,7 @@ type fileWalker struct {
 	meta   boltMeta
 	strict bool
 
+	elems    int64                    // elements left to visit (see newFileWalker)
 	err      error                    // first problem
 	problems int                      // problems seen (lenient mode goes on after them)
 	seen     []byte                   // bitset of the pages visited
@@ -160,8 +161,12 @@ func newFileWalker(f io.ReaderAt, size int64, strict bool) (*fileWalker, error) 
 	}
 	return &fileWalker{
 		f: f, size: size, meta: meta, strict: strict,
-		seen: make([]byte, (meta.pgid+7)/8),
-		free: make([]byte, (meta.pgid+7)/8),
+		// Each element of a sound file has its own 16-byte header in the
+		// file; damaged inline buckets could make elements overlap and
+		// be visited again and again.
+		elems: size/boltElemSize + 1024,
+		seen:  make([]byte, (meta.pgid+7)/8),
+		free:  make([]byte, (meta.pgid+7)/8),
 	}, nil
 }
 
@@ -315,6 +320,10 @@ func (w *fileWalker) walkPage(id uint64, depth int, nested func(name, hdr []byte
 	if !ok && w.problem("branch page %d: bad elements", id) {
 		return false
 	}
+	if w.elems -= int64(len(children)); w.elems < 0 {
+		w.problem("more elements than the file can hold")
+		return false
+	}
 	for _, c := range children {
 		if !w.walkPage(c, depth+1, nested, leaf) {
 			return false
@@ -327,6 +336,10 @@ func (w *fileWalker) walkPage(id uint64, depth int, nested func(name, hdr []byte
 func (w *fileWalker) walkLeaf(p []byte, depth int, nested func(name, hdr []byte, depth int) bool, leaf leafFunc) bool {
 	keys, vals, flags, ok := elements(p, true)
 	if !ok && w.problem("leaf page %d: bad elements", binary.LittleEndian.Uint64(p)) {
+		return false
+	}
+	if w.elems -= int64(len(keys)); w.elems < 0 {
+		w.problem("more elements than the file can hold")
 		return false
 	}
 	for i, k := range keys {
@@ -535,7 +548,7 @@ func verifyDBFile(path string) error {
 	err = w.walk(checkRecords(w, &schema))
 	if schema != nil && (len(schema) != 1 || schema[0] != dbSchema) {
 		// Records of another schema need not decode as ours.
-		return fmt.Errorf("unsupported schema version %x (this dhtd reads %d)", schema, dbSchema)
+		return fmt.Errorf("%w: version %x (this dhtd reads %d)", ErrDBSchema, schema, dbSchema)
 	}
 	return err
 }

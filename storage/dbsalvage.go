@@ -294,14 +294,16 @@ func scanOrphans(path string, rep *SalvageReport, recs dbRecords) (err error) {
 			continue
 		}
 		keys, vals, flags, _ := elements(p, true)
+		inPage := len(keys)
 		for i := 0; i < len(keys); i++ {
 			k, v := keys[i], vals[i]
 			var fn leafFunc
 			switch {
 			case flags[i] == boltLeafBucket:
-				// An inline bucket (the meta bucket is one): its
-				// records follow.
-				if len(v) > boltBucketHeader+boltPageHeader && binary.LittleEndian.Uint64(v) == 0 {
+				// An inline bucket of the page (the meta bucket is
+				// one): its records follow. Not those of buckets
+				// inline in it, which our layout never has.
+				if i < inPage && len(v) > boltBucketHeader+boltPageHeader && binary.LittleEndian.Uint64(v) == 0 {
 					ik, iv, ifl, _ := elements(v[boltBucketHeader:], true)
 					keys, vals, flags = append(keys, ik...), append(vals, iv...), append(flags, ifl...)
 				}
