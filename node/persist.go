@@ -9,15 +9,24 @@ package node
 // the query handler for every packet in turn, so a handler that waited for
 // a disk write (an fdatasync, a millisecond or more) would stall every other
 // query behind it and make all puts pay their fsync one after another. A
-// put or announce_peer is therefore applied to the in-memory store on the
-// read loop, then handed to a goroutine that writes it through the DB and
-// only then sends the answer with Server.Reply; the handler returns
-// krpc.Deferred. Those goroutines call DB.PutItem/PutPeer concurrently,
+// put or announce_peer is therefore checked against the in-memory store on
+// the read loop (the BEP 44 rules, the store's bounds), then handed to a
+// goroutine that writes it through the DB, and only once it is durable
+// applies it to the in-memory store and sends the answer with Server.Reply;
+// the handler returns krpc.Deferred. A write the disk refused (a full disk,
+// an I/O error) is answered 202 "storage error" and never reaches memory:
+// it is not served, and it evicts nothing. Memory holds no more than the
+// disk. Those goroutines call DB.PutItem/PutPeer concurrently,
 // and bbolt's Batch folds concurrent writes into one commit, so under load
 // the puts share their fsyncs. Their number is bounded by
 // Config.MaxPendingWrites (gauge dhtd_db_writes_in_flight); past it, a
 // write is refused with 202 "server busy" (dhtd_storage_rejections_total
 // {reason="busy"}) instead of queueing without bound.
+//
+// Failing storage. While the last write failed, the node is not ready
+// (Ready, /readyz 503) and dhtd_db_healthy is 0; writes are still tried,
+// and the first that succeeds clears both. Storage errors are logged at
+// most once per storageLogInterval, with the count of those left out.
 
 import (
 	"bytes"
@@ -67,6 +76,9 @@ type dbDelete struct {
 type durableWrite struct {
 	kind  string // metrics storage kind
 	write func() error
+	// apply, run once write has succeeded, keeps the write in memory; a
+	// non-nil result replaces the prepared reply (the store refused it).
+	apply func() *krpc.Msg
 }
 
 // DataDirMarker is the file, next to DBFileName, that tells a data dir
@@ -358,10 +370,10 @@ func (n *Node) applyDeletes(first dbDelete) {
 		break
 	}
 	if err := n.db.DeleteItems(items); err != nil {
-		n.log.Error("delete evicted items", "err", err)
+		n.storageError("delete evicted items", "err", err)
 	}
 	if err := n.db.DeletePeers(peers); err != nil {
-		n.log.Error("delete evicted peers", "err", err)
+		n.storageError("delete evicted peers", "err", err)
 	}
 }
 
@@ -392,14 +404,23 @@ func (n *Node) durable(to netip.AddrPort, tid string, reply *krpc.Msg, w *durabl
 	go func() {
 		defer n.wg.Done()
 		err := w.write()
+		var refused *krpc.Msg
+		if err == nil && w.apply != nil {
+			refused = w.apply()
+		}
 		// Released before the reply is sent, so a querier that has its
 		// answer sees the gauge down.
 		n.metrics.DBWritesInFlight.Dec()
 		<-n.writeSlots
 		if err != nil {
-			n.log.Error("durable write", "kind", w.kind, "err", err)
+			n.storageError("durable write failed; the write is refused and not kept", "kind", w.kind, "err", err)
 			n.metrics.StorageRejections.WithLabelValues(w.kind, metrics.RejectDBError).Inc()
 			n.srv.Reply(to, tid, n.sentError(errMsg(krpc.ErrCodeServer, "storage error")))
+			return
+		}
+		n.storageRecovered()
+		if refused != nil {
+			n.srv.Reply(to, tid, n.sentError(refused))
 			return
 		}
 		n.srv.Reply(to, tid, reply)
@@ -465,7 +486,7 @@ func (n *Node) persistLoop() {
 	n.every(n.cfg.SaveInterval, func() {
 		n.saveTable()
 		if items, peers, err := n.db.DeleteExpired(n.clock.Now()); err != nil {
-			n.log.Error("delete expired records", "err", err)
+			n.storageError("delete expired records", "err", err)
 		} else if items+peers > 0 {
 			n.log.Debug("deleted expired records", "items", items, "peers", peers)
 		}
@@ -480,7 +501,7 @@ func (n *Node) saveTable() {
 		return
 	}
 	if err := n.db.SaveNodes(nodes); err != nil {
-		n.log.Error("save routing table", "err", err)
+		n.storageError("save routing table", "err", err)
 		return
 	}
 	n.log.Debug("routing table saved", "nodes", len(nodes))
@@ -489,8 +510,59 @@ func (n *Node) saveTable() {
 // dbStats reports the DB for metrics.
 func (n *Node) dbStats() metrics.DBStats {
 	s := n.db.Stats()
-	return metrics.DBStats{Commits: s.Commits, Writes: s.Writes, WriteErrors: s.WriteErrors, Corrupt: s.Corrupt, Size: s.Size}
+	return metrics.DBStats{Commits: s.Commits, Writes: s.Writes, WriteErrors: s.WriteErrors, Corrupt: s.Corrupt,
+		Size: s.Size, Healthy: !s.Failing}
 }
+
+// storageLogInterval is the least time between two storage error lines.
+const storageLogInterval = 10 * time.Second
+
+// storageLog rate-limits the storage error lines: a full disk fails every
+// write, and a line each would flood the log.
+type storageLog struct {
+	mu         sync.Mutex
+	last       time.Time // of the last line logged
+	suppressed int       // errors left out since
+	failing    bool      // an error was seen since the last success
+}
+
+// storageError logs a storage error, unless one was logged less than
+// storageLogInterval ago: then it is only counted, and the next line says
+// how many were left out.
+func (n *Node) storageError(msg string, args ...any) {
+	now := n.clock.Now()
+	l := &n.storeLog
+	l.mu.Lock()
+	l.failing = true
+	if !l.last.IsZero() && now.Sub(l.last) < storageLogInterval {
+		l.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	suppressed := l.suppressed
+	l.last, l.suppressed = now, 0
+	l.mu.Unlock()
+	n.log.Error(msg, append(args, "suppressed_since_last_line", suppressed)...)
+}
+
+// storageRecovered notes a successful write: after errors, one line says
+// the storage works again, with the count of errors not logged.
+func (n *Node) storageRecovered() {
+	l := &n.storeLog
+	l.mu.Lock()
+	if !l.failing {
+		l.mu.Unlock()
+		return
+	}
+	suppressed := l.suppressed
+	l.failing, l.suppressed, l.last = false, 0, time.Time{}
+	l.mu.Unlock()
+	n.log.Warn("storage writes succeed again", "suppressed_errors", suppressed)
+}
+
+// StorageHealthy reports whether the node's storage works: true without a
+// DataDir, else whether the last write to the database succeeded.
+func (n *Node) StorageHealthy() bool { return n.db == nil || !n.db.Failing() }
 
 // DataDir returns the directory of the node's database, or "" if the node
 // keeps its state in memory.

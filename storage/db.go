@@ -112,6 +112,7 @@ type DB struct {
 	lastCommit     atomic.Uint64 // id of the last transaction counted in commits
 	writes         atomic.Uint64
 	writeErrors    atomic.Uint64
+	failing        atomic.Bool // the last write failed
 }
 
 // DBStats are the counters of a DB since OpenDB.
@@ -136,6 +137,9 @@ type DBStats struct {
 	// Size is the size in bytes of the data file (its used pages), 0 if it
 	// could not be read.
 	Size int64
+	// Failing reports whether the last write call failed (a full disk, an
+	// I/O error); the next one that succeeds clears it.
+	Failing bool
 }
 
 // OpenDB opens the database at path, creating it (mode 0600) and its
@@ -244,6 +248,7 @@ func (d *DB) Stats() DBStats {
 		Commits:        d.commits.Load(),
 		Writes:         d.writes.Load(),
 		WriteErrors:    d.writeErrors.Load(),
+		Failing:        d.failing.Load(),
 	}
 	_ = d.bolt.View(func(tx *bbolt.Tx) error {
 		st.Size = tx.Size()
@@ -271,8 +276,12 @@ func (d *DB) counted(err error) error {
 	} else {
 		d.writes.Add(1)
 	}
+	d.failing.Store(err != nil)
 	return err
 }
+
+// Failing reports whether the last write call failed; see DBStats.Failing.
+func (d *DB) Failing() bool { return d.failing.Load() }
 
 // bucket returns the bucket name of tx, or an error if the database lacks
 // it (OpenDB creates them all, so the file was damaged or replaced).

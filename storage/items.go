@@ -562,3 +562,62 @@ func (s *ItemStore) restoreLocked(it *Item, expires, now time.Time) error {
 	}
 	return nil
 }
+
+// Check reports the error Put(it, cas, now) would return, without storing
+// anything: a *krpc.Error (203, 301, 302) or an error wrapping
+// ErrStoreFull. A node that must write an item to disk before it keeps it
+// in memory checks first, writes, then Puts. Check drops expired items, as
+// Put does.
+func (s *ItemStore) Check(it Item, cas *int64, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expireLocked(now)
+	if msg := itemShapeError(&it, cas); msg != "" {
+		return bep44Protocol(msg)
+	}
+	target := it.Target()
+	e, ok := s.items[target]
+	if !ok {
+		if !s.roomLocked(target.Xor(s.self), 1, it.size()) {
+			return fmt.Errorf("put item %s: %w", target, ErrStoreFull)
+		}
+		return nil
+	}
+	if e.item.Mutable != it.Mutable {
+		return bep44Protocol("target holds an item of the other kind")
+	}
+	if !it.Mutable {
+		return nil
+	}
+	switch old := &e.item; {
+	case cas != nil && *cas != old.Seq:
+		return &krpc.Error{Code: krpc.ErrCodeCASMismatch, Msg: bep44MsgCASMismatch}
+	case it.Seq < old.Seq, it.Seq == old.Seq && !bytes.Equal(it.V, old.V):
+		return &krpc.Error{Code: krpc.ErrCodeSeqLessCurrent, Msg: bep44MsgSeqLess}
+	case it.Seq > old.Seq && !s.roomLocked(e.dist, 0, it.size()-e.size):
+		return fmt.Errorf("put mutable item %s seq %d: %w", target, it.Seq, ErrStoreFull)
+	}
+	return nil
+}
+
+// roomLocked reports whether makeRoomLocked(dist, addItems, addBytes)
+// would succeed, changing nothing: whether evicting the items strictly
+// farther than dist from our id would make the new one fit. It visits only
+// those items (byDist is a max-heap: below an item that is not farther,
+// none is), and stops once enough are found.
+func (s *ItemStore) roomLocked(dist krpc.ID, addItems int, addBytes int64) bool {
+	count, size := len(s.items)+addItems, s.stats.Bytes+addBytes
+	fits := func() bool { return count <= s.cfg.MaxItems && size <= s.cfg.MaxBytes }
+	stack := []int{0}
+	for !fits() && len(stack) > 0 {
+		i := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if i >= len(s.byDist) || !dist.Less(s.byDist[i].dist) {
+			continue
+		}
+		count--
+		size -= s.byDist[i].size
+		stack = append(stack, 2*i+1, 2*i+2)
+	}
+	return fits()
+}

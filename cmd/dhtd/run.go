@@ -153,13 +153,15 @@ func runAction(c *cli.Context) error {
 		for _, o := range nodes[1:] {
 			debug["/debug/routing/"+familyOf(o.Addr().String())] = o.RoutingHandler()
 		}
-		ready := func() bool { // ready once any family is
+		ready := func() bool { // once any family is, while every storage works
+			any := false
 			for _, o := range nodes {
-				if o.Ready() {
-					return true
+				if !o.StorageHealthy() {
+					return false
 				}
+				any = any || o.Ready()
 			}
-			return false
+			return any
 		}
 		srv = &http.Server{
 			Handler:           metrics.Handler(n.Registry(), ready, debug),
