@@ -517,12 +517,15 @@ func (n *Node) dbStats() metrics.DBStats {
 // storageLogInterval is the least time between two storage error lines.
 const storageLogInterval = 10 * time.Second
 
-// storageLog rate-limits the storage error lines: a full disk fails every
-// write, and a line each would flood the log.
+// storageLog rate-limits the storage lines: a full disk fails every
+// write, and a line each would flood the log. A disk that is nearly full
+// fails some writes and takes others, so the lines that say it works again
+// are limited too.
 type storageLog struct {
 	mu         sync.Mutex
-	last       time.Time // of the last line logged
-	suppressed int       // errors left out since
+	lastErr    time.Time // of the last error line
+	lastOK     time.Time // of the last "succeed again" line
+	suppressed int       // errors not logged since the last line
 	failing    bool      // an error was seen since the last success
 }
 
@@ -534,30 +537,37 @@ func (n *Node) storageError(msg string, args ...any) {
 	l := &n.storeLog
 	l.mu.Lock()
 	l.failing = true
-	if !l.last.IsZero() && now.Sub(l.last) < storageLogInterval {
+	if !l.lastErr.IsZero() && now.Sub(l.lastErr) < storageLogInterval {
 		l.suppressed++
 		l.mu.Unlock()
 		return
 	}
 	suppressed := l.suppressed
-	l.last, l.suppressed = now, 0
+	l.lastErr, l.suppressed = now, 0
 	l.mu.Unlock()
-	n.log.Error(msg, append(args, "suppressed_since_last_line", suppressed)...)
+	n.log.Error(msg, append(args, "errors_not_logged", suppressed)...)
 }
 
-// storageRecovered notes a successful write: after errors, one line says
-// the storage works again, with the count of errors not logged.
+// storageRecovered notes a successful write: after errors, a line (at most
+// one per storageLogInterval) says the storage works again, with the count
+// of errors not logged.
 func (n *Node) storageRecovered() {
+	now := n.clock.Now()
 	l := &n.storeLog
 	l.mu.Lock()
 	if !l.failing {
 		l.mu.Unlock()
 		return
 	}
+	l.failing = false
+	if !l.lastOK.IsZero() && now.Sub(l.lastOK) < storageLogInterval {
+		l.mu.Unlock()
+		return
+	}
 	suppressed := l.suppressed
-	l.failing, l.suppressed, l.last = false, 0, time.Time{}
+	l.lastOK, l.suppressed = now, 0
 	l.mu.Unlock()
-	n.log.Warn("storage writes succeed again", "suppressed_errors", suppressed)
+	n.log.Warn("storage writes succeed again", "errors_not_logged", suppressed)
 }
 
 // StorageHealthy reports whether the node's storage works: true without a

@@ -154,14 +154,14 @@ func runAction(c *cli.Context) error {
 			debug["/debug/routing/"+familyOf(o.Addr().String())] = o.RoutingHandler()
 		}
 		ready := func() bool { // once any family is, while every storage works
-			any := false
+			ok := false
 			for _, o := range nodes {
 				if !o.StorageHealthy() {
 					return false
 				}
-				any = any || o.Ready()
+				ok = ok || o.Ready()
 			}
-			return any
+			return ok
 		}
 		srv = &http.Server{
 			Handler:           metrics.Handler(n.Registry(), ready, debug),
