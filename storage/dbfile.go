@@ -453,25 +453,6 @@ func (w *fileWalker) walk(recs dbRecords) error {
 	return w.err
 }
 
-// openWalker opens path and a walker on it; the caller closes the file.
-func openWalker(path string, strict bool) (*os.File, *fileWalker, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		_ = f.Close()
-		return nil, nil, err
-	}
-	w, err := newFileWalker(f, st.Size(), strict)
-	if err != nil {
-		_ = f.Close()
-		return nil, nil, err
-	}
-	return f, w, nil
-}
-
 // checkRecords returns the record callbacks of a strict walk: every record
 // of our buckets must decode. A schema other than ours is not damage: it
 // is saved in *schema for the caller to refuse the file as it is.
