@@ -130,7 +130,7 @@ func openDB(cfg *Config, log *slog.Logger) (*storage.DB, error) {
 	}
 	if empty {
 		// Nothing to keep.
-		if err := os.Remove(path); err != nil {
+		if _, err := storage.RemoveEmptyDB(path); err != nil {
 			return nil, fmt.Errorf("data dir %s: %w", dir, err)
 		}
 	}

@@ -553,3 +553,27 @@ func boltCheck(bdb *bbolt.DB) (err error) {
 		return first
 	})
 }
+
+// RemoveEmptyDB removes the database file at path if it is empty (zero
+// bytes), holding its lock meanwhile, so that the file of another process
+// that is just creating it is never removed: that fails with ErrDBLocked.
+// It reports whether it removed the file.
+func RemoveEmptyDB(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	ok, err := lockFile(f, dbLockTimeout)
+	switch {
+	case err != nil:
+		return false, fmt.Errorf("lock %s: %w", path, err)
+	case !ok:
+		return false, fmt.Errorf("%s: %w (waited %s for its lock)", path, ErrDBLocked, dbLockTimeout)
+	}
+	st, err := f.Stat()
+	if err != nil || st.Size() != 0 {
+		return false, err
+	}
+	return true, os.Remove(path)
+}
