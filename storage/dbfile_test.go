@@ -152,7 +152,7 @@ func TestDBCorruptFiles(t *testing.T) {
 	for _, size := range []int{0, 1, 4096, 16 << 10, 1 << 20, 4 << 20, len(full) - 4096} {
 		cases = append(cases, damage{fmt.Sprintf("truncated to %d", size), func(b []byte) []byte { return b[:min(size, len(b))] }})
 	}
-	for _, seed := range []uint64{1, 2, 3, 4, 5, 6, 7, 8} {
+	for _, seed := range []uint64{1, 2, 3, 4} {
 		for _, flips := range []int{1, 16, 256} {
 			cases = append(cases, damage{fmt.Sprintf("seed %d, %d bit flips", seed, flips), func(b []byte) []byte {
 				r := rand.New(rand.NewPCG(seed, uint64(flips)))
