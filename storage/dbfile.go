@@ -28,6 +28,7 @@ package storage
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -517,6 +518,12 @@ func verifyDBFile(path string) error {
 	st, err := f.Stat()
 	if err != nil {
 		return err
+	}
+	switch {
+	case st.IsDir():
+		return errors.New("is a directory")
+	case !st.Mode().IsRegular():
+		return fmt.Errorf("not a regular file (%s)", st.Mode().Type())
 	}
 	if st.Size() == 0 {
 		return fmt.Errorf("empty file: %w", ErrDBCorrupt)
