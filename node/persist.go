@@ -59,6 +59,9 @@ const (
 	deleteQueueLen = 1024
 	// deleteBatch is the most evictions applied in one DB call.
 	deleteBatch = 256
+	// maxLoadDeletes bounds the evictions restoreStores deletes from the
+	// DB at start, per kind.
+	maxLoadDeletes = 1 << 16
 	// rejoinParallel bounds the pings to saved nodes in flight at start.
 	rejoinParallel = 16
 )
@@ -274,9 +277,18 @@ func (n *Node) restoreStores() ([]krpc.NodeInfo, error) {
 		deadItems []krpc.ID
 		deadPeers []storage.PeerKey
 	)
-	n.items.SetOnRemove(func(t krpc.ID) { deadItems = append(deadItems, t) })
+	// The records the stores' bounds evict while loading are deleted from
+	// the DB, at most maxLoadDeletes of each kind per start (a file far
+	// beyond the bounds is trimmed over several starts, in bounded memory).
+	n.items.SetOnRemove(func(t krpc.ID) {
+		if len(deadItems) < maxLoadDeletes {
+			deadItems = append(deadItems, t)
+		}
+	})
 	n.peers.SetOnRemove(func(ih krpc.ID, a netip.AddrPort) {
-		deadPeers = append(deadPeers, storage.PeerKey{IH: ih, Addr: a})
+		if len(deadPeers) < maxLoadDeletes {
+			deadPeers = append(deadPeers, storage.PeerKey{IH: ih, Addr: a})
+		}
 	})
 	// Each item goes straight into the store, whose bounds evict the
 	// excess, so memory stays within them however large the file is
