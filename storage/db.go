@@ -380,8 +380,16 @@ func (d *DB) SaveNodes(nodes []krpc.NodeInfo) error {
 	return d.counted(nil)
 }
 
-// Nodes returns the nodes saved by the last SaveNodes, ordered by id.
-// Undecodable entries are skipped and counted in Stats().Corrupt.
+// MaxLoadNodes bounds the nodes Nodes returns, far above what a routing
+// table holds, so that memory stays bounded whatever the file holds.
+const MaxLoadNodes = DefaultSalvageNodes
+
+// errEnough stops a bucket scan early.
+var errEnough = errors.New("enough")
+
+// Nodes returns the nodes saved by the last SaveNodes, ordered by id, at
+// most MaxLoadNodes. Undecodable entries are skipped and counted in
+// Stats().Corrupt.
 func (d *DB) Nodes() ([]krpc.NodeInfo, error) {
 	var out []krpc.NodeInfo
 	err := d.bolt.View(func(tx *bbolt.Tx) error {
@@ -389,7 +397,10 @@ func (d *DB) Nodes() ([]krpc.NodeInfo, error) {
 		if err != nil {
 			return err
 		}
-		return b.ForEach(func(k, v []byte) error {
+		err = b.ForEach(func(k, v []byte) error {
+			if len(out) == MaxLoadNodes {
+				return errEnough
+			}
 			n, ok := decodeNode(k, v)
 			if !ok {
 				d.corrupt.Add(1)
@@ -398,6 +409,10 @@ func (d *DB) Nodes() ([]krpc.NodeInfo, error) {
 			out = append(out, n)
 			return nil
 		})
+		if errors.Is(err, errEnough) {
+			return nil
+		}
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load nodes: %w", err)
