@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"net/netip"
+	"time"
 
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/metrics"
@@ -100,25 +101,48 @@ func (n *Node) handleAnnounce(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 	n.owners.add(from.Addr(), now)        // the token came back from this address
 	seed := a.Seed != nil && *a.Seed == 1 // BEP 33: absent or != 1 means peer
 	ih, peer := *a.InfoHash, netip.AddrPortFrom(from.Addr(), port)
-	var refusedBefore uint64
-	if n.db != nil {
-		refusedBefore = peerRefusals(n.peers.Stats())
+	if n.db == nil {
+		if err := n.peers.Announce(ih, peer, seed, now); err != nil {
+			n.metrics.StorageRejections.WithLabelValues(metrics.StorePeer, storeRejectReason(err)).Inc()
+		}
+		return &krpc.Msg{R: &krpc.Return{}}
 	}
-	if err := n.peers.Announce(ih, peer, seed, now); err != nil {
-		n.metrics.StorageRejections.WithLabelValues(metrics.StorePeer, storeRejectReason(err)).Inc()
+	if n.peers.QuotaRefuses(ih, peer, now) {
+		// Over the source's quota: answered as before (libtorrent does
+		// not tell either) but neither stored nor written.
+		n.metrics.StorageRejections.WithLabelValues(metrics.StorePeer, metrics.RejectQuota).Inc()
+		return &krpc.Msg{R: &krpc.Return{}}
 	}
-	// An announce the store refused (full, or source over quota) is answered
-	// as before but not written, so the database stays within the store's
-	// bounds. Only the read loop announces, so the counter moved for this
-	// announce.
-	if n.db != nil && peerRefusals(n.peers.Stats()) == refusedBefore {
-		// Acknowledged once on disk (persist.go).
-		expires := now.Add(n.peers.Config().TTL)
-		n.pendingWrite = &durableWrite{kind: metrics.StorePeer, write: func() error {
-			return n.db.PutPeer(ih, peer, seed, expires)
-		}}
+	// Disk first (persist.go): the peer is kept in memory, and served,
+	// only once its record is durable.
+	expires := now.Add(n.peers.Config().TTL)
+	n.pendingWrite = &durableWrite{
+		kind:  metrics.StorePeer,
+		write: func() error { return n.db.PutPeer(ih, peer, seed, expires) },
+		apply: func() *krpc.Msg {
+			if err := n.peers.Announce(ih, peer, seed, now); err != nil || !n.peerStored(ih, peer, now) {
+				// The store refused it (full, or over quota): the
+				// announce is answered as before, and the database
+				// follows the store's bounds.
+				if err != nil {
+					n.metrics.StorageRejections.WithLabelValues(metrics.StorePeer, storeRejectReason(err)).Inc()
+				}
+				n.queueDelete(dbDelete{peer: storage.PeerKey{IH: ih, Addr: peer}, isPeer: true})
+			}
+			return nil
+		},
 	}
 	return &krpc.Msg{R: &krpc.Return{}}
+}
+
+// peerStored reports whether the peer store holds a peer of ih at peer's
+// IP.
+func (n *Node) peerStored(ih krpc.ID, peer netip.AddrPort, now time.Time) bool {
+	found := false
+	n.peers.Each(ih, now, func(a netip.AddrPort, _ bool) {
+		found = found || a.Addr().Unmap() == peer.Addr().Unmap()
+	})
+	return found
 }
 
 // handleGet answers a BEP 44 get: a token, the closest nodes, and the item
@@ -178,18 +202,46 @@ func (n *Node) handlePut(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 		n.metrics.StorageRejections.WithLabelValues(kind, putRejectReason(e)).Inc()
 		return &krpc.Msg{E: e}
 	}
-	err := n.items.PutFrom(p.Item(), p.Cas, from.Addr(), now)
+	if n.db == nil {
+		return n.putResult(kind, n.items.PutFrom(p.Item(), p.Cas, from.Addr(), now))
+	}
+	// Disk first (persist.go): checked against the store, written, and
+	// only then kept in memory and served, so that a write the disk
+	// refused is never served nor evicts anything.
+	if err := n.items.CheckFrom(p.Item(), p.Cas, from.Addr(), now); err != nil {
+		return n.putResult(kind, err)
+	}
+	// The put's slices alias the packet buffer, which the read loop
+	// reuses.
+	it, expires := copyItem(p.Item()), now.Add(n.items.Config().TTL)
+	n.pendingWrite = &durableWrite{
+		kind:  kind,
+		write: func() error { return n.db.PutItem(it, expires) },
+		apply: func() *krpc.Msg {
+			// cas was checked above; a put that raced past this one
+			// with a higher seq wins here as it did on disk (302).
+			err := n.items.PutFrom(it, nil, from.Addr(), now)
+			if errors.Is(err, storage.ErrStoreFull) || errors.Is(err, storage.ErrQuota) {
+				if _, ok := n.items.Get(it.Target(), now); !ok {
+					t := it.Target()
+					n.queueDelete(dbDelete{item: &t})
+				}
+			}
+			if err != nil {
+				return n.putResult(kind, err)
+			}
+			return nil
+		},
+	}
+	return &krpc.Msg{R: &krpc.Return{}}
+}
+
+// putResult is the answer to a put that the item store took (err nil) or
+// refused with err.
+func (n *Node) putResult(kind string, err error) *krpc.Msg {
 	var ke *krpc.Error
 	switch {
 	case err == nil:
-		if n.db != nil {
-			// Acknowledged once on disk (persist.go). The put's slices
-			// alias the packet buffer, which the read loop reuses.
-			it, expires := copyItem(p.Item()), now.Add(n.items.Config().TTL)
-			n.pendingWrite = &durableWrite{kind: kind, write: func() error {
-				return n.db.PutItem(it, expires)
-			}}
-		}
 		return &krpc.Msg{R: &krpc.Return{}}
 	case errors.As(err, &ke):
 		n.metrics.StorageRejections.WithLabelValues(kind, putRejectReason(ke)).Inc()
@@ -222,11 +274,6 @@ func putRejectReason(e *krpc.Error) string {
 		return metrics.RejectBadToken
 	}
 	return metrics.RejectMalformed
-}
-
-// peerRefusals is the number of announces the peer store refused.
-func peerRefusals(s storage.PeerStats) uint64 {
-	return s.RefusedInfohashes + s.RefusedBytes + s.RefusedInvalid + s.RefusedQuota
 }
 
 // storeRejectReason maps a refusal of the item or peer store to a fixed
