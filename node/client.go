@@ -184,7 +184,7 @@ func (n *Node) get(ctx context.Context, target krpc.ID, opts GetOptions, stopEar
 	if err != nil {
 		return res, err
 	}
-	return res, fmt.Errorf("get %s: not found (%d nodes queried)", target, lr.Queried)
+	return res, fmt.Errorf("get %s: %w (%d nodes queried)", target, ErrNotFound, lr.Queried)
 }
 
 // verifyItem checks a get reply's item against the target (BEP 44).

@@ -345,7 +345,7 @@ func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryF
 	}
 	if len(t.cands) == 0 {
 		n.metrics.Lookups.WithLabelValues(kind, "failed").Inc()
-		return LookupResult{Target: target}, fmt.Errorf("lookup %s %s: no nodes known and no bootstrap addresses", kind, target)
+		return LookupResult{Target: target}, fmt.Errorf("lookup %s %s: %w", kind, target, ErrNoNodes)
 	}
 	res := t.run(ctx)
 	res.Elapsed = n.clock.Now().Sub(start)
@@ -361,7 +361,7 @@ func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryF
 	n.metrics.LookupQueries.WithLabelValues(kind).Observe(float64(res.Queried))
 	n.recordLookup(kind, outcome, res)
 	if len(res.Closest) == 0 {
-		return res, fmt.Errorf("lookup %s %s: no node answered (%d queried)", kind, target, res.Queried)
+		return res, fmt.Errorf("lookup %s %s: %w (%d queried)", kind, target, ErrNoAnswer, res.Queried)
 	}
 	return res, nil
 }

@@ -27,7 +27,7 @@ import (
 func gatewayFlag() cli.Flag {
 	return &cli.StringFlag{
 		Name:    "gateway",
-		Usage:   "HOST:PORT (or URL) of a running `dhtd run --http` gateway to ask instead of starting a node",
+		Usage:   "HOST:PORT (or URL) of a running 'dhtd run --http' gateway to ask instead of starting a node",
 		EnvVars: []string{"DHTD_GATEWAY"},
 	}
 }
@@ -54,6 +54,18 @@ type gatewayStatusError struct {
 
 func (e *gatewayStatusError) Error() string {
 	return fmt.Sprintf("gateway: %d %s: %s", e.Status, http.StatusText(e.Status), e.Msg)
+}
+
+// Unwrap gives the statuses that have an exit code of their own:
+// 404 is nothing found, 504 a timeout.
+func (e *gatewayStatusError) Unwrap() error {
+	switch e.Status {
+	case http.StatusNotFound:
+		return errNothingFound
+	case http.StatusGatewayTimeout:
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // do sends one request; a 2xx answer is decoded into out, anything else
@@ -115,8 +127,6 @@ func getViaGateway(c *cli.Context, target krpc.ID) error {
 	path := "/v1/immutable/" + target.String()
 	if pk := c.String("pubkey"); pk != "" {
 		path = "/v1/mutable/" + pk + "?salt=" + url.QueryEscape(c.String("salt"))
-	} else if c.String("salt") != "" {
-		return errors.New("--gateway: fetch a salted mutable item with --pubkey and --salt, not by target")
 	}
 	var it gatewayItem
 	err := g.do(c.Context, http.MethodGet, path, nil, &it)
@@ -140,7 +150,7 @@ func getViaGateway(c *cli.Context, target krpc.ID) error {
 			}
 		}
 		if err != nil {
-			out["error"] = err.Error()
+			out["error"] = errorJSON(err)
 		}
 		if perr := printJSON(c.App.Writer, out); perr != nil {
 			return perr
@@ -148,7 +158,7 @@ func getViaGateway(c *cli.Context, target krpc.ID) error {
 	} else if found {
 		fmt.Fprintf(c.App.Writer, "%s\n", displayValue(v))
 		if it.Seq != nil {
-			fmt.Fprintf(c.App.Writer, "seq %d, returned by %d nodes\n", *it.Seq, it.Count)
+			fmt.Fprintf(c.App.ErrWriter, "seq %d, returned by %d nodes\n", *it.Seq, it.Count)
 		}
 	}
 	return err
@@ -208,7 +218,7 @@ func putViaGateway(c *cli.Context, v []byte, priv ed25519.PrivateKey, opts node.
 			out["seq"] = *res.Seq
 		}
 		if err != nil {
-			out["error"] = err.Error()
+			out["error"] = errorJSON(err)
 		}
 		if perr := printJSON(c.App.Writer, out); perr != nil {
 			return perr
@@ -278,17 +288,20 @@ func peersViaGateway(c *cli.Context, ih krpc.ID) error {
 	} else if end.Error != "" {
 		err = errors.New("gateway: " + end.Error)
 	}
+	if err == nil && len(peers) == 0 {
+		err = fmt.Errorf("peers %s: %w (%d nodes queried)", ih, errNothingFound, end.Queried)
+	}
 	elapsed := time.Since(start)
 	if asJSON {
 		out := map[string]any{"info_hash": ih.String(), "peers": peers, "queried": end.Queried, "elapsed_ms": elapsed.Milliseconds()}
 		if err != nil {
-			out["error"] = err.Error()
+			out["error"] = errorJSON(err)
 		}
 		if perr := printJSON(c.App.Writer, out); perr != nil {
 			return perr
 		}
-	} else {
-		fmt.Fprintf(c.App.Writer, "%d peers found, %d nodes queried, %v\n", len(peers), end.Queried, elapsed.Round(time.Millisecond))
+	} else if err == nil {
+		fmt.Fprintf(c.App.ErrWriter, "%d peers found, %d nodes queried, %v\n", len(peers), end.Queried, elapsed.Round(time.Millisecond))
 	}
 	return err
 }

@@ -3,7 +3,7 @@
 package main
 
 import (
-	"fmt"
+	"io"
 	"os"
 
 	"github.com/urfave/cli/v2"
@@ -20,15 +20,23 @@ var defaultRouters = []string{
 }
 
 func main() {
+	os.Exit(runCLI(os.Args, os.Stdout, os.Stderr))
+}
+
+// runCLI runs the command line args and returns the exit status (exit.go);
+// data goes to stdout, errors and summaries to stderr.
+func runCLI(args []string, stdout, stderr io.Writer) int {
 	app := newApp()
-	if err := app.Run(interspersed(app, os.Args)); err != nil {
-		fmt.Fprintln(os.Stderr, "dhtd:", err)
-		os.Exit(1)
+	app.Writer, app.ErrWriter = stdout, stderr
+	err := app.Run(interspersed(app, args))
+	if err != nil {
+		report(stderr, err)
 	}
+	return exitCode(err)
 }
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:    "dhtd",
 		Usage:   "a BitTorrent Mainline DHT node",
 		Version: node.Version,
@@ -45,4 +53,6 @@ func newApp() *cli.App {
 			scrapeCommand(),
 		},
 	}
+	finishApp(app)
+	return app
 }

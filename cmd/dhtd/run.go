@@ -54,7 +54,7 @@ func runAction(c *cli.Context) error {
 	defer stop()
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return fmt.Errorf("--log-level %q: %w", c.String("log-level"), err)
+		return usageErrorf(cmdName(c), "--log-level %q: %w", c.String("log-level"), err)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	cfg := node.Config{Logger: logger, ReadOnly: c.Bool("read-only")}
@@ -65,22 +65,22 @@ func runAction(c *cli.Context) error {
 	families := make(map[string]bool)
 	for _, l := range listens {
 		if _, err := net.ResolveUDPAddr("udp", l); err != nil {
-			return fmt.Errorf("--listen %q: %w", l, err)
+			return usageErrorf(cmdName(c), "--listen %q: %w", l, err)
 		}
 		f := familyOf(l)
 		if families[f] {
-			return fmt.Errorf("--listen %q: a second %s address; give at most one per family", l, f)
+			return usageErrorf(cmdName(c), "--listen %q: a second %s address; give at most one per family", l, f)
 		}
 		families[f] = true
 	}
 	mode, err := routing.ParseBEP42Mode(c.String("bep42"))
 	if err != nil {
-		return fmt.Errorf("--bep42 %q: want off, prefer or enforce", c.String("bep42"))
+		return usageErrorf(cmdName(c), "--bep42 %q: want off, prefer or enforce", c.String("bep42"))
 	}
 	cfg.BEP42 = mode
 	switch r := c.Float64("rate-limit"); {
 	case r < 0:
-		return fmt.Errorf("--rate-limit %v: must not be negative", r)
+		return usageErrorf(cmdName(c), "--rate-limit %v: must not be negative", r)
 	case r == 0:
 		cfg.RateLimit.Rate = -1
 	default:
@@ -88,7 +88,7 @@ func runAction(c *cli.Context) error {
 	}
 	switch b := c.Int("reply-budget"); {
 	case b < 0:
-		return fmt.Errorf("--reply-budget %d: must not be negative", b)
+		return usageErrorf(cmdName(c), "--reply-budget %d: must not be negative", b)
 	case b == 0:
 		cfg.ReplyBytesPerSecond = -1
 	default:
@@ -106,16 +106,16 @@ func runAction(c *cli.Context) error {
 		cfg.DataDir = dir
 	case "memory":
 	default:
-		return fmt.Errorf("--storage %q: want disk or memory", st)
+		return usageErrorf(cmdName(c), "--storage %q: want disk or memory", st)
 	}
 	cfg.SaveInterval = c.Duration("save-interval")
 	if cfg.SaveInterval <= 0 {
-		return fmt.Errorf("--save-interval %s: must be positive", cfg.SaveInterval)
+		return usageErrorf(cmdName(c), "--save-interval %s: must be positive", cfg.SaveInterval)
 	}
 	if s := c.String("id"); s != "" {
 		id, err := krpc.ParseID(s)
 		if err != nil {
-			return fmt.Errorf("--id: %w", err)
+			return usageErrorf(cmdName(c), "--id: %w", err)
 		}
 		cfg.ID = id
 	}
@@ -125,6 +125,16 @@ func runAction(c *cli.Context) error {
 		cfg.Bootstrap = c.StringSlice("bootstrap")
 	default:
 		cfg.Bootstrap = defaultRouters
+	}
+	if err := checkBootstrapSyntax(cmdName(c), cfg.Bootstrap); err != nil {
+		return err
+	}
+	if c.IsSet("bootstrap") {
+		// A name given on purpose that does not exist is a mistake; a
+		// DNS server that cannot be reached yet is not.
+		if notFound, err := resolveBootstrap(ctx, cfg.Bootstrap); err != nil && notFound {
+			return err
+		}
 	}
 	nodes, err := startNodes(cfg, listens)
 	if err != nil {
