@@ -352,8 +352,8 @@ func TestInteropCLIPeers(t *testing.T) {
 		if !slices.Contains(strings.Split(r.stdout, "\n"), want) {
 			t.Errorf("dhtd peers %s: no line %q:\n%s", ih, want, r.stdout)
 		}
-		if m := regexp.MustCompile(`(?m)^(\d+) peers found, `).FindStringSubmatch(r.stdout); m == nil || m[1] == "0" {
-			t.Errorf("dhtd peers: no \"N peers found\" line with N > 0:\n%s", r.stdout)
+		if m := regexp.MustCompile(`(?m)^(\d+) peers found, `).FindStringSubmatch(r.stderr); m == nil || m[1] == "0" {
+			t.Errorf("dhtd peers: no \"N peers found\" line with N > 0 on stderr:\n%s", r.stderr)
 		}
 
 		r = lk.run(t, "peers", ih, "--bootstrap", d2.Addr, "--json")
@@ -494,8 +494,8 @@ func TestInteropCLIItems(t *testing.T) {
 				t.Fatalf("dhtd get --pubkey %s --salt %q: %+v; want %q seq %d sig %s target %s", pubHex, salt, g, val, p.Seq, p.Signature, p.Target)
 			}
 			r := lk.run(t, args...) // plain
-			if want := fmt.Sprintf("%s\nseq %d, returned by ", val, p.Seq); !strings.HasPrefix(r.stdout, want) {
-				t.Errorf("dhtd get --pubkey (plain): output %q, want it to start with %q", r.stdout, want)
+			if r.stdout != val+"\n" || !strings.HasPrefix(r.stderr, fmt.Sprintf("seq %d, returned by ", p.Seq)) {
+				t.Errorf("dhtd get --pubkey (plain): stdout %q, want %q; stderr %q, want \"seq %d, returned by ...\"", r.stdout, val+"\n", r.stderr, p.Seq)
 			}
 			ltSeq[salt] = p.Seq
 		})
