@@ -62,11 +62,14 @@ type Node struct {
 	voter   ipVoter              // external address from BEP 42 "ip" votes
 	sibling atomic.Pointer[Node] // the node of the other address family (Link)
 
-	mu         sync.Mutex
-	externalIP netip.Addr       // last decision of voter, for logging changes
-	bootstraps []netip.AddrPort // resolved bootstrap addresses
-	lastBoot   time.Time
-	sample     sampleCache // BEP 51 sample, reused for SampleInterval
+	mu          sync.Mutex
+	externalIP  netip.Addr       // last decision of voter, for logging changes
+	bootstraps  []netip.AddrPort // resolved bootstrap addresses
+	bootList    []string         // the configured ones (host:port); SetBootstrap changes it
+	limiter     *krpc.IPLimiter  // per-source packet limit (Config.RateLimit)
+	replyBudget *krpc.ByteBudget // global reply bytes (Config.ReplyBytesPerSecond)
+	lastBoot    time.Time
+	sample      sampleCache // BEP 51 sample, reused for SampleInterval
 }
 
 // New opens the socket (unless cfg.Conn is given) and starts serving. It
@@ -101,6 +104,7 @@ func New(cfg Config) (*Node, error) {
 	now := cfg.Clock.Now()
 	n := &Node{
 		cfg:         cfg,
+		bootList:    append([]string(nil), cfg.Bootstrap...),
 		id:          id,
 		log:         cfg.Logger,
 		clock:       cfg.Clock,
@@ -157,13 +161,19 @@ func New(cfg Config) (*Node, error) {
 		Logger:        cfg.Logger,
 		Events:        n.serverEvents(),
 	}
-	if cfg.RateLimit.Rate >= 0 {
-		lim := krpc.NewIPLimiter(cfg.RateLimit)
-		scfg.Accept = func(from netip.AddrPort, _ int) bool { return lim.Allow(from.Addr(), n.clock.Now()) }
+	// Both limits exist even when switched off, so SetLimits can turn
+	// them on in a running node.
+	n.limiter = krpc.NewIPLimiter(cfg.RateLimit)
+	if cfg.RateLimit.Rate < 0 {
+		n.limiter.SetRate(0, 0)
 	}
-	if r := cfg.ReplyBytesPerSecond; r > 0 {
-		scfg.ReplyBudget = krpc.NewByteBudget(float64(r), 2*float64(r))
+	scfg.Accept = func(from netip.AddrPort, _ int) bool { return n.limiter.Allow(from.Addr(), n.clock.Now()) }
+	r := cfg.ReplyBytesPerSecond
+	scfg.ReplyBudget = krpc.NewByteBudget(float64(r), 2*float64(r))
+	if r <= 0 {
+		scfg.ReplyBudget.SetRate(0, 0)
 	}
+	n.replyBudget = scfg.ReplyBudget
 	n.srv = krpc.NewServer(pc, handle, scfg)
 	n.srv.SetResponseHook(n.onResponse)
 	close(srvSet)
@@ -386,7 +396,7 @@ func (n *Node) resolve(ctx context.Context) []netip.AddrPort {
 	case v6 && !v4:
 		network = "ip6"
 	}
-	for _, hp := range n.cfg.Bootstrap {
+	for _, hp := range n.BootstrapList() {
 		if ap, err := netip.ParseAddrPort(hp); err == nil {
 			if !n.canReach(ap.Addr()) {
 				n.log.Debug("bootstrap address of another family skipped", "addr", hp)
@@ -493,7 +503,7 @@ func (n *Node) maintain() {
 		n.items.Expire(now)
 		good, _, _ := n.table.Counts(now)
 		n.mu.Lock()
-		reboot := good < 2 && len(n.cfg.Bootstrap) > 0 && now.Sub(n.lastBoot) > 5*n.cfg.MaintenanceInterval
+		reboot := good < 2 && len(n.bootList) > 0 && now.Sub(n.lastBoot) > 5*n.cfg.MaintenanceInterval
 		n.mu.Unlock()
 		if reboot {
 			_ = n.Bootstrap(n.ctx)

@@ -205,8 +205,8 @@ var (
 // 127.0.0.1:0 [--data-dir T] extra...`, waits for its "dht node started"
 // and "metrics listening" lines and stops it (SIGTERM, then SIGKILL) when t
 // ends. extra must hold --no-bootstrap or --bootstrap so the node never
-// contacts the public routers. Unless extra holds --data-dir or --storage,
-// the node gets a fresh t.TempDir() as --data-dir, so nodes running in
+// contacts the public routers (or --config, whose file must name them).
+// Unless extra holds --data-dir or --storage, the node gets a fresh t.TempDir() as --data-dir, so nodes running in
 // parallel never share a database.
 func startNode(t *testing.T, extra ...string) *dhtdNode {
 	t.Helper()
@@ -226,7 +226,7 @@ func startNodeEnv(t *testing.T, env []string, extra ...string) *dhtdNode {
 		}
 	}
 	for _, a := range extra {
-		if a == "--no-bootstrap" || a == "--bootstrap" || strings.HasPrefix(a, "--bootstrap=") {
+		if a == "--no-bootstrap" || a == "--bootstrap" || strings.HasPrefix(a, "--bootstrap=") || a == "--config" {
 			hasBoot = true
 		}
 	}

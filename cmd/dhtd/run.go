@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -52,11 +50,17 @@ func runAction(c *cli.Context) error {
 	// signal that arrives during startup still ends in a clean shutdown.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return usageErrorf(cmdName(c), "--log-level %q: %w", c.String("log-level"), err)
+	hup := make(chan os.Signal, 1) // SIGHUP reloads; it never ends the process
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	dlog, err := newDaemonLog(c)
+	if err != nil {
+		return err
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if dlog.file != nil {
+		defer dlog.file.Close()
+	}
+	logger := dlog.Logger
 	cfg := node.Config{Logger: logger, ReadOnly: c.Bool("read-only")}
 	listens := c.StringSlice("listen")
 	if len(listens) == 0 {
@@ -179,17 +183,13 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 
+	d := &daemon{c: c, log: dlog, nodes: nodes, rate: c.Float64("rate-limit"), budget: c.Int("reply-budget")}
 	for _, o := range nodes {
-		go func() {
-			if len(cfg.Bootstrap) == 0 {
-				return
-			}
-			if err := o.Bootstrap(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				logger.Warn("bootstrap failed; the node keeps trying", "addr", o.Addr(), "err", err)
-			}
-		}()
+		b := newBooter(o, logger)
+		d.booters = append(d.booters, b)
+		b.start(ctx)
 	}
-	<-ctx.Done()
+	d.wait(ctx, hup)
 	stop() // a second signal now ends the process at once
 	logger.Info("shutting down")
 	stopGateway() // before the node closes: no request may reach a closed node

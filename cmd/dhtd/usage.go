@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
 
 	"github.com/dhtd/dhtd/node"
 )
@@ -42,6 +43,10 @@ func finishApp(app *cli.App) {
 	}
 	for _, cmd := range app.Commands {
 		finishCommand(cmd, app.Name)
+	}
+	// After finishCommand: the file is read before the flags are checked.
+	if run := app.Command("run"); run != nil {
+		daemonize(run)
 	}
 }
 
@@ -112,6 +117,16 @@ func argCounts(usage string) (minArgs, maxArgs int) {
 func checkFlagRanges(c *cli.Context, flags []cli.Flag) error {
 	for _, f := range flags {
 		name := f.Names()[0]
+		switch a := f.(type) { // a flag that may come from --config
+		case *altsrc.IntFlag:
+			f = a.IntFlag
+		case *altsrc.Int64Flag:
+			f = a.Int64Flag
+		case *altsrc.Float64Flag:
+			f = a.Float64Flag
+		case *altsrc.DurationFlag:
+			f = a.DurationFlag
+		}
 		var neg bool
 		var shown string
 		switch f := f.(type) {
