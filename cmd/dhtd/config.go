@@ -149,8 +149,8 @@ func readConfig(cmd, path string, flags []cli.Flag) (src *altsrc.MapInputSource,
 
 // normalize makes a value from the file the type altsrc wants for flag f:
 // a whole number for a float flag ("rate-limit = 20") becomes a float, a
-// single string for a list flag a list of one, a number for a string flag
-// its decimal text.
+// TOML integer (int64) for an int flag an int, a single string for a list
+// flag a list of one, a number for a string flag its decimal text.
 func normalize(f cli.Flag, v any) any {
 	switch f.(type) {
 	case *altsrc.Float64Flag:
@@ -159,6 +159,10 @@ func normalize(f cli.Flag, v any) any {
 			return float64(n)
 		case int64:
 			return float64(n)
+		}
+	case *altsrc.IntFlag: // TOML integers are int64
+		if n, ok := v.(int64); ok && n == int64(int(n)) {
+			return int(n)
 		}
 	case *altsrc.StringSliceFlag:
 		if s, ok := v.(string); ok {

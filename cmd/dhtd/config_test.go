@@ -47,7 +47,7 @@ func TestConfigPrecedence(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write(toml, "rate-limit = 7\nlog-level = \"warn\"\nbootstrap = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n")
+	write(toml, "rate-limit = 7\nreply-budget = 1000\nsave-interval = \"1m\"\nlog-level = \"warn\"\nbootstrap = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n")
 	write(yml, "rate-limit: 7.5\nlog-level: warn\nbootstrap: 127.0.0.1:1\n")
 
 	cases := []struct {
