@@ -28,7 +28,10 @@ func main() {
 func runCLI(args []string, stdout, stderr io.Writer) int {
 	app := newApp()
 	app.Writer, app.ErrWriter = stdout, stderr
-	err := app.Run(interspersed(app, args))
+	if len(args) == 0 || args[len(args)-1] != "--generate-bash-completion" {
+		args = interspersed(app, args) // completion needs its flag last
+	}
+	err := app.Run(args)
 	if err != nil {
 		report(stderr, err)
 	}

@@ -24,7 +24,12 @@ import (
 func finishApp(app *cli.App) {
 	app.HideVersion = true // our own --version prints the commit too
 	app.Flags = append(app.Flags, &cli.BoolFlag{Name: "version", Usage: "print the version, commit and Go version"})
-	app.Commands = append(app.Commands, versionCommand())
+	app.Commands = append(app.Commands, versionCommand(), completionCommand(), manCommand())
+	app.EnableBashCompletion = true // the bash and zsh scripts ask the binary
+	if app.Description == "" {
+		app.Description = "Exit status: 0 success, 1 error, 2 usage (bad flag value, stray argument, unknown command; " +
+			"nothing was sent), 3 nothing found, 4 timed out, 5 refused by the remote (a KRPC error)."
+	}
 	// Errors are reported by main, which maps them to exit codes; the
 	// library must not exit or print on its own.
 	app.ExitErrHandler = func(*cli.Context, error) {}
