@@ -265,13 +265,13 @@ func (n *Node) query(ctx context.Context, to netip.AddrPort, method string, a *k
 
 // onResponse learns the responder of every matched answer: its address is
 // proven, so it may enter the routing table (routing.md §4).
-func (n *Node) onResponse(from netip.AddrPort, method string, m *krpc.Msg) {
+func (n *Node) onResponse(from netip.AddrPort, method string, m *krpc.Msg, rtt time.Duration) {
 	if m.R == nil || !n.idAcceptable(m.R.ID, from.Addr()) {
 		return
 	}
 	n.noteExternalIP(from, m)
 	n.owners.add(from.Addr(), n.clock.Now()) // it answered our transaction id
-	toPing := n.table.Responded(krpc.NodeInfo{ID: m.R.ID, Addr: from}, n.clock.Now(), 0)
+	toPing := n.table.Responded(krpc.NodeInfo{ID: m.R.ID, Addr: from}, n.clock.Now(), max(rtt, 1))
 	for _, p := range toPing {
 		n.pingAsync(p.Addr)
 	}

@@ -69,7 +69,11 @@ func tableCommand() *cli.Command {
 					if !n.LastResponse.IsZero() {
 						seen = time.Since(n.LastResponse).Round(time.Second).String() + " ago"
 					}
-					fmt.Fprintf(w, "  %s %-21s %-12s answered %s, %d failures\n", n.ID, n.Addr, n.State, seen, n.Failures)
+					rtt := "rtt ?"
+					if n.RTT > 0 {
+						rtt = fmt.Sprintf("rtt %.1f ms", n.RTTMillis)
+					}
+					fmt.Fprintf(w, "  %s %-21s %-12s %-13s answered %s, %d failures\n", n.ID, n.Addr, n.State, rtt, seen, n.Failures)
 				}
 			}
 			return nil
