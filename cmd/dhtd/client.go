@@ -307,7 +307,7 @@ func getCommand() *cli.Command {
 					out := map[string]any{"target": target.String(), "found": res.Found, "queried": res.Lookup.Queried}
 					if res.Found {
 						out["value"] = displayValue(res.Item.V)
-						out["v_bencoded"] = string(res.Item.V)
+						out["v"] = hex.EncodeToString(res.Item.V)
 						out["count"] = res.Count
 						if res.Item.Mutable {
 							out["seq"] = res.Item.Seq

@@ -94,13 +94,7 @@ func (g *gatewayClient) do(ctx context.Context, method, path string, body, out a
 		return fmt.Errorf("gateway: %s %s: reading the answer: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(b, &e) != nil || e.Error == "" {
-			e.Error = strings.TrimSpace(string(b))
-		}
-		return &gatewayStatusError{Status: resp.StatusCode, Msg: e.Error}
+		return &gatewayStatusError{Status: resp.StatusCode, Msg: gatewayErrorMessage(b)}
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -108,6 +102,20 @@ func (g *gatewayClient) do(ctx context.Context, method, path string, body, out a
 		}
 	}
 	return nil
+}
+
+// gatewayErrorMessage is the message of a gateway's error answer body,
+// else the body itself.
+func gatewayErrorMessage(b []byte) string {
+	var e struct {
+		Error struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(b, &e) != nil || e.Error.Message == "" {
+		return strings.TrimSpace(string(b))
+	}
+	return e.Error.Message
 }
 
 // gatewayItem is the gateway's answer to a get.
@@ -141,7 +149,7 @@ func getViaGateway(c *cli.Context, target krpc.ID) error {
 		out := map[string]any{"target": target.String(), "found": found, "queried": it.Queried}
 		if found {
 			out["value"] = displayValue(v)
-			out["v_bencoded"] = string(v)
+			out["v"] = hex.EncodeToString(v)
 			out["count"] = it.Count
 			if it.Seq != nil {
 				out["seq"] = *it.Seq
@@ -248,19 +256,17 @@ func peersViaGateway(c *cli.Context, ih krpc.ID) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
-		}
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		_ = json.Unmarshal(b, &e)
-		return &gatewayStatusError{Status: resp.StatusCode, Msg: e.Error}
+		return &gatewayStatusError{Status: resp.StatusCode, Msg: gatewayErrorMessage(b)}
 	}
 	asJSON := c.Bool("json")
 	peers := []string{}
 	var end struct {
-		Done    bool   `json:"done"`
-		Queried int    `json:"queried"`
-		Error   string `json:"error"`
+		Done    bool `json:"done"`
+		Queried int  `json:"queried"`
+		Error   *struct {
+			Message string `json:"message"`
+		} `json:"error"`
 	}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
@@ -285,8 +291,8 @@ func peersViaGateway(c *cli.Context, ih krpc.ID) error {
 	}
 	if !end.Done {
 		err = errors.New("gateway: the stream ended without its last line")
-	} else if end.Error != "" {
-		err = errors.New("gateway: " + end.Error)
+	} else if end.Error != nil {
+		err = errors.New("gateway: " + end.Error.Message)
 	}
 	if err == nil && len(peers) == 0 {
 		err = fmt.Errorf("peers %s: %w (%d nodes queried)", ih, errNothingFound, end.Queried)

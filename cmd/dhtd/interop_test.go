@@ -433,14 +433,14 @@ func TestInteropCLIItems(t *testing.T) {
 	pubHex := hex.EncodeToString(pub)
 
 	type getJSON struct {
-		Target    string     `json:"target"`
-		Found     bool       `json:"found"`
-		Value     string     `json:"value"`
-		VBencoded string     `json:"v_bencoded"`
-		Seq       *int64     `json:"seq"`
-		PubKey    string     `json:"pubkey"`
-		Sig       string     `json:"sig"`
-		Error     *jsonError `json:"error"`
+		Target string     `json:"target"`
+		Found  bool       `json:"found"`
+		Value  string     `json:"value"`
+		V      string     `json:"v"` // hex
+		Seq    *int64     `json:"seq"`
+		PubKey string     `json:"pubkey"`
+		Sig    string     `json:"sig"`
+		Error  *jsonError `json:"error"`
 	}
 	type putJSON struct {
 		Target string         `json:"target"`
@@ -465,7 +465,7 @@ func TestInteropCLIItems(t *testing.T) {
 		r := lk.run(t, "get", target, "--bootstrap", d.Addr, "--json")
 		var g getJSON
 		decodeJSON(t, "dhtd get", r, &g)
-		if !g.Found || g.Value != val || g.VBencoded != bstr(val) || g.Target != target || g.Seq != nil || g.Error != nil {
+		if !g.Found || g.Value != val || g.V != hex.EncodeToString([]byte(bstr(val))) || g.Target != target || g.Seq != nil || g.Error != nil {
 			t.Fatalf("dhtd get %s: %+v, want the immutable %q", target, g, val)
 		}
 		r = lk.run(t, "get", target, "--bootstrap", d2.Addr)

@@ -84,8 +84,8 @@ type probeResult struct {
 	Nodes6        []probeNode `json:"nodes6,omitempty"`
 	Token         string      `json:"token,omitempty"`
 	Values        []string    `json:"values,omitempty"`
-	Value         string      `json:"value,omitempty"`      // BEP 44 v, as a string if it is one
-	VBencoded     string      `json:"v_bencoded,omitempty"` // BEP 44 v, raw
+	V             string      `json:"v,omitempty"`     // BEP 44 v: hex of its bencoding
+	Value         string      `json:"value,omitempty"` // the same as a string if it is one, else the raw bencoding
 	Key           string      `json:"k,omitempty"`
 	Seq           *int64      `json:"seq,omitempty"`
 	Sig           string      `json:"sig,omitempty"`
@@ -210,7 +210,7 @@ func probe(c *cli.Context, nargs int, build func(id krpc.ID, args []string) (str
 				res.Values = append(res.Values, p.String())
 			}
 			if len(r.V) > 0 {
-				res.Value, res.VBencoded = displayValue(r.V), string(r.V)
+				res.Value, res.V = displayValue(r.V), hex.EncodeToString([]byte(r.V))
 			}
 			if r.K != "" {
 				res.Key = hex.EncodeToString([]byte(r.K))
@@ -292,7 +292,7 @@ func printProbe(w io.Writer, r probeResult) {
 	for _, ih := range r.Samples {
 		fmt.Fprintf(w, "  sample:  %s\n", ih)
 	}
-	if r.VBencoded != "" {
+	if r.V != "" {
 		fmt.Fprintf(w, "  v:       %s\n", r.Value)
 	}
 	if r.Key != "" {

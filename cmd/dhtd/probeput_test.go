@@ -22,7 +22,8 @@ import (
 type probeItemJSON struct {
 	ID        string     `json:"id"`
 	Token     string     `json:"token"`
-	VBencoded string     `json:"v_bencoded"`
+	V         string     `json:"v"` // hex
+	VBencoded string     `json:"-"` // V decoded
 	K         string     `json:"k"`
 	Seq       *int64     `json:"seq"`
 	Sig       string     `json:"sig"`
@@ -39,6 +40,11 @@ func parseProbeItem(t *testing.T, r cmdResult) probeItemJSON {
 	if err := json.Unmarshal([]byte(out), &p); err != nil {
 		t.Fatalf("--json output is not one JSON object: %v\n%s", err, r.stdout)
 	}
+	v, err := hex.DecodeString(p.V)
+	if err != nil {
+		t.Fatalf("--json: v %q is not hex", p.V)
+	}
+	p.VBencoded = string(v)
 	return p
 }
 
