@@ -52,6 +52,9 @@ func (n *Node) GetPeers(ctx context.Context, ih krpc.ID, onPeer func(netip.AddrP
 		return false
 	})
 	res.Lookup = lr
+	if len(res.Peers) == 0 {
+		n.recent.markNotFound("get_peers", ih.String())
+	}
 	if err != nil && len(res.Peers) > 0 && ctx.Err() == nil {
 		err = nil // the lookup failed, but our own store answered
 	}
@@ -207,6 +210,9 @@ func (n *Node) get(ctx context.Context, target krpc.ID, opts GetOptions, stopEar
 	}
 	if err != nil {
 		return res, err
+	}
+	if stopEarly { // a Get, not a put's lookup of the current item
+		n.recent.markNotFound("get", target.String())
 	}
 	return res, fmt.Errorf("get %s: %w (%d nodes queried)", target, ErrNotFound, lr.Queried)
 }

@@ -47,6 +47,10 @@ type Config struct {
 	// MaintenanceInterval is how often the node pings questionable nodes
 	// and refreshes stale buckets. Default 1m.
 	MaintenanceInterval time.Duration
+	// HistoryInterval is how often the node samples its rates for the
+	// status page's charts (Node.History keeps HistoryLen samples).
+	// Default HistoryInterval (10 s): HistoryLen samples are the last hour.
+	HistoryInterval time.Duration
 	// MaxBackgroundPings bounds the pings in flight that confirm new nodes
 	// and check questionable ones. Confirmation pings beyond it are
 	// dropped and counted; the liveness timer's wait for a free slot, and
@@ -175,6 +179,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.LookupTimeout <= 0 {
 		c.LookupTimeout = 30 * time.Second
+	}
+	if c.HistoryInterval <= 0 {
+		c.HistoryInterval = HistoryInterval
 	}
 	if c.MaintenanceInterval <= 0 {
 		c.MaintenanceInterval = time.Minute

@@ -42,6 +42,7 @@ type Node struct {
 	pingSlots   chan struct{} // bounds background pings
 	lookupSlots chan struct{} // bounds background lookups
 	recent      recentLookups // the last lookups, for the status page (recent.go)
+	history     history       // the last hour's rates, for the status page (history.go)
 	rtts        rttWindow     // round trips measured by lookups (lookup.go)
 
 	// State on disk (persist.go); db is nil without Config.DataDir.
@@ -177,8 +178,12 @@ func New(cfg Config) (*Node, error) {
 	n.srv = krpc.NewServer(pc, handle, scfg)
 	n.srv.SetResponseHook(n.onResponse)
 	close(srvSet)
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.maintain()
+	go func() { // the status page's history (history.go)
+		defer n.wg.Done()
+		n.every(n.cfg.HistoryInterval, n.sampleHistory)
+	}()
 	if db != nil {
 		n.wg.Add(3)
 		go n.deleter()
