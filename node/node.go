@@ -43,6 +43,7 @@ type Node struct {
 	lookupSlots chan struct{} // bounds background lookups
 	recent      recentLookups // the last lookups, for the status page (recent.go)
 	history     history       // the last hour's rates, for the status page (history.go)
+	dbg         debugLines    // rate limit of the per-packet debug lines (debuglog.go)
 	rtts        rttWindow     // round trips measured by lookups (lookup.go)
 
 	// State on disk (persist.go); db is nil without Config.DataDir.
@@ -257,8 +258,10 @@ func (n *Node) query(ctx context.Context, to netip.AddrPort, method string, a *k
 		a = &krpc.Args{}
 	}
 	a.ID = n.id
+	n.debugPacket("query sent", "method", method, "to", to)
 	m, err := n.srv.Query(ctx, to, method, a)
 	if err != nil {
+		n.debugPacket("query failed", "method", method, "to", to, "err", err)
 		var ke *krpc.Error
 		if !errors.As(err, &ke) && !errors.Is(err, context.Canceled) && !errors.Is(err, krpc.ErrClosed) {
 			n.table.Failed(to, n.clock.Now())
@@ -276,6 +279,7 @@ func (n *Node) onResponse(from netip.AddrPort, method string, m *krpc.Msg, rtt t
 	}
 	n.noteExternalIP(from, m)
 	n.owners.add(from.Addr(), n.clock.Now()) // it answered our transaction id
+	n.debugPacket("answer received", "method", method, "from", from, "rtt", rtt)
 	toPing := n.table.Responded(krpc.NodeInfo{ID: m.R.ID, Addr: from}, n.clock.Now(), max(rtt, 1))
 	for _, p := range toPing {
 		n.pingAsync(p.Addr)
