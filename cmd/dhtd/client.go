@@ -105,11 +105,17 @@ func peersCommand() *cli.Command {
 			return withNode(c, func(ctx context.Context, n *node.Node) error {
 				start := time.Now()
 				asJSON := c.Bool("json")
+				prog := newProgress(c)
+				found := 0
 				res, err := n.GetPeers(ctx, ih, func(p netip.AddrPort) {
+					found++
 					if !asJSON {
+						prog.done()
 						fmt.Fprintln(c.App.Writer, p)
 					}
+					prog.show("looking up: %d peers, %v", found, time.Since(start).Round(100*time.Millisecond))
 				})
+				prog.done()
 				peers := make([]string, 0, len(res.Peers))
 				for _, p := range res.Peers {
 					peers = append(peers, p.String())

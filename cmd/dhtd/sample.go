@@ -27,16 +27,20 @@ func sampleCommand() *cli.Command {
 				start := time.Now()
 				asJSON := c.Bool("json")
 				var found []string
+				prog := newProgress(c)
 				st, err := n.Sample(ctx, node.SampleOptions{
 					MaxNodes: c.Int("max-nodes"),
 					MaxWait:  c.Duration("max-wait"),
 					OnSample: func(ih krpc.ID) {
 						found = append(found, ih.String())
 						if !asJSON {
+							prog.done()
 							fmt.Fprintln(c.App.Writer, ih)
 						}
+						prog.show("sampling: %d infohashes, %v", len(found), time.Since(start).Round(time.Second))
 					},
 				})
+				prog.done()
 				stopped := ""
 				switch {
 				case errors.Is(err, context.DeadlineExceeded) && len(found) > 0:
