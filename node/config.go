@@ -50,6 +50,7 @@ type Config struct {
 	// HistoryInterval is how often the node samples its rates for the
 	// status page's charts (Node.History keeps HistoryLen samples).
 	// Default HistoryInterval (10 s): HistoryLen samples are the last hour.
+	// Negative: no sampling (simulations of many nodes).
 	HistoryInterval time.Duration
 	// MaxBackgroundPings bounds the pings in flight that confirm new nodes
 	// and check questionable ones. Confirmation pings beyond it are
@@ -180,7 +181,7 @@ func (c *Config) setDefaults() {
 	if c.LookupTimeout <= 0 {
 		c.LookupTimeout = 30 * time.Second
 	}
-	if c.HistoryInterval <= 0 {
+	if c.HistoryInterval == 0 {
 		c.HistoryInterval = HistoryInterval
 	}
 	if c.MaintenanceInterval <= 0 {

@@ -27,8 +27,8 @@ type HistorySample struct {
 	Time        time.Time          `json:"time"`
 	PacketsIn   float64            `json:"packets_in"`
 	PacketsOut  float64            `json:"packets_out"`
-	Answers     map[string]float64 `json:"answers"` // queries received by method
-	Drops       map[string]float64 `json:"drops"`   // datagrams dropped by reason
+	Answers     map[string]float64 `json:"answers,omitempty"` // queries received by method
+	Drops       map[string]float64 `json:"drops,omitempty"`   // datagrams dropped by reason
 	LookupP50Ms float64            `json:"lookup_p50_ms"`
 	LookupP99Ms float64            `json:"lookup_p99_ms"`
 	Lookups     int                `json:"lookups"` // finished in the interval
@@ -93,19 +93,22 @@ func (n *Node) sampleHistory() {
 	rate := func(k string) float64 { return max(0, cur[k]-h.prev[k]) / secs }
 	s := HistorySample{
 		Time: now, PacketsIn: rate("in"), PacketsOut: rate("out"),
-		Answers: map[string]float64{}, Drops: map[string]float64{},
 		Lookups: len(lookups), TableSize: size,
 	}
+	// Maps only where something happened: an idle sample costs no map.
+	put := func(m *map[string]float64, k string, r float64) {
+		if *m == nil {
+			*m = make(map[string]float64)
+		}
+		(*m)[k] = r
+	}
 	for k := range cur {
-		switch {
+		switch r := rate(k); {
+		case r <= 0:
 		case len(k) > 7 && k[:7] == "answer.":
-			if r := rate(k); r > 0 {
-				s.Answers[k[7:]] = r
-			}
+			put(&s.Answers, k[7:], r)
 		case len(k) > 5 && k[:5] == "drop.":
-			if r := rate(k); r > 0 {
-				s.Drops[k[5:]] = r
-			}
+			put(&s.Drops, k[5:], r)
 		}
 	}
 	if len(lookups) > 0 {

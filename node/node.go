@@ -179,12 +179,15 @@ func New(cfg Config) (*Node, error) {
 	n.srv = krpc.NewServer(pc, handle, scfg)
 	n.srv.SetResponseHook(n.onResponse)
 	close(srvSet)
-	n.wg.Add(2)
+	n.wg.Add(1)
 	go n.maintain()
-	go func() { // the status page's history (history.go)
-		defer n.wg.Done()
-		n.every(n.cfg.HistoryInterval, n.sampleHistory)
-	}()
+	if n.cfg.HistoryInterval > 0 {
+		n.wg.Add(1)
+		go func() { // the status page's history (history.go)
+			defer n.wg.Done()
+			n.every(n.cfg.HistoryInterval, n.sampleHistory)
+		}()
+	}
 	if db != nil {
 		n.wg.Add(3)
 		go n.deleter()
