@@ -8,7 +8,7 @@ FUZZTIME  ?= 60s
 # Fuzz targets: package:FuzzName pairs.
 FUZZ_TARGETS ?= ./krpc:FuzzDecode ./node:FuzzHandleQuery ./node:FuzzHandleResponse ./storage:FuzzDBRecords ./node/gateway:FuzzGatewayRequest ./internal/httpguard:FuzzGuardCheck ./krpc:FuzzCodecMatchesReflect ./internal/pkarr:FuzzZBase32 ./internal/pkarr:FuzzParseRecord ./internal/pkarr:FuzzDecodePacket
 
-.PHONY: all build run test test-short deps deps-system deps-pkarr-js bench fuzz fuzz-smoke lint clean
+.PHONY: all build run test test-short deps deps-system deps-pkarr-js bench fuzz fuzz-smoke lint clean man completions install
 
 all: build
 
@@ -90,5 +90,34 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
 
+## man, completions: the manual page (docs/dhtd.1) and the bash, zsh and
+## fish completion scripts, generated from the CLI definition by the
+## binary itself (DHTD: a dhtd binary to use instead of building one).
+DHTD        ?= $(BIN)
+MANPAGE     ?= docs/dhtd.1
+COMPLETIONS ?= bin/completions
+GEN_DEPS    := $(if $(filter $(BIN),$(DHTD)),build)
+
+man: $(GEN_DEPS)
+	@mkdir -p $(dir $(MANPAGE))
+	$(DHTD) man > $(MANPAGE)
+
+completions: $(GEN_DEPS)
+	@mkdir -p $(COMPLETIONS)
+	$(DHTD) completion bash > $(COMPLETIONS)/dhtd.bash
+	$(DHTD) completion zsh > $(COMPLETIONS)/_dhtd
+	$(DHTD) completion fish > $(COMPLETIONS)/dhtd.fish
+
+## install: the binary, the man page and the completions under
+## $(DESTDIR)$(PREFIX).
+PREFIX  ?= /usr/local
+DESTDIR ?=
+install: build man completions
+	install -Dm755 $(BIN) $(DESTDIR)$(PREFIX)/bin/dhtd
+	install -Dm644 $(MANPAGE) $(DESTDIR)$(PREFIX)/share/man/man1/dhtd.1
+	install -Dm644 $(COMPLETIONS)/dhtd.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/dhtd
+	install -Dm644 $(COMPLETIONS)/_dhtd $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_dhtd
+	install -Dm644 $(COMPLETIONS)/dhtd.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/dhtd.fish
+
 clean:
-	rm -rf bin
+	rm -rf bin $(MANPAGE)

@@ -62,6 +62,7 @@ type IPLimiter struct {
 
 	mu    sync.Mutex
 	slots []ipBucket
+	off   bool // SetRate with a rate <= 0: every packet is allowed
 }
 
 type ipBucket struct {
@@ -81,7 +82,27 @@ func NewIPLimiter(cfg IPLimiterConfig) *IPLimiter {
 }
 
 // Config returns the limiter's configuration with defaults filled in.
-func (l *IPLimiter) Config() IPLimiterConfig { return l.cfg }
+func (l *IPLimiter) Config() IPLimiterConfig {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cfg
+}
+
+// SetRate changes the rate and burst of a running limiter (a reload of the
+// configuration); a rate <= 0 switches it off, a burst <= 0 is 5 x rate.
+// Buckets keep their tokens, capped at the new burst on their next packet.
+func (l *IPLimiter) SetRate(rate, burst float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.off = rate <= 0
+	if l.off {
+		return
+	}
+	if burst <= 0 {
+		burst = 5 * rate
+	}
+	l.cfg.Rate, l.cfg.Burst = rate, burst
+}
 
 // Allow reports whether a packet from ip at now is within its budget, and
 // takes one token if so.
@@ -103,6 +124,9 @@ func (l *IPLimiter) Allow(ip netip.Addr, now time.Time) bool {
 	t := now.UnixNano()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.off {
+		return true
+	}
 	b := &l.slots[i]
 	if b.last == 0 {
 		b.tokens, b.last = l.cfg.Burst, t
@@ -126,6 +150,19 @@ type ByteBudget struct {
 	mu     sync.Mutex
 	tokens float64
 	last   int64
+	off    bool // SetRate with a rate <= 0: every reply fits
+}
+
+// SetRate changes the rate and burst of a running budget (a reload of the
+// configuration); a rate <= 0 switches it off.
+func (b *ByteBudget) SetRate(rate, burst float64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.off = rate <= 0
+	if !b.off {
+		b.rate, b.burst = rate, burst
+		b.tokens = min(b.tokens, burst)
+	}
 }
 
 // NewByteBudget returns a budget of rate bytes per second with a burst of
@@ -140,6 +177,9 @@ func (b *ByteBudget) Take(n int, now time.Time) bool {
 	t := now.UnixNano()
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.off {
+		return true
+	}
 	if b.last == 0 {
 		b.last = t
 	} else if t > b.last {

@@ -170,3 +170,43 @@ type fixedClock struct{ t time.Time }
 func (c fixedClock) Now() time.Time { return c.t }
 
 func (c fixedClock) AfterFunc(d time.Duration, f func()) Timer { return SystemClock{}.AfterFunc(d, f) }
+
+// TestLimiterSetRate: a running limiter and byte budget take a new rate
+// (a reload), and a rate <= 0 switches them off.
+func TestLimiterSetRate(t *testing.T) {
+	now := time.Unix(1000, 0)
+	ip := netip.MustParseAddr("192.0.2.7")
+	l := NewIPLimiter(IPLimiterConfig{Rate: 1, Burst: 1, Slots: 16})
+	if !l.Allow(ip, now) || l.Allow(ip, now) {
+		t.Fatal("rate 1, burst 1: want the first packet allowed, the second refused")
+	}
+	l.SetRate(0, 0)
+	for i := range 10 {
+		if !l.Allow(ip, now) {
+			t.Fatalf("switched off: packet %d refused", i)
+		}
+	}
+	l.SetRate(100, 3)
+	if c := l.Config(); c.Rate != 100 || c.Burst != 3 {
+		t.Fatalf("config after SetRate(100, 3): %+v", c)
+	}
+	later := now.Add(time.Second) // refills to the new burst
+	allowed := 0
+	for range 10 {
+		if l.Allow(ip, later) {
+			allowed++
+		}
+	}
+	if allowed != 3 {
+		t.Errorf("burst 3: %d of 10 packets allowed at once", allowed)
+	}
+
+	b := NewByteBudget(10, 10)
+	if !b.Take(10, now) || b.Take(1, now) {
+		t.Fatal("budget 10: want 10 bytes taken, then none")
+	}
+	b.SetRate(0, 0)
+	if !b.Take(1<<20, now) {
+		t.Error("switched-off budget refused a reply")
+	}
+}

@@ -131,8 +131,9 @@ type QueryHandler func(from netip.AddrPort, q *Msg) *Msg
 var Deferred = &Msg{}
 
 // ResponseHook, if set, sees every response or error that matched a query,
-// before the querier does (so the node can learn nodes from all answers).
-type ResponseHook func(from netip.AddrPort, method string, m *Msg)
+// before the querier does (so the node can learn nodes from all answers),
+// with the query's round-trip time.
+type ResponseHook func(from netip.AddrPort, method string, m *Msg, rtt time.Duration)
 
 // Server is the KRPC endpoint: one packet socket, a read loop that hands
 // queries to a handler and responses to the transaction manager, and Query
@@ -466,7 +467,7 @@ func (s *Server) handlePacket(pkt []byte, from netip.AddrPort, m *Msg) {
 			res.err = m.E
 		}
 		if h := s.onResponse.Load(); h != nil && be == nil {
-			(*h)(from, c.method, res.msg)
+			(*h)(from, c.method, res.msg, s.cfg.Clock.Now().Sub(c.sent))
 		}
 		c.done <- res
 	}
@@ -529,7 +530,7 @@ func (s *Server) Query(ctx context.Context, addr netip.AddrPort, method string, 
 	defer func() { <-s.slots }()
 
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
-	c := &call{addr: addr, method: method, done: make(chan result, 1)}
+	c := &call{addr: addr, method: method, sent: s.cfg.Clock.Now(), done: make(chan result, 1)}
 	id, ok := s.txns.add(c)
 	if !ok {
 		return nil, fmt.Errorf("query %s %s: no free transaction id", method, addr)
@@ -548,7 +549,7 @@ func (s *Server) Query(ctx context.Context, addr netip.AddrPort, method string, 
 		s.txns.remove(id, c, false)
 		return nil, err
 	}
-	start := s.cfg.Clock.Now()
+	start := c.sent
 	timer := s.cfg.Clock.AfterFunc(s.cfg.QueryTimeout, func() {
 		if s.txns.remove(id, c, true) {
 			c.done <- result{err: ErrTimeout}

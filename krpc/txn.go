@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"sync"
+	"time"
 )
 
 // Errors a query can end with (besides a *Error from the remote node).
@@ -36,6 +37,7 @@ type result struct {
 type call struct {
 	addr   netip.AddrPort
 	method string
+	sent   time.Time   // when the query was made, for the round trip
 	done   chan result // buffered, capacity 1: delivery never blocks
 }
 

@@ -24,7 +24,7 @@ func TestQueryAnswered(t *testing.T) {
 		t.Run(map[bool]string{false: "read-write", true: "read-only"}[readOnly], func(t *testing.T) {
 			s, log := newTestServer(t, nil, ServerConfig{ClientVersion: "TS\x00\x02", ReadOnly: readOnly})
 			var hooked atomic.Pointer[string]
-			s.SetResponseHook(func(from netip.AddrPort, method string, m *Msg) {
+			s.SetResponseHook(func(from netip.AddrPort, method string, m *Msg, _ time.Duration) {
 				h := method + " " + from.String() + " " + m.R.ID.String()
 				hooked.Store(&h)
 			})

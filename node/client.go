@@ -36,6 +36,15 @@ type PeersFrom struct {
 func (n *Node) GetPeers(ctx context.Context, ih krpc.ID, onPeer func(netip.AddrPort)) (PeersResult, error) {
 	var res PeersResult
 	seen := make(map[netip.AddrPort]bool)
+	// The peers this node stores come first: they were announced to us,
+	// and no other node may hold them.
+	for _, p := range n.peers.Peers(ih, n.Addr().Addr().Is6(), localPeersMax, n.clock.Now(), nil) {
+		seen[p] = true
+		res.Peers = append(res.Peers, p)
+		if onPeer != nil {
+			onPeer(p)
+		}
+	}
 	lr, err := n.lookup(ctx, "get_peers", ih, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
 		return n.query(ctx, to, krpc.MethodGetPeers, &krpc.Args{InfoHash: &ih})
 	}, func(from krpc.NodeInfo, m *krpc.Msg) bool {
@@ -60,8 +69,17 @@ func (n *Node) GetPeers(ctx context.Context, ih krpc.ID, onPeer func(netip.AddrP
 		return false
 	})
 	res.Lookup = lr
+	if len(res.Peers) == 0 {
+		n.recent.markNotFound("get_peers", ih.String())
+	}
+	if err != nil && len(res.Peers) > 0 && ctx.Err() == nil {
+		err = nil // the lookup failed, but our own store answered
+	}
 	return res, err
 }
+
+// localPeersMax bounds the peers GetPeers takes from the node's own store.
+const localPeersMax = 1000
 
 // AnnounceResult is the outcome of Announce.
 type AnnounceResult struct {
@@ -225,8 +243,9 @@ type GetResult struct {
 	Target krpc.ID
 	Found  bool
 	Item   storage.Item    // the value (raw bencode) and, if mutable, k, seq, sig
-	Count  int             // nodes that returned this value (and seq)
-	HeldBy []krpc.NodeInfo // those nodes, in reply order
+	Count  int             // nodes that returned this value (and seq), this one included
+	Local  bool            // this node's own store held the item
+	HeldBy []krpc.NodeInfo // the other nodes that returned it, in reply order
 	Lookup LookupResult
 }
 
@@ -242,6 +261,14 @@ func (n *Node) Get(ctx context.Context, target krpc.ID, opts GetOptions) (GetRes
 // runs it to the end, to find the K closest nodes and their tokens).
 func (n *Node) get(ctx context.Context, target krpc.ID, opts GetOptions, stopEarly bool) (GetResult, error) {
 	res := GetResult{Target: target}
+	// This node's own store first: it holds only checked items, by target
+	// (so a mutable one's salt is the one asked for).
+	if it, ok := n.items.Get(target, n.clock.Now()); ok && (!it.Mutable || opts.Seq == nil || it.Seq > *opts.Seq) {
+		res.Found, res.Item, res.Count, res.Local = true, it, 1, true
+		if stopEarly && !it.Mutable {
+			return res, nil // immutable: the value is settled
+		}
+	}
 	lr, err := n.lookup(ctx, "get", target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
 		return n.query(ctx, to, krpc.MethodGet, &krpc.Args{Target: &target, Seq: opts.Seq})
 	}, func(from krpc.NodeInfo, m *krpc.Msg) bool {
@@ -251,7 +278,7 @@ func (n *Node) get(ctx context.Context, target krpc.ID, opts GetOptions, stopEar
 		}
 		switch {
 		case !res.Found || (it.Mutable && it.Seq > res.Item.Seq):
-			res.Found, res.Item, res.Count = true, it, 1
+			res.Found, res.Item, res.Count, res.Local = true, it, 1, false
 			res.HeldBy = append(res.HeldBy[:0], from)
 		case it.Seq == res.Item.Seq && bytes.Equal(it.V, res.Item.V):
 			res.Count++
@@ -266,7 +293,10 @@ func (n *Node) get(ctx context.Context, target krpc.ID, opts GetOptions, stopEar
 	if err != nil {
 		return res, err
 	}
-	return res, fmt.Errorf("get %s: not found (%d nodes queried)", target, lr.Queried)
+	if stopEarly { // a Get, not a put's lookup of the current item
+		n.recent.markNotFound("get", target.String())
+	}
+	return res, fmt.Errorf("get %s: %w (%d nodes queried)", target, ErrNotFound, lr.Queried)
 }
 
 // verifyItem checks a get reply's item against the target (BEP 44).

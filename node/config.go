@@ -47,6 +47,11 @@ type Config struct {
 	// MaintenanceInterval is how often the node pings questionable nodes
 	// and refreshes stale buckets. Default 1m.
 	MaintenanceInterval time.Duration
+	// HistoryInterval is how often the node samples its rates for the
+	// status page's charts (Node.History keeps HistoryLen samples).
+	// Default HistoryInterval (10 s): HistoryLen samples are the last hour.
+	// Negative: no sampling (simulations of many nodes).
+	HistoryInterval time.Duration
 	// MaxBackgroundPings bounds the liveness pings in flight (to
 	// questionable and bad nodes) and, separately, the confirmation pings
 	// that admit new nodes to the table. Nodes waiting for a confirmation
@@ -193,6 +198,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.LookupTimeout <= 0 {
 		c.LookupTimeout = 30 * time.Second
+	}
+	if c.HistoryInterval == 0 {
+		c.HistoryInterval = HistoryInterval
 	}
 	if c.MaintenanceInterval <= 0 {
 		c.MaintenanceInterval = time.Minute

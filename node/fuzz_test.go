@@ -183,7 +183,7 @@ func FuzzHandleResponse(f *testing.F) {
 			return
 		}
 		for _, method := range []string{krpc.MethodFindNode, krpc.MethodGet} {
-			n.onResponse(from, method, &m)
+			n.onResponse(from, method, &m, time.Millisecond)
 		}
 		good, questionable, bad := n.Table().Counts(time.Now())
 		if total := good + questionable + bad; total > bound {

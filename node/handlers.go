@@ -14,6 +14,7 @@ func errMsg(code int64, msg string) *krpc.Msg {
 // handleQuery answers one query (krpc.md §8). It runs on the read loop.
 func (n *Node) handleQuery(from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
 	n.queryReceived(q.Q)
+	n.debugPacket("query received", "method", q.Q, "from", from)
 	if f := n.cfg.OnQuery; f != nil {
 		f(from, q.Q)
 	}

@@ -43,6 +43,8 @@ type Node struct {
 	adm         admission     // confirmation pings of new nodes (admission.go)
 	lookupSlots chan struct{} // bounds background lookups
 	recent      recentLookups // the last lookups, for the status page (recent.go)
+	history     history       // the last hour's rates, for the status page (history.go)
+	dbg         debugLines    // rate limit of the per-packet debug lines (debuglog.go)
 	rtts        rttWindow     // round trips measured by lookups (lookup.go)
 
 	// State on disk (persist.go); db is nil without Config.DataDir.
@@ -67,11 +69,14 @@ type Node struct {
 	localIPSet map[netip.Addr]bool  // interface addresses, for an unspecified bind
 	sibling    atomic.Pointer[Node] // the node of the other address family (Link)
 
-	mu         sync.Mutex
-	externalIP netip.Addr       // last decision of voter, for logging changes
-	bootstraps []netip.AddrPort // resolved bootstrap addresses
-	lastBoot   time.Time
-	sample     sampleCache // BEP 51 sample, reused for SampleInterval
+	mu          sync.Mutex
+	externalIP  netip.Addr       // last decision of voter, for logging changes
+	bootstraps  []netip.AddrPort // resolved bootstrap addresses
+	bootList    []string         // the configured ones (host:port); SetBootstrap changes it
+	limiter     *krpc.IPLimiter  // per-source packet limit (Config.RateLimit)
+	replyBudget *krpc.ByteBudget // global reply bytes (Config.ReplyBytesPerSecond)
+	lastBoot    time.Time
+	sample      sampleCache // BEP 51 sample, reused for SampleInterval
 }
 
 // New opens the socket (unless cfg.Conn is given) and starts serving. It
@@ -106,6 +111,7 @@ func New(cfg Config) (*Node, error) {
 	now := cfg.Clock.Now()
 	n := &Node{
 		cfg:         cfg,
+		bootList:    append([]string(nil), cfg.Bootstrap...),
 		id:          id,
 		log:         cfg.Logger,
 		clock:       cfg.Clock,
@@ -163,19 +169,32 @@ func New(cfg Config) (*Node, error) {
 		Logger:        cfg.Logger,
 		Events:        n.serverEvents(),
 	}
-	if cfg.RateLimit.Rate >= 0 {
-		lim := krpc.NewIPLimiter(cfg.RateLimit)
-		scfg.Accept = func(from netip.AddrPort, _ int) bool { return lim.Allow(from.Addr(), n.clock.Now()) }
+	// Both limits exist even when switched off, so SetLimits can turn
+	// them on in a running node.
+	n.limiter = krpc.NewIPLimiter(cfg.RateLimit)
+	if cfg.RateLimit.Rate < 0 {
+		n.limiter.SetRate(0, 0)
 	}
-	if r := cfg.ReplyBytesPerSecond; r > 0 {
-		scfg.ReplyBudget = krpc.NewByteBudget(float64(r), 2*float64(r))
+	scfg.Accept = func(from netip.AddrPort, _ int) bool { return n.limiter.Allow(from.Addr(), n.clock.Now()) }
+	r := cfg.ReplyBytesPerSecond
+	scfg.ReplyBudget = krpc.NewByteBudget(float64(r), 2*float64(r))
+	if r <= 0 {
+		scfg.ReplyBudget.SetRate(0, 0)
 	}
+	n.replyBudget = scfg.ReplyBudget
 	n.srv = krpc.NewServer(pc, handle, scfg)
 	n.srv.SetResponseHook(n.onResponse)
 	close(srvSet)
 	n.wg.Add(2)
 	go n.maintain()
 	go n.admitLoop()
+	if n.cfg.HistoryInterval > 0 {
+		n.wg.Add(1)
+		go func() { // the status page's history (history.go)
+			defer n.wg.Done()
+			n.every(n.cfg.HistoryInterval, n.sampleHistory)
+		}()
+	}
 	if db != nil {
 		n.wg.Add(3)
 		go n.deleter()
@@ -249,8 +268,10 @@ func (n *Node) query(ctx context.Context, to netip.AddrPort, method string, a *k
 		a = &krpc.Args{}
 	}
 	a.ID = n.id
+	n.debugPacket("query sent", "method", method, "to", to)
 	m, err := n.srv.Query(ctx, to, method, a)
 	if err != nil {
+		n.debugPacket("query failed", "method", method, "to", to, "err", err)
 		var ke *krpc.Error
 		if !errors.As(err, &ke) && !errors.Is(err, context.Canceled) && !errors.Is(err, krpc.ErrClosed) {
 			n.table.Failed(to, n.clock.Now())
@@ -262,13 +283,14 @@ func (n *Node) query(ctx context.Context, to netip.AddrPort, method string, a *k
 
 // onResponse learns the responder of every matched answer: its address is
 // proven, so it may enter the routing table (routing.md §4).
-func (n *Node) onResponse(from netip.AddrPort, method string, m *krpc.Msg) {
+func (n *Node) onResponse(from netip.AddrPort, method string, m *krpc.Msg, rtt time.Duration) {
 	if m.R == nil || !n.idAcceptable(m.R.ID, from.Addr()) {
 		return
 	}
 	n.noteExternalIP(from, m)
 	n.owners.add(from.Addr(), n.clock.Now()) // it answered our transaction id
-	toPing := n.table.Responded(krpc.NodeInfo{ID: m.R.ID, Addr: from}, n.clock.Now(), 0)
+	n.debugPacket("answer received", "method", method, "from", from, "rtt", rtt)
+	toPing := n.table.Responded(krpc.NodeInfo{ID: m.R.ID, Addr: from}, n.clock.Now(), max(rtt, 1))
 	for _, p := range toPing {
 		n.pingAsync(p.Addr)
 	}
@@ -353,7 +375,7 @@ func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryF
 	}
 	if len(t.cands) == 0 {
 		n.metrics.Lookups.WithLabelValues(kind, "failed").Inc()
-		return LookupResult{Target: target}, fmt.Errorf("lookup %s %s: no nodes known and no bootstrap addresses", kind, target)
+		return LookupResult{Target: target}, fmt.Errorf("lookup %s %s: %w", kind, target, ErrNoNodes)
 	}
 	res := t.run(ctx)
 	res.Elapsed = n.clock.Now().Sub(start)
@@ -369,7 +391,7 @@ func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryF
 	n.metrics.LookupQueries.WithLabelValues(kind).Observe(float64(res.Queried))
 	n.recordLookup(kind, outcome, res)
 	if len(res.Closest) == 0 {
-		return res, fmt.Errorf("lookup %s %s: no node answered (%d queried)", kind, target, res.Queried)
+		return res, fmt.Errorf("lookup %s %s: %w (%d queried)", kind, target, ErrNoAnswer, res.Queried)
 	}
 	return res, nil
 }
@@ -394,7 +416,7 @@ func (n *Node) resolve(ctx context.Context) []netip.AddrPort {
 	case v6 && !v4:
 		network = "ip6"
 	}
-	for _, hp := range n.cfg.Bootstrap {
+	for _, hp := range n.BootstrapList() {
 		if ap, err := netip.ParseAddrPort(hp); err == nil {
 			if !n.canReach(ap.Addr()) {
 				n.log.Debug("bootstrap address of another family skipped", "addr", hp)
@@ -501,7 +523,7 @@ func (n *Node) maintain() {
 		n.items.Expire(now)
 		good, _, _ := n.table.Counts(now)
 		n.mu.Lock()
-		reboot := good < 2 && len(n.cfg.Bootstrap) > 0 && now.Sub(n.lastBoot) > 5*n.cfg.MaintenanceInterval
+		reboot := good < 2 && len(n.bootList) > 0 && now.Sub(n.lastBoot) > 5*n.cfg.MaintenanceInterval
 		n.mu.Unlock()
 		if reboot {
 			_ = n.Bootstrap(n.ctx)

@@ -51,8 +51,25 @@ func (r *recentLookups) list() []RecentLookup {
 	return out
 }
 
+// markNotFound changes the outcome of the newest "ok" lookup of kind for
+// target to "not_found": the lookup ran, but found no item or no peer.
+func (r *recentLookups) markNotFound(kind string, target string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := 1; i <= r.n; i++ {
+		l := &r.buf[(r.next-i+RecentLookupsSize)%RecentLookupsSize]
+		if l.Kind == kind && l.Target == target {
+			if l.Outcome == "ok" {
+				l.Outcome = "not_found"
+			}
+			return
+		}
+	}
+}
+
 // recordLookup adds a finished lookup to the ring (called from lookup).
 func (n *Node) recordLookup(kind, outcome string, res LookupResult) {
+	n.history.noteLookup(res.Elapsed)
 	n.recent.add(RecentLookup{
 		Kind: kind, Target: res.Target.String(), Outcome: outcome,
 		Start: n.clock.Now().Add(-res.Elapsed), Elapsed: res.Elapsed,

@@ -104,6 +104,7 @@ func (s *simCluster) startWith(id krpc.ID, addr netip.AddrPort, boot []netip.Add
 	cfg := TestConfig()
 	cfg.ID, cfg.Conn, cfg.Clock = id, conn, s.clock
 	cfg.QueryTimeout = simTimeout
+	cfg.HistoryInterval = -1 // no status page here
 	s.mu.Lock()
 	cfg.MaintenanceInterval = simMaintenance + time.Duration(s.rnd.Int64N(int64(simMaintenance/2)))
 	s.mu.Unlock()

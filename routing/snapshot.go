@@ -24,7 +24,8 @@ type NodeSnapshot struct {
 	LastResponse time.Time     `json:"last_response,omitzero"`
 	LastQuery    time.Time     `json:"last_query,omitzero"`
 	Failures     int           `json:"failures"`
-	RTT          time.Duration `json:"rtt_ns"`
+	RTT          time.Duration `json:"rtt_ns"` // of the last answer; 0 if unknown
+	RTTMillis    float64       `json:"rtt_ms"` // the same in milliseconds
 }
 
 // Snapshot returns the state of every bucket at now, farthest bucket first.
@@ -58,6 +59,7 @@ func (t *Table) snapshotEntries(es []*entry, now time.Time) []NodeSnapshot {
 			LastQuery:    e.lastQuery,
 			Failures:     e.failures,
 			RTT:          e.rtt,
+			RTTMillis:    float64(e.rtt.Microseconds()) / 1000,
 		}
 	}
 	return out

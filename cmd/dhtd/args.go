@@ -36,7 +36,7 @@ func interspersed(app *cli.App, args []string) []string {
 	}
 	boolFlag := map[string]bool{"help": true, "h": true}
 	for _, f := range leaf.Flags {
-		if _, ok := f.(*cli.BoolFlag); ok {
+		if v, ok := f.(interface{ TakesValue() bool }); ok && !v.TakesValue() {
 			for _, n := range f.Names() {
 				boolFlag[n] = true
 			}

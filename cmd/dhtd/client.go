@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
 	"strconv"
 	"time"
 
@@ -35,9 +34,11 @@ func lookupFlags(extra ...cli.Flag) []cli.Flag {
 	}, extra...)
 }
 
-// withNode starts a node, bootstraps it, runs f and closes the node.
+// withNode starts a node, bootstraps it, runs f and closes the node. An
+// error after --timeout has run out is a timeoutError.
 func withNode(c *cli.Context, f func(ctx context.Context, n *node.Node) error) error {
-	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
+	timeout := c.Duration("timeout")
+	ctx, cancel := context.WithTimeout(c.Context, timeout)
 	defer cancel()
 	level := slog.LevelError + 1
 	if c.Bool("verbose") {
@@ -46,7 +47,7 @@ func withNode(c *cli.Context, f func(ctx context.Context, n *node.Node) error) e
 	cfg := node.Config{
 		Listen:    c.String("listen"),
 		Bootstrap: c.StringSlice("bootstrap"),
-		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		Logger:    slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})),
 		// BEP 43: a short-lived lookup node says it is read-only, so no
 		// node adds it to its table and keeps querying it after it exits.
 		ReadOnly: true,
@@ -61,6 +62,12 @@ func withNode(c *cli.Context, f func(ctx context.Context, n *node.Node) error) e
 	if len(cfg.Bootstrap) == 0 && !c.Bool("no-bootstrap") {
 		cfg.Bootstrap = defaultRouters
 	}
+	if err := checkBootstrapSyntax(cmdName(c), cfg.Bootstrap); err != nil {
+		return err
+	}
+	if _, err := resolveBootstrap(ctx, cfg.Bootstrap); err != nil {
+		return timedOut(ctx, timeout, err)
+	}
 	n, err := node.New(cfg)
 	if err != nil {
 		return err
@@ -69,10 +76,10 @@ func withNode(c *cli.Context, f func(ctx context.Context, n *node.Node) error) e
 	cfg.Logger.Debug("lookup node", "id", n.ID(), "addr", n.Addr(), "bootstrap", cfg.Bootstrap)
 	if len(cfg.Bootstrap) > 0 {
 		if err := n.Bootstrap(ctx); err != nil {
-			return err
+			return timedOut(ctx, timeout, err)
 		}
 	}
-	return f(ctx, n)
+	return timedOut(ctx, timeout, f(ctx, n))
 }
 
 // nodeJSON is a node in --json output.
@@ -114,6 +121,25 @@ func printRefusals(w io.Writer, es []node.NodeError) {
 	}
 }
 
+// timedOut makes err a timeoutError if ctx's deadline (after) has passed.
+// An error of a lookup in which no node answered is one too, with no
+// bound named: each query ran out its own timeout.
+func timedOut(ctx context.Context, after time.Duration, err error) error {
+	var te *timeoutError
+	switch {
+	case err == nil || errors.As(err, &te):
+		return err
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return &timeoutError{after: after, err: err}
+	case errors.Is(err, node.ErrNoAnswer):
+		return &timeoutError{err: err}
+	}
+	return err
+}
+
+// cmdName is the full name of the command c runs, "dhtd get".
+func cmdName(c *cli.Context) string { return c.Command.HelpName }
+
 func printJSON(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }
 
 func peersCommand() *cli.Command {
@@ -121,12 +147,9 @@ func peersCommand() *cli.Command {
 		Name: "peers", Usage: "find the peers of an infohash through the DHT", ArgsUsage: "INFOHASH",
 		Flags: lookupFlags(gatewayFlag()),
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return errors.New("usage: dhtd peers INFOHASH")
-			}
 			ih, err := krpc.ParseID(c.Args().First())
 			if err != nil {
-				return fmt.Errorf("INFOHASH: %w", err)
+				return usageErrorf(cmdName(c), "INFOHASH: %w", err)
 			}
 			if c.String("gateway") != "" {
 				return peersViaGateway(c, ih)
@@ -134,16 +157,26 @@ func peersCommand() *cli.Command {
 			return withNode(c, func(ctx context.Context, n *node.Node) error {
 				start := time.Now()
 				asJSON := c.Bool("json")
+				prog := newProgress(c)
+				found := 0
 				res, err := n.GetPeers(ctx, ih, func(p netip.AddrPort) {
+					found++
 					if !asJSON {
+						prog.done()
 						fmt.Fprintln(c.App.Writer, p)
 					}
+					prog.show("looking up: %d peers, %v", found, time.Since(start).Round(100*time.Millisecond))
 				})
+				prog.done()
 				peers := make([]string, 0, len(res.Peers))
 				for _, p := range res.Peers {
 					peers = append(peers, p.String())
 				}
 				elapsed := time.Since(start)
+				if err == nil && len(peers) == 0 {
+					err = fmt.Errorf("peers %s: %w (%d nodes queried)", ih, errNothingFound, res.Lookup.Queried)
+				}
+				err = timedOut(ctx, c.Duration("timeout"), err)
 				if asJSON {
 					type heldJSON struct {
 						nodeJSON
@@ -159,13 +192,13 @@ func peersCommand() *cli.Command {
 					}
 					out := map[string]any{"info_hash": ih.String(), "peers": peers, "held_by": held, "queried": res.Lookup.Queried, "elapsed_ms": elapsed.Milliseconds()}
 					if err != nil {
-						out["error"] = err.Error()
+						out["error"] = errorJSON(err)
 					}
 					if perr := printJSON(c.App.Writer, out); perr != nil {
 						return perr
 					}
-				} else {
-					fmt.Fprintf(c.App.Writer, "%d peers found, %d nodes queried, %v\n", len(peers), res.Lookup.Queried, elapsed.Round(time.Millisecond))
+				} else if err == nil {
+					fmt.Fprintf(c.App.ErrWriter, "%d peers found, %d nodes queried, %v\n", len(peers), res.Lookup.Queried, elapsed.Round(time.Millisecond))
 				}
 				return err
 			})
@@ -181,15 +214,12 @@ func announceCommand() *cli.Command {
 			&cli.BoolFlag{Name: "implied-port", Usage: "let storers use the UDP source port instead"},
 		),
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return errors.New("usage: dhtd announce INFOHASH --port N")
-			}
 			ih, err := krpc.ParseID(c.Args().First())
 			if err != nil {
-				return fmt.Errorf("INFOHASH: %w", err)
+				return usageErrorf(cmdName(c), "INFOHASH: %w", err)
 			}
 			if !c.Bool("implied-port") && (c.Int("port") <= 0 || c.Int("port") > 65535) {
-				return errors.New("--port must be 1..65535 (or give --implied-port)")
+				return usageErrorf(cmdName(c), "--port %d: want 1..65535 (or give --implied-port)", c.Int("port"))
 			}
 			return withNode(c, func(ctx context.Context, n *node.Node) error {
 				res, err := n.Announce(ctx, ih, c.Int("port"), c.Bool("implied-port"))
@@ -198,16 +228,16 @@ func announceCommand() *cli.Command {
 						"stored_at": nodesJSON(res.StoredAt), "refused_by": refusalsJSON(res.RefusedBy), "unanswered": nodesJSON(res.Unanswered),
 						"queried": res.Peers.Lookup.Queried, "local_addr": n.Addr().String()}
 					if err != nil {
-						out["error"] = err.Error()
+						out["error"] = errorJSON(timedOut(ctx, c.Duration("timeout"), err))
 					}
 					if perr := printJSON(c.App.Writer, out); perr != nil {
 						return perr
 					}
-				} else {
+				} else if err == nil {
 					fmt.Fprintf(c.App.Writer, "announced to %d nodes, %d accepted\n", res.Announced, res.Accepted)
 					printRefusals(c.App.Writer, res.RefusedBy)
 				}
-				return err
+				return refusedBy(err, res.Announced, res.Errors)
 			})
 		},
 	}
@@ -217,21 +247,24 @@ func putCommand() *cli.Command {
 	return &cli.Command{
 		Name: "put", Usage: "store a BEP 44 item (immutable, or mutable with --key)", ArgsUsage: "VALUE",
 		Flags: lookupFlags(
-			&cli.StringFlag{Name: "key", Usage: "key file from `dhtd keygen`: put a mutable item"},
+			&cli.StringFlag{Name: "key", Usage: "key file from 'dhtd keygen': put a mutable item"},
 			&cli.StringFlag{Name: "salt", Usage: "salt of the mutable item"},
-			&cli.Int64Flag{Name: "seq", Usage: "sequence number (default: current + 1)"},
-			&cli.Int64Flag{Name: "cas", Usage: "only replace the item if its seq is this"},
+			&cli.Int64Flag{Name: "seq", Usage: "sequence number", DefaultText: "current + 1"},
+			&cli.Int64Flag{Name: "cas", Usage: "only replace the item if its seq is this", DefaultText: "none"},
 			&cli.BoolFlag{Name: "bencoded", Usage: "VALUE is raw bencode, not a string"},
 			gatewayFlag(),
 			keepFlag(),
 		),
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return errors.New("usage: dhtd put [--key FILE] VALUE")
-			}
 			v := encodeValue(c.Args().First(), c.Bool("bencoded"))
 			if err := storage.CheckBencode(v); err != nil {
-				return fmt.Errorf("VALUE: %w", err)
+				return usageErrorf(cmdName(c), "VALUE: %w", err)
+			}
+			if len(v) > storage.MaxValueLen {
+				return usageErrorf(cmdName(c), "VALUE: %d bytes bencoded, at most %d (BEP 44)", len(v), storage.MaxValueLen)
+			}
+			if len(c.String("salt")) > storage.MaxSaltLen {
+				return usageErrorf(cmdName(c), "--salt: %d bytes, at most %d (BEP 44)", len(c.String("salt")), storage.MaxSaltLen)
 			}
 			var mutable bool
 			var opts node.PutOptions
@@ -253,7 +286,7 @@ func putCommand() *cli.Command {
 					opts.Cas = &s
 				}
 			} else if c.IsSet("salt") || c.IsSet("seq") || c.IsSet("cas") {
-				return errors.New("--salt, --seq and --cas need --key (a mutable item)")
+				return usageErrorf(cmdName(c), "--salt, --seq and --cas need --key (a mutable item)")
 			}
 			if c.String("gateway") != "" {
 				return putViaGateway(c, v, keyPriv, opts)
@@ -266,12 +299,18 @@ func putCommand() *cli.Command {
 				} else {
 					res, err = n.PutImmutable(ctx, v)
 				}
+				err = timedOut(ctx, c.Duration("timeout"), refusedBy(err, res.Sent, res.Errors))
 				if c.Bool("json") {
-					out := map[string]any{"target": res.Target.String(), "stored": res.Stored, "sent": res.Sent,
+					out := map[string]any{"stored": res.Stored, "sent": res.Sent,
 						"stored_at": nodesJSON(res.StoredAt), "refused_by": refusalsJSON(res.RefusedBy), "unanswered": nodesJSON(res.Unanswered),
 						"queried": res.Lookup.Queried}
+					if res.Target != (krpc.ID{}) {
+						out["target"] = res.Target.String()
+					}
 					if mutable {
-						out["seq"] = res.Seq
+						if res.Seq != 0 {
+							out["seq"] = res.Seq
+						}
 						out["public_key"] = hex.EncodeToString(keyPub)
 						out["salt"] = string(opts.Salt)
 					}
@@ -283,12 +322,12 @@ func putCommand() *cli.Command {
 						out["errors"] = codes
 					}
 					if err != nil {
-						out["error"] = err.Error()
+						out["error"] = errorJSON(err)
 					}
 					if perr := printJSON(c.App.Writer, out); perr != nil {
 						return perr
 					}
-				} else {
+				} else if err == nil {
 					fmt.Fprintf(c.App.Writer, "target:     %s\n", res.Target)
 					if mutable {
 						fmt.Fprintf(c.App.Writer, "public key: %s\nsalt:       %q\nseq:        %d\n", hex.EncodeToString(keyPub), opts.Salt, res.Seq)
@@ -328,29 +367,36 @@ func getCommand() *cli.Command {
 			case c.String("pubkey") != "" && c.String("key") == "" && c.NArg() == 0:
 				pub, err := hex.DecodeString(c.String("pubkey"))
 				if err != nil || len(pub) != 32 {
-					return errors.New("--pubkey: want 64 hex characters")
+					return usageErrorf(cmdName(c), "--pubkey: want 64 hex characters")
 				}
 				opts.Salt = []byte(c.String("salt"))
 				target = storage.MutableTarget(pub, opts.Salt)
 			case c.NArg() == 1 && c.String("pubkey") == "" && c.String("key") == "":
 				var err error
 				if target, err = krpc.ParseID(c.Args().First()); err != nil {
-					return fmt.Errorf("TARGET: %w", err)
+					return usageErrorf(cmdName(c), "TARGET: %w", err)
 				}
-				opts.Salt = []byte(c.String("salt"))
+				if c.IsSet("salt") {
+					// The salt is part of a mutable item's target: with the
+					// target given it has no use (BEP 44).
+					return usageErrorf(cmdName(c), "--salt needs --pubkey: a TARGET already includes the salt")
+				}
+			case c.NArg() == 1:
+				return usageErrorf(cmdName(c), "give TARGET or --pubkey/--key, not both")
 			default:
-				return errors.New("usage: dhtd get TARGET | dhtd get --pubkey HEX [--salt S] | dhtd get --key FILE [--salt S]")
+				return usageErrorf(cmdName(c), "missing argument: want TARGET, --pubkey HEX [--salt S] or --key FILE [--salt S]")
 			}
 			if c.String("gateway") != "" {
 				return getViaGateway(c, target)
 			}
 			return withNode(c, func(ctx context.Context, n *node.Node) error {
 				res, err := n.Get(ctx, target, opts)
+				err = timedOut(ctx, c.Duration("timeout"), err)
 				if c.Bool("json") {
 					out := map[string]any{"target": target.String(), "found": res.Found, "queried": res.Lookup.Queried}
 					if res.Found {
 						out["value"] = displayValue(res.Item.V)
-						out["v_bencoded"] = string(res.Item.V)
+						out["v"] = hex.EncodeToString(res.Item.V)
 						out["count"] = res.Count
 						out["held_by"] = nodesJSON(res.HeldBy)
 						if res.Item.Mutable {
@@ -360,7 +406,7 @@ func getCommand() *cli.Command {
 						}
 					}
 					if err != nil {
-						out["error"] = err.Error()
+						out["error"] = errorJSON(err)
 					}
 					if perr := printJSON(c.App.Writer, out); perr != nil {
 						return perr
@@ -368,7 +414,7 @@ func getCommand() *cli.Command {
 				} else if res.Found {
 					fmt.Fprintf(c.App.Writer, "%s\n", displayValue(res.Item.V))
 					if res.Item.Mutable {
-						fmt.Fprintf(c.App.Writer, "seq %d, returned by %d nodes\n", res.Item.Seq, res.Count)
+						fmt.Fprintf(c.App.ErrWriter, "seq %d, returned by %d nodes\n", res.Item.Seq, res.Count)
 					}
 				}
 				return err

@@ -205,8 +205,8 @@ var (
 // 127.0.0.1:0 [--data-dir T] extra...`, waits for its "dht node started"
 // and "metrics listening" lines and stops it (SIGTERM, then SIGKILL) when t
 // ends. extra must hold --no-bootstrap or --bootstrap so the node never
-// contacts the public routers. Unless extra holds --data-dir or --storage,
-// the node gets a fresh t.TempDir() as --data-dir, so nodes running in
+// contacts the public routers (or --config, whose file must name them).
+// Unless extra holds --data-dir or --storage, the node gets a fresh t.TempDir() as --data-dir, so nodes running in
 // parallel never share a database.
 func startNode(t *testing.T, extra ...string) *dhtdNode {
 	t.Helper()
@@ -226,7 +226,7 @@ func startNodeEnv(t *testing.T, env []string, extra ...string) *dhtdNode {
 		}
 	}
 	for _, a := range extra {
-		if a == "--no-bootstrap" || a == "--bootstrap" || strings.HasPrefix(a, "--bootstrap=") {
+		if a == "--no-bootstrap" || a == "--bootstrap" || strings.HasPrefix(a, "--bootstrap=") || a == "--config" {
 			hasBoot = true
 		}
 	}
@@ -460,9 +460,7 @@ type probeResultJSON struct {
 		ID   string `json:"id"`
 		Addr string `json:"addr"`
 	} `json:"nodes"`
-	ErrorCode    int64  `json:"error_code"`
-	ErrorMessage string `json:"error_message"`
-	Error        string `json:"error"`
+	Error *jsonError `json:"error"`
 }
 
 func parseProbeJSON(t *testing.T, r cmdResult) probeResultJSON {
@@ -552,7 +550,7 @@ func TestTwoRunProcessesFindEachOther(t *testing.T) {
 		if !strings.HasPrefix(p.YourIP, "127.0.0.1:") {
 			t.Errorf("probe ping --json %s: your_ip %q, want 127.0.0.1:port (BEP 42)", n.Addr, p.YourIP)
 		}
-		if p.Error != "" || p.ErrorCode != 0 {
+		if p.Error != nil {
 			t.Errorf("probe ping --json %s: unexpected error fields %+v", n.Addr, p)
 		}
 	}
@@ -615,8 +613,8 @@ func TestProbeTimeoutExitsNonZero(t *testing.T) {
 		}
 		if jsonOut {
 			p := parseProbeJSON(t, r)
-			if !strings.Contains(p.Error, "timed out") {
-				t.Errorf("--json: error %q, want it to say timed out", p.Error)
+			if p.Error == nil || !strings.Contains(p.Error.Message, "timed out") {
+				t.Errorf("--json: error %+v, want it to say timed out", p.Error)
 			}
 		} else if !strings.Contains(r.stdout+r.stderr, "timed out") {
 			t.Errorf("dhtd %q: output does not say timed out:\nstdout:\n%s\nstderr:\n%s", args, r.stdout, r.stderr)
@@ -705,8 +703,8 @@ func TestProbeKRPCError(t *testing.T) {
 		t.Fatalf("probe find_node --json: exit 0 on a KRPC error\n%s", r.stdout)
 	}
 	p := parseProbeJSON(t, r)
-	if p.ErrorCode != 204 || p.ErrorMessage != "Method Unknown" {
-		t.Errorf("--json: error_code %d error_message %q, want 204 \"Method Unknown\"\n%s", p.ErrorCode, p.ErrorMessage, r.stdout)
+	if p.Error == nil || p.Error.Code != 204 || !strings.Contains(p.Error.Message, "Method Unknown") || p.Error.Node != addr {
+		t.Errorf("--json: error %+v, want code 204, \"Method Unknown\" from %s\n%s", p.Error, addr, r.stdout)
 	}
 	if p.Method != "find_node" || p.Addr != addr {
 		t.Errorf("--json: method %q addr %q", p.Method, p.Addr)

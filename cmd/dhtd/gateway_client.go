@@ -27,7 +27,7 @@ import (
 func gatewayFlag() cli.Flag {
 	return &cli.StringFlag{
 		Name:    "gateway",
-		Usage:   "HOST:PORT (or URL) of a running `dhtd run --http` gateway to ask instead of starting a node",
+		Usage:   "HOST:PORT (or URL) of a running 'dhtd run --http' gateway to ask instead of starting a node",
 		EnvVars: []string{"DHTD_GATEWAY"},
 	}
 }
@@ -56,6 +56,18 @@ func (e *gatewayStatusError) Error() string {
 	return fmt.Sprintf("gateway: %d %s: %s", e.Status, http.StatusText(e.Status), e.Msg)
 }
 
+// Unwrap gives the statuses that have an exit code of their own:
+// 404 is nothing found, 504 a timeout.
+func (e *gatewayStatusError) Unwrap() error {
+	switch e.Status {
+	case http.StatusNotFound:
+		return errNothingFound
+	case http.StatusGatewayTimeout:
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
 // do sends one request; a 2xx answer is decoded into out, anything else
 // returned as a *gatewayStatusError.
 func (g *gatewayClient) do(ctx context.Context, method, path string, body, out any) error {
@@ -82,13 +94,7 @@ func (g *gatewayClient) do(ctx context.Context, method, path string, body, out a
 		return fmt.Errorf("gateway: %s %s: reading the answer: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(b, &e) != nil || e.Error == "" {
-			e.Error = strings.TrimSpace(string(b))
-		}
-		return &gatewayStatusError{Status: resp.StatusCode, Msg: e.Error}
+		return &gatewayStatusError{Status: resp.StatusCode, Msg: gatewayErrorMessage(b)}
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -96,6 +102,20 @@ func (g *gatewayClient) do(ctx context.Context, method, path string, body, out a
 		}
 	}
 	return nil
+}
+
+// gatewayErrorMessage is the message of a gateway's error answer body,
+// else the body itself.
+func gatewayErrorMessage(b []byte) string {
+	var e struct {
+		Error struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(b, &e) != nil || e.Error.Message == "" {
+		return strings.TrimSpace(string(b))
+	}
+	return e.Error.Message
 }
 
 // gatewayItem is the gateway's answer to a get.
@@ -115,8 +135,6 @@ func getViaGateway(c *cli.Context, target krpc.ID) error {
 	path := "/v1/immutable/" + target.String()
 	if pk := c.String("pubkey"); pk != "" {
 		path = "/v1/mutable/" + pk + "?salt=" + url.QueryEscape(c.String("salt"))
-	} else if c.String("salt") != "" {
-		return errors.New("--gateway: fetch a salted mutable item with --pubkey and --salt, not by target")
 	}
 	var it gatewayItem
 	err := g.do(c.Context, http.MethodGet, path, nil, &it)
@@ -131,7 +149,7 @@ func getViaGateway(c *cli.Context, target krpc.ID) error {
 		out := map[string]any{"target": target.String(), "found": found, "queried": it.Queried}
 		if found {
 			out["value"] = displayValue(v)
-			out["v_bencoded"] = string(v)
+			out["v"] = hex.EncodeToString(v)
 			out["count"] = it.Count
 			if it.Seq != nil {
 				out["seq"] = *it.Seq
@@ -140,7 +158,7 @@ func getViaGateway(c *cli.Context, target krpc.ID) error {
 			}
 		}
 		if err != nil {
-			out["error"] = err.Error()
+			out["error"] = errorJSON(err)
 		}
 		if perr := printJSON(c.App.Writer, out); perr != nil {
 			return perr
@@ -148,7 +166,7 @@ func getViaGateway(c *cli.Context, target krpc.ID) error {
 	} else if found {
 		fmt.Fprintf(c.App.Writer, "%s\n", displayValue(v))
 		if it.Seq != nil {
-			fmt.Fprintf(c.App.Writer, "seq %d, returned by %d nodes\n", *it.Seq, it.Count)
+			fmt.Fprintf(c.App.ErrWriter, "seq %d, returned by %d nodes\n", *it.Seq, it.Count)
 		}
 	}
 	return err
@@ -208,7 +226,7 @@ func putViaGateway(c *cli.Context, v []byte, priv ed25519.PrivateKey, opts node.
 			out["seq"] = *res.Seq
 		}
 		if err != nil {
-			out["error"] = err.Error()
+			out["error"] = errorJSON(err)
 		}
 		if perr := printJSON(c.App.Writer, out); perr != nil {
 			return perr
@@ -238,19 +256,17 @@ func peersViaGateway(c *cli.Context, ih krpc.ID) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
-		}
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		_ = json.Unmarshal(b, &e)
-		return &gatewayStatusError{Status: resp.StatusCode, Msg: e.Error}
+		return &gatewayStatusError{Status: resp.StatusCode, Msg: gatewayErrorMessage(b)}
 	}
 	asJSON := c.Bool("json")
 	peers := []string{}
 	var end struct {
-		Done    bool   `json:"done"`
-		Queried int    `json:"queried"`
-		Error   string `json:"error"`
+		Done    bool `json:"done"`
+		Queried int  `json:"queried"`
+		Error   *struct {
+			Message string `json:"message"`
+		} `json:"error"`
 	}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
@@ -275,20 +291,23 @@ func peersViaGateway(c *cli.Context, ih krpc.ID) error {
 	}
 	if !end.Done {
 		err = errors.New("gateway: the stream ended without its last line")
-	} else if end.Error != "" {
-		err = errors.New("gateway: " + end.Error)
+	} else if end.Error != nil {
+		err = errors.New("gateway: " + end.Error.Message)
+	}
+	if err == nil && len(peers) == 0 {
+		err = fmt.Errorf("peers %s: %w (%d nodes queried)", ih, errNothingFound, end.Queried)
 	}
 	elapsed := time.Since(start)
 	if asJSON {
 		out := map[string]any{"info_hash": ih.String(), "peers": peers, "queried": end.Queried, "elapsed_ms": elapsed.Milliseconds()}
 		if err != nil {
-			out["error"] = err.Error()
+			out["error"] = errorJSON(err)
 		}
 		if perr := printJSON(c.App.Writer, out); perr != nil {
 			return perr
 		}
-	} else {
-		fmt.Fprintf(c.App.Writer, "%d peers found, %d nodes queried, %v\n", len(peers), end.Queried, elapsed.Round(time.Millisecond))
+	} else if err == nil {
+		fmt.Fprintf(c.App.ErrWriter, "%d peers found, %d nodes queried, %v\n", len(peers), end.Queried, elapsed.Round(time.Millisecond))
 	}
 	return err
 }

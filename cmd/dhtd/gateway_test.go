@@ -80,10 +80,14 @@ func TestGatewayRunAndClient(t *testing.T) {
 	if r := runDhtd(t, "put", "--gateway", gw, "--key", keyFile, "--salt", "s", "--seq", "1", "old"); r.code == 0 || !strings.Contains(r.stderr, "409") {
 		t.Fatalf("put --seq 1 over seq 2: exit %d, stderr %q: want a 409 failure", r.code, r.stderr)
 	}
-	// peers (none announced): an empty answer, exit 0.
-	pr := decode(runDhtd(t, "peers", "--gateway", gw, "--json", hex.EncodeToString(make([]byte, 20))), "peers")
-	if ps, ok := pr["peers"].([]any); !ok || len(ps) != 0 {
-		t.Fatalf("peers: %v, want an empty list", pr)
+	// peers (none announced): an empty answer, exit 3 (nothing found).
+	r := runDhtd(t, "peers", "--gateway", gw, "--json", hex.EncodeToString(make([]byte, 20)))
+	var pr struct {
+		Peers []string   `json:"peers"`
+		Error *jsonError `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &pr); err != nil || r.code != exitNotFound || pr.Peers == nil || len(pr.Peers) != 0 || pr.Error == nil {
+		t.Fatalf("peers: exit %d, %s (%v); want exit 3, an empty list and an error", r.code, r.stdout, err)
 	}
 	// a gateway that is not there: a clear error.
 	if r := runDhtd(t, "get", "--gateway", "127.0.0.1:1", "--timeout", "2s", target); r.code == 0 || !strings.Contains(r.stderr, "gateway") {

@@ -282,7 +282,7 @@ func TestInteropCLIBootstrapAndProbe(t *testing.T) {
 	if ip, err := netip.ParseAddrPort(p.YourIP); err != nil || ip.Addr() != netip.MustParseAddr("127.0.0.1") || ip.Port() == 0 {
 		t.Errorf("probe ping --json libtorrent: your_ip %q, want 127.0.0.1:PORT (BEP 42 ip)", p.YourIP)
 	}
-	if p.Method != "ping" || p.Addr != l.Addr.String() || p.Error != "" || p.ErrorCode != 0 {
+	if p.Method != "ping" || p.Addr != l.Addr.String() || p.Error != nil {
 		t.Errorf("probe ping --json libtorrent: %+v", p)
 	}
 
@@ -352,19 +352,19 @@ func TestInteropCLIPeers(t *testing.T) {
 		if !slices.Contains(strings.Split(r.stdout, "\n"), want) {
 			t.Errorf("dhtd peers %s: no line %q:\n%s", ih, want, r.stdout)
 		}
-		if m := regexp.MustCompile(`(?m)^(\d+) peers found, `).FindStringSubmatch(r.stdout); m == nil || m[1] == "0" {
-			t.Errorf("dhtd peers: no \"N peers found\" line with N > 0:\n%s", r.stdout)
+		if m := regexp.MustCompile(`(?m)^(\d+) peers found, `).FindStringSubmatch(r.stderr); m == nil || m[1] == "0" {
+			t.Errorf("dhtd peers: no \"N peers found\" line with N > 0 on stderr:\n%s", r.stderr)
 		}
 
 		r = lk.run(t, "peers", ih, "--bootstrap", d2.Addr, "--json")
 		var out struct {
-			InfoHash string   `json:"info_hash"`
-			Peers    []string `json:"peers"`
-			Queried  int      `json:"queried"`
-			Error    string   `json:"error"`
+			InfoHash string     `json:"info_hash"`
+			Peers    []string   `json:"peers"`
+			Queried  int        `json:"queried"`
+			Error    *jsonError `json:"error"`
 		}
 		decodeJSON(t, "dhtd peers", r, &out)
-		if !slices.Contains(out.Peers, want) || out.InfoHash != ih || out.Error != "" {
+		if !slices.Contains(out.Peers, want) || out.InfoHash != ih || out.Error != nil {
 			t.Errorf("dhtd peers --json: %+v, want %s among the peers", out, want)
 		}
 	})
@@ -375,14 +375,14 @@ func TestInteropCLIPeers(t *testing.T) {
 		const port = 4567
 		r := lk.run(t, "announce", ih, "--port", fmt.Sprint(port), "--bootstrap", d.Addr, "--json")
 		var out struct {
-			Announced int    `json:"announced"`
-			Accepted  int    `json:"accepted"`
-			LocalAddr string `json:"local_addr"`
-			Error     string `json:"error"`
+			Announced int        `json:"announced"`
+			Accepted  int        `json:"accepted"`
+			LocalAddr string     `json:"local_addr"`
+			Error     *jsonError `json:"error"`
 		}
 		decodeJSON(t, "dhtd announce", r, &out)
 		// D, D2 and libtorrent gave tokens; every one accepts.
-		if out.Announced < 3 || out.Accepted != out.Announced || out.Error != "" {
+		if out.Announced < 3 || out.Accepted != out.Announced || out.Error != nil {
 			t.Fatalf("dhtd announce: %+v, want >= 3 announced (D, D2, libtorrent), all accepted", out)
 		}
 		ev := l.Events(t, ctx)
@@ -433,14 +433,14 @@ func TestInteropCLIItems(t *testing.T) {
 	pubHex := hex.EncodeToString(pub)
 
 	type getJSON struct {
-		Target    string `json:"target"`
-		Found     bool   `json:"found"`
-		Value     string `json:"value"`
-		VBencoded string `json:"v_bencoded"`
-		Seq       *int64 `json:"seq"`
-		PubKey    string `json:"pubkey"`
-		Sig       string `json:"sig"`
-		Error     string `json:"error"`
+		Target string     `json:"target"`
+		Found  bool       `json:"found"`
+		Value  string     `json:"value"`
+		V      string     `json:"v"` // hex
+		Seq    *int64     `json:"seq"`
+		PubKey string     `json:"pubkey"`
+		Sig    string     `json:"sig"`
+		Error  *jsonError `json:"error"`
 	}
 	type putJSON struct {
 		Target string         `json:"target"`
@@ -448,7 +448,7 @@ func TestInteropCLIItems(t *testing.T) {
 		Sent   int            `json:"sent"`
 		Seq    *int64         `json:"seq"`
 		Errors map[string]int `json:"errors"`
-		Error  string         `json:"error"`
+		Error  *jsonError     `json:"error"`
 	}
 	// bstr is a string's bencoding.
 	bstr := func(s string) string { return fmt.Sprintf("%d:%s", len(s), s) }
@@ -465,7 +465,7 @@ func TestInteropCLIItems(t *testing.T) {
 		r := lk.run(t, "get", target, "--bootstrap", d.Addr, "--json")
 		var g getJSON
 		decodeJSON(t, "dhtd get", r, &g)
-		if !g.Found || g.Value != val || g.VBencoded != bstr(val) || g.Target != target || g.Seq != nil || g.Error != "" {
+		if !g.Found || g.Value != val || g.V != hex.EncodeToString([]byte(bstr(val))) || g.Target != target || g.Seq != nil || g.Error != nil {
 			t.Fatalf("dhtd get %s: %+v, want the immutable %q", target, g, val)
 		}
 		r = lk.run(t, "get", target, "--bootstrap", d2.Addr)
@@ -494,8 +494,8 @@ func TestInteropCLIItems(t *testing.T) {
 				t.Fatalf("dhtd get --pubkey %s --salt %q: %+v; want %q seq %d sig %s target %s", pubHex, salt, g, val, p.Seq, p.Signature, p.Target)
 			}
 			r := lk.run(t, args...) // plain
-			if want := fmt.Sprintf("%s\nseq %d, returned by ", val, p.Seq); !strings.HasPrefix(r.stdout, want) {
-				t.Errorf("dhtd get --pubkey (plain): output %q, want it to start with %q", r.stdout, want)
+			if r.stdout != val+"\n" || !strings.HasPrefix(r.stderr, fmt.Sprintf("seq %d, returned by ", p.Seq)) {
+				t.Errorf("dhtd get --pubkey (plain): stdout %q, want %q; stderr %q, want \"seq %d, returned by ...\"", r.stdout, val+"\n", r.stderr, p.Seq)
 			}
 			ltSeq[salt] = p.Seq
 		})
@@ -508,7 +508,7 @@ func TestInteropCLIItems(t *testing.T) {
 		var p putJSON
 		decodeJSON(t, "dhtd put", lk.run(t, "put", val, "--bootstrap", d.Addr, "--json"), &p)
 		// D, D2 and libtorrent gave tokens; every one stores.
-		if p.Target != target || p.Sent < 3 || p.Stored != p.Sent || len(p.Errors) > 0 || p.Error != "" {
+		if p.Target != target || p.Sent < 3 || p.Stored != p.Sent || len(p.Errors) > 0 || p.Error != nil {
 			t.Fatalf("dhtd put: %+v; want target %s, >= 3 sent (D, D2, libtorrent), all stored", p, target)
 		}
 		g := ltnode.Do[ltnode.GetReply](t, ctx, l, 30*time.Second, map[string]any{
@@ -533,7 +533,7 @@ func TestInteropCLIItems(t *testing.T) {
 			decodeJSON(t, "dhtd put", lk.run(t, args...), &p)
 			// dhtd read libtorrent's seq and went one above.
 			if p.Target != mutableTarget(pub, salt) || p.Seq == nil || *p.Seq != ltSeq[salt]+1 ||
-				p.Sent < 3 || p.Stored != p.Sent || len(p.Errors) > 0 || p.Error != "" {
+				p.Sent < 3 || p.Stored != p.Sent || len(p.Errors) > 0 || p.Error != nil {
 				t.Fatalf("dhtd put --key --salt %q: %+v; want target %s, seq %d, >= 3 sent, all stored",
 					salt, p, mutableTarget(pub, salt), ltSeq[salt]+1)
 			}

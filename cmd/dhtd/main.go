@@ -3,7 +3,7 @@
 package main
 
 import (
-	"fmt"
+	"io"
 	"os"
 
 	"github.com/urfave/cli/v2"
@@ -20,15 +20,26 @@ var defaultRouters = []string{
 }
 
 func main() {
+	os.Exit(runCLI(os.Args, os.Stdout, os.Stderr))
+}
+
+// runCLI runs the command line args and returns the exit status (exit.go);
+// data goes to stdout, errors and summaries to stderr.
+func runCLI(args []string, stdout, stderr io.Writer) int {
 	app := newApp()
-	if err := app.Run(interspersed(app, os.Args)); err != nil {
-		fmt.Fprintln(os.Stderr, "dhtd:", err)
-		os.Exit(1)
+	app.Writer, app.ErrWriter = stdout, stderr
+	if len(args) == 0 || args[len(args)-1] != "--generate-bash-completion" {
+		args = interspersed(app, args) // completion needs its flag last
 	}
+	err := app.Run(args)
+	if err != nil {
+		report(stderr, err)
+	}
+	return exitCode(err)
 }
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:    "dhtd",
 		Usage:   "a BitTorrent Mainline DHT node",
 		Version: node.Version,
@@ -48,4 +59,6 @@ func newApp() *cli.App {
 			pkarrCommand(),
 		},
 	}
+	finishApp(app)
+	return app
 }

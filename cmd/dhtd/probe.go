@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -83,17 +84,15 @@ type probeResult struct {
 	Nodes6        []probeNode `json:"nodes6,omitempty"`
 	Token         string      `json:"token,omitempty"`
 	Values        []string    `json:"values,omitempty"`
-	Value         string      `json:"value,omitempty"`      // BEP 44 v, as a string if it is one
-	VBencoded     string      `json:"v_bencoded,omitempty"` // BEP 44 v, raw
+	V             string      `json:"v,omitempty"`     // BEP 44 v: hex of its bencoding
+	Value         string      `json:"value,omitempty"` // the same as a string if it is one, else the raw bencoding
 	Key           string      `json:"k,omitempty"`
 	Seq           *int64      `json:"seq,omitempty"`
 	Sig           string      `json:"sig,omitempty"`
 	Interval      *int64      `json:"interval,omitempty"` // BEP 51, seconds
 	Num           *int64      `json:"num,omitempty"`      // BEP 51
 	Samples       []string    `json:"samples,omitempty"`  // BEP 51
-	ErrorCode     int64       `json:"error_code,omitempty"`
-	ErrorMessage  string      `json:"error_message,omitempty"`
-	Error         string      `json:"error,omitempty"`
+	Error         *jsonError  `json:"error,omitempty"`
 }
 
 type probeNode struct {
@@ -130,15 +129,19 @@ func resolveUDP(s string) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 }
 
-// errProbeFailed is returned after the failure has been printed.
-var errProbeFailed = cli.Exit("", 1)
+// errPortUnreachable is a probe answered by ICMP port unreachable: no
+// process listens on the node's port.
+var errPortUnreachable = errors.New("connection refused (ICMP port unreachable: nothing listens on that port)")
 
 // probe sends exactly one query and prints the answer.
 func probe(c *cli.Context, nargs int, build func(id krpc.ID, args []string) (string, *krpc.Args, error)) error {
 	if c.NArg() != nargs {
-		return fmt.Errorf("want %d argument(s), got %d; see --help", nargs, c.NArg())
+		return usageErrorf(cmdName(c), "want %d argument(s), got %d", nargs, c.NArg())
 	}
 	args := c.Args().Slice()
+	if err := checkHostPort(cmdName(c), "ADDR", args[0]); err != nil {
+		return err
+	}
 	to, err := resolveUDP(args[0])
 	if err != nil {
 		return err
@@ -146,12 +149,12 @@ func probe(c *cli.Context, nargs int, build func(id krpc.ID, args []string) (str
 	id := krpc.RandomID()
 	if s := c.String("id"); s != "" {
 		if id, err = krpc.ParseID(s); err != nil {
-			return fmt.Errorf("--id: %w", err)
+			return usageErrorf(cmdName(c), "--id: %w", err)
 		}
 	}
 	method, a, err := build(id, args)
 	if err != nil {
-		return err
+		return &usageError{cmd: cmdName(c), err: err}
 	}
 	bind := c.String("bind")
 	network := "udp4"
@@ -166,10 +169,19 @@ func probe(c *cli.Context, nargs int, build func(id krpc.ID, args []string) (str
 	case ap.Addr().Is6() && !ap.Addr().Is4In6():
 		network = "udp6"
 	}
-	pc, err := net.ListenPacket(network, bind)
+	laddr, err := net.ResolveUDPAddr(network, bind)
+	if err != nil {
+		return usageErrorf(cmdName(c), "--bind %q: %w", bind, err)
+	}
+	// A socket connected to the node: the kernel reports an ICMP port
+	// unreachable on it, so a closed port fails at once, not at --timeout.
+	conn, err := net.DialUDP(network, laddr, net.UDPAddrFromAddrPort(to))
 	if err != nil {
 		return fmt.Errorf("bind %s: %w", bind, err)
 	}
+	ctx, cancel := context.WithCancelCause(c.Context)
+	defer cancel(nil)
+	pc := connectedConn{UDPConn: conn, refused: func() { cancel(errPortUnreachable) }}
 	srv := krpc.NewServer(pc, nil, krpc.ServerConfig{
 		QueryTimeout:  c.Duration("timeout"),
 		ClientVersion: node.ClientVersion,
@@ -177,7 +189,7 @@ func probe(c *cli.Context, nargs int, build func(id krpc.ID, args []string) (str
 	})
 	defer srv.Close()
 	start := time.Now()
-	m, qerr := srv.Query(context.Background(), to, method, a)
+	m, qerr := srv.Query(ctx, to, method, a)
 	res := probeResult{Addr: to.String(), Method: method, RTTMillis: float64(time.Since(start).Microseconds()) / 1000}
 	if m != nil {
 		res.ClientVersion = m.V
@@ -198,7 +210,7 @@ func probe(c *cli.Context, nargs int, build func(id krpc.ID, args []string) (str
 				res.Values = append(res.Values, p.String())
 			}
 			if len(r.V) > 0 {
-				res.Value, res.VBencoded = displayValue(r.V), string(r.V)
+				res.Value, res.V = displayValue(r.V), hex.EncodeToString([]byte(r.V))
 			}
 			if r.K != "" {
 				res.Key = hex.EncodeToString([]byte(r.K))
@@ -216,36 +228,47 @@ func probe(c *cli.Context, nargs int, build func(id krpc.ID, args []string) (str
 			}
 		}
 	}
-	var ke *krpc.Error
 	switch {
-	case errors.As(qerr, &ke):
-		res.ErrorCode, res.ErrorMessage = ke.Code, ke.Msg
-	case qerr != nil:
-		res.Error = qerr.Error()
+	case qerr == nil:
+	case errors.Is(context.Cause(ctx), errPortUnreachable):
+		qerr = fmt.Errorf("%s %s: %w", method, to, errPortUnreachable)
+	case errors.Is(qerr, krpc.ErrTimeout):
+		qerr = &timeoutError{after: c.Duration("timeout"), err: fmt.Errorf("%s %s: no answer", method, to)}
+	default:
+		qerr = krpcError(to.String(), qerr)
 	}
+	res.Error = errorJSON(qerr)
 	if c.Bool("json") {
 		enc := json.NewEncoder(c.App.Writer)
 		if err := enc.Encode(res); err != nil {
 			return err
 		}
-	} else {
+	} else if qerr == nil {
 		printProbe(c.App.Writer, res)
 	}
-	if qerr != nil {
-		return errProbeFailed
-	}
-	return nil
+	return qerr
 }
 
-func printProbe(w io.Writer, r probeResult) {
-	switch {
-	case r.ErrorCode != 0:
-		fmt.Fprintf(w, "%s %s: error %d: %s (rtt %.3f ms)\n", r.Method, r.Addr, r.ErrorCode, r.ErrorMessage, r.RTTMillis)
-		return
-	case r.Error != "":
-		fmt.Fprintf(w, "%s %s: %s\n", r.Method, r.Addr, r.Error)
-		return
+// connectedConn is a UDP socket connected to the one node a probe asks,
+// used as a net.PacketConn. On a connected socket the kernel reports an
+// ICMP port unreachable as ECONNREFUSED on the next read; refused is then
+// called.
+type connectedConn struct {
+	*net.UDPConn
+	refused func()
+}
+
+func (c connectedConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, err := c.Read(b)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		c.refused()
 	}
+	return n, c.RemoteAddr(), err
+}
+
+func (c connectedConn) WriteTo(b []byte, _ net.Addr) (int, error) { return c.Write(b) }
+
+func printProbe(w io.Writer, r probeResult) {
 	fmt.Fprintf(w, "%s %s: answered in %.3f ms\n", r.Method, r.Addr, r.RTTMillis)
 	fmt.Fprintf(w, "  id:      %s\n", r.ID)
 	if r.ClientVersion != "" {
@@ -269,7 +292,7 @@ func printProbe(w io.Writer, r probeResult) {
 	for _, ih := range r.Samples {
 		fmt.Fprintf(w, "  sample:  %s\n", ih)
 	}
-	if r.VBencoded != "" {
+	if r.V != "" {
 		fmt.Fprintf(w, "  v:       %s\n", r.Value)
 	}
 	if r.Key != "" {

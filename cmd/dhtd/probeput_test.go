@@ -20,15 +20,14 @@ import (
 // probeItemJSON is the part of a probe's --json object that a BEP 44 get or
 // put answer fills in.
 type probeItemJSON struct {
-	ID           string `json:"id"`
-	Token        string `json:"token"`
-	VBencoded    string `json:"v_bencoded"`
-	K            string `json:"k"`
-	Seq          *int64 `json:"seq"`
-	Sig          string `json:"sig"`
-	ErrorCode    int64  `json:"error_code"`
-	ErrorMessage string `json:"error_message"`
-	Error        string `json:"error"`
+	ID        string     `json:"id"`
+	Token     string     `json:"token"`
+	V         string     `json:"v"` // hex
+	VBencoded string     `json:"-"` // V decoded
+	K         string     `json:"k"`
+	Seq       *int64     `json:"seq"`
+	Sig       string     `json:"sig"`
+	Error     *jsonError `json:"error"`
 }
 
 func parseProbeItem(t *testing.T, r cmdResult) probeItemJSON {
@@ -41,6 +40,11 @@ func parseProbeItem(t *testing.T, r cmdResult) probeItemJSON {
 	if err := json.Unmarshal([]byte(out), &p); err != nil {
 		t.Fatalf("--json output is not one JSON object: %v\n%s", err, r.stdout)
 	}
+	v, err := hex.DecodeString(p.V)
+	if err != nil {
+		t.Fatalf("--json: v %q is not hex", p.V)
+	}
+	p.VBencoded = string(v)
 	return p
 }
 
@@ -92,7 +96,7 @@ func bep44SignBuffer(salt string, seq int64, v string) []byte {
 	return []byte(b.String())
 }
 
-var reProbeError = regexp.MustCompile(`(?m)^put (\S+): error (\d+): `)
+var reProbeError = regexp.MustCompile(`(?m)^dhtd: node (\S+) answered error (\d+): `)
 
 func TestProbePutErrorCodes(t *testing.T) {
 	dhtdBinary(t) // skips under -short
@@ -205,8 +209,8 @@ func TestProbePutErrorCodes(t *testing.T) {
 				t.Fatalf("probe put --json %q: exit 0, want %s\n%s", c.args, want, r.stdout)
 			}
 			p := parseProbeItem(t, r)
-			if p.ErrorCode != c.code || (c.code == 0 && !strings.Contains(p.Error, "timed out")) {
-				t.Errorf("probe put --json %q: error_code %d (%q), error %q; want %s", c.args, p.ErrorCode, p.ErrorMessage, p.Error, want)
+			if p.Error == nil || p.Error.Code != c.code || (c.code == 0 && !strings.Contains(p.Error.Message, "timed out")) {
+				t.Errorf("probe put --json %q: error %+v; want %s", c.args, p.Error, want)
 			}
 			// Plain: the same code in the error line.
 			r = put(t, false, args...)
@@ -214,11 +218,11 @@ func TestProbePutErrorCodes(t *testing.T) {
 				t.Fatalf("probe put %q: exit 0, want %s\n%s", c.args, want, r.stdout)
 			}
 			if c.code == 0 {
-				if !strings.Contains(r.stdout, "timed out") {
-					t.Errorf("probe put %q: output does not say timed out:\n%s%s", c.args, r.stdout, r.stderr)
+				if !strings.Contains(r.stderr, "timed out") || r.code != exitTimeout {
+					t.Errorf("probe put %q: exit %d, stderr does not say timed out:\n%s", c.args, r.code, r.stderr)
 				}
-			} else if m := reProbeError.FindStringSubmatch(r.stdout); m == nil || m[1] != n.Addr || m[2] != strconv.FormatInt(c.code, 10) {
-				t.Errorf("probe put %q: no line \"put %s: error %d: ...\" in:\n%s%s", c.args, n.Addr, c.code, r.stdout, r.stderr)
+			} else if m := reProbeError.FindStringSubmatch(r.stderr); m == nil || m[1] != n.Addr || m[2] != strconv.FormatInt(c.code, 10) || r.code != exitRefused {
+				t.Errorf("probe put %q: exit %d, no line \"dhtd: node %s answered error %d: ...\" in:\n%s", c.args, r.code, n.Addr, c.code, r.stderr)
 			}
 
 			// The stored item is unchanged.

@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -58,11 +56,17 @@ func runAction(c *cli.Context) error {
 	// signal that arrives during startup still ends in a clean shutdown.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return fmt.Errorf("--log-level %q: %w", c.String("log-level"), err)
+	hup := make(chan os.Signal, 1) // SIGHUP reloads; it never ends the process
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	dlog, err := newDaemonLog(c)
+	if err != nil {
+		return err
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if dlog.file != nil {
+		defer dlog.file.Close()
+	}
+	logger := dlog.Logger
 	cfg := node.Config{Logger: logger, ReadOnly: c.Bool("read-only")}
 	listens := c.StringSlice("listen")
 	if len(listens) == 0 {
@@ -71,22 +75,22 @@ func runAction(c *cli.Context) error {
 	families := make(map[string]bool)
 	for _, l := range listens {
 		if _, err := net.ResolveUDPAddr("udp", l); err != nil {
-			return fmt.Errorf("--listen %q: %w", l, err)
+			return usageErrorf(cmdName(c), "--listen %q: %w", l, err)
 		}
 		f := familyOf(l)
 		if families[f] {
-			return fmt.Errorf("--listen %q: a second %s address; give at most one per family", l, f)
+			return usageErrorf(cmdName(c), "--listen %q: a second %s address; give at most one per family", l, f)
 		}
 		families[f] = true
 	}
 	mode, err := routing.ParseBEP42Mode(c.String("bep42"))
 	if err != nil {
-		return fmt.Errorf("--bep42 %q: want off, prefer or enforce", c.String("bep42"))
+		return usageErrorf(cmdName(c), "--bep42 %q: want off, prefer or enforce", c.String("bep42"))
 	}
 	cfg.BEP42 = mode
 	switch r := c.Float64("rate-limit"); {
 	case r < 0:
-		return fmt.Errorf("--rate-limit %v: must not be negative", r)
+		return usageErrorf(cmdName(c), "--rate-limit %v: must not be negative", r)
 	case r == 0:
 		cfg.RateLimit.Rate = -1
 	default:
@@ -95,7 +99,7 @@ func runAction(c *cli.Context) error {
 	cfg.LimitLoopback = c.Bool("limit-loopback")
 	switch b := c.Int("reply-budget"); {
 	case b < 0:
-		return fmt.Errorf("--reply-budget %d: must not be negative", b)
+		return usageErrorf(cmdName(c), "--reply-budget %d: must not be negative", b)
 	case b == 0:
 		cfg.ReplyBytesPerSecond = -1
 	default:
@@ -113,7 +117,7 @@ func runAction(c *cli.Context) error {
 		cfg.DataDir = dir
 	case "memory":
 	default:
-		return fmt.Errorf("--storage %q: want disk or memory", st)
+		return usageErrorf(cmdName(c), "--storage %q: want disk or memory", st)
 	}
 	switch oc := c.String("on-corrupt"); oc {
 	case "salvage":
@@ -124,12 +128,12 @@ func runAction(c *cli.Context) error {
 	}
 	cfg.SaveInterval = c.Duration("save-interval")
 	if cfg.SaveInterval <= 0 {
-		return fmt.Errorf("--save-interval %s: must be positive", cfg.SaveInterval)
+		return usageErrorf(cmdName(c), "--save-interval %s: must be positive", cfg.SaveInterval)
 	}
 	if s := c.String("id"); s != "" {
 		id, err := krpc.ParseID(s)
 		if err != nil {
-			return fmt.Errorf("--id: %w", err)
+			return usageErrorf(cmdName(c), "--id: %w", err)
 		}
 		cfg.ID = id
 	}
@@ -143,6 +147,16 @@ func runAction(c *cli.Context) error {
 		cfg.Bootstrap = c.StringSlice("bootstrap")
 	default:
 		cfg.Bootstrap = defaultRouters
+	}
+	if err := checkBootstrapSyntax(cmdName(c), cfg.Bootstrap); err != nil {
+		return err
+	}
+	if c.IsSet("bootstrap") {
+		// A name given on purpose that does not exist is a mistake; a
+		// DNS server that cannot be reached yet is not.
+		if notFound, err := resolveBootstrap(ctx, cfg.Bootstrap); err != nil && notFound {
+			return err
+		}
 	}
 	var keepKeys []ed25519.PublicKey
 	if path := c.String("pkarr-keep"); path != "" {
@@ -215,19 +229,16 @@ func runAction(c *cli.Context) error {
 			return err
 		}
 	}
+	d := &daemon{c: c, log: dlog, nodes: nodes, rate: c.Float64("rate-limit"), budget: c.Int("reply-budget")}
 	for _, o := range nodes {
-		go func() {
-			if len(cfg.Bootstrap) > 0 {
-				if err := o.Bootstrap(ctx); err != nil && !errors.Is(err, context.Canceled) {
-					logger.Warn("bootstrap failed; the node keeps trying", "addr", o.Addr(), "err", err)
-				}
-			}
-			if o == n && keep != nil {
-				watchPkarrKeys(keep, keepKeys, logger)
-			}
-		}()
+		b := newBooter(o, logger)
+		if o == n && keep != nil {
+			b.afterFirst = func() { watchPkarrKeys(keep, keepKeys, logger) }
+		}
+		d.booters = append(d.booters, b)
+		b.start(ctx)
 	}
-	<-ctx.Done()
+	d.wait(ctx, hup)
 	stop() // a second signal now ends the process at once
 	logger.Info("shutting down")
 	stopGateway() // before the node closes: no request may reach a closed node

@@ -90,7 +90,7 @@ func TestSampleCommand(t *testing.T) {
 	}
 	var out struct {
 		Infohashes []string `json:"infohashes"`
-		Nodes      int      `json:"nodes"`
+		Nodes      int      `json:"nodes_queried"`
 		Queries    int      `json:"queries"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {

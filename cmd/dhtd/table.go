@@ -21,18 +21,21 @@ func tableCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "admin", Value: "127.0.0.1:9181", Usage: "the node's --metrics-listen address"},
 			&cli.BoolFlag{Name: "json", Usage: "print the JSON document as served"},
-			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second},
+			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "bound on the request"},
 		},
 		Action: func(c *cli.Context) error {
 			ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 			defer cancel()
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.String("admin")+"/debug/routing", nil)
 			if err != nil {
-				return fmt.Errorf("--admin: %w", err)
+				return usageErrorf(cmdName(c), "--admin %q: %w", c.String("admin"), err)
 			}
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
-				return fmt.Errorf("table: %w", err)
+				if ctx.Err() != nil {
+					return &timeoutError{after: c.Duration("timeout"), err: fmt.Errorf("table: no answer from %s", c.String("admin"))}
+				}
+				return fmt.Errorf("table: is a dhtd run --metrics-listen at %s? %w", c.String("admin"), err)
 			}
 			defer resp.Body.Close()
 			body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
@@ -66,7 +69,11 @@ func tableCommand() *cli.Command {
 					if !n.LastResponse.IsZero() {
 						seen = time.Since(n.LastResponse).Round(time.Second).String() + " ago"
 					}
-					fmt.Fprintf(w, "  %s %-21s %-12s answered %s, %d failures\n", n.ID, n.Addr, n.State, seen, n.Failures)
+					rtt := "rtt ?"
+					if n.RTT > 0 {
+						rtt = fmt.Sprintf("rtt %.1f ms", n.RTTMillis)
+					}
+					fmt.Fprintf(w, "  %s %-21s %-12s %-13s answered %s, %d failures\n", n.ID, n.Addr, n.State, rtt, seen, n.Failures)
 				}
 			}
 			return nil

@@ -329,11 +329,11 @@ type peersOut struct {
 
 // streamEnd is the last line of a streamed peers answer.
 type streamEnd struct {
-	Done      bool   `json:"done"`
-	Peers     int    `json:"peers"`
-	Queried   int    `json:"queried"`
-	ElapsedMs int64  `json:"elapsed_ms"`
-	Error     string `json:"error,omitempty"`
+	Done      bool       `json:"done"`
+	Peers     int        `json:"peers"`
+	Queried   int        `json:"queried"`
+	ElapsedMs int64      `json:"elapsed_ms"`
+	Error     *errorBody `json:"error,omitempty"`
 }
 
 func (g *Gateway) getPeers(w http.ResponseWriter, r *http.Request) {
@@ -397,9 +397,9 @@ func (g *Gateway) getPeers(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case timedOut:
 		g.m.timeouts.Inc()
-		end.Error = "timed out"
+		end.Error = &errorBody{Message: "timed out"}
 	case err != nil:
-		end.Error = err.Error()
+		end.Error = &errorBody{Message: err.Error()}
 	}
 	_ = enc.Encode(end)
 }

@@ -19,10 +19,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dhtd/dhtd/node"
 )
 
 // browserPaths returns the chromium and chromedriver binaries, or skips
@@ -194,12 +197,39 @@ window.addEventListener('dhtd:rendered', () => done({renders: window.dhtdRenders
 func TestGatewayBrowserStatusPage(t *testing.T) {
 	chromium, driver := browserPaths(t)
 	nodes := startNet(t, 12)
-	gw := nodes[1] // a node that bootstrapped, so its table has split
+	// The gateway's node joins like the others (so its table has split),
+	// sampling its history every 100 ms so the charts fill in quickly.
+	cfg := node.TestConfig()
+	cfg.Bootstrap = []string{nodes[0].Addr().String()}
+	cfg.HistoryInterval = 100 * time.Millisecond
+	gw, err := node.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	for range 2 {
+		if err := gw.Bootstrap(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 	_, ts := serve(t, gw, nil)
-	// some traffic, so the page has recent lookups to show.
+	// some traffic, so the page has recent lookups to show: one of them
+	// finds nothing.
 	callJSON(t, "POST", ts.URL+"/v1/immutable", `{"value":"browser test"}`, http.StatusOK, nil)
 	callJSON(t, "POST", ts.URL+"/v1/announce/"+strings.Repeat("b0", 20)+"?port=6881", "", http.StatusOK, nil)
 	callJSON(t, "GET", ts.URL+"/v1/nodes/"+nodes[7].ID().String(), "", http.StatusOK, nil)
+	if code, _ := call(t, "GET", ts.URL+"/v1/immutable/"+strings.Repeat("c1", 20), ""); code != http.StatusNotFound {
+		t.Fatalf("get of an item nobody stored: %d, want 404", code)
+	}
+	// Two samples at least, for lines in the charts: bounded polling (the
+	// history has no event to wait on).
+	for deadline := time.Now().Add(testWait); len(gw.History()) < 3; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("history has %d samples after %v", len(gw.History()), testWait)
+		}
+	}
 	driverURL := startDriver(t, driver)
 	wd := newSession(t, driverURL, chromium)
 	wd.cmd("POST", "/timeouts", map[string]any{"script": 20000, "pageLoad": 20000}, nil)
@@ -243,9 +273,96 @@ func TestGatewayBrowserStatusPage(t *testing.T) {
 		t.Fatalf("page shows %q, want the node id", text)
 	}
 
-	var shot string
-	wd.cmd("GET", "/screenshot", nil, &shot)
-	png, err := base64.StdEncoding.DecodeString(shot)
+	// Colours: a node's fill is its state's, and good is green.
+	var fills []struct {
+		State string `json:"state"`
+		Fill  string `json:"fill"`
+	}
+	wd.cmd("POST", "/execute/sync", map[string]any{
+		"script": `return Array.from(document.querySelectorAll('#keyspace .node')).map(e => ({state: e.getAttribute('data-state'), fill: getComputedStyle(e).fill}))`,
+		"args":   []any{},
+	}, &fills)
+	wantFill := map[string]string{"good": "rgb(46, 158, 79)", "questionable": "rgb(208, 138, 0)", "bad": "rgb(208, 48, 43)"}
+	good := 0
+	for _, f := range fills {
+		if f.Fill != wantFill[f.State] {
+			t.Errorf("a %s node is drawn %s, want %s", f.State, f.Fill, wantFill[f.State])
+		}
+		if f.State == "good" {
+			good++
+		}
+	}
+	if good < len(fills)/2 || good < 5 {
+		t.Errorf("%d of %d nodes good: the table is not healthy", good, len(fills))
+	}
+
+	// Charts: five, with lines drawn from the samples.
+	var charts []struct {
+		Name    string `json:"name"`
+		Samples string `json:"samples"`
+		Lines   int    `json:"lines"`
+		Points  int    `json:"points"`
+	}
+	wd.cmd("POST", "/execute/sync", map[string]any{
+		"script": `return Array.from(document.querySelectorAll('.chart[data-chart]')).map(f => ({name: f.dataset.chart, samples: f.dataset.samples || '',
+			lines: f.querySelectorAll('svg polyline').length,
+			points: Math.max(0, ...Array.from(f.querySelectorAll('svg polyline')).map(p => p.points.numberOfItems))}))`,
+		"args": []any{},
+	}, &charts)
+	names := map[string]bool{}
+	for _, c := range charts {
+		names[c.Name] = true
+		if c.Name == "packets" || c.Name == "table" || c.Name == "lookups" {
+			if c.Lines < 1 || c.Points < 2 {
+				t.Errorf("chart %s: %d lines, at most %d points; want lines from %s samples", c.Name, c.Lines, c.Points, c.Samples)
+			}
+		}
+	}
+	for _, n := range []string{"packets", "answers", "drops", "lookups", "table"} {
+		if !names[n] {
+			t.Errorf("no %s chart (charts: %+v)", n, charts)
+		}
+	}
+
+	// Outcomes: the get that found nothing says so.
+	var outcomes []string
+	wd.cmd("POST", "/execute/sync", map[string]any{
+		"script": `return Array.from(document.querySelectorAll('#lookups td[class^=outcome-]')).map(e => e.className + ':' + e.textContent)`,
+		"args":   []any{},
+	}, &outcomes)
+	if !slices.Contains(outcomes, "outcome-not_found:not found") {
+		t.Errorf("lookup outcomes %v: want the get of a missing item shown as not found", outcomes)
+	}
+	shot(t, wd, "status-page.png")
+	wd.cmd("POST", "/execute/sync", map[string]any{"script": `document.getElementById('charts-card').scrollIntoView()`, "args": []any{}}, nil)
+	shot(t, wd, "status-page-charts.png")
+
+	// Narrow: at 420 px the page does not scroll sideways, and ids do not
+	// break inside.
+	wd.cmd("POST", "/window/rect", map[string]any{"width": 420, "height": 1100}, nil)
+	var narrow struct {
+		Scroll int    `json:"scroll"`
+		Inner  int    `json:"inner"`
+		Wrap   string `json:"wrap"`
+	}
+	wd.cmd("POST", "/execute/sync", map[string]any{
+		"script": `return {scroll: document.documentElement.scrollWidth, inner: document.documentElement.clientWidth, wrap: getComputedStyle(document.getElementById('node-id')).whiteSpace}`,
+		"args":   []any{},
+	}, &narrow)
+	if narrow.Inner > 440 || narrow.Scroll > narrow.Inner || narrow.Wrap != "nowrap" {
+		t.Errorf("at 420 px: scroll width %d, client width %d, id white-space %q; want no sideways scroll, nowrap", narrow.Scroll, narrow.Inner, narrow.Wrap)
+	}
+	shot(t, wd, "status-page-narrow.png")
+	t.Logf("status page: %d marks for %d table nodes, %d good (green); charts %+v", len(got), len(want), good, charts)
+}
+
+// shot saves a screenshot of the page as name in $DHTD_ARTIFACTS (else a
+// temporary directory).
+func shot(t *testing.T, wd *webDriver, name string) {
+	t.Helper()
+	var b64 string
+	wd.cmd("GET", "/screenshot", nil, &b64)
+	png, err := base64.StdEncoding.DecodeString(b64)
 	if err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
 		t.Fatalf("screenshot is not a PNG: %v", err)
 	}
@@ -256,9 +373,9 @@ func TestGatewayBrowserStatusPage(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, "status-page.png")
+	path := filepath.Join(dir, name)
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("status page: %d marks for %d table nodes; screenshot %s (%d bytes)", len(got), len(want), path, len(png))
+	t.Logf("screenshot %s (%d bytes)", path, len(png))
 }

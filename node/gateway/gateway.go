@@ -388,14 +388,23 @@ func clientKey(remote string) netip.Prefix {
 	return p
 }
 
-// apiError is the JSON body of every error answer.
+// apiError is the JSON body of every error answer: the error in the shape
+// the CLI's --json uses, and the HTTP status.
 type apiError struct {
-	Error  string `json:"error"`
-	Status int    `json:"status"`
+	Error  errorBody `json:"error"`
+	Status int       `json:"status"`
+}
+
+// errorBody is an error in JSON: its message and, for a KRPC error, the
+// code and the node that sent it.
+type errorBody struct {
+	Code    int64  `json:"code,omitempty"`
+	Message string `json:"message"`
+	Node    string `json:"node,omitempty"`
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, apiError{Error: msg, Status: code})
+	writeJSON(w, code, apiError{Error: errorBody{Message: msg}, Status: code})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -250,7 +250,7 @@ func TestGatewayMutable(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", code, tt.want, b)
 			}
 			var e apiError
-			if err := json.Unmarshal(b, &e); err != nil || e.Error == "" || e.Status != code {
+			if err := json.Unmarshal(b, &e); err != nil || e.Error.Message == "" || e.Status != code {
 				t.Fatalf("error body %s: want {error, status}", b)
 			}
 		})
@@ -328,8 +328,8 @@ func TestGatewayBadInput(t *testing.T) {
 			if err := json.Unmarshal(b, &e); err != nil {
 				t.Fatalf("error body is not JSON: %v: %s", err, b)
 			}
-			if e.Status != tt.want || !strings.Contains(e.Error, tt.errHas) {
-				t.Fatalf("error %q (status %d), want one containing %q", e.Error, e.Status, tt.errHas)
+			if e.Status != tt.want || !strings.Contains(e.Error.Message, tt.errHas) {
+				t.Fatalf("error %q (status %d), want one containing %q", e.Error.Message, e.Status, tt.errHas)
 			}
 		})
 	}
@@ -383,7 +383,7 @@ func TestGatewayPeersAndAnnounce(t *testing.T) {
 		}
 		streamed = append(streamed, line.Peer)
 	}
-	if !contains(streamed, want) || !end.Done || end.Peers != len(streamed) || end.Error != "" {
+	if !contains(streamed, want) || !end.Done || end.Peers != len(streamed) || end.Error != nil {
 		t.Fatalf("stream: peers %v, end %+v: want %s and a clean end line counting them", streamed, end, want)
 	}
 	if sc.Scan() {

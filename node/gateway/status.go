@@ -37,6 +37,9 @@ type statusOut struct {
 	Stored       storedOut    `json:"stored"`
 	Lookups      []lookupOut  `json:"recent_lookups"` // newest first
 	Gateway      gatewayState `json:"gateway"`
+	// History is the last hour, oldest first, with ?history=1 only
+	// (else null).
+	History []node.HistorySample `json:"history"`
 }
 
 type bucketOut struct {
@@ -144,6 +147,9 @@ func (g *Gateway) statusDoc(r *http.Request) statusOut {
 	}
 	if out.Lookups == nil {
 		out.Lookups = []lookupOut{}
+	}
+	if r.URL.Query().Get("history") == "1" {
+		out.History = g.n.History() // never nil
 	}
 	return out
 }

@@ -27,8 +27,11 @@
     const a = 2 * Math.PI * f - Math.PI / 2;
     return [CX + r * Math.cos(a), CY + r * Math.sin(a)];
   };
-  const hue = (bucket) => (bucket * 47) % 360;
-  const bucketColour = (bucket) => `hsl(${hue(bucket)} 70% 55%)`;
+  // Buckets in blues to violets: red, amber and green mean a node's state.
+  const hue = (bucket) => 190 + ((bucket * 29) % 90);
+  const bucketColour = (bucket) => `hsl(${hue(bucket)} 55% 50%)`;
+  const HISTORY_EVERY = 5; // polls: the charts' samples change every 10 s
+  let polls = 0;
   const duration = (s) => {
     s = Math.floor(s);
     const d = Math.floor(s / 86400), h = Math.floor(s / 3600) % 24, m = Math.floor(s / 60) % 60;
@@ -82,7 +85,7 @@
         const [x, y] = point(fraction(n.id), R);
         const c = svgEl("circle", {
           class: "node st-" + n.state, cx: x.toFixed(2), cy: y.toFixed(2), r: 6,
-          fill: bucketColour(b.index), "data-id": n.id, "data-bucket": b.index, "data-state": n.state,
+          "data-id": n.id, "data-bucket": b.index, "data-state": n.state,
         });
         const title = svgEl("title");
         title.textContent = `${n.id}\n${n.addr}\nbucket ${b.index}, ${n.state}, rtt ${n.rtt_ms.toFixed(1)} ms`;
@@ -128,9 +131,9 @@
         el("td", {}, duration(l.age_s) + " ago"),
         el("td", {}, l.kind),
         el("td", { title: l.target }, l.target.slice(0, 12) + "…"),
-        el("td", { class: "outcome-" + l.outcome }, l.outcome),
-        el("td", {}, String(l.queries)),
-        el("td", {}, String(l.failed)),
+        el("td", { class: "outcome-" + l.outcome }, l.outcome.replace("_", " ")),
+        el("td", { class: "wide-only" }, String(l.queries)),
+        el("td", { class: "wide-only" }, String(l.failed)),
         el("td", {}, l.elapsed_ms.toFixed(0) + " ms"),
       );
       body.append(tr);
@@ -140,7 +143,7 @@
   function render(st) {
     $("node-id").textContent = st.id;
     $("uptime").textContent = duration(st.uptime_s);
-    $("addresses").textContent = st.addresses.join("  ");
+    $("addresses").replaceChildren(...st.addresses.flatMap((a, i) => [i ? " " : "", el("span", { class: "addr" }, a)]));
     const b42 = st.bep42;
     $("bep42").textContent = b42.mode + (b42.external_ip
       ? `; external IP ${b42.external_ip}, our id ${b42.id_matches_ip ? "matches it" : "does not match it"}`
@@ -152,13 +155,64 @@
     drawKeyspace(st);
     drawBuckets(st);
     drawLookups(st);
+    if (st.history) drawCharts(st.history);
     window.dhtdRenders++;
     window.dispatchEvent(new CustomEvent("dhtd:rendered", { detail: { nodes: document.querySelectorAll("#marks .node").length } }));
   }
 
+  const PALETTE = ["#2f6fb7", "#9a5ec4", "#2e9e8f", "#c45e8a", "#7a8a2e", "#5e6ec4", "#b7862f", "#444"];
+
+  // chart draws series (name -> values, one per sample) as lines in the
+  // chart named name, scaled to the largest value; the caption shows the
+  // latest values.
+  function chart(name, series) {
+    const fig = document.querySelector(`.chart[data-chart="${name}"]`);
+    const svg = fig.querySelector("svg");
+    svg.replaceChildren();
+    let top = 0, len = 0;
+    for (const v of Object.values(series)) {
+      len = Math.max(len, v.length);
+      for (const x of v) top = Math.max(top, x);
+    }
+    top = top > 0 ? top * 1.1 : 1;
+    const names = Object.keys(series).sort();
+    names.forEach((k, i) => {
+      const v = series[k];
+      const step = 360 / Math.max(1, 359);
+      const x0 = 360 - (v.length - 1) * step;
+      const pts = v.map((y, j) => `${(x0 + j * step).toFixed(1)},${(100 - (100 * y) / top).toFixed(1)}`).join(" ");
+      const line = svgEl("polyline", { points: pts, stroke: PALETTE[i % PALETTE.length], "data-series": k });
+      const t = svgEl("title");
+      t.textContent = k;
+      line.append(t);
+      svg.append(line);
+    });
+    const last = names.map((k) => `${k} ${(series[k][series[k].length - 1] || 0).toFixed(1)}`);
+    fig.querySelector(".now").textContent = last.length ? "now: " + last.join(", ") : "(no data yet)";
+    fig.dataset.samples = String(len);
+  }
+
+  // byKey turns samples' maps (method or reason -> rate) into series.
+  function byKey(hist, field) {
+    const keys = new Set();
+    for (const s of hist) for (const k of Object.keys(s[field] || {})) keys.add(k);
+    const out = {};
+    for (const k of keys) out[k] = hist.map((s) => (s[field] || {})[k] || 0);
+    return out;
+  }
+
+  function drawCharts(hist) {
+    chart("packets", { in: hist.map((s) => s.packets_in), out: hist.map((s) => s.packets_out) });
+    chart("answers", byKey(hist, "answers"));
+    chart("drops", byKey(hist, "drops"));
+    chart("lookups", { p50: hist.map((s) => s.lookup_p50_ms), p99: hist.map((s) => s.lookup_p99_ms) });
+    chart("table", { nodes: hist.map((s) => s.table_size) });
+  }
+
   async function poll() {
     try {
-      const resp = await fetch("/v1/status", { cache: "no-store" });
+      const withHistory = polls++ % HISTORY_EVERY === 0;
+      const resp = await fetch("/v1/status" + (withHistory ? "?history=1" : ""), { cache: "no-store" });
       if (!resp.ok) throw new Error("HTTP " + resp.status);
       render(await resp.json());
       $("conn").textContent = "live, updated " + new Date().toLocaleTimeString();

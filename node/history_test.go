@@ -1,0 +1,46 @@
+package node
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestHistory: a sample holds the rates since the previous one (packets
+// in and out, answers by method) and the table size; the ring keeps at
+// most HistoryLen samples.
+func TestHistory(t *testing.T) {
+	a := startNode(t, nil)
+	b := startNode(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a.sampleHistory()
+	b.sampleHistory() // the bases
+	for range 3 {
+		if _, _, err := a.Ping(ctx, b.Addr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _ = a.Get(ctx, b.ID(), GetOptions{}) // a lookup to time
+	a.sampleHistory()
+	b.sampleHistory()
+	ha, hb := a.History(), b.History()
+	if len(ha) != 1 || len(hb) != 1 {
+		t.Fatalf("history lengths %d, %d after two readings, want 1", len(ha), len(hb))
+	}
+	if s := ha[0]; s.PacketsOut <= 0 || s.PacketsIn <= 0 || s.TableSize < 1 || s.Lookups != 1 || s.LookupP99Ms < s.LookupP50Ms {
+		t.Errorf("querier's sample %+v: want packets both ways, b in the table, one lookup", s)
+	}
+	if s := hb[0]; s.Answers["ping"] <= 0 || s.PacketsIn <= 0 {
+		t.Errorf("answerer's sample %+v: want pings answered", s)
+	}
+	for range HistoryLen + 5 {
+		a.sampleHistory()
+	}
+	if n := len(a.History()); n != HistoryLen {
+		t.Errorf("history holds %d samples, want at most %d", n, HistoryLen)
+	}
+	if rs := a.RecentLookups(); len(rs) == 0 || rs[0].Kind != "get" || rs[0].Outcome != "not_found" {
+		t.Errorf("recent lookups %+v: want the get that found nothing marked not_found", rs)
+	}
+}

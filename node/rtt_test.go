@@ -1,0 +1,37 @@
+package node
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestTableRecordsRTT: a node that answers enters the routing table with
+// the round-trip time of its answer, shown in the snapshot as rtt_ms.
+func TestTableRecordsRTT(t *testing.T) {
+	a := startNode(t, nil)
+	b := startNode(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	id, rtt, err := a.Ping(ctx, b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, bk := range a.RoutingSnapshot().Buckets {
+		for _, n := range bk.Nodes {
+			if n.ID != id.String() {
+				continue
+			}
+			found = true
+			// The table's round trip is measured by the socket, the
+			// caller's around it: at most the caller's.
+			if n.RTT <= 0 || n.RTT > rtt || n.RTTMillis != float64(n.RTT.Microseconds())/1000 {
+				t.Errorf("table entry of %s: rtt %v (%v ms), want in (0, %v]", b.Addr(), n.RTT, n.RTTMillis, rtt)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("%s is not in the table after answering a ping", b.Addr())
+	}
+}
