@@ -13,6 +13,7 @@ import (
 	"github.com/anacrolix/torrent/bencode"
 
 	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/metrics"
 	"github.com/dhtd/dhtd/storage"
 )
 
@@ -36,7 +37,7 @@ type PeersFrom struct {
 func (n *Node) GetPeers(ctx context.Context, ih krpc.ID, onPeer func(netip.AddrPort)) (PeersResult, error) {
 	var res PeersResult
 	seen := make(map[netip.AddrPort]bool)
-	lr, err := n.lookup(ctx, "get_peers", ih, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
+	lr, err := n.lookup(ctx, metrics.LookupGetPeers, ih, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
 		return n.query(ctx, to, krpc.MethodGetPeers, &krpc.Args{InfoHash: &ih})
 	}, func(from krpc.NodeInfo, m *krpc.Msg) bool {
 		var held []netip.AddrPort
@@ -242,7 +243,7 @@ func (n *Node) Get(ctx context.Context, target krpc.ID, opts GetOptions) (GetRes
 // runs it to the end, to find the K closest nodes and their tokens).
 func (n *Node) get(ctx context.Context, target krpc.ID, opts GetOptions, stopEarly bool) (GetResult, error) {
 	res := GetResult{Target: target}
-	lr, err := n.lookup(ctx, "get", target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
+	lr, err := n.lookup(ctx, metrics.LookupGet, target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
 		return n.query(ctx, to, krpc.MethodGet, &krpc.Args{Target: &target, Seq: opts.Seq})
 	}, func(from krpc.NodeInfo, m *krpc.Msg) bool {
 		it, ok := verifyItem(target, opts.Salt, m.R)

@@ -273,7 +273,7 @@ func (n *Node) pingAsync(addr netip.AddrPort) {
 	select {
 	case n.pingSlots <- struct{}{}:
 	default:
-		n.metrics.PacketsDropped.WithLabelValues("queue_full").Inc()
+		n.metrics.PacketsDropped.WithLabelValues(metrics.DropQueueFull).Inc()
 		return
 	}
 	n.pingInSlot(addr)
@@ -313,7 +313,7 @@ func (n *Node) Ping(ctx context.Context, addr netip.AddrPort) (krpc.ID, time.Dur
 // FindNode runs an iterative find_node lookup for target and returns the K
 // closest nodes that answered.
 func (n *Node) FindNode(ctx context.Context, target krpc.ID) (LookupResult, error) {
-	return n.lookup(ctx, "find_node", target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
+	return n.lookup(ctx, metrics.LookupFindNode, target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
 		return n.query(ctx, to, krpc.MethodFindNode, &krpc.Args{Target: &target})
 	}, nil)
 }
@@ -344,17 +344,17 @@ func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryF
 		}
 	}
 	if len(t.cands) == 0 {
-		n.metrics.Lookups.WithLabelValues(kind, "failed").Inc()
+		n.metrics.Lookups.WithLabelValues(kind, metrics.LookupFailed).Inc()
 		return LookupResult{Target: target}, fmt.Errorf("lookup %s %s: no nodes known and no bootstrap addresses", kind, target)
 	}
 	res := t.run(ctx)
 	res.Elapsed = n.clock.Now().Sub(start)
-	outcome := "ok"
+	outcome := metrics.LookupOK
 	switch {
 	case len(res.Closest) == 0:
-		outcome = "failed"
+		outcome = metrics.LookupFailed
 	case ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled):
-		outcome = "cancelled"
+		outcome = metrics.LookupCancelled
 	}
 	n.metrics.Lookups.WithLabelValues(kind, outcome).Inc()
 	n.metrics.LookupDuration.WithLabelValues(kind).Observe(res.Elapsed.Seconds())
@@ -434,7 +434,7 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 	}
 	n.lastBoot = n.clock.Now()
 	n.mu.Unlock()
-	res, err := n.lookup(ctx, "bootstrap", n.id, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
+	res, err := n.lookup(ctx, metrics.LookupBootstrap, n.id, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
 		return n.query(ctx, to, krpc.MethodFindNode, &krpc.Args{Target: &n.id})
 	}, nil)
 	if err != nil {
@@ -464,7 +464,7 @@ func (n *Node) refreshBuckets(ctx context.Context, all bool) {
 			return
 		}
 		target := t
-		_, _ = n.lookup(ctx, "refresh", target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
+		_, _ = n.lookup(ctx, metrics.LookupRefresh, target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
 			return n.query(ctx, to, krpc.MethodFindNode, &krpc.Args{Target: &target})
 		}, nil)
 	}

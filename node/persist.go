@@ -313,7 +313,7 @@ func (n *Node) rejoin(saved []krpc.NodeInfo) {
 	if n.table.Len() == 0 || n.ctx.Err() != nil {
 		return
 	}
-	_, err := n.lookup(n.ctx, "bootstrap", n.id, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
+	_, err := n.lookup(n.ctx, metrics.LookupBootstrap, n.id, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
 		return n.query(ctx, to, krpc.MethodFindNode, &krpc.Args{Target: &n.id})
 	}, nil)
 	if err != nil && !errors.Is(err, context.Canceled) {
