@@ -34,6 +34,8 @@ type PeersFrom struct {
 // GetPeers runs an iterative get_peers lookup for ih (BEP 5). onPeer, if not
 // nil, sees each new peer as it arrives, so a caller can start on the first
 // peers early; it runs on the lookup goroutine and must not block long.
+// No peers is no error; the error wraps ErrNoNodes or ErrNoAnswer when the
+// lookup reached nobody.
 func (n *Node) GetPeers(ctx context.Context, ih krpc.ID, onPeer func(netip.AddrPort)) (PeersResult, error) {
 	var res PeersResult
 	seen := make(map[netip.AddrPort]bool)
@@ -89,7 +91,9 @@ func (e NodeError) String() string {
 }
 
 // ErrNotStored is wrapped by the error of a put or announce that no node
-// accepted; the message names each node that refused and why.
+// accepted; the message names each node that refused and why. The error
+// also wraps ErrRefused when a node refused, else ErrNoAnswer when the
+// storers stayed silent.
 var ErrNotStored = errors.New("no node stored it")
 
 // writeOutcome is what writeToClosest's writes came to, node by node.
@@ -102,7 +106,8 @@ type writeOutcome struct {
 }
 
 // notStored is the error of a write no node accepted: it wraps
-// ErrNotStored and lists every refusal.
+// ErrNotStored and lists every refusal; it wraps ErrRefused too if a node
+// refused, else ErrNoAnswer if a node stayed silent.
 func (w writeOutcome) notStored(what string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "(%d tried", w.sent)
@@ -118,7 +123,14 @@ func (w writeOutcome) notStored(what string) error {
 		}
 		b.WriteString(e.String())
 	}
-	return fmt.Errorf("%s: %w %s", what, ErrNotStored, b.String())
+	err := fmt.Errorf("%s: %w %s", what, ErrNotStored, b.String())
+	switch {
+	case len(w.refusedBy) > 0:
+		return withKind(ErrRefused, err)
+	case len(w.unanswered) > 0:
+		return withKind(ErrNoAnswer, err)
+	}
+	return err
 }
 
 // Announce looks up ih, then announces us as a peer on port (or, with
@@ -235,6 +247,8 @@ type GetResult struct {
 // target (immutable) or its key and salt give the target and its signature
 // checks (mutable). For mutable items the highest seq wins; Count says how
 // many nodes returned it. An immutable get stops at the first valid value.
+// If nodes answered but none held the item, the error wraps ErrNotFound;
+// a lookup that reached nobody wraps ErrNoNodes or ErrNoAnswer.
 func (n *Node) Get(ctx context.Context, target krpc.ID, opts GetOptions) (GetResult, error) {
 	return n.get(ctx, target, opts, true)
 }
@@ -267,7 +281,7 @@ func (n *Node) get(ctx context.Context, target krpc.ID, opts GetOptions, stopEar
 	if err != nil {
 		return res, err
 	}
-	return res, fmt.Errorf("get %s: not found (%d nodes queried)", target, lr.Queried)
+	return res, fmt.Errorf("get %s: %w (%d nodes queried)", target, ErrNotFound, lr.Queried)
 }
 
 // verifyItem checks a get reply's item against the target (BEP 44).

@@ -301,17 +301,27 @@ func (n *Node) pingInSlot(addr netip.AddrPort) {
 }
 
 // Ping sends one ping and returns the responder's id and the round trip.
+// Its error wraps ErrNoAnswer if the node did not answer in time, and
+// ErrRefused if it answered with a KRPC error.
 func (n *Node) Ping(ctx context.Context, addr netip.AddrPort) (krpc.ID, time.Duration, error) {
 	start := n.clock.Now()
 	m, err := n.query(ctx, addr, krpc.MethodPing, nil)
-	if err != nil {
+	var ke *krpc.Error
+	switch {
+	case err == nil:
+	case errors.Is(err, krpc.ErrTimeout):
+		return krpc.ID{}, 0, withKind(ErrNoAnswer, err)
+	case errors.As(err, &ke):
+		return krpc.ID{}, 0, withKind(ErrRefused, err)
+	default:
 		return krpc.ID{}, 0, err
 	}
 	return m.R.ID, n.clock.Now().Sub(start), nil
 }
 
 // FindNode runs an iterative find_node lookup for target and returns the K
-// closest nodes that answered.
+// closest nodes that answered. Its error wraps ErrNoNodes if there was
+// nobody to ask, ErrNoAnswer if nobody answered.
 func (n *Node) FindNode(ctx context.Context, target krpc.ID) (LookupResult, error) {
 	return n.lookup(ctx, metrics.LookupFindNode, target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
 		return n.query(ctx, to, krpc.MethodFindNode, &krpc.Args{Target: &target})
@@ -345,7 +355,7 @@ func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryF
 	}
 	if len(t.cands) == 0 {
 		n.metrics.Lookups.WithLabelValues(kind, metrics.LookupFailed).Inc()
-		return LookupResult{Target: target}, fmt.Errorf("lookup %s %s: no nodes known and no bootstrap addresses", kind, target)
+		return LookupResult{Target: target}, fmt.Errorf("lookup %s %s: %w and no bootstrap addresses", kind, target, ErrNoNodes)
 	}
 	res := t.run(ctx)
 	res.Elapsed = n.clock.Now().Sub(start)
@@ -361,7 +371,7 @@ func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryF
 	n.metrics.LookupQueries.WithLabelValues(kind).Observe(float64(res.Queried))
 	n.recordLookup(kind, outcome, res)
 	if len(res.Closest) == 0 {
-		return res, fmt.Errorf("lookup %s %s: no node answered (%d queried)", kind, target, res.Queried)
+		return res, fmt.Errorf("lookup %s %s: %w (%d queried)", kind, target, ErrNoAnswer, res.Queried)
 	}
 	return res, nil
 }

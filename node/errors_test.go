@@ -1,0 +1,110 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dhtd/dhtd/krpc"
+)
+
+// silent is a UDP socket on 127.0.0.1 that reads and never answers.
+func silent(t *testing.T) netip.AddrPort {
+	t.Helper()
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// sentinels are the errors of errors.go, for checking that an error
+// matches the one it should and none of the others.
+var sentinels = map[string]error{
+	"ErrNotFound": ErrNotFound, "ErrNoNodes": ErrNoNodes, "ErrNoAnswer": ErrNoAnswer, "ErrRefused": ErrRefused,
+}
+
+// onlySentinel fails t unless err matches want and no other sentinel.
+func onlySentinel(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s: no error, want %v", what, want)
+	}
+	for name, s := range sentinels {
+		if got := errors.Is(err, s); got != (s == want) {
+			t.Errorf("%s: errors.Is(%q, %s) = %v", what, err, name, got)
+		}
+	}
+}
+
+// TestSentinelErrors: each way a call through the Go API can fail is
+// matched by errors.Is with its sentinel, and by no other; the messages
+// still say what failed.
+func TestSentinelErrors(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	t.Run("no nodes", func(t *testing.T) {
+		n := startNode(t, nil) // no bootstrap, empty table
+		_, err := n.Get(ctx, krpc.RandomID(), GetOptions{})
+		onlySentinel(t, "Get", err, ErrNoNodes)
+		_, err = n.FindNode(ctx, krpc.RandomID())
+		onlySentinel(t, "FindNode", err, ErrNoNodes)
+		_, err = n.PutImmutable(ctx, []byte("5:hello"))
+		onlySentinel(t, "PutImmutable", err, ErrNoNodes)
+		_, err = n.Announce(ctx, krpc.RandomID(), 6881, false)
+		onlySentinel(t, "Announce", err, ErrNoNodes)
+	})
+
+	t.Run("no answer", func(t *testing.T) {
+		quiet := silent(t)
+		n := startNode(t, func(c *Config) {
+			c.Bootstrap = []string{quiet.String()}
+			c.QueryTimeout = 200 * time.Millisecond
+		})
+		err := n.Bootstrap(ctx)
+		onlySentinel(t, "Bootstrap", err, ErrNoAnswer)
+		_, err = n.Get(ctx, krpc.RandomID(), GetOptions{})
+		onlySentinel(t, "Get", err, ErrNoAnswer)
+		_, _, err = n.Ping(ctx, quiet)
+		onlySentinel(t, "Ping", err, ErrNoAnswer)
+		if !errors.Is(err, krpc.ErrTimeout) {
+			t.Errorf("Ping: %v does not wrap krpc.ErrTimeout", err)
+		}
+	})
+
+	t.Run("not found", func(t *testing.T) {
+		seed := startNode(t, nil)
+		n := startNode(t, func(c *Config) { c.Bootstrap = []string{seed.Addr().String()} })
+		if err := n.Bootstrap(ctx); err != nil {
+			t.Fatalf("bootstrap: %v", err)
+		}
+		target := krpc.RandomID()
+		_, err := n.Get(ctx, target, GetOptions{})
+		onlySentinel(t, "Get", err, ErrNotFound)
+		if want := target.String(); !strings.Contains(err.Error(), want) {
+			t.Errorf("Get: %q does not name the target %s", err, want)
+		}
+	})
+
+	t.Run("refused", func(t *testing.T) {
+		id := hqID("refuser")
+		addr := refuser(t, id, krpc.ErrCodeServer, "storage full")
+		n := startNode(t, func(c *Config) { c.Bootstrap = []string{addr.String()} })
+		if err := n.Bootstrap(ctx); err != nil {
+			t.Fatalf("bootstrap: %v", err)
+		}
+		_, err := n.PutImmutable(ctx, []byte("5:hello"))
+		onlySentinel(t, "PutImmutable", err, ErrRefused)
+		if !errors.Is(err, ErrNotStored) {
+			t.Errorf("PutImmutable: %v does not wrap ErrNotStored", err)
+		}
+		_, err = n.Announce(ctx, krpc.RandomID(), 6881, false)
+		onlySentinel(t, "Announce", err, ErrRefused)
+	})
+}
