@@ -408,7 +408,11 @@ func (n *Node) putMutable(ctx context.Context, pub ed25519.PublicKey, v []byte, 
 	res.setWrites(w)
 	if res.Stored == 0 {
 		if gr.Found && opts.Seq != nil && *opts.Seq <= gr.Item.Seq {
-			return res, fmt.Errorf("put %s seq %d: %w (network has %d)", target, seq, ErrSeqNotNewer, gr.Item.Seq)
+			err := fmt.Errorf("put %s seq %d: %w (network has %d)", target, seq, ErrSeqNotNewer, gr.Item.Seq)
+			if len(w.refusedBy) > 0 {
+				err = withKind(ErrRefused, err)
+			}
+			return res, err
 		}
 		return res, w.notStored("put " + target.String())
 	}
