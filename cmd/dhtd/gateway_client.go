@@ -19,6 +19,7 @@ import (
 
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/node"
+	"github.com/dhtd/dhtd/node/gateway"
 	"github.com/dhtd/dhtd/storage"
 )
 
@@ -46,14 +47,34 @@ func newGatewayClient(c *cli.Context) *gatewayClient {
 	return &gatewayClient{base: base, client: &http.Client{Timeout: c.Duration("timeout")}}
 }
 
-// gatewayStatusError is a non-2xx answer of the gateway.
+// gatewayStatusError is a non-2xx answer of the gateway. It unwraps to the
+// error its reason stands for (gateway.ReasonError: node.ErrNotFound,
+// node.ErrNoNodes, node.ErrNoAnswer, node.ErrRefused, or
+// context.DeadlineExceeded), so errors.Is matches a failure through the
+// gateway as it matches one of a local node.
 type gatewayStatusError struct {
 	Status int
 	Msg    string
+	Reason string // the answer's reason, "" if none
 }
 
 func (e *gatewayStatusError) Error() string {
 	return fmt.Sprintf("gateway: %d %s: %s", e.Status, http.StatusText(e.Status), e.Msg)
+}
+
+// Unwrap returns the error the reason stands for, nil if none.
+func (e *gatewayStatusError) Unwrap() error { return gateway.ReasonError(e.Reason) }
+
+// statusError reads a non-2xx answer's JSON body ({error, status, reason}).
+func statusError(code int, body []byte) *gatewayStatusError {
+	var e struct {
+		Error  string `json:"error"`
+		Reason string `json:"reason"`
+	}
+	if json.Unmarshal(body, &e) != nil || e.Error == "" {
+		e.Error = strings.TrimSpace(string(body))
+	}
+	return &gatewayStatusError{Status: code, Msg: e.Error, Reason: e.Reason}
 }
 
 // do sends one request; a 2xx answer is decoded into out, anything else
@@ -82,13 +103,7 @@ func (g *gatewayClient) do(ctx context.Context, method, path string, body, out a
 		return fmt.Errorf("gateway: %s %s: reading the answer: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(b, &e) != nil || e.Error == "" {
-			e.Error = strings.TrimSpace(string(b))
-		}
-		return &gatewayStatusError{Status: resp.StatusCode, Msg: e.Error}
+		return statusError(resp.StatusCode, b)
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -238,12 +253,8 @@ func peersViaGateway(c *cli.Context, ih krpc.ID) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
-		}
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		_ = json.Unmarshal(b, &e)
-		return &gatewayStatusError{Status: resp.StatusCode, Msg: e.Error}
+		return statusError(resp.StatusCode, b)
 	}
 	asJSON := c.Bool("json")
 	peers := []string{}
