@@ -326,11 +326,8 @@ func (r *PutResult) setWrites(w writeOutcome) {
 // PutImmutable stores the bencoded value v (at most 1000 bytes) on the K
 // closest nodes to SHA-1(v) (BEP 44) and reports how many stored it.
 func (n *Node) PutImmutable(ctx context.Context, v []byte) (PutResult, error) {
-	if err := storage.CheckBencode(v); err != nil {
-		return PutResult{}, fmt.Errorf("put: value: %w", err)
-	}
-	if len(v) > storage.MaxValueLen {
-		return PutResult{}, fmt.Errorf("put: value is %d bytes, at most %d", len(v), storage.MaxValueLen)
+	if err := storage.CheckValue(v); err != nil {
+		return PutResult{}, fmt.Errorf("put: %w", err)
 	}
 	target := storage.ImmutableTarget(v)
 	gr, err := n.get(ctx, target, GetOptions{}, false)
@@ -366,11 +363,8 @@ var ErrSeqNotNewer = errors.New("seq is not newer than the stored one")
 // PutMutable signs v (bencoded) with priv and stores it under
 // SHA-1(public key ‖ salt) on the K closest nodes (BEP 44).
 func (n *Node) PutMutable(ctx context.Context, priv ed25519.PrivateKey, v []byte, opts PutOptions) (PutResult, error) {
-	if err := storage.CheckBencode(v); err != nil {
-		return PutResult{}, fmt.Errorf("put: value: %w", err)
-	}
-	if len(v) > storage.MaxValueLen {
-		return PutResult{}, fmt.Errorf("put: value is %d bytes, at most %d", len(v), storage.MaxValueLen)
+	if err := storage.CheckValue(v); err != nil {
+		return PutResult{}, fmt.Errorf("put: %w", err)
 	}
 	if len(opts.Salt) > storage.MaxSaltLen {
 		return PutResult{}, fmt.Errorf("put: salt is %d bytes, at most %d", len(opts.Salt), storage.MaxSaltLen)

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/metrics"
+	"github.com/dhtd/dhtd/storage"
 )
 
 // silent is a UDP socket on 127.0.0.1 that reads and never answers.
@@ -107,4 +110,39 @@ func TestSentinelErrors(t *testing.T) {
 		_, err = n.Announce(ctx, krpc.RandomID(), 6881, false)
 		onlySentinel(t, "Announce", err, ErrRefused)
 	})
+}
+
+// TestStoreError: each refusal of storage becomes the KRPC error BEP 44
+// (Errors) and BEP 5 give it, with the storage's message, and its metric
+// label.
+func TestStoreError(t *testing.T) {
+	tests := []struct {
+		err    error
+		code   int64
+		msg    string
+		reason string
+	}{
+		{&storage.PutError{Rule: storage.ErrMalformed, Msg: "missing v"}, 203, "missing v", metrics.RejectMalformed},
+		{&storage.PutError{Rule: storage.ErrBadToken, Msg: "invalid token"}, 203, "invalid token", metrics.RejectBadToken},
+		{&storage.PutError{Rule: storage.ErrValueTooBig, Msg: "message (v field) too big"}, 205, "message (v field) too big", metrics.RejectTooBig},
+		{&storage.PutError{Rule: storage.ErrBadSignature, Msg: "invalid signature"}, 206, "invalid signature", metrics.RejectBadSignature},
+		{&storage.PutError{Rule: storage.ErrSaltTooBig, Msg: "salt (salt field) too big"}, 207, "salt (salt field) too big", metrics.RejectSaltTooBig},
+		{&storage.PutError{Rule: storage.ErrCASMismatch, Msg: "CAS mismatch"}, 301, "CAS mismatch", metrics.RejectCASMismatch},
+		{&storage.PutError{Rule: storage.ErrSeqTooLow, Msg: "sequence number less than current"}, 302, "sequence number less than current", metrics.RejectSeqTooLow},
+		{fmt.Errorf("put x: %w", storage.ErrQuota), 202, "storage full", metrics.RejectQuota},
+		{fmt.Errorf("put x: %w", storage.ErrStoreFull), 202, "storage full", metrics.RejectFull},
+		{fmt.Errorf("announce x: %w", storage.ErrInvalidPeer), 203, "invalid peer address", metrics.RejectMalformed},
+		{errors.New("disk on fire"), 202, "server error", ""},
+	}
+	for _, tc := range tests {
+		e, reason := storeError(tc.err)
+		if e.Code != tc.code || e.Msg != tc.msg || reason != tc.reason {
+			t.Errorf("storeError(%v) = %d %q %q, want %d %q %q", tc.err, e.Code, e.Msg, reason, tc.code, tc.msg, tc.reason)
+		}
+	}
+	// What storage's checks return maps the same way.
+	e, _ := storeError(storage.CheckValue([]byte("i1ei2e")))
+	if e.Code != 203 || e.Msg != "v is not canonical bencoding" {
+		t.Errorf("a non-canonical value: %d %q", e.Code, e.Msg)
+	}
 }

@@ -100,18 +100,14 @@ func (n *Node) handleAnnounce(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 	n.owners.add(from.Addr(), now)        // the token came back from this address
 	seed := a.Seed != nil && *a.Seed == 1 // BEP 33: absent or != 1 means peer
 	ih, peer := *a.InfoHash, netip.AddrPortFrom(from.Addr(), port)
-	var refusedBefore uint64
-	if n.db != nil {
-		refusedBefore = peerRefusals(n.peers.Stats())
-	}
-	if err := n.peers.Announce(ih, peer, seed, now); err != nil {
-		n.metrics.StorageRejections.WithLabelValues(metrics.StorePeer, storeRejectReason(err)).Inc()
+	err := n.peers.Announce(ih, peer, seed, now)
+	if _, reason := storeError(err); err != nil && reason != "" {
+		n.metrics.StorageRejections.WithLabelValues(metrics.StorePeer, reason).Inc()
 	}
 	// An announce the store refused (full, or source over quota) is answered
 	// as before but not written, so the database stays within the store's
-	// bounds. Only the read loop announces, so the counter moved for this
-	// announce.
-	if n.db != nil && peerRefusals(n.peers.Stats()) == refusedBefore {
+	// bounds.
+	if n.db != nil && err == nil {
 		// Acknowledged once on disk (persist.go).
 		expires := now.Add(n.peers.Config().TTL)
 		n.pendingWrite = &durableWrite{kind: metrics.StorePeer, write: func() error {
@@ -174,69 +170,76 @@ func (n *Node) handlePut(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 		}
 		return ok
 	}
-	if e := storage.ValidatePut(&p, tokenOK); e != nil {
-		n.metrics.StorageRejections.WithLabelValues(kind, putRejectReason(e)).Inc()
-		return &krpc.Msg{E: e}
+	if err := storage.ValidatePut(&p, tokenOK); err != nil {
+		return n.refusePut(kind, err)
 	}
 	err := n.items.PutFrom(p.Item(), p.Cas, from.Addr(), now)
-	var ke *krpc.Error
-	switch {
-	case err == nil:
-		if n.db != nil {
-			// Acknowledged once on disk (persist.go). The put's slices
-			// alias the packet buffer, which the read loop reuses.
-			it, expires := copyItem(p.Item()), now.Add(n.items.Config().TTL)
-			n.pendingWrite = &durableWrite{kind: kind, write: func() error {
-				return n.db.PutItem(it, expires)
-			}}
-		}
-		return &krpc.Msg{R: &krpc.Return{}}
-	case errors.As(err, &ke):
-		n.metrics.StorageRejections.WithLabelValues(kind, putRejectReason(ke)).Inc()
-		return &krpc.Msg{E: ke}
-	case errors.Is(err, storage.ErrStoreFull), errors.Is(err, storage.ErrQuota):
-		// Not stored, so not acknowledged: the publisher can try another node.
-		n.metrics.StorageRejections.WithLabelValues(kind, storeRejectReason(err)).Inc()
-		return errMsg(krpc.ErrCodeServer, "storage full")
-	default:
+	if err != nil {
+		// Not stored, so not acknowledged: the publisher can try another
+		// node.
+		return n.refusePut(kind, err)
+	}
+	if n.db != nil {
+		// Acknowledged once on disk (persist.go). The put's slices alias
+		// the packet buffer, which the read loop reuses.
+		it, expires := p.Item().Clone(), now.Add(n.items.Config().TTL)
+		n.pendingWrite = &durableWrite{kind: kind, write: func() error {
+			return n.db.PutItem(it, expires)
+		}}
+	}
+	return &krpc.Msg{R: &krpc.Return{}}
+}
+
+// refusePut answers a put that a check or the store refused, and counts
+// the refusal by kind (a metrics.StorageKinds value) and reason.
+func (n *Node) refusePut(kind string, err error) *krpc.Msg {
+	e, reason := storeError(err)
+	if reason != "" {
+		n.metrics.StorageRejections.WithLabelValues(kind, reason).Inc()
+	} else {
 		n.log.Error("put", "err", err)
-		return errMsg(krpc.ErrCodeServer, "server error")
 	}
+	return &krpc.Msg{E: e}
 }
 
-// putRejectReason maps a BEP 44 error to a fixed metric label.
-func putRejectReason(e *krpc.Error) string {
-	switch e.Code {
-	case krpc.ErrCodeValueTooBig:
-		return metrics.RejectTooBig
-	case krpc.ErrCodeInvalidSig:
-		return metrics.RejectBadSignature
-	case krpc.ErrCodeSaltTooBig:
-		return metrics.RejectSaltTooBig
-	case krpc.ErrCodeCASMismatch:
-		return metrics.RejectCASMismatch
-	case krpc.ErrCodeSeqLessCurrent:
-		return metrics.RejectSeqTooLow
-	}
-	if e.Msg == "invalid token" {
-		return metrics.RejectBadToken
-	}
-	return metrics.RejectMalformed
+// putRules maps each refusal of storage's put checks and item store to its
+// KRPC error code (BEP 44, Errors) and metric label.
+var putRules = []struct {
+	rule   error
+	code   int64
+	reason string
+}{
+	{storage.ErrMalformed, krpc.ErrCodeProtocol, metrics.RejectMalformed},
+	{storage.ErrBadToken, krpc.ErrCodeProtocol, metrics.RejectBadToken},
+	{storage.ErrValueTooBig, krpc.ErrCodeValueTooBig, metrics.RejectTooBig},
+	{storage.ErrBadSignature, krpc.ErrCodeInvalidSig, metrics.RejectBadSignature},
+	{storage.ErrSaltTooBig, krpc.ErrCodeSaltTooBig, metrics.RejectSaltTooBig},
+	{storage.ErrCASMismatch, krpc.ErrCodeCASMismatch, metrics.RejectCASMismatch},
+	{storage.ErrSeqTooLow, krpc.ErrCodeSeqLessCurrent, metrics.RejectSeqTooLow},
 }
 
-// peerRefusals is the number of announces the peer store refused.
-func peerRefusals(s storage.PeerStats) uint64 {
-	return s.RefusedInfohashes + s.RefusedBytes + s.RefusedInvalid + s.RefusedQuota
-}
-
-// storeRejectReason maps a refusal of the item or peer store to a fixed
-// metric label.
-func storeRejectReason(err error) string {
+// storeError is the one place where storage's errors become KRPC errors:
+// it returns the error a storing node answers with and the metric label of
+// the refusal. A *storage.PutError keeps its message (BEP 44's own text for
+// 205 to 302); a full store or a source over its quota is 202 "storage
+// full" (the write was not stored, so it is not acknowledged); an invalid
+// peer is 203. Anything else is 202 "server error" with no label.
+func storeError(err error) (*krpc.Error, string) {
+	var pe *storage.PutError
+	if errors.As(err, &pe) {
+		for _, r := range putRules {
+			if errors.Is(pe.Rule, r.rule) {
+				return &krpc.Error{Code: r.code, Msg: pe.Msg}, r.reason
+			}
+		}
+	}
 	switch {
 	case errors.Is(err, storage.ErrQuota):
-		return metrics.RejectQuota
+		return &krpc.Error{Code: krpc.ErrCodeServer, Msg: "storage full"}, metrics.RejectQuota
 	case errors.Is(err, storage.ErrStoreFull):
-		return metrics.RejectFull
+		return &krpc.Error{Code: krpc.ErrCodeServer, Msg: "storage full"}, metrics.RejectFull
+	case errors.Is(err, storage.ErrInvalidPeer):
+		return &krpc.Error{Code: krpc.ErrCodeProtocol, Msg: "invalid peer address"}, metrics.RejectMalformed
 	}
-	return metrics.RejectMalformed
+	return &krpc.Error{Code: krpc.ErrCodeServer, Msg: "server error"}, ""
 }

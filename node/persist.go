@@ -20,7 +20,6 @@ package node
 // {reason="busy"}) instead of queueing without bound.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -268,16 +267,6 @@ func (n *Node) durable(to netip.AddrPort, tid string, reply *krpc.Msg, w *durabl
 		n.srv.Reply(to, tid, reply)
 	}()
 	return krpc.Deferred
-}
-
-// copyItem returns a deep copy of it (a put's slices alias the packet
-// buffer, which the read loop reuses).
-func copyItem(it storage.Item) storage.Item {
-	it.V = bytes.Clone(it.V)
-	it.K = bytes.Clone(it.K)
-	it.Salt = bytes.Clone(it.Salt)
-	it.Sig = bytes.Clone(it.Sig)
-	return it
 }
 
 // rejoin pings the nodes saved by the last run; those that answer enter

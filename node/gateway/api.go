@@ -85,10 +85,9 @@ func (in *itemIn) value() ([]byte, *httpError) {
 	default:
 		return nil, badRequest("missing field: v (hex of the bencoded value) or value (a string)")
 	}
-	if len(v) > storage.MaxValueLen {
-		return nil, &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("value: %d bytes bencoded, at most %d (BEP 44)", len(v), storage.MaxValueLen)}
-	}
-	if err := storage.CheckBencode(v); err != nil {
+	if err := storage.CheckValue(v); errors.Is(err, storage.ErrValueTooBig) {
+		return nil, &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("value: %v (BEP 44)", err)}
+	} else if err != nil {
 		return nil, badRequest("v: %v", err)
 	}
 	return v, nil
