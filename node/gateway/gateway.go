@@ -403,7 +403,7 @@ const (
 	ReasonNotFound = "not_found" // node.ErrNotFound: nodes answered, none held the item (404)
 	ReasonNoNodes  = "no_nodes"  // node.ErrNoNodes: the node knows no other node (502)
 	ReasonNoAnswer = "no_answer" // node.ErrNoAnswer: no node answered in time (502)
-	ReasonRefused  = "refused"   // node.ErrRefused: the storers refused the write (502, 409)
+	ReasonRefused  = "refused"   // node.ErrRefused: the storers refused the write (502, 409, 412)
 	ReasonTimeout  = "timeout"   // the request timeout cut the lookup off (504)
 )
 

@@ -142,9 +142,9 @@ func (g *Gateway) pkarrPut(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusNoContent)
 	case errors.Is(err, node.ErrCASMismatch):
-		writeError(w, http.StatusPreconditionFailed, err.Error())
+		writeReason(w, http.StatusPreconditionFailed, reasonOf(err), err.Error())
 	case errors.Is(err, node.ErrSeqNotNewer):
-		writeError(w, http.StatusConflict, err.Error())
+		writeReason(w, http.StatusConflict, reasonOf(err), err.Error())
 	case errors.Is(err, node.ErrValueTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, err.Error())
 	case errors.Is(err, node.ErrBadItem), errors.Is(err, node.ErrInvalidSignature):
