@@ -26,6 +26,35 @@ func silent(t *testing.T) netip.AddrPort {
 	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
+// mute is a DHT node on 127.0.0.1 that answers lookups with a token and
+// never answers a write (put, announce_peer).
+func mute(t *testing.T, id krpc.ID) netip.AddrPort {
+	t.Helper()
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := pc.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return // closed
+			}
+			var q krpc.Msg
+			if krpc.Decode(buf[:n], &q) != nil || q.Y != krpc.KindQuery || q.Q == krpc.MethodPut || q.Q == krpc.MethodAnnouncePeer {
+				continue
+			}
+			reply := &krpc.Msg{T: q.T, Y: krpc.KindResponse, R: &krpc.Return{ID: id, Token: "tok"}}
+			if b, err := krpc.Encode(reply); err == nil {
+				_, _ = pc.WriteToUDPAddrPort(b, from)
+			}
+		}
+	}()
+	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
 // sentinels are the errors of errors.go, for checking that an error
 // matches the one it should and none of the others.
 var sentinels = map[string]error{
@@ -78,6 +107,22 @@ func TestSentinelErrors(t *testing.T) {
 		onlySentinel(t, "Ping", err, ErrNoAnswer)
 		if !errors.Is(err, krpc.ErrTimeout) {
 			t.Errorf("Ping: %v does not wrap krpc.ErrTimeout", err)
+		}
+	})
+
+	t.Run("no answer to a write", func(t *testing.T) {
+		addr := mute(t, hqID("mute"))
+		n := startNode(t, func(c *Config) {
+			c.Bootstrap = []string{addr.String()}
+			c.QueryTimeout = 200 * time.Millisecond
+		})
+		if err := n.Bootstrap(ctx); err != nil {
+			t.Fatalf("bootstrap: %v", err)
+		}
+		res, err := n.PutImmutable(ctx, []byte("5:hello"))
+		onlySentinel(t, "PutImmutable", err, ErrNoAnswer)
+		if !errors.Is(err, ErrNotStored) || len(res.Unanswered) != 1 {
+			t.Errorf("PutImmutable: %v, unanswered %v; want ErrNotStored and the mute node", err, res.Unanswered)
 		}
 	})
 
