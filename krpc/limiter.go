@@ -22,9 +22,9 @@ type IPLimiterConfig struct {
 	// two). Default 65536 slots of 16 bytes: 1 MiB, whatever the number of
 	// sources.
 	Slots int
-	// LimitLoopback applies the limit to loopback sources too. By default
-	// loopback is exempt: many local test or load-tool nodes share
-	// 127.0.0.1.
+	// LimitLoopback applies the limit to loopback sources (127.0.0.0/8,
+	// ::1, IPv4-mapped or not) too. By default loopback is exempt: many
+	// local test or load-tool nodes share 127.0.0.1.
 	LimitLoopback bool
 }
 

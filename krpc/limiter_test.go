@@ -67,19 +67,23 @@ func TestIPLimiterIPv6PerSlash64(t *testing.T) {
 	}
 }
 
+// TestIPLimiterLoopback: loopback sources (all of 127.0.0.0/8, ::1, and
+// IPv4-mapped forms) are exempt unless LimitLoopback is set.
 func TestIPLimiterLoopback(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
-	lo := netip.MustParseAddr("127.0.0.1")
-	exempt := NewIPLimiter(IPLimiterConfig{Rate: 1, Burst: 1})
-	limited := NewIPLimiter(IPLimiterConfig{Rate: 1, Burst: 1, LimitLoopback: true})
-	for i := range 10 {
-		if !exempt.Allow(lo, t0) {
-			t.Fatalf("loopback packet %d refused with loopback exempt", i)
+	for _, s := range []string{"127.0.0.1", "127.5.6.7", "::1", "::ffff:127.0.0.1"} {
+		lo := netip.MustParseAddr(s)
+		exempt := NewIPLimiter(IPLimiterConfig{Rate: 1, Burst: 1})
+		limited := NewIPLimiter(IPLimiterConfig{Rate: 1, Burst: 1, LimitLoopback: true})
+		for i := range 10 {
+			if !exempt.Allow(lo, t0) {
+				t.Fatalf("%s: packet %d refused with loopback exempt", s, i)
+			}
 		}
-	}
-	limited.Allow(lo, t0)
-	if limited.Allow(lo, t0) {
-		t.Fatal("loopback not limited with LimitLoopback")
+		limited.Allow(lo, t0)
+		if limited.Allow(lo, t0) {
+			t.Fatalf("%s: not limited with LimitLoopback", s)
+		}
 	}
 }
 

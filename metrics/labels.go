@@ -25,9 +25,13 @@ var PacketKinds = krpc.PacketKinds
 // its ping slots were busy. The transport's reasons are krpc's (krpc.Drop*).
 const DropQueueFull = "queue_full"
 
+// DropAdmissionBusy is the drop reason of a confirmation ping of a new
+// node for the routing table that the admission schedule had no room for.
+const DropAdmissionBusy = "admission_busy"
+
 // DropReasons is the fixed set of the reason label of PacketsDropped: the
 // transport's reasons (krpc.DropReasons) and the node's own.
-var DropReasons = append(append([]string(nil), krpc.DropReasons...), DropQueueFull)
+var DropReasons = append(append([]string(nil), krpc.DropReasons...), DropQueueFull, DropAdmissionBusy)
 
 // KRPC query methods: the method label of QueriesReceived, QueriesSent and
 // QueryRTT. Use MethodLabel to map a method name read from a packet.

@@ -134,7 +134,7 @@ func TestSeriesPreinitialised(t *testing.T) {
 			t.Errorf("%s: %d series, want %d", name, got, n)
 		}
 	}
-	if len(DropReasons) != 11 || len(Methods) != 8 || len(ErrorCodes) != 10 {
+	if len(DropReasons) != 12 || len(Methods) != 8 || len(ErrorCodes) != 10 {
 		t.Errorf("fixed sets changed size: drop %d methods %d codes %d", len(DropReasons), len(Methods), len(ErrorCodes))
 	}
 }
@@ -574,6 +574,7 @@ func TestNoSeriesForWhatCannotHappen(t *testing.T) {
 		{"dhtd_storage_rejections_total", "kind=peer,reason=quota"},
 		{"dhtd_storage_rejections_total", "kind=mutable,reason=seq_too_low"},
 		{"dhtd_packets_dropped_total", "reason=queue_full"},
+		{"dhtd_packets_dropped_total", "reason=admission_busy"},
 	} {
 		if !seriesLabels(t, reg, c.name)[c.labels] {
 			t.Errorf("%s{%s} missing", c.name, c.labels)

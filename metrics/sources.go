@@ -7,6 +7,7 @@ type TableStats struct {
 	Good, Questionable, Bad int // nodes by liveness state
 	Buckets                 int // buckets in the table
 	Replacements            int // nodes waiting in replacement caches
+	Admitting               int // nodes waiting for, or sent, a confirmation ping
 }
 
 // PeerStats is a snapshot of the announce_peer store. The uint64 fields are
@@ -67,6 +68,7 @@ type Sources struct {
 //	dhtd_routing_nodes{state="good|questionable|bad"}   gauge   (Table)
 //	dhtd_routing_buckets                                gauge   (Table)
 //	dhtd_routing_replacements                           gauge   (Table)
+//	dhtd_routing_admissions                             gauge   (Table)
 //	dhtd_peers_stored                                   gauge   (Peers)
 //	dhtd_infohashes_stored                              gauge   (Peers)
 //	dhtd_peer_store_refused_total                       counter (Peers)
@@ -104,6 +106,7 @@ var (
 	descRoutingNodes        = newDesc("routing_nodes", "Nodes in the routing table, by state.", "state")
 	descRoutingBuckets      = newDesc("routing_buckets", "Buckets in the routing table.")
 	descRoutingReplacements = newDesc("routing_replacements", "Nodes waiting in the replacement caches.")
+	descRoutingAdmissions   = newDesc("routing_admissions", "Nodes waiting for, or sent, the ping that admits them to the routing table.")
 	descPeersStored         = newDesc("peers_stored", "Peer entries in the announce_peer store.")
 	descInfohashesStored    = newDesc("infohashes_stored", "Infohashes in the announce_peer store.")
 	descPeerStoreRefused    = newDesc("peer_store_refused_total", "Announces refused because the peer store was full or the source over its quota.")
@@ -131,6 +134,7 @@ func (c *sourcesCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- descRoutingNodes
 		ch <- descRoutingBuckets
 		ch <- descRoutingReplacements
+		ch <- descRoutingAdmissions
 	}
 	if c.s.Peers != nil {
 		ch <- descPeersStored
@@ -171,6 +175,7 @@ func (c *sourcesCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descRoutingNodes, float64(t.Bad), "bad")
 		gauge(descRoutingBuckets, float64(t.Buckets))
 		gauge(descRoutingReplacements, float64(t.Replacements))
+		gauge(descRoutingAdmissions, float64(t.Admitting))
 	}
 	if c.s.Peers != nil {
 		p := c.s.Peers()

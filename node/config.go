@@ -47,11 +47,13 @@ type Config struct {
 	// MaintenanceInterval is how often the node pings questionable nodes
 	// and refreshes stale buckets. Default 1m.
 	MaintenanceInterval time.Duration
-	// MaxBackgroundPings bounds the pings in flight that confirm new nodes
-	// and check questionable ones. Confirmation pings beyond it are
-	// dropped and counted; the liveness timer's wait for a free slot, and
-	// each tick sends enough of them to reach every node of the table
-	// within the good window. Default 16.
+	// MaxBackgroundPings bounds the liveness pings in flight (to
+	// questionable and bad nodes) and, separately, the confirmation pings
+	// that admit new nodes to the table. Nodes waiting for a confirmation
+	// slot are scheduled (admission.go), up to four per slot; more are
+	// dropped and counted as admission_busy. The liveness timer waits for
+	// a free slot, and each tick sends enough pings to reach every node of
+	// the table within the good window. Default 16.
 	MaxBackgroundPings int
 	// MaxLookups bounds concurrent lookups started by the node itself
 	// (refreshes). Default 4.
@@ -64,7 +66,9 @@ type Config struct {
 	// addresses are exempt unless LimitLoopback is set, so a test network
 	// on 127.0.0.1 works with the defaults.
 	LookupMaxPerSubnet int
-	// LimitLoopback applies every per-IP and per-subnet defence to loopback addresses (127.0.0.0/8, ::1), which are exempt by default so local test networks work; tests switch it on to exercise the defences.
+	// LimitLoopback applies every per-IP and per-subnet defence to loopback
+	// addresses (127.0.0.0/8, ::1), which are exempt by default so local
+	// test networks work; tests switch it on to exercise the defences.
 	LimitLoopback bool
 	// RateLimit is the per-source-IP packet limit checked before a packet
 	// is decoded (krpc.IPLimiter; its defaults: 20/s, burst 100, 65536

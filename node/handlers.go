@@ -28,9 +28,12 @@ func (n *Node) handleQuery(from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
 		return n.sentError(errMsg(krpc.ErrCodeProtocol, "invalid node ID (BEP 42)"))
 	}
 	// BEP 43: a node that says it is read-only never enters the table.
+	// One the table would take is scheduled for a confirmation ping once
+	// the query is handled, so that a valid token in it counts
+	// (admission.go).
 	if q.RO != 1 && a.ID != n.id {
-		if n.table.Heard(krpc.NodeInfo{ID: a.ID, Addr: from}, now) {
-			n.pingAsync(from)
+		if ni := (krpc.NodeInfo{ID: a.ID, Addr: from}); n.table.Heard(ni, now) && !n.isSelf(from) {
+			defer n.admit(ni, now)
 		}
 	}
 	var reply *krpc.Msg

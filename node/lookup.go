@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"slices"
 	"sort"
@@ -47,9 +48,12 @@ const minSpare = 2
 type candidate struct {
 	info  krpc.NodeInfo
 	known bool // id known (false for bootstrap addresses)
-	state int
-	reply *krpc.Msg
-	sent  time.Time // when the query was sent (short timeout)
+	// hearsay: learned from a reply, not from our table or the bootstrap
+	// list; such a node's id is only what its referrer claimed.
+	hearsay bool
+	state   int
+	reply   *krpc.Msg
+	sent    time.Time // when the query was sent (short timeout)
 }
 
 // Found is one node that answered a lookup, with its reply (its token, its
@@ -99,8 +103,16 @@ type traversal struct {
 	prefer func(krpc.ID, netip.Addr) bool
 	// reach, if set, says whether our socket can send to an address
 	// (BEP 32: a node bound to one family looks up in that family only).
-	reach   func(netip.Addr) bool
+	reach func(netip.Addr) bool
+	// isSelf, if set, says whether an address is our own: it is never
+	// queried, whatever id it is listed under.
+	isSelf  func(netip.AddrPort) bool
 	subnets map[netip.Prefix]int
+	// told counts the nodes learned from the responders of each subnet
+	// (the referrers' /24 or /64; loopback exempt unless limitLoopback):
+	// together they may add at most k, so that one subnet of responders
+	// cannot fill the lookup with made-up nodes (see learn).
+	told map[netip.Prefix]int
 
 	// slowAfter is the current short timeout (see initialSlowAfter),
 	// adapted to the round trips in rtts, which the node's lookups share.
@@ -123,38 +135,72 @@ func newTraversal(self, target krpc.ID, k, alpha int, q queryFunc) *traversal {
 		byAddr:  make(map[netip.AddrPort]*candidate),
 		byID:    make(map[krpc.ID]bool),
 		subnets: make(map[netip.Prefix]int),
+		told:    make(map[netip.Prefix]int),
 	}
 }
 
-// addLearned offers a node returned in a reply.
-func (t *traversal) addLearned(n krpc.NodeInfo) { t.add(n, true) }
+// learn offers the nodes of from's reply (BEP 5 "nodes", BEP 32
+// "nodes6"). What a responder says is hearsay, so it is bounded: at most
+// k of one reply are taken (the closest to the target; BEP 5 replies
+// carry k), and at most k from all the responders of one subnet
+// together, so that a few subnets of responders that make nodes up
+// cannot crowd the candidate list.
+func (t *traversal) learn(from *candidate, r *krpc.Return) {
+	ns := make([]krpc.NodeInfo, 0, len(r.Nodes)+len(r.Nodes6))
+	ns = append(append(ns, r.Nodes...), r.Nodes6...)
+	routing.SortByDistance(t.target, ns)
+	var sn netip.Prefix
+	ip := from.info.Addr.Addr()
+	limited := t.limitLoopback || !ip.Unmap().IsLoopback()
+	if limited {
+		sn = routing.Subnet(ip)
+	}
+	taken := 0
+	for _, n := range ns {
+		if taken >= t.k || limited && t.told[sn] >= t.k {
+			return
+		}
+		if t.add(n, true) {
+			t.byAddr[n.Addr].hearsay = true
+			taken++
+			if limited {
+				t.told[sn]++
+			}
+		}
+	}
+}
 
-// add offers a candidate. Nodes without a known id (bootstrap addresses)
-// sort after every known node and are not counted among the K closest.
-// Known nodes are capped per subnet (routing.Subnet), whether they come
-// from our table or from a reply, so that one subnet cannot capture the
-// lookup (loopback exempt unless limitLoopback).
-func (t *traversal) add(n krpc.NodeInfo, known bool) {
+// add offers a candidate and reports whether it was added. Nodes without
+// a known id (bootstrap addresses) sort after every known node and are
+// not counted among the K closest. Our own address is never added,
+// whatever id it comes with. Known nodes are capped per subnet
+// (routing.Subnet), whether they come from our table or from a reply, so
+// that one subnet cannot capture the lookup (loopback exempt unless
+// limitLoopback).
+func (t *traversal) add(n krpc.NodeInfo, known bool) bool {
 	a := n.Addr
 	if !a.IsValid() || a.Port() == 0 || a.Addr().IsUnspecified() {
-		return
+		return false
 	}
 	if known && (n.ID == t.self || t.byID[n.ID]) {
-		return
+		return false
+	}
+	if t.isSelf != nil && t.isSelf(a) {
+		return false
 	}
 	if known && t.verify != nil && !t.verify(n.ID, a.Addr()) {
-		return
+		return false
 	}
 	if _, dup := t.byAddr[a]; dup {
-		return
+		return false
 	}
 	if t.reach != nil && !t.reach(a.Addr()) {
-		return
+		return false
 	}
 	if known && t.maxPerSubnet > 0 && (t.limitLoopback || !a.Addr().IsLoopback()) {
 		sn := routing.Subnet(a.Addr())
 		if t.subnets[sn] >= t.maxPerSubnet {
-			return
+			return false
 		}
 		t.subnets[sn]++
 	}
@@ -175,12 +221,21 @@ func (t *traversal) add(n krpc.NodeInfo, known bool) {
 	copy(t.cands[i+1:], t.cands[i:])
 	t.cands[i] = c
 	if len(t.cands) > maxCandidates {
-		// drop the farthest unqueried candidate
+		t.dropOne()
+	}
+	return t.byAddr[a] != nil
+}
+
+// dropOne drops the farthest unqueried candidate learned by hearsay, or
+// if there is none the farthest unqueried one: nodes from our own table
+// are not crowded out by what responders claim.
+func (t *traversal) dropOne() {
+	for _, hearsay := range []bool{true, false} {
 		for j := len(t.cands) - 1; j >= 0; j-- {
-			if t.cands[j].state == stUnqueried {
-				delete(t.byAddr, t.cands[j].info.Addr)
-				t.cands = append(t.cands[:j], t.cands[j+1:]...)
-				break
+			if c := t.cands[j]; c.state == stUnqueried && (c.hearsay || !hearsay) {
+				delete(t.byAddr, c.info.Addr)
+				t.cands = slices.Delete(t.cands, j, j+1)
+				return
 			}
 		}
 	}
@@ -273,6 +328,18 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 			}
 			continue
 		}
+		if r.c.known && r.msg.R.ID != r.c.info.ID {
+			// Not the node we were told of: whoever listed it made its
+			// id up (or it has changed). Its reply is seen (a value is a
+			// value), but neither its place nor its nodes are trusted.
+			r.c.state = stFailed
+			res.Failed++
+			if !stopped && t.onReply != nil && t.onReply(krpc.NodeInfo{ID: r.msg.R.ID, Addr: r.c.info.Addr}, r.msg) {
+				stopped = true
+				cancel()
+			}
+			continue
+		}
 		closestBefore := t.closestKnown()
 		r.c.state = stAnswered
 		r.c.reply = r.msg
@@ -282,12 +349,7 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 			r.c.known = true
 			t.resort()
 		}
-		for _, n := range r.msg.R.Nodes {
-			t.addLearned(n)
-		}
-		for _, n := range r.msg.R.Nodes6 {
-			t.addLearned(n)
-		}
+		t.learn(r.c, r.msg.R)
 		if t.closestKnown() == closestBefore {
 			converged = true
 		}
@@ -480,4 +542,43 @@ func (t *traversal) collect(res *LookupResult) {
 			res.Closest = append(res.Closest, Found{Node: c.info, Reply: c.reply})
 		}
 	}
+}
+
+// isSelf reports whether a is this node's own UDP endpoint: the address
+// its socket is bound to; or, on its port, the external address
+// responders report (BEP 42 "ip"), or, for a socket bound to the
+// unspecified address, a loopback or local interface address. A lookup
+// never queries it, whatever id it is listed under.
+func (n *Node) isSelf(a netip.AddrPort) bool {
+	a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+	local := n.Addr()
+	if a == local {
+		return true
+	}
+	if a.Port() != local.Port() {
+		return false
+	}
+	ip := a.Addr()
+	if ext, ok := n.ExternalIP(); ok && ext == ip {
+		return true
+	}
+	return local.Addr().IsUnspecified() && (ip.IsLoopback() || n.localIPs()[ip])
+}
+
+// localIPs returns the host's interface addresses, read once.
+func (n *Node) localIPs() map[netip.Addr]bool {
+	n.localOnce.Do(func() {
+		n.localIPSet = make(map[netip.Addr]bool)
+		addrs, err := net.InterfaceAddrs()
+		if err != nil {
+			n.log.Debug("interface addresses", "err", err)
+			return
+		}
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				n.localIPSet[p.Addr().Unmap()] = true
+			}
+		}
+	})
+	return n.localIPSet
 }

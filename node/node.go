@@ -39,7 +39,8 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	pingSlots   chan struct{} // bounds background pings
+	pingSlots   chan struct{} // bounds liveness pings
+	adm         admission     // confirmation pings of new nodes (admission.go)
 	lookupSlots chan struct{} // bounds background lookups
 	recent      recentLookups // the last lookups, for the status page (recent.go)
 	rtts        rttWindow     // round trips measured by lookups (lookup.go)
@@ -57,10 +58,13 @@ type Node struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	hot     *hotCounters         // per-packet counters, resolved once (observe.go)
-	owners  *owners              // addresses that proved themselves (amplify.go)
-	voter   ipVoter              // external address from BEP 42 "ip" votes
-	sibling atomic.Pointer[Node] // the node of the other address family (Link)
+	hot    *hotCounters // per-packet counters, resolved once (observe.go)
+	owners *owners      // addresses that proved themselves (amplify.go)
+	voter  ipVoter      // external address from BEP 42 "ip" votes
+
+	localOnce  sync.Once            // reads localIPSet (lookup.go, isSelf)
+	localIPSet map[netip.Addr]bool  // interface addresses, for an unspecified bind
+	sibling    atomic.Pointer[Node] // the node of the other address family (Link)
 
 	mu         sync.Mutex
 	externalIP netip.Addr       // last decision of voter, for logging changes
@@ -113,6 +117,7 @@ func New(cfg Config) (*Node, error) {
 		pingSlots:   make(chan struct{}, cfg.MaxBackgroundPings),
 		lookupSlots: make(chan struct{}, cfg.MaxLookups),
 		owners:      newOwners(),
+		adm:         newAdmission(cfg.MaxBackgroundPings),
 	}
 	n.hot = newHotCounters(n.metrics)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -167,8 +172,9 @@ func New(cfg Config) (*Node, error) {
 	n.srv = krpc.NewServer(pc, handle, scfg)
 	n.srv.SetResponseHook(n.onResponse)
 	close(srvSet)
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.maintain()
+	go n.admitLoop()
 	if db != nil {
 		n.wg.Add(3)
 		go n.deleter()
@@ -341,6 +347,7 @@ func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryF
 	t.verify = n.idVerifier()
 	t.prefer = n.idPreference()
 	t.reach = n.canReach
+	t.isSelf = n.isSelf
 	t.rtts = &n.rtts
 	// 2K seeds: with only K, a lookup whose K closest are all in our
 	// table and some of them silent runs out of candidates and waits for

@@ -90,6 +90,13 @@ func (s *simCluster) newAddr() netip.AddrPort {
 // does not run Bootstrap.
 func (s *simCluster) start(id krpc.ID, addr netip.AddrPort, boot []netip.AddrPort) *Node {
 	s.t.Helper()
+	return s.startWith(id, addr, boot, nil)
+}
+
+// startWith is start with mod, if not nil, applied to the node's Config
+// last.
+func (s *simCluster) startWith(id krpc.ID, addr netip.AddrPort, boot []netip.AddrPort, mod func(*Config)) *Node {
+	s.t.Helper()
 	conn, err := s.net.Listen(addr)
 	if err != nil {
 		s.t.Fatalf("listen %s: %v", addr, err)
@@ -102,6 +109,9 @@ func (s *simCluster) start(id krpc.ID, addr netip.AddrPort, boot []netip.AddrPor
 	s.mu.Unlock()
 	for _, b := range boot {
 		cfg.Bootstrap = append(cfg.Bootstrap, b.String())
+	}
+	if mod != nil {
+		mod(&cfg)
 	}
 	n, err := New(cfg)
 	if err != nil {

@@ -156,6 +156,15 @@ func (t *Table) Get(id krpc.ID) (Entry, bool) {
 	return Entry{}, false
 }
 
+// BucketIndex returns the index of the bucket id falls in now, 0 being
+// the farthest from our own id; the index of an id grows as the last
+// bucket splits.
+func (t *Table) BucketIndex(id krpc.ID) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.bucketIndex(id)
+}
+
 // Len returns the number of live nodes (replacement caches not counted).
 func (t *Table) Len() int {
 	t.mu.Lock()

@@ -32,6 +32,7 @@ func runCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "listen", Usage: "UDP address to listen on, repeatable: one node per address family (BEP 32) (default: 0.0.0.0:6881, and [::]:6881 where the host has IPv6)", EnvVars: []string{"DHTD_LISTEN"}},
 			&cli.StringFlag{Name: "bep42", Value: "off", Usage: "BEP 42 node id checks: off, prefer (nodes whose id matches their address win table slots and are chosen as lookup results and storage targets) or enforce (other nodes are refused)", EnvVars: []string{"DHTD_BEP42"}},
 			&cli.Float64Flag{Name: "rate-limit", Value: 20, Usage: "packets per second one source IP may send (burst 5x); 0 disables", EnvVars: []string{"DHTD_RATE_LIMIT"}},
+			&cli.BoolFlag{Name: "limit-loopback", Usage: "apply every per-IP and per-subnet defence (rate limit, routing-table address limits, lookup subnet caps, BEP 42 checks, storage quotas) to loopback addresses too, which are exempt by default; for testing the defences on one machine", EnvVars: []string{"DHTD_LIMIT_LOOPBACK"}},
 			&cli.IntFlag{Name: "reply-budget", Value: 1 << 20, Usage: "bytes per second of replies, all sources together; 0 disables", EnvVars: []string{"DHTD_REPLY_BUDGET"}},
 			&cli.StringSliceFlag{Name: "bootstrap", Usage: "bootstrap node host:port (repeatable); default: the public routers", EnvVars: []string{"DHTD_BOOTSTRAP"}},
 			&cli.BoolFlag{Name: "no-bootstrap", Usage: "do not contact any bootstrap node", EnvVars: []string{"DHTD_NO_BOOTSTRAP"}},
@@ -90,6 +91,7 @@ func runAction(c *cli.Context) error {
 	default:
 		cfg.RateLimit.Rate, cfg.RateLimit.Burst = r, 5*r
 	}
+	cfg.LimitLoopback = c.Bool("limit-loopback")
 	switch b := c.Int("reply-budget"); {
 	case b < 0:
 		return fmt.Errorf("--reply-budget %d: must not be negative", b)
