@@ -51,6 +51,14 @@ var Methods = []string{
 	MethodGet, MethodPut, MethodSampleInfohashes, Other,
 }
 
+// SentMethods is the fixed set of the method label of QueriesSent and
+// QueryRTT: the node sends only the methods it knows, so Other never
+// appears there.
+var SentMethods = []string{
+	MethodPing, MethodFindNode, MethodGetPeers, MethodAnnouncePeer,
+	MethodGet, MethodPut, MethodSampleInfohashes,
+}
+
 // MethodLabel maps a KRPC method name, as read from the network, to a member
 // of Methods. The match is exact and case-sensitive; anything else is Other.
 func MethodLabel(q string) string {

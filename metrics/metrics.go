@@ -60,11 +60,11 @@ type Metrics struct {
 	// ErrorsSent counts KRPC errors sent, by code (ErrorCodes, via ErrorCodeLabel).
 	ErrorsSent *prometheus.CounterVec
 
-	// QueriesSent counts finished outbound queries, by method (Methods) and
-	// outcome (QueryOutcomes).
+	// QueriesSent counts finished outbound queries, by method (SentMethods)
+	// and outcome (QueryOutcomes).
 	QueriesSent *prometheus.CounterVec
 	// QueryRTT observes the round-trip time in seconds of answered queries,
-	// by method (Methods).
+	// by method (SentMethods).
 	QueryRTT *prometheus.HistogramVec
 	// TransactionsInFlight is the number of outbound queries awaiting a reply.
 	TransactionsInFlight prometheus.Gauge
@@ -208,6 +208,8 @@ func NewWith(reg *prometheus.Registry, bi BuildInfo, o Options) *Metrics {
 	}
 	for _, meth := range Methods {
 		m.QueriesReceived.WithLabelValues(meth)
+	}
+	for _, meth := range SentMethods {
 		m.QueryRTT.WithLabelValues(meth)
 		for _, o := range QueryOutcomes {
 			m.QueriesSent.WithLabelValues(meth, o)

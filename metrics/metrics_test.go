@@ -116,8 +116,8 @@ func TestSeriesPreinitialised(t *testing.T) {
 		"dhtd_packets_dropped_total":    len(DropReasons),
 		"dhtd_queries_received_total":   len(Methods),
 		"dhtd_errors_sent_total":        len(ErrorCodes),
-		"dhtd_queries_sent_total":       len(Methods) * len(QueryOutcomes),
-		"dhtd_query_rtt_seconds":        len(Methods),
+		"dhtd_queries_sent_total":       len(SentMethods) * len(QueryOutcomes),
+		"dhtd_query_rtt_seconds":        len(SentMethods),
 		"dhtd_transactions_in_flight":   1,
 		"dhtd_lookups_total":            len(LookupKinds) * len(LookupOutcomes),
 		"dhtd_lookup_duration_seconds":  len(LookupKinds),
@@ -533,7 +533,7 @@ func TestEveryKRPCLabelHasASeries(t *testing.T) {
 		}
 	}
 	sent := seriesLabels(t, reg, "dhtd_queries_sent_total")
-	for _, meth := range Methods {
+	for _, meth := range SentMethods {
 		for _, o := range krpc.QueryOutcomes {
 			if !sent["method="+meth+",outcome="+o] {
 				t.Errorf("dhtd_queries_sent_total{method=%q,outcome=%q} missing", meth, o)
@@ -562,6 +562,8 @@ func TestNoSeriesForWhatCannotHappen(t *testing.T) {
 		{"dhtd_storage_rejections_total", "kind=mutable,reason=read_only"},
 		{"dhtd_packets_dropped_total", "reason=in_flight_limit"},
 		{"dhtd_packets_dropped_total", "reason=other"},
+		{"dhtd_queries_sent_total", "method=other,outcome=answered"},
+		{"dhtd_query_rtt_seconds", "method=other"},
 	}
 	for _, c := range cases {
 		if seriesLabels(t, reg, c.name)[c.labels] {
