@@ -44,6 +44,7 @@ type DBStats struct {
 	WriteErrors uint64 // write calls that failed
 	Corrupt     uint64 // undecodable records skipped when loading
 	Size        int64  // bytes of the data file in use
+	Healthy     bool   // the last write succeeded (or none failed yet)
 }
 
 // Sources are callbacks that report the state of other components at scrape
@@ -83,6 +84,7 @@ type Sources struct {
 //	dhtd_db_write_errors_total                          counter (DB)
 //	dhtd_db_corrupt_records_total                       counter (DB)
 //	dhtd_db_size_bytes                                  gauge   (DB)
+//	dhtd_db_healthy                                     gauge   (DB)
 //
 // It panics if two calls on the same Metrics register the same metric
 // (double registration).
@@ -121,6 +123,7 @@ var (
 	descDBWriteErrors       = newDesc("db_write_errors_total", "Writes to the on-disk store that failed.")
 	descDBCorrupt           = newDesc("db_corrupt_records_total", "Undecodable records skipped while loading the on-disk store.")
 	descDBSize              = newDesc("db_size_bytes", "Bytes of the on-disk store's data file in use.")
+	descDBHealthy           = newDesc("db_healthy", "1 while writes to the on-disk store succeed, 0 from a failed write until the next one succeeds.")
 )
 
 // sourcesCollector is the prometheus.Collector behind RegisterSources.
@@ -157,6 +160,7 @@ func (c *sourcesCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- descDBWriteErrors
 		ch <- descDBCorrupt
 		ch <- descDBSize
+		ch <- descDBHealthy
 	}
 }
 
@@ -207,5 +211,10 @@ func (c *sourcesCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descDBWriteErrors, d.WriteErrors)
 		counter(descDBCorrupt, d.Corrupt)
 		gauge(descDBSize, float64(d.Size))
+		healthy := 0.0
+		if d.Healthy {
+			healthy = 1
+		}
+		gauge(descDBHealthy, healthy)
 	}
 }

@@ -12,10 +12,10 @@ import (
 const readyGoodNodes = 2
 
 // Ready reports whether the routing table holds at least a few good nodes
-// (served as /readyz).
+// and the storage works (StorageHealthy); served as /readyz.
 func (n *Node) Ready() bool {
 	good, _, _ := n.table.Counts(n.clock.Now())
-	return good >= readyGoodNodes
+	return good >= readyGoodNodes && n.StorageHealthy()
 }
 
 // RoutingDump is the JSON document of /debug/routing.

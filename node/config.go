@@ -150,6 +150,12 @@ type Config struct {
 	// SaveInterval is how often the routing table is saved and expired
 	// records are deleted from the database (DataDir only). Default 5m.
 	SaveInterval time.Duration
+	// FailOnCorrupt makes New fail, with an error wrapping
+	// storage.ErrDBCorrupt or ErrDataLoss, when the database is damaged,
+	// or missing or empty in a data dir that held one (DataDir only).
+	// False (the default) moves a damaged file aside and starts with what
+	// can be salvaged from it; see openDB.
+	FailOnCorrupt bool
 	// MaxPendingWrites bounds the puts and announces waiting for their
 	// write to the database before they are acknowledged (DataDir only);
 	// more are refused with 202 "server busy". Default 256.

@@ -100,21 +100,46 @@ func (n *Node) handleAnnounce(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 	n.owners.add(from.Addr(), now)        // the token came back from this address
 	seed := a.Seed != nil && *a.Seed == 1 // BEP 33: absent or != 1 means peer
 	ih, peer := *a.InfoHash, netip.AddrPortFrom(from.Addr(), port)
-	err := n.peers.Announce(ih, peer, seed, now)
-	if _, reason := storeError(err); err != nil && reason != "" {
-		n.metrics.StorageRejections.WithLabelValues(metrics.StorePeer, reason).Inc()
+	if n.db == nil {
+		n.announced(n.peers.Announce(ih, peer, seed, now))
+		return &krpc.Msg{R: &krpc.Return{}}
 	}
-	// An announce the store refused (full, or source over quota) is answered
-	// as before but not written, so the database stays within the store's
-	// bounds.
-	if n.db != nil && err == nil {
-		// Acknowledged once on disk (persist.go).
-		expires := now.Add(n.peers.Config().TTL)
-		n.pendingWrite = &durableWrite{kind: metrics.StorePeer, write: func() error {
-			return n.db.PutPeer(ih, peer, seed, expires)
-		}}
+	if n.peers.QuotaRefuses(ih, peer, now) {
+		// Over the source's quota: answered as before (libtorrent does
+		// not tell either) but neither stored nor written.
+		n.metrics.StorageRejections.WithLabelValues(metrics.StorePeer, metrics.RejectQuota).Inc()
+		return &krpc.Msg{R: &krpc.Return{}}
+	}
+	// Disk first (persist.go): the peer is kept in memory, and served,
+	// only once its record is durable.
+	expires := now.Add(n.peers.Config().TTL)
+	n.pendingWrite = &durableWrite{
+		kind:  metrics.StorePeer,
+		write: func() error { return n.db.PutPeer(ih, peer, seed, expires) },
+		apply: func() *krpc.Msg {
+			if !n.announced(n.peers.Announce(ih, peer, seed, now)) {
+				// The store refused it (full, or over quota): the
+				// announce is answered as before, and the database
+				// follows the store's bounds.
+				n.queueDelete(dbDelete{peer: storage.PeerKey{IH: ih, Addr: peer}, isPeer: true})
+			}
+			return nil
+		},
 	}
 	return &krpc.Msg{R: &krpc.Return{}}
+}
+
+// announced counts the refusal err of PeerStore.Announce, if any, and
+// reports whether the peer was stored (Announce's error is nil exactly
+// then).
+func (n *Node) announced(err error) bool {
+	if err == nil {
+		return true
+	}
+	if _, reason := storeError(err); reason != "" {
+		n.metrics.StorageRejections.WithLabelValues(metrics.StorePeer, reason).Inc()
+	}
+	return false
 }
 
 // handleGet answers a BEP 44 get: a token, the closest nodes, and the item
@@ -173,21 +198,48 @@ func (n *Node) handlePut(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 	if err := storage.ValidatePut(&p, tokenOK); err != nil {
 		return n.refusePut(kind, err)
 	}
-	err := n.items.PutFrom(p.Item(), p.Cas, from.Addr(), now)
-	if err != nil {
-		// Not stored, so not acknowledged: the publisher can try another
-		// node.
-		return n.refusePut(kind, err)
+	if n.db == nil {
+		return n.putResult(kind, n.items.PutFrom(p.Item(), p.Cas, from.Addr(), now))
 	}
-	if n.db != nil {
-		// Acknowledged once on disk (persist.go). The put's slices alias
-		// the packet buffer, which the read loop reuses.
-		it, expires := p.Item().Clone(), now.Add(n.items.Config().TTL)
-		n.pendingWrite = &durableWrite{kind: kind, write: func() error {
-			return n.db.PutItem(it, expires)
-		}}
+	// Disk first (persist.go): checked against the store, written, and
+	// only then kept in memory and served, so that a write the disk
+	// refused is never served nor evicts anything.
+	if err := n.items.CheckFrom(p.Item(), p.Cas, from.Addr(), now); err != nil {
+		return n.putResult(kind, err)
+	}
+	// The put's slices alias the packet buffer, which the read loop
+	// reuses.
+	it, expires := p.Item().Clone(), now.Add(n.items.Config().TTL)
+	n.pendingWrite = &durableWrite{
+		kind:  kind,
+		write: func() error { return n.db.PutItem(it, expires) },
+		apply: func() *krpc.Msg {
+			// cas was checked above; a put that raced past this one
+			// with a higher seq wins here as it did on disk (302).
+			err := n.items.PutFrom(it, nil, from.Addr(), now)
+			if errors.Is(err, storage.ErrStoreFull) || errors.Is(err, storage.ErrQuota) {
+				if _, ok := n.items.Get(it.Target(), now); !ok {
+					t := it.Target()
+					n.queueDelete(dbDelete{item: &t})
+				}
+			}
+			if err != nil {
+				return n.putResult(kind, err)
+			}
+			return nil
+		},
 	}
 	return &krpc.Msg{R: &krpc.Return{}}
+}
+
+// putResult is the answer to a put that the item store took (err nil) or
+// refused with err: not stored, so not acknowledged, and the publisher can
+// try another node.
+func (n *Node) putResult(kind string, err error) *krpc.Msg {
+	if err == nil {
+		return &krpc.Msg{R: &krpc.Return{}}
+	}
+	return n.refusePut(kind, err)
 }
 
 // refusePut answers a put that a check or the store refused, and counts

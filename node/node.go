@@ -54,6 +54,7 @@ type Node struct {
 	// reply must wait for a durable write; the read loop's handler (see
 	// New) takes it. Only the read loop goroutine touches it.
 	pendingWrite *durableWrite
+	storeLog     storageLog // rate limit of storage error lines (persist.go)
 
 	closeOnce sync.Once
 	closeErr  error

@@ -93,6 +93,11 @@ var ErrDBLocked = errors.New("database is locked by another process")
 // where it cannot just skip them (the node id). Test with errors.Is.
 var ErrDBCorrupt = errors.New("corrupt database record")
 
+// ErrDBSchema is wrapped by OpenDB's error for a database of a schema this
+// dhtd does not read (written by a newer one). Such a file is not damaged:
+// it is refused as it is. Test with errors.Is.
+var ErrDBSchema = errors.New("unsupported database schema")
+
 // DB is the node's on-disk store, a bbolt database. It is safe for
 // concurrent use; writes from concurrent goroutines share commits. Every
 // method that writes returns only once the write is durable (committed and
@@ -107,6 +112,7 @@ type DB struct {
 	lastCommit     atomic.Uint64 // id of the last transaction counted in commits
 	writes         atomic.Uint64
 	writeErrors    atomic.Uint64
+	failing        atomic.Bool // the last write failed
 }
 
 // DBStats are the counters of a DB since OpenDB.
@@ -131,14 +137,28 @@ type DBStats struct {
 	// Size is the size in bytes of the data file (its used pages), 0 if it
 	// could not be read.
 	Size int64
+	// Failing reports whether the last write call failed (a full disk, an
+	// I/O error); the next one that succeeds clears it.
+	Failing bool
 }
 
 // OpenDB opens the database at path, creating it (mode 0600) and its
 // buckets if needed. If another process holds the file, OpenDB fails after
 // about a second with an error wrapping ErrDBLocked.
+//
+// An existing file is checked before bbolt reads it (see dbfile.go): one
+// that is empty, truncated, or whose pages or records are damaged is not
+// opened, and the error wraps ErrDBCorrupt; SalvageDB then recovers what
+// it can. Checking reads the file a page at a time, so its memory does not
+// grow with the file.
 func OpenDB(path string) (*DB, error) {
 	_, statErr := os.Stat(path)
 	created := errors.Is(statErr, fs.ErrNotExist)
+	if !created {
+		if err := verifyDBFile(path); err != nil {
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+	}
 	bdb, err := bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout:      dbLockTimeout,
 		FreelistType: bbolt.FreelistMapType,
@@ -147,9 +167,19 @@ func OpenDB(path string) (*DB, error) {
 		return nil, fmt.Errorf("open %s: %w (waited %s for its lock)", path, ErrDBLocked, dbLockTimeout)
 	}
 	if err != nil {
+		if errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrVersionMismatch) || errors.Is(err, bolterrors.ErrChecksum) {
+			err = fmt.Errorf("%w: %w", err, ErrDBCorrupt)
+		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	bdb.MaxBatchDelay = dbBatchDelay
+	if !created {
+		// bbolt's own consistency check, now that ours has passed.
+		if err := boltCheck(bdb); err != nil {
+			_ = bdb.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+	}
 	if created {
 		// bbolt syncs the file but not its directory entry: without this,
 		// a power loss soon after creation could lose the whole file.
@@ -169,7 +199,7 @@ func OpenDB(path string) (*DB, error) {
 		case v == nil:
 			return meta.Put(keySchema, []byte{dbSchema})
 		case len(v) != 1 || v[0] != dbSchema:
-			return fmt.Errorf("unsupported schema version %x (this dhtd reads %d)", v, dbSchema)
+			return fmt.Errorf("%w: version %x (this dhtd reads %d)", ErrDBSchema, v, dbSchema)
 		}
 		return nil
 	})
@@ -218,6 +248,7 @@ func (d *DB) Stats() DBStats {
 		Commits:        d.commits.Load(),
 		Writes:         d.writes.Load(),
 		WriteErrors:    d.writeErrors.Load(),
+		Failing:        d.failing.Load(),
 	}
 	_ = d.bolt.View(func(tx *bbolt.Tx) error {
 		st.Size = tx.Size()
@@ -245,8 +276,12 @@ func (d *DB) counted(err error) error {
 	} else {
 		d.writes.Add(1)
 	}
+	d.failing.Store(err != nil)
 	return err
 }
+
+// Failing reports whether the last write call failed; see DBStats.Failing.
+func (d *DB) Failing() bool { return d.failing.Load() }
 
 // bucket returns the bucket name of tx, or an error if the database lacks
 // it (OpenDB creates them all, so the file was damaged or replaced).
@@ -345,8 +380,16 @@ func (d *DB) SaveNodes(nodes []krpc.NodeInfo) error {
 	return d.counted(nil)
 }
 
-// Nodes returns the nodes saved by the last SaveNodes, ordered by id.
-// Undecodable entries are skipped and counted in Stats().Corrupt.
+// MaxLoadNodes bounds the nodes Nodes returns, far above what a routing
+// table holds, so that memory stays bounded whatever the file holds.
+const MaxLoadNodes = DefaultSalvageNodes
+
+// errEnough stops a bucket scan early.
+var errEnough = errors.New("enough")
+
+// Nodes returns the nodes saved by the last SaveNodes, ordered by id, at
+// most MaxLoadNodes. Undecodable entries are skipped and counted in
+// Stats().Corrupt.
 func (d *DB) Nodes() ([]krpc.NodeInfo, error) {
 	var out []krpc.NodeInfo
 	err := d.bolt.View(func(tx *bbolt.Tx) error {
@@ -354,7 +397,10 @@ func (d *DB) Nodes() ([]krpc.NodeInfo, error) {
 		if err != nil {
 			return err
 		}
-		return b.ForEach(func(k, v []byte) error {
+		err = b.ForEach(func(k, v []byte) error {
+			if len(out) == MaxLoadNodes {
+				return errEnough
+			}
 			n, ok := decodeNode(k, v)
 			if !ok {
 				d.corrupt.Add(1)
@@ -363,6 +409,10 @@ func (d *DB) Nodes() ([]krpc.NodeInfo, error) {
 			out = append(out, n)
 			return nil
 		})
+		if errors.Is(err, errEnough) {
+			return nil
+		}
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load nodes: %w", err)

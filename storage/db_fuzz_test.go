@@ -2,7 +2,11 @@ package storage
 
 import (
 	"bytes"
+	"errors"
+	"math/rand/v2"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -46,4 +50,119 @@ func FuzzDBRecords(f *testing.F) {
 		}
 		_, _ = decodeNode(key, rec)
 	})
+}
+
+// dbFileSeeds returns a small real database file and damaged copies of
+// it, plus the files under ../testdata/fuzz/FuzzDBFile/.
+func dbFileSeeds(f *testing.F) [][]byte {
+	path := filepath.Join(f.TempDir(), "seed.db")
+	fillDB(f, path, 4, 6, 4)
+	full, err := os.ReadFile(path)
+	if err != nil {
+		f.Fatal(err)
+	}
+	// Only the pages in use: bbolt grows the file ahead of them, and the
+	// fuzzer is slow with large inputs.
+	w, err := newFileWalker(bytes.NewReader(full), int64(len(full)), true)
+	if err != nil {
+		f.Fatal(err)
+	}
+	full = full[:w.meta.pgid*uint64(w.meta.pageSize)]
+	seeds := [][]byte{full, nil, full[:1], full[:4096], full[:len(full)/2]}
+	for _, seed := range []uint64{1, 2, 3} {
+		b := bytes.Clone(full)
+		r := rand.New(rand.NewPCG(seed, 0))
+		for range 8 {
+			i := r.IntN(len(b))
+			b[i] ^= 1 << r.IntN(8)
+		}
+		seeds = append(seeds, b)
+	}
+	files, _ := filepath.Glob(filepath.Join("..", "testdata", "fuzz", "FuzzDBFile", "*"))
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		seeds = append(seeds, b)
+	}
+	return seeds
+}
+
+// FuzzDBFile: whatever bytes the database file holds (truncated,
+// bit-flipped, or anything else), OpenDB and SalvageDB never panic, stay
+// within 64 MiB of allocations, and give a clear outcome: either the file
+// opens and every record in it loads (none is counted corrupt), or OpenDB
+// fails with ErrDBCorrupt (or ErrDBSchema) and SalvageDB copies only
+// records that load.
+func FuzzDBFile(f *testing.F) {
+	for _, s := range dbFileSeeds(f) {
+		f.Add(s)
+	}
+	// On tmpfs where there is one: the fsyncs of a disk shared with other
+	// jobs would leave the fuzzer a few executions a second.
+	dir := f.TempDir()
+	if shm, err := os.MkdirTemp("/dev/shm", "dhtd-fuzz-"); err == nil {
+		dir = shm
+		f.Cleanup(func() { _ = os.RemoveAll(shm) })
+	}
+	f.Fuzz(func(t *testing.T, file []byte) {
+		path := filepath.Join(dir, "dhtd.db")
+		salvaged := filepath.Join(dir, "salvaged.db")
+		_ = os.Remove(salvaged)
+		if err := os.WriteFile(path, file, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var outcome error
+		alloc := allocDuring(func() {
+			d, err := OpenDB(path)
+			if err == nil {
+				loadAll(t, d)
+				if c := d.Stats().Corrupt; c != 0 {
+					t.Errorf("file accepted by OpenDB has %d corrupt records", c)
+				}
+				if err := d.Close(); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			outcome = err
+			if !errors.Is(err, ErrDBCorrupt) && !errors.Is(err, ErrDBSchema) {
+				t.Fatalf("OpenDB: %v, want nil, ErrDBCorrupt or ErrDBSchema", err)
+			}
+			to, err := OpenDB(salvaged)
+			if err != nil {
+				t.Fatal(err)
+			}
+			to.bolt.NoSync = true // what is written need not survive a crash
+			defer to.Close()
+			if _, err := SalvageDB(path, to, SalvageLimits{}); err != nil && !errors.Is(err, ErrDBCorrupt) {
+				t.Fatalf("SalvageDB: %v", err)
+			}
+			loadAll(t, to)
+			if c := to.Stats().Corrupt; c != 0 {
+				t.Errorf("salvaged database has %d corrupt records", c)
+			}
+		})
+		if alloc > 64<<20 {
+			t.Errorf("%d-byte file (%v): allocated %d MiB", len(file), outcome, alloc>>20)
+		}
+	})
+}
+
+// loadAll reads every record of d.
+func loadAll(t *testing.T, d *DB) {
+	t.Helper()
+	if err := d.LoadItems(func(Item, time.Time) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.LoadPeers(func(krpc.ID, netip.AddrPort, bool, time.Time) {}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Nodes(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := d.NodeID(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -387,7 +387,7 @@ func TestDBCorruptRecordsSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	d = dbReopen(t, d, path)
+	// The open DB skips what does not decode.
 	items := dbLoadItems(t, d)
 	if len(items) != 1 || !itemEqual(items[good.Target()].it, good) {
 		t.Errorf("LoadItems = %v, want only the good item", items)
@@ -416,6 +416,25 @@ func TestDBCorruptRecordsSkipped(t *testing.T) {
 	}
 	if c := d.Stats().Corrupt; c != 9 {
 		t.Errorf("after another load: Corrupt = %d, want 9 (the node record is left)", c)
+	}
+	// A file holding a record that does not decode is not opened again;
+	// SalvageDB copies what decodes.
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d2, err := OpenDB(path); !errors.Is(err, ErrDBCorrupt) {
+		if err == nil {
+			_ = d2.Close()
+		}
+		t.Fatalf("reopen: %v, want ErrDBCorrupt", err)
+	}
+	to, _ := dbOpen(t)
+	rep, err := SalvageDB(path, to, SalvageLimits{})
+	if err != nil || rep.Nodes != 1 || rep.Damaged < 1 {
+		t.Errorf("SalvageDB = %+v, %v; want the good node, and the bad one counted as damaged", rep, err)
+	}
+	if len(dbLoadItems(t, to)) != 1 || len(dbLoadPeers(t, to)) != 1 {
+		t.Error("salvaged DB lacks the good records")
 	}
 }
 

@@ -634,3 +634,83 @@ func sourceString(ip netip.Addr) string {
 	}
 	return "unknown source"
 }
+
+// Check reports the error Put(it, cas, now) would return, without storing
+// anything. It is CheckFrom with no source.
+func (s *ItemStore) Check(it Item, cas *int64, now time.Time) error {
+	return s.CheckFrom(it, cas, netip.Addr{}, now)
+}
+
+// CheckFrom reports the error PutFrom(it, cas, from, now) would return,
+// without storing or evicting anything: a *PutError (ErrMalformed,
+// ErrCASMismatch, ErrSeqTooLow), or an error wrapping ErrQuota or
+// ErrStoreFull. A node that must write an
+// item to disk before it keeps it in memory checks first, writes, then
+// puts. CheckFrom drops expired items, as PutFrom does.
+func (s *ItemStore) CheckFrom(it Item, cas *int64, from netip.Addr, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expireLocked(now)
+	if msg := itemShapeError(&it, cas); msg != "" {
+		return refuse(ErrMalformed, msg)
+	}
+	target := it.Target()
+	e, ok := s.items[target]
+	if !ok {
+		src := sourceOf(from)
+		if q := s.cfg.MaxPerSource; q >= 0 && !quotaExempt(from, s.cfg.LimitLoopback) && s.bySource.count(src) >= q {
+			return fmt.Errorf("put item %s: %d items stored from %s: %w", target, q, sourceString(from), ErrQuota)
+		}
+		if !s.roomLocked(src, 1, it.size()) {
+			return fmt.Errorf("put item %s: %w", target, ErrStoreFull)
+		}
+		return nil
+	}
+	if e.item.Mutable != it.Mutable {
+		return refuse(ErrMalformed, "target holds an item of the other kind")
+	}
+	if !it.Mutable {
+		return nil
+	}
+	switch old := &e.item; {
+	case cas != nil && *cas != old.Seq:
+		return refuse(ErrCASMismatch, bep44MsgCASMismatch)
+	case it.Seq < old.Seq, it.Seq == old.Seq && !bytes.Equal(it.V, old.V):
+		return refuse(ErrSeqTooLow, bep44MsgSeqLess)
+	case it.Seq > old.Seq && s.stats.Bytes+it.size()-e.size > s.cfg.MaxBytes:
+		// e itself is not a candidate for the room its update needs.
+		s.bySource.remove(e.src, e)
+		ok := s.roomLocked(e.src, 0, it.size()-e.size)
+		s.bySource.add(e.src, e, e.u.stored)
+		if !ok {
+			return fmt.Errorf("put mutable item %s seq %d: %w", target, it.Seq, ErrStoreFull)
+		}
+	}
+	return nil
+}
+
+// roomLocked reports whether makeRoomLocked(putter, addItems, addBytes)
+// would succeed, changing nothing: it takes the same victims tentatively
+// and puts them back.
+func (s *ItemStore) roomLocked(putter sourceKey, addItems int, addBytes int64) bool {
+	count, size := len(s.items), s.stats.Bytes
+	fits := func() bool {
+		return count+addItems <= s.cfg.MaxItems && size+addBytes <= s.cfg.MaxBytes
+	}
+	var victims []*itemEntry
+	for !fits() {
+		v, _, ok := s.bySource.victim(putter)
+		if !ok {
+			break
+		}
+		s.bySource.remove(v.src, v)
+		victims = append(victims, v)
+		count--
+		size -= v.size
+	}
+	ok := fits()
+	for _, v := range victims {
+		s.bySource.add(v.src, v, v.u.stored)
+	}
+	return ok
+}

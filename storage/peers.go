@@ -247,6 +247,36 @@ func (s *PeerStore) announceLocked(ih krpc.ID, peer netip.AddrPort, seed bool, t
 	return nil
 }
 
+// QuotaRefuses reports whether Announce(ih, peer, ...) would be refused by
+// the per-source quota: peer's network holds MaxPerSource entries and peer
+// is not stored under ih already (a re-announce always goes through). A node
+// that writes announces to disk before it keeps them asks first, so that a
+// flood over quota costs no disk write. The refusal is counted as
+// Announce's would be.
+func (s *PeerStore) QuotaRefuses(ih krpc.ID, peer netip.AddrPort, now time.Time) bool {
+	ip := peer.Addr().Unmap()
+	if quotaExempt(ip, s.cfg.LimitLoopback) || s.cfg.MaxPerSource < 0 {
+		return false
+	}
+	t := now.UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if int(s.entries[sourceOf(ip)]) < s.cfg.MaxPerSource {
+		return false
+	}
+	if sw := s.lookup(ih, t); sw != nil {
+		stored := false
+		each := func(a netip.AddrPort, _ bool) { stored = stored || a.Addr().Unmap() == ip }
+		sw.v4.each(each)
+		sw.v6.each(each)
+		if stored {
+			return false
+		}
+	}
+	s.stats.RefusedQuota++
+	return true
+}
+
 // announce is what announcePeer needs to know of an announce besides the
 // peer itself.
 type announce struct {

@@ -772,7 +772,8 @@ func TestRunBadConfig(t *testing.T) {
 		{"data dir is a file", []string{"--listen", "127.0.0.1:0", "--data-dir", aFile}, []string{aFile, "not a directory"}, false},
 		{"data dir under a file", []string{"--listen", "127.0.0.1:0", "--data-dir", filepath.Join(aFile, "sub")}, []string{aFile, "not a directory"}, false},
 		{"database file is a directory", []string{"--listen", "127.0.0.1:0", "--data-dir", dbIsDir}, []string{filepath.Join(dbIsDir, "dhtd.db"), "is a directory"}, false},
-		{"database file corrupt", []string{"--listen", "127.0.0.1:0", "--data-dir", corrupt}, []string{filepath.Join(corrupt, "dhtd.db"), "invalid"}, false},
+		{"database file corrupt, --on-corrupt fail", []string{"--listen", "127.0.0.1:0", "--data-dir", corrupt, "--on-corrupt", "fail"}, []string{filepath.Join(corrupt, "dhtd.db"), "corrupt database"}, false},
+		{"on-corrupt unknown", []string{"--listen", "127.0.0.1:0", "--on-corrupt", "ignore"}, []string{"--on-corrupt", "ignore", "salvage or fail"}, false},
 		{"data dir locked by a running dhtd", []string{"--listen", "127.0.0.1:0", "--data-dir", locked}, []string{locked, "locked by another process"}, false},
 		{"data dir locked, --data-dir=DIR", []string{"--listen", "127.0.0.1:0", "--data-dir=" + locked}, []string{locked, "locked"}, false},
 	}...)

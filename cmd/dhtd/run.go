@@ -46,6 +46,7 @@ func runCommand() *cli.Command {
 			pkarrKeepFlag(),
 			&cli.StringFlag{Name: "data-dir", Usage: "directory for the node id, routing table, peers and items (default: $XDG_STATE_HOME/dhtd, else ~/.local/state/dhtd)", EnvVars: []string{"DHTD_DATA_DIR"}},
 			&cli.StringFlag{Name: "storage", Value: "disk", Usage: "disk (keep state in --data-dir) or memory (lose it on exit)", EnvVars: []string{"DHTD_STORAGE"}},
+			&cli.StringFlag{Name: "on-corrupt", Value: "salvage", Usage: "when the database in --data-dir is damaged, or lost from a directory that held one: salvage (move a damaged file aside as dhtd.db.corrupt-<time>, log one ERROR line, start with what can be recovered) or fail (exit 1 with one line, touching nothing)", EnvVars: []string{"DHTD_ON_CORRUPT"}},
 			&cli.DurationFlag{Name: "save-interval", Value: 5 * time.Minute, Usage: "how often the routing table is saved and expired records are deleted from disk", EnvVars: []string{"DHTD_SAVE_INTERVAL"}},
 		},
 		Action: runAction,
@@ -114,6 +115,13 @@ func runAction(c *cli.Context) error {
 	default:
 		return fmt.Errorf("--storage %q: want disk or memory", st)
 	}
+	switch oc := c.String("on-corrupt"); oc {
+	case "salvage":
+	case "fail":
+		cfg.FailOnCorrupt = true
+	default:
+		return fmt.Errorf("--on-corrupt %q: want salvage or fail", oc)
+	}
 	cfg.SaveInterval = c.Duration("save-interval")
 	if cfg.SaveInterval <= 0 {
 		return fmt.Errorf("--save-interval %s: must be positive", cfg.SaveInterval)
@@ -161,13 +169,15 @@ func runAction(c *cli.Context) error {
 		for _, o := range nodes[1:] {
 			debug["/debug/routing/"+familyOf(o.Addr().String())] = o.RoutingHandler()
 		}
-		ready := func() bool { // ready once any family is
+		ready := func() bool { // once any family is, while every storage works
+			ok := false
 			for _, o := range nodes {
-				if o.Ready() {
-					return true
+				if !o.StorageHealthy() {
+					return false
 				}
+				ok = ok || o.Ready()
 			}
-			return false
+			return ok
 		}
 		h, err := guardMetricsListener(metrics.Handler(n.Registry(), ready, debug), guard, n.Registry())
 		if err != nil {
