@@ -139,8 +139,8 @@ func TestServerReplyBudget(t *testing.T) {
 		t.Fatalf("first reply tid %q", m.T)
 	}
 	ping("a2")
-	if r := log.nextDrop(t); r != DropReplyBudget {
-		t.Fatalf("second ping: drop %q, want %q", r, DropReplyBudget)
+	if r := log.nextDrop(t); r != DropBandwidth {
+		t.Fatalf("second ping: drop %q, want %q", r, DropBandwidth)
 	}
 	if calls.Load() != 2 {
 		t.Fatalf("handler called %d times, want 2", calls.Load())
@@ -156,8 +156,8 @@ func TestServerAcceptRefusesBeforeDecode(t *testing.T) {
 	})
 	c := newRawSocket(t)
 	sendMsg(t, c, srv.LocalAddr(), &Msg{T: "a1", Y: KindQuery, Q: MethodPing, A: &Args{ID: rawID()}})
-	if r := log.nextDrop(t); r != DropRefused {
-		t.Fatalf("drop %q, want %q", r, DropRefused)
+	if r := log.nextDrop(t); r != DropRateLimited {
+		t.Fatalf("drop %q, want %q", r, DropRateLimited)
 	}
 	if calls.Load() != 0 {
 		t.Fatal("refused packet reached the handler")

@@ -15,36 +15,9 @@ import (
 	"golang.org/x/net/ipv4"
 )
 
-// Packet kinds, used as fixed metric labels.
-const (
-	PacketQuery    = "query"
-	PacketResponse = "response"
-	PacketError    = "error"
-	PacketInvalid  = "invalid"
-)
-
-// Drop reasons of the read path (fixed strings, safe as metric labels).
-const (
-	DropTooLarge    = "too_large"
-	DropTooSmall    = "too_small"
-	DropUndecodable = "undecodable"
-	DropRefused     = "rate_limited" // the Accept hook said no
-	DropNoHandler   = "read_only"    // no reply produced (read-only mode)
-	DropSendError   = "send_error"
-	DropReplyBudget = "bandwidth" // the global response byte budget is spent
-)
-
-// Query outcomes (fixed strings, safe as metric labels).
-const (
-	OutcomeAnswered  = "answered"
-	OutcomeError     = "error"
-	OutcomeTimeout   = "timeout"
-	OutcomeCancelled = "cancelled"
-	OutcomeSendError = "send_error"
-)
-
 // Events are optional callbacks that report what the server does, for
-// metrics. Every string passed is one of the constants of this package.
+// metrics. Every string passed is a member of PacketKinds, DropReasons or
+// QueryOutcomes, except the method of QueryDone, which is the caller's.
 type Events struct {
 	Received  func(kind string, bytes int)
 	Sent      func(kind string, bytes int)
@@ -74,7 +47,7 @@ type ServerConfig struct {
 	// (per-IP rate limits); false drops it.
 	Accept func(from netip.AddrPort, size int) bool
 	// ReplyBudget, if set, is the global budget of response bytes: a reply
-	// that does not fit is not sent (DropReplyBudget). Nil: unlimited.
+	// that does not fit is not sent (DropBandwidth). Nil: unlimited.
 	ReplyBudget *ByteBudget
 	// Clock defaults to SystemClock.
 	Clock Clock
@@ -419,7 +392,7 @@ func (s *Server) handlePacket(pkt []byte, from netip.AddrPort, m *Msg) {
 	}
 	if s.cfg.Accept != nil && !s.cfg.Accept(from, len(pkt)) {
 		ev.Received(PacketInvalid, len(pkt))
-		ev.Dropped(DropRefused)
+		ev.Dropped(DropRateLimited)
 		return
 	}
 	err := decode(pkt, m, &s.loopArgs)
@@ -437,13 +410,13 @@ func (s *Server) handlePacket(pkt []byte, from netip.AddrPort, m *Msg) {
 			return
 		}
 		if s.handler == nil {
-			ev.Dropped(DropNoHandler)
+			ev.Dropped(DropReadOnly)
 			return
 		}
 		reply := s.handler(from, m)
 		switch reply {
 		case nil:
-			ev.Dropped(DropNoHandler)
+			ev.Dropped(DropReadOnly)
 		case Deferred:
 		default:
 			s.reply(from, m.T, reply, &s.loopOut)
@@ -501,7 +474,7 @@ func (s *Server) reply(to netip.AddrPort, tid string, r *Msg, sc *replyScratch) 
 		return
 	}
 	if s.cfg.ReplyBudget != nil && !s.cfg.ReplyBudget.Take(len(b), s.cfg.Clock.Now()) {
-		s.cfg.Events.Dropped(DropReplyBudget)
+		s.cfg.Events.Dropped(DropBandwidth)
 		return
 	}
 	if sc.batch != nil && to.Addr().Is4() {

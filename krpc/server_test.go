@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,29 @@ type eventLog struct {
 	done      chan string // every QueryDone outcome, in order
 	mu        sync.Mutex
 	maxFlight int
+	unlisted  []string // labels reported that are not in their fixed set
+}
+
+// listed records label if it is not a member of set.
+func (l *eventLog) listed(set []string, what, label string) {
+	if slices.Contains(set, label) {
+		return
+	}
+	l.mu.Lock()
+	l.unlisted = append(l.unlisted, what+" "+label)
+	l.mu.Unlock()
+}
+
+// checkListed fails t if the server reported a label outside PacketKinds,
+// DropReasons or QueryOutcomes: the owner of the metrics creates series
+// from those sets only.
+func (l *eventLog) checkListed(t testing.TB) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.unlisted) > 0 {
+		t.Errorf("labels reported but not in their fixed set: %v", l.unlisted)
+	}
 }
 
 func newEventLog() *eventLog {
@@ -39,7 +63,21 @@ func newEventLog() *eventLog {
 // hook wires the log into cfg, keeping callbacks the test already set.
 func (l *eventLog) hook(cfg *ServerConfig) {
 	prevDrop, prevDone, prevFlight := cfg.Events.Dropped, cfg.Events.QueryDone, cfg.Events.InFlight
+	prevRecv, prevSent := cfg.Events.Received, cfg.Events.Sent
+	cfg.Events.Received = func(kind string, n int) {
+		if prevRecv != nil {
+			prevRecv(kind, n)
+		}
+		l.listed(PacketKinds, "received", kind)
+	}
+	cfg.Events.Sent = func(kind string, n int) {
+		if prevSent != nil {
+			prevSent(kind, n)
+		}
+		l.listed(PacketKinds, "sent", kind)
+	}
 	cfg.Events.Dropped = func(reason string) {
+		l.listed(DropReasons, "dropped", reason)
 		if prevDrop != nil {
 			prevDrop(reason)
 		}
@@ -53,6 +91,7 @@ func (l *eventLog) hook(cfg *ServerConfig) {
 		if prevDone != nil {
 			prevDone(method, outcome, rtt)
 		}
+		l.listed(QueryOutcomes, "outcome", outcome)
 		select {
 		case l.done <- outcome:
 		default:
@@ -107,6 +146,7 @@ func newTestServer(t testing.TB, h QueryHandler, cfg ServerConfig) (*Server, *ev
 	log := newEventLog()
 	log.hook(&cfg)
 	s := NewServer(pc, h, cfg)
+	t.Cleanup(func() { log.checkListed(t) }) // runs after Close: cleanups run last first
 	t.Cleanup(func() { s.Close() })
 	return s, log
 }
@@ -262,7 +302,7 @@ func TestServerDropsBadInput(t *testing.T) {
 		{"far oversized", padded("c2", 3*maxPkt), DropTooLarge},
 		{"too small: 20 bytes", "d1:t2:c31:y1:q1:q1:e" /* 20 bytes */, DropTooSmall},
 		{"too small: minimal dict", "d1:t2:c4e", DropTooSmall},
-		{"handler returns nil", "d1:ad2:id20:" + rawIDText + "e1:q6:silent1:t2:c51:y1:qe", DropNoHandler},
+		{"handler returns nil", "d1:ad2:id20:" + rawIDText + "e1:q6:silent1:t2:c51:y1:qe", DropReadOnly},
 	}
 	for _, c := range cases {
 		sendRaw(t, raw, s.LocalAddr(), []byte(c.pkt))
@@ -381,13 +421,13 @@ func TestServerReplyCarriesIP(t *testing.T) {
 }
 
 // TestServerNilHandlerIsSilent: a server without a handler (read-only)
-// answers no well-formed query and counts it as DropNoHandler.
+// answers no well-formed query and counts it as DropReadOnly.
 func TestServerNilHandlerIsSilent(t *testing.T) {
 	s, log := newTestServer(t, nil, ServerConfig{})
 	raw := newRawSocket(t)
 	sendMsg(t, raw, s.LocalAddr(), &Msg{T: "aa", Y: KindQuery, Q: MethodPing, A: &Args{ID: rawID()}})
-	if got := log.nextDrop(t); got != DropNoHandler {
-		t.Fatalf("dropped as %q, want %q", got, DropNoHandler)
+	if got := log.nextDrop(t); got != DropReadOnly {
+		t.Fatalf("dropped as %q, want %q", got, DropReadOnly)
 	}
 }
 
@@ -399,8 +439,8 @@ func TestServerNilHandlerDropsMalformedQuery(t *testing.T) {
 	s, log := newTestServer(t, nil, ServerConfig{})
 	raw := newRawSocket(t)
 	sendRaw(t, raw, s.LocalAddr(), []byte("d1:ad2:id3:abce1:q4:ping1:t2:aa1:y1:qe"))
-	if got := log.nextDrop(t); got != DropNoHandler {
-		t.Fatalf("dropped as %q, want %q", got, DropNoHandler)
+	if got := log.nextDrop(t); got != DropReadOnly {
+		t.Fatalf("dropped as %q, want %q", got, DropReadOnly)
 	}
 }
 

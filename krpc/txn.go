@@ -19,14 +19,6 @@ var (
 // the size BEP 5 suggests and libtorrent uses.
 const TIDLen = 2
 
-// Drop reasons for responses the transaction manager will not take. They are
-// fixed strings, safe as metric labels.
-const (
-	DropUnknownTransaction = "unknown_transaction"
-	DropWrongAddress       = "wrong_address"
-	DropLateResponse       = "late_response"
-)
-
 // result is what a pending call receives: a message or an error.
 type result struct {
 	msg *Msg

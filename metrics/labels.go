@@ -1,6 +1,10 @@
 package metrics
 
-import "strconv"
+import (
+	"strconv"
+
+	"github.com/dhtd/dhtd/krpc"
+)
 
 // Every label value used by this package comes from one of the fixed sets
 // below. Values that originate on the network (a query's method name, an
@@ -13,40 +17,21 @@ import "strconv"
 // Other is the catch-all value for input outside a fixed set.
 const Other = "other"
 
-// Packet kinds: the kind label of the packet and byte counters.
-const (
-	PacketQuery    = "query"    // a KRPC query ("y" = "q")
-	PacketResponse = "response" // a KRPC response ("y" = "r")
-	PacketError    = "error"    // a KRPC error ("y" = "e")
-	PacketInvalid  = "invalid"  // a datagram that is not a valid KRPC message
-)
+// PacketKinds is the fixed set of the kind label of the packet and byte
+// counters: the kinds the transport reports (krpc.PacketKinds).
+var PacketKinds = krpc.PacketKinds
 
-// PacketKinds is the fixed set of the kind label of the packet and byte counters.
-var PacketKinds = []string{PacketQuery, PacketResponse, PacketError, PacketInvalid}
+// DropQueueFull is the drop reason of a ping the node skipped because all
+// its ping slots were busy. The transport's reasons are krpc's (krpc.Drop*).
+const DropQueueFull = "queue_full"
 
-// Drop reasons: the reason label of PacketsDropped.
-const (
-	DropTooLarge           = "too_large"           // datagram above the size limit
-	DropTooSmall           = "too_small"           // datagram too short to be KRPC
-	DropUndecodable        = "undecodable"         // bencode or KRPC decoding failed
-	DropUnknownTransaction = "unknown_transaction" // response for no pending transaction
-	DropWrongAddress       = "wrong_address"       // response from an address other than the one queried
-	DropLateResponse       = "late_response"       // response after its transaction timed out
-	DropRateLimited        = "rate_limited"        // per-source rate limit exceeded
-	DropBandwidth          = "bandwidth"           // global bandwidth budget exhausted
-	DropReadOnly           = "read_only"           // query received while in read-only mode
-	DropQueueFull          = "queue_full"          // a bounded queue was full
-	DropAdmissionBusy      = "admission_busy"      // no room to confirm a new node for the routing table
-	DropInFlightLimit      = "in_flight_limit"     // too many outstanding transactions
-	DropSendError          = "send_error"          // the transport refused to send
-)
+// DropAdmissionBusy is the drop reason of a confirmation ping of a new
+// node for the routing table that the admission schedule had no room for.
+const DropAdmissionBusy = "admission_busy"
 
-// DropReasons is the fixed set of the reason label of PacketsDropped.
-var DropReasons = []string{
-	DropTooLarge, DropTooSmall, DropUndecodable, DropUnknownTransaction,
-	DropWrongAddress, DropLateResponse, DropRateLimited, DropBandwidth,
-	DropReadOnly, DropQueueFull, DropAdmissionBusy, DropInFlightLimit, DropSendError, Other,
-}
+// DropReasons is the fixed set of the reason label of PacketsDropped: the
+// transport's reasons (krpc.DropReasons) and the node's own.
+var DropReasons = append(append([]string(nil), krpc.DropReasons...), DropQueueFull, DropAdmissionBusy)
 
 // KRPC query methods: the method label of QueriesReceived, QueriesSent and
 // QueryRTT. Use MethodLabel to map a method name read from a packet.
@@ -64,6 +49,14 @@ const (
 var Methods = []string{
 	MethodPing, MethodFindNode, MethodGetPeers, MethodAnnouncePeer,
 	MethodGet, MethodPut, MethodSampleInfohashes, Other,
+}
+
+// SentMethods is the fixed set of the method label of QueriesSent and
+// QueryRTT: the node sends only the methods it knows, so Other never
+// appears there.
+var SentMethods = []string{
+	MethodPing, MethodFindNode, MethodGetPeers, MethodAnnouncePeer,
+	MethodGet, MethodPut, MethodSampleInfohashes,
 }
 
 // MethodLabel maps a KRPC method name, as read from the network, to a member
@@ -90,35 +83,23 @@ func ErrorCodeLabel(code int64) string {
 	return Other
 }
 
-// Query outcomes: the outcome label of QueriesSent.
-const (
-	OutcomeAnswered  = "answered"   // a response arrived
-	OutcomeError     = "error"      // a KRPC error arrived
-	OutcomeTimeout   = "timeout"    // nothing arrived in time
-	OutcomeCancelled = "cancelled"  // the caller gave up first
-	OutcomeSendError = "send_error" // the query could not be sent
-)
-
-// QueryOutcomes is the fixed set of the outcome label of QueriesSent.
-var QueryOutcomes = []string{OutcomeAnswered, OutcomeError, OutcomeTimeout, OutcomeCancelled, OutcomeSendError}
+// QueryOutcomes is the fixed set of the outcome label of QueriesSent: the
+// outcomes the transport reports (krpc.QueryOutcomes).
+var QueryOutcomes = krpc.QueryOutcomes
 
 // Lookup kinds: the kind label of Lookups, LookupDuration and LookupQueries.
+// An announce runs a get_peers lookup and a put a get lookup, so they have
+// no kind of their own.
 const (
-	LookupFindNode  = "find_node"
-	LookupGetPeers  = "get_peers"
-	LookupGet       = "get"
-	LookupAnnounce  = "announce"
-	LookupPut       = "put"
-	LookupBootstrap = "bootstrap"
-	LookupRefresh   = "refresh"
-	LookupSample    = "sample"
+	LookupFindNode  = "find_node" // FindNode
+	LookupGetPeers  = "get_peers" // GetPeers, Announce, SampleInfohashes
+	LookupGet       = "get"       // Get, Put*
+	LookupBootstrap = "bootstrap" // joining the network
+	LookupRefresh   = "refresh"   // refreshing a stale bucket
 )
 
 // LookupKinds is the fixed set of the kind label of the lookup metrics.
-var LookupKinds = []string{
-	LookupFindNode, LookupGetPeers, LookupGet, LookupAnnounce,
-	LookupPut, LookupBootstrap, LookupRefresh, LookupSample,
-}
+var LookupKinds = []string{LookupFindNode, LookupGetPeers, LookupGet, LookupBootstrap, LookupRefresh}
 
 // Lookup outcomes: the outcome label of Lookups.
 const (
@@ -151,16 +132,20 @@ const (
 	RejectSeqTooLow    = "seq_too_low"   // seq below the stored seq (302)
 	RejectFull         = "full"          // the store is at its bound and no source holds more than the sender's
 	RejectQuota        = "quota"         // the sender's /24 (IPv6 /48) holds its share of the store
-	RejectReadOnly     = "read_only"     // the node does not store
 	RejectBusy         = "busy"          // too many writes waiting to be durable
 	RejectDBError      = "db_error"      // the write to the on-disk store failed
 )
 
-// RejectReasons is the fixed set of the reason label of StorageRejections.
-var RejectReasons = []string{
-	RejectBadToken, RejectMalformed, RejectTooBig, RejectBadSignature,
-	RejectSaltTooBig, RejectCASMismatch, RejectSeqTooLow, RejectFull, RejectReadOnly,
-	RejectBusy, RejectDBError, RejectQuota,
+// RejectReasons is the fixed set of the reason label of StorageRejections,
+// by kind: only the refusals each kind of write can meet (an announce has
+// no value, salt, signature or seq; an immutable put no salt, signature or
+// seq, whose presence makes it malformed).
+var RejectReasons = map[string][]string{
+	StorePeer: {RejectBadToken, RejectMalformed, RejectFull, RejectQuota, RejectBusy, RejectDBError},
+	StoreImmutable: {RejectBadToken, RejectMalformed, RejectTooBig, RejectFull, RejectQuota,
+		RejectBusy, RejectDBError},
+	StoreMutable: {RejectBadToken, RejectMalformed, RejectTooBig, RejectBadSignature, RejectSaltTooBig,
+		RejectCASMismatch, RejectSeqTooLow, RejectFull, RejectQuota, RejectBusy, RejectDBError},
 }
 
 // Eviction reasons: the reason label of the storage_evictions_total counter.

@@ -5,9 +5,10 @@
 // *prometheus.Registry, so several nodes can live in one process, each with
 // its own registry. Label values come only from the fixed sets in labels.go;
 // every combination is created at zero by New so all series exist from the
-// first scrape. Gauges owned by other components (routing table, stores) are
-// read through the callbacks of Sources, so this package imports nothing
-// else of the project.
+// first scrape. The transport's labels (packet kinds, drop reasons, query
+// outcomes) are krpc's own sets, the only package of the project this one
+// imports. Gauges owned by other components (routing table, stores) are
+// read through the callbacks of Sources.
 package metrics
 
 import (
@@ -59,11 +60,11 @@ type Metrics struct {
 	// ErrorsSent counts KRPC errors sent, by code (ErrorCodes, via ErrorCodeLabel).
 	ErrorsSent *prometheus.CounterVec
 
-	// QueriesSent counts finished outbound queries, by method (Methods) and
-	// outcome (QueryOutcomes).
+	// QueriesSent counts finished outbound queries, by method (SentMethods)
+	// and outcome (QueryOutcomes).
 	QueriesSent *prometheus.CounterVec
 	// QueryRTT observes the round-trip time in seconds of answered queries,
-	// by method (Methods).
+	// by method (SentMethods).
 	QueryRTT *prometheus.HistogramVec
 	// TransactionsInFlight is the number of outbound queries awaiting a reply.
 	TransactionsInFlight prometheus.Gauge
@@ -81,7 +82,7 @@ type Metrics struct {
 	// TokensRejected counts write tokens that failed validation.
 	TokensRejected prometheus.Counter
 	// StorageRejections counts refused writes, by kind (StorageKinds) and
-	// reason (RejectReasons).
+	// reason (RejectReasons of the kind).
 	StorageRejections *prometheus.CounterVec
 	// RepliesTrimmed counts replies cut down to the size allowed a querier
 	// that has not shown it owns its address (amplification guard).
@@ -207,6 +208,8 @@ func NewWith(reg *prometheus.Registry, bi BuildInfo, o Options) *Metrics {
 	}
 	for _, meth := range Methods {
 		m.QueriesReceived.WithLabelValues(meth)
+	}
+	for _, meth := range SentMethods {
 		m.QueryRTT.WithLabelValues(meth)
 		for _, o := range QueryOutcomes {
 			m.QueriesSent.WithLabelValues(meth, o)
@@ -223,7 +226,7 @@ func NewWith(reg *prometheus.Registry, bi BuildInfo, o Options) *Metrics {
 		}
 	}
 	for _, k := range StorageKinds {
-		for _, r := range RejectReasons {
+		for _, r := range RejectReasons[k] {
 			m.StorageRejections.WithLabelValues(k, r)
 		}
 	}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/dhtd/dhtd/krpc"
 )
 
 // seriesCount gathers reg and returns the number of series of the named family.
@@ -31,14 +33,14 @@ func TestTwoMetricsCoexist(t *testing.T) {
 	m1 := New(reg1, BuildInfo{Version: "1.0"})
 	m2 := New(reg2, BuildInfo{Version: "2.0"})
 
-	m1.PacketsReceived.WithLabelValues(PacketQuery).Add(3)
+	m1.PacketsReceived.WithLabelValues(krpc.PacketQuery).Add(3)
 	m1.TokensIssued.Inc()
-	m2.PacketsReceived.WithLabelValues(PacketQuery).Inc()
+	m2.PacketsReceived.WithLabelValues(krpc.PacketQuery).Inc()
 
-	if got := testutil.ToFloat64(m1.PacketsReceived.WithLabelValues(PacketQuery)); got != 3 {
+	if got := testutil.ToFloat64(m1.PacketsReceived.WithLabelValues(krpc.PacketQuery)); got != 3 {
 		t.Errorf("m1 packets received = %v, want 3", got)
 	}
-	if got := testutil.ToFloat64(m2.PacketsReceived.WithLabelValues(PacketQuery)); got != 1 {
+	if got := testutil.ToFloat64(m2.PacketsReceived.WithLabelValues(krpc.PacketQuery)); got != 1 {
 		t.Errorf("m2 packets received = %v, want 1", got)
 	}
 	if got := testutil.ToFloat64(m1.TokensIssued); got != 1 {
@@ -114,15 +116,15 @@ func TestSeriesPreinitialised(t *testing.T) {
 		"dhtd_packets_dropped_total":    len(DropReasons),
 		"dhtd_queries_received_total":   len(Methods),
 		"dhtd_errors_sent_total":        len(ErrorCodes),
-		"dhtd_queries_sent_total":       len(Methods) * len(QueryOutcomes),
-		"dhtd_query_rtt_seconds":        len(Methods),
+		"dhtd_queries_sent_total":       len(SentMethods) * len(QueryOutcomes),
+		"dhtd_query_rtt_seconds":        len(SentMethods),
 		"dhtd_transactions_in_flight":   1,
 		"dhtd_lookups_total":            len(LookupKinds) * len(LookupOutcomes),
 		"dhtd_lookup_duration_seconds":  len(LookupKinds),
 		"dhtd_lookup_queries":           len(LookupKinds),
 		"dhtd_tokens_issued_total":      1,
 		"dhtd_tokens_rejected_total":    1,
-		"dhtd_storage_rejections_total": len(StorageKinds) * len(RejectReasons),
+		"dhtd_storage_rejections_total": len(RejectReasons[StorePeer]) + len(RejectReasons[StoreImmutable]) + len(RejectReasons[StoreMutable]),
 		"dhtd_db_writes_in_flight":      1,
 		"dhtd_db_deletes_dropped_total": 1,
 		"dhtd_build_info":               1,
@@ -132,7 +134,7 @@ func TestSeriesPreinitialised(t *testing.T) {
 			t.Errorf("%s: %d series, want %d", name, got, n)
 		}
 	}
-	if len(DropReasons) != 14 || len(Methods) != 8 || len(ErrorCodes) != 10 {
+	if len(DropReasons) != 12 || len(Methods) != 8 || len(ErrorCodes) != 10 {
 		t.Errorf("fixed sets changed size: drop %d methods %d codes %d", len(DropReasons), len(Methods), len(ErrorCodes))
 	}
 }
@@ -482,5 +484,102 @@ func TestFamiliesShareRegistry(t *testing.T) {
 	}
 	if goroutines != 1 {
 		t.Fatalf("go_goroutines registered %d times", goroutines)
+	}
+}
+
+// seriesLabels gathers reg and returns the label sets of the named family's
+// series, each as "name=value,name=value" in the order of the metric's labels.
+func seriesLabels(t *testing.T, reg *prometheus.Registry, name string) map[string]bool {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var parts []string
+			for _, lp := range m.GetLabel() {
+				parts = append(parts, lp.GetName()+"="+lp.GetValue())
+			}
+			out[strings.Join(parts, ",")] = true
+		}
+	}
+	return out
+}
+
+// TestEveryKRPCLabelHasASeries: every label the transport can report
+// (krpc.PacketKinds, DropReasons, QueryOutcomes) has its series from the
+// first scrape, so a node resolving its counters from these sets never
+// meets a missing one.
+func TestEveryKRPCLabelHasASeries(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	New(reg, BuildInfo{})
+	for _, name := range []string{"dhtd_packets_received_total", "dhtd_packets_sent_total", "dhtd_received_bytes_total", "dhtd_sent_bytes_total"} {
+		got := seriesLabels(t, reg, name)
+		for _, k := range krpc.PacketKinds {
+			if !got["kind="+k] {
+				t.Errorf("%s{kind=%q} missing", name, k)
+			}
+		}
+	}
+	drops := seriesLabels(t, reg, "dhtd_packets_dropped_total")
+	for _, r := range krpc.DropReasons {
+		if !drops["reason="+r] {
+			t.Errorf("dhtd_packets_dropped_total{reason=%q} missing", r)
+		}
+	}
+	sent := seriesLabels(t, reg, "dhtd_queries_sent_total")
+	for _, meth := range SentMethods {
+		for _, o := range krpc.QueryOutcomes {
+			if !sent["method="+meth+",outcome="+o] {
+				t.Errorf("dhtd_queries_sent_total{method=%q,outcome=%q} missing", meth, o)
+			}
+		}
+	}
+}
+
+// TestNoSeriesForWhatCannotHappen: series exist only for label values that
+// something emits: no lookup kind of its own for announce or put, no
+// signature or seq refusal of an announce, no salt refusal of an immutable
+// put, no drop reason nothing reports.
+func TestNoSeriesForWhatCannotHappen(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	New(reg, BuildInfo{})
+	cases := []struct{ name, labels string }{
+		{"dhtd_lookups_total", "kind=announce,outcome=ok"},
+		{"dhtd_lookups_total", "kind=put,outcome=ok"},
+		{"dhtd_lookups_total", "kind=sample,outcome=ok"},
+		{"dhtd_lookup_duration_seconds", "kind=announce"},
+		{"dhtd_storage_rejections_total", "kind=peer,reason=bad_signature"},
+		{"dhtd_storage_rejections_total", "kind=peer,reason=seq_too_low"},
+		{"dhtd_storage_rejections_total", "kind=peer,reason=too_big"},
+		{"dhtd_storage_rejections_total", "kind=immutable,reason=salt_too_big"},
+		{"dhtd_storage_rejections_total", "kind=immutable,reason=cas_mismatch"},
+		{"dhtd_storage_rejections_total", "kind=mutable,reason=read_only"},
+		{"dhtd_packets_dropped_total", "reason=in_flight_limit"},
+		{"dhtd_packets_dropped_total", "reason=other"},
+		{"dhtd_queries_sent_total", "method=other,outcome=answered"},
+		{"dhtd_query_rtt_seconds", "method=other"},
+	}
+	for _, c := range cases {
+		if seriesLabels(t, reg, c.name)[c.labels] {
+			t.Errorf("%s{%s} exists, but nothing emits it", c.name, c.labels)
+		}
+	}
+	// And the ones that can happen are there.
+	for _, c := range []struct{ name, labels string }{
+		{"dhtd_lookups_total", "kind=get,outcome=failed"},
+		{"dhtd_storage_rejections_total", "kind=peer,reason=quota"},
+		{"dhtd_storage_rejections_total", "kind=mutable,reason=seq_too_low"},
+		{"dhtd_packets_dropped_total", "reason=queue_full"},
+		{"dhtd_packets_dropped_total", "reason=admission_busy"},
+	} {
+		if !seriesLabels(t, reg, c.name)[c.labels] {
+			t.Errorf("%s{%s} missing", c.name, c.labels)
+		}
 	}
 }

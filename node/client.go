@@ -13,6 +13,7 @@ import (
 	"github.com/anacrolix/torrent/bencode"
 
 	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/metrics"
 	"github.com/dhtd/dhtd/storage"
 )
 
@@ -33,6 +34,8 @@ type PeersFrom struct {
 // GetPeers runs an iterative get_peers lookup for ih (BEP 5). onPeer, if not
 // nil, sees each new peer as it arrives, so a caller can start on the first
 // peers early; it runs on the lookup goroutine and must not block long.
+// No peers is no error; the error wraps ErrNoNodes or ErrNoAnswer when the
+// lookup reached nobody.
 func (n *Node) GetPeers(ctx context.Context, ih krpc.ID, onPeer func(netip.AddrPort)) (PeersResult, error) {
 	var res PeersResult
 	seen := make(map[netip.AddrPort]bool)
@@ -45,7 +48,7 @@ func (n *Node) GetPeers(ctx context.Context, ih krpc.ID, onPeer func(netip.AddrP
 			onPeer(p)
 		}
 	}
-	lr, err := n.lookup(ctx, "get_peers", ih, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
+	lr, err := n.lookup(ctx, metrics.LookupGetPeers, ih, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
 		return n.query(ctx, to, krpc.MethodGetPeers, &krpc.Args{InfoHash: &ih})
 	}, func(from krpc.NodeInfo, m *krpc.Msg) bool {
 		var held []netip.AddrPort
@@ -106,7 +109,9 @@ func (e NodeError) String() string {
 }
 
 // ErrNotStored is wrapped by the error of a put or announce that no node
-// accepted; the message names each node that refused and why.
+// accepted; the message names each node that refused and why. The error
+// also wraps ErrRefused when a node refused, else ErrNoAnswer when the
+// storers stayed silent.
 var ErrNotStored = errors.New("no node stored it")
 
 // writeOutcome is what writeToClosest's writes came to, node by node.
@@ -119,7 +124,8 @@ type writeOutcome struct {
 }
 
 // notStored is the error of a write no node accepted: it wraps
-// ErrNotStored and lists every refusal.
+// ErrNotStored and lists every refusal; it wraps ErrRefused too if a node
+// refused, else ErrNoAnswer if a node stayed silent.
 func (w writeOutcome) notStored(what string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "(%d tried", w.sent)
@@ -135,7 +141,14 @@ func (w writeOutcome) notStored(what string) error {
 		}
 		b.WriteString(e.String())
 	}
-	return fmt.Errorf("%s: %w %s", what, ErrNotStored, b.String())
+	err := fmt.Errorf("%s: %w %s", what, ErrNotStored, b.String())
+	switch {
+	case len(w.refusedBy) > 0:
+		return withKind(ErrRefused, err)
+	case len(w.unanswered) > 0:
+		return withKind(ErrNoAnswer, err)
+	}
+	return err
 }
 
 // Announce looks up ih, then announces us as a peer on port (or, with
@@ -253,6 +266,8 @@ type GetResult struct {
 // target (immutable) or its key and salt give the target and its signature
 // checks (mutable). For mutable items the highest seq wins; Count says how
 // many nodes returned it. An immutable get stops at the first valid value.
+// If nodes answered but none held the item, the error wraps ErrNotFound;
+// a lookup that reached nobody wraps ErrNoNodes or ErrNoAnswer.
 func (n *Node) Get(ctx context.Context, target krpc.ID, opts GetOptions) (GetResult, error) {
 	return n.get(ctx, target, opts, true)
 }
@@ -269,7 +284,7 @@ func (n *Node) get(ctx context.Context, target krpc.ID, opts GetOptions, stopEar
 			return res, nil // immutable: the value is settled
 		}
 	}
-	lr, err := n.lookup(ctx, "get", target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
+	lr, err := n.lookup(ctx, metrics.LookupGet, target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
 		return n.query(ctx, to, krpc.MethodGet, &krpc.Args{Target: &target, Seq: opts.Seq})
 	}, func(from krpc.NodeInfo, m *krpc.Msg) bool {
 		it, ok := verifyItem(target, opts.Salt, m.R)
@@ -294,7 +309,7 @@ func (n *Node) get(ctx context.Context, target krpc.ID, opts GetOptions, stopEar
 		return res, err
 	}
 	if stopEarly { // a Get, not a put's lookup of the current item
-		n.recent.markNotFound("get", target.String())
+		n.recent.markNotFound(metrics.LookupGet, target.String())
 	}
 	return res, fmt.Errorf("get %s: %w (%d nodes queried)", target, ErrNotFound, lr.Queried)
 }
@@ -341,11 +356,8 @@ func (r *PutResult) setWrites(w writeOutcome) {
 // PutImmutable stores the bencoded value v (at most 1000 bytes) on the K
 // closest nodes to SHA-1(v) (BEP 44) and reports how many stored it.
 func (n *Node) PutImmutable(ctx context.Context, v []byte) (PutResult, error) {
-	if err := storage.CheckBencode(v); err != nil {
-		return PutResult{}, fmt.Errorf("put: value: %w", err)
-	}
-	if len(v) > storage.MaxValueLen {
-		return PutResult{}, fmt.Errorf("put: value is %d bytes, at most %d", len(v), storage.MaxValueLen)
+	if err := storage.CheckValue(v); err != nil {
+		return PutResult{}, fmt.Errorf("put: %w", err)
 	}
 	target := storage.ImmutableTarget(v)
 	gr, err := n.get(ctx, target, GetOptions{}, false)
@@ -381,11 +393,8 @@ var ErrSeqNotNewer = errors.New("seq is not newer than the stored one")
 // PutMutable signs v (bencoded) with priv and stores it under
 // SHA-1(public key ‖ salt) on the K closest nodes (BEP 44).
 func (n *Node) PutMutable(ctx context.Context, priv ed25519.PrivateKey, v []byte, opts PutOptions) (PutResult, error) {
-	if err := storage.CheckBencode(v); err != nil {
-		return PutResult{}, fmt.Errorf("put: value: %w", err)
-	}
-	if len(v) > storage.MaxValueLen {
-		return PutResult{}, fmt.Errorf("put: value is %d bytes, at most %d", len(v), storage.MaxValueLen)
+	if err := storage.CheckValue(v); err != nil {
+		return PutResult{}, fmt.Errorf("put: %w", err)
 	}
 	if len(opts.Salt) > storage.MaxSaltLen {
 		return PutResult{}, fmt.Errorf("put: salt is %d bytes, at most %d", len(opts.Salt), storage.MaxSaltLen)
@@ -423,7 +432,11 @@ func (n *Node) putMutable(ctx context.Context, pub ed25519.PublicKey, v []byte, 
 	res.setWrites(w)
 	if res.Stored == 0 {
 		if gr.Found && opts.Seq != nil && *opts.Seq <= gr.Item.Seq {
-			return res, fmt.Errorf("put %s seq %d: %w (network has %d)", target, seq, ErrSeqNotNewer, gr.Item.Seq)
+			err := fmt.Errorf("put %s seq %d: %w (network has %d)", target, seq, ErrSeqNotNewer, gr.Item.Seq)
+			if len(w.refusedBy) > 0 {
+				err = withKind(ErrRefused, err)
+			}
+			return res, err
 		}
 		return res, w.notStored("put " + target.String())
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/metrics"
 )
 
 // ClosestNode is one of the nodes a find_node lookup ended with, and the
@@ -27,7 +28,7 @@ type FindNodeResult struct {
 func (n *Node) FindClosest(ctx context.Context, target krpc.ID) (FindNodeResult, error) {
 	var mu sync.Mutex
 	rtts := make(map[netip.AddrPort]time.Duration)
-	lr, err := n.lookup(ctx, "find_node", target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
+	lr, err := n.lookup(ctx, metrics.LookupFindNode, target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
 		start := n.clock.Now()
 		m, err := n.query(ctx, to, krpc.MethodFindNode, &krpc.Args{Target: &target})
 		if err == nil {

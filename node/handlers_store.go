@@ -3,7 +3,6 @@ package node
 import (
 	"errors"
 	"net/netip"
-	"time"
 
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/metrics"
@@ -102,9 +101,7 @@ func (n *Node) handleAnnounce(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 	seed := a.Seed != nil && *a.Seed == 1 // BEP 33: absent or != 1 means peer
 	ih, peer := *a.InfoHash, netip.AddrPortFrom(from.Addr(), port)
 	if n.db == nil {
-		if err := n.peers.Announce(ih, peer, seed, now); err != nil {
-			n.metrics.StorageRejections.WithLabelValues(metrics.StorePeer, storeRejectReason(err)).Inc()
-		}
+		n.announced(n.peers.Announce(ih, peer, seed, now))
 		return &krpc.Msg{R: &krpc.Return{}}
 	}
 	if n.peers.QuotaRefuses(ih, peer, now) {
@@ -120,13 +117,10 @@ func (n *Node) handleAnnounce(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 		kind:  metrics.StorePeer,
 		write: func() error { return n.db.PutPeer(ih, peer, seed, expires) },
 		apply: func() *krpc.Msg {
-			if err := n.peers.Announce(ih, peer, seed, now); err != nil || !n.peerStored(ih, peer, now) {
+			if !n.announced(n.peers.Announce(ih, peer, seed, now)) {
 				// The store refused it (full, or over quota): the
 				// announce is answered as before, and the database
 				// follows the store's bounds.
-				if err != nil {
-					n.metrics.StorageRejections.WithLabelValues(metrics.StorePeer, storeRejectReason(err)).Inc()
-				}
 				n.queueDelete(dbDelete{peer: storage.PeerKey{IH: ih, Addr: peer}, isPeer: true})
 			}
 			return nil
@@ -135,14 +129,17 @@ func (n *Node) handleAnnounce(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 	return &krpc.Msg{R: &krpc.Return{}}
 }
 
-// peerStored reports whether the peer store holds a peer of ih at peer's
-// IP.
-func (n *Node) peerStored(ih krpc.ID, peer netip.AddrPort, now time.Time) bool {
-	found := false
-	n.peers.Each(ih, now, func(a netip.AddrPort, _ bool) {
-		found = found || a.Addr().Unmap() == peer.Addr().Unmap()
-	})
-	return found
+// announced counts the refusal err of PeerStore.Announce, if any, and
+// reports whether the peer was stored (Announce's error is nil exactly
+// then).
+func (n *Node) announced(err error) bool {
+	if err == nil {
+		return true
+	}
+	if _, reason := storeError(err); reason != "" {
+		n.metrics.StorageRejections.WithLabelValues(metrics.StorePeer, reason).Inc()
+	}
+	return false
 }
 
 // handleGet answers a BEP 44 get: a token, the closest nodes, and the item
@@ -198,9 +195,8 @@ func (n *Node) handlePut(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 		}
 		return ok
 	}
-	if e := storage.ValidatePut(&p, tokenOK); e != nil {
-		n.metrics.StorageRejections.WithLabelValues(kind, putRejectReason(e)).Inc()
-		return &krpc.Msg{E: e}
+	if err := storage.ValidatePut(&p, tokenOK); err != nil {
+		return n.refusePut(kind, err)
 	}
 	if n.db == nil {
 		return n.putResult(kind, n.items.PutFrom(p.Item(), p.Cas, from.Addr(), now))
@@ -213,7 +209,7 @@ func (n *Node) handlePut(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 	}
 	// The put's slices alias the packet buffer, which the read loop
 	// reuses.
-	it, expires := copyItem(p.Item()), now.Add(n.items.Config().TTL)
+	it, expires := p.Item().Clone(), now.Add(n.items.Config().TTL)
 	n.pendingWrite = &durableWrite{
 		kind:  kind,
 		write: func() error { return n.db.PutItem(it, expires) },
@@ -237,53 +233,65 @@ func (n *Node) handlePut(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 }
 
 // putResult is the answer to a put that the item store took (err nil) or
-// refused with err.
+// refused with err: not stored, so not acknowledged, and the publisher can
+// try another node.
 func (n *Node) putResult(kind string, err error) *krpc.Msg {
-	var ke *krpc.Error
-	switch {
-	case err == nil:
+	if err == nil {
 		return &krpc.Msg{R: &krpc.Return{}}
-	case errors.As(err, &ke):
-		n.metrics.StorageRejections.WithLabelValues(kind, putRejectReason(ke)).Inc()
-		return &krpc.Msg{E: ke}
-	case errors.Is(err, storage.ErrStoreFull), errors.Is(err, storage.ErrQuota):
-		// Not stored, so not acknowledged: the publisher can try another node.
-		n.metrics.StorageRejections.WithLabelValues(kind, storeRejectReason(err)).Inc()
-		return errMsg(krpc.ErrCodeServer, "storage full")
-	default:
+	}
+	return n.refusePut(kind, err)
+}
+
+// refusePut answers a put that a check or the store refused, and counts
+// the refusal by kind (a metrics.StorageKinds value) and reason.
+func (n *Node) refusePut(kind string, err error) *krpc.Msg {
+	e, reason := storeError(err)
+	if reason != "" {
+		n.metrics.StorageRejections.WithLabelValues(kind, reason).Inc()
+	} else {
 		n.log.Error("put", "err", err)
-		return errMsg(krpc.ErrCodeServer, "server error")
 	}
+	return &krpc.Msg{E: e}
 }
 
-// putRejectReason maps a BEP 44 error to a fixed metric label.
-func putRejectReason(e *krpc.Error) string {
-	switch e.Code {
-	case krpc.ErrCodeValueTooBig:
-		return metrics.RejectTooBig
-	case krpc.ErrCodeInvalidSig:
-		return metrics.RejectBadSignature
-	case krpc.ErrCodeSaltTooBig:
-		return metrics.RejectSaltTooBig
-	case krpc.ErrCodeCASMismatch:
-		return metrics.RejectCASMismatch
-	case krpc.ErrCodeSeqLessCurrent:
-		return metrics.RejectSeqTooLow
-	}
-	if e.Msg == "invalid token" {
-		return metrics.RejectBadToken
-	}
-	return metrics.RejectMalformed
+// putRules maps each refusal of storage's put checks and item store to its
+// KRPC error code (BEP 44, Errors) and metric label.
+var putRules = []struct {
+	rule   error
+	code   int64
+	reason string
+}{
+	{storage.ErrMalformed, krpc.ErrCodeProtocol, metrics.RejectMalformed},
+	{storage.ErrBadToken, krpc.ErrCodeProtocol, metrics.RejectBadToken},
+	{storage.ErrValueTooBig, krpc.ErrCodeValueTooBig, metrics.RejectTooBig},
+	{storage.ErrBadSignature, krpc.ErrCodeInvalidSig, metrics.RejectBadSignature},
+	{storage.ErrSaltTooBig, krpc.ErrCodeSaltTooBig, metrics.RejectSaltTooBig},
+	{storage.ErrCASMismatch, krpc.ErrCodeCASMismatch, metrics.RejectCASMismatch},
+	{storage.ErrSeqTooLow, krpc.ErrCodeSeqLessCurrent, metrics.RejectSeqTooLow},
 }
 
-// storeRejectReason maps a refusal of the item or peer store to a fixed
-// metric label.
-func storeRejectReason(err error) string {
+// storeError is the one place where storage's errors become KRPC errors:
+// it returns the error a storing node answers with and the metric label of
+// the refusal. A *storage.PutError keeps its message (BEP 44's own text for
+// 205 to 302); a full store or a source over its quota is 202 "storage
+// full" (the write was not stored, so it is not acknowledged); an invalid
+// peer is 203. Anything else is 202 "server error" with no label.
+func storeError(err error) (*krpc.Error, string) {
+	var pe *storage.PutError
+	if errors.As(err, &pe) {
+		for _, r := range putRules {
+			if errors.Is(pe.Rule, r.rule) {
+				return &krpc.Error{Code: r.code, Msg: pe.Msg}, r.reason
+			}
+		}
+	}
 	switch {
 	case errors.Is(err, storage.ErrQuota):
-		return metrics.RejectQuota
+		return &krpc.Error{Code: krpc.ErrCodeServer, Msg: "storage full"}, metrics.RejectQuota
 	case errors.Is(err, storage.ErrStoreFull):
-		return metrics.RejectFull
+		return &krpc.Error{Code: krpc.ErrCodeServer, Msg: "storage full"}, metrics.RejectFull
+	case errors.Is(err, storage.ErrInvalidPeer):
+		return &krpc.Error{Code: krpc.ErrCodeProtocol, Msg: "invalid peer address"}, metrics.RejectMalformed
 	}
-	return metrics.RejectMalformed
+	return &krpc.Error{Code: krpc.ErrCodeServer, Msg: "server error"}, ""
 }

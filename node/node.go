@@ -302,7 +302,7 @@ func (n *Node) pingAsync(addr netip.AddrPort) {
 	select {
 	case n.pingSlots <- struct{}{}:
 	default:
-		n.metrics.PacketsDropped.WithLabelValues("queue_full").Inc()
+		n.metrics.PacketsDropped.WithLabelValues(metrics.DropQueueFull).Inc()
 		return
 	}
 	n.pingInSlot(addr)
@@ -330,19 +330,29 @@ func (n *Node) pingInSlot(addr netip.AddrPort) {
 }
 
 // Ping sends one ping and returns the responder's id and the round trip.
+// Its error wraps ErrNoAnswer if the node did not answer in time, and
+// ErrRefused if it answered with a KRPC error.
 func (n *Node) Ping(ctx context.Context, addr netip.AddrPort) (krpc.ID, time.Duration, error) {
 	start := n.clock.Now()
 	m, err := n.query(ctx, addr, krpc.MethodPing, nil)
-	if err != nil {
+	var ke *krpc.Error
+	switch {
+	case err == nil:
+	case errors.Is(err, krpc.ErrTimeout):
+		return krpc.ID{}, 0, withKind(ErrNoAnswer, err)
+	case errors.As(err, &ke):
+		return krpc.ID{}, 0, withKind(ErrRefused, err)
+	default:
 		return krpc.ID{}, 0, err
 	}
 	return m.R.ID, n.clock.Now().Sub(start), nil
 }
 
 // FindNode runs an iterative find_node lookup for target and returns the K
-// closest nodes that answered.
+// closest nodes that answered. Its error wraps ErrNoNodes if there was
+// nobody to ask, ErrNoAnswer if nobody answered.
 func (n *Node) FindNode(ctx context.Context, target krpc.ID) (LookupResult, error) {
-	return n.lookup(ctx, "find_node", target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
+	return n.lookup(ctx, metrics.LookupFindNode, target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
 		return n.query(ctx, to, krpc.MethodFindNode, &krpc.Args{Target: &target})
 	}, nil)
 }
@@ -374,17 +384,17 @@ func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryF
 		}
 	}
 	if len(t.cands) == 0 {
-		n.metrics.Lookups.WithLabelValues(kind, "failed").Inc()
-		return LookupResult{Target: target}, fmt.Errorf("lookup %s %s: %w", kind, target, ErrNoNodes)
+		n.metrics.Lookups.WithLabelValues(kind, metrics.LookupFailed).Inc()
+		return LookupResult{Target: target}, fmt.Errorf("lookup %s %s: %w and no bootstrap addresses", kind, target, ErrNoNodes)
 	}
 	res := t.run(ctx)
 	res.Elapsed = n.clock.Now().Sub(start)
-	outcome := "ok"
+	outcome := metrics.LookupOK
 	switch {
 	case len(res.Closest) == 0:
-		outcome = "failed"
+		outcome = metrics.LookupFailed
 	case ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled):
-		outcome = "cancelled"
+		outcome = metrics.LookupCancelled
 	}
 	n.metrics.Lookups.WithLabelValues(kind, outcome).Inc()
 	n.metrics.LookupDuration.WithLabelValues(kind).Observe(res.Elapsed.Seconds())
@@ -464,7 +474,7 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 	}
 	n.lastBoot = n.clock.Now()
 	n.mu.Unlock()
-	res, err := n.lookup(ctx, "bootstrap", n.id, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
+	res, err := n.lookup(ctx, metrics.LookupBootstrap, n.id, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
 		return n.query(ctx, to, krpc.MethodFindNode, &krpc.Args{Target: &n.id})
 	}, nil)
 	if err != nil {
@@ -494,7 +504,7 @@ func (n *Node) refreshBuckets(ctx context.Context, all bool) {
 			return
 		}
 		target := t
-		_, _ = n.lookup(ctx, "refresh", target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
+		_, _ = n.lookup(ctx, metrics.LookupRefresh, target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
 			return n.query(ctx, to, krpc.MethodFindNode, &krpc.Args{Target: &target})
 		}, nil)
 	}

@@ -29,7 +29,6 @@ package node
 // most once per storageLogInterval, with the count of those left out.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -440,16 +439,6 @@ func (n *Node) durable(to netip.AddrPort, tid string, reply *krpc.Msg, w *durabl
 	return krpc.Deferred
 }
 
-// copyItem returns a deep copy of it (a put's slices alias the packet
-// buffer, which the read loop reuses).
-func copyItem(it storage.Item) storage.Item {
-	it.V = bytes.Clone(it.V)
-	it.K = bytes.Clone(it.K)
-	it.Salt = bytes.Clone(it.Salt)
-	it.Sig = bytes.Clone(it.Sig)
-	return it
-}
-
 // rejoin pings the nodes saved by the last run; those that answer enter
 // the routing table (onResponse). If any did, it looks up our own id
 // through them to fill the table. Bootstrap waits for it, so a restarted
@@ -483,7 +472,7 @@ func (n *Node) rejoin(saved []krpc.NodeInfo) {
 	if n.table.Len() == 0 || n.ctx.Err() != nil {
 		return
 	}
-	_, err := n.lookup(n.ctx, "bootstrap", n.id, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
+	_, err := n.lookup(n.ctx, metrics.LookupBootstrap, n.id, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
 		return n.query(ctx, to, krpc.MethodFindNode, &krpc.Args{Target: &n.id})
 	}, nil)
 	if err != nil && !errors.Is(err, context.Canceled) {

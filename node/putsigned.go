@@ -63,11 +63,10 @@ func checkSigned(pub ed25519.PublicKey, salt, v []byte, seq int64, sig []byte) e
 	case seq < 0:
 		return fmt.Errorf("%w: negative seq %d", ErrBadItem, seq)
 	}
-	if err := storage.CheckBencode(v); err != nil {
-		return fmt.Errorf("%w: value: %w", ErrBadItem, err)
-	}
-	if len(v) > storage.MaxValueLen {
-		return fmt.Errorf("%w: value is %d bytes, at most %d", ErrValueTooLarge, len(v), storage.MaxValueLen)
+	if err := storage.CheckValue(v); errors.Is(err, storage.ErrValueTooBig) {
+		return fmt.Errorf("%w: %w", ErrValueTooLarge, err)
+	} else if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadItem, err)
 	}
 	if !storage.VerifyMutable(pub, salt, seq, v, sig) {
 		return ErrInvalidSignature

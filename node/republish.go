@@ -238,7 +238,7 @@ func (r *Republisher) Keep(it storage.Item) error {
 		}
 		old.timer.Stop()
 	}
-	k := &keptItem{item: cloneItem(it), lastPut: r.n.clock.Now()}
+	k := &keptItem{item: it.Clone(), lastPut: r.n.clock.Now()}
 	r.items[target] = k
 	r.armLocked(target, k, r.interval)
 	r.stats.Kept = len(r.items)
@@ -271,7 +271,7 @@ func (r *Republisher) Watch(pub ed25519.PublicKey, salt []byte, first time.Durat
 	if r.items[target] != nil {
 		return nil
 	}
-	k := &keptItem{item: cloneItem(it)} // lastPut zero: no copy of ours yet
+	k := &keptItem{item: it.Clone()} // lastPut zero: no copy of ours yet
 	r.items[target] = k
 	k.timer = r.n.clock.AfterFunc(first, func() { r.round(target, k) })
 	r.stats.Kept = len(r.items)
@@ -280,11 +280,8 @@ func (r *Republisher) Watch(pub ed25519.PublicKey, salt []byte, first time.Durat
 
 // checkKeepable validates an item the way a storing node would.
 func checkKeepable(it storage.Item) error {
-	if err := storage.CheckBencode(it.V); err != nil {
-		return fmt.Errorf("keep: value: %w", err)
-	}
-	if len(it.V) > storage.MaxValueLen {
-		return fmt.Errorf("keep: value is %d bytes, at most %d", len(it.V), storage.MaxValueLen)
+	if err := storage.CheckValue(it.V); err != nil {
+		return fmt.Errorf("keep: %w", err)
 	}
 	if !it.Mutable {
 		return nil
@@ -296,17 +293,6 @@ func checkKeepable(it storage.Item) error {
 		return errors.New("keep: mutable item without a valid signature")
 	}
 	return nil
-}
-
-func cloneItem(it storage.Item) storage.Item {
-	c := it
-	c.V = append([]byte(nil), it.V...)
-	c.K = append([]byte(nil), it.K...)
-	c.Sig = append([]byte(nil), it.Sig...)
-	if it.Salt != nil {
-		c.Salt = append([]byte(nil), it.Salt...)
-	}
-	return c
 }
 
 // Forget stops keeping target; it reports whether it was kept.
@@ -332,7 +318,7 @@ func (r *Republisher) Item(target krpc.ID) (storage.Item, bool) {
 	if k == nil {
 		return storage.Item{}, false
 	}
-	return cloneItem(k.item), true
+	return k.item.Clone(), true
 }
 
 // Stats returns the counters.
@@ -490,10 +476,10 @@ func (r *Republisher) republish(ctx context.Context, target krpc.ID, it storage.
 	case watched && !gr.Found: // no record seen yet
 		return republishFailed, it, fmt.Errorf("republish %s: no record found (%d nodes queried)", target, gr.Lookup.Queried)
 	case watched:
-		it = cloneItem(gr.Item) // the first record of a watched item
+		it = gr.Item.Clone() // the first record of a watched item
 	case it.Mutable && gr.Found && gr.Item.Seq > it.Seq:
 		// verifyItem checked the signature over (salt, seq, v) for this key.
-		it, outcome = cloneItem(gr.Item), republishSuperseded
+		it, outcome = gr.Item.Clone(), republishSuperseded
 	}
 	// Skipping may not let the copies our last put refreshed expire before
 	// the round after this one: storers keep an item for the item TTL after

@@ -304,9 +304,19 @@ func (a PutArgs) Item() Item {
 	return it
 }
 
-// bep44Protocol returns a 203 error with the given message.
-func bep44Protocol(msg string) *krpc.Error {
-	return &krpc.Error{Code: krpc.ErrCodeProtocol, Msg: msg}
+// CheckValue is the one check of a BEP 44 value, for storing nodes and
+// publishers alike: v must be exactly one canonical bencoded value
+// (ErrMalformed, with ErrNotCanonical as the cause) of at most MaxValueLen
+// bytes (ErrValueTooBig). The error is a *PutError.
+func CheckValue(v []byte) error {
+	if err := CheckBencode(v); err != nil {
+		return &PutError{Rule: ErrMalformed, Msg: "v is not canonical bencoding", Cause: err}
+	}
+	if len(v) > MaxValueLen {
+		return &PutError{Rule: ErrValueTooBig, Msg: bep44MsgValueTooBig,
+			Cause: fmt.Errorf("value is %d bytes, at most %d", len(v), MaxValueLen)}
+	}
+	return nil
 }
 
 // ValidatePutShape runs the put checks of bep44.md §4 that come before the
@@ -328,45 +338,41 @@ func bep44Protocol(msg string) *krpc.Error {
 // answers 203 if it fails (§4 step 4), and finally calls VerifyPutSignature
 // (206). ValidatePut chains all three.
 //
-// It returns nil when the put is well formed. The result is a concrete
-// *krpc.Error: test it against nil before storing it in an error variable.
-func ValidatePutShape(a *PutArgs) *krpc.Error {
+// It returns nil when the put is well formed, else a *PutError.
+func ValidatePutShape(a *PutArgs) error {
 	switch {
 	case len(a.V) == 0:
-		return bep44Protocol("missing v")
+		return refuse(ErrMalformed, "missing v")
 	case len(a.Token) == 0:
-		return bep44Protocol("missing token")
+		return refuse(ErrMalformed, "missing token")
 	}
 	if a.Mutable() {
 		switch {
 		case len(a.K) != ed25519.PublicKeySize:
-			return bep44Protocol(fmt.Sprintf("invalid k: want %d bytes, got %d", ed25519.PublicKeySize, len(a.K)))
+			return refuse(ErrMalformed, fmt.Sprintf("invalid k: want %d bytes, got %d", ed25519.PublicKeySize, len(a.K)))
 		case len(a.Sig) != ed25519.SignatureSize:
-			return bep44Protocol(fmt.Sprintf("invalid sig: want %d bytes, got %d", ed25519.SignatureSize, len(a.Sig)))
+			return refuse(ErrMalformed, fmt.Sprintf("invalid sig: want %d bytes, got %d", ed25519.SignatureSize, len(a.Sig)))
 		case a.Seq == nil:
-			return bep44Protocol("missing seq")
+			return refuse(ErrMalformed, "missing seq")
 		}
 	} else {
 		switch {
 		case len(a.Sig) > 0:
-			return bep44Protocol("sig without k")
+			return refuse(ErrMalformed, "sig without k")
 		case len(a.Salt) > 0:
-			return bep44Protocol("salt without k")
+			return refuse(ErrMalformed, "salt without k")
 		case a.Cas != nil:
-			return bep44Protocol("cas without k")
+			return refuse(ErrMalformed, "cas without k")
 		}
 	}
-	if err := CheckBencode(a.V); err != nil {
-		return bep44Protocol("v is not canonical bencoding")
-	}
-	if len(a.V) > MaxValueLen {
-		return &krpc.Error{Code: krpc.ErrCodeValueTooBig, Msg: bep44MsgValueTooBig}
+	if err := CheckValue(a.V); err != nil {
+		return err
 	}
 	if len(a.Salt) > MaxSaltLen {
-		return &krpc.Error{Code: krpc.ErrCodeSaltTooBig, Msg: bep44MsgSaltTooBig}
+		return refuse(ErrSaltTooBig, bep44MsgSaltTooBig)
 	}
 	if a.Mutable() && *a.Seq < 0 {
-		return bep44Protocol("negative seq")
+		return refuse(ErrMalformed, "negative seq")
 	}
 	return nil
 }
@@ -377,28 +383,28 @@ func ValidatePutShape(a *PutArgs) *krpc.Error {
 // SignBuffer(Salt, Seq, V). Immutable puts pass. Call it only after
 // ValidatePutShape and the token check have passed; it is the most expensive
 // check, which is why it comes last.
-func VerifyPutSignature(a *PutArgs) *krpc.Error {
+func VerifyPutSignature(a *PutArgs) error {
 	if !a.Mutable() {
 		return nil
 	}
 	if a.Seq == nil || !VerifyMutable(a.K, a.Salt, *a.Seq, a.V, a.Sig) {
-		return &krpc.Error{Code: krpc.ErrCodeInvalidSig, Msg: bep44MsgInvalidSig}
+		return refuse(ErrBadSignature, bep44MsgInvalidSig)
 	}
 	return nil
 }
 
 // ValidatePut applies every stateless put check in the order of bep44.md §4:
 // ValidatePutShape (203/205/207), then tokenOK(target) for the derived target
-// (203 "invalid token" when it returns false; the caller binds the token to
-// the source address), then VerifyPutSignature (206). The store rules (301,
-// 302, storage full) are ItemStore.Put's. It returns nil when the put may be
-// handed to the store.
-func ValidatePut(a *PutArgs, tokenOK func(target krpc.ID) bool) *krpc.Error {
-	if e := ValidatePutShape(a); e != nil {
-		return e
+// (203 "invalid token", ErrBadToken, when it returns false; the caller
+// binds the token to the source address), then VerifyPutSignature (206).
+// The store rules (301, 302, storage full) are ItemStore.Put's. It returns
+// nil when the put may be handed to the store, else a *PutError.
+func ValidatePut(a *PutArgs, tokenOK func(target krpc.ID) bool) error {
+	if err := ValidatePutShape(a); err != nil {
+		return err
 	}
 	if !tokenOK(a.Target()) {
-		return bep44Protocol("invalid token")
+		return refuse(ErrBadToken, "invalid token")
 	}
 	return VerifyPutSignature(a)
 }

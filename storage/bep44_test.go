@@ -409,8 +409,8 @@ func TestBEP44ValidatePut(t *testing.T) {
 			if e == nil {
 				t.Fatalf("ValidatePut = nil, want %d", tt.want)
 			}
-			if e.Code != tt.want {
-				t.Errorf("ValidatePut = %d %q, want %d", e.Code, e.Msg, tt.want)
+			if w := wireError(e); w == nil || w.Code != tt.want {
+				t.Errorf("ValidatePut = %v (%v), want %d", e, w, tt.want)
 			}
 		})
 	}
@@ -431,7 +431,7 @@ func TestBEP44ValidatePutSplit(t *testing.T) {
 	if e := ValidatePutShape(&bad); e != nil {
 		t.Fatalf("ValidatePutShape = %v, want nil (signature is not its job)", e)
 	}
-	if e := VerifyPutSignature(&bad); e == nil || e.Code != krpc.ErrCodeInvalidSig || e.Msg != "invalid signature" {
+	if e := wireError(VerifyPutSignature(&bad)); e == nil || e.Code != krpc.ErrCodeInvalidSig || e.Msg != "invalid signature" {
 		t.Fatalf("VerifyPutSignature = %v, want 206 invalid signature", e)
 	}
 	imm := PutArgs{Token: []byte("t"), V: []byte("i1e")}
@@ -460,9 +460,9 @@ func TestBEP44ErrorMessages(t *testing.T) {
 	sig := bep44TestPut(t, "", 1, "i1e")
 	sig.Sig[5] ^= 1
 	got := map[string]*krpc.Error{
-		"bep44_error_v_too_big":    ValidatePutShape(&bigV),
-		"bep44_error_salt_too_big": ValidatePutShape(&salt),
-		"bep44_error_bad_sig":      VerifyPutSignature(&sig),
+		"bep44_error_v_too_big":    wireError(ValidatePutShape(&bigV)),
+		"bep44_error_salt_too_big": wireError(ValidatePutShape(&salt)),
+		"bep44_error_bad_sig":      wireError(VerifyPutSignature(&sig)),
 	}
 	for name, g := range got {
 		w, ok := want[name]

@@ -44,8 +44,10 @@ func (it Item) size() int64 {
 	return int64(len(it.V) + len(it.K) + len(it.Salt) + len(it.Sig))
 }
 
-// clone returns a deep copy of it in a single allocation.
-func (it Item) clone() Item {
+// Clone returns a deep copy of it, its byte fields in a single allocation
+// (empty ones nil). The copy shares nothing with it, so it outlives a
+// packet buffer or a caller's slices.
+func (it Item) Clone() Item {
 	buf := make([]byte, 0, it.size())
 	sub := func(b []byte) []byte {
 		if len(b) == 0 {
@@ -250,7 +252,7 @@ func itemShapeError(it *Item, cas *int64) string {
 // bep44.md §4 steps 6 and 7. The caller must already have applied
 // ValidatePutShape, the token check and VerifyPutSignature (BEP 44: a storing
 // node MUST verify the signature before storing); Put only repeats the cheap
-// length checks (203 if they fail). cas is the put's "cas" argument, nil if
+// length checks (ErrMalformed if they fail). cas is the put's "cas" argument, nil if
 // absent.
 //
 // Immutable items are stored, or if already present their expiry is reset.
@@ -269,7 +271,9 @@ func itemShapeError(it *Item, cas *int64) string {
 // Put stores it as of unknown origin: the quota does not apply, and the
 // item counts in the share of the unknown network (see PutFrom).
 //
-// Coded failures are returned as *krpc.Error (203, 301, 302). A failed Put
+// Refusals are returned as *PutError (ErrMalformed, ErrCASMismatch,
+// ErrSeqTooLow); a full store or source over quota as errors wrapping
+// ErrStoreFull or ErrQuota. A failed Put
 // never changes the stored item. Put copies it; the caller may reuse its
 // buffers.
 //
@@ -308,7 +312,7 @@ func (s *ItemStore) putLocked(it Item, cas *int64, from netip.Addr, now time.Tim
 
 	if msg := itemShapeError(&it, cas); msg != "" {
 		s.stats.RejectedInvalid++
-		return bep44Protocol(msg)
+		return refuse(ErrMalformed, msg)
 	}
 	expires := now.Add(s.cfg.TTL)
 	e, ok := s.items[target]
@@ -324,7 +328,7 @@ func (s *ItemStore) putLocked(it Item, cas *int64, from netip.Addr, now time.Tim
 		// Needs a SHA-1 collision between v and k ‖ salt; refuse rather
 		// than let one kind shadow the other.
 		s.stats.RejectedInvalid++
-		return bep44Protocol("target holds an item of the other kind")
+		return refuse(ErrMalformed, "target holds an item of the other kind")
 	}
 	if !it.Mutable {
 		s.refreshLocked(e, now, expires)
@@ -333,13 +337,13 @@ func (s *ItemStore) putLocked(it Item, cas *int64, from netip.Addr, now time.Tim
 	switch old := &e.item; {
 	case cas != nil && *cas != old.Seq:
 		s.stats.RejectedCAS++
-		return &krpc.Error{Code: krpc.ErrCodeCASMismatch, Msg: bep44MsgCASMismatch}
+		return refuse(ErrCASMismatch, bep44MsgCASMismatch)
 	case it.Seq < old.Seq:
 		s.stats.RejectedSeqLess++
-		return &krpc.Error{Code: krpc.ErrCodeSeqLessCurrent, Msg: bep44MsgSeqLess}
+		return refuse(ErrSeqTooLow, bep44MsgSeqLess)
 	case it.Seq == old.Seq && !bytes.Equal(it.V, old.V):
 		s.stats.RejectedSeqEqual++
-		return &krpc.Error{Code: krpc.ErrCodeSeqLessCurrent, Msg: bep44MsgSeqLess}
+		return refuse(ErrSeqTooLow, bep44MsgSeqLess)
 	case it.Seq == old.Seq:
 		s.refreshLocked(e, now, expires)
 		return nil
@@ -365,7 +369,7 @@ func (s *ItemStore) replaceLocked(e *itemEntry, it *Item, now, expires time.Time
 		return fmt.Errorf("put mutable item %s seq %d (%d bytes): %w", e.target, it.Seq, size, ErrStoreFull)
 	}
 	s.stats.Bytes += size - e.size
-	e.item, e.size = it.clone(), size
+	e.item, e.size = it.Clone(), size
 	e.expires = laterTime(e.expires, expires)
 	heap.Fix(&s.byExpiry, e.expIdx)
 	s.stats.Updated++
@@ -386,7 +390,7 @@ func (s *ItemStore) insertLocked(target krpc.ID, it *Item, src sourceKey, stored
 	}
 	t := stored.UnixNano()
 	e := &itemEntry{
-		item: it.clone(), target: target, src: src, expires: expires, size: size,
+		item: it.Clone(), target: target, src: src, expires: expires, size: size,
 		u: usage{stored: t, lastRef: t, dist: target.Xor(s.self)},
 	}
 	s.items[target] = e
@@ -472,7 +476,7 @@ func (s *ItemStore) Get(target krpc.ID, now time.Time) (Item, bool) {
 	if !ok || !now.Before(e.expires) {
 		return Item{}, false
 	}
-	return e.item.clone(), true
+	return e.item.Clone(), true
 }
 
 // GetFrom is Get for a reader at from. A read from another network than
@@ -489,7 +493,7 @@ func (s *ItemStore) GetFrom(target krpc.ID, from netip.Addr, now time.Time) (Ite
 		e.u.touch(now.UnixNano())
 		s.bySource.fix(e.src, e)
 	}
-	return e.item.clone(), true
+	return e.item.Clone(), true
 }
 
 // Expire removes every item whose expiry is at or before now and returns how
@@ -574,7 +578,7 @@ func (s *ItemStore) unlockAndReport() {
 // apply as for Put: items are evicted from the network holding the most
 // (and reported to the SetOnRemove hook), or Restore fails with an error
 // wrapping ErrStoreFull. The cheap shape checks of Put
-// are repeated (a *krpc.Error 203 if they fail); the signature is not
+// are repeated (a *PutError, ErrMalformed, if they fail); the signature is not
 // verified again, that was done when the item was first put.
 //
 // If the target already holds an item, the newer one is kept: a mutable
@@ -600,7 +604,7 @@ func (s *ItemStore) restoreLocked(it *Item, expires, now time.Time) error {
 	s.expireLocked(now)
 	if msg := itemShapeError(it, nil); msg != "" {
 		s.stats.RejectedInvalid++
-		return bep44Protocol(msg)
+		return refuse(ErrMalformed, msg)
 	}
 	target := it.Target()
 	e, ok := s.items[target]
@@ -638,8 +642,9 @@ func (s *ItemStore) Check(it Item, cas *int64, now time.Time) error {
 }
 
 // CheckFrom reports the error PutFrom(it, cas, from, now) would return,
-// without storing or evicting anything: a *krpc.Error (203, 301, 302), or
-// an error wrapping ErrQuota or ErrStoreFull. A node that must write an
+// without storing or evicting anything: a *PutError (ErrMalformed,
+// ErrCASMismatch, ErrSeqTooLow), or an error wrapping ErrQuota or
+// ErrStoreFull. A node that must write an
 // item to disk before it keeps it in memory checks first, writes, then
 // puts. CheckFrom drops expired items, as PutFrom does.
 func (s *ItemStore) CheckFrom(it Item, cas *int64, from netip.Addr, now time.Time) error {
@@ -647,7 +652,7 @@ func (s *ItemStore) CheckFrom(it Item, cas *int64, from netip.Addr, now time.Tim
 	defer s.mu.Unlock()
 	s.expireLocked(now)
 	if msg := itemShapeError(&it, cas); msg != "" {
-		return bep44Protocol(msg)
+		return refuse(ErrMalformed, msg)
 	}
 	target := it.Target()
 	e, ok := s.items[target]
@@ -662,16 +667,16 @@ func (s *ItemStore) CheckFrom(it Item, cas *int64, from netip.Addr, now time.Tim
 		return nil
 	}
 	if e.item.Mutable != it.Mutable {
-		return bep44Protocol("target holds an item of the other kind")
+		return refuse(ErrMalformed, "target holds an item of the other kind")
 	}
 	if !it.Mutable {
 		return nil
 	}
 	switch old := &e.item; {
 	case cas != nil && *cas != old.Seq:
-		return &krpc.Error{Code: krpc.ErrCodeCASMismatch, Msg: bep44MsgCASMismatch}
+		return refuse(ErrCASMismatch, bep44MsgCASMismatch)
 	case it.Seq < old.Seq, it.Seq == old.Seq && !bytes.Equal(it.V, old.V):
-		return &krpc.Error{Code: krpc.ErrCodeSeqLessCurrent, Msg: bep44MsgSeqLess}
+		return refuse(ErrSeqTooLow, bep44MsgSeqLess)
 	case it.Seq > old.Seq && s.stats.Bytes+it.size()-e.size > s.cfg.MaxBytes:
 		// e itself is not a candidate for the room its update needs.
 		s.bySource.remove(e.src, e)

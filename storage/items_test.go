@@ -44,18 +44,16 @@ func itemImmutable(s string) Item {
 	return Item{V: []byte(strconv.Itoa(len(s)) + ":" + s)}
 }
 
-// itemErrCode returns the KRPC code of err, 0 for nil and -1 for an error
-// that is not a *krpc.Error.
+// itemErrCode returns the KRPC code a storing node answers err with, 0
+// for nil and -1 for an error that is not a *PutError.
 func itemErrCode(err error) int64 {
-	var ke *krpc.Error
-	switch {
-	case err == nil:
+	if err == nil {
 		return 0
-	case errors.As(err, &ke):
-		return ke.Code
-	default:
-		return -1
 	}
+	if e := wireError(err); e != nil {
+		return e.Code
+	}
+	return -1
 }
 
 // itemMustPut fails the test if the put is refused.
@@ -356,7 +354,7 @@ func TestItemMutableAfterExpiryAcceptsLowerSeq(t *testing.T) {
 func TestItemInvalidRejected(t *testing.T) {
 	good := itemMutable(itemTestKey(6), "", 1, "i1e")
 	mod := func(f func(*Item)) Item {
-		it := good.clone()
+		it := good.Clone()
 		f(&it)
 		return it
 	}
@@ -395,7 +393,7 @@ func TestItemInvalidRejected(t *testing.T) {
 func TestItemPutAndGetCopy(t *testing.T) {
 	s := NewItemStore(krpc.ID{}, ItemConfig{})
 	it := itemMutable(itemTestKey(7), "salty", 2, "5:hello")
-	orig := it.clone()
+	orig := it.Clone()
 	itemMustPut(t, s, it, nil, itemT0)
 	// The caller reuses its buffers: the store must not see it.
 	it.V[3], it.K[0], it.Salt[0], it.Sig[0] = 'X', 0, 'X', 0

@@ -205,8 +205,10 @@ func (s *PeerStore) Config() PeerConfig { return s.cfg }
 // Announce records that peer announced itself for ih at now (BEP 5
 // announce_peer, with the port already resolved for implied_port, seed per
 // BEP 33). It may evict or refuse as described on PeerStore; every outcome
-// is counted in Stats. It returns nil if the peer is stored, else an error
-// wrapping ErrQuota, ErrStoreFull, or ErrInvalidPeer.
+// is counted in Stats. Its error says whether it stored the peer: nil
+// exactly when the peer is stored (added, or refreshed if it was there),
+// else an error wrapping ErrQuota, ErrStoreFull, or ErrInvalidPeer and
+// nothing of the peer is kept.
 //
 // Peers and infohashes evicted by Announce are reported to the SetOnRemove
 // hook, if any, after the store's lock is released and before Announce

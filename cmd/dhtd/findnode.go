@@ -31,7 +31,7 @@ func findNodeCommand() *cli.Command {
 				res, err := n.FindClosest(ctx, target)
 				elapsed := time.Since(start)
 				if err == nil && len(res.Nodes) == 0 {
-					err = fmt.Errorf("find_node %s: no node answered (%d queried)", target, res.Lookup.Queried)
+					err = fmt.Errorf("find_node %s: %w (%d queried)", target, node.ErrNoAnswer, res.Lookup.Queried)
 				}
 				if c.Bool("json") {
 					type closestJSON struct {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/node"
+	"github.com/dhtd/dhtd/node/gateway"
 	"github.com/dhtd/dhtd/storage"
 )
 
@@ -46,19 +47,29 @@ func newGatewayClient(c *cli.Context) *gatewayClient {
 	return &gatewayClient{base: base, client: &http.Client{Timeout: c.Duration("timeout")}}
 }
 
-// gatewayStatusError is a non-2xx answer of the gateway.
+// gatewayStatusError is a non-2xx answer of the gateway. It unwraps to the
+// error its reason stands for (gateway.ReasonError: node.ErrNotFound,
+// node.ErrNoNodes, node.ErrNoAnswer, node.ErrRefused, or
+// context.DeadlineExceeded), so errors.Is matches a failure through the
+// gateway as it matches one of a local node.
 type gatewayStatusError struct {
 	Status int
 	Msg    string
+	Reason string // the answer's reason, "" if none
 }
 
 func (e *gatewayStatusError) Error() string {
 	return fmt.Sprintf("gateway: %d %s: %s", e.Status, http.StatusText(e.Status), e.Msg)
 }
 
-// Unwrap gives the statuses that have an exit code of their own:
-// 404 is nothing found, 504 a timeout.
+// Unwrap returns the error the answer's reason stands for (node's
+// sentinels, context.DeadlineExceeded for a timeout), so errors.Is works as
+// without --gateway; without a reason, the statuses that have an exit code
+// of their own: 404 is nothing found, 504 a timeout.
 func (e *gatewayStatusError) Unwrap() error {
+	if err := gateway.ReasonError(e.Reason); err != nil {
+		return err
+	}
 	switch e.Status {
 	case http.StatusNotFound:
 		return errNothingFound
@@ -66,6 +77,16 @@ func (e *gatewayStatusError) Unwrap() error {
 		return context.DeadlineExceeded
 	}
 	return nil
+}
+
+// statusError reads a non-2xx answer's JSON body ({error: {message},
+// status, reason}).
+func statusError(code int, body []byte) *gatewayStatusError {
+	var e struct {
+		Reason string `json:"reason"`
+	}
+	_ = json.Unmarshal(body, &e)
+	return &gatewayStatusError{Status: code, Msg: gatewayErrorMessage(body), Reason: e.Reason}
 }
 
 // do sends one request; a 2xx answer is decoded into out, anything else
@@ -94,7 +115,7 @@ func (g *gatewayClient) do(ctx context.Context, method, path string, body, out a
 		return fmt.Errorf("gateway: %s %s: reading the answer: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return &gatewayStatusError{Status: resp.StatusCode, Msg: gatewayErrorMessage(b)}
+		return statusError(resp.StatusCode, b)
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -257,7 +278,7 @@ func peersViaGateway(c *cli.Context, ih krpc.ID) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return &gatewayStatusError{Status: resp.StatusCode, Msg: gatewayErrorMessage(b)}
+		return statusError(resp.StatusCode, b)
 	}
 	asJSON := c.Bool("json")
 	peers := []string{}

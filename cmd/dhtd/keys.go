@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -21,7 +20,7 @@ func keygenCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "keygen",
 		Usage:     "create an ed25519 key for BEP 44 mutable items (or import a seed, or show a key file's public key)",
-		ArgsUsage: "FILE",
+		ArgsUsage: "[FILE]",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "force", Usage: "overwrite FILE if it exists"},
 			&cli.StringFlag{Name: "seed", Usage: "import this 32-byte ed25519 seed (64 hex characters) instead of a random one"},
@@ -38,7 +37,7 @@ func keygenCommand() *cli.Command {
 			}
 			if path := c.String("show"); path != "" {
 				if c.NArg() != 0 || c.IsSet("seed") || c.Bool("force") {
-					return errors.New("usage: dhtd keygen --show FILE")
+					return usageErrorf(cmdName(c), "--show FILE takes no other argument, --seed or --force")
 				}
 				priv, err := readKey(path)
 				if err != nil {
@@ -47,14 +46,14 @@ func keygenCommand() *cli.Command {
 				return printKey(path, priv.Public().(ed25519.PublicKey))
 			}
 			if c.NArg() != 1 {
-				return errors.New("usage: dhtd keygen [--seed HEX] FILE | dhtd keygen --show FILE")
+				return usageErrorf(cmdName(c), "want FILE: dhtd keygen [--seed HEX] FILE, or dhtd keygen --show FILE")
 			}
 			path := c.Args().First()
 			seed := make([]byte, ed25519.SeedSize)
 			if s := c.String("seed"); s != "" {
 				b, err := hex.DecodeString(strings.TrimSpace(s))
 				if err != nil || len(b) != ed25519.SeedSize {
-					return fmt.Errorf("--seed: want %d hex characters (a %d-byte ed25519 seed)", 2*ed25519.SeedSize, ed25519.SeedSize)
+					return usageErrorf(cmdName(c), "--seed: want %d hex characters (a %d-byte ed25519 seed)", 2*ed25519.SeedSize, ed25519.SeedSize)
 				}
 				copy(seed, b)
 			} else if _, err := rand.Read(seed); err != nil {

@@ -130,7 +130,7 @@ func TestLookupCommandsIDAndBootstrap(t *testing.T) {
 			r = runDhtd(t, args...)
 			nothingAsked := r.code != 0 && strings.Contains(r.stderr, "no nodes known and no bootstrap addresses")
 			if cmd[0] == "sample" {
-				nothingAsked = r.code == 0 && strings.Contains(r.stdout, "from 0 nodes (0 queries, 0 failed)")
+				nothingAsked = r.code == exitNotFound && strings.Contains(r.stderr, "from 0 nodes (0 queries, 0 failed)")
 			}
 			if !nothingAsked {
 				t.Fatalf("dhtd %q: exit %d, want no query sent\nstdout:\n%s\nstderr:\n%s",
@@ -178,7 +178,10 @@ type writeJSON struct {
 		Code    int64  `json:"code"`
 		Message string `json:"message"`
 	} `json:"refused_by"`
-	Error string `json:"error"`
+	Error struct {
+		Code    int64  `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
 }
 
 // TestWriteCommandsNameRefusals: a node that refuses a put or an announce
@@ -205,12 +208,14 @@ func TestWriteCommandsNameRefusals(t *testing.T) {
 				t.Fatalf("refused_by %+v, want id %s addr %s code %d message %q", rb, fakeID, addr, code, msg)
 			}
 			line := fmt.Sprintf("refused by %s (id %s): %d %s", addr, fakeID, code, msg)
-			if !strings.Contains(out.Error, line) || !strings.Contains(r.stderr, line) {
-				t.Fatalf("error %q / stderr %q: want %q in both", out.Error, r.stderr, line)
+			if !strings.Contains(out.Error.Message, line) || !strings.Contains(r.stderr, line) {
+				t.Fatalf("error %q / stderr %q: want %q in both", out.Error.Message, r.stderr, line)
 			}
+			// Plain: nothing on stdout (no fake result), the error on
+			// stderr names the node, and the exit code says "refused".
 			r = runDhtd(t, base...)
-			if r.code == 0 || !strings.Contains(r.stdout, line+"\n") {
-				t.Fatalf("dhtd %s (plain): exit %d, stdout %q; want non-zero and the line %q", cmd[0], r.code, r.stdout, line)
+			if r.code != exitRefused || r.stdout != "" || !strings.Contains(r.stderr, line) {
+				t.Fatalf("dhtd %s (plain): exit %d, stdout %q, stderr %q; want exit %d and the line %q on stderr", cmd[0], r.code, r.stdout, r.stderr, exitRefused, line)
 			}
 		})
 	}
@@ -435,8 +440,8 @@ func TestPutGetKeyCommands(t *testing.T) {
 		}
 	}
 	r = runDhtd(t, append([]string{"get", "--key", keyFile, "--salt", salt}, boot...)...)
-	if r.code != 0 || !strings.HasPrefix(r.stdout, "second\nseq 6, returned by ") {
-		t.Fatalf("get --key (plain): exit %d %q", r.code, r.stdout)
+	if r.code != 0 || r.stdout != "second\n" || !strings.Contains(r.stderr, "seq 6, returned by ") {
+		t.Fatalf("get --key (plain): exit %d %q %q", r.code, r.stdout, r.stderr)
 	}
 	if r = runDhtd(t, append([]string{"get", "--key", keyFile, "--pubkey", pubHex}, boot...)...); r.code == 0 {
 		t.Errorf("get --key with --pubkey: exit 0, want a usage error")

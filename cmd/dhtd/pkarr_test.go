@@ -165,7 +165,7 @@ func TestPkarrCommandErrors(t *testing.T) {
 		{[]string{"pkarr", "publish", "--key", keyFile, "@ A 2001:db8::1"}, "bad DNS record"},
 		{[]string{"pkarr", "publish", "--key", keyFile, "@ TXT " + strings.Repeat("x", 1000)}, "oversized"},
 		{[]string{"pkarr", "resolve", "notakey"}, "bad Pkarr public key"},
-		{[]string{"pkarr", "resolve"}, "usage"},
+		{[]string{"pkarr", "resolve"}, "missing argument: want KEY"},
 	} {
 		out, err := runApp(context.Background(), append(tt.args, noNet...)...)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -103,7 +103,11 @@ func finishCommand(cmd *cli.Command, parent string) {
 // such as "ADDR TARGET", "[TARGET]" or "ADDR...": a word is one argument,
 // a bracketed one optional, and "..." allows any number more.
 func argCounts(usage string) (minArgs, maxArgs int) {
+	usage, _, _ = strings.Cut(usage, "\n") // the first line names them
 	for _, w := range strings.Fields(usage) {
+		if strings.HasPrefix(w, "(") {
+			break // an explanation, not an argument
+		}
 		if strings.HasSuffix(w, "...") || strings.HasSuffix(w, "...]") {
 			return minArgs, math.MaxInt
 		}

@@ -85,10 +85,9 @@ func (in *itemIn) value() ([]byte, *httpError) {
 	default:
 		return nil, badRequest("missing field: v (hex of the bencoded value) or value (a string)")
 	}
-	if len(v) > storage.MaxValueLen {
-		return nil, &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("value: %d bytes bencoded, at most %d (BEP 44)", len(v), storage.MaxValueLen)}
-	}
-	if err := storage.CheckBencode(v); err != nil {
+	if err := storage.CheckValue(v); errors.Is(err, storage.ErrValueTooBig) {
+		return nil, &httpError{http.StatusRequestEntityTooLarge, fmt.Sprintf("value: %v (BEP 44)", err)}
+	} else if err != nil {
 		return nil, badRequest("v: %v", err)
 	}
 	return v, nil
@@ -216,18 +215,19 @@ func (g *Gateway) getImmutable(w http.ResponseWriter, r *http.Request) {
 }
 
 // answerGet writes a get's answer after checking the item with verify: 404
-// when the network answered without it, 502/504 when it did not answer.
+// (ReasonNotFound) when the network answered without it, 502/504 when it
+// did not answer.
 func (g *Gateway) answerGet(w http.ResponseWriter, r *http.Request, target krpc.ID, res node.GetResult, err error, verify func(storage.Item) bool) {
 	if errors.Is(r.Context().Err(), context.DeadlineExceeded) && !res.Found {
 		g.lookupFailed(w, r, "get "+target.String(), err)
 		return
 	}
 	if !res.Found || !verify(res.Item) {
-		if len(res.Lookup.Closest) == 0 && err != nil {
+		if err != nil && !errors.Is(err, node.ErrNotFound) {
 			g.lookupFailed(w, r, "get "+target.String(), err)
 			return
 		}
-		writeError(w, http.StatusNotFound, fmt.Sprintf("get %s: no valid item found (%d nodes queried)", target, res.Lookup.Queried))
+		writeReason(w, http.StatusNotFound, ReasonNotFound, fmt.Sprintf("get %s: no valid item found (%d nodes queried)", target, res.Lookup.Queried))
 		return
 	}
 	out := itemOut{
@@ -309,7 +309,7 @@ func (g *Gateway) putMutable(w http.ResponseWriter, r *http.Request) {
 		seq := res.Seq
 		writeJSON(w, http.StatusOK, putOut{Target: res.Target.String(), Seq: &seq, StoredAt: nodesOut(res.StoredAt), Sent: res.Sent, Queried: res.Lookup.Queried})
 	case errors.Is(err, node.ErrSeqNotNewer), errors.Is(err, node.ErrCASMismatch):
-		writeError(w, http.StatusConflict, err.Error())
+		writeReason(w, http.StatusConflict, reasonOf(err), err.Error())
 	case errors.Is(err, node.ErrValueTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, err.Error())
 	case errors.Is(err, node.ErrBadItem), errors.Is(err, node.ErrInvalidSignature):

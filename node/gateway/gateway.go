@@ -393,6 +393,9 @@ func clientKey(remote string) netip.Prefix {
 type apiError struct {
 	Error  errorBody `json:"error"`
 	Status int       `json:"status"`
+	// Reason says which way the DHT failed, when it did: one of the
+	// Reason* constants, empty for the gateway's own errors.
+	Reason string `json:"reason,omitempty"`
 }
 
 // errorBody is an error in JSON: its message and, for a KRPC error, the
@@ -403,8 +406,58 @@ type errorBody struct {
 	Node    string `json:"node,omitempty"`
 }
 
+// Reasons of error answers that come from the DHT: one per sentinel error
+// of node, and the request timeout. ReasonError maps them back.
+const (
+	ReasonNotFound = "not_found" // node.ErrNotFound: nodes answered, none held the item (404)
+	ReasonNoNodes  = "no_nodes"  // node.ErrNoNodes: the node knows no other node (502)
+	ReasonNoAnswer = "no_answer" // node.ErrNoAnswer: no node answered in time (502)
+	ReasonRefused  = "refused"   // node.ErrRefused: the storers refused the write (502, 409, 412)
+	ReasonTimeout  = "timeout"   // the request timeout cut the lookup off (504)
+)
+
+// reasonOf is the Reason of a node error, "" if it matches no sentinel.
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, node.ErrNotFound):
+		return ReasonNotFound
+	case errors.Is(err, node.ErrNoNodes):
+		return ReasonNoNodes
+	case errors.Is(err, node.ErrNoAnswer):
+		return ReasonNoAnswer
+	case errors.Is(err, node.ErrRefused):
+		return ReasonRefused
+	}
+	return ""
+}
+
+// ReasonError is the error a Reason stands for, so that a client of the
+// gateway can match a failure with errors.Is as an embedder of node does:
+// node's sentinels, and context.DeadlineExceeded for ReasonTimeout. It is
+// nil for "" and for reasons it does not know.
+func ReasonError(reason string) error {
+	switch reason {
+	case ReasonNotFound:
+		return node.ErrNotFound
+	case ReasonNoNodes:
+		return node.ErrNoNodes
+	case ReasonNoAnswer:
+		return node.ErrNoAnswer
+	case ReasonRefused:
+		return node.ErrRefused
+	case ReasonTimeout:
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
 func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, apiError{Error: errorBody{Message: msg}, Status: code})
+}
+
+// writeReason is writeError with a Reason.
+func writeReason(w http.ResponseWriter, code int, reason, msg string) {
+	writeJSON(w, code, apiError{Error: errorBody{Message: msg}, Status: code, Reason: reason})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -416,13 +469,14 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
-// errStatus maps a failed lookup or store to an HTTP status: 504 when the
-// request's deadline cut it off, 502 when the network did not answer or
-// refused.
+// lookupFailed answers a failed lookup or store, mapping node's sentinel
+// errors to an HTTP status and a Reason: 504 when the request's deadline
+// cut it off, 404 when nodes answered without the item, 502 when the
+// network did not answer or refused.
 func (g *Gateway) lookupFailed(w http.ResponseWriter, r *http.Request, what string, err error) {
 	if errors.Is(r.Context().Err(), context.DeadlineExceeded) {
 		g.m.timeouts.Inc()
-		writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("%s: timed out after %v: %v", what, g.cfg.RequestTimeout, err))
+		writeReason(w, http.StatusGatewayTimeout, ReasonTimeout, fmt.Sprintf("%s: timed out after %v: %v", what, g.cfg.RequestTimeout, err))
 		return
 	}
 	if r.Context().Err() != nil {
@@ -430,7 +484,11 @@ func (g *Gateway) lookupFailed(w http.ResponseWriter, r *http.Request, what stri
 		writeError(w, http.StatusServiceUnavailable, what+": cancelled")
 		return
 	}
-	writeError(w, http.StatusBadGateway, fmt.Sprintf("%s: %v", what, err))
+	code, reason := http.StatusBadGateway, reasonOf(err)
+	if reason == ReasonNotFound {
+		code = http.StatusNotFound
+	}
+	writeReason(w, code, reason, fmt.Sprintf("%s: %v", what, err))
 }
 
 // notFound answers requests no /v1 route matched: 405 if the path has a

@@ -142,9 +142,9 @@ func (g *Gateway) pkarrPut(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusNoContent)
 	case errors.Is(err, node.ErrCASMismatch):
-		writeError(w, http.StatusPreconditionFailed, err.Error())
+		writeReason(w, http.StatusPreconditionFailed, reasonOf(err), err.Error())
 	case errors.Is(err, node.ErrSeqNotNewer):
-		writeError(w, http.StatusConflict, err.Error())
+		writeReason(w, http.StatusConflict, reasonOf(err), err.Error())
 	case errors.Is(err, node.ErrValueTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, err.Error())
 	case errors.Is(err, node.ErrBadItem), errors.Is(err, node.ErrInvalidSignature):
@@ -210,12 +210,12 @@ func (g *Gateway) pkarrGet(w http.ResponseWriter, r *http.Request) {
 	}
 	if best == nil {
 		switch {
-		case errors.Is(r.Context().Err(), context.DeadlineExceeded), len(res.Lookup.Closest) == 0 && err != nil:
+		case errors.Is(r.Context().Err(), context.DeadlineExceeded), err != nil && !errors.Is(err, node.ErrNotFound):
 			g.lookupFailed(w, r, "get "+pkarr.KeyString(pub), err)
 		case notPkarr:
 			writeError(w, http.StatusNotFound, fmt.Sprintf("get %s: the key's BEP 44 item is not a Pkarr packet", pkarr.KeyString(pub)))
 		default:
-			writeError(w, http.StatusNotFound, fmt.Sprintf("get %s: no packet found (%d nodes queried)", pkarr.KeyString(pub), res.Lookup.Queried))
+			writeReason(w, http.StatusNotFound, ReasonNotFound, fmt.Sprintf("get %s: no packet found (%d nodes queried)", pkarr.KeyString(pub), res.Lookup.Queried))
 		}
 		return
 	}
