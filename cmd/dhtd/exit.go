@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"sort"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/node"
+	"github.com/dhtd/dhtd/node/gateway"
 )
 
 // The exit statuses of dhtd (README.md, "Exit codes").
@@ -142,6 +144,7 @@ func exitCode(err error) int {
 	var te *timeoutError
 	var re *remoteError
 	var ec cli.ExitCoder // urfave/cli's own: "No help topic for ..."
+	var ge *gatewayStatusError
 	switch {
 	case err == nil:
 		return exitOK
@@ -152,6 +155,8 @@ func exitCode(err error) int {
 		return exitTimeout
 	case errors.As(err, &ke), errors.As(err, &re):
 		return exitRefused
+	case errors.As(err, &ge) && (ge.Status == http.StatusConflict || ge.Status == http.StatusPreconditionFailed || ge.Reason == gateway.ReasonRefused):
+		return exitRefused // the gateway's storers refused the write
 	case errors.Is(err, errNothingFound), errors.Is(err, node.ErrNotFound):
 		return exitNotFound
 	}
