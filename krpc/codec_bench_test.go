@@ -89,7 +89,7 @@ func BenchmarkEncode(b *testing.B) {
 // (or both fail), and every message that decodes encodes to the same bytes.
 func checkAgainstReflect(t *testing.T, pkt []byte) {
 	t.Helper()
-	if checkCanonical(pkt) != nil {
+	if CheckCanonical(pkt, packetLimits) != nil {
 		return
 	}
 	var rawA []byte

@@ -119,7 +119,7 @@ func TestItemImmutablePutGet(t *testing.T) {
 	}
 }
 
-func TestItemNonCanonicalStoredVerbatim(t *testing.T) {
+func TestItemUnsortedDictStoredVerbatim(t *testing.T) {
 	// Put does not re-encode: an unsorted dict (were the caller to skip
 	// ValidatePutShape) is kept byte for byte under SHA-1 of those bytes.
 	s := NewItemStore(krpc.ID{}, ItemConfig{})
