@@ -84,96 +84,95 @@ func CheckCanonical(b []byte, lim Limits) error {
 // value, and is refused.
 const maxNesting = 1 << 12
 
-// scanner is the state of one scan.
-type scanner struct {
-	in       []byte // the whole input, for error offsets
+// scanState is what one scan carries down its recursion.
+type scanState struct {
+	inLen    int // length of the whole input, for error offsets
 	tokens   int
 	maxDepth int
-	lim      Limits
+	maxTok   int
+	int64    bool
 	lax      bool
 }
 
 // scan checks the one value at the start of b and returns its length. With
 // lax, dict keys need not be sorted or unique. Errors wrap ErrNotCanonical.
 func scan(b []byte, lim Limits, lax bool) (int, error) {
-	s := scanner{in: b, lim: lim, lax: lax, maxDepth: lim.MaxDepth}
-	if s.maxDepth <= 0 || s.maxDepth > maxNesting {
-		s.maxDepth = maxNesting
+	st := scanState{inLen: len(b), maxDepth: lim.MaxDepth, maxTok: lim.MaxTokens, int64: lim.Int64, lax: lax}
+	if st.maxDepth <= 0 || st.maxDepth > maxNesting {
+		st.maxDepth = maxNesting
 	}
-	rest, err := s.value(b, 0)
+	if st.maxTok <= 0 {
+		st.maxTok = math.MaxInt
+	}
+	rest, err := scanValue(b, 0, &st)
 	return len(b) - len(rest), err
 }
 
-// off is the offset of b, a suffix of the input, in the input.
-func (s *scanner) off(b []byte) int { return len(s.in) - len(b) }
-
-// value checks the value at the start of b and returns what follows it.
-func (s *scanner) value(b []byte, depth int) ([]byte, error) {
-	s.tokens++
-	if s.lim.MaxTokens > 0 && s.tokens > s.lim.MaxTokens {
-		return nil, fmt.Errorf("%w: more than %d values at offset %d", ErrNotCanonical, s.lim.MaxTokens, s.off(b))
+// scanValue checks the value at the start of b and returns what follows it.
+func scanValue(b []byte, depth int, st *scanState) ([]byte, error) {
+	if st.tokens++; st.tokens > st.maxTok {
+		return nil, fmt.Errorf("%w: more than %d values at offset %d", ErrNotCanonical, st.maxTok, st.inLen-len(b))
 	}
 	if len(b) == 0 {
-		return nil, fmt.Errorf("%w: truncated at offset %d", ErrNotCanonical, s.off(b))
+		return nil, fmt.Errorf("%w: truncated at offset %d", ErrNotCanonical, st.inLen)
 	}
 	switch c := b[0]; {
-	case c == 'i':
-		next, ok := intAt(b, 0, s.lim.Int64)
-		if !ok {
-			return nil, fmt.Errorf("%w: malformed or non-canonical integer at offset %d", ErrNotCanonical, s.off(b))
-		}
-		return b[next:], nil
 	case c >= '0' && c <= '9':
-		_, next, ok := stringAt(b, 0)
+		_, rest, err := readString(b)
+		if err != nil {
+			return nil, fmt.Errorf("%w: malformed byte string at offset %d", ErrNotCanonical, st.inLen-len(b))
+		}
+		return rest, nil
+	case c == 'i':
+		next, ok := intAt(b, 0, st.int64)
 		if !ok {
-			return nil, fmt.Errorf("%w: malformed byte string at offset %d", ErrNotCanonical, s.off(b))
+			return nil, fmt.Errorf("%w: malformed or non-canonical integer at offset %d", ErrNotCanonical, st.inLen-len(b))
 		}
 		return b[next:], nil
 	case c == 'l':
-		if depth >= s.maxDepth {
-			return nil, fmt.Errorf("%w: nested deeper than %d at offset %d", ErrNotCanonical, s.maxDepth, s.off(b))
+		if depth >= st.maxDepth {
+			return nil, fmt.Errorf("%w: nested deeper than %d at offset %d", ErrNotCanonical, st.maxDepth, st.inLen-len(b))
 		}
 		b = b[1:]
 		for {
 			if len(b) == 0 {
-				return nil, fmt.Errorf("%w: truncated list at offset %d", ErrNotCanonical, s.off(b))
+				return nil, fmt.Errorf("%w: truncated list at offset %d", ErrNotCanonical, st.inLen)
 			}
 			if b[0] == 'e' {
 				return b[1:], nil
 			}
 			var err error
-			if b, err = s.value(b, depth+1); err != nil {
+			if b, err = scanValue(b, depth+1, st); err != nil {
 				return nil, err
 			}
 		}
 	case c == 'd':
-		if depth >= s.maxDepth {
-			return nil, fmt.Errorf("%w: nested deeper than %d at offset %d", ErrNotCanonical, s.maxDepth, s.off(b))
+		if depth >= st.maxDepth {
+			return nil, fmt.Errorf("%w: nested deeper than %d at offset %d", ErrNotCanonical, st.maxDepth, st.inLen-len(b))
 		}
 		b = b[1:]
 		var prev []byte
 		for first := true; ; first = false {
 			if len(b) == 0 {
-				return nil, fmt.Errorf("%w: truncated dict at offset %d", ErrNotCanonical, s.off(b))
+				return nil, fmt.Errorf("%w: truncated dict at offset %d", ErrNotCanonical, st.inLen)
 			}
 			if b[0] == 'e' {
 				return b[1:], nil
 			}
-			key, next, ok := stringAt(b, 0)
-			if !ok {
-				return nil, fmt.Errorf("%w: dict key at offset %d is not a byte string", ErrNotCanonical, s.off(b))
+			key, rest, err := readString(b)
+			if err != nil {
+				return nil, fmt.Errorf("%w: dict key at offset %d is not a byte string", ErrNotCanonical, st.inLen-len(b))
 			}
-			if !s.lax && !first && string(key) <= string(prev) {
-				return nil, fmt.Errorf("%w: dict key %q at offset %d unsorted or repeated", ErrNotCanonical, key, s.off(b))
+			if !st.lax && !first && string(key) <= string(prev) {
+				return nil, fmt.Errorf("%w: dict key %q at offset %d unsorted or repeated", ErrNotCanonical, key, st.inLen-len(b))
 			}
 			prev = key
-			var err error
-			if b, err = s.value(b[next:], depth+1); err != nil {
+			if b, err = scanValue(rest, depth+1, st); err != nil {
 				return nil, err
 			}
 		}
 	default:
-		return nil, fmt.Errorf("%w: unexpected byte %q at offset %d", ErrNotCanonical, c, s.off(b))
+		return nil, fmt.Errorf("%w: unexpected byte %q at offset %d", ErrNotCanonical, c, st.inLen-len(b))
 	}
 }
 
@@ -214,11 +213,11 @@ func skipValue(b []byte) (int, error) {
 			}
 			i = j + 1
 		case c >= '0' && c <= '9':
-			_, next, ok := stringAt(b, i)
-			if !ok {
+			_, rest, err := readString(b[i:])
+			if err != nil {
 				return 0, fmt.Errorf("%w: malformed byte string at offset %d", ErrNotCanonical, i)
 			}
-			i = next
+			i = len(b) - len(rest)
 		default:
 			return 0, fmt.Errorf("%w: unexpected byte %q at offset %d", ErrNotCanonical, c, i)
 		}
@@ -226,28 +225,6 @@ func skipValue(b []byte) (int, error) {
 			return i, nil
 		}
 	}
-}
-
-// stringAt parses the canonical byte string at b[i] and returns it and the
-// offset just past it; ok is false if there is none. It is small enough to
-// inline: callers say where and why it failed.
-func stringAt(b []byte, i int) (s []byte, next int, ok bool) {
-	start := i
-	n := 0
-	for ; i < len(b); i++ {
-		d := b[i] - '0'
-		if d > 9 {
-			break
-		}
-		if n = n*10 + int(d); n > len(b) {
-			return nil, 0, false
-		}
-	}
-	if i == start || i >= len(b) || b[i] != ':' || (b[start] == '0' && i > start+1) || n > len(b)-i-1 {
-		return nil, 0, false
-	}
-	i++ // ':'
-	return b[i : i+n], i + n, true
 }
 
 // intAt checks the canonical integer at b[i] ('i') and returns the offset
@@ -300,13 +277,24 @@ var (
 )
 
 // readString decodes the canonical byte string at the start of b and
-// returns it and the remaining bytes.
+// returns it and the remaining bytes. It runs on every string the node
+// reads, so it fails with the bare errNotString; callers say where.
 func readString(b []byte) (s, rest []byte, err error) {
-	s, next, ok := stringAt(b, 0)
-	if !ok {
+	n, i := 0, 0
+	for ; i < len(b); i++ {
+		d := b[i] - '0'
+		if d > 9 {
+			break
+		}
+		if n = n*10 + int(d); n > len(b) {
+			return nil, nil, errNotString
+		}
+	}
+	if i == 0 || i >= len(b) || b[i] != ':' || (b[0] == '0' && i > 1) || n > len(b)-i-1 {
 		return nil, nil, errNotString
 	}
-	return s, b[next:], nil
+	i++ // ':'
+	return b[i : i+n], b[i+n:], nil
 }
 
 // exactString decodes b, which must be exactly one byte string of length n.
