@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -41,7 +40,7 @@ func itemMutable(priv ed25519.PrivateKey, salt string, seq int64, v string) Item
 
 // itemImmutable returns an immutable item holding the bencoded string s.
 func itemImmutable(s string) Item {
-	return Item{V: []byte(strconv.Itoa(len(s)) + ":" + s)}
+	return Item{V: krpc.AppendString(nil, s)}
 }
 
 // itemErrCode returns the KRPC code of err, 0 for nil and -1 for an error
