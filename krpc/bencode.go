@@ -7,10 +7,12 @@ import (
 	"strconv"
 )
 
-// This file is the one bencode scanner of the module (BEP 3, bencoding):
+// This file is the module's one bencode scanner (BEP 3, bencoding):
 // CheckCanonical judges whether bytes are one canonical value, ParseString
-// reads one byte string, and AppendString writes one. Every package that
-// reads or writes raw bencode goes through these.
+// reads one byte string, and AppendString writes one. Other packages use
+// these instead of reading or writing bencode by hand; the packet codec in
+// codec.go is built on the same readers. Only the conformance suite keeps a
+// raw encoder, to write packets no conforming encoder would.
 
 // Limits of the strict pre-decode check of a packet (practice: libtorrent
 // bdecodes with depth 10 and at most 500 tokens; we allow a little more for
@@ -28,10 +30,10 @@ var packetLimits = Limits{MaxDepth: maxDepth, MaxTokens: maxTokens, Int64: true}
 var ErrNotCanonical = errors.New("bencode: malformed or non-canonical")
 
 // Limits bound what CheckCanonical accepts beyond canonical form. The zero
-// value bounds nothing but the input's length.
+// value bounds only nesting, at the scanner's own 4096 levels.
 type Limits struct {
 	// MaxDepth is the deepest nesting of lists and dicts (a top-level
-	// list is depth 1); 0 is no bound.
+	// list is depth 1); 0, or more than 4096, is 4096.
 	MaxDepth int
 	// MaxTokens is the most values (integers, strings, lists and dicts;
 	// dict keys do not count); 0 is no bound.
