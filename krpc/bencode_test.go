@@ -76,7 +76,7 @@ var scannerCases = []struct {
 	{strings.Repeat("l", maxNesting+1) + strings.Repeat("e", maxNesting+1), false},
 }
 
-func TestCheckCanonical(t *testing.T) {
+func TestScanner(t *testing.T) {
 	for _, tt := range scannerCases {
 		name := tt.in
 		if len(name) > 40 {
@@ -100,7 +100,7 @@ func TestCheckCanonical(t *testing.T) {
 	}
 }
 
-func TestCheckCanonicalLimits(t *testing.T) {
+func TestScannerLimits(t *testing.T) {
 	deep := func(n int) string { return strings.Repeat("l", n) + strings.Repeat("e", n) }
 	many := func(n int) string { return "l" + strings.Repeat("i1e", n-1) + "e" } // n values
 	tests := []struct {
@@ -136,7 +136,7 @@ func TestCheckCanonicalLimits(t *testing.T) {
 	}
 }
 
-func TestCheckCanonicalErrorOffset(t *testing.T) {
+func TestScannerErrorOffset(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"d1:b0:1:a0:e", `dict key "a" at offset 6 unsorted or repeated`},
 		{"l1:ai01ee", "integer at offset 4"},
@@ -267,12 +267,12 @@ func TestScannerMatchesAnacrolix(t *testing.T) {
 	}
 }
 
-// FuzzCheckCanonical fuzzes checkScannerAgainstAnacrolix, seeded with the
-// packet vectors, the decoder's corpus, testdata/fuzz/FuzzCheckCanonical
+// FuzzScanner fuzzes checkScannerAgainstAnacrolix, seeded with the
+// packet vectors, the decoder's corpus, testdata/fuzz/FuzzScanner
 // and the table above.
-func FuzzCheckCanonical(f *testing.F) {
+func FuzzScanner(f *testing.F) {
 	addCorpus(f, "FuzzDecode")
-	addCorpus(f, "FuzzCheckCanonical")
+	addCorpus(f, "FuzzScanner")
 	for _, tt := range scannerCases {
 		f.Add([]byte(tt.in))
 	}

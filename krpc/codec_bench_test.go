@@ -125,9 +125,9 @@ func BenchmarkEncodeAnacrolix(b *testing.B) {
 	}
 }
 
-// BenchmarkCheckCanonical runs the scanner alone, with the limits every
+// BenchmarkScanner runs the scanner alone, with the limits every
 // packet is checked against, on each message's wire form.
-func BenchmarkCheckCanonical(b *testing.B) {
+func BenchmarkScanner(b *testing.B) {
 	for _, c := range benchMessages() {
 		pkt, err := Encode(c.msg)
 		if err != nil {
