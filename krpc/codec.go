@@ -44,8 +44,8 @@ func decode(b []byte, m *Msg, blk *argsBlock) error {
 	if len(b) < MinPacketLen || b[0] != 'd' || b[len(b)-1] != 'e' {
 		return fmt.Errorf("%w: not a dict of plausible size", ErrDrop)
 	}
-	if err := checkCanonical(b); err != nil {
-		return decodeNonCanonical(b, m, err)
+	if err := CheckCanonical(b, packetLimits); err != nil {
+		return decodeLax(b, m, err)
 	}
 	var a, r, e []byte
 	var haveT bool
@@ -169,25 +169,24 @@ func eachEntry(b []byte, f func(key, val []byte) error) error {
 		if err != nil {
 			return err
 		}
-		tokens := 0
-		after, err := skipValue(rest, 0, &tokens)
+		n, err := skipValue(rest)
 		if err != nil {
 			return err
 		}
-		if err := f(key, rest[:len(rest)-len(after)]); err != nil {
+		if err := f(key, rest[:n]); err != nil {
 			return err
 		}
-		b = after
+		b = rest[n:]
 	}
 	return nil
 }
 
-// decodeNonCanonical handles a packet that is not canonical bencode (err
+// decodeLax handles a packet that is not canonical bencode (err
 // says why). A well-formed query whose dict keys are merely out of order or
 // repeated, somewhere, gets its envelope ("t", "y", "q") decoded and a
 // *BodyError, so the server answers it 203 (BEP 44: a put whose v is not
 // canonical is refused with 203); everything else is dropped.
-func decodeNonCanonical(b []byte, m *Msg, cause error) error {
+func decodeLax(b []byte, m *Msg, cause error) error {
 	if !wellFormed(b) {
 		return fmt.Errorf("%w: %v", ErrDrop, cause)
 	}
@@ -198,12 +197,11 @@ func decodeNonCanonical(b []byte, m *Msg, cause error) error {
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrDrop, cause)
 		}
-		tokens := 0
-		after, err := skipValueMode(rest, 0, &tokens, true)
+		n, err := skipValue(rest)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrDrop, cause)
 		}
-		val := rest[:len(rest)-len(after)]
+		val, after := rest[:n], rest[n:]
 		if s, _, err := readString(val); err == nil {
 			switch string(key) {
 			case "t":
@@ -243,18 +241,6 @@ func hasKey(b []byte, key string) bool {
 // (BEP 3: canonical dicts); krpc/codec_bench_test.go checks both directions
 // byte for byte against anacrolix's reflective bencode on every message of
 // the benchmarks and the test vectors, and fuzzes the comparison.
-
-func appendKey(dst []byte, k string) []byte {
-	dst = strconv.AppendInt(dst, int64(len(k)), 10)
-	dst = append(dst, ':')
-	return append(dst, k...)
-}
-
-func appendStr(dst []byte, s string) []byte {
-	dst = strconv.AppendInt(dst, int64(len(s)), 10)
-	dst = append(dst, ':')
-	return append(dst, s...)
-}
 
 func appendInt(dst []byte, v int64) []byte {
 	dst = append(dst, 'i')
@@ -306,44 +292,44 @@ func appendMsg(dst []byte, m *Msg) ([]byte, error) {
 	var err error
 	dst = append(dst, 'd')
 	if m.A != nil {
-		dst = appendKey(dst, "a")
+		dst = AppendString(dst, "a")
 		if dst, err = appendArgs(dst, m.A); err != nil {
 			return nil, err
 		}
 	}
 	if m.E != nil {
-		dst = appendKey(dst, "e")
+		dst = AppendString(dst, "e")
 		dst = append(dst, 'l')
 		dst = appendInt(dst, m.E.Code)
-		dst = appendStr(dst, m.E.Msg)
+		dst = AppendString(dst, m.E.Msg)
 		dst = append(dst, 'e')
 	}
 	if m.IP != nil {
-		dst = appendKey(dst, "ip")
+		dst = AppendString(dst, "ip")
 		dst = appendPeer(dst, netip.AddrPort(*m.IP))
 	}
 	if m.Q != "" {
-		dst = appendKey(dst, "q")
-		dst = appendStr(dst, m.Q)
+		dst = AppendString(dst, "q")
+		dst = AppendString(dst, m.Q)
 	}
 	if m.R != nil {
-		dst = appendKey(dst, "r")
+		dst = AppendString(dst, "r")
 		if dst, err = appendReturn(dst, m.R); err != nil {
 			return nil, err
 		}
 	}
 	if m.RO != 0 {
-		dst = appendKey(dst, "ro")
+		dst = AppendString(dst, "ro")
 		dst = appendInt(dst, m.RO)
 	}
-	dst = appendKey(dst, "t")
-	dst = appendStr(dst, m.T)
+	dst = AppendString(dst, "t")
+	dst = AppendString(dst, m.T)
 	if m.V != "" {
-		dst = appendKey(dst, "v")
-		dst = appendStr(dst, m.V)
+		dst = AppendString(dst, "v")
+		dst = AppendString(dst, m.V)
 	}
-	dst = appendKey(dst, "y")
-	dst = appendStr(dst, m.Y)
+	dst = AppendString(dst, "y")
+	dst = AppendString(dst, m.Y)
 	return append(dst, 'e'), nil
 }
 
@@ -353,55 +339,55 @@ var errEmptyRaw = errors.New("v: empty raw value")
 func appendArgs(dst []byte, a *Args) ([]byte, error) {
 	dst = append(dst, 'd')
 	if a.Cas != nil {
-		dst = appendInt(appendKey(dst, "cas"), *a.Cas)
+		dst = appendInt(AppendString(dst, "cas"), *a.Cas)
 	}
-	dst = appendID(appendKey(dst, "id"), &a.ID)
+	dst = appendID(AppendString(dst, "id"), &a.ID)
 	if a.ImpliedPort != 0 {
-		dst = appendInt(appendKey(dst, "implied_port"), a.ImpliedPort)
+		dst = appendInt(AppendString(dst, "implied_port"), a.ImpliedPort)
 	}
 	if a.InfoHash != nil {
-		dst = appendID(appendKey(dst, "info_hash"), a.InfoHash)
+		dst = appendID(AppendString(dst, "info_hash"), a.InfoHash)
 	}
 	if a.K != "" {
-		dst = appendStr(appendKey(dst, "k"), a.K)
+		dst = AppendString(AppendString(dst, "k"), a.K)
 	}
 	if a.NoSeed != 0 {
-		dst = appendInt(appendKey(dst, "noseed"), a.NoSeed)
+		dst = appendInt(AppendString(dst, "noseed"), a.NoSeed)
 	}
 	if a.Port != nil {
-		dst = appendInt(appendKey(dst, "port"), *a.Port)
+		dst = appendInt(AppendString(dst, "port"), *a.Port)
 	}
 	if a.Salt != "" {
-		dst = appendStr(appendKey(dst, "salt"), a.Salt)
+		dst = AppendString(AppendString(dst, "salt"), a.Salt)
 	}
 	if a.Scrape != 0 {
-		dst = appendInt(appendKey(dst, "scrape"), a.Scrape)
+		dst = appendInt(AppendString(dst, "scrape"), a.Scrape)
 	}
 	if a.Seed != nil {
-		dst = appendInt(appendKey(dst, "seed"), *a.Seed)
+		dst = appendInt(AppendString(dst, "seed"), *a.Seed)
 	}
 	if a.Seq != nil {
-		dst = appendInt(appendKey(dst, "seq"), *a.Seq)
+		dst = appendInt(AppendString(dst, "seq"), *a.Seq)
 	}
 	if a.Sig != "" {
-		dst = appendStr(appendKey(dst, "sig"), a.Sig)
+		dst = AppendString(AppendString(dst, "sig"), a.Sig)
 	}
 	if a.Target != nil {
-		dst = appendID(appendKey(dst, "target"), a.Target)
+		dst = appendID(AppendString(dst, "target"), a.Target)
 	}
 	if a.Token != "" {
-		dst = appendStr(appendKey(dst, "token"), a.Token)
+		dst = AppendString(AppendString(dst, "token"), a.Token)
 	}
 	if a.V != nil {
 		if len(a.V) == 0 {
 			return nil, errEmptyRaw
 		}
-		dst = append(appendKey(dst, "v"), a.V...) // raw bencoded value
+		dst = append(AppendString(dst, "v"), a.V...) // raw bencoded value
 	}
 	if a.Want != nil {
-		dst = append(appendKey(dst, "want"), 'l')
+		dst = append(AppendString(dst, "want"), 'l')
 		for _, w := range a.Want {
-			dst = appendStr(dst, w)
+			dst = AppendString(dst, w)
 		}
 		dst = append(dst, 'e')
 	}
@@ -412,33 +398,33 @@ func appendReturn(dst []byte, r *Return) ([]byte, error) {
 	var err error
 	dst = append(dst, 'd')
 	if r.BFpe != nil {
-		dst = appendString(appendKey(dst, "BFpe"), r.BFpe[:])
+		dst = AppendString(AppendString(dst, "BFpe"), r.BFpe[:])
 	}
 	if r.BFsd != nil {
-		dst = appendString(appendKey(dst, "BFsd"), r.BFsd[:])
+		dst = AppendString(AppendString(dst, "BFsd"), r.BFsd[:])
 	}
-	dst = appendID(appendKey(dst, "id"), &r.ID)
+	dst = appendID(AppendString(dst, "id"), &r.ID)
 	if r.Interval != nil {
-		dst = appendInt(appendKey(dst, "interval"), *r.Interval)
+		dst = appendInt(AppendString(dst, "interval"), *r.Interval)
 	}
 	if r.K != "" {
-		dst = appendStr(appendKey(dst, "k"), r.K)
+		dst = AppendString(AppendString(dst, "k"), r.K)
 	}
 	if r.Nodes != nil {
-		if dst, err = appendNodes(appendKey(dst, "nodes"), r.Nodes, false); err != nil {
+		if dst, err = appendNodes(AppendString(dst, "nodes"), r.Nodes, false); err != nil {
 			return nil, err
 		}
 	}
 	if r.Nodes6 != nil {
-		if dst, err = appendNodes(appendKey(dst, "nodes6"), r.Nodes6, true); err != nil {
+		if dst, err = appendNodes(AppendString(dst, "nodes6"), r.Nodes6, true); err != nil {
 			return nil, err
 		}
 	}
 	if r.Num != nil {
-		dst = appendInt(appendKey(dst, "num"), *r.Num)
+		dst = appendInt(AppendString(dst, "num"), *r.Num)
 	}
 	if r.Samples != nil {
-		dst = appendKey(dst, "samples")
+		dst = AppendString(dst, "samples")
 		dst = strconv.AppendInt(dst, int64(len(*r.Samples)*IDLen), 10)
 		dst = append(dst, ':')
 		for i := range *r.Samples {
@@ -446,22 +432,22 @@ func appendReturn(dst []byte, r *Return) ([]byte, error) {
 		}
 	}
 	if r.Seq != nil {
-		dst = appendInt(appendKey(dst, "seq"), *r.Seq)
+		dst = appendInt(AppendString(dst, "seq"), *r.Seq)
 	}
 	if r.Sig != "" {
-		dst = appendStr(appendKey(dst, "sig"), r.Sig)
+		dst = AppendString(AppendString(dst, "sig"), r.Sig)
 	}
 	if r.Token != "" {
-		dst = appendStr(appendKey(dst, "token"), r.Token)
+		dst = AppendString(AppendString(dst, "token"), r.Token)
 	}
 	if r.V != nil {
 		if len(r.V) == 0 {
 			return nil, errEmptyRaw
 		}
-		dst = append(appendKey(dst, "v"), r.V...) // raw bencoded value
+		dst = append(AppendString(dst, "v"), r.V...) // raw bencoded value
 	}
 	if r.Values != nil {
-		dst = append(appendKey(dst, "values"), 'l')
+		dst = append(AppendString(dst, "values"), 'l')
 		for _, p := range r.Values {
 			dst = appendPeer(dst, p)
 		}
@@ -479,7 +465,7 @@ type argsBlock struct {
 }
 
 // decodeArgs decodes the canonical dict b (already checked by
-// checkCanonical) as bencode.Unmarshal into an Args would: unknown keys
+// CheckCanonical) as bencode.Unmarshal into an Args would: unknown keys
 // are ignored, a value of the wrong type is an error.
 func decodeArgs(b []byte) (*Args, error) { return decodeArgsInto(b, nil) }
 
@@ -616,7 +602,7 @@ type returnBlock struct {
 }
 
 // decodeReturn decodes the canonical dict b (already checked by
-// checkCanonical) as bencode.Unmarshal into a Return would.
+// CheckCanonical) as bencode.Unmarshal into a Return would.
 func decodeReturn(b []byte) (*Return, error) {
 	blk := &returnBlock{}
 	r := &blk.r

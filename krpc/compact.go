@@ -55,7 +55,7 @@ func (c CompactAddr) AddrPort() netip.AddrPort { return netip.AddrPort(c) }
 
 // MarshalBencode encodes the 6- or 18-byte compact form.
 func (c CompactAddr) MarshalBencode() ([]byte, error) {
-	return appendString(nil, AppendCompactPeer(nil, netip.AddrPort(c))), nil
+	return AppendString(nil, AppendCompactPeer(nil, netip.AddrPort(c))), nil
 }
 
 // UnmarshalBencode decodes a 6- or 18-byte string.
@@ -77,30 +77,6 @@ type CompactNodes []NodeInfo
 
 // CompactNodes6 is the "nodes6" value: 38-byte IPv6 entries (BEP 32).
 type CompactNodes6 []NodeInfo
-
-func marshalNodes(ns []NodeInfo, v6 bool) ([]byte, error) {
-	per := CompactNodeLen4
-	if v6 {
-		per = CompactNodeLen6
-	}
-	buf := make([]byte, 0, len(ns)*per)
-	for _, n := range ns {
-		ip := n.Addr.Addr()
-		buf = append(buf, n.ID[:]...)
-		switch {
-		case v6 && ip.Is6():
-			b := ip.As16()
-			buf = append(buf, b[:]...)
-		case !v6 && ip.Unmap().Is4():
-			b := ip.Unmap().As4()
-			buf = append(buf, b[:]...)
-		default:
-			return nil, fmt.Errorf("nodes: %s is not of the list's address family", n.Addr)
-		}
-		buf = binary.BigEndian.AppendUint16(buf, n.Addr.Port())
-	}
-	return appendString(make([]byte, 0, len(buf)+6), buf), nil
-}
 
 // parseNodes decodes concatenated compact node infos of size per. A length
 // that is not a multiple of per is malformed (the BEP 5 "def456..."
@@ -124,7 +100,9 @@ func parseNodes(b []byte, per int, what string) ([]NodeInfo, error) {
 }
 
 // MarshalBencode encodes the nodes as one string of 26-byte entries.
-func (c CompactNodes) MarshalBencode() ([]byte, error) { return marshalNodes(c, false) }
+func (c CompactNodes) MarshalBencode() ([]byte, error) {
+	return appendNodes(make([]byte, 0, 6+len(c)*CompactNodeLen4), c, false)
+}
 
 // UnmarshalBencode decodes 26-byte entries strictly.
 func (c *CompactNodes) UnmarshalBencode(b []byte) error {
@@ -134,7 +112,9 @@ func (c *CompactNodes) UnmarshalBencode(b []byte) error {
 }
 
 // MarshalBencode encodes the nodes as one string of 38-byte entries.
-func (c CompactNodes6) MarshalBencode() ([]byte, error) { return marshalNodes(c, true) }
+func (c CompactNodes6) MarshalBencode() ([]byte, error) {
+	return appendNodes(make([]byte, 0, 6+len(c)*CompactNodeLen6), c, true)
+}
 
 // UnmarshalBencode decodes 38-byte entries strictly.
 func (c *CompactNodes6) UnmarshalBencode(b []byte) error {
@@ -154,7 +134,7 @@ func (p Peers) MarshalBencode() ([]byte, error) {
 	buf = append(buf, 'l')
 	var tmp [CompactPeerLen6]byte
 	for _, a := range p {
-		buf = appendString(buf, AppendCompactPeer(tmp[:0], a))
+		buf = AppendString(buf, AppendCompactPeer(tmp[:0], a))
 	}
 	return append(buf, 'e'), nil
 }

@@ -62,7 +62,7 @@ func (id ID) Less(o ID) bool {
 
 // MarshalBencode encodes the id as a 20-byte string.
 func (id ID) MarshalBencode() ([]byte, error) {
-	return appendString(make([]byte, 0, IDLen+3), id[:]), nil
+	return AppendString(make([]byte, 0, IDLen+3), id[:]), nil
 }
 
 // UnmarshalBencode accepts exactly a 20-byte string.

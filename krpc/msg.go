@@ -150,7 +150,7 @@ const BloomLen = 256
 type Bloom [BloomLen]byte
 
 // MarshalBencode encodes the 256-byte string.
-func (f Bloom) MarshalBencode() ([]byte, error) { return appendString(nil, f[:]), nil }
+func (f Bloom) MarshalBencode() ([]byte, error) { return AppendString(nil, f[:]), nil }
 
 // UnmarshalBencode accepts exactly 256 bytes.
 func (f *Bloom) UnmarshalBencode(b []byte) error {
@@ -171,7 +171,7 @@ func (s Samples) MarshalBencode() ([]byte, error) {
 	for _, id := range s {
 		buf = append(buf, id[:]...)
 	}
-	return appendString(nil, buf), nil
+	return AppendString(nil, buf), nil
 }
 
 // UnmarshalBencode requires a multiple of 20 bytes.

@@ -39,7 +39,7 @@ func TestInteropIPv6Items(t *testing.T) {
 	pub := priv.Public().(ed25519.PublicKey)
 	seedHex := hex.EncodeToString(seed)
 	// unquote is the string a bencoded byte string holds.
-	unquote := func(v []byte) string { return string(v[bytes.IndexByte(v, ':')+1:]) }
+	unquote := func(v []byte) string { s, _ := krpc.ParseString(v); return string(s) }
 
 	// storedEverywhere checks each dhtd node's own store for the item.
 	storedEverywhere := func(t *testing.T, target krpc.ID, v []byte, seq int64) {

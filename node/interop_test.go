@@ -17,7 +17,6 @@ import (
 	"encoding/hex"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -106,7 +105,7 @@ func linkLT(t *testing.T, ctx context.Context, l *ltnode.Node, nodes []*Node) {
 }
 
 // bstr bencodes s as a byte string.
-func bstr(s string) []byte { return []byte(strconv.Itoa(len(s)) + ":" + s) }
+func bstr(s string) []byte { return krpc.AppendString(nil, s) }
 
 func findFound(fs []Found, id krpc.ID) (Found, bool) {
 	for _, f := range fs {
@@ -400,8 +399,8 @@ func TestInteropItems(t *testing.T) {
 		g := ltnode.Do[ltnode.GetReply](t, ctx, l, 30*time.Second, map[string]any{
 			"cmd": "get_immutable", "target": target.String(), "timeout": 20,
 		})
-		want := string(v[bytes.IndexByte(v, ':')+1:])
-		if !g.Found || g.Value == nil || *g.Value != want {
+		want, _ := krpc.ParseString(v)
+		if !g.Found || g.Value == nil || *g.Value != string(want) {
 			t.Fatalf("libtorrent get_immutable(%s): found %v value %v, want %q", target, g.Found, g.Value, want)
 		}
 	}
@@ -410,8 +409,8 @@ func TestInteropItems(t *testing.T) {
 		g := ltnode.Do[ltnode.GetReply](t, ctx, l, 30*time.Second, map[string]any{
 			"cmd": "get_mutable", "public_key": hex.EncodeToString(pub), "salt": salt, "timeout": 20,
 		})
-		want := string(v[bytes.IndexByte(v, ':')+1:])
-		if !g.Found || g.Value == nil || *g.Value != want || g.Seq != seq {
+		want, _ := krpc.ParseString(v)
+		if !g.Found || g.Value == nil || *g.Value != string(want) || g.Seq != seq {
 			t.Fatalf("libtorrent get_mutable(salt %q): found %v value %v seq %d, want %q seq %d",
 				salt, g.Found, g.Value, g.Seq, want, seq)
 		}

@@ -9,10 +9,8 @@ package storage
 // and to the project digest /work/shared/spec/bep44.md (§ numbers).
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/sha1"
-	"errors"
 	"fmt"
 	"strconv"
 
@@ -70,10 +68,7 @@ func SignBuffer(salt []byte, seq int64, v []byte) []byte {
 	}
 	b := make([]byte, 0, n)
 	if len(salt) > 0 {
-		b = append(b, "4:salt"...)
-		b = strconv.AppendInt(b, int64(len(salt)), 10)
-		b = append(b, ':')
-		b = append(b, salt...)
+		b = krpc.AppendString(append(b, "4:salt"...), salt)
 	}
 	b = append(b, "3:seqi"...)
 	b = strconv.AppendInt(b, seq, 10)
@@ -102,144 +97,13 @@ func SignMutable(priv ed25519.PrivateKey, salt []byte, seq int64, v []byte) []by
 	return ed25519.Sign(priv, SignBuffer(salt, seq, v))
 }
 
-// ErrNotCanonical is wrapped by every CheckBencode failure.
-var ErrNotCanonical = errors.New("bencode: malformed or non-canonical")
-
-// bencodeFrame is one open list or dict while CheckBencode walks a value.
-type bencodeFrame struct {
-	dict    bool
-	needKey bool   // dict: the next token is a key or the closing 'e'
-	hasPrev bool   // dict: prev holds the previous key
-	prev    []byte // dict: previous key, for the sort-order check
-}
-
 // CheckBencode verifies that v is exactly one bencoded value in canonical
-// form: byte strings with a decimal length without leading zeros, integers
-// without leading zeros and without "-0", dict keys that are byte strings in
-// strictly increasing raw-byte order (so sorted and unique), and no trailing
-// bytes. Integers may have any number of digits. Nesting depth is limited
-// only by len(v): the walk is iterative, so hostile input cannot exhaust the
-// stack. BEP 44 hashes and signs the exact bytes of v; bep44.md §1 recommends
-// refusing non-canonical v with 203 rather than storing it.
+// form, as krpc.CheckCanonical defines it, with integers of any size and no
+// bound on nesting but the scanner's own. BEP 44 hashes and signs the exact
+// bytes of v, so a non-canonical v is refused with 203 rather than stored
+// (BEP 44, Messages). Errors wrap krpc.ErrNotCanonical.
 func CheckBencode(v []byte) error {
-	if len(v) == 0 {
-		return fmt.Errorf("%w: empty input", ErrNotCanonical)
-	}
-	var stack []bencodeFrame
-	i := 0
-	for {
-		if i >= len(v) {
-			return fmt.Errorf("%w: truncated at offset %d", ErrNotCanonical, i)
-		}
-		c := v[i]
-		var top *bencodeFrame
-		if n := len(stack); n > 0 {
-			top = &stack[n-1]
-		}
-		completed := false // a whole value ended at i
-		switch {
-		case top != nil && c == 'e' && (!top.dict || top.needKey):
-			stack = stack[:len(stack)-1]
-			i++
-			completed = true
-		case top != nil && top.dict && top.needKey:
-			key, next, err := bencodeString(v, i)
-			if err != nil {
-				return fmt.Errorf("dict key at offset %d: %w", i, err)
-			}
-			if top.hasPrev && bytes.Compare(key, top.prev) <= 0 {
-				return fmt.Errorf("%w: dict key %q at offset %d unsorted or repeated", ErrNotCanonical, key, i)
-			}
-			top.prev, top.hasPrev, top.needKey = key, true, false
-			i = next
-		case c == 'i':
-			next, err := bencodeInt(v, i)
-			if err != nil {
-				return err
-			}
-			i = next
-			completed = true
-		case c >= '0' && c <= '9':
-			_, next, err := bencodeString(v, i)
-			if err != nil {
-				return err
-			}
-			i = next
-			completed = true
-		case c == 'l':
-			stack = append(stack, bencodeFrame{})
-			i++
-		case c == 'd':
-			stack = append(stack, bencodeFrame{dict: true, needKey: true})
-			i++
-		default:
-			return fmt.Errorf("%w: unexpected byte %q at offset %d", ErrNotCanonical, c, i)
-		}
-		if !completed {
-			continue
-		}
-		if len(stack) == 0 {
-			if i != len(v) {
-				return fmt.Errorf("%w: %d trailing bytes", ErrNotCanonical, len(v)-i)
-			}
-			return nil
-		}
-		if t := &stack[len(stack)-1]; t.dict {
-			t.needKey = true
-		}
-	}
-}
-
-// bencodeString parses the canonical byte string starting at b[i] and returns
-// it and the offset just past it.
-func bencodeString(b []byte, i int) (s []byte, next int, err error) {
-	start := i
-	n := 0
-	for ; i < len(b) && b[i] != ':'; i++ {
-		c := b[i]
-		if c < '0' || c > '9' {
-			return nil, 0, fmt.Errorf("%w: bad string length at offset %d", ErrNotCanonical, start)
-		}
-		if i > start && b[start] == '0' {
-			return nil, 0, fmt.Errorf("%w: string length with leading zero at offset %d", ErrNotCanonical, start)
-		}
-		n = n*10 + int(c-'0')
-		if n > len(b) {
-			return nil, 0, fmt.Errorf("%w: string length at offset %d exceeds input", ErrNotCanonical, start)
-		}
-	}
-	if i == start || i >= len(b) {
-		return nil, 0, fmt.Errorf("%w: truncated string at offset %d", ErrNotCanonical, start)
-	}
-	i++ // ':'
-	if n > len(b)-i {
-		return nil, 0, fmt.Errorf("%w: string at offset %d runs past the end", ErrNotCanonical, start)
-	}
-	return b[i : i+n], i + n, nil
-}
-
-// bencodeInt checks the canonical integer starting at b[i] ('i') and returns
-// the offset just past its closing 'e'.
-func bencodeInt(b []byte, i int) (next int, err error) {
-	start := i
-	i++ // 'i'
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	digits := i
-	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-		i++
-	}
-	switch {
-	case i >= len(b) || b[i] != 'e':
-		return 0, fmt.Errorf("%w: malformed integer at offset %d", ErrNotCanonical, start)
-	case i == digits:
-		return 0, fmt.Errorf("%w: integer without digits at offset %d", ErrNotCanonical, start)
-	case b[digits] == '0' && (i-digits > 1 || digits > start+1):
-		// "i03e" (leading zero) or "i-0e" (negative zero).
-		return 0, fmt.Errorf("%w: non-canonical integer at offset %d", ErrNotCanonical, start)
-	}
-	return i + 1, nil
+	return krpc.CheckCanonical(v, krpc.Limits{})
 }
 
 // PutArgs are the arguments of a BEP 44 put query that the storage layer

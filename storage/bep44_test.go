@@ -311,7 +311,7 @@ func TestBEP44CheckBencode(t *testing.T) {
 			if (err == nil) != tt.ok {
 				t.Fatalf("CheckBencode(%q) = %v, want ok=%v", tt.in, err, tt.ok)
 			}
-			if err != nil && !errors.Is(err, ErrNotCanonical) {
+			if err != nil && !errors.Is(err, krpc.ErrNotCanonical) {
 				t.Errorf("error %v does not wrap ErrNotCanonical", err)
 			}
 		})

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -41,7 +40,7 @@ func itemMutable(priv ed25519.PrivateKey, salt string, seq int64, v string) Item
 
 // itemImmutable returns an immutable item holding the bencoded string s.
 func itemImmutable(s string) Item {
-	return Item{V: []byte(strconv.Itoa(len(s)) + ":" + s)}
+	return Item{V: krpc.AppendString(nil, s)}
 }
 
 // itemErrCode returns the KRPC code a storing node answers err with, 0
@@ -117,7 +116,7 @@ func TestItemImmutablePutGet(t *testing.T) {
 	}
 }
 
-func TestItemNonCanonicalStoredVerbatim(t *testing.T) {
+func TestItemUnsortedDictStoredVerbatim(t *testing.T) {
 	// Put does not re-encode: an unsorted dict (were the caller to skip
 	// ValidatePutShape) is kept byte for byte under SHA-1 of those bytes.
 	s := NewItemStore(krpc.ID{}, ItemConfig{})

@@ -26,6 +26,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/anacrolix/torrent/bencode"
 )
 
 const (
@@ -1144,82 +1146,16 @@ func bdict(t *testing.T, b []byte) map[string]any {
 	return d
 }
 
-// bdecodeDict is a small bencode decoder, independent of package krpc, for
-// reading the queries dhtd sends: strings decode to string, integers to
-// int64, lists to []any and dicts to map[string]any.
+// bdecodeDict decodes a bencoded dict with anacrolix's bencode, not with
+// package krpc, for reading the queries dhtd sends: strings decode to
+// string, integers to int64, lists to []any and dicts to map[string]any.
 func bdecodeDict(b []byte) (map[string]any, error) {
-	v, rest, err := bdecode(b)
-	if err != nil {
+	var d map[string]any
+	if err := bencode.Unmarshal(b, &d); err != nil {
 		return nil, err
 	}
-	if len(rest) != 0 {
-		return nil, fmt.Errorf("%d trailing bytes", len(rest))
-	}
-	d, ok := v.(map[string]any)
-	if !ok {
+	if d == nil {
 		return nil, fmt.Errorf("not a dict")
 	}
 	return d, nil
-}
-
-func bdecode(b []byte) (any, []byte, error) {
-	if len(b) == 0 {
-		return nil, nil, io.ErrUnexpectedEOF
-	}
-	switch c := b[0]; {
-	case c == 'i':
-		end := bytes.IndexByte(b, 'e')
-		if end < 0 {
-			return nil, nil, io.ErrUnexpectedEOF
-		}
-		n, err := strconv.ParseInt(string(b[1:end]), 10, 64)
-		return n, b[end+1:], err
-	case c >= '0' && c <= '9':
-		colon := bytes.IndexByte(b, ':')
-		if colon < 0 {
-			return nil, nil, io.ErrUnexpectedEOF
-		}
-		n, err := strconv.Atoi(string(b[:colon]))
-		if err != nil || n < 0 || colon+1+n > len(b) {
-			return nil, nil, fmt.Errorf("bad string length %q", b[:colon])
-		}
-		return string(b[colon+1 : colon+1+n]), b[colon+1+n:], nil
-	case c == 'l':
-		var l []any
-		b = b[1:]
-		for len(b) > 0 && b[0] != 'e' {
-			v, rest, err := bdecode(b)
-			if err != nil {
-				return nil, nil, err
-			}
-			l, b = append(l, v), rest
-		}
-		if len(b) == 0 {
-			return nil, nil, io.ErrUnexpectedEOF
-		}
-		return l, b[1:], nil
-	case c == 'd':
-		d := map[string]any{}
-		b = b[1:]
-		for len(b) > 0 && b[0] != 'e' {
-			k, rest, err := bdecode(b)
-			if err != nil {
-				return nil, nil, err
-			}
-			ks, ok := k.(string)
-			if !ok {
-				return nil, nil, fmt.Errorf("dict key is not a string")
-			}
-			v, rest, err := bdecode(rest)
-			if err != nil {
-				return nil, nil, err
-			}
-			d[ks], b = v, rest
-		}
-		if len(b) == 0 {
-			return nil, nil, io.ErrUnexpectedEOF
-		}
-		return d, b[1:], nil
-	}
-	return nil, nil, fmt.Errorf("unexpected byte %q", b[0])
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dhtd/dhtd/krpc"
 	"github.com/urfave/cli/v2"
 )
 
@@ -100,17 +101,14 @@ func encodeValue(s string, raw bool) []byte {
 	if raw {
 		return []byte(s)
 	}
-	return []byte(strconv.Itoa(len(s)) + ":" + s)
+	return krpc.AppendString(nil, s)
 }
 
 // displayValue renders a bencoded value: the string if it is a printable
 // byte string, else the raw bencode.
 func displayValue(v []byte) string {
-	i := strings.IndexByte(string(v), ':')
-	if i > 0 {
-		if n, err := strconv.Atoi(string(v[:i])); err == nil && n == len(v)-i-1 && strconv.CanBackquote(string(v[i+1:])) {
-			return string(v[i+1:])
-		}
+	if s, err := krpc.ParseString(v); err == nil && strconv.CanBackquote(string(s)) {
+		return string(s)
 	}
 	return string(v)
 }

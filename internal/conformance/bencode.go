@@ -9,8 +9,9 @@ import (
 
 // The suite keeps its own small bencode codec, apart from the node's, so
 // that it can write packets no conforming encoder would (unsorted keys,
-// wrong types) and judge a reply's form without trusting the code under
-// test.
+// wrong types) and read replies whatever their form. Whether a reply is
+// canonical is judged by krpc.CheckCanonical, the module's one scanner,
+// whose own tests pin it to BEP 3 and to anacrolix's codec.
 
 // dict is a bencoded dictionary to encode; keys are sorted when encoded
 // (BEP 3). Values are string, []byte, int, int64, dict, list or raw.
@@ -83,25 +84,23 @@ var errBencode = errors.New("not bencode")
 
 const maxDepth = 32
 
-// decode parses b as exactly one bencoded value. canonical reports whether
-// it is also in canonical form (sorted unique keys, no leading zeros, no
-// "-0").
-func decode(b []byte) (v value, canonical bool, err error) {
-	d := decoder{b: b, canonical: true}
-	v, err = d.value(0)
+// decode parses b as exactly one bencoded value, canonical or not (keys in
+// any order, integers and lengths with leading zeros).
+func decode(b []byte) (value, error) {
+	d := decoder{b: b}
+	v, err := d.value(0)
 	if err != nil {
-		return value{}, false, err
+		return value{}, err
 	}
 	if d.i != len(b) {
-		return value{}, false, fmt.Errorf("%w: %d trailing bytes", errBencode, len(b)-d.i)
+		return value{}, fmt.Errorf("%w: %d trailing bytes", errBencode, len(b)-d.i)
 	}
-	return v, d.canonical, nil
+	return v, nil
 }
 
 type decoder struct {
-	b         []byte
-	i         int
-	canonical bool
+	b []byte
+	i int
 }
 
 func (d *decoder) value(depth int) (value, error) {
@@ -126,9 +125,6 @@ func (d *decoder) value(depth int) (value, error) {
 		if err != nil {
 			return value{}, fmt.Errorf("%w: integer %q", errBencode, digits)
 		}
-		if strconv.FormatInt(n, 10) != digits {
-			d.canonical = false
-		}
 		d.i = end + 1
 		return value{kind: 'i', i: n, raw: d.b[start:d.i]}, nil
 	case c >= '0' && c <= '9':
@@ -143,9 +139,6 @@ func (d *decoder) value(depth int) (value, error) {
 		n, err := strconv.Atoi(digits)
 		if err != nil || n > len(d.b)-colon-1 {
 			return value{}, fmt.Errorf("%w: string length %q", errBencode, digits)
-		}
-		if strconv.Itoa(n) != digits {
-			d.canonical = false
 		}
 		d.i = colon + 1 + n
 		return value{kind: 's', s: string(d.b[colon+1 : d.i]), raw: d.b[start:d.i]}, nil
@@ -170,7 +163,6 @@ func (d *decoder) value(depth int) (value, error) {
 	case c == 'd':
 		d.i++
 		v := value{kind: 'd', d: map[string]value{}}
-		prev, first := "", true
 		for {
 			if d.i >= len(d.b) {
 				return value{}, fmt.Errorf("%w: truncated dict", errBencode)
@@ -187,10 +179,6 @@ func (d *decoder) value(depth int) (value, error) {
 			if k.kind != 's' {
 				return value{}, fmt.Errorf("%w: dict key is not a string", errBencode)
 			}
-			if !first && k.s <= prev {
-				d.canonical = false
-			}
-			first, prev = false, k.s
 			e, err := d.value(depth + 1)
 			if err != nil {
 				return value{}, err

@@ -150,14 +150,14 @@ func (s *sock) read() {
 		}
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 		r := &reply{raw: append([]byte(nil), buf[:n]...), from: from}
-		v, canonical, err := decode(r.raw)
+		v, err := decode(r.raw)
 		switch {
 		case err != nil:
 			r.err = err
 		case v.kind != 'd':
 			r.err = errors.New("not a dict")
 		default:
-			r.msg, r.canonical = v, canonical
+			r.msg, r.canonical = v, krpc.CheckCanonical(r.raw, krpc.Limits{}) == nil
 		}
 		s.env.observe(s, r)
 		if r.err == nil && r.y() == "q" {

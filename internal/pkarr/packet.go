@@ -16,9 +16,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"time"
 
+	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/storage"
 )
 
@@ -72,7 +72,7 @@ func (p SignedPacket) Time() time.Time { return time.UnixMicro(p.Seq).UTC() }
 
 // Value returns the BEP 44 value: the packet as a bencoded byte string.
 func (p SignedPacket) Value() []byte {
-	return append([]byte(strconv.Itoa(len(p.Packet))+":"), p.Packet...)
+	return krpc.AppendString(nil, p.Packet)
 }
 
 // Item returns the BEP 44 mutable item of p.
@@ -140,28 +140,12 @@ func FromItem(it storage.Item) (SignedPacket, error) {
 	if !it.Mutable || len(it.Salt) != 0 {
 		return SignedPacket{}, fmt.Errorf("%w: not a mutable item without salt", ErrMalformed)
 	}
-	packet, ok := byteString(it.V)
-	if !ok {
-		return SignedPacket{}, fmt.Errorf("%w: value is not a bencoded byte string", ErrMalformed)
+	packet, err := krpc.ParseString(it.V)
+	if err != nil {
+		return SignedPacket{}, fmt.Errorf("%w: value: %w", ErrMalformed, err)
 	}
 	p := SignedPacket{PublicKey: it.K, Sig: it.Sig, Seq: it.Seq, Packet: packet}
 	return p, p.Verify()
-}
-
-// byteString decodes a canonical bencoded byte string.
-func byteString(v []byte) ([]byte, bool) {
-	i := 0
-	for i < len(v) && v[i] >= '0' && v[i] <= '9' {
-		i++
-	}
-	if i == 0 || i == len(v) || v[i] != ':' || (v[0] == '0' && i > 1) {
-		return nil, false
-	}
-	n, err := strconv.Atoi(string(v[:i]))
-	if err != nil || n != len(v)-i-1 {
-		return nil, false
-	}
-	return v[i+1:], true
 }
 
 // ParseKey reads a public key given as 52 z-base-32 characters (Pkarr's

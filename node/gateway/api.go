@@ -81,7 +81,7 @@ func (in *itemIn) value() ([]byte, *httpError) {
 		}
 		v = b
 	case in.Value != nil:
-		v = []byte(strconv.Itoa(len(*in.Value)) + ":" + *in.Value)
+		v = krpc.AppendString(nil, *in.Value)
 	default:
 		return nil, badRequest("missing field: v (hex of the bencoded value) or value (a string)")
 	}
@@ -186,20 +186,12 @@ type itemOut struct {
 // stringValue returns the string a bencoded byte string holds, if v is one
 // and it is UTF-8.
 func stringValue(v []byte) *string {
-	for i, c := range v {
-		if c == ':' && i > 0 {
-			n, err := strconv.Atoi(string(v[:i]))
-			if err != nil || n != len(v)-i-1 || !utf8.Valid(v[i+1:]) {
-				return nil
-			}
-			s := string(v[i+1:])
-			return &s
-		}
-		if c < '0' || c > '9' {
-			return nil
-		}
+	b, err := krpc.ParseString(v)
+	if err != nil || !utf8.Valid(b) {
+		return nil
 	}
-	return nil
+	s := string(b)
+	return &s
 }
 
 func (g *Gateway) getImmutable(w http.ResponseWriter, r *http.Request) {
