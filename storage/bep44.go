@@ -170,7 +170,7 @@ func (a PutArgs) Item() Item {
 
 // CheckValue is the one check of a BEP 44 value, for storing nodes and
 // publishers alike: v must be exactly one canonical bencoded value
-// (ErrMalformed, with ErrNotCanonical as the cause) of at most MaxValueLen
+// (ErrMalformed, with krpc.ErrNotCanonical as the cause) of at most MaxValueLen
 // bytes (ErrValueTooBig). The error is a *PutError.
 func CheckValue(v []byte) error {
 	if err := CheckBencode(v); err != nil {

@@ -33,7 +33,7 @@ var (
 type PutError struct {
 	Rule  error  // one of ErrMalformed ... ErrSeqTooLow
 	Msg   string // the KRPC error message (BEP 44's own text for 205 to 302)
-	Cause error  // the underlying error, if any (ErrNotCanonical ...)
+	Cause error  // the underlying error, if any (krpc.ErrNotCanonical ...)
 }
 
 // Error is the message, and the cause if there is one.

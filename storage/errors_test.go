@@ -64,7 +64,7 @@ func TestCheckValue(t *testing.T) {
 		if !errors.Is(err, tc.want) || !errors.As(err, &pe) {
 			t.Errorf("%s: %v, want a *PutError matching %v", tc.name, err, tc.want)
 		}
-		if tc.want == ErrMalformed && len(tc.v) > 0 && !errors.Is(err, ErrNotCanonical) {
+		if tc.want == ErrMalformed && len(tc.v) > 0 && !errors.Is(err, krpc.ErrNotCanonical) {
 			t.Errorf("%s: %v does not keep ErrNotCanonical as its cause", tc.name, err)
 		}
 	}
