@@ -76,9 +76,9 @@ func runConformance(c *cli.Context) error {
 	}
 	switch {
 	case runErr != nil:
-		return cli.Exit(runErr.Error(), 1)
+		return runErr
 	case rep.MustFailed > 0:
-		return cli.Exit(fmt.Sprintf("conformance: %d MUST check(s) failed", rep.MustFailed), 1)
+		return fmt.Errorf("conformance: %d MUST check(s) failed", rep.MustFailed)
 	}
 	return nil
 }
