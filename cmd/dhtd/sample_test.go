@@ -145,6 +145,10 @@ func TestScrapeCommand(t *testing.T) {
 	ih := krpc.RandomID()
 	// Four announcers at a time: each lookup must reach the true closest
 	// nodes, which a CPU-starved run (CI, -race) makes slow.
+	// All join first, then all announce: an announce made while later
+	// nodes still join can land on nodes that are no longer the closest,
+	// and the early announcers would be undercounted.
+	peers := make([]*node.Node, 100)
 	forEachN(100, 4, func(i int) {
 		cfg := node.TestConfig()
 		cfg.Listen = fmt.Sprintf("127.3.0.%d:0", i+1)
@@ -160,7 +164,13 @@ func TestScrapeCommand(t *testing.T) {
 			t.Error(err)
 			return
 		}
-		if _, err := p.AnnounceWith(ctx, ih, node.AnnounceOptions{Port: 6881, Seed: i < 30}); err != nil {
+		peers[i] = p
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	forEachN(100, 4, func(i int) {
+		if _, err := peers[i].AnnounceWith(ctx, ih, node.AnnounceOptions{Port: 6881, Seed: i < 30}); err != nil {
 			t.Errorf("announce: %v", err)
 		}
 	})
