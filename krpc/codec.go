@@ -14,7 +14,7 @@ import (
 const MinPacketLen = 21
 
 // ErrDrop marks packets that must be dropped without a reply: not bencode,
-// not canonical, not a dict, or without a usable "t" and "y" (krpc.md §8).
+// not canonical, not a dict, or without a usable "t" and "y" (docs/protocol.md, Handling a query).
 // Replying to them would make the node an amplifier.
 var ErrDrop = errors.New("krpc: undecodable packet")
 

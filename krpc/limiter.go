@@ -12,7 +12,7 @@ import (
 type IPLimiterConfig struct {
 	// Rate is the sustained number of packets per second one source IP may
 	// send. Default 20: well above what a well-behaved client sends one
-	// node (libtorrent blocks an IP at 5/s over 10 s, limits.md), so that
+	// node (libtorrent blocks an IP at 5/s over 10 s, docs/protocol.md, Limits), so that
 	// a node we are in the middle of several lookups with is never cut.
 	Rate float64
 	// Burst is the number of packets a quiet IP may send at once. Default
@@ -142,7 +142,7 @@ func (l *IPLimiter) Allow(ip netip.Addr, now time.Time) bool {
 }
 
 // ByteBudget is a token bucket of bytes per second: the global budget of
-// response bytes a node sends (limits.md: libtorrent's
+// response bytes a node sends (docs/protocol.md, Limits: libtorrent's
 // dht_upload_rate_limit). It is safe for concurrent use.
 type ByteBudget struct {
 	rate, burst float64

@@ -250,7 +250,7 @@ func pingHandler(id ID, calls *atomic.Int64) QueryHandler {
 }
 
 // TestServerDropsBadInput: packets that are not a usable KRPC message get no
-// reply at all (no amplification, krpc.md §1, §8) and are counted with the
+// reply at all (no amplification, docs/protocol.md, Envelope and Handling a query) and are counted with the
 // right drop reason. All cases share one raw socket; a final valid query
 // proves that none of them was answered: its reply is the first datagram
 // the raw socket receives (one socket pair on loopback keeps order, and the
@@ -331,7 +331,7 @@ func TestServerDropsBadInput(t *testing.T) {
 
 // TestServerAnswersMalformedQueries: a query whose envelope decodes but
 // whose arguments do not is answered with error 203, the same "t" (of any
-// length, krpc.md §3) and the BEP 42 "ip"; the handler never sees it.
+// length, docs/protocol.md, Transaction ids) and the BEP 42 "ip"; the handler never sees it.
 func TestServerAnswersMalformedQueries(t *testing.T) {
 	var calls atomic.Int64
 	s, log := newTestServer(t, pingHandler(ID([]byte("server-id-0123456789")), &calls),
@@ -431,7 +431,7 @@ func TestServerNilHandlerIsSilent(t *testing.T) {
 	}
 }
 
-// TestServerNilHandlerDropsMalformedQuery: BEP 43 / krpc.md §8 step 2: a
+// TestServerNilHandlerDropsMalformedQuery: BEP 43 / docs/protocol.md, Handling a query step 2: a
 // read-only node drops queries before validating them, so a malformed query
 // must not be answered with 203 either.
 func TestServerNilHandlerDropsMalformedQuery(t *testing.T) {

@@ -35,7 +35,7 @@ type call struct {
 
 // transactions is the transaction manager: it hands out transaction ids
 // that are unique among in-flight queries and matches every response by
-// transaction id AND the address the query went to (krpc.md §3).
+// transaction id AND the address the query went to (docs/protocol.md, Transaction ids).
 type transactions struct {
 	mu      sync.Mutex
 	pending map[uint16]*call

@@ -65,7 +65,7 @@ func TestQueryAnswered(t *testing.T) {
 }
 
 // TestResponseFromWrongAddressDropped: a response is matched by "t" AND
-// the address the query went to (krpc.md §3). The right "t" from another
+// the address the query went to (docs/protocol.md, Transaction ids). The right "t" from another
 // socket (same IP, other port) is dropped as wrong_address and leaves the
 // query pending; the real answer afterwards completes it.
 func TestResponseFromWrongAddressDropped(t *testing.T) {
@@ -253,7 +253,7 @@ func TestQueryKRPCError(t *testing.T) {
 }
 
 // TestTransactionIDsUnique: 500 concurrent queries to one silent socket
-// carry 500 distinct 2-byte transaction ids (krpc.md §3).
+// carry 500 distinct 2-byte transaction ids (docs/protocol.md, Transaction ids).
 func TestTransactionIDsUnique(t *testing.T) {
 	const n = 500
 	s, _ := newTestServer(t, nil, ServerConfig{QueryTimeout: time.Minute})

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Amplification guard (issue 6): a reply to a querier that has not shown
+// Amplification guard: a reply to a querier that has not shown
 // it owns its source address stays small, so a spoofed query cannot make
 // us send a victim much more than the attacker sent.
 //

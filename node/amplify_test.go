@@ -12,7 +12,7 @@ import (
 	"github.com/dhtd/dhtd/storage"
 )
 
-// TestAmplificationGuard (issue 6): replies to a querier that has not shown
+// TestAmplificationGuard: replies to a querier that has not shown
 // it owns its address stay within Config.UnverifiedReplyBytes (a BEP 44
 // value excepted); once it presents a valid token, or answers one of our
 // queries, it gets full replies.

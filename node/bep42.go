@@ -55,7 +55,7 @@ const (
 // ipVoter learns our external IP from the BEP 42 "ip" of responses: each
 // responder's subnet (routing.Subnet: a /24 or /64) votes once for the
 // address it saw us at, and the address with the most distinct voting
-// subnets wins once at least two agree (limits.md: libtorrent's ip_voter
+// subnets wins once at least two agree (docs/protocol.md, Limits: libtorrent's ip_voter
 // needs >= 2 agreeing votes). Counting subnets, not responders, keeps one
 // subnet of Sybils from outvoting the rest. State is bounded by
 // voterMaxCandidates x voterMaxVoters.

@@ -26,7 +26,7 @@ func bep42ID(t *testing.T, ip string) krpc.ID {
 	return id
 }
 
-// TestBEP42Enforce (issue 6): in enforce mode a node whose id does not
+// TestBEP42Enforce: in enforce mode a node whose id does not
 // match its address gets 203, never enters the table, and is not queried
 // when another node names it; matching nodes are served as usual. Loopback
 // is normally exempt (BEP 42), so the node under test sets LimitLoopback.

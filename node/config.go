@@ -82,7 +82,7 @@ type Config struct {
 	RateLimit krpc.IPLimiterConfig
 	// ReplyBytesPerSecond is the global budget of response bytes per
 	// second, with a burst of two seconds' worth; replies beyond it are not
-	// sent. Default 1 MiB/s (libtorrent's 8000 B/s, limits.md, is far too
+	// sent. Default 1 MiB/s (libtorrent's 8000 B/s, docs/protocol.md, Limits, is far too
 	// little for a node that answers fast; this bounds what any flood can
 	// make us send). Negative disables.
 	ReplyBytesPerSecond int
@@ -226,7 +226,7 @@ func (c *Config) setDefaults() {
 	if c.Table.K == 0 {
 		c.Table.K = c.K
 	}
-	// Anti-Sybil address rules (routing.md §4, practice libtorrent): one
+	// Anti-Sybil address rules (docs/protocol.md, Admission, practice libtorrent): one
 	// entry per IP, two per /24 (/64) per bucket; negative disables.
 	if c.Table.MaxPerIP == 0 {
 		c.Table.MaxPerIP = 1

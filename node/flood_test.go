@@ -65,7 +65,7 @@ func floodPackets(n int) [][]byte {
 	return out
 }
 
-// TestFloodBounded (issue 6): one source sends 50,000 garbage and
+// TestFloodBounded: one source sends 50,000 garbage and
 // well-formed queries as fast as it can; the node's heap stays bounded,
 // queries from another source keep being answered, and the refused packets
 // show in the metrics by reason.

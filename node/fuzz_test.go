@@ -19,7 +19,7 @@ import (
 // fuzzMagicToken in a fuzz input is replaced by a valid write token.
 const fuzzMagicToken = "aoeusnth"
 
-// fuzzErrorCodes are the KRPC error codes a reply may carry (krpc.md §4).
+// fuzzErrorCodes are the KRPC error codes a reply may carry (docs/protocol.md, Errors).
 var fuzzErrorCodes = map[int64]bool{
 	krpc.ErrCodeGeneric: true, krpc.ErrCodeServer: true, krpc.ErrCodeProtocol: true,
 	krpc.ErrCodeMethodUnknown: true, krpc.ErrCodeValueTooBig: true, krpc.ErrCodeInvalidSig: true,

@@ -11,7 +11,7 @@ func errMsg(code int64, msg string) *krpc.Msg {
 	return &krpc.Msg{E: &krpc.Error{Code: code, Msg: msg}}
 }
 
-// handleQuery answers one query (krpc.md §8). It runs on the read loop.
+// handleQuery answers one query (docs/protocol.md, Handling a query). It runs on the read loop.
 func (n *Node) handleQuery(from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
 	n.queryReceived(q.Q)
 	n.debugPacket("query received", "method", q.Q, "from", from)

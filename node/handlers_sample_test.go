@@ -12,7 +12,7 @@ import (
 	"github.com/dhtd/dhtd/krpc"
 )
 
-// TestHandleSampleInfohashes (issue 7, BEP 51): a node holding 1,000
+// TestHandleSampleInfohashes (BEP 51): a node holding 1,000
 // infohashes answers with interval, num = 1000 and a sample of distinct
 // stored infohashes that fits the packet; samples is present even when
 // nothing is stored; a missing target is 203.
@@ -81,7 +81,7 @@ func TestHandleSampleInfohashes(t *testing.T) {
 	}
 }
 
-// TestHandleGetPeersScrape (issue 7, BEP 33): with scrape=1 the reply
+// TestHandleGetPeersScrape (BEP 33): with scrape=1 the reply
 // carries BFsd and BFpe whose estimates are within the filter's error of
 // 30 seeds and 70 leechers, and still fits the packet.
 func TestHandleGetPeersScrape(t *testing.T) {

@@ -176,7 +176,7 @@ func (n *Node) handleGet(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 	return &krpc.Msg{R: r}
 }
 
-// handlePut answers a BEP 44 put, checking in the order of bep44.md §4:
+// handlePut answers a BEP 44 put, checking in the order of docs/protocol.md, BEP 44 items:
 // shape (203/205/207), token (203), signature (206), then the store rules
 // (301/302).
 func (n *Node) handlePut(from netip.AddrPort, a *krpc.Args) *krpc.Msg {

@@ -308,7 +308,7 @@ func TestHandleAnnouncePeer(t *testing.T) {
 
 // TestHandlePutGet: BEP 44 through handleQuery: an immutable put with a get
 // token is stored and returned by get; mutable puts are checked in the
-// order of bep44.md §4 (203 token, 205, 206, 207, 301, 302) and get honours
+// order of docs/protocol.md, BEP 44 items (203 token, 205, 206, 207, 301, 302) and get honours
 // "seq".
 func TestHandlePutGet(t *testing.T) {
 	n := startNode(t, nil)

@@ -13,7 +13,7 @@ import (
 	"github.com/dhtd/dhtd/node/ltnode"
 )
 
-// TestInteropIPv6 (issue 7, BEP 32): over IPv6 loopback, dhtd and
+// TestInteropIPv6 (BEP 32): over IPv6 loopback, dhtd and
 // libtorrent ping each other, answer each other's find_node with nodes6,
 // and find each other's announced peers with get_peers, both ways.
 func TestInteropIPv6(t *testing.T) {

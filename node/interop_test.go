@@ -116,7 +116,7 @@ func findFound(fs []Found, id krpc.ID) (Found, bool) {
 	return Found{}, false
 }
 
-// TestInteropBootstrapAndProbe (issue 2): libtorrent bootstraps from a dhtd
+// TestInteropBootstrapAndProbe: libtorrent bootstraps from a dhtd
 // node D; D answers it and adds it to its table; libtorrent's lookups walk
 // dhtd's routing answers to a second dhtd node D2; dhtd pings and find_node's
 // libtorrent and parses its answers.
@@ -229,7 +229,7 @@ func TestInteropBootstrapAndProbe(t *testing.T) {
 	t.Logf("D2 FindNode(libtorrent's id): %d queried, %v", res.Queried, res.Elapsed)
 }
 
-// TestInteropPeers (issue 3): libtorrent announces and dhtd finds it; dhtd
+// TestInteropPeers: libtorrent announces and dhtd finds it; dhtd
 // announces and libtorrent finds it, both when only dhtd nodes hold the
 // peer and when libtorrent itself accepted dhtd's announce_peer.
 func TestInteropPeers(t *testing.T) {
@@ -358,7 +358,7 @@ func TestInteropPeers(t *testing.T) {
 	})
 }
 
-// TestInteropItems (issue 4): BEP 44 immutable and mutable items (with and
+// TestInteropItems: BEP 44 immutable and mutable items (with and
 // without salt) put by libtorrent are stored and verified by dhtd, and put
 // by dhtd are accepted, found and verified by libtorrent; seq numbers carry
 // across implementations.

@@ -22,7 +22,7 @@ func hasIPv6Loopback() bool {
 	return true
 }
 
-// TestDualStackNetwork (issue 7, BEP 32): IPv4-only nodes on 127.0.0.1,
+// TestDualStackNetwork (BEP 32): IPv4-only nodes on 127.0.0.1,
 // IPv6-only nodes on ::1 and dual-stack nodes (a linked pair of nodes, one
 // per family, each bootstrapped from both seeds) form one network. Within each family get_peers and BEP 44 get/put work, and a
 // dual-stack node answers want ["n4","n6"] with both nodes and nodes6.

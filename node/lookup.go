@@ -75,7 +75,7 @@ type LookupResult struct {
 // queryFunc sends the lookup's query to one node.
 type queryFunc func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error)
 
-// traversal is one iterative Kademlia lookup (BEP 5, routing.md §9): α
+// traversal is one iterative Kademlia lookup (BEP 5, docs/protocol.md, Lookups): α
 // queries in flight to the closest unqueried candidates; nodes returned are
 // added as candidates; it ends when the K closest non-failed candidates have
 // all answered, or nothing is left to ask.

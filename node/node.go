@@ -282,7 +282,7 @@ func (n *Node) query(ctx context.Context, to netip.AddrPort, method string, a *k
 }
 
 // onResponse learns the responder of every matched answer: its address is
-// proven, so it may enter the routing table (routing.md §4).
+// proven, so it may enter the routing table (docs/protocol.md, Admission).
 func (n *Node) onResponse(from netip.AddrPort, method string, m *krpc.Msg, rtt time.Duration) {
 	if m.R == nil || !n.idAcceptable(m.R.ID, from.Addr()) {
 		return
@@ -457,7 +457,7 @@ func (n *Node) resolve(ctx context.Context) []netip.AddrPort {
 	return out
 }
 
-// Bootstrap joins the network (BEP 5, routing.md §6): it resolves the
+// Bootstrap joins the network (BEP 5, docs/protocol.md, Bootstrap): it resolves the
 // bootstrap addresses, looks up our own id, then refreshes every bucket
 // that is not full. It returns once that is done.
 func (n *Node) Bootstrap(ctx context.Context) error {

@@ -2,13 +2,13 @@ package node
 
 // Keeping BEP 44 items alive: the Republisher.
 //
-// Design choice (issue 6, part 8): items and peers survive churn because
+// Design choice: items and peers survive churn because
 // their publisher republishes (re-announces) them, not because storers
 // hand them over.
 //
 //   - BEP 44 puts the duty on the publisher: storers MAY drop an item 2 h
 //     after its last put, and publishers SHOULD re-put once an hour
-//     (bep44.md §6). A re-put is an ordinary get lookup followed by put to
+//     (BEP 44, Expiration). A re-put is an ordinary get lookup followed by put to
 //     the K closest nodes that answered, so every republish lands on the
 //     nodes that are the K closest *now*: a node that joined closer to the
 //     target than an old holder, or that became one of the K closest
@@ -506,7 +506,7 @@ func (r *Republisher) republish(ctx context.Context, target krpc.ID, it storage.
 // lookup found more than K copies, and the K closest nodes eligible for
 // storing (those that gave a token) all hold the item — returned it, or,
 // for a mutable item, returned its seq; only copies with the newest seq
-// count (bep44.md §6).
+// count (BEP 44, Expiration).
 func (r *Republisher) enoughCopies(gr GetResult, it storage.Item) bool {
 	k := r.n.cfg.K
 	if !gr.Found || gr.Count <= k || (it.Mutable && gr.Item.Seq != it.Seq) {

@@ -12,7 +12,7 @@ import (
 	"github.com/dhtd/dhtd/krpc"
 )
 
-// TestClusterSample (issue 7, BEP 51): over a 64-node network where 100
+// TestClusterSample (BEP 51): over a 64-node network where 100
 // infohashes were announced, Sample from a fresh node collects at least 90%
 // of them and asks no node twice within its interval (6 h by default, so
 // at most once).

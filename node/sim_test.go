@@ -339,7 +339,7 @@ func holders(s *simCluster, all []krpc.NodeInfo, byID map[krpc.ID]*Node, target 
 	return held, freshTotal, freshHeld
 }
 
-// TestSimChurnSurvival is the acceptance test of issue 6 (at full size
+// TestSimChurnSurvival is the churn-survival simulation (at full size
 // without -race, see sim_size_*_test.go): on a simNodes network, simItems
 // items (half immutable, half mutable, half of those salted) are put
 // through Republishers on 20 publisher nodes; then as many new nodes join

@@ -12,13 +12,13 @@ import (
 	"github.com/dhtd/dhtd/krpc"
 )
 
-// BEP 42 ("DHT security extension", bep42.md): the top 21 bits of a node id
+// BEP 42 ("DHT security extension", BEP 42): the top 21 bits of a node id
 // are a CRC32C of the node's external IP, so that an attacker cannot place
 // many ids next to a chosen target without controlling many addresses.
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// Masks applied to the IP before hashing (bep42.md §1).
+// Masks applied to the IP before hashing (docs/protocol.md, BEP 42).
 var (
 	bep42Mask4 = [4]byte{0x03, 0x0f, 0x3f, 0xff}
 	bep42Mask6 = [8]byte{0x01, 0x03, 0x07, 0x0f, 0x1f, 0x3f, 0x7f, 0xff}
@@ -27,7 +27,7 @@ var (
 // bep42Input returns the bytes BEP 42 hashes for ip and r: ip masked, with
 // r<<5 OR-ed into the first byte; the 4 address bytes for IPv4 (the BEP
 // prose says 8, but its vectors, its example code, libtorrent and anacrolix
-// all hash 4; bep42.md §1) and the high 8 bytes for IPv6. IPv4-mapped IPv6
+// all hash 4; docs/protocol.md, BEP 42) and the high 8 bytes for IPv6. IPv4-mapped IPv6
 // addresses count as IPv4. n is 0 for an invalid address.
 func bep42Input(ip netip.Addr, r byte) (buf [8]byte, n int) {
 	ip = ip.Unmap()
@@ -113,7 +113,7 @@ func MatchesIP(id krpc.ID, ip netip.Addr) bool {
 }
 
 // VerifyID reports whether id is acceptable for a node whose packets come
-// from ip (BEP 42, bep42.md §2): true if ip is exempt (ExemptIP: "exempt
+// from ip (BEP 42, docs/protocol.md, BEP 42): true if ip is exempt (ExemptIP: "exempt
 // sources are always valid"), else true iff the top 21 bits of id equal the
 // CRC32C prefix for ip and r = id[19] & 7. Only those bits are checked (as
 // libtorrent and anacrolix do): the high 5 bits of id[19] and bytes 3..18
@@ -134,7 +134,7 @@ func VerifyID(id krpc.ID, ip netip.Addr) bool {
 // IPv4, as BEP 42 lists them: 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16,
 // 169.254.0.0/16 (link-local) and 127.0.0.0/8 (loopback). The BEP names no
 // IPv6 ranges; the equivalents used in practice (anacrolix, and a subset of
-// libtorrent's is_local, bep42.md §2) are exempt too: ::1, fe80::/10
+// libtorrent's is_local, docs/protocol.md, BEP 42) are exempt too: ::1, fe80::/10
 // (link-local) and fc00::/7 (unique local). IPv4-mapped IPv6 addresses are
 // judged as IPv4. Not exempt: 100.64.0.0/10 (CGNAT, libtorrent only),
 // deprecated fec0::/10, multicast, and the invalid address.
@@ -146,7 +146,7 @@ func ExemptIP(ip netip.Addr) bool {
 	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast()
 }
 
-// BEP42Mode says how a node uses BEP 42 verification (bep42.md §4). The zero
+// BEP42Mode says how a node uses BEP 42 verification (docs/protocol.md, BEP 42). The zero
 // value is BEP42Off.
 type BEP42Mode int
 

@@ -18,7 +18,7 @@ const (
 )
 
 // MaxBuckets is the most buckets a table can have: one per possible shared
-// prefix length with our own id (routing.md §2).
+// prefix length with our own id (docs/protocol.md, Table shape).
 const MaxBuckets = 160
 
 // Config tunes a Table. The zero value of every field selects its default.
@@ -49,13 +49,13 @@ type Config struct {
 	RefreshInterval time.Duration
 	// MaxPerIP limits the number of entries (live plus replacement caches)
 	// sharing one IP address across the whole table; 0 (default) means
-	// unlimited. libtorrent uses 1 (routing.md §4); loopback tests that run
+	// unlimited. libtorrent uses 1 (docs/protocol.md, Admission); loopback tests that run
 	// many nodes on 127.0.0.1 need it off. A node that answers us may evict
 	// unconfirmed cache entries at its IP to fit.
 	MaxPerIP int
 	// MaxPerSubnetPerBucket limits the live nodes of one bucket that share
 	// an IPv4 /24 or IPv6 /64; 0 (default) means unlimited. libtorrent uses 1
-	// (routing.md §4).
+	// (docs/protocol.md, Admission).
 	MaxPerSubnetPerBucket int
 	// LimitLoopback applies MaxPerIP and MaxPerSubnetPerBucket to loopback
 	// addresses too. By default loopback nodes are exempt, so a test

@@ -13,7 +13,7 @@ const idBits = krpc.IDLen * 8
 
 // CommonPrefixLen returns the number of leading bits a and b share, 0..160.
 // The bucket a node belongs to is indexed by its common prefix length with
-// our own id (routing.md §1, §2).
+// our own id (docs/protocol.md, Ids and distance and Table shape).
 func CommonPrefixLen(a, b krpc.ID) int {
 	for i := range a {
 		if x := a[i] ^ b[i]; x != 0 {
@@ -40,7 +40,7 @@ func CompareDistance(target, a, b krpc.ID) int {
 }
 
 // RandomIDInBucket returns a random id that falls in bucket i of a table
-// owned by self (routing.md §5, BEP 5 bucket refresh): its first i bits equal
+// owned by self (docs/protocol.md, Refresh, BEP 5 bucket refresh): its first i bits equal
 // self's, bit i is flipped unless the bucket is the last (catch-all) one, and
 // the remaining bits are random. i is clamped to 0..160; for a non-last
 // bucket with i == 160 there is no bit to flip and self is returned.
@@ -69,5 +69,5 @@ func SortByDistance(target krpc.ID, nodes []krpc.NodeInfo) {
 }
 
 // Subnet returns the /24 (IPv4) or /64 (IPv6) that holds ip: the unit of
-// the anti-Sybil limits (routing.md §4, practice libtorrent).
+// the anti-Sybil limits (docs/protocol.md, Admission, practice libtorrent).
 func Subnet(ip netip.Addr) netip.Prefix { return subnetOf(ip.Unmap()) }

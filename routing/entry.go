@@ -10,7 +10,7 @@ import (
 // State is the liveness state of a routing table entry (BEP 5).
 type State int
 
-// Node states (BEP 5, routing.md §3).
+// Node states (BEP 5, docs/protocol.md, Node states).
 const (
 	// Good: the node answered one of our queries within the good window, or
 	// has answered at some time and sent us a query within the window.
@@ -52,7 +52,7 @@ type Entry struct {
 // i.e. its address is proven.
 func (e Entry) Confirmed() bool { return !e.LastResponse.IsZero() }
 
-// State returns the node's state at now (BEP 5, routing.md §3): Bad after
+// State returns the node's state at now (BEP 5, docs/protocol.md, Node states): Bad after
 // MaxFailures consecutive failures; Good if it answered us within GoodWindow,
 // or answered at some time and queried us within GoodWindow; else
 // Questionable. Activity exactly GoodWindow old no longer counts.
@@ -130,7 +130,7 @@ func normalizeAddr(a netip.AddrPort) netip.AddrPort {
 }
 
 // usableAddr reports whether a (normalized) address may enter the table:
-// routing.md §4 says never to add port 0 or unspecified/0.x.x.x addresses;
+// docs/protocol.md, Admission says never to add port 0 or unspecified/0.x.x.x addresses;
 // multicast and the IPv4 broadcast address cannot be a node either.
 func usableAddr(a netip.AddrPort) bool {
 	ip := a.Addr()
@@ -147,7 +147,7 @@ func usableAddr(a netip.AddrPort) bool {
 }
 
 // subnetOf returns the /24 (IPv4) or /64 (IPv6) containing ip, the unit of
-// the per-bucket subnet limit (routing.md §4, libtorrent practice).
+// the per-bucket subnet limit (docs/protocol.md, Admission, libtorrent practice).
 func subnetOf(ip netip.Addr) netip.Prefix {
 	bitsLen := 64
 	if ip.Is4() {

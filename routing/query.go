@@ -263,7 +263,7 @@ func (t *Table) Candidates(now time.Time, limit int) []krpc.NodeInfo {
 }
 
 // RefreshTargets returns, for every bucket unchanged for RefreshInterval, a
-// random id inside it to look up (BEP 5, routing.md §5), and marks those
+// random id inside it to look up (BEP 5, docs/protocol.md, Refresh), and marks those
 // buckets changed at now so they are not returned again until another
 // RefreshInterval has passed. A new table's bucket is stale at once.
 func (t *Table) RefreshTargets(now time.Time) []krpc.ID {

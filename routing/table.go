@@ -1,6 +1,6 @@
 // Package routing is the dhtd routing table: the Kademlia k-bucket table of
 // BEP 5 with node liveness states, per-bucket replacement caches, bucket
-// refresh targets and the address rules of routing.md §4.
+// refresh targets and the address rules of docs/protocol.md, Admission.
 //
 // The table never does I/O and never reads the clock: every method that
 // needs the time takes it as an argument, and methods that want a node
@@ -18,7 +18,7 @@ import (
 
 // bucket is one k-bucket. Bucket i < last holds the nodes whose id shares
 // exactly i leading bits with ours; the last bucket holds every node sharing
-// at least last bits (BEP 5, routing.md §2).
+// at least last bits (BEP 5, docs/protocol.md, Table shape).
 type bucket struct {
 	nodes       []*entry // live nodes, at most Table.capacity
 	repl        []*entry // replacement cache, at most ReplacementSize
@@ -74,7 +74,7 @@ func (t *Table) Config() Config { return t.cfg }
 //
 // An answer from a known IP:port with a different id replaces the old entry;
 // an answer carrying a known id from a new address is ignored and the node
-// kept at its old address (routing.md §4). Our own id, the zero id, port 0
+// kept at its old address (docs/protocol.md, Admission). Our own id, the zero id, port 0
 // and unspecified addresses are refused.
 func (t *Table) Responded(n krpc.NodeInfo, now time.Time, rtt time.Duration) (toPing []krpc.NodeInfo) {
 	n, ok := t.acceptable(n)
@@ -114,7 +114,7 @@ func (t *Table) Responded(n krpc.NodeInfo, now time.Time, rtt time.Duration) (to
 	}
 	if e := t.byID[n.ID]; e != nil {
 		if e.live || e.confirmed() {
-			return nil // keep a known id at its old address (routing.md §4)
+			return nil // keep a known id at its old address (docs/protocol.md, Admission)
 		}
 		t.drop(e) // an unconfirmed claim loses to a proven address
 	}
@@ -134,7 +134,7 @@ func (t *Table) Responded(n krpc.NodeInfo, now time.Time, rtt time.Duration) (to
 // IP:port and id, the query is recorded (it keeps a node that has answered
 // before good, BEP 5), and ping is true only if the node is bad. A query
 // from a known IP:port with a different id, or a known id from a different
-// IP:port, is ignored (routing.md §4). The caller should not ping an
+// IP:port, is ignored (docs/protocol.md, Admission). The caller should not ping an
 // address that already has a query of ours in flight.
 func (t *Table) Heard(n krpc.NodeInfo, now time.Time) (ping bool) {
 	n, ok := t.acceptable(n)
@@ -209,7 +209,7 @@ func (t *Table) Remove(id krpc.ID) {
 }
 
 // acceptable normalizes n's address and reports whether n may be stored:
-// never our own id, the zero id, port 0 or an unusable address (routing.md §4).
+// never our own id, the zero id, port 0 or an unusable address (docs/protocol.md, Admission).
 func (t *Table) acceptable(n krpc.NodeInfo) (krpc.NodeInfo, bool) {
 	n.Addr = normalizeAddr(n.Addr)
 	return n, !n.ID.IsZero() && n.ID != t.self && usableAddr(n.Addr)

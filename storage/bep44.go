@@ -6,7 +6,8 @@ package storage
 // write token. Everything in this file is a pure function.
 //
 // References are to BEP 44 (https://www.bittorrent.org/beps/bep_0044.html)
-// and to the project digest /work/shared/spec/bep44.md (§ numbers).
+// and to docs/protocol.md, "BEP 44 items", for what deployed clients do
+// where the BEP is loose.
 
 import (
 	"crypto/ed25519"
@@ -27,7 +28,7 @@ const (
 	MaxSaltLen = 64
 )
 
-// Wire messages of the BEP 44 errors, as libtorrent sends them (bep44.md §8).
+// Wire messages of the BEP 44 errors, as libtorrent sends them (docs/protocol.md, BEP 44 items).
 const (
 	bep44MsgValueTooBig = "message (v field) too big"
 	bep44MsgInvalidSig  = "invalid signature"
@@ -60,7 +61,7 @@ func MutableTarget(k []byte, salt []byte) krpc.ID {
 //
 // v is the raw bencoded value, appended verbatim. The buffer is built by
 // concatenation, never by bencoding a dict and stripping it (BEP 44, §2 of
-// bep44.md).
+// BEP 44).
 func SignBuffer(salt []byte, seq int64, v []byte) []byte {
 	n := len("3:seqi") + 20 + len("e1:v") + len(v)
 	if len(salt) > 0 {
@@ -92,7 +93,7 @@ func VerifyMutable(k, salt []byte, seq int64, v, sig []byte) bool {
 // ed25519.Sign it panics if priv is not ed25519.PrivateKeySize bytes.
 //
 // The private key printed in BEP 44's own test vectors is the ref10
-// "expanded" form, not Go's; see bep44.md §7.
+// "expanded" form, not Go's; see docs/protocol.md, BEP 44 items.
 func SignMutable(priv ed25519.PrivateKey, salt []byte, seq int64, v []byte) []byte {
 	return ed25519.Sign(priv, SignBuffer(salt, seq, v))
 }
@@ -107,7 +108,7 @@ func CheckBencode(v []byte) error {
 }
 
 // PutArgs are the arguments of a BEP 44 put query that the storage layer
-// checks (bep44.md §3). Byte-string fields are empty when absent (KRPC does
+// checks (docs/protocol.md, BEP 44 items). Byte-string fields are empty when absent (KRPC does
 // not distinguish an absent string from an empty one); Seq and Cas are nil
 // when absent. A put is mutable iff K is non-empty.
 type PutArgs struct {
@@ -183,13 +184,14 @@ func CheckValue(v []byte) error {
 	return nil
 }
 
-// ValidatePutShape runs the put checks of bep44.md §4 that come before the
+// ValidatePutShape runs the put checks of docs/protocol.md, BEP 44 items that come before the
 // token check and need neither the store nor the token secret, in this order:
 //
 //  1. 203: v or token missing; a mutable put (k present) whose k is not 32
 //     bytes, whose sig is not 64 bytes or whose seq is missing; an
-//     immutable put (no k) carrying sig, salt or cas (BEP 44 errata: such a
-//     put is malformed, never stored as immutable); v not exactly one
+//     immutable put (no k) carrying sig, salt or cas (such a put is
+//     malformed and never stored as immutable: BEP 44 tells the kinds
+//     apart by k and sig); v not exactly one
 //     canonical bencoded value. A seq without k and sig is ignored: BEP 44
 //     tells the kinds apart by k and sig, libtorrent stores such a put as
 //     immutable, and anacrolix/dht sends "seq": 0 in every immutable put.
@@ -241,7 +243,7 @@ func ValidatePutShape(a *PutArgs) error {
 	return nil
 }
 
-// VerifyPutSignature is the last stateless put check (bep44.md §4 step 5;
+// VerifyPutSignature is the last stateless put check (docs/protocol.md, BEP 44 items step 5;
 // BEP 44: a storing node MUST verify the signature before storing): for a
 // mutable put it answers 206 unless Sig is a valid signature by K over
 // SignBuffer(Salt, Seq, V). Immutable puts pass. Call it only after
@@ -257,7 +259,7 @@ func VerifyPutSignature(a *PutArgs) error {
 	return nil
 }
 
-// ValidatePut applies every stateless put check in the order of bep44.md §4:
+// ValidatePut applies every stateless put check in the order of docs/protocol.md, BEP 44 items:
 // ValidatePutShape (203/205/207), then tokenOK(target) for the derived target
 // (203 "invalid token", ErrBadToken, when it returns false; the caller
 // binds the token to the source address), then VerifyPutSignature (206).

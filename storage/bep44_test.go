@@ -120,7 +120,7 @@ func TestBEP44MutableVectors(t *testing.T) {
 			}
 			if v.SeedHex == "" {
 				// Published vector: the key is the ref10 expanded form,
-				// which the standard library cannot sign with (bep44.md §7);
+				// which the standard library cannot sign with (docs/protocol.md, BEP 44 items);
 				// verification above is all a stdlib program can check.
 				if v.ExpandedPrivHex == "" {
 					t.Fatal("vector has neither seed nor expanded key")
@@ -382,7 +382,7 @@ func TestBEP44ValidatePut(t *testing.T) {
 		{"bad signature", func() PutArgs { a := bep44TestPut(t, "", 1, "i1e"); a.Sig[0] ^= 1; return a }(), true, 206},
 		{"seq changed after signing", func() PutArgs { a := bep44TestPut(t, "", 1, "i1e"); a.Seq = bep44Int(2); return a }(), true, 206},
 
-		// Order of bep44.md §4: 203 shape < 205 < 207 < token 203 < 206.
+		// Order of docs/protocol.md, BEP 44 items: 203 shape < 205 < 207 < token 203 < 206.
 		{"non-canonical and too big: 203", PutArgs{Token: []byte("t"), V: []byte(bigV + "x")}, true, 203},
 		{"too big and salt too big: 205", bep44TestPut(t, longSalt, 1, bigV), true, 205},
 		{"salt too big and bad token: 207", bep44TestPut(t, longSalt, 1, "i1e"), false, 207},

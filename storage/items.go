@@ -1,7 +1,7 @@
 package storage
 
 // The BEP 44 item store: immutable and mutable items in one table keyed by
-// target, with the storing-node rules of bep44.md §4 (cas, seq), expiry 2 h
+// target, with the storing-node rules of docs/protocol.md, BEP 44 items (cas, seq), expiry 2 h
 // after the last accepted put (BEP 44, Expiration: "items MAY expire after 2
 // hours"), count and byte bounds, and a per-source quota (quota.go): when
 // full, room is taken from the source network holding the most items.
@@ -249,7 +249,7 @@ func itemShapeError(it *Item, cas *int64) string {
 }
 
 // Put stores it at it.Target() following the storing-node rules of
-// bep44.md §4 steps 6 and 7. The caller must already have applied
+// docs/protocol.md, BEP 44 items steps 6 and 7. The caller must already have applied
 // ValidatePutShape, the token check and VerifyPutSignature (BEP 44: a storing
 // node MUST verify the signature before storing); Put only repeats the cheap
 // length checks (ErrMalformed if they fail). cas is the put's "cas" argument, nil if
@@ -261,7 +261,7 @@ func itemShapeError(it *Item, cas *int64) string {
 //   - seq < stored seq: 302;
 //   - seq == stored seq: identical v resets the expiry (success); a
 //     different v is refused with 302 (BEP 44: equal seq MUST be rejected
-//     unless v is identical; see the errata in README.md);
+//     unless v is identical; docs/protocol.md, BEP 44 items);
 //   - seq > stored seq: v, seq and sig are replaced (k and salt are the same
 //     bytes, since they determine the target).
 //

@@ -15,8 +15,8 @@ import (
 	"github.com/dhtd/dhtd/krpc"
 )
 
-// Peer store defaults. BEP 5 is silent on all of them; see routing.md §8 and
-// limits.md for what libtorrent (45 min, 2000 infohashes, 500 peers) and
+// Peer store defaults. BEP 5 is silent on all of them; see docs/protocol.md, Peer store and
+// docs/protocol.md, Limits for what libtorrent (45 min, 2000 infohashes, 500 peers) and
 // others do.
 const (
 	// DefaultPeerTTL is how long a peer is kept after its last announce.
@@ -520,7 +520,7 @@ func (s *PeerStore) sweep(t int64) {
 // Peers returns a uniformly random sample, in random order, of at most limit
 // distinct live peers of ih of one family: IPv6 if ipv6, else IPv4 (BEP 32:
 // values follow the transport's family). The caller picks limit to fit the
-// reply in its packet budget (limits.md: libtorrent sends 100 IPv4 or 25
+// reply in its packet budget (docs/protocol.md, Limits: libtorrent sends 100 IPv4 or 25
 // IPv6). rnd supplies the randomness (it is used under the store's lock, so
 // a *rand.Rand private to the caller is fine); nil means the math/rand/v2
 // top-level functions.

@@ -14,7 +14,7 @@ import (
 	"github.com/dhtd/dhtd/node"
 )
 
-// TestRunDualStack (issue 7, BEP 32): `dhtd run` with an IPv4 and an IPv6
+// TestRunDualStack (BEP 32): `dhtd run` with an IPv4 and an IPv6
 // --listen runs one node per family, each joining its family's network;
 // the IPv4 node answers want ["n4","n6"] with nodes and nodes6 (the IPv6
 // ones from its sibling's table), and the metrics carry a family label.

@@ -209,7 +209,7 @@ func interopNet(t *testing.T, ctx context.Context) (d, d2 *dhtdNode, l *ltnode.N
 	return d, d2, l
 }
 
-// TestInteropCLIBootstrapAndProbe (issue 2): libtorrent bootstraps from a
+// TestInteropCLIBootstrapAndProbe: libtorrent bootstraps from a
 // `dhtd run` node D, which adds it to its table (`dhtd table`); libtorrent's
 // lookup walks D's answers to D2; `dhtd probe ping` and `dhtd probe
 // find_node` get libtorrent's answers.
@@ -320,7 +320,7 @@ func TestInteropCLIBootstrapAndProbe(t *testing.T) {
 	}
 }
 
-// TestInteropCLIPeers (issue 3): libtorrent announces and `dhtd peers`
+// TestInteropCLIPeers: libtorrent announces and `dhtd peers`
 // finds it; `dhtd announce` announces and libtorrent's get_peers finds the
 // announced port.
 func TestInteropCLIPeers(t *testing.T) {
@@ -414,7 +414,7 @@ func TestInteropCLIPeers(t *testing.T) {
 	})
 }
 
-// TestInteropCLIItems (issue 4): BEP 44 items that libtorrent puts
+// TestInteropCLIItems: BEP 44 items that libtorrent puts
 // (immutable, mutable with and without salt) are returned by `dhtd get`;
 // items that `dhtd put` stores (immutable, and mutable with a key from `dhtd
 // keygen`) are returned by libtorrent's get.

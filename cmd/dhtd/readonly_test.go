@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// TestReadOnlyNode (issue 6, BEP 43): a `dhtd run --read-only` node that
+// TestReadOnlyNode (BEP 43): a `dhtd run --read-only` node that
 // bootstraps from a neighbour answers no query (`dhtd probe ping` times
 // out) and never enters the neighbour's routing table, although its
 // queries reached the neighbour.

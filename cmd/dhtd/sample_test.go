@@ -67,7 +67,7 @@ func forEachN(n, width int, f func(i int)) {
 	wg.Wait()
 }
 
-// TestSampleCommand (issue 7): `dhtd sample` over a 64-node network where
+// TestSampleCommand: `dhtd sample` over a 64-node network where
 // 100 infohashes were announced collects at least 90% of them and asks no
 // node twice within its interval.
 func TestSampleCommand(t *testing.T) {
@@ -134,7 +134,7 @@ func TestSampleCommand(t *testing.T) {
 	}
 }
 
-// TestScrapeCommand (issue 7): `dhtd scrape` over a network where 30 seeds
+// TestScrapeCommand: `dhtd scrape` over a network where 30 seeds
 // and 70 leechers (each on its own IP) announced estimates both within the
 // bloom filter's error.
 func TestScrapeCommand(t *testing.T) {
