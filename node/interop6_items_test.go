@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
-	"github.com/dhtd/dhtd/node/ltnode"
+	"github.com/dhtd/dhtd/internal/ltnode"
 	"github.com/dhtd/dhtd/storage"
 )
 

@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/dhtd/dhtd/krpc"
-	"github.com/dhtd/dhtd/node/ltnode"
+	"github.com/dhtd/dhtd/internal/ltnode"
 )
 
 // TestInteropIPv6 (BEP 32): over IPv6 loopback, dhtd and

@@ -18,7 +18,7 @@ import (
 
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/node"
-	"github.com/dhtd/dhtd/node/gateway"
+	"github.com/dhtd/dhtd/gateway"
 )
 
 // The exit statuses of dhtd (README.md, "Exit codes").

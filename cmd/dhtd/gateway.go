@@ -15,7 +15,7 @@ import (
 
 	"github.com/dhtd/dhtd/internal/httpguard"
 	"github.com/dhtd/dhtd/node"
-	"github.com/dhtd/dhtd/node/gateway"
+	"github.com/dhtd/dhtd/gateway"
 )
 
 // gatewayShutdownTimeout bounds the gateway's shutdown on SIGTERM.

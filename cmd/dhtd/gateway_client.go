@@ -19,7 +19,7 @@ import (
 
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/node"
-	"github.com/dhtd/dhtd/node/gateway"
+	"github.com/dhtd/dhtd/gateway"
 	"github.com/dhtd/dhtd/storage"
 )
 

@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dhtd/dhtd/node"
-	"github.com/dhtd/dhtd/node/gateway"
+	"github.com/dhtd/dhtd/gateway"
 )
 
 // TestGatewayClientSentinels: a failure answered by a real gateway reaches

@@ -33,7 +33,7 @@ import (
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
-	"github.com/dhtd/dhtd/node/ltnode"
+	"github.com/dhtd/dhtd/internal/ltnode"
 )
 
 // lookupTimeout bounds each lookup command (--timeout); runDhtd's

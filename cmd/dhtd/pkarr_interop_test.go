@@ -28,8 +28,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dhtd/dhtd/internal/pkarr"
-	"github.com/dhtd/dhtd/node/gateway"
-	"github.com/dhtd/dhtd/node/ltnode"
+	"github.com/dhtd/dhtd/gateway"
+	"github.com/dhtd/dhtd/internal/ltnode"
 	"github.com/dhtd/dhtd/storage"
 )
 

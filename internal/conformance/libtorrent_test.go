@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/dhtd/dhtd/internal/conformance"
-	"github.com/dhtd/dhtd/node/ltnode"
+	"github.com/dhtd/dhtd/internal/ltnode"
 )
 
 // TestAgainstLibtorrent runs the suite against libtorrent 2.0.8

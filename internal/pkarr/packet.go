@@ -3,7 +3,7 @@
 // 44 mutable item of that key, with no salt, the seq being the time of
 // signing in microseconds.
 //
-// It holds the pieces both the HTTP relay (node/gateway) and the shell
+// It holds the pieces both the HTTP relay (gateway) and the shell
 // (cmd/dhtd) need: z-base-32 keys, the relay's body layout
 // (SignedPacket), and DNS records written as text (records.go). It does no
 // I/O.

@@ -23,7 +23,7 @@ type curlExample struct {
 // a curl command, or a pipeline that ends in one ("… | curl …").
 func readmeCurls(t *testing.T, section string) []curlExample {
 	t.Helper()
-	b, err := os.ReadFile("../../README.md")
+	b, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
