@@ -25,7 +25,7 @@ type statusOut struct {
 	ID        string   `json:"id"`
 	Version   string   `json:"version"`
 	UptimeS   float64  `json:"uptime_s"`
-	Addresses []string `json:"addresses"` // UDP, then this HTTP listener
+	Addresses []string `json:"addresses"` // UDP (each family's, the primary first), then this HTTP listener
 	BEP42     bep42Out `json:"bep42"`
 	Ready     bool     `json:"ready"`
 	K         int      `json:"k"`
@@ -141,19 +141,20 @@ func (g *Gateway) statusDoc(r *http.Request) statusOut {
 		},
 		Gateway: gatewayState{LookupsInFlight: len(g.slots), LookupSlots: cap(g.slots)},
 	}
-	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		out.Addresses = append(out.Addresses, "http://"+la.String())
-	}
 	out.Buckets = bucketsOut(d)
 	for _, fn := range g.nodes {
 		fd := d
 		if fn != g.n {
 			fd = fn.RoutingSnapshot()
+			out.Addresses = append(out.Addresses, "udp://"+fd.Addr)
 		}
 		out.Families = append(out.Families, familyOut{
 			Family: fn.Family(), ID: fd.ID, Address: "udp://" + fd.Addr, Ready: fn.Ready(),
 			Good: fd.Good, Questionable: fd.Quest, Bad: fd.Bad, Buckets: bucketsOut(fd),
 		})
+	}
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		out.Addresses = append(out.Addresses, "http://"+la.String())
 	}
 	now := time.Now()
 	for _, l := range g.n.RecentLookups() {

@@ -184,8 +184,9 @@ func TestRunDualStackStatus(t *testing.T) {
 		} `json:"buckets"`
 	}
 	var st struct {
-		ID       string   `json:"id"`
-		Families []family `json:"families"`
+		ID        string   `json:"id"`
+		Addresses []string `json:"addresses"`
+		Families  []family `json:"families"`
 	}
 	has := func(f family, id string) bool {
 		for _, b := range f.Buckets {
@@ -220,6 +221,9 @@ func TestRunDualStackStatus(t *testing.T) {
 	}
 	if f6.Family != "ipv6" || !regexp.MustCompile(`^[0-9a-f]{40}$`).MatchString(f6.ID) || f6.ID == d.ID || f6.Address != "udp://"+addr6 || f6.Good < 1 {
 		t.Errorf("second family %+v, want ipv6, an id of its own, at udp://%s with a good node", f6, addr6)
+	}
+	if want := []string{"udp://" + d.Addr, "udp://" + addr6, "http://" + gw}; strings.Join(st.Addresses, " ") != strings.Join(want, " ") {
+		t.Errorf("addresses %v, want %v", st.Addresses, want)
 	}
 	if has(f4, joined["ipv6"]) || has(f6, joined["ipv4"]) {
 		t.Errorf("a family's table holds a node of the other family: %+v", st.Families)
