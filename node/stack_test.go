@@ -130,3 +130,31 @@ func TestNewStackDualStack(t *testing.T) {
 		t.Errorf("the IPv4 node's data dir: %v", err)
 	}
 }
+
+// TestStackOf: StackOf wraps running nodes, one or one per family; two of
+// one family are ErrStackFamilies.
+func TestStackOf(t *testing.T) {
+	a, err := New(TestConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	b, err := New(TestConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	if _, err := StackOf(a, b); !errors.Is(err, ErrStackFamilies) {
+		t.Fatalf("StackOf(two IPv4 nodes): %v, want ErrStackFamilies", err)
+	}
+	if b.sibling.Load() != nil {
+		t.Fatal("a refused StackOf linked the nodes")
+	}
+	s, err := StackOf(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Primary() != a || s.IPv4() != a || s.IPv6() != nil {
+		t.Fatalf("StackOf(a): primary %p, ipv4 %p, ipv6 %p", s.Primary(), s.IPv4(), s.IPv6())
+	}
+}
