@@ -20,7 +20,7 @@ func tableCommand() *cli.Command {
 		Usage: "print the routing table of a running node (from its metrics listener)",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "admin", Value: "127.0.0.1:9181", Usage: "the node's --metrics-listen address"},
-			&cli.BoolFlag{Name: "json", Usage: "print the JSON document as served"},
+			&cli.BoolFlag{Name: "json", Usage: "print the JSON document as served (of a dual-stack node: the first --listen family's)"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "bound on the request"},
 		},
 		Action: func(c *cli.Context) error {
