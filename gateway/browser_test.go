@@ -14,7 +14,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +26,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dhtd/dhtd/node"
 )
@@ -378,4 +382,92 @@ func shot(t *testing.T, wd *webDriver, name string) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot %s (%d bytes)", path, len(png))
+}
+
+// TestGatewayBrowserDualStack (BEP 32): the status page of a dual-stack
+// node lists both families' nodes, each with its id, address and a table
+// holding the node of its family that joined through it.
+func TestGatewayBrowserDualStack(t *testing.T) {
+	chromium, driver := browserPaths(t)
+	if pc, err := net.ListenPacket("udp6", "[::1]:0"); err != nil {
+		t.Skip("no IPv6 loopback")
+	} else {
+		pc.Close()
+	}
+	s, err := node.NewStack(node.TestConfig(), "127.0.0.1:0", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	for _, n := range s.Nodes() {
+		cfg := node.TestConfig()
+		cfg.Listen, cfg.Bootstrap = "127.0.0.1:0", []string{n.Addr().String()}
+		if n.Family() == "ipv6" {
+			cfg.Listen = "[::1]:0"
+		}
+		j, err := node.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { j.Close() })
+		if err := j.Bootstrap(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, err := NewStack(s, Config{Registry: prometheus.NewRegistry(), RatePerSecond: 1e9, RateBurst: 1e9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(g)
+	t.Cleanup(ts.Close)
+
+	driverURL := startDriver(t, driver)
+	wd := newSession(t, driverURL, chromium)
+	wd.cmd("POST", "/timeouts", map[string]any{"script": 20000, "pageLoad": 20000}, nil)
+	wd.cmd("POST", "/url", map[string]any{"url": ts.URL + "/"}, nil)
+	type family struct {
+		Family string `json:"family"`
+		ID     string `json:"id"`
+		Addr   string `json:"addr"`
+		Counts string `json:"counts"`
+		Rows   int    `json:"rows"`
+	}
+	var got []family
+	want := map[string]*node.Node{"ipv4": s.IPv4(), "ipv6": s.IPv6()}
+	ok := func() bool {
+		if len(got) != 2 {
+			return false
+		}
+		for _, f := range got {
+			n := want[f.Family]
+			if n == nil || f.ID != n.ID().String() || f.Addr != "udp://"+n.Addr().String() || !regexp.MustCompile(`^[1-9][0-9]* good`).MatchString(f.Counts) || f.Rows < 1 {
+				return false
+			}
+		}
+		return got[0].Family != got[1].Family
+	}
+	// The tables can still be filling when the page first polls: check
+	// successive renders, a bounded number of times.
+	renders := 0
+	for attempt := 0; attempt < 5 && !ok(); attempt++ {
+		var res struct {
+			Renders int `json:"renders"`
+		}
+		wd.cmd("POST", "/execute/async", map[string]any{"script": awaitRender, "args": []any{renders}}, &res)
+		renders = res.Renders
+		wd.cmd("POST", "/execute/sync", map[string]any{
+			"script": `return Array.from(document.querySelectorAll('#families .family')).map(f => ({family: f.dataset.family,
+				id: f.querySelector('.family-id').textContent, addr: f.querySelector('.family-addr').textContent,
+				counts: f.querySelector('.family-counts').textContent, rows: f.querySelectorAll('.family-buckets tbody tr').length}))`,
+			"args": []any{},
+		}, &got)
+	}
+	if !ok() {
+		t.Fatalf("families on the page %+v\nwant ipv4 %s at %s and ipv6 %s at %s, each with a good node in a bucket",
+			got, s.IPv4().ID(), s.IPv4().Addr(), s.IPv6().ID(), s.IPv6().Addr())
+	}
+	wd.cmd("POST", "/execute/sync", map[string]any{"script": `document.getElementById('families-card').scrollIntoView()`, "args": []any{}}, nil)
+	shot(t, wd, "status-page-dualstack.png")
 }

@@ -128,7 +128,8 @@ func (c *Config) setDefaults(n *node.Node) {
 
 // Gateway is the HTTP handler of one node. Create it with New.
 type Gateway struct {
-	n       *node.Node
+	n       *node.Node   // the primary node: lookups, storage, metrics
+	nodes   []*node.Node // every family's node, n first (/v1/status)
 	cfg     Config
 	log     *slog.Logger
 	mux     *http.ServeMux
@@ -182,6 +183,18 @@ var routes = []route{
 	{"/v1/", "unknown", false, sameOrigin, (*Gateway).notFound},
 }
 
+// NewStack returns the gateway of a dual-stack node (BEP 32): lookups and
+// storage go through s.Primary(), and /v1/status and the status page show
+// every family's node. It registers the metrics as New does.
+func NewStack(s *node.Stack, cfg Config) (*Gateway, error) {
+	g, err := New(s.Primary(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	g.nodes = s.Nodes()
+	return g, nil
+}
+
 // New returns the gateway of n and registers its metrics on cfg.Registry
 // (an error if they are registered there already).
 func New(n *node.Node, cfg Config) (*Gateway, error) {
@@ -191,7 +204,7 @@ func New(n *node.Node, cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	g := &Gateway{
-		n: n, cfg: cfg, log: cfg.Logger,
+		n: n, nodes: []*node.Node{n}, cfg: cfg, log: cfg.Logger,
 		mux:     http.NewServeMux(),
 		slots:   make(chan struct{}, cfg.MaxLookups),
 		limiter: newLimiter(cfg.RatePerSecond, cfg.RateBurst, cfg.MaxClients),

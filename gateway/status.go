@@ -25,7 +25,7 @@ type statusOut struct {
 	ID        string   `json:"id"`
 	Version   string   `json:"version"`
 	UptimeS   float64  `json:"uptime_s"`
-	Addresses []string `json:"addresses"` // UDP, then this HTTP listener
+	Addresses []string `json:"addresses"` // UDP (each family's, the primary first), then this HTTP listener
 	BEP42     bep42Out `json:"bep42"`
 	Ready     bool     `json:"ready"`
 	K         int      `json:"k"`
@@ -37,9 +37,25 @@ type statusOut struct {
 	Stored       storedOut    `json:"stored"`
 	Lookups      []lookupOut  `json:"recent_lookups"` // newest first
 	Gateway      gatewayState `json:"gateway"`
+	// Families has one entry per address family the node serves (BEP 32
+	// dual stack: one node, socket and routing table each), the primary
+	// node (the one of the fields above) first.
+	Families []familyOut `json:"families"`
 	// History is the last hour, oldest first, with ?history=1 only
 	// (else null).
 	History []node.HistorySample `json:"history"`
+}
+
+// familyOut is the node of one address family.
+type familyOut struct {
+	Family       string      `json:"family"` // ipv4 or ipv6
+	ID           string      `json:"id"`
+	Address      string      `json:"address"` // UDP
+	Ready        bool        `json:"ready"`
+	Good         int         `json:"good"`
+	Questionable int         `json:"questionable"`
+	Bad          int         `json:"bad"`
+	Buckets      []bucketOut `json:"buckets"`
 }
 
 type bucketOut struct {
@@ -119,22 +135,26 @@ func (g *Gateway) statusDoc(r *http.Request) statusOut {
 		Addresses: []string{"udp://" + d.Addr},
 		BEP42:     bep42State(g.n), Ready: g.n.Ready(), K: g.n.Table().Config().K,
 		Good: d.Good, Questionable: d.Quest, Bad: d.Bad,
-		Buckets: make([]bucketOut, 0, len(d.Buckets)),
 		Stored: storedOut{
 			Infohashes: ps.Infohashes, Peers: ps.Peers,
 			Immutable: is.Immutable, Mutable: is.Mutable, ItemBytes: is.Bytes,
 		},
 		Gateway: gatewayState{LookupsInFlight: len(g.slots), LookupSlots: cap(g.slots)},
 	}
+	out.Buckets = bucketsOut(d)
+	for _, fn := range g.nodes {
+		fd := d
+		if fn != g.n {
+			fd = fn.RoutingSnapshot()
+			out.Addresses = append(out.Addresses, "udp://"+fd.Addr)
+		}
+		out.Families = append(out.Families, familyOut{
+			Family: fn.Family(), ID: fd.ID, Address: "udp://" + fd.Addr, Ready: fn.Ready(),
+			Good: fd.Good, Questionable: fd.Quest, Bad: fd.Bad, Buckets: bucketsOut(fd),
+		})
+	}
 	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		out.Addresses = append(out.Addresses, "http://"+la.String())
-	}
-	for _, b := range d.Buckets {
-		bo := bucketOut{Index: b.Index, Last: b.Last, Capacity: b.Capacity, Nodes: make([]statusNodeOut, 0, len(b.Nodes)), Replacements: len(b.Replacements)}
-		for _, e := range b.Nodes {
-			bo.Nodes = append(bo.Nodes, statusNodeOut{ID: e.ID, Addr: e.Addr, State: e.State, RTTMs: float64(e.RTT) / float64(time.Millisecond)})
-		}
-		out.Buckets = append(out.Buckets, bo)
 	}
 	now := time.Now()
 	for _, l := range g.n.RecentLookups() {
@@ -150,6 +170,19 @@ func (g *Gateway) statusDoc(r *http.Request) statusOut {
 	}
 	if r.URL.Query().Get("history") == "1" {
 		out.History = g.n.History() // never nil
+	}
+	return out
+}
+
+// bucketsOut is the buckets of a routing dump as /v1/status shows them.
+func bucketsOut(d node.RoutingDump) []bucketOut {
+	out := make([]bucketOut, 0, len(d.Buckets))
+	for _, b := range d.Buckets {
+		bo := bucketOut{Index: b.Index, Last: b.Last, Capacity: b.Capacity, Nodes: make([]statusNodeOut, 0, len(b.Nodes)), Replacements: len(b.Replacements)}
+		for _, e := range b.Nodes {
+			bo.Nodes = append(bo.Nodes, statusNodeOut{ID: e.ID, Addr: e.Addr, State: e.State, RTTMs: float64(e.RTT) / float64(time.Millisecond)})
+		}
+		out = append(out, bo)
 	}
 	return out
 }

@@ -127,3 +127,127 @@ func routingGood(t *testing.T, addr, path string) int {
 	}
 	return d.Good
 }
+
+// TestRunDualStackStatus (BEP 32): a dual-stack `dhtd run --http` shows
+// the node of each family, with its id, address and table, on /v1/status,
+// on the status page and in `dhtd table`. One node of each family joins
+// through it, so each family's table holds a node the other's does not.
+func TestRunDualStackStatus(t *testing.T) {
+	dhtdBinary(t) // skips under -short
+	if pc, err := net.ListenPacket("udp6", "[::1]:0"); err != nil {
+		t.Skip("no IPv6 loopback")
+	} else {
+		pc.Close()
+	}
+	t.Parallel()
+	d := startNode(t, "--listen", "[::1]:0", "--no-bootstrap", "--storage", "memory", "--http", "127.0.0.1:0")
+	m := regexp.MustCompile(`addr=(\[::1\]:\d+)`).FindStringSubmatch(d.waitLine(`addr=[::1]`))
+	if m == nil {
+		t.Fatal("no IPv6 node started")
+	}
+	addr6 := m[1]
+	m = regexp.MustCompile(`addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(d.waitLine(`msg="gateway listening"`))
+	if m == nil {
+		t.Fatal("no gateway address")
+	}
+	gw := m[1]
+
+	ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
+	defer cancel()
+	joined := map[string]string{} // family -> id of the node that joined it
+	for fam, boot := range map[string]string{"ipv4": d.Addr, "ipv6": addr6} {
+		cfg := node.TestConfig()
+		cfg.Listen, cfg.Bootstrap = "127.0.0.1:0", []string{boot}
+		if fam == "ipv6" {
+			cfg.Listen = "[::1]:0"
+		}
+		n, err := node.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		if err := n.Bootstrap(ctx); err != nil {
+			t.Fatal(err)
+		}
+		joined[fam] = n.ID().String()
+	}
+
+	type family struct {
+		Family  string `json:"family"`
+		ID      string `json:"id"`
+		Address string `json:"address"`
+		Good    int    `json:"good"`
+		Buckets []struct {
+			Nodes []struct {
+				ID string `json:"id"`
+			} `json:"nodes"`
+		} `json:"buckets"`
+	}
+	var st struct {
+		ID        string   `json:"id"`
+		Addresses []string `json:"addresses"`
+		Families  []family `json:"families"`
+	}
+	has := func(f family, id string) bool {
+		for _, b := range f.Buckets {
+			for _, n := range b.Nodes {
+				if n.ID == id {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	// Each family's node learns the joiner of its family (it pings it
+	// back; no event crosses the process boundary: bounded polling).
+	for deadline := time.Now().Add(e2eWait); ; time.Sleep(50 * time.Millisecond) { // polling interval
+		code, body := httpGet(t, gw, "/v1/status")
+		if code != http.StatusOK {
+			t.Fatalf("/v1/status: %d %s", code, body)
+		}
+		if err := json.Unmarshal([]byte(body), &st); err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Families) == 2 && has(st.Families[0], joined["ipv4"]) && has(st.Families[1], joined["ipv6"]) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/v1/status families after %v: %s", e2eWait, body)
+		}
+	}
+	f4, f6 := st.Families[0], st.Families[1]
+	if f4.Family != "ipv4" || f4.ID != d.ID || f4.ID != st.ID || f4.Address != "udp://"+d.Addr || f4.Good < 1 {
+		t.Errorf("first family %+v, want ipv4, id %s at udp://%s with a good node", f4, d.ID, d.Addr)
+	}
+	if f6.Family != "ipv6" || !regexp.MustCompile(`^[0-9a-f]{40}$`).MatchString(f6.ID) || f6.ID == d.ID || f6.Address != "udp://"+addr6 || f6.Good < 1 {
+		t.Errorf("second family %+v, want ipv6, an id of its own, at udp://%s with a good node", f6, addr6)
+	}
+	if want := []string{"udp://" + d.Addr, "udp://" + addr6, "http://" + gw}; strings.Join(st.Addresses, " ") != strings.Join(want, " ") {
+		t.Errorf("addresses %v, want %v", st.Addresses, want)
+	}
+	if has(f4, joined["ipv6"]) || has(f6, joined["ipv4"]) {
+		t.Errorf("a family's table holds a node of the other family: %+v", st.Families)
+	}
+
+	if code, body := httpGet(t, gw, "/"); code != http.StatusOK || !strings.Contains(body, `id="families"`) {
+		t.Errorf("GET /: %d, want the status page with its families section", code)
+	}
+
+	r := runDhtd(t, "table", "--admin", d.Metrics)
+	if r.code != 0 {
+		t.Fatalf("dhtd table: exit %d: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{
+		"node " + d.ID + " at " + d.Addr + " (ipv4):",
+		"node " + f6.ID + " at " + addr6 + " (ipv6):",
+		"  " + joined["ipv4"] + " 127.0.0.1:",
+		"  " + joined["ipv6"] + " [::1]:",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("dhtd table lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if i4, i6 := strings.Index(r.stdout, "(ipv4)"), strings.Index(r.stdout, "(ipv6)"); i4 < 0 || i6 < i4 {
+		t.Errorf("dhtd table: want the IPv4 table, then the IPv6 one:\n%s", r.stdout)
+	}
+}

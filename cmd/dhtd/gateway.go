@@ -82,15 +82,15 @@ func guardMetricsListener(h http.Handler, g *httpguard.Guard, reg *prometheus.Re
 	return g.Handler(h, func(reason string) { refused.WithLabelValues(reason).Inc() }), nil
 }
 
-// startGateway serves the gateway of n on --http, if given. stop ends it
+// startGateway serves the gateway of the stack s on --http, if given. stop ends it
 // (in-flight lookups are cancelled, then the server shuts down, bounded by
 // gatewayShutdownTimeout); call it before closing the node.
-func startGateway(c *cli.Context, n *node.Node, logger *slog.Logger, policy httpguard.Policy) (stop func(), err error) {
+func startGateway(c *cli.Context, s *node.Stack, logger *slog.Logger, policy httpguard.Policy) (stop func(), err error) {
 	addr := c.String("http")
 	if addr == "" {
 		return func() {}, nil
 	}
-	g, err := gateway.New(n, gateway.Config{
+	g, err := gateway.NewStack(s, gateway.Config{
 		Logger:       logger.With("component", "gateway"),
 		AllowedHosts: policy.AllowedHosts, AllowedOrigins: policy.AllowedOrigins,
 	})

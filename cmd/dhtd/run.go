@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/dhtd/dhtd/krpc"
@@ -164,11 +162,12 @@ func runAction(c *cli.Context) error {
 			return err
 		}
 	}
-	nodes, err := startNodes(cfg, listens)
+	stack, err := node.NewStack(cfg, listens...)
 	if err != nil {
 		return err
 	}
-	n := nodes[0] // the node the gateway and /debug/routing serve
+	nodes := stack.Nodes()
+	n := stack.Primary() // the node of /debug/routing, pkarr-keep and the metrics registry
 	if cfg.DataDir == "" {
 		logger.Info("storage in memory: the id, table, peers and items are lost on exit")
 	}
@@ -176,7 +175,7 @@ func runAction(c *cli.Context) error {
 	if addr := c.String("metrics-listen"); addr != "" {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			closeNodes(nodes)
+			_ = stack.Close()
 			return fmt.Errorf("--metrics-listen %q: %w", addr, err)
 		}
 		debug := map[string]http.Handler{"/debug/routing": n.RoutingHandler()}
@@ -196,7 +195,7 @@ func runAction(c *cli.Context) error {
 		h, err := guardMetricsListener(metrics.Handler(n.Registry(), ready, debug), guard, n.Registry())
 		if err != nil {
 			ln.Close()
-			closeNodes(nodes)
+			_ = stack.Close()
 			return err
 		}
 		srv = &http.Server{
@@ -209,12 +208,12 @@ func runAction(c *cli.Context) error {
 		go func() { _ = srv.Serve(ln) }()
 		logger.Info("metrics listening", "addr", ln.Addr().String())
 	}
-	stopGateway, err := startGateway(c, n, logger, policy)
+	stopGateway, err := startGateway(c, stack, logger, policy)
 	if err != nil {
 		if srv != nil {
 			_ = srv.Close()
 		}
-		closeNodes(nodes)
+		_ = stack.Close()
 		return err
 	}
 
@@ -225,7 +224,7 @@ func runAction(c *cli.Context) error {
 			if srv != nil {
 				_ = srv.Close()
 			}
-			closeNodes(nodes)
+			_ = stack.Close()
 			return err
 		}
 	}
@@ -252,7 +251,7 @@ func runAction(c *cli.Context) error {
 	}
 	// Close waits for the acknowledged writes, saves the routing table and
 	// closes the socket and the database.
-	if err := closeNodes(nodes); err != nil {
+	if err := stack.Close(); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	logger.Info("stopped", "data_dir", n.DataDir())
@@ -272,59 +271,7 @@ func defaultListen() []string {
 
 // familyOf is "ipv4" or "ipv6" for a listen address (a host name counts as
 // IPv4).
-func familyOf(listen string) string {
-	if ap, err := netip.ParseAddrPort(listen); err == nil && ap.Addr().Is6() && !ap.Addr().Is4In6() {
-		return "ipv6"
-	}
-	return "ipv4"
-}
-
-// startNodes starts one node per listen address, from cfg: with more than
-// one (BEP 32 dual stack) they share one metrics registry, each series
-// labelled with its family, and are linked so that each answers "want"
-// for the other's family. The first keeps --data-dir and --id; the others
-// keep their state in a subdirectory named after their family and choose
-// their own id.
-func startNodes(cfg node.Config, listens []string) ([]*node.Node, error) {
-	var nodes []*node.Node
-	if len(listens) > 1 {
-		cfg.Registry = prometheus.NewRegistry()
-	}
-	for i, l := range listens {
-		c := cfg
-		c.Listen = l
-		if len(listens) > 1 {
-			c.Metrics = metrics.Options{Family: familyOf(l), NoRuntime: i > 0}
-		}
-		if i > 0 {
-			c.ID = krpc.ID{}
-			if c.DataDir != "" {
-				c.DataDir = filepath.Join(cfg.DataDir, familyOf(l))
-			}
-		}
-		n, err := node.New(c)
-		if err != nil {
-			closeNodes(nodes)
-			return nil, err
-		}
-		nodes = append(nodes, n)
-	}
-	if len(nodes) == 2 {
-		node.Link(nodes[0], nodes[1])
-	}
-	return nodes, nil
-}
-
-// closeNodes closes every node and returns the first error.
-func closeNodes(nodes []*node.Node) error {
-	var first error
-	for _, n := range nodes {
-		if err := n.Close(); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
-}
+func familyOf(listen string) string { return node.ListenFamily(listen) }
 
 // defaultDataDir is the data directory used without --data-dir: the XDG
 // state directory, $XDG_STATE_HOME/dhtd (an absolute path, per the XDG base

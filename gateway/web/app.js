@@ -105,9 +105,39 @@
   }
 
   function drawBuckets(st) {
-    const body = $("buckets").tBodies[0];
+    fillBuckets($("buckets").tBodies[0], st.buckets);
+  }
+
+  // drawFamilies shows the node of each address family (BEP 32 dual
+  // stack): its id, address and table counts, and its buckets that hold
+  // nodes.
+  function drawFamilies(st) {
+    const box = $("families");
+    box.replaceChildren();
+    for (const f of st.families || []) {
+      const sec = el("div", { class: "family", "data-family": f.family });
+      sec.append(el("h3", {}, f.family));
+      const dl = el("dl");
+      dl.append(
+        el("dt", {}, "id"), el("dd", { class: "family-id" }, f.id),
+        el("dt", {}, "address"), el("dd", { class: "family-addr" }, f.address),
+        el("dt", {}, "ready"), el("dd", {}, f.ready ? "yes" : "no"),
+        el("dt", {}, "table"), el("dd", { class: "family-counts" }, `${f.good} good, ${f.questionable} questionable, ${f.bad} bad`),
+      );
+      const table = el("table", { class: "family-buckets" });
+      const head = el("tr");
+      for (const h of ["#", "fill", "nodes", "cache"]) head.append(el("th", {}, h));
+      table.append(el("thead"), el("tbody"));
+      table.tHead.append(head);
+      fillBuckets(table.tBodies[0], f.buckets.filter((b) => b.nodes.length > 0 || b.replacements > 0 || b.last));
+      sec.append(dl, table);
+      box.append(sec);
+    }
+  }
+
+  function fillBuckets(body, buckets) {
     body.replaceChildren();
-    for (const b of st.buckets) {
+    for (const b of buckets) {
       const tr = el("tr", { "data-bucket": b.index });
       tr.append(el("td", {}, String(b.index) + (b.last ? " (ours)" : "")));
       const bar = el("span", { class: "bar", title: `${b.nodes.length} of ${b.capacity}` });
@@ -154,6 +184,7 @@
     $("stored").textContent = `${s.peers} peers for ${s.infohashes} infohashes; ${s.immutable} immutable and ${s.mutable} mutable items (${s.item_bytes} bytes)`;
     drawKeyspace(st);
     drawBuckets(st);
+    drawFamilies(st);
     drawLookups(st);
     if (st.history) drawCharts(st.history);
     window.dhtdRenders++;
