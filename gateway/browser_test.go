@@ -199,7 +199,7 @@ func TestGatewayBrowserStatusPage(t *testing.T) {
 	nodes := startNet(t, 12)
 	// The gateway's node joins like the others (so its table has split),
 	// sampling its history every 100 ms so the charts fill in quickly.
-	cfg := node.TestConfig()
+	cfg := node.LoopbackConfig()
 	cfg.Bootstrap = []string{nodes[0].Addr().String()}
 	cfg.HistoryInterval = 100 * time.Millisecond
 	gw, err := node.New(cfg)

@@ -34,7 +34,7 @@ const testWait = 20 * time.Second
 func startNet(t *testing.T, size int) []*node.Node {
 	t.Helper()
 	start := func(boot []string) *node.Node {
-		cfg := node.TestConfig()
+		cfg := node.LoopbackConfig()
 		cfg.Bootstrap = boot
 		n, err := node.New(cfg)
 		if err != nil {
@@ -451,7 +451,7 @@ func blackhole(t *testing.T) (net.PacketConn, <-chan []byte) {
 func silentNode(t *testing.T, queryTimeout time.Duration) (*node.Node, <-chan []byte) {
 	t.Helper()
 	bh, packets := blackhole(t)
-	cfg := node.TestConfig()
+	cfg := node.LoopbackConfig()
 	cfg.QueryTimeout = queryTimeout
 	cfg.Bootstrap = []string{bh.LocalAddr().String()}
 	n, err := node.New(cfg)

@@ -56,7 +56,7 @@ func TestGatewayErrorReasons(t *testing.T) {
 	id := strings.Repeat("7e", 20)
 	priv, pub := testKey()
 
-	lone, err := node.New(node.TestConfig()) // knows no node
+	lone, err := node.New(node.LoopbackConfig()) // knows no node
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestGatewayErrorReasons(t *testing.T) {
 	cas := int64(7)
 
 	boot := refuser(t)
-	cfg := node.TestConfig()
+	cfg := node.LoopbackConfig()
 	cfg.Bootstrap = []string{boot}
 	refused, err := node.New(cfg)
 	if err != nil {

@@ -27,7 +27,7 @@ func TestRunDualStack(t *testing.T) {
 	}
 	t.Parallel()
 	start := func(listen string, boot []string) *node.Node {
-		cfg := node.TestConfig()
+		cfg := node.LoopbackConfig()
 		cfg.Listen, cfg.Bootstrap = listen, boot
 		n, err := node.New(cfg)
 		if err != nil {

@@ -22,7 +22,7 @@ func TestGatewayClientSentinels(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	start := func(boot []string) *node.Node {
-		cfg := node.TestConfig()
+		cfg := node.LoopbackConfig()
 		cfg.Bootstrap = boot
 		n, err := node.New(cfg)
 		if err != nil {
