@@ -9,8 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/internal/ltnode"
+	"github.com/dhtd/dhtd/krpc"
 )
 
 // TestInteropIPv6 (BEP 32): over IPv6 loopback, dhtd and

@@ -21,8 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/internal/ltnode"
+	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/storage"
 )
 

@@ -16,9 +16,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dhtd/dhtd/gateway"
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/node"
-	"github.com/dhtd/dhtd/gateway"
 )
 
 // The exit statuses of dhtd (README.md, "Exit codes").

@@ -13,9 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/dhtd/dhtd/gateway"
 	"github.com/dhtd/dhtd/internal/httpguard"
 	"github.com/dhtd/dhtd/node"
-	"github.com/dhtd/dhtd/gateway"
 )
 
 // gatewayShutdownTimeout bounds the gateway's shutdown on SIGTERM.

@@ -17,9 +17,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dhtd/dhtd/gateway"
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/node"
-	"github.com/dhtd/dhtd/gateway"
 	"github.com/dhtd/dhtd/storage"
 )
 

@@ -11,8 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/dhtd/dhtd/node"
 	"github.com/dhtd/dhtd/gateway"
+	"github.com/dhtd/dhtd/node"
 )
 
 // TestGatewayClientSentinels: a failure answered by a real gateway reaches

@@ -32,8 +32,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/internal/ltnode"
+	"github.com/dhtd/dhtd/krpc"
 )
 
 // lookupTimeout bounds each lookup command (--timeout); runDhtd's

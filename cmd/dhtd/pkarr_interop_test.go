@@ -27,9 +27,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/dhtd/dhtd/internal/pkarr"
 	"github.com/dhtd/dhtd/gateway"
 	"github.com/dhtd/dhtd/internal/ltnode"
+	"github.com/dhtd/dhtd/internal/pkarr"
 	"github.com/dhtd/dhtd/storage"
 )
 
