@@ -160,7 +160,7 @@ type itemAnswer struct {
 type putAnswer struct {
 	Target   string    `json:"target"`
 	Seq      *int64    `json:"seq"`
-	StoredAt []nodeOut `json:"stored_at"`
+	StoredAt []NodeRef `json:"stored_at"`
 	Sent     int       `json:"sent"`
 }
 
@@ -249,7 +249,7 @@ func TestGatewayMutable(t *testing.T) {
 			if code != tt.want {
 				t.Fatalf("status %d, want %d: %s", code, tt.want, b)
 			}
-			var e apiError
+			var e APIError
 			if err := json.Unmarshal(b, &e); err != nil || e.Error.Message == "" || e.Status != code {
 				t.Fatalf("error body %s: want {error, status}", b)
 			}
@@ -324,7 +324,7 @@ func TestGatewayBadInput(t *testing.T) {
 			if code != tt.want {
 				t.Fatalf("status %d, want %d: %s", code, tt.want, b)
 			}
-			var e apiError
+			var e APIError
 			if err := json.Unmarshal(b, &e); err != nil {
 				t.Fatalf("error body is not JSON: %v: %s", err, b)
 			}
@@ -367,7 +367,7 @@ func TestGatewayPeersAndAnnounce(t *testing.T) {
 		t.Fatalf("stream: status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	var streamed []string
-	var end streamEnd
+	var end StreamEnd
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		var line struct {
