@@ -124,25 +124,26 @@ func parseSalt(r *http.Request) ([]byte, *httpError) {
 
 func writeHTTPError(w http.ResponseWriter, e *httpError) { writeError(w, e.code, e.msg) }
 
-// nodeOut is one DHT node in an answer.
-type nodeOut struct {
+// NodeRef is one DHT node in an answer.
+type NodeRef struct {
 	ID   string `json:"id"`
 	Addr string `json:"addr"`
 }
 
-func nodesOut(ns []krpc.NodeInfo) []nodeOut {
-	out := make([]nodeOut, 0, len(ns))
+func nodesOut(ns []krpc.NodeInfo) []NodeRef {
+	out := make([]NodeRef, 0, len(ns))
 	for _, n := range ns {
-		out = append(out, nodeOut{ID: n.ID.String(), Addr: n.Addr.String()})
+		out = append(out, NodeRef{ID: n.ID.String(), Addr: n.Addr.String()})
 	}
 	return out
 }
 
-// putOut is the answer of a successful put.
-type putOut struct {
+// PutResult is the answer of a successful put (POST /v1/immutable, PUT
+// /v1/mutable/{pubkey}).
+type PutResult struct {
 	Target   string    `json:"target"`
 	Seq      *int64    `json:"seq,omitempty"`
-	StoredAt []nodeOut `json:"stored_at"` // the nodes that accepted the put
+	StoredAt []NodeRef `json:"stored_at"` // the nodes that accepted the put
 	Sent     int       `json:"sent"`      // put queries sent
 	Queried  int       `json:"queried"`   // queries of the lookup before it
 }
@@ -167,11 +168,12 @@ func (g *Gateway) putImmutable(w http.ResponseWriter, r *http.Request) {
 		g.lookupFailed(w, r, "put "+res.Target.String(), err)
 		return
 	}
-	writeJSON(w, http.StatusOK, putOut{Target: res.Target.String(), StoredAt: nodesOut(res.StoredAt), Sent: res.Sent, Queried: res.Lookup.Queried})
+	writeJSON(w, http.StatusOK, PutResult{Target: res.Target.String(), StoredAt: nodesOut(res.StoredAt), Sent: res.Sent, Queried: res.Lookup.Queried})
 }
 
-// itemOut is the answer of a get.
-type itemOut struct {
+// Item is the answer of a get (GET /v1/immutable/{target}, GET
+// /v1/mutable/{pubkey}).
+type Item struct {
 	Target  string  `json:"target"`
 	V       string  `json:"v"`               // hex of the bencoded value
 	Value   *string `json:"value,omitempty"` // the value, if it is a UTF-8 byte string
@@ -222,7 +224,7 @@ func (g *Gateway) answerGet(w http.ResponseWriter, r *http.Request, target krpc.
 		writeReason(w, http.StatusNotFound, ReasonNotFound, fmt.Sprintf("get %s: no valid item found (%d nodes queried)", target, res.Lookup.Queried))
 		return
 	}
-	out := itemOut{
+	out := Item{
 		Target: target.String(), V: hex.EncodeToString(res.Item.V), Value: stringValue(res.Item.V),
 		Count: res.Count, Queried: res.Lookup.Queried,
 	}
@@ -299,7 +301,7 @@ func (g *Gateway) putMutable(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 		seq := res.Seq
-		writeJSON(w, http.StatusOK, putOut{Target: res.Target.String(), Seq: &seq, StoredAt: nodesOut(res.StoredAt), Sent: res.Sent, Queried: res.Lookup.Queried})
+		writeJSON(w, http.StatusOK, PutResult{Target: res.Target.String(), Seq: &seq, StoredAt: nodesOut(res.StoredAt), Sent: res.Sent, Queried: res.Lookup.Queried})
 	case errors.Is(err, node.ErrSeqNotNewer), errors.Is(err, node.ErrCASMismatch):
 		writeReason(w, http.StatusConflict, reasonOf(err), err.Error())
 	case errors.Is(err, node.ErrValueTooLarge):
@@ -319,13 +321,13 @@ type peersOut struct {
 	ElapsedMs int64    `json:"elapsed_ms"`
 }
 
-// streamEnd is the last line of a streamed peers answer.
-type streamEnd struct {
+// StreamEnd is the last line of a streamed peers answer.
+type StreamEnd struct {
 	Done      bool       `json:"done"`
 	Peers     int        `json:"peers"`
 	Queried   int        `json:"queried"`
 	ElapsedMs int64      `json:"elapsed_ms"`
-	Error     *errorBody `json:"error,omitempty"`
+	Error     *ErrorBody `json:"error,omitempty"`
 }
 
 func (g *Gateway) getPeers(w http.ResponseWriter, r *http.Request) {
@@ -385,13 +387,13 @@ func (g *Gateway) getPeers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	begin()
-	end := streamEnd{Done: true, Peers: len(res.Peers), Queried: res.Lookup.Queried, ElapsedMs: time.Since(start).Milliseconds()}
+	end := StreamEnd{Done: true, Peers: len(res.Peers), Queried: res.Lookup.Queried, ElapsedMs: time.Since(start).Milliseconds()}
 	switch {
 	case timedOut:
 		g.m.timeouts.Inc()
-		end.Error = &errorBody{Message: "timed out"}
+		end.Error = &ErrorBody{Message: "timed out"}
 	case err != nil:
-		end.Error = &errorBody{Message: err.Error()}
+		end.Error = &ErrorBody{Message: err.Error()}
 	}
 	_ = enc.Encode(end)
 }
@@ -437,7 +439,7 @@ func (g *Gateway) announce(w http.ResponseWriter, r *http.Request) {
 // nodesAnswer is the answer of GET /v1/nodes/{target}.
 type nodesAnswer struct {
 	Target    string    `json:"target"`
-	Nodes     []nodeOut `json:"nodes"` // closest first
+	Nodes     []NodeRef `json:"nodes"` // closest first
 	Queried   int       `json:"queried"`
 	ElapsedMs int64     `json:"elapsed_ms"`
 }

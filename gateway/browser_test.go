@@ -203,7 +203,7 @@ func TestGatewayBrowserStatusPage(t *testing.T) {
 	nodes := startNet(t, 12)
 	// The gateway's node joins like the others (so its table has split),
 	// sampling its history every 100 ms so the charts fill in quickly.
-	cfg := node.TestConfig()
+	cfg := node.LoopbackConfig()
 	cfg.Bootstrap = []string{nodes[0].Addr().String()}
 	cfg.HistoryInterval = 100 * time.Millisecond
 	gw, err := node.New(cfg)
@@ -394,7 +394,7 @@ func TestGatewayBrowserDualStack(t *testing.T) {
 	} else {
 		pc.Close()
 	}
-	s, err := node.NewStack(node.TestConfig(), "127.0.0.1:0", "[::1]:0")
+	s, err := node.NewStack(node.LoopbackConfig(), "127.0.0.1:0", "[::1]:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,7 +402,7 @@ func TestGatewayBrowserDualStack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)
 	defer cancel()
 	for _, n := range s.Nodes() {
-		cfg := node.TestConfig()
+		cfg := node.LoopbackConfig()
 		cfg.Listen, cfg.Bootstrap = "127.0.0.1:0", []string{n.Addr().String()}
 		if n.Family() == "ipv6" {
 			cfg.Listen = "[::1]:0"

@@ -25,7 +25,7 @@ import (
 // no peers, so every lookup fails at once and the fuzzer exercises
 // parsing and validation.
 func FuzzGatewayRequest(f *testing.F) {
-	n, err := node.New(node.TestConfig())
+	n, err := node.New(node.LoopbackConfig())
 	if err != nil {
 		f.Fatal(err)
 	}

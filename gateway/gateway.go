@@ -401,19 +401,19 @@ func clientKey(remote string) netip.Prefix {
 	return p
 }
 
-// apiError is the JSON body of every error answer: the error in the shape
+// APIError is the JSON body of every error answer: the error in the shape
 // the CLI's --json uses, and the HTTP status.
-type apiError struct {
-	Error  errorBody `json:"error"`
+type APIError struct {
+	Error  ErrorBody `json:"error"`
 	Status int       `json:"status"`
 	// Reason says which way the DHT failed, when it did: one of the
 	// Reason* constants, empty for the gateway's own errors.
 	Reason string `json:"reason,omitempty"`
 }
 
-// errorBody is an error in JSON: its message and, for a KRPC error, the
+// ErrorBody is an error in JSON: its message and, for a KRPC error, the
 // code and the node that sent it.
-type errorBody struct {
+type ErrorBody struct {
 	Code    int64  `json:"code,omitempty"`
 	Message string `json:"message"`
 	Node    string `json:"node,omitempty"`
@@ -465,12 +465,12 @@ func ReasonError(reason string) error {
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, apiError{Error: errorBody{Message: msg}, Status: code})
+	writeJSON(w, code, APIError{Error: ErrorBody{Message: msg}, Status: code})
 }
 
 // writeReason is writeError with a Reason.
 func writeReason(w http.ResponseWriter, code int, reason, msg string) {
-	writeJSON(w, code, apiError{Error: errorBody{Message: msg}, Status: code, Reason: reason})
+	writeJSON(w, code, APIError{Error: ErrorBody{Message: msg}, Status: code, Reason: reason})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -34,7 +34,7 @@ const testWait = 20 * time.Second
 func startNet(t *testing.T, size int) []*node.Node {
 	t.Helper()
 	start := func(boot []string) *node.Node {
-		cfg := node.TestConfig()
+		cfg := node.LoopbackConfig()
 		cfg.Bootstrap = boot
 		n, err := node.New(cfg)
 		if err != nil {
@@ -160,7 +160,7 @@ type itemAnswer struct {
 type putAnswer struct {
 	Target   string    `json:"target"`
 	Seq      *int64    `json:"seq"`
-	StoredAt []nodeOut `json:"stored_at"`
+	StoredAt []NodeRef `json:"stored_at"`
 	Sent     int       `json:"sent"`
 }
 
@@ -249,7 +249,7 @@ func TestGatewayMutable(t *testing.T) {
 			if code != tt.want {
 				t.Fatalf("status %d, want %d: %s", code, tt.want, b)
 			}
-			var e apiError
+			var e APIError
 			if err := json.Unmarshal(b, &e); err != nil || e.Error.Message == "" || e.Status != code {
 				t.Fatalf("error body %s: want {error, status}", b)
 			}
@@ -324,7 +324,7 @@ func TestGatewayBadInput(t *testing.T) {
 			if code != tt.want {
 				t.Fatalf("status %d, want %d: %s", code, tt.want, b)
 			}
-			var e apiError
+			var e APIError
 			if err := json.Unmarshal(b, &e); err != nil {
 				t.Fatalf("error body is not JSON: %v: %s", err, b)
 			}
@@ -367,7 +367,7 @@ func TestGatewayPeersAndAnnounce(t *testing.T) {
 		t.Fatalf("stream: status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	var streamed []string
-	var end streamEnd
+	var end StreamEnd
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		var line struct {
@@ -451,7 +451,7 @@ func blackhole(t *testing.T) (net.PacketConn, <-chan []byte) {
 func silentNode(t *testing.T, queryTimeout time.Duration) (*node.Node, <-chan []byte) {
 	t.Helper()
 	bh, packets := blackhole(t)
-	cfg := node.TestConfig()
+	cfg := node.LoopbackConfig()
 	cfg.QueryTimeout = queryTimeout
 	cfg.Bootstrap = []string{bh.LocalAddr().String()}
 	n, err := node.New(cfg)

@@ -55,7 +55,7 @@ func TestGatewayFindsLocalStore(t *testing.T) {
 		t.Fatalf("announce to the holder: %v", err)
 	}
 
-	var it itemOut
+	var it Item
 	callJSON(t, "GET", ts.URL+"/v1/immutable/"+target.String(), "", http.StatusOK, &it)
 	if it.V != hex.EncodeToString(v) || it.Value == nil || *it.Value != "only on node 1" {
 		t.Errorf("get through the holder's gateway: %+v, want the item it holds", it)

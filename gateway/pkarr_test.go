@@ -184,13 +184,13 @@ func TestPkarrRelay(t *testing.T) {
 // gateway's own node stores (a lookup never asks the node running it);
 // the /v1 mutable route, which asks only the network, does not find it.
 func TestPkarrRelayServesOwnStore(t *testing.T) {
-	cfg := node.TestConfig()
+	cfg := node.LoopbackConfig()
 	a, err := node.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
-	cfg = node.TestConfig()
+	cfg = node.LoopbackConfig()
 	cfg.Bootstrap = []string{a.Addr().String()}
 	b, err := node.New(cfg)
 	if err != nil {
@@ -226,7 +226,7 @@ func TestPkarrRelayServesOwnStore(t *testing.T) {
 // took it.
 func TestPkarrRelayOlderSeqPartlyStored(t *testing.T) {
 	start := func(boot ...string) *node.Node {
-		cfg := node.TestConfig()
+		cfg := node.LoopbackConfig()
 		cfg.Bootstrap = boot
 		n, err := node.New(cfg)
 		if err != nil {

@@ -56,7 +56,7 @@ func TestGatewayErrorReasons(t *testing.T) {
 	id := strings.Repeat("7e", 20)
 	priv, pub := testKey()
 
-	lone, err := node.New(node.TestConfig()) // knows no node
+	lone, err := node.New(node.LoopbackConfig()) // knows no node
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestGatewayErrorReasons(t *testing.T) {
 	cas := int64(7)
 
 	boot := refuser(t)
-	cfg := node.TestConfig()
+	cfg := node.LoopbackConfig()
 	cfg.Bootstrap = []string{boot}
 	refused, err := node.New(cfg)
 	if err != nil {
@@ -105,7 +105,7 @@ func TestGatewayErrorReasons(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			code, b := call(t, tc.method, tc.url, tc.body)
-			var e apiError
+			var e APIError
 			if err := json.Unmarshal(b, &e); err != nil {
 				t.Fatalf("answer is not JSON: %v\n%s", err, b)
 			}
@@ -119,7 +119,7 @@ func TestGatewayErrorReasons(t *testing.T) {
 	}
 	// The gateway's own refusals carry no reason.
 	code, b := call(t, "GET", tsNet.URL+"/v1/immutable/nothex", "")
-	var e apiError
+	var e APIError
 	if err := json.Unmarshal(b, &e); err != nil || code != http.StatusBadRequest || e.Reason != "" || ReasonError(e.Reason) != nil {
 		t.Fatalf("bad input: status %d reason %q (%v): %s", code, e.Reason, err, b)
 	}

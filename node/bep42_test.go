@@ -147,7 +147,7 @@ func TestBEP42PreferResults(t *testing.T) {
 		})
 	}
 	// New accepts the mode.
-	cfg := TestConfig()
+	cfg := LoopbackConfig()
 	cfg.BEP42 = routing.BEP42Prefer
 	n, err := New(cfg)
 	if err != nil {

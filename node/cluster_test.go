@@ -17,7 +17,7 @@ import (
 // startNode starts a node with the test profile on 127.0.0.1:0.
 func startNode(t testing.TB, mod func(*Config)) *Node {
 	t.Helper()
-	cfg := TestConfig()
+	cfg := LoopbackConfig()
 	if mod != nil {
 		mod(&cfg)
 	}

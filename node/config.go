@@ -106,9 +106,6 @@ type Config struct {
 	// wait before asking again. Default 6 h (libtorrent); at most 6 h (BEP
 	// 51: 0..21600 s).
 	SampleInterval time.Duration
-	// OnQuery, if set, sees the source and method of every query received,
-	// on the read loop (it must not block): for tests and tracing.
-	OnQuery func(from netip.AddrPort, method string)
 	// ReadOnly makes the node a BEP 43 read-only node: it sends ro=1 and
 	// answers no queries.
 	ReadOnly bool
@@ -165,12 +162,17 @@ type Config struct {
 	// write to the database before they are acknowledged (DataDir only);
 	// more are refused with 202 "server busy". Default 256.
 	MaxPendingWrites int
+
+	// onQuery, if set, sees the source and method of every query received,
+	// on the read loop (it must not block). Only this package's tests set
+	// it, so it is not part of the public configuration.
+	onQuery func(from netip.AddrPort, method string)
 }
 
-// TestConfig returns a profile with small timers for tests and
+// LoopbackConfig returns a profile with small timers for tests and
 // simulations on loopback: short query and lookup timeouts and frequent
 // maintenance. Listen is 127.0.0.1:0.
-func TestConfig() Config {
+func LoopbackConfig() Config {
 	return Config{
 		Listen:              "127.0.0.1:0",
 		QueryTimeout:        500 * time.Millisecond,

@@ -79,7 +79,7 @@ func FuzzHandleQuery(f *testing.F) {
 		f.Fatal(err)
 	}
 	from := src.LocalAddr().(*net.UDPAddr).AddrPort()
-	n, err := New(TestConfig())
+	n, err := New(LoopbackConfig())
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func FuzzHandleQuery(f *testing.F) {
 // hashes to the target (immutable) or its signature checks out (mutable).
 func FuzzHandleResponse(f *testing.F) {
 	fuzzSeeds(f, "FuzzHandleResponse")
-	n, err := New(TestConfig())
+	n, err := New(LoopbackConfig())
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func TestInteropIPv6(t *testing.T) {
 	}
 	queries := make(chan query, 4096)
 	record := func(c *Config) {
-		c.OnQuery = func(from netip.AddrPort, method string) {
+		c.onQuery = func(from netip.AddrPort, method string) {
 			select {
 			case queries <- query{from, method}:
 			default:

@@ -26,7 +26,7 @@ func TestNodeCloseLeavesNoGoroutine(t *testing.T) {
 	defer cancel()
 
 	start := func(boot ...*Node) *Node {
-		cfg := TestConfig()
+		cfg := LoopbackConfig()
 		for _, b := range boot {
 			cfg.Bootstrap = append(cfg.Bootstrap, b.Addr().String())
 		}

@@ -126,6 +126,10 @@ type traversal struct {
 	cands  []*candidate
 	byAddr map[netip.AddrPort]*candidate
 	byID   map[krpc.ID]bool
+
+	// clock times the lookup: round trips, the short timeout and Elapsed.
+	// A node sets its own; newTraversal starts with krpc.SystemClock.
+	clock krpc.Clock
 }
 
 func newTraversal(self, target krpc.ID, k, alpha int, q queryFunc) *traversal {
@@ -136,6 +140,7 @@ func newTraversal(self, target krpc.ID, k, alpha int, q queryFunc) *traversal {
 		byID:    make(map[krpc.ID]bool),
 		subnets: make(map[netip.Prefix]int),
 		told:    make(map[netip.Prefix]int),
+		clock:   krpc.SystemClock{},
 	}
 }
 
@@ -249,7 +254,7 @@ type reply struct {
 
 // run executes the lookup until it settles or ctx ends.
 func (t *traversal) run(ctx context.Context) LookupResult {
-	start := time.Now()
+	start := t.clock.Now()
 	res := LookupResult{Target: t.target}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -258,8 +263,16 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 	// not yet past the short timeout, which hold a slot.
 	inFlight, active := 0, 0
 	t.slowAfter = t.rtts.slowAfter()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	// The short-timeout timer runs on t.clock: it signals on wake, and a
+	// late or stale signal only makes markSlow look again, which marks
+	// nothing that is not past its deadline.
+	wake := make(chan struct{}, 1)
+	var timer krpc.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	stopped := false
 	// width is how many queries may be active: alpha, until an answer
 	// brings no candidate closer than the closest already known; then
@@ -283,7 +296,7 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 				if c == nil {
 					break
 				}
-				c.state, c.sent = stInFlight, time.Now()
+				c.state, c.sent = stInFlight, t.clock.Now()
 				inFlight++
 				active++
 				res.Queried++
@@ -302,10 +315,18 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 		// Wait for an answer or for the next active query to turn slow.
 		var r reply
 		if wait, ok := t.nextDeadline(); ok {
-			timer.Reset(wait)
+			if timer != nil {
+				timer.Stop()
+			}
+			timer = t.clock.AfterFunc(wait, func() {
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			})
 			select {
 			case r = <-replies:
-			case <-timer.C:
+			case <-wake:
 				active -= t.markSlow()
 				continue
 			}
@@ -317,7 +338,7 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 			active--
 		}
 		if r.err == nil && r.msg != nil {
-			t.rtts.add(time.Since(r.c.sent))
+			t.rtts.add(t.clock.Now().Sub(r.c.sent))
 			t.slowAfter = t.rtts.slowAfter()
 		}
 		if r.err != nil || r.msg == nil || r.msg.R == nil ||
@@ -367,7 +388,7 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 		<-replies // slow queries, ended by cancel
 	}
 	t.collect(&res)
-	res.Elapsed = time.Since(start)
+	res.Elapsed = t.clock.Now().Sub(start)
 	return res
 }
 
@@ -428,7 +449,7 @@ func (t *traversal) closestKnown() *candidate {
 // slowAfter (at least 1ms), and false if there is no active query.
 func (t *traversal) nextDeadline() (time.Duration, bool) {
 	first, ok := time.Duration(0), false
-	now := time.Now()
+	now := t.clock.Now()
 	for _, c := range t.cands {
 		if c.state != stInFlight {
 			continue
@@ -455,7 +476,7 @@ func (t *traversal) count(state int) int {
 // and returns how many.
 func (t *traversal) markSlow() int {
 	n := 0
-	deadline := time.Now().Add(-t.slowAfter)
+	deadline := t.clock.Now().Add(-t.slowAfter)
 	for _, c := range t.cands {
 		if c.state == stInFlight && !c.sent.After(deadline) {
 			c.state = stSlow

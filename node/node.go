@@ -365,6 +365,7 @@ func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryF
 	defer cancel()
 	start := n.clock.Now()
 	t := newTraversal(n.id, target, n.cfg.K, n.cfg.Alpha, q)
+	t.clock = n.clock
 	t.onReply = onReply
 	t.maxPerSubnet, t.limitLoopback = n.cfg.LookupMaxPerSubnet, n.cfg.LimitLoopback
 	t.verify = n.idVerifier()

@@ -162,7 +162,7 @@ func TestPersistDamagedDB(t *testing.T) {
 			}
 			before, _ := os.ReadFile(path)
 
-			cfg := TestConfig()
+			cfg := LoopbackConfig()
 			cfg.DataDir, cfg.FailOnCorrupt = dir, true
 			if n, err := New(cfg); !errors.Is(err, c.want) {
 				if err == nil {

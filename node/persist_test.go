@@ -59,7 +59,7 @@ func TestPersistRestart(t *testing.T) {
 	dir := t.TempDir()
 	a := startNode(t, nil)
 	c := startNode(t, nil)
-	cfg := TestConfig()
+	cfg := LoopbackConfig()
 	cfg.DataDir = dir
 	cfg.Bootstrap = []string{a.Addr().String()}
 	b, err := New(cfg)
@@ -89,7 +89,7 @@ func TestPersistRestart(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 
-	cfg = TestConfig()
+	cfg = LoopbackConfig()
 	cfg.DataDir = dir
 	b2, err := New(cfg)
 	if err != nil {
@@ -156,7 +156,7 @@ func TestPersistIDOverride(t *testing.T) {
 func TestPersistLocked(t *testing.T) {
 	dir := t.TempDir()
 	startNode(t, func(c *Config) { c.DataDir = dir })
-	cfg := TestConfig()
+	cfg := LoopbackConfig()
 	cfg.DataDir = dir
 	n, err := New(cfg)
 	if err == nil {

@@ -174,7 +174,7 @@ func testLookupPoisoning(t *testing.T, subnets int) {
 	victimAddr := s.newAddr()
 	victim = s.startWith(s.newID(), victimAddr, nil, func(c *Config) {
 		limit(c)
-		c.OnQuery = func(from netip.AddrPort, _ string) {
+		c.onQuery = func(from netip.AddrPort, _ string) {
 			if from == victimAddr {
 				selfQueries.Add(1)
 			}

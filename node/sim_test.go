@@ -101,7 +101,7 @@ func (s *simCluster) startWith(id krpc.ID, addr netip.AddrPort, boot []netip.Add
 	if err != nil {
 		s.t.Fatalf("listen %s: %v", addr, err)
 	}
-	cfg := TestConfig()
+	cfg := LoopbackConfig()
 	cfg.ID, cfg.Conn, cfg.Clock = id, conn, s.clock
 	cfg.QueryTimeout = simTimeout
 	cfg.HistoryInterval = -1 // no status page here

@@ -25,7 +25,7 @@ func TestNewStackFamilies(t *testing.T) {
 		{"three", []string{"127.0.0.1:0", "[::1]:0", "127.0.0.2:0"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := NewStack(TestConfig(), tc.listens...)
+			s, err := NewStack(LoopbackConfig(), tc.listens...)
 			if !errors.Is(err, ErrStackFamilies) {
 				if s != nil {
 					s.Close()
@@ -34,7 +34,7 @@ func TestNewStackFamilies(t *testing.T) {
 			}
 		})
 	}
-	if _, err := NewDualStack(TestConfig(), TestConfig()); !errors.Is(err, ErrStackFamilies) {
+	if _, err := NewDualStack(LoopbackConfig(), LoopbackConfig()); !errors.Is(err, ErrStackFamilies) {
 		t.Fatalf("NewDualStack with two IPv4 configs: %v, want ErrStackFamilies", err)
 	}
 }
@@ -50,7 +50,7 @@ func TestNewStackDualStack(t *testing.T) {
 	} else {
 		pc.Close()
 	}
-	cfg := TestConfig()
+	cfg := LoopbackConfig()
 	cfg.ID = krpc.RandomID()
 	cfg.DataDir = t.TempDir()
 	s, err := NewStack(cfg, "[::1]:0", "127.0.0.1:0")
@@ -85,7 +85,7 @@ func TestNewStackDualStack(t *testing.T) {
 	defer cancel()
 	var joined4 krpc.ID
 	for _, n := range s.Nodes() {
-		c := TestConfig()
+		c := LoopbackConfig()
 		c.Listen, c.Bootstrap = "127.0.0.1:0", []string{n.Addr().String()}
 		if n.Family() == "ipv6" {
 			c.Listen = "[::1]:0"
@@ -134,12 +134,12 @@ func TestNewStackDualStack(t *testing.T) {
 // TestStackOf: StackOf wraps running nodes, one or one per family; two of
 // one family are ErrStackFamilies.
 func TestStackOf(t *testing.T) {
-	a, err := New(TestConfig())
+	a, err := New(LoopbackConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
-	b, err := New(TestConfig())
+	b, err := New(LoopbackConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

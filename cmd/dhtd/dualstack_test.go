@@ -27,7 +27,7 @@ func TestRunDualStack(t *testing.T) {
 	}
 	t.Parallel()
 	start := func(listen string, boot []string) *node.Node {
-		cfg := node.TestConfig()
+		cfg := node.LoopbackConfig()
 		cfg.Listen, cfg.Bootstrap = listen, boot
 		n, err := node.New(cfg)
 		if err != nil {
@@ -156,7 +156,7 @@ func TestRunDualStackStatus(t *testing.T) {
 	defer cancel()
 	joined := map[string]string{} // family -> id of the node that joined it
 	for fam, boot := range map[string]string{"ipv4": d.Addr, "ipv6": addr6} {
-		cfg := node.TestConfig()
+		cfg := node.LoopbackConfig()
 		cfg.Listen, cfg.Bootstrap = "127.0.0.1:0", []string{boot}
 		if fam == "ipv6" {
 			cfg.Listen = "[::1]:0"

@@ -144,7 +144,7 @@ func exitCode(err error) int {
 	var te *timeoutError
 	var re *remoteError
 	var ec cli.ExitCoder // urfave/cli's own: "No help topic for ..."
-	var ge *gatewayStatusError
+	var ge *gateway.StatusError
 	switch {
 	case err == nil:
 		return exitOK

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dhtd/dhtd/gateway"
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/node"
 )
@@ -196,9 +197,9 @@ func TestExitCode(t *testing.T) {
 		{"krpc error", fmt.Errorf("q: %w", ke), exitRefused},
 		{"remote error", krpcError("1.2.3.4:5", fmt.Errorf("q: %w", ke)), exitRefused},
 		{"store refused", refusedBy(errors.New("put: no node stored it"), 2, map[int64]int{302: 2}), exitRefused},
-		{"gateway 409", &gatewayStatusError{Status: 409, Msg: "seq not newer", Reason: "refused"}, exitRefused},
-		{"gateway 502 refused", &gatewayStatusError{Status: 502, Msg: "no node stored it", Reason: "refused"}, exitRefused},
-		{"gateway 502 no answer", &gatewayStatusError{Status: 502, Msg: "no node answered", Reason: "no_answer"}, exitTimeout},
+		{"gateway 409", &gateway.StatusError{Status: 409, Msg: "seq not newer", Reason: "refused"}, exitRefused},
+		{"gateway 502 refused", &gateway.StatusError{Status: 502, Msg: "no node stored it", Reason: "refused"}, exitRefused},
+		{"gateway 502 no answer", &gateway.StatusError{Status: 502, Msg: "no node answered", Reason: "no_answer"}, exitTimeout},
 		{"store partly silent", refusedBy(errors.New("put: no node stored it"), 3, map[int64]int{302: 2}), exitError},
 	}
 	for _, c := range cases {

@@ -1,18 +1,11 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"crypto/ed25519"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -33,132 +26,26 @@ func gatewayFlag() cli.Flag {
 	}
 }
 
-// gatewayClient talks to a dhtd HTTP gateway.
-type gatewayClient struct {
-	base   string // http://host:port
-	client *http.Client
-}
-
-func newGatewayClient(c *cli.Context) *gatewayClient {
-	base := strings.TrimSuffix(c.String("gateway"), "/")
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
-	}
-	return &gatewayClient{base: base, client: &http.Client{Timeout: c.Duration("timeout")}}
-}
-
-// gatewayStatusError is a non-2xx answer of the gateway. It unwraps to the
-// error its reason stands for (gateway.ReasonError: node.ErrNotFound,
-// node.ErrNoNodes, node.ErrNoAnswer, node.ErrRefused, or
-// context.DeadlineExceeded), so errors.Is matches a failure through the
-// gateway as it matches one of a local node.
-type gatewayStatusError struct {
-	Status int
-	Msg    string
-	Reason string // the answer's reason, "" if none
-}
-
-func (e *gatewayStatusError) Error() string {
-	return fmt.Sprintf("gateway: %d %s: %s", e.Status, http.StatusText(e.Status), e.Msg)
-}
-
-// Unwrap returns the error the answer's reason stands for (node's
-// sentinels, context.DeadlineExceeded for a timeout), so errors.Is works as
-// without --gateway; without a reason, the statuses that have an exit code
-// of their own: 404 is nothing found, 504 a timeout.
-func (e *gatewayStatusError) Unwrap() error {
-	if err := gateway.ReasonError(e.Reason); err != nil {
-		return err
-	}
-	switch e.Status {
-	case http.StatusNotFound:
-		return errNothingFound
-	case http.StatusGatewayTimeout:
-		return context.DeadlineExceeded
-	}
-	return nil
-}
-
-// statusError reads a non-2xx answer's JSON body ({error: {message},
-// status, reason}).
-func statusError(code int, body []byte) *gatewayStatusError {
-	var e struct {
-		Reason string `json:"reason"`
-	}
-	_ = json.Unmarshal(body, &e)
-	return &gatewayStatusError{Status: code, Msg: gatewayErrorMessage(body), Reason: e.Reason}
-}
-
-// do sends one request; a 2xx answer is decoded into out, anything else
-// returned as a *gatewayStatusError.
-func (g *gatewayClient) do(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, g.base+path, rd)
-	if err != nil {
-		return fmt.Errorf("gateway: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := g.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("gateway: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("gateway: %s %s: reading the answer: %w", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return statusError(resp.StatusCode, b)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("gateway: %s %s: %w", method, path, err)
-		}
-	}
-	return nil
-}
-
-// gatewayErrorMessage is the message of a gateway's error answer body,
-// else the body itself.
-func gatewayErrorMessage(b []byte) string {
-	var e struct {
-		Error struct {
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	if json.Unmarshal(b, &e) != nil || e.Error.Message == "" {
-		return strings.TrimSpace(string(b))
-	}
-	return e.Error.Message
-}
-
-// gatewayItem is the gateway's answer to a get.
-type gatewayItem struct {
-	Target  string `json:"target"`
-	V       string `json:"v"`
-	PubKey  string `json:"pubkey"`
-	Seq     *int64 `json:"seq"`
-	Sig     string `json:"sig"`
-	Count   int    `json:"count"`
-	Queried int    `json:"queried"`
+// newGatewayClient is the client of the --gateway flag's gateway, with
+// --timeout as its HTTP timeout.
+func newGatewayClient(c *cli.Context) *gateway.Client {
+	return gateway.NewClient(c.String("gateway"), &http.Client{Timeout: c.Duration("timeout")})
 }
 
 // getViaGateway is `dhtd get --gateway`: the same output as a local get.
 func getViaGateway(c *cli.Context, target krpc.ID) error {
 	g := newGatewayClient(c)
-	path := "/v1/immutable/" + target.String()
+	var it gateway.Item
+	var err error
 	if pk := c.String("pubkey"); pk != "" {
-		path = "/v1/mutable/" + pk + "?salt=" + url.QueryEscape(c.String("salt"))
+		var pub []byte
+		if pub, err = hex.DecodeString(pk); err != nil {
+			return usageErrorf(cmdName(c), "--pubkey: %v", err)
+		}
+		it, err = g.GetMutable(c.Context, pub, []byte(c.String("salt")))
+	} else {
+		it, err = g.GetImmutable(c.Context, target)
 	}
-	var it gatewayItem
-	err := g.do(c.Context, http.MethodGet, path, nil, &it)
 	var v []byte
 	if err == nil {
 		if v, err = hex.DecodeString(it.V); err != nil {
@@ -198,31 +85,22 @@ func getViaGateway(c *cli.Context, target krpc.ID) error {
 // seq is one above the gateway's current one (1 if it has none).
 func putViaGateway(c *cli.Context, v []byte, priv ed25519.PrivateKey, opts node.PutOptions) error {
 	g := newGatewayClient(c)
-	var res struct {
-		Target   string `json:"target"`
-		Seq      *int64 `json:"seq"`
-		StoredAt []struct {
-			ID   string `json:"id"`
-			Addr string `json:"addr"`
-		} `json:"stored_at"`
-		Sent int `json:"sent"`
-	}
+	var res gateway.PutResult
 	var err error
 	mutable := priv != nil
 	if !mutable {
-		res.Target = storage.ImmutableTarget(v).String()
-		err = g.do(c.Context, http.MethodPost, "/v1/immutable", map[string]string{"v": hex.EncodeToString(v)}, &res)
+		target := storage.ImmutableTarget(v).String()
+		res, err = g.PutImmutable(c.Context, v)
+		res.Target = target
 	} else {
 		pub := priv.Public().(ed25519.PublicKey)
-		res.Target = storage.MutableTarget(pub, opts.Salt).String()
-		path := "/v1/mutable/" + hex.EncodeToString(pub) + "?salt=" + url.QueryEscape(string(opts.Salt))
+		target := storage.MutableTarget(pub, opts.Salt).String()
 		var seq int64 = 1
 		if opts.Seq != nil {
 			seq = *opts.Seq
 		} else {
-			var cur gatewayItem
-			gerr := g.do(c.Context, http.MethodGet, path, nil, &cur)
-			var se *gatewayStatusError
+			cur, gerr := g.GetMutable(c.Context, pub, opts.Salt)
+			var se *gateway.StatusError
 			switch {
 			case gerr == nil && cur.Seq != nil:
 				seq = *cur.Seq + 1
@@ -231,15 +109,14 @@ func putViaGateway(c *cli.Context, v []byte, priv ed25519.PrivateKey, opts node.
 				return fmt.Errorf("current seq: %w", gerr)
 			}
 		}
-		body := map[string]any{
-			"v": hex.EncodeToString(v), "seq": seq,
-			"sig": hex.EncodeToString(storage.SignMutable(priv, opts.Salt, seq, v)),
+		res, err = g.PutMutable(c.Context, gateway.MutablePut{
+			PubKey: pub, Salt: opts.Salt, V: v, Seq: seq, Cas: opts.Cas,
+			Sig: storage.SignMutable(priv, opts.Salt, seq, v),
+		})
+		if res.Seq == nil {
+			res.Seq = &seq
 		}
-		if opts.Cas != nil {
-			body["cas"] = *opts.Cas
-		}
-		res.Seq = &seq
-		err = g.do(c.Context, http.MethodPut, path, body, &res)
+		res.Target = target
 	}
 	if c.Bool("json") {
 		out := map[string]any{"target": res.Target, "stored": len(res.StoredAt), "sent": res.Sent}
@@ -267,53 +144,16 @@ func putViaGateway(c *cli.Context, v []byte, priv ed25519.PrivateKey, opts node.
 func peersViaGateway(c *cli.Context, ih krpc.ID) error {
 	g := newGatewayClient(c)
 	start := time.Now()
-	req, err := http.NewRequestWithContext(c.Context, http.MethodGet, g.base+"/v1/peers/"+ih.String()+"?stream=1", nil)
-	if err != nil {
-		return fmt.Errorf("gateway: %w", err)
-	}
-	resp, err := g.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("gateway: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return statusError(resp.StatusCode, b)
-	}
 	asJSON := c.Bool("json")
 	peers := []string{}
-	var end struct {
-		Done    bool `json:"done"`
-		Queried int  `json:"queried"`
-		Error   *struct {
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		var line struct {
-			Peer string `json:"peer"`
-			Done bool   `json:"done"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-			return fmt.Errorf("gateway: stream line %q: %w", sc.Text(), err)
-		}
-		if line.Done {
-			_ = json.Unmarshal(sc.Bytes(), &end)
-			break
-		}
-		peers = append(peers, line.Peer)
+	end, err := g.StreamPeers(c.Context, ih, func(p string) {
+		peers = append(peers, p)
 		if !asJSON {
-			fmt.Fprintln(c.App.Writer, line.Peer)
+			fmt.Fprintln(c.App.Writer, p)
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("gateway: reading the stream: %w", err)
-	}
-	if !end.Done {
-		err = errors.New("gateway: the stream ended without its last line")
-	} else if end.Error != nil {
-		err = errors.New("gateway: " + end.Error.Message)
+	})
+	if err != nil && !errors.Is(err, gateway.ErrStreamCut) && end.Error == nil {
+		return err // no answer, or no stream: nothing to report but the error
 	}
 	if err == nil && len(peers) == 0 {
 		err = fmt.Errorf("peers %s: %w (%d nodes queried)", ih, errNothingFound, end.Queried)

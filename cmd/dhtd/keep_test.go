@@ -25,7 +25,7 @@ func TestPutKeep(t *testing.T) {
 	defer cancel()
 	var nodes []*node.Node
 	for i := range 2 {
-		cfg := node.TestConfig()
+		cfg := node.LoopbackConfig()
 		if i > 0 {
 			cfg.Bootstrap = []string{nodes[0].Addr().String()}
 		}

@@ -23,7 +23,7 @@ func pkarrNet(t *testing.T, ctx context.Context, size int) []*node.Node {
 	t.Helper()
 	var nodes []*node.Node
 	for i := range size {
-		cfg := node.TestConfig()
+		cfg := node.LoopbackConfig()
 		if i > 0 {
 			cfg.Bootstrap = []string{nodes[0].Addr().String()}
 		}

@@ -20,7 +20,7 @@ import (
 func inProcessNetwork(t *testing.T, size int) (seed *node.Node, nodes []*node.Node) {
 	t.Helper()
 	start := func(mod func(*node.Config)) *node.Node {
-		cfg := node.TestConfig()
+		cfg := node.LoopbackConfig()
 		if mod != nil {
 			mod(&cfg)
 		}
@@ -150,7 +150,7 @@ func TestScrapeCommand(t *testing.T) {
 	// and the early announcers would be undercounted.
 	peers := make([]*node.Node, 100)
 	forEachN(100, 4, func(i int) {
-		cfg := node.TestConfig()
+		cfg := node.LoopbackConfig()
 		cfg.Listen = fmt.Sprintf("127.3.0.%d:0", i+1)
 		cfg.Bootstrap = []string{seed.Addr().String()}
 		cfg.QueryTimeout = 2 * time.Second // 100 nodes join at once on 2 shared cores

@@ -25,7 +25,7 @@ func logReport(t *testing.T, rep *conformance.Report) {
 // TestAgainstDhtd runs the suite against an in-process dhtd node on real
 // UDP on loopback.
 func TestAgainstDhtd(t *testing.T) {
-	cfg := node.TestConfig()
+	cfg := node.LoopbackConfig()
 	n, err := node.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +59,7 @@ var unprovokable = map[string]bool{"errors.201": true, "errors.202": true, "toke
 // TestAgainstDhtdIPv6 runs the suite against a dhtd node on [::1]: one
 // source address, so the checks that need a second querier IP are skipped.
 func TestAgainstDhtdIPv6(t *testing.T) {
-	cfg := node.TestConfig()
+	cfg := node.LoopbackConfig()
 	cfg.Listen = "[::1]:0"
 	n, err := node.New(cfg)
 	if err != nil {
@@ -98,7 +98,7 @@ func TestTokenExpiryAgainstDhtd(t *testing.T) {
 		{50 * time.Millisecond, 0, conformance.Skip},
 		{0, 300 * time.Millisecond, conformance.Fail},
 	} {
-		cfg := node.TestConfig()
+		cfg := node.LoopbackConfig()
 		cfg.TokenRotate = c.rotate
 		n, err := node.New(cfg)
 		if err != nil {
@@ -122,7 +122,7 @@ func TestTokenExpiryAgainstDhtd(t *testing.T) {
 // queries with valid ids, and the node's refusal of a random id fails the
 // BEP 42 rule that every request be served.
 func TestAgainstEnforcingDhtd(t *testing.T) {
-	cfg := node.TestConfig()
+	cfg := node.LoopbackConfig()
 	cfg.BEP42 = routing.BEP42Enforce
 	cfg.LimitLoopback = true
 	cfg.RateLimit.Rate = -1
