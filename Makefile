@@ -72,9 +72,12 @@ lint: $(STATICCHECK)
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 
-## bench: Go benchmarks (-benchmem), then the load tool against a fresh
-## `dhtd run --no-bootstrap` on loopback (and libtorrent when installed);
-## prints tables. BENCHTIME and BENCH_ARGS (run.py flags) pass through.
+## bench: Go benchmarks (-benchmem), then testdata/bench/run.py: the idle
+## RSS of `dhtd run` with a full table, then dhtd, libtorrent (when
+## installed) and a bare UDP echo server side by side on loopback, the
+## same live table for both nodes, each server pinned to one core; prints
+## the table of answers per CPU-second and the ratios. BENCHTIME and
+## BENCH_ARGS (run.py flags, e.g. --quick) pass through.
 BENCHTIME ?= 1s
 BENCH_ARGS ?=
 bench: build
