@@ -101,7 +101,7 @@ class Bench:
     def load(self, target, pid, query, shape, key=None, expect=False, echo=False):
         a = self.args
         cmd = ["load", "--target", target, "--query", query, "--pid", str(pid), "--json",
-               "--duration", a.duration, "--warmup", a.warmup, "--timeout", "500ms"]
+               "--duration", a.duration, "--warmup", a.warmup, "--timeout", "1s"]
         kind, n = shape.split("-")
         if n == "1":
             cmd += ["--sockets", "1", "--sources", "1"]
@@ -120,11 +120,11 @@ class Bench:
         return json.loads(self.tool(*cmd))
 
 
-def start_dhtd(cpu, extra=()):
+def start_dhtd(cpu, extra=(), binary=None):
     """dhtd run as deployed (metrics HTTP on, as by default), in memory,
     with its limits lifted."""
     port, mport = free_port(), free_port(socket.SOCK_STREAM)
-    p = subprocess.Popen(pinned(cpu, [DHTD, "run", "--no-bootstrap", "--listen", "127.0.0.1:%d" % port,
+    p = subprocess.Popen(pinned(cpu, [binary or DHTD, "run", "--no-bootstrap", "--listen", "127.0.0.1:%d" % port,
                                       "--storage", "memory", "--metrics-listen", "127.0.0.1:%d" % mport,
                                       "--reply-budget", "0", "--rate-limit", "0", "--log-level", "warn"]
                                 + list(extra)),
@@ -186,7 +186,7 @@ def med(rows, key):
 
 def idle_memory(args):
     """Idle RSS of dhtd run with a full table, file-backed and anonymous."""
-    dp, dt, admin = start_dhtd(args.server_cpu, args.dhtd_arg)
+    dp, dt, admin = start_dhtd(args.server_cpu, args.dhtd_arg, args.dhtd_bin)
     try:
         out = subprocess.run(pinned(args.load_cpu, [BENCH, "load", "--target", dt, "--fill", str(args.idle_fill),
                                                     "--query", "ping", "--duration", "10ms", "--warmup", "0s",
@@ -224,6 +224,8 @@ def main():
     ap.add_argument("--peers", type=int, default=0, help="also store this many peers on dhtd and report its RSS")
     ap.add_argument("--no-lt", action="store_true", help="skip libtorrent")
     ap.add_argument("--dhtd-arg", action="append", default=[], help="extra flag for dhtd run (repeatable)")
+    ap.add_argument("--dhtd-bin", default=DHTD, help="the dhtd binary to measure (default: bin/dhtd)")
+    ap.add_argument("--idle-only", action="store_true", help="only the idle RSS")
     ap.add_argument("--quick", action="store_true", help="a sanity run: 1 rep of 500ms, low open-loop rate")
     args = ap.parse_args()
     if args.quick:
@@ -235,6 +237,8 @@ def main():
     b = Bench(args)
 
     idle_memory(args)
+    if args.idle_only:
+        return
 
     fp = ep = dp = lp = None
     try:
@@ -249,7 +253,7 @@ def main():
 
         ep, el = start_line(pinned(args.server_cpu, [BENCH, "echo", "--listen", "127.0.0.1:0"]))
         echo_target, echo_pid = el[1], int(el[3])
-        dp, dt, admin = start_dhtd(args.server_cpu, args.dhtd_arg)
+        dp, dt, admin = start_dhtd(args.server_cpu, args.dhtd_arg, args.dhtd_bin)
         offer(dt)
         end = time.monotonic() + 10
         while table_size(admin)[0] < args.fillers and time.monotonic() < end:
