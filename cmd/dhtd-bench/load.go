@@ -44,6 +44,12 @@ type loadConfig struct {
 	// Echo: the target is an echo server (echo); a query coming back
 	// with a pending transaction id is the answer.
 	Echo bool
+	// PortBase, when set, binds socket i to port PortBase+i, and IDSeed,
+	// when set, derives socket i's node id from (IDSeed, i): runs that
+	// share both show the target the same queriers, so its table does not
+	// fill with the closed sockets of earlier runs.
+	PortBase int
+	IDSeed   uint64
 }
 
 // Result is the outcome of one load run (printed as text or JSON).
@@ -90,6 +96,8 @@ func loadCommand(args []string, stdout, stderr io.Writer) error {
 	timeout := fs.Duration("timeout", time.Second, "a query unanswered after this is lost")
 	pid := fs.Int("pid", 0, "the server's pid: report answers per server CPU-second and its RSS (/proc)")
 	fill := fs.Int("fill", 0, "before the run, offer this many responders (ids spread over the target's buckets) to its routing table")
+	portBase := fs.Int("port-base", 0, "bind socket i to port N+i (0: any port); with --id-seed, runs reuse the same queriers")
+	idSeed := fs.Uint64("id-seed", 0, "derive socket i's node id from this seed and i (0: random ids)")
 	ro := fs.Bool("read-only", false, "send ro=1 (BEP 43), so the target never pings the load sockets")
 	key := fs.String("key", "", "40 hex digits: the target or infohash of every query (default: a random one each)")
 	expect := fs.Bool("expect-stored", false, "count a get_peers answer without peers or a get answer without v as invalid")
@@ -114,6 +122,10 @@ func loadCommand(args []string, stdout, stderr io.Writer) error {
 		Target: ap, Query: *query, Sockets: *sockets, Sources: *sources, Window: *window,
 		Rate: *rate, Duration: *duration, Warmup: *warmup, Timeout: *timeout, PID: *pid,
 		Fill: *fill, ReadOnly: *ro, ExpectStored: *expect, Echo: *echo,
+		PortBase: *portBase, IDSeed: *idSeed,
+	}
+	if *portBase < 0 || *portBase+*sockets > 65535 {
+		return fmt.Errorf("--port-base %d: sockets would not fit under port 65536", *portBase)
 	}
 	if *key != "" {
 		id, err := krpc.ParseID(*key)
@@ -202,14 +214,22 @@ func runLoad(ctx context.Context, cfg loadConfig) (Result, error) {
 	socks := make([]*sock, cfg.Sockets)
 	for i := range socks {
 		src := netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + i%cfg.Sources)})
-		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)))
+		port := uint16(0)
+		if cfg.PortBase > 0 {
+			port = uint16(cfg.PortBase + i)
+		}
+		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, port)))
 		if err != nil {
 			closeAll(socks)
 			return res, fmt.Errorf("load: socket %d on %s: %w", i, src, err)
 		}
 		_ = c.SetReadBuffer(4 << 20)
 		_ = c.SetWriteBuffer(4 << 20)
-		s := &sock{l: l, conn: c, id: randomID(rnd), pending: make(map[uint16]pendingQuery), nextTID: uint16(rnd.UintN(1 << 16))}
+		id := randomID(rnd)
+		if cfg.IDSeed != 0 {
+			id = randomID(rand.New(rand.NewPCG(cfg.IDSeed, uint64(i))))
+		}
+		s := &sock{l: l, conn: c, id: id, pending: make(map[uint16]pendingQuery), nextTID: uint16(rnd.UintN(1 << 16))}
 		s.tokens = make(chan struct{}, cfg.Window)
 		for range cfg.Window {
 			s.tokens <- struct{}{}

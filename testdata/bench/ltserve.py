@@ -125,6 +125,10 @@ def main():
         "dht_block_ratelimit": 1_000_000,        # packets/s per IP (default 5)
         "dht_block_timeout": 1,
         "upload_rate_limit": 0,                  # unlimited
+        # the socket buffers dhtd asks for (2 MiB), so a short stall of
+        # the process on a busy machine drops no more here than there
+        "recv_socket_buffer_size": 2 << 20,
+        "send_socket_buffer_size": 2 << 20,
         "download_rate_limit": 0,
         "alert_mask": C.error_notification | C.status_notification | C.dht_notification,
     })
