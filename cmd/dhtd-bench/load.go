@@ -35,6 +35,21 @@ type loadConfig struct {
 	PID      int
 	Fill     int  // responders offered to the target's table first
 	ReadOnly bool // send ro=1 (BEP 43): the target does not learn the senders
+	// Key, when set, is the target or infohash of every query (a stored
+	// one: see seed); otherwise each query draws a random one.
+	Key *krpc.ID
+	// ExpectStored: a get_peers answer must carry peers and a get answer
+	// a value.
+	ExpectStored bool
+	// Echo: the target is an echo server (echo); a query coming back
+	// with a pending transaction id is the answer.
+	Echo bool
+	// PortBase, when set, binds socket i to port PortBase+i, and IDSeed,
+	// when set, derives socket i's node id from (IDSeed, i): runs that
+	// share both show the target the same queriers, so its table does not
+	// fill with the closed sockets of earlier runs.
+	PortBase int
+	IDSeed   uint64
 }
 
 // Result is the outcome of one load run (printed as text or JSON).
@@ -57,11 +72,14 @@ type Result struct {
 	P50us       float64 `json:"p50_us"`
 	P99us       float64 `json:"p99_us"`
 	P999us      float64 `json:"p999_us"`
-	ServerCPU   float64 `json:"server_cpu_s,omitempty"`    // utime+stime during the window
+	ServerCPU   float64 `json:"server_cpu_s,omitempty"`    // CPU time of its threads during the window (procCPU)
 	ServerUtil  float64 `json:"server_cpu_util,omitempty"` // ServerCPU / Seconds
 	PerCPUSec   float64 `json:"answers_per_cpu_s,omitempty"`
 	ServerRSS   int64   `json:"server_rss_kib,omitempty"`
 	TargetNodes int     `json:"target_table_sample,omitempty"` // nodes in one find_node answer after fill
+	MaxNodes    int     `json:"max_nodes,omitempty"`           // most nodes in one answer
+	MaxValues   int     `json:"max_values,omitempty"`          // most peers in one get_peers answer
+	MaxBytes    int     `json:"max_answer_bytes,omitempty"`    // largest answer datagram
 }
 
 func loadCommand(args []string, stdout, stderr io.Writer) error {
@@ -78,7 +96,12 @@ func loadCommand(args []string, stdout, stderr io.Writer) error {
 	timeout := fs.Duration("timeout", time.Second, "a query unanswered after this is lost")
 	pid := fs.Int("pid", 0, "the server's pid: report answers per server CPU-second and its RSS (/proc)")
 	fill := fs.Int("fill", 0, "before the run, offer this many responders (ids spread over the target's buckets) to its routing table")
+	portBase := fs.Int("port-base", 0, "bind socket i to port N+i (0: any port); with --id-seed, runs reuse the same queriers")
+	idSeed := fs.Uint64("id-seed", 0, "derive socket i's node id from this seed and i (0: random ids)")
 	ro := fs.Bool("read-only", false, "send ro=1 (BEP 43), so the target never pings the load sockets")
+	key := fs.String("key", "", "40 hex digits: the target or infohash of every query (default: a random one each)")
+	expect := fs.Bool("expect-stored", false, "count a get_peers answer without peers or a get answer without v as invalid")
+	echo := fs.Bool("echo", false, "the target is `dhtd-bench echo`: an echoed query is its answer")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -98,7 +121,18 @@ func loadCommand(args []string, stdout, stderr io.Writer) error {
 	cfg := loadConfig{
 		Target: ap, Query: *query, Sockets: *sockets, Sources: *sources, Window: *window,
 		Rate: *rate, Duration: *duration, Warmup: *warmup, Timeout: *timeout, PID: *pid,
-		Fill: *fill, ReadOnly: *ro,
+		Fill: *fill, ReadOnly: *ro, ExpectStored: *expect, Echo: *echo,
+		PortBase: *portBase, IDSeed: *idSeed,
+	}
+	if *portBase < 0 || *portBase+*sockets > 65535 {
+		return fmt.Errorf("--port-base %d: sockets would not fit under port 65536", *portBase)
+	}
+	if *key != "" {
+		id, err := krpc.ParseID(*key)
+		if err != nil {
+			return fmt.Errorf("--key %q: %w", *key, err)
+		}
+		cfg.Key = &id
 	}
 	res, err := runLoad(context.Background(), cfg)
 	if err != nil {
@@ -143,6 +177,8 @@ type sock struct {
 
 	sent, answered, errs, invalid, lost atomic.Uint64
 	lat                                 []time.Duration // answers in the window; only the reader appends
+	// Most nodes, peers and bytes in one answer; only the reader writes.
+	maxNodes, maxValues, maxBytes int
 }
 
 type pendingQuery struct {
@@ -178,14 +214,22 @@ func runLoad(ctx context.Context, cfg loadConfig) (Result, error) {
 	socks := make([]*sock, cfg.Sockets)
 	for i := range socks {
 		src := netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + i%cfg.Sources)})
-		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)))
+		port := uint16(0)
+		if cfg.PortBase > 0 {
+			port = uint16(cfg.PortBase + i)
+		}
+		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, port)))
 		if err != nil {
 			closeAll(socks)
 			return res, fmt.Errorf("load: socket %d on %s: %w", i, src, err)
 		}
 		_ = c.SetReadBuffer(4 << 20)
 		_ = c.SetWriteBuffer(4 << 20)
-		s := &sock{l: l, conn: c, id: randomID(rnd), pending: make(map[uint16]pendingQuery), nextTID: uint16(rnd.UintN(1 << 16))}
+		id := randomID(rnd)
+		if cfg.IDSeed != 0 {
+			id = randomID(rand.New(rand.NewPCG(cfg.IDSeed, uint64(i))))
+		}
+		s := &sock{l: l, conn: c, id: id, pending: make(map[uint16]pendingQuery), nextTID: uint16(rnd.UintN(1 << 16))}
 		s.tokens = make(chan struct{}, cfg.Window)
 		for range cfg.Window {
 			s.tokens <- struct{}{}
@@ -236,6 +280,9 @@ func runLoad(ctx context.Context, cfg loadConfig) (Result, error) {
 		res.Invalid += s.invalid.Load()
 		res.Lost += s.lost.Load()
 		lat = append(lat, s.lat...)
+		res.MaxNodes = max(res.MaxNodes, s.maxNodes)
+		res.MaxValues = max(res.MaxValues, s.maxValues)
+		res.MaxBytes = max(res.MaxBytes, s.maxBytes)
 	}
 	res.Seconds = cfg.Duration.Seconds()
 	res.AnswersPerS = float64(res.Answered) / res.Seconds
@@ -301,6 +348,9 @@ func (s *sock) sendLoop(idx int, stop <-chan struct{}) {
 			method = methods[seq%len(methods)]
 		}
 		tgt := &s.l.targets[seq%len(s.l.targets)]
+		if cfg.Key != nil {
+			tgt = cfg.Key
+		}
 		seq++
 		a = krpc.Args{ID: s.id}
 		switch method {
@@ -389,7 +439,7 @@ func (s *sock) readLoop() {
 		}
 		now := time.Now()
 		derr := krpc.Decode(buf[:n], &m)
-		if derr == nil && m.Y == krpc.KindQuery {
+		if derr == nil && m.Y == krpc.KindQuery && !s.l.cfg.Echo {
 			out = answerQuery(out, s.id, &m)
 			_, _ = s.conn.WriteToUDPAddrPort(out, from)
 			continue
@@ -415,15 +465,23 @@ func (s *sock) readLoop() {
 		}
 		s.release()
 		switch {
+		case s.l.cfg.Echo && derr == nil && m.Y == krpc.KindQuery:
+			if p.measured {
+				s.answered.Add(1)
+				s.lat = append(s.lat, now.Sub(p.sent))
+			}
 		case derr != nil && !errors.Is(derr, krpc.ErrDrop) && m.Y == krpc.KindError:
 			s.count(p, &s.errs)
 		case derr != nil:
 			s.count(p, &s.invalid)
 		case m.Y == krpc.KindError:
 			s.count(p, &s.errs)
-		case m.Y != krpc.KindResponse || m.R == nil || m.R.ID.IsZero() || !validFor(p.method, m.R):
+		case m.Y != krpc.KindResponse || m.R == nil || m.R.ID.IsZero() || !validFor(p.method, m.R, s.l.cfg.ExpectStored):
 			s.count(p, &s.invalid)
 		default:
+			s.maxNodes = max(s.maxNodes, len(m.R.Nodes)+len(m.R.Nodes6))
+			s.maxValues = max(s.maxValues, len(m.R.Values))
+			s.maxBytes = max(s.maxBytes, n)
 			if p.measured {
 				s.answered.Add(1)
 				s.lat = append(s.lat, now.Sub(p.sent))
@@ -449,11 +507,14 @@ func (s *sock) release() {
 	}
 }
 
-// validFor checks what an answer to method must hold (BEP 5, BEP 44).
-func validFor(method string, r *krpc.Return) bool {
+// validFor checks what an answer to method must hold (BEP 5, BEP 44);
+// stored: the key queried has peers or a value stored.
+func validFor(method string, r *krpc.Return, stored bool) bool {
 	switch method {
-	case krpc.MethodGetPeers, krpc.MethodGet:
-		return r.Token != ""
+	case krpc.MethodGetPeers:
+		return r.Token != "" && (!stored || len(r.Values) > 0)
+	case krpc.MethodGet:
+		return r.Token != "" && (!stored || len(r.V) > 0)
 	}
 	return true
 }
@@ -650,9 +711,42 @@ func fillTable(ctx context.Context, target netip.AddrPort, count int) (int, erro
 	return best, nil
 }
 
-// procCPU returns utime+stime of pid in seconds (/proc/PID/stat fields 14
-// and 15, in clock ticks of 1/100 s: USER_HZ is 100 on Linux).
+// procCPU returns the CPU time pid's threads have run, in seconds: the
+// sum of the first field of /proc/PID/task/TID/schedstat (nanoseconds on
+// the CPU), which, unlike utime+stime in /proc/PID/stat (clock ticks of
+// 10 ms), resolves the few milliseconds an open-loop run at a low rate
+// costs. Without schedstat it falls back to utime+stime.
 func procCPU(pid int) (float64, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err == nil {
+		var ns uint64
+		ok := true
+		for _, t := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+			if err != nil {
+				if errors.Is(err, os.ErrNotExist) {
+					continue // the thread exited
+				}
+				ok = false
+				break
+			}
+			var run uint64
+			if _, err := fmt.Sscan(string(b), &run); err != nil {
+				ok = false
+				break
+			}
+			ns += run
+		}
+		if ok {
+			return float64(ns) / 1e9, nil
+		}
+	}
+	return procStatCPU(pid)
+}
+
+// procStatCPU returns utime+stime of pid in seconds (/proc/PID/stat fields 14
+// and 15, in clock ticks of 1/100 s: USER_HZ is 100 on Linux).
+func procStatCPU(pid int) (float64, error) {
 	b, err := readProc(pid, "stat")
 	if err != nil {
 		return 0, err

@@ -10,6 +10,10 @@
 //	dhtd-bench serve --listen 127.0.0.1:6881 [flags]   run a dhtd node (package node)
 //	                                                   with pprof, for profiling under load
 //	dhtd-bench announce --target 127.0.0.1:6881 [flags] store many peers on a node
+//	dhtd-bench echo  --listen 127.0.0.1:0              a bare UDP echo server, the baseline
+//	dhtd-bench filler --count 16                       live nodes that keep answering, the
+//	                                                   shared routing table of a fair run
+//	dhtd-bench seed  --target 127.0.0.1:6881           store 50 peers and a 1,000-byte item
 //
 // Only loopback targets are accepted: the tool is a flood by design.
 package main
@@ -29,7 +33,7 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: dhtd-bench load|serve|announce [flags] (-h for help)")
+		return fmt.Errorf("usage: dhtd-bench load|serve|announce|echo|filler|seed [flags] (-h for help)")
 	}
 	switch args[0] {
 	case "load":
@@ -38,9 +42,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return serveCommand(args[1:], stdout, stderr)
 	case "announce":
 		return announceCommand(args[1:], stdout, stderr)
+	case "echo":
+		return echoCommand(args[1:], stdout, stderr)
+	case "filler":
+		return fillerCommand(args[1:], os.Stdin, stdout, stderr)
+	case "seed":
+		return seedCommand(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
-		fmt.Fprintln(stdout, "usage: dhtd-bench load|serve|announce [flags]; dhtd-bench load -h lists the flags")
+		fmt.Fprintln(stdout, "usage: dhtd-bench load|serve|announce|echo|filler|seed [flags]; dhtd-bench load -h lists the flags")
 		return nil
 	}
-	return fmt.Errorf("unknown subcommand %q: want load, serve or announce", args[0])
+	return fmt.Errorf("unknown subcommand %q: want load, serve, announce, echo, filler or seed", args[0])
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -24,7 +25,7 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "run",
 		Usage: "run a DHT node until interrupted",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "listen", Usage: "UDP address to listen on, repeatable: one node per address family (BEP 32) (default: 0.0.0.0:6881, and [::]:6881 where the host has IPv6)", EnvVars: []string{"DHTD_LISTEN"}},
 			&cli.StringFlag{Name: "bep42", Value: "off", Usage: "BEP 42 node id checks: off, prefer (nodes whose id matches their address win table slots and are chosen as lookup results and storage targets) or enforce (other nodes are refused)", EnvVars: []string{"DHTD_BEP42"}},
 			&cli.Float64Flag{Name: "rate-limit", Value: 20, Usage: "packets per second one source IP may send (burst 5x); 0 disables", EnvVars: []string{"DHTD_RATE_LIMIT"}},
@@ -44,7 +45,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "storage", Value: "disk", Usage: "disk (keep state in --data-dir) or memory (lose it on exit)", EnvVars: []string{"DHTD_STORAGE"}},
 			&cli.StringFlag{Name: "on-corrupt", Value: "salvage", Usage: "when the database in --data-dir is damaged, or lost from a directory that held one: salvage (move a damaged file aside as dhtd.db.corrupt-<time>, log one ERROR line, start with what can be recovered) or fail (exit 1 with one line, touching nothing)", EnvVars: []string{"DHTD_ON_CORRUPT"}},
 			&cli.DurationFlag{Name: "save-interval", Value: 5 * time.Minute, Usage: "how often the routing table is saved and expired records are deleted from disk", EnvVars: []string{"DHTD_SAVE_INTERVAL"}},
-		},
+		}, gcFlags()...),
 		Action: runAction,
 	}
 }
@@ -65,6 +66,9 @@ func runAction(c *cli.Context) error {
 		defer dlog.file.Close()
 	}
 	logger := dlog.Logger
+	if err := applyGCFlags(c); err != nil {
+		return err
+	}
 	cfg := node.Config{Logger: logger, ReadOnly: c.Bool("read-only")}
 	listens := c.StringSlice("listen")
 	if len(listens) == 0 {
@@ -227,6 +231,14 @@ func runAction(c *cli.Context) error {
 			_ = stack.Close()
 			return err
 		}
+	}
+	// Everything is started: the code and data touched only on the way
+	// here need not stay resident.
+	debug.FreeOSMemory()
+	if n, err := releaseStartupPages(); err != nil {
+		logger.Debug("startup pages kept", "err", err)
+	} else {
+		logger.Debug("startup pages released", "bytes", n)
 	}
 	d := &daemon{c: c, log: dlog, nodes: nodes, rate: c.Float64("rate-limit"), budget: c.Int("reply-budget")}
 	for _, o := range nodes {

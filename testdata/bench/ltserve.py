@@ -2,7 +2,7 @@
 """ltserve.py: a libtorrent (python3-libtorrent 2.0.8) DHT node to measure
 with dhtd-bench, next to dhtd, in the same run with the same load tool.
 
-    /usr/bin/python3 testdata/bench/ltserve.py --listen 127.0.0.1:PORT [--fill 128]
+    /usr/bin/python3 testdata/bench/ltserve.py --listen 127.0.0.1:PORT [--nodes IP:PORT,...] [--fill N]
 
 libtorrent's DHT limits are raised so that they do not cap the measurement:
 dht_upload_rate_limit (default 8000 bytes/s) and dht_block_ratelimit
@@ -10,7 +10,12 @@ dht_upload_rate_limit (default 8000 bytes/s) and dht_block_ratelimit
 N responders (Python sockets on 127.0.3.x, ids spread over the buckets near
 the node's own id, 8 per bucket) are added with add_dht_node and answer
 libtorrent's confirming query, so find_node answers carry 8 nodes as
-dhtd's do; they are then closed, before the measurement starts.
+dhtd's do; they are then closed, before the measurement starts (a table of
+dead nodes: libtorrent then keeps pinging them, so a throughput figure
+taken this way handicaps it). With --nodes, the nodes given (e.g. the live
+`dhtd-bench filler` nodes that dhtd is given too) are added instead, and
+stay up: the fair setting. Upload rate limits are lifted too
+(upload_rate_limit 0: unlimited).
 
 stdout: one line once ready, "listening IP:PORT pid PID id HEX live N".
 Alerts are then switched off (no Python work during the load); the process
@@ -105,7 +110,8 @@ def live_count(s, timeout=2.0):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--listen", required=True, help="IP:PORT on loopback")
-    ap.add_argument("--fill", type=int, default=0, help="responders to put in the routing table")
+    ap.add_argument("--fill", type=int, default=0, help="responders to put in the routing table (closed after)")
+    ap.add_argument("--nodes", default="", help="comma-separated IP:PORT of live nodes to add to the table")
     args = ap.parse_args()
     host, port = args.listen.rsplit(":", 1)
     if not host.startswith("127."):
@@ -118,6 +124,12 @@ def main():
         "dht_upload_rate_limit": 1_000_000_000,  # bytes/s (default 8000)
         "dht_block_ratelimit": 1_000_000,        # packets/s per IP (default 5)
         "dht_block_timeout": 1,
+        "upload_rate_limit": 0,                  # unlimited
+        # the socket buffers dhtd asks for (2 MiB), so a short stall of
+        # the process on a busy machine drops no more here than there
+        "recv_socket_buffer_size": 2 << 20,
+        "send_socket_buffer_size": 2 << 20,
+        "download_rate_limit": 0,
         "alert_mask": C.error_notification | C.status_notification | C.dht_notification,
     })
     nid = None
@@ -164,6 +176,21 @@ def main():
             th.join()
         for so in socks:
             so.close()
+    if args.nodes:
+        for a in args.nodes.split(","):
+            h, p = a.rsplit(":", 1)
+            s.add_dht_node((h, int(p)))
+        want = len(args.nodes.split(","))
+        best, stable = 0, 0
+        end = time.monotonic() + 15
+        while time.monotonic() < end and stable < 5 and best < want:
+            time.sleep(0.2)
+            n = live_count(s)
+            if n > best:
+                best, stable = n, 0
+            else:
+                stable += 1
+        live = best
     s.apply_settings({"alert_mask": 0})
     s.pop_alerts()
     print("listening %s:%d pid %d id %s live %d" % (host, s.listen_port(), os.getpid(), nid.hex(), live), flush=True)

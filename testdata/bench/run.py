@@ -1,19 +1,45 @@
 #!/usr/bin/python3
-"""run.py: the load-tool half of `make bench`.
+"""run.py: the load-tool half of `make bench`, a fair side-by-side run.
 
-Starts a fresh dhtd (bin/dhtd run --no-bootstrap on loopback, in memory)
-and, when python3-libtorrent is installed, a libtorrent 2.0.8 node
-(ltserve.py), fills both routing tables, then measures both with the same
-load tool (bin/dhtd-bench load) in the same run, interleaved, REPS times,
-and prints medians and the dhtd/libtorrent ratios.
+Starts, on loopback:
+  - 16 live filler nodes (bin/dhtd-bench filler) that stay up and keep
+    answering: the shared routing table of both nodes;
+  - dhtd (bin/dhtd run --no-bootstrap --storage memory --rate-limit 0
+    --reply-budget 0), offered the fillers;
+  - libtorrent 2.0.8 (ltserve.py, python3-libtorrent) when installed, with
+    the same fillers added (--nodes), its DHT rate limits
+    (dht_upload_rate_limit, dht_block_ratelimit) and upload limits lifted
+    and alerts off;
+  - a bare UDP echo server (bin/dhtd-bench echo: recvmmsg/sendmmsg in
+    batches of 32, the socket I/O of dhtd's read loop), the baseline.
+Each server is pinned to one core (taskset -c SERVER_CPU), the load tool
+and the fillers to the other (LOAD_CPU). Both nodes are seeded with the
+same 50 peers on one infohash and one 1,000-byte immutable item
+(dhtd-bench seed). Then, REPS times, interleaved, for each shape
 
-Configured for the measurement (each node's own limits would otherwise be
-what is measured): dhtd --reply-budget 0 (the 1 MiB/s default reply byte
-budget caps ping at ~15k answers/s) and --rate-limit 0 (loopback sources
-are exempt anyway); libtorrent dht_upload_rate_limit and
-dht_block_ratelimit raised (ltserve.py).
+  closed-1   closed loop, 1 socket (fixed querier id), 64 outstanding
+  closed-16  closed loop, 16 sockets on 4 source addresses, 4 outstanding each
+  open-1     open loop, 1 socket, --open-rate queries/s
+  open-16    open loop, 16 sockets on 4 source addresses, --open-rate in total
 
-    /usr/bin/python3 testdata/bench/run.py [--reps 3] [--duration 5s] [--peers 0]
+it measures the echo server (ping), then dhtd and libtorrent on ping,
+find_node, get_peers of the infohash with 50 peers and of one with none,
+get of the stored item and of a missing one. Socket i of every run has
+the same address (a fixed port) and node id (--port-base, --id-seed): the
+nodes see the same 16 queriers throughout, and never a growing crowd of
+closed sockets from earlier runs.
+
+Reported per query and shape: answers per server CPU-second (the CPU
+time of the server's threads over the measured window, from
+/proc/PID/task/*/schedstat), medians of REPS, and
+the ratios dhtd/libtorrent and dhtd/echo; loss and p99 latency. A ratio
+that moves by more than 2x between shapes is marked.
+
+Before that, the idle RSS of a separate `dhtd run` with a full table
+(--idle-fill responders, an extended table's 32 full buckets) is reported
+with its file-backed/anonymous split (/proc/PID/status).
+
+    /usr/bin/python3 testdata/bench/run.py [--reps 3] [--duration 5s] [--quick] [--no-lt] [--peers N]
 """
 
 import argparse
@@ -31,50 +57,114 @@ BENCH = os.path.join(ROOT, "bin", "dhtd-bench")
 DHTD = os.path.join(ROOT, "bin", "dhtd")
 LTSERVE = os.path.join(ROOT, "testdata", "bench", "ltserve.py")
 
+QUERIES = [
+    # label, method, key ("ih", "item" or None: a random one), expect stored
+    ("ping", "ping", None, False),
+    ("find_node", "find_node", None, False),
+    ("get_peers 50", "get_peers", "ih", True),
+    ("get_peers none", "get_peers", None, False),
+    ("get 1000 B", "get", "item", True),
+    ("get missing", "get", None, False),
+]
 
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+def free_port(kind=socket.SOCK_DGRAM):
+    s = socket.socket(socket.AF_INET, kind)
     s.bind(("127.0.0.1", 0))
     p = s.getsockname()[1]
     s.close()
     return p
 
 
-def rss_kib(pid):
+def port_block(n):
+    """A base port p such that p..p+n-1 are free for UDP on 127.0.0.1-4."""
+    for _ in range(200):
+        base = free_port()
+        if base + n > 65535:
+            continue
+        socks = []
+        try:
+            for i in range(n):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind(("127.0.0.%d" % (1 + i % 4), base + i))
+            return base
+        except OSError:
+            pass
+        finally:
+            for s in socks:
+                s.close()
+    sys.exit("no block of %d free ports" % n)
+
+
+def proc_status(pid):
+    out = {}
     with open("/proc/%d/status" % pid) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                out[k] = int(v.split()[0])
+    return out
 
 
-def load(target, pid, query, args, extra=()):
-    cmd = [BENCH, "load", "--target", target, "--query", query, "--pid", str(pid), "--json",
-           "--sockets", str(args.sockets), "--window", str(args.window), "--sources", "4",
-           "--duration", args.duration, "--warmup", "1s"] + list(extra)
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
+def pinned(cpu, cmd):
+    if cpu is None:
+        return cmd
+    return ["taskset", "-c", str(cpu)] + cmd
 
 
-def free_tcp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+class Bench:
+    def __init__(self, args):
+        self.args = args
+
+    def tool(self, *a):
+        cmd = pinned(self.args.load_cpu, [BENCH] + list(a))
+        return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+    def load(self, target, pid, query, shape, key=None, expect=False, echo=False):
+        a = self.args
+        cmd = ["load", "--target", target, "--query", query, "--pid", str(pid), "--json",
+               "--duration", a.duration, "--warmup", a.warmup, "--timeout", "1s"]
+        kind, n = shape.split("-")
+        if n == "1":
+            cmd += ["--sockets", "1", "--sources", "1"]
+        else:
+            cmd += ["--sockets", n, "--sources", "4"]
+        if kind == "closed":
+            cmd += ["--window", str(a.window // int(n))]
+        else:
+            cmd += ["--rate", str(a.open_rate)]
+        if key:
+            cmd += ["--key", key]
+        if expect:
+            cmd += ["--expect-stored"]
+        if echo:
+            cmd += ["--echo"]
+        # The same queriers (address and id) in every run.
+        cmd += ["--port-base", str(a.port_base), "--id-seed", "1"]
+        return json.loads(self.tool(*cmd))
 
 
-def start_dhtd():
-    """dhtd run as deployed (metrics HTTP on, as by default), in memory."""
-    port, mport = free_port(), free_tcp_port()
-    p = subprocess.Popen([DHTD, "run", "--no-bootstrap", "--listen", "127.0.0.1:%d" % port,
-                          "--storage", "memory", "--metrics-listen", "127.0.0.1:%d" % mport,
-                          "--reply-budget", "0", "--rate-limit", "0", "--log-level", "warn"],
+def start_dhtd(cpu, extra=(), binary=None):
+    """dhtd run as deployed (metrics HTTP on, as by default), in memory,
+    with its limits lifted."""
+    port, mport = free_port(), free_port(socket.SOCK_STREAM)
+    p = subprocess.Popen(pinned(cpu, [binary or DHTD, "run", "--no-bootstrap", "--listen", "127.0.0.1:%d" % port,
+                                      "--storage", "memory", "--metrics-listen", "127.0.0.1:%d" % mport,
+                                      "--reply-budget", "0", "--rate-limit", "0", "--log-level", "warn"]
+                                + list(extra)),
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
-    if p.poll() is not None:
-        sys.exit("dhtd exited at start")
-    return p, "127.0.0.1:%d" % port, "http://127.0.0.1:%d" % mport
+    admin = "http://127.0.0.1:%d" % mport
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        if p.poll() is not None:
+            sys.exit("dhtd exited at start")
+        try:
+            table_size(admin)
+            break
+        except OSError:
+            time.sleep(0.1)
+    return p, "127.0.0.1:%d" % port, admin
 
 
 def table_size(admin):
@@ -83,19 +173,25 @@ def table_size(admin):
     return d["good"] + d["questionable"], len(d["buckets"])
 
 
-def start_lt(fill):
+def start_lt(cpu, nodes):
     try:
         subprocess.run(["/usr/bin/python3", "-c", "import libtorrent"], check=True, capture_output=True)
     except (subprocess.CalledProcessError, FileNotFoundError):
         return None, None, 0
     port = free_port()
-    p = subprocess.Popen(["/usr/bin/python3", LTSERVE, "--listen", "127.0.0.1:%d" % port, "--fill", str(fill)],
+    p = subprocess.Popen(pinned(cpu, ["/usr/bin/python3", LTSERVE, "--listen", "127.0.0.1:%d" % port,
+                                      "--nodes", nodes]),
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = p.stdout.readline().split()
     if len(line) < 8:
         p.kill()
         return None, None, 0
     return p, line[1], int(line[7])
+
+
+def start_line(cmd, stdin=subprocess.DEVNULL):
+    p = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return p, p.stdout.readline().split()
 
 
 def stop(p):
@@ -109,84 +205,164 @@ def stop(p):
 
 
 def med(rows, key):
-    return statistics.median(r[key] for r in rows)
+    vals = [r.get(key, 0) for r in rows]
+    return statistics.median(vals) if vals else 0
+
+
+def idle_memory(args):
+    """Idle RSS of dhtd run with a full table, file-backed and anonymous."""
+    dp, dt, admin = start_dhtd(args.server_cpu, args.dhtd_arg, args.dhtd_bin)
+    try:
+        out = subprocess.run(pinned(args.load_cpu, [BENCH, "load", "--target", dt, "--fill", str(args.idle_fill),
+                                                    "--query", "ping", "--duration", "10ms", "--warmup", "0s",
+                                                    "--json"]),
+                             check=True, capture_output=True, text=True).stdout
+        carried = json.loads(out).get("target_table_sample", 0)
+        # Settle, then one metrics scrape, as a deployed node sees.
+        time.sleep(args.idle_wait)
+        urllib.request.urlopen(admin + "/metrics", timeout=5).read()
+        time.sleep(1)
+        st = proc_status(dp.pid)
+        nodes, buckets = table_size(admin)
+        print("idle dhtd run (full table: %d nodes in %d buckets, find_node carries %d): "
+              "VmRSS %.1f MiB = RssFile %.1f + RssAnon %.1f MiB"
+              % (nodes, buckets, carried, st["VmRSS"] / 1024, st["RssFile"] / 1024, st["RssAnon"] / 1024))
+    finally:
+        stop(dp)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--duration", default="5s")
-    ap.add_argument("--sockets", type=int, default=16)
-    ap.add_argument("--window", type=int, default=16)
-    ap.add_argument("--fill", type=int, default=128, help="responders offered to libtorrent's routing table")
+    ap.add_argument("--warmup", default="1s")
+    ap.add_argument("--window", type=int, default=64, help="closed loop: queries outstanding in total")
+    ap.add_argument("--open-rate", type=int, default=10000, help="open loop: queries per second in total")
+    ap.add_argument("--fillers", type=int, default=16, help="live filler nodes in both tables")
     ap.add_argument("--idle-fill", type=int, default=464,
-                    help="responders offered to dhtd's routing table (464: 32 full buckets of an extended table)")
-    ap.add_argument("--open-rate", type=int, default=40000, help="open-loop rate for the loss check")
+                    help="responders offered to the idle dhtd's table (464: 32 full buckets of an extended table)")
+    ap.add_argument("--idle-wait", type=float, default=5, help="seconds the idle dhtd settles before its RSS is read")
+    ap.add_argument("--shapes", default="closed-1,closed-16,open-1,open-16")
+    ap.add_argument("--queries", default="", help="comma-separated labels of QUERIES to run (default: all)")
+    ap.add_argument("--server-cpu", default="0", help="core the servers are pinned to ('' : no pinning)")
+    ap.add_argument("--load-cpu", default="1", help="core the load tool and fillers are pinned to ('' : none)")
     ap.add_argument("--peers", type=int, default=0, help="also store this many peers on dhtd and report its RSS")
     ap.add_argument("--no-lt", action="store_true", help="skip libtorrent")
+    ap.add_argument("--dhtd-arg", action="append", default=[], help="extra flag for dhtd run (repeatable)")
+    ap.add_argument("--dhtd-bin", default=DHTD, help="the dhtd binary to measure (default: bin/dhtd)")
+    ap.add_argument("--idle-only", action="store_true", help="only the idle RSS")
+    ap.add_argument("--quick", action="store_true", help="a sanity run: 1 rep of 500ms, low open-loop rate")
     args = ap.parse_args()
+    if args.quick:
+        args.reps, args.duration, args.warmup, args.open_rate, args.idle_wait = 1, "500ms", "200ms", 2000, 2
+    args.server_cpu = args.server_cpu if args.server_cpu != "" and os.cpu_count() > 1 else None
+    args.load_cpu = args.load_cpu if args.load_cpu != "" and os.cpu_count() > 1 else None
+    queries = [q for q in QUERIES if not args.queries or q[0] in args.queries.split(",")]
+    shapes = args.shapes.split(",")
+    # 16 consecutive free ports for the load sockets, reused by every run.
+    args.port_base = port_block(16)
+    b = Bench(args)
 
-    dp, dt, admin = start_dhtd()
-    lp = None
+    idle_memory(args)
+    if args.idle_only:
+        return
+
+    fp = ep = dp = lp = None
     try:
-        # Fill the table (no load: --duration 10ms), then the idle RSS.
-        fill = subprocess.run([BENCH, "load", "--target", dt, "--fill", str(args.idle_fill), "--query", "ping",
-                               "--duration", "10ms", "--warmup", "0s", "--json"],
-                              check=True, capture_output=True, text=True).stdout
-        dnodes = json.loads(fill).get("target_table_sample", 0)
-        time.sleep(3)
-        idle_rss = rss_kib(dp.pid)
-        tnodes, tbuckets = table_size(admin)
-        lt_live = 0
+        fp, fl = start_line(pinned(args.load_cpu, [BENCH, "filler", "--count", str(args.fillers)]),
+                            stdin=subprocess.PIPE)
+        fillers = fl[1]
+
+        def offer(addr):
+            fp.stdin.write("offer %s\n" % addr)
+            fp.stdin.flush()
+            fp.stdout.readline()
+
+        ep, el = start_line(pinned(args.server_cpu, [BENCH, "echo", "--listen", "127.0.0.1:0"]))
+        echo_target, echo_pid = el[1], int(el[3])
+        dp, dt, admin = start_dhtd(args.server_cpu, args.dhtd_arg, args.dhtd_bin)
+        offer(dt)
+        end = time.monotonic() + 10
+        while table_size(admin)[0] < args.fillers and time.monotonic() < end:
+            time.sleep(0.1)
+        dnodes = table_size(admin)[0]
+        seeds = {"dhtd": json.loads(b.tool("seed", "--target", dt))}
+        targets = {"dhtd": (dt, dp.pid)}
         if not args.no_lt:
-            lp, lt_target, lt_live = start_lt(args.fill)
-        print("dhtd %s pid %d: table %d nodes in %d buckets, find_node answers carry %d nodes; idle RSS %.1f MiB"
-              % (dt, dp.pid, tnodes, tbuckets, dnodes, idle_rss / 1024))
+            lp, lt_target, lt_live = start_lt(args.server_cpu, fillers)
         if lp:
-            print("libtorrent %s pid %d: %d nodes in its table" % (lt_target, lp.pid, lt_live))
-        else:
-            print("libtorrent: not measured (python3-libtorrent missing or --no-lt)")
-        print("load: %d sockets x window %d, 4 source addresses, %s measured after 1s warm-up; medians of %d"
-              % (args.sockets, args.window, args.duration, args.reps))
+            offer(lt_target)
+            seeds["lt"] = json.loads(b.tool("seed", "--target", lt_target))
+            targets["lt"] = (lt_target, lp.pid)
+        print("fillers: %d live nodes on %s; dhtd %s pid %d: %d in its table%s"
+              % (args.fillers, fillers.split(",")[0] + "..", dt, dp.pid, dnodes,
+                 "; libtorrent %s pid %d: %d live in its table" % (lt_target, lp.pid, lt_live) if lp
+                 else "; libtorrent: not measured (python3-libtorrent missing or --no-lt)"))
+        for name, s in seeds.items():
+            print("seeded %s: %d peers on %s (get_peers returns %d), item %s (%d bytes)"
+                  % (name, s["peers"], s["infohash"][:8], s["values"], s["item"][:8], s["item_bytes"]))
+        print("servers on cpu %s, load on cpu %s; %s measured after %s warm-up; closed loop %d outstanding, "
+              "open loop %d queries/s; medians of %d"
+              % (args.server_cpu, args.load_cpu, args.duration, args.warmup, args.window, args.open_rate, args.reps))
+        sys.stdout.flush()
+
         rows = {}
         for rep in range(args.reps):
-            for q in ("ping", "find_node", "get_peers", "get"):
-                rows.setdefault(("dhtd", q, "closed"), []).append(load(dt, dp.pid, q, args))
-                if lp and q in ("ping", "find_node"):
-                    rows.setdefault(("lt", q, "closed"), []).append(load(lt_target, lp.pid, q, args))
-            for q in ("ping", "find_node"):
-                extra = ("--rate", str(args.open_rate))
-                rows.setdefault(("dhtd", q, "open"), []).append(load(dt, dp.pid, q, args, extra))
-                if lp:
-                    rows.setdefault(("lt", q, "open"), []).append(load(lt_target, lp.pid, q, args, extra))
-        hdr = "%-10s %-10s %-6s %11s %13s %8s %9s %9s %9s %8s" % (
-            "node", "query", "loop", "answers/s", "answers/CPUs", "loss%", "p50 µs", "p99 µs", "p99.9 µs", "RSS MiB")
-        print(hdr)
-        print("-" * len(hdr))
-        for (node, q, mode), rs in sorted(rows.items(), key=lambda kv: (kv[0][2], kv[0][1], kv[0][0])):
-            print("%-10s %-10s %-6s %11.0f %13.0f %8.3f %9.0f %9.0f %9.0f %8.1f" % (
-                "dhtd" if node == "dhtd" else "libtorrent", q, mode, med(rs, "answers_per_s"),
-                med(rs, "answers_per_cpu_s"), med(rs, "loss_pct"), med(rs, "p50_us"), med(rs, "p99_us"),
-                med(rs, "p999_us"), med(rs, "server_rss_kib") / 1024))
-        if lp:
-            print()
-            for q in ("ping", "find_node"):
-                for mode in ("closed", "open"):
-                    d, l = rows[("dhtd", q, mode)], rows[("lt", q, mode)]
-                    ratios = [a["answers_per_cpu_s"] / b["answers_per_cpu_s"] for a, b in zip(d, l)]
-                    print("%-9s %-6s answers per server CPU-second, dhtd/libtorrent: median %.2fx (runs: %s)" % (
-                        q, mode, med(d, "answers_per_cpu_s") / med(l, "answers_per_cpu_s"),
-                        ", ".join("%.2f" % r for r in ratios)))
+            for shape in shapes:
+                rows.setdefault(("echo", "ping", shape), []).append(
+                    b.load(echo_target, echo_pid, "ping", shape, echo=True))
+                for label, method, key, expect in queries:
+                    for name, (t, pid) in targets.items():
+                        k = seeds[name][{"ih": "infohash", "item": "item"}[key]] if key else None
+                        rows.setdefault((name, label, shape), []).append(
+                            b.load(t, pid, method, shape, key=k, expect=expect))
+        report(rows, shapes, queries, "lt" in targets)
         if args.peers > 0:
             ips = 500
             ihs = (args.peers + ips - 1) // ips
-            out = subprocess.run([BENCH, "announce", "--target", dt, "--pid", str(dp.pid), "--ips", str(ips),
-                                  "--infohashes", str(ihs)], check=True, capture_output=True, text=True).stdout
+            out = b.tool("announce", "--target", dt, "--pid", str(dp.pid), "--ips", str(ips),
+                         "--infohashes", str(ihs))
             print()
             print(out.strip())
     finally:
-        stop(lp)
-        stop(dp)
+        for p in (lp, dp, ep, fp):
+            stop(p)
+
+
+def report(rows, shapes, queries, have_lt):
+    print()
+    hdr = "%-9s %-15s %10s %10s %10s %8s %8s %7s %7s %8s %8s %6s" % (
+        "shape", "query", "dhtd a/CPUs", "lt a/CPUs", "echo a/CPUs", "dhtd/lt", "dhtd/echo",
+        "loss% d", "loss% lt", "p99µs d", "p99µs lt", "nodes")
+    print(hdr)
+    print("-" * len(hdr))
+    ratios = {}
+    for shape in shapes:
+        echo = med(rows[("echo", "ping", shape)], "answers_per_cpu_s")
+        for label, _, _, _ in queries:
+            d = rows[("dhtd", label, shape)]
+            lt = rows.get(("lt", label, shape), [])
+            dv, lv = med(d, "answers_per_cpu_s"), med(lt, "answers_per_cpu_s")
+            rl = dv / lv if lv else float("nan")
+            re = dv / echo if echo else float("nan")
+            ratios.setdefault(label, []).append((shape, rl))
+            print("%-9s %-15s %10.0f %10.0f %10.0f %7.2fx %7.2fx %7.3f %7.3f %8.0f %8.0f %3d/%-2d" % (
+                shape, label, dv, lv, echo, rl, re, med(d, "loss_pct"), med(lt, "loss_pct"),
+                med(d, "p99_us"), med(lt, "p99_us"), med(d, "max_nodes"), med(lt, "max_nodes")))
+    print("(a/CPUs: answers per server CPU-second, medians; dhtd/echo: per CPU-second against the bare echo server "
+          "on ping in the same shape; nodes: most nodes in one answer, dhtd/libtorrent)")
+    if have_lt:
+        for label, rs in ratios.items():
+            vals = [r for _, r in rs if r == r and r > 0]
+            if vals and max(vals) / min(vals) > 2:
+                print("! %s: dhtd/libtorrent moves by more than 2x between shapes: %s" % (
+                    label, ", ".join("%s %.2fx" % (s, r) for s, r in rs)))
+    # The spread of the medians: one line per node and shape.
+    print()
+    for (name, label, shape), rs in sorted(rows.items()):
+        if len(rs) > 1 and label in ("ping", "find_node"):
+            vals = [r.get("answers_per_cpu_s", 0) for r in rs]
+            print("runs %-5s %-10s %-9s %s" % (name, label, shape, " ".join("%.0f" % v for v in vals)))
 
 
 if __name__ == "__main__":
