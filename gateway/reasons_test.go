@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dhtd/dhtd/internal/fakenode"
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/node"
 )
@@ -18,33 +18,7 @@ import (
 // refuses every write with a KRPC 202 error.
 func refuser(t *testing.T) string {
 	t.Helper()
-	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	id := krpc.RandomID()
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return // closed
-			}
-			var q krpc.Msg
-			if krpc.Decode(buf[:n], &q) != nil || q.Y != krpc.KindQuery {
-				continue
-			}
-			reply := &krpc.Msg{T: q.T, Y: krpc.KindResponse, R: &krpc.Return{ID: id, Token: "tok"}}
-			if q.Q == krpc.MethodPut || q.Q == krpc.MethodAnnouncePeer {
-				reply = &krpc.Msg{T: q.T, Y: krpc.KindError, E: &krpc.Error{Code: krpc.ErrCodeServer, Msg: "storage full"}}
-			}
-			if b, err := krpc.Encode(reply); err == nil {
-				_, _ = pc.WriteToUDPAddrPort(b, from)
-			}
-		}
-	}()
-	return pc.LocalAddr().String()
+	return fakenode.Refuser(t, krpc.RandomID(), krpc.ErrCodeServer, "storage full").Addr.String()
 }
 
 // TestGatewayErrorReasons: each sentinel error of node reaches an HTTP

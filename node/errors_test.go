@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dhtd/dhtd/internal/fakenode"
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/metrics"
 	"github.com/dhtd/dhtd/storage"
@@ -30,29 +31,7 @@ func silent(t *testing.T) netip.AddrPort {
 // never answers a write (put, announce_peer).
 func mute(t *testing.T, id krpc.ID) netip.AddrPort {
 	t.Helper()
-	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return // closed
-			}
-			var q krpc.Msg
-			if krpc.Decode(buf[:n], &q) != nil || q.Y != krpc.KindQuery || q.Q == krpc.MethodPut || q.Q == krpc.MethodAnnouncePeer {
-				continue
-			}
-			reply := &krpc.Msg{T: q.T, Y: krpc.KindResponse, R: &krpc.Return{ID: id, Token: "tok"}}
-			if b, err := krpc.Encode(reply); err == nil {
-				_, _ = pc.WriteToUDPAddrPort(b, from)
-			}
-		}
-	}()
-	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	return fakenode.Mute(t, id).Addr
 }
 
 // sentinels are the errors of errors.go, for checking that an error

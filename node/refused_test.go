@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dhtd/dhtd/internal/fakenode"
 	"github.com/dhtd/dhtd/krpc"
 )
 
@@ -18,35 +18,7 @@ import (
 // refuses every write (put, announce_peer) with one KRPC error.
 func refuser(t *testing.T, id krpc.ID, code int64, msg string) netip.AddrPort {
 	t.Helper()
-	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return // closed
-			}
-			var q krpc.Msg
-			if krpc.Decode(buf[:n], &q) != nil || q.Y != krpc.KindQuery {
-				continue
-			}
-			reply := &krpc.Msg{T: q.T, Y: krpc.KindResponse, R: &krpc.Return{ID: id}}
-			switch q.Q {
-			case krpc.MethodGet, krpc.MethodGetPeers:
-				reply.R.Token = "tok"
-			case krpc.MethodPut, krpc.MethodAnnouncePeer:
-				reply = &krpc.Msg{T: q.T, Y: krpc.KindError, E: &krpc.Error{Code: code, Msg: msg}}
-			}
-			if b, err := krpc.Encode(reply); err == nil {
-				_, _ = pc.WriteToUDPAddrPort(b, from)
-			}
-		}
-	}()
-	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	return fakenode.Refuser(t, id, code, msg).Addr
 }
 
 // TestWriteRefusalsNamed: when a node refuses a put or an announce, the

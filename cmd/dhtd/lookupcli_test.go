@@ -9,7 +9,6 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,63 +16,26 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dhtd/dhtd/internal/fakenode"
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/node"
 	"github.com/dhtd/dhtd/routing"
 	"github.com/dhtd/dhtd/storage"
 )
 
-// fakeQuery is one query a fakeNode received.
-type fakeQuery struct {
-	method string
-	id     krpc.ID
-}
-
 // fakeNode is a DHT node on 127.0.0.1 that answers lookups (with a token
 // for get and get_peers) with no nodes, refuses every put and
 // announce_peer with KRPC error code/msg, and reports each query it gets.
-func fakeNode(t *testing.T, id krpc.ID, code int64, msg string) (string, <-chan fakeQuery) {
+func fakeNode(t *testing.T, id krpc.ID, code int64, msg string) (string, <-chan fakenode.Query) {
 	t.Helper()
-	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	seen := make(chan fakeQuery, 1024)
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return // closed
-			}
-			var q krpc.Msg
-			if krpc.Decode(buf[:n], &q) != nil || q.Y != krpc.KindQuery {
-				continue
-			}
-			select {
-			case seen <- fakeQuery{method: q.Q, id: q.A.ID}:
-			default:
-			}
-			reply := &krpc.Msg{T: q.T, Y: krpc.KindResponse, R: &krpc.Return{ID: id}}
-			switch q.Q {
-			case krpc.MethodGet, krpc.MethodGetPeers:
-				reply.R.Token = "tok"
-			case krpc.MethodPut, krpc.MethodAnnouncePeer:
-				reply = &krpc.Msg{T: q.T, Y: krpc.KindError, E: &krpc.Error{Code: code, Msg: msg}}
-			}
-			if b, err := krpc.Encode(reply); err == nil {
-				_, _ = pc.WriteToUDPAddrPort(b, from)
-			}
-		}
-	}()
-	return pc.LocalAddr().String(), seen
+	f := fakenode.Refuser(t, id, code, msg)
+	return f.Addr.String(), f.Queries
 }
 
 // drain returns what seen holds now. The command that sent the queries
 // has exited, and the fake reports a query before it answers it.
-func drain(seen <-chan fakeQuery) []fakeQuery {
-	var out []fakeQuery
+func drain(seen <-chan fakenode.Query) []fakenode.Query {
+	var out []fakenode.Query
 	for {
 		select {
 		case q := <-seen:
@@ -119,8 +81,8 @@ func TestLookupCommandsIDAndBootstrap(t *testing.T) {
 				t.Fatalf("dhtd %q: the --bootstrap node got no query (exit %d)\n%s", args, r.code, r.stderr)
 			}
 			for _, q := range qs {
-				if q.id != id {
-					t.Fatalf("dhtd %q: %s query with id %s, want --id %s", args, q.method, q.id, id)
+				if q.ID != id {
+					t.Fatalf("dhtd %q: %s query with id %s, want --id %s", args, q.Method, q.ID, id)
 				}
 			}
 
