@@ -46,6 +46,7 @@ func newApp() *cli.App {
 			scrapeCommand(),
 			conformanceCommand(),
 			pkarrCommand(),
+			simCommand(),
 		},
 	}
 }
