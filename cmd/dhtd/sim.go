@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -26,11 +27,17 @@ func simCommand() *cli.Command {
 			&cli.IntFlag{Name: "hours", Value: 24, Usage: "simulated hours of the churn scenario"},
 			&cli.IntFlag{Name: "items", Value: 100, Usage: "items published in the churn scenario"},
 			&cli.Float64Flag{Name: "loss", Value: 0.01, Usage: "share of packets lost"},
+			&cli.Float64Flag{Name: "mem-limit", Value: 10, Usage: "soft memory limit of the Go runtime in GiB while simulating (0: none)"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
 				return errors.New("usage: dhtd sim [flags]")
+			}
+			if gib := c.Float64("mem-limit"); gib > 0 {
+				// The simulation holds every node's state in one heap: a
+				// soft limit keeps the collector's slack from doubling it.
+				debug.SetMemoryLimit(int64(gib * (1 << 30)))
 			}
 			loss := c.Float64("loss")
 			if loss == 0 {

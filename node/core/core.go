@@ -34,7 +34,7 @@ import (
 // Defaults of Config.
 const (
 	DefaultK              = 8                // closest nodes per lookup and reply (BEP 5)
-	DefaultAlpha          = 3                // queries in flight per lookup (Kademlia)
+	DefaultAlpha          = 5                // queries in flight per lookup (the daemon's default)
 	DefaultQueryTimeout   = 2 * time.Second  // a query unanswered this long failed
 	DefaultMaintainPeriod = time.Minute      // how often the table is looked after
 	maxPending            = 256              // outstanding queries per node
@@ -56,7 +56,7 @@ type Config struct {
 	Table routing.Config // routing table tuning
 	// K is the result size of lookups and of nodes replies (default 8).
 	K int
-	// Alpha is the number of queries a lookup keeps in flight (default 3).
+	// Alpha is the number of queries a lookup keeps in flight (default 5).
 	Alpha int
 	// QueryTimeout is how long a query may go unanswered (default 2 s).
 	QueryTimeout time.Duration
@@ -68,6 +68,9 @@ type Config struct {
 	MaxPerSubnet int
 	// Rand is the node's source of randomness; required.
 	Rand *rand.Rand
+	// Handler, if set, answers the queries in place of Node.Serve (which
+	// it may call). It may keep the Writer and answer later.
+	Handler func(n *Node, q Query, w Writer)
 }
 
 func (c Config) withDefaults() Config {
@@ -148,7 +151,10 @@ func New(cfg Config, now time.Time) *Node {
 		nextTID: uint16(cfg.Rand.Uint32()),
 	}
 	n.maintain = now.Add(time.Duration(n.rnd.Int64N(int64(cfg.MaintainPeriod))) + cfg.MaintainPeriod)
-	n.handle = n.serve
+	n.handle = n.Serve
+	if h := cfg.Handler; h != nil {
+		n.handle = func(q Query, w Writer) { h(n, q, w) }
+	}
 	return n
 }
 

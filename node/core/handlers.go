@@ -73,9 +73,9 @@ func (n *Node) query(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 	n.handle(Query{Now: now, From: from, Msg: m}, &writer{n: n, to: from, tid: m.T})
 }
 
-// serve is the node's query handler: ping, find_node, get_peers and
-// announce_peer (BEP 5), get and put (BEP 44).
-func (n *Node) serve(q Query, w Writer) {
+// Serve is the node's own query handler: ping, find_node, get_peers and
+// announce_peer (BEP 5), get and put (BEP 44). Unknown methods get 204.
+func (n *Node) Serve(q Query, w Writer) {
 	a := q.Msg.A
 	switch q.Msg.Q {
 	case krpc.MethodPing:
@@ -85,7 +85,7 @@ func (n *Node) serve(q Query, w Writer) {
 			w.Error(krpc.ErrCodeProtocol, "find_node: target missing")
 			return
 		}
-		w.Reply(&krpc.Return{Nodes: n.closest(*a.Target)})
+		w.Reply(&krpc.Return{Nodes: n.closest(*a.Target, q)})
 	case krpc.MethodGetPeers:
 		if a.InfoHash == nil {
 			w.Error(krpc.ErrCodeProtocol, "get_peers: info_hash missing")
@@ -97,7 +97,7 @@ func (n *Node) serve(q Query, w Writer) {
 		}
 		if len(r.Values) == 0 {
 			r.Values = nil
-			r.Nodes = n.closest(*a.InfoHash)
+			r.Nodes = n.closest(*a.InfoHash, q)
 		}
 		w.Reply(r)
 	case krpc.MethodAnnouncePeer:
@@ -107,7 +107,7 @@ func (n *Node) serve(q Query, w Writer) {
 			w.Error(krpc.ErrCodeProtocol, "get: target missing")
 			return
 		}
-		r := &krpc.Return{Nodes: n.closest(*a.Target), Token: n.tokensAt(q.Now).Issue(q.From.Addr(), *a.Target, q.Now)}
+		r := &krpc.Return{Nodes: n.closest(*a.Target, q), Token: n.tokensAt(q.Now).Issue(q.From.Addr(), *a.Target, q.Now)}
 		if n.items != nil {
 			if it, ok := n.items.Get(*a.Target, q.Now); ok {
 				r.V = it.V
@@ -182,11 +182,12 @@ func (n *Node) servePut(q Query, w Writer) {
 	w.Reply(&krpc.Return{})
 }
 
-// closest returns the K closest nodes of the table to target.
-func (n *Node) closest(target krpc.ID) krpc.CompactNodes {
+// closest returns the K closest IPv4 nodes of the table to target, not
+// counting the querier, which knows itself.
+func (n *Node) closest(target krpc.ID, q Query) krpc.CompactNodes {
 	var out krpc.CompactNodes
-	for _, ni := range n.table.Closest(target, n.cfg.K) {
-		if ni.Addr.Addr().Is4() {
+	for _, ni := range n.table.Closest(target, n.cfg.K+1) {
+		if ni.Addr.Addr().Is4() && ni.ID != q.Msg.A.ID && ni.Addr != q.From && len(out) < n.cfg.K {
 			out = append(out, ni)
 		}
 	}

@@ -162,7 +162,7 @@ func (n *Node) storeAll(r Result, method string, args func() *krpc.Args, done fu
 func (n *Node) lookup(now time.Time, method string, target krpc.ID, routers []netip.AddrPort, done func(Result)) *Lookup {
 	l := &Lookup{n: n, method: method, target: target, done: done}
 	l.res = Result{Target: target, Start: now}
-	for _, ni := range n.table.Closest(target, n.cfg.K) {
+	for _, ni := range n.table.Closest(target, 2*n.cfg.K) {
 		l.add(ni, true, 1)
 	}
 	for _, a := range routers {
