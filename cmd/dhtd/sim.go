@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime/debug"
 	"strings"
 
@@ -38,6 +39,10 @@ func simCommand() *cli.Command {
 				// The simulation holds every node's state in one heap: a
 				// soft limit keeps the collector's slack from doubling it.
 				debug.SetMemoryLimit(int64(gib * (1 << 30)))
+				if os.Getenv("GOGC") == "" {
+					// The limit bounds the heap: collect less often below it.
+					debug.SetGCPercent(400)
+				}
 			}
 			loss := c.Float64("loss")
 			if loss == 0 {

@@ -154,3 +154,37 @@ func TestPutThenGet(t *testing.T) {
 		t.Fatalf("get returned %q, want %q", got, v)
 	}
 }
+
+// An announce is found by a later get_peers from another node.
+func TestAnnounceThenGetPeers(t *testing.T) {
+	nodes := map[netip.AddrPort]*Node{}
+	var all []*Node
+	for i := byte(1); i <= 20; i++ {
+		n := newTestNode(i*12, uint64(i), nil)
+		nodes[addr(i)] = n
+		all = append(all, n)
+	}
+	for _, n := range all[1:] {
+		n.Bootstrap(t0, []netip.AddrPort{addr(1)}, nil)
+		deliver(t, t0, nodes)
+	}
+	var ih krpc.ID
+	ih[3] = 0x42
+	stored := -1
+	all[4].Announce(t0, ih, 51413, func(r StoreResult) { stored = r.Stored })
+	deliver(t, t0, nodes)
+	if stored < 1 {
+		t.Fatalf("announce stored on %d nodes", stored)
+	}
+	var peers []netip.AddrPort
+	all[12].GetPeers(t0, ih, func(r Result) { peers = r.Peers })
+	deliver(t, t0, nodes)
+	want := netip.AddrPortFrom(addr(5).Addr(), 51413)
+	found := false
+	for _, p := range peers {
+		found = found || p == want
+	}
+	if !found {
+		t.Fatalf("get_peers returned %v, want %v among them", peers, want)
+	}
+}
