@@ -297,7 +297,8 @@ func (n *Node) answer(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 		}
 		n.pending = append(n.pending[:i], n.pending[i+1:]...)
 		if m.R == nil {
-			n.table.Failed(from, now)
+			// An error answer carries no id: the table is left as it is
+			// (the node is alive, but it refused this query).
 			err := error(&krpc.Error{Code: krpc.ErrCodeGeneric, Msg: "error reply"})
 			if m.E != nil {
 				err = m.E
