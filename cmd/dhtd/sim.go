@@ -80,6 +80,7 @@ func printSimReport(w io.Writer, r sim.Report) error {
 	fmt.Fprintf(&b, "  round trips p50/p90/p99: %d/%d/%d\n", r.RTTP50, r.RTTP90, r.RTTP99)
 	fmt.Fprintf(&b, "  hops        p50/p90/p99: %d/%d/%d\n", r.HopsP50, r.HopsP90, r.HopsP99)
 	fmt.Fprintf(&b, "  time (ms)   p50/p90/p99: %d/%d/%d\n", r.LookupMsP50, r.LookupMsP90, r.LookupMsP99)
+	fmt.Fprintf(&b, "  closest answered (ms) p50/p90/p99: %d/%d/%d\n", r.ClosestMsP50, r.ClosestMsP90, r.ClosestMsP99)
 	fmt.Fprintf(&b, "  packets per lookup: %.1f\n", r.PacketsPerLook)
 	if r.Items > 0 {
 		fmt.Fprintf(&b, "items: %d, %.2f%% survived\n", r.Items, r.ItemsSurvivedPct)

@@ -81,7 +81,12 @@ type Report struct {
 	LookupMsP50     int64   `json:"lookup_ms_p50"`
 	LookupMsP90     int64   `json:"lookup_ms_p90"`
 	LookupMsP99     int64   `json:"lookup_ms_p99"`
-	PacketsPerLook  float64 `json:"packets_per_lookup"`
+	// ClosestMs* is when the closest node of the result answered: the
+	// time to find it, before the lookup confirmed nothing closer answers.
+	ClosestMsP50   int64   `json:"closest_ms_p50"`
+	ClosestMsP90   int64   `json:"closest_ms_p90"`
+	ClosestMsP99   int64   `json:"closest_ms_p99"`
+	PacketsPerLook float64 `json:"packets_per_lookup"`
 
 	Items            int     `json:"items,omitempty"`
 	ItemsSurvivedPct float64 `json:"items_survived_pct,omitempty"`
@@ -288,6 +293,7 @@ type sample struct {
 	hops      int
 	rounds    int
 	elapsed   time.Duration
+	closest   time.Duration
 	packets   int
 	sybilHeld int
 	slots     int
@@ -324,7 +330,7 @@ func (s *run) lookups(count int, start time.Duration, from func(*Peer) bool,
 			}
 			done := func(r core.Result) {
 				b.pending--
-				smp := sample{hops: r.Hops, rounds: r.Rounds, elapsed: r.Elapsed, packets: 2*r.Queried - r.Failed}
+				smp := sample{hops: r.Hops, rounds: r.Rounds, elapsed: r.Elapsed, closest: r.ClosestAfter, packets: 2*r.Queried - r.Failed}
 				want := s.trueClosest(t, src, reach)
 				smp.found = want != nil && len(r.Closest) > 0 && r.Closest[0].Node.ID == want.ID
 				if isSybil != nil && want != nil {
@@ -405,17 +411,19 @@ func (s *run) summary(b *batch) {
 	r := &s.rep
 	r.Lookups, r.FoundClosestPct = ph.Lookups, ph.FoundClosestPct
 	var hops, rounds []int
-	var ms []int64
+	var ms, cms []int64
 	packets := 0
 	for _, x := range b.samples {
 		hops = append(hops, x.hops)
 		rounds = append(rounds, x.rounds)
 		ms = append(ms, x.elapsed.Milliseconds())
+		cms = append(cms, x.closest.Milliseconds())
 		packets += x.packets
 	}
 	r.HopsP50, r.HopsP90, r.HopsP99 = pct(hops, 0.5), pct(hops, 0.9), pct(hops, 0.99)
 	r.RTTP50, r.RTTP90, r.RTTP99 = pct(rounds, 0.5), pct(rounds, 0.9), pct(rounds, 0.99)
 	r.LookupMsP50, r.LookupMsP90, r.LookupMsP99 = pct(ms, 0.5), pct(ms, 0.9), pct(ms, 0.99)
+	r.ClosestMsP50, r.ClosestMsP90, r.ClosestMsP99 = pct(cms, 0.5), pct(cms, 0.9), pct(cms, 0.99)
 	r.PacketsPerLook = round2(float64(packets) / float64(max(len(b.samples), 1)))
 }
 

@@ -58,6 +58,9 @@ func TestScenarios(t *testing.T) {
 			if r.RTTP50 < 1 || r.RTTP50 > r.RTTP99 || r.HopsP50 < 1 || r.HopsP50 > r.HopsP99 {
 				t.Errorf("percentiles out of order: rtt %d/%d hops %d/%d", r.RTTP50, r.RTTP99, r.HopsP50, r.HopsP99)
 			}
+			if r.ClosestMsP50 <= 0 || r.ClosestMsP50 > r.LookupMsP50 {
+				t.Errorf("closest answered at p50 %d ms, lookup p50 %d ms: want 0 < closest <= lookup", r.ClosestMsP50, r.LookupMsP50)
+			}
 			if r.LookupMsP50 <= 0 || r.PacketsPerLook <= 0 {
 				t.Errorf("lookup time %d ms, %.1f packets per lookup", r.LookupMsP50, r.PacketsPerLook)
 			}

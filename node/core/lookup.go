@@ -35,6 +35,7 @@ type cand struct {
 	depth uint8 // queries on the chain that found it: 1 for our own table's nodes
 	tries uint8 // queries sent to it
 	sent  time.Time
+	took  time.Duration // from the lookup's start to its answer
 	token string
 }
 
@@ -58,9 +59,13 @@ type Result struct {
 	Hops int
 	// Rounds is the longest chain of queries among the nodes that
 	// answered: the round trips the lookup waited for one after another.
-	Rounds  int
-	Start   time.Time
-	Elapsed time.Duration
+	Rounds int
+	// ClosestAfter is when the closest node of the result answered,
+	// from the start: how long the lookup took to find it, before it
+	// confirmed that no closer node answers.
+	ClosestAfter time.Duration
+	Start        time.Time
+	Elapsed      time.Duration
 }
 
 // Lookup is one iterative Kademlia lookup (BEP 5) in progress: α queries
@@ -303,6 +308,7 @@ func (l *Lookup) answered(now time.Time, c *cand, m *krpc.Msg, err error) {
 	before := l.closestKnown()
 	c.state = stAnswered
 	c.token = m.R.Token
+	c.took = now.Sub(l.res.Start)
 	if !c.known {
 		c.known = true
 		c.info.ID = m.R.ID
@@ -384,7 +390,7 @@ func (l *Lookup) end(now time.Time) {
 			continue
 		}
 		if len(l.res.Closest) == 0 {
-			l.res.Hops = int(c.depth)
+			l.res.Hops, l.res.ClosestAfter = int(c.depth), c.took
 		}
 		if len(l.res.Closest) < k {
 			l.res.Closest = append(l.res.Closest, Found{Node: c.info, Token: c.token})
