@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -29,6 +30,7 @@ func simCommand() *cli.Command {
 			&cli.IntFlag{Name: "items", Value: 100, Usage: "items published in the churn scenario"},
 			&cli.Float64Flag{Name: "loss", Value: 0.01, Usage: "share of packets lost"},
 			&cli.Float64Flag{Name: "mem-limit", Value: 10, Usage: "soft memory limit of the Go runtime in GiB while simulating (0: none)"},
+			&cli.BoolFlag{Name: "progress", Usage: "print the simulated time to stderr every simulated minute"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		},
 		Action: func(c *cli.Context) error {
@@ -48,7 +50,15 @@ func simCommand() *cli.Command {
 			if loss == 0 {
 				loss = -1 // NetConfig: negative means none
 			}
+			var progress func(time.Duration, uint64)
+			if c.Bool("progress") {
+				start := time.Now()
+				progress = func(d time.Duration, events uint64) {
+					fmt.Fprintf(c.App.ErrWriter, "simulated %v, %d events, %v wall\n", d, events, time.Since(start).Round(time.Second))
+				}
+			}
 			rep, err := sim.Run(sim.Config{
+				Progress:    progress,
 				Scenario:    c.String("scenario"),
 				Nodes:       c.Int("nodes"),
 				Seed:        c.Uint64("seed"),

@@ -53,7 +53,7 @@ func TestSimCommandText(t *testing.T) {
 			t.Errorf("no %q in:\n%s", want, out)
 		}
 	}
-	if _, err := runApp(ctx, "sim", "--nodes", "150", "--scenario", "bogus", "--mem-limit", "0"); err == nil ||
+	if _, err := runApp(ctx, "sim", "--nodes", "150", "--scenario", "bogus", "--mem-limit", "0", "--progress"); err == nil ||
 		!strings.Contains(err.Error(), "unknown scenario") {
 		t.Errorf("bogus scenario: err %v", err)
 	}

@@ -37,6 +37,9 @@ type Config struct {
 	// (default 100).
 	Items int
 	Net   NetConfig
+	// Progress, if set, is called about once per simulated minute with
+	// the virtual time and the events processed so far.
+	Progress func(simulated time.Duration, events uint64)
 }
 
 func (c Config) withDefaults() Config {
@@ -257,6 +260,9 @@ func (s *run) joinAll(peers []*Peer) time.Duration {
 func (s *run) advance(t time.Duration) {
 	for s.net.Elapsed() < t {
 		s.net.Run(min(s.net.Elapsed()+runChunk, t))
+		if f := s.cfg.Progress; f != nil && s.net.Elapsed()%time.Minute == 0 {
+			f(s.net.Elapsed(), s.net.Events)
+		}
 		if s.net.Events>>20 != s.lastSample {
 			s.lastSample = s.net.Events >> 20
 			s.sampleHeap()
