@@ -155,7 +155,8 @@ func (s *run) sybil() {
 }
 
 // storm: nine tenths of the network joins and warms up; then the last
-// tenth joins within one minute through one router.
+// tenth joins within one minute through one router, trying up to three
+// times.
 func (s *run) storm() {
 	s.build(s.cfg.Nodes)
 	base := s.cfg.Nodes - s.cfg.Nodes/10
@@ -167,13 +168,22 @@ func (s *run) storm() {
 		total++
 		s.net.At(at, func() {
 			s.net.Start(p)
-			s.net.Do(p, func(c *core.Node, now time.Time) {
+			// A bootstrap that found nobody is tried again, three
+			// attempts in all, as the daemon's Bootstrap callers do.
+			attempts := 0
+			var boot func(c *core.Node, now time.Time)
+			boot = func(c *core.Node, now time.Time) {
+				attempts++
 				c.Bootstrap(now, router, func(r core.Result) {
-					if len(r.Closest) > 0 {
+					switch {
+					case len(r.Closest) > 0:
 						joined++
+					case attempts < 3:
+						s.net.After(0, func() { s.net.Do(p, boot) })
 					}
 				})
-			})
+			}
+			s.net.Do(p, boot)
 		})
 	}
 	s.advance(warmEnd + 2*time.Minute)
