@@ -247,7 +247,7 @@ func (l *Lookup) step(now time.Time) {
 		}
 		l.active++
 	}
-	if l.settled() || (l.active == 0 && l.next() == nil) {
+	if (l.settled() || (l.active == 0 && l.next() == nil)) && !l.closestSlow() {
 		l.end(now)
 	}
 }
@@ -441,6 +441,15 @@ func (l *Lookup) settled() bool {
 		}
 	}
 	return false
+}
+
+// closestSlow reports whether the closest live candidate is a node past
+// its short timeout whose answer may still come: a lookup does not end
+// before it answers or fails, for it alone decides which node is closest
+// (a slow node further away costs no more than its place).
+func (l *Lookup) closestSlow() bool {
+	c := l.closestKnown()
+	return c != nil && c.state == stSlow
 }
 
 func (l *Lookup) closestKnown() *cand {
