@@ -258,16 +258,15 @@ func (n *Node) refusePut(kind string, err error) *krpc.Msg {
 // KRPC error code (BEP 44, Errors) and metric label.
 var putRules = []struct {
 	rule   error
-	code   int64
 	reason string
 }{
-	{storage.ErrMalformed, krpc.ErrCodeProtocol, metrics.RejectMalformed},
-	{storage.ErrBadToken, krpc.ErrCodeProtocol, metrics.RejectBadToken},
-	{storage.ErrValueTooBig, krpc.ErrCodeValueTooBig, metrics.RejectTooBig},
-	{storage.ErrBadSignature, krpc.ErrCodeInvalidSig, metrics.RejectBadSignature},
-	{storage.ErrSaltTooBig, krpc.ErrCodeSaltTooBig, metrics.RejectSaltTooBig},
-	{storage.ErrCASMismatch, krpc.ErrCodeCASMismatch, metrics.RejectCASMismatch},
-	{storage.ErrSeqTooLow, krpc.ErrCodeSeqLessCurrent, metrics.RejectSeqTooLow},
+	{storage.ErrMalformed, metrics.RejectMalformed},
+	{storage.ErrBadToken, metrics.RejectBadToken},
+	{storage.ErrValueTooBig, metrics.RejectTooBig},
+	{storage.ErrBadSignature, metrics.RejectBadSignature},
+	{storage.ErrSaltTooBig, metrics.RejectSaltTooBig},
+	{storage.ErrCASMismatch, metrics.RejectCASMismatch},
+	{storage.ErrSeqTooLow, metrics.RejectSeqTooLow},
 }
 
 // storeError is the one place where storage's errors become KRPC errors:
@@ -281,7 +280,7 @@ func storeError(err error) (*krpc.Error, string) {
 	if errors.As(err, &pe) {
 		for _, r := range putRules {
 			if errors.Is(pe.Rule, r.rule) {
-				return &krpc.Error{Code: r.code, Msg: pe.Msg}, r.reason
+				return &krpc.Error{Code: pe.Code(), Msg: pe.Msg}, r.reason
 			}
 		}
 	}

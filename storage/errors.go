@@ -1,6 +1,10 @@
 package storage
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/dhtd/dhtd/krpc"
+)
 
 // Refusals of a BEP 44 put, by the rule it broke. Every put check
 // (ValidatePutShape, VerifyPutSignature, ValidatePut, CheckValue) and
@@ -42,6 +46,25 @@ func (e *PutError) Error() string {
 		return e.Msg + ": " + e.Cause.Error()
 	}
 	return e.Msg
+}
+
+// Code is the KRPC error code a storing node answers the refusal with
+// (BEP 5 and BEP 44, Errors): 203 for a malformed put or a bad token, 205,
+// 206, 207, 301 and 302 for the rules BEP 44 numbers.
+func (e *PutError) Code() int64 {
+	switch {
+	case errors.Is(e.Rule, ErrValueTooBig):
+		return krpc.ErrCodeValueTooBig
+	case errors.Is(e.Rule, ErrBadSignature):
+		return krpc.ErrCodeInvalidSig
+	case errors.Is(e.Rule, ErrSaltTooBig):
+		return krpc.ErrCodeSaltTooBig
+	case errors.Is(e.Rule, ErrCASMismatch):
+		return krpc.ErrCodeCASMismatch
+	case errors.Is(e.Rule, ErrSeqTooLow):
+		return krpc.ErrCodeSeqLessCurrent
+	}
+	return krpc.ErrCodeProtocol // ErrMalformed, ErrBadToken
 }
 
 // Unwrap makes errors.Is match the rule and the cause.

@@ -57,6 +57,7 @@ func newApp() *cli.App {
 			scrapeCommand(),
 			conformanceCommand(),
 			pkarrCommand(),
+			simCommand(),
 		},
 	}
 	finishApp(app)

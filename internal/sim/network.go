@@ -1,0 +1,317 @@
+// Package sim runs many dhtd node cores (node/core) on one virtual clock
+// and one simulated network: a single event queue ordered by (time,
+// sequence), no goroutine per node, and every random draw from one seeded
+// source, so the same seed gives the same run.
+//
+// The network model: per-pair round-trip times drawn once from a
+// log-normal distribution (heavy-tailed, median MedianRTT), independent
+// packet loss, unreachable nodes (behind a NAT: their queries and the
+// answers to them pass, queries to them do not), nodes going down and
+// coming back, and partitions.
+package sim
+
+import (
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"time"
+
+	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/node/core"
+	"github.com/dhtd/dhtd/routing"
+)
+
+// epoch is the virtual clock's zero.
+var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// NetConfig is the network model.
+type NetConfig struct {
+	Seed      uint64
+	MedianRTT time.Duration // median per-pair round trip (default 100 ms)
+	RTTSigma  float64       // sigma of the log of the round trip (default 0.7)
+	Loss      float64       // share of packets lost, each way (default 0.01)
+	Table     routing.Config
+	// MaxPerSubnet is core.Config.MaxPerSubnet for every node.
+	MaxPerSubnet int
+}
+
+func (c NetConfig) withDefaults() NetConfig {
+	if c.MedianRTT <= 0 {
+		c.MedianRTT = 100 * time.Millisecond
+	}
+	if c.RTTSigma <= 0 {
+		c.RTTSigma = 0.7
+	}
+	if c.Loss < 0 {
+		c.Loss = 0
+	} else if c.Loss == 0 {
+		c.Loss = 0.01
+	}
+	return c
+}
+
+// Peer is one simulated host.
+type Peer struct {
+	Index int32
+	Addr  netip.AddrPort
+	ID    krpc.ID
+	NAT   bool       // unreachable: queries to it are dropped
+	Core  *core.Node // nil while down
+	Group uint8      // partition group (see Network.Partition)
+
+	gen      uint32 // incarnation: packets for an earlier one are dropped
+	wakeSeq  uint64 // the valid wake event, 0 if none
+	wakeTime int64
+}
+
+// Up reports whether the peer runs.
+func (p *Peer) Up() bool { return p.Core != nil }
+
+// event kinds.
+const (
+	evPacket = iota
+	evWake
+	evFunc
+)
+
+type event struct {
+	at   int64 // virtual nanoseconds since epoch
+	seq  uint64
+	kind uint8
+	to   int32
+	gen  uint32
+	from netip.AddrPort
+	data []byte
+	fn   func()
+}
+
+// Network is the simulated network and its event queue.
+type Network struct {
+	cfg    NetConfig
+	Rand   *rand.Rand
+	now    int64
+	seq    uint64
+	queue  []event // binary min-heap on (at, seq)
+	Peers  []*Peer
+	byAddr map[netip.AddrPort]int32
+
+	// partitioned, if set, drops packets between peers of different groups.
+	partitioned bool
+
+	Sent, Delivered, Lost, Blocked uint64 // packet counters
+	Events                         uint64
+}
+
+// NewNetwork returns an empty network.
+func NewNetwork(cfg NetConfig) *Network {
+	cfg = cfg.withDefaults()
+	return &Network{
+		cfg:    cfg,
+		Rand:   rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		byAddr: make(map[netip.AddrPort]int32),
+	}
+}
+
+// Now returns the virtual time.
+func (n *Network) Now() time.Time { return epoch.Add(time.Duration(n.now)) }
+
+// Elapsed returns the virtual time since the start.
+func (n *Network) Elapsed() time.Duration { return time.Duration(n.now) }
+
+// AddPeer adds a host at addr with id; it is down until Start.
+func (n *Network) AddPeer(addr netip.AddrPort, id krpc.ID, nat bool) *Peer {
+	p := &Peer{Index: int32(len(n.Peers)), Addr: addr, ID: id, NAT: nat}
+	n.Peers = append(n.Peers, p)
+	n.byAddr[addr] = p.Index
+	return p
+}
+
+// Start boots p with an empty state (a fresh incarnation).
+func (n *Network) Start(p *Peer) {
+	p.gen++
+	p.Core = core.New(core.Config{
+		ID:           p.ID,
+		Table:        n.cfg.Table,
+		MaxPerSubnet: n.cfg.MaxPerSubnet,
+		Rand:         rand.New(rand.NewPCG(n.Rand.Uint64(), n.Rand.Uint64())),
+	}, n.Now())
+	p.wakeSeq = 0
+	n.settle(p)
+}
+
+// Stop takes p down: its state is dropped and packets to it are lost.
+func (n *Network) Stop(p *Peer) {
+	p.Core = nil
+	p.wakeSeq = 0
+}
+
+// Partition puts the network in partitioned mode (packets between groups
+// are dropped) or heals it.
+func (n *Network) Partition(on bool) { n.partitioned = on }
+
+// At runs fn at virtual time t (from the start).
+func (n *Network) At(t time.Duration, fn func()) {
+	n.push(event{at: int64(t), kind: evFunc, fn: fn})
+}
+
+// After runs fn d after the current virtual time.
+func (n *Network) After(d time.Duration, fn func()) { n.At(n.Elapsed()+d, fn) }
+
+// Do calls fn on p's core (for example to start a lookup) and then sends
+// what it queued. It does nothing if p is down.
+func (n *Network) Do(p *Peer, fn func(c *core.Node, now time.Time)) {
+	if p.Core == nil {
+		return
+	}
+	fn(p.Core, n.Now())
+	n.settle(p)
+}
+
+// Run processes events until the queue is empty or the virtual time
+// reaches until; each callback runs with the clock at its event's time.
+func (n *Network) Run(until time.Duration) {
+	for len(n.queue) > 0 && n.queue[0].at <= int64(until) {
+		ev := n.pop()
+		n.now = ev.at
+		n.Events++
+		switch ev.kind {
+		case evFunc:
+			ev.fn()
+		case evWake:
+			p := n.Peers[ev.to]
+			if p.Core == nil || ev.seq != p.wakeSeq {
+				continue // stale
+			}
+			p.wakeSeq = 0
+			p.Core.HandleTimeout(n.Now())
+			n.settle(p)
+		case evPacket:
+			p := n.Peers[ev.to]
+			if p.Core == nil || ev.gen != p.gen {
+				n.Lost++
+				continue
+			}
+			n.Delivered++
+			p.Core.HandlePacket(n.Now(), ev.from, ev.data)
+			n.settle(p)
+		}
+	}
+	n.now = max(n.now, int64(until))
+}
+
+// settle sends what p queued and schedules its next wake-up.
+func (n *Network) settle(p *Peer) {
+	c := p.Core
+	if c == nil {
+		return
+	}
+	for {
+		t, ok := c.PollTransmit()
+		if !ok {
+			break
+		}
+		n.route(p, t)
+	}
+	if wake, ok := c.NextTimeout(); ok {
+		at := max(int64(wake.Sub(epoch)), n.now)
+		if p.wakeSeq == 0 || at < p.wakeTime {
+			p.wakeTime = at
+			p.wakeSeq = n.push(event{at: at, kind: evWake, to: p.Index})
+		}
+	}
+}
+
+// route delivers one datagram after half the pair's round trip, unless the
+// destination is unknown, down, behind a NAT (for queries), on the other
+// side of a partition, or the packet is lost.
+func (n *Network) route(from *Peer, t core.Transmit) {
+	n.Sent++
+	to, ok := n.byAddr[t.To]
+	if !ok {
+		n.Blocked++
+		return
+	}
+	dst := n.Peers[to]
+	if dst.Core == nil || (dst.NAT && t.Query) || (n.partitioned && dst.Group != from.Group) {
+		n.Blocked++
+		return
+	}
+	if n.cfg.Loss > 0 && n.Rand.Float64() < n.cfg.Loss {
+		n.Lost++
+		return
+	}
+	delay := n.RTT(from.Index, to) / 2
+	n.push(event{at: n.now + int64(delay), kind: evPacket, to: to, gen: dst.gen, from: from.Addr, data: t.Data})
+}
+
+// RTT returns the round trip between peers a and b: drawn once per pair
+// from the log-normal model, by hashing the pair with the seed, so it needs
+// no memory per pair.
+func (n *Network) RTT(a, b int32) time.Duration {
+	if a > b {
+		a, b = b, a
+	}
+	h := splitmix(n.cfg.Seed ^ uint64(a)<<32 ^ uint64(b))
+	u1 := (float64(h>>11) + 0.5) / (1 << 53)
+	u2 := float64(splitmix(h)>>11) / (1 << 53)
+	z := math.Sqrt(-2*math.Log(u1)) * math.Cos(2*math.Pi*u2) // Box-Muller
+	d := time.Duration(float64(n.cfg.MedianRTT) * math.Exp(n.cfg.RTTSigma*z))
+	return min(max(d, 5*time.Millisecond), 5*time.Second)
+}
+
+func splitmix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// push adds ev to the queue and returns its sequence number.
+func (n *Network) push(ev event) uint64 {
+	n.seq++
+	ev.seq = n.seq
+	n.queue = append(n.queue, ev)
+	i := len(n.queue) - 1
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !less(&n.queue[i], &n.queue[parent]) {
+			break
+		}
+		n.queue[i], n.queue[parent] = n.queue[parent], n.queue[i]
+		i = parent
+	}
+	return ev.seq
+}
+
+func (n *Network) pop() event {
+	q := n.queue
+	top := q[0]
+	last := len(q) - 1
+	q[0] = q[last]
+	q[last] = event{}
+	q = q[:last]
+	i := 0
+	for {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < len(q) && less(&q[l], &q[m]) {
+			m = l
+		}
+		if r < len(q) && less(&q[r], &q[m]) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		q[i], q[m] = q[m], q[i]
+		i = m
+	}
+	n.queue = q
+	return top
+}
+
+func less(a, b *event) bool {
+	if a.at != b.at {
+		return a.at < b.at
+	}
+	return a.seq < b.seq
+}

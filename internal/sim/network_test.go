@@ -1,0 +1,51 @@
+package sim
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+// Events come out in (time, sequence) order: by time, and in the order
+// they were queued when times are equal.
+func TestQueueOrder(t *testing.T) {
+	n := NewNetwork(NetConfig{Seed: 1})
+	var got []int
+	for i := range 500 {
+		at := time.Duration(n.Rand.IntN(50)) * time.Millisecond
+		n.At(at, func() { got = append(got, int(at/time.Millisecond)*1000+i) })
+	}
+	n.Run(time.Second)
+	if len(got) != 500 {
+		t.Fatalf("%d events ran, want 500", len(got))
+	}
+	if !slices.IsSorted(got) {
+		t.Fatalf("events out of (time, sequence) order: %v", got[:20])
+	}
+}
+
+// Round trips are drawn once per pair (symmetric, stable) from a
+// heavy-tailed distribution with a median near MedianRTT.
+func TestRTTModel(t *testing.T) {
+	n := NewNetwork(NetConfig{Seed: 3})
+	var rtts []time.Duration
+	for a := int32(0); a < 200; a++ {
+		for b := a + 1; b < 200; b += 7 {
+			if n.RTT(a, b) != n.RTT(b, a) {
+				t.Fatalf("RTT(%d,%d) != RTT(%d,%d)", a, b, b, a)
+			}
+			rtts = append(rtts, n.RTT(a, b))
+		}
+	}
+	slices.Sort(rtts)
+	med, p99 := rtts[len(rtts)/2], rtts[len(rtts)*99/100]
+	if med < 85*time.Millisecond || med > 115*time.Millisecond {
+		t.Errorf("median RTT %v, want about 100ms", med)
+	}
+	if p99 < 3*med {
+		t.Errorf("p99 RTT %v is not heavy-tailed against the median %v", p99, med)
+	}
+	if other := NewNetwork(NetConfig{Seed: 4}); other.RTT(1, 2) == n.RTT(1, 2) && other.RTT(3, 4) == n.RTT(3, 4) {
+		t.Errorf("seeds 3 and 4 draw the same round trips")
+	}
+}

@@ -1,0 +1,224 @@
+package sim
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"time"
+
+	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/node/core"
+	"github.com/dhtd/dhtd/storage"
+)
+
+// lookup: nodes join through the routers and warm up; then random
+// find_node, get_peers and get lookups run from random nodes.
+func (s *run) lookup() {
+	s.build(s.cfg.Nodes)
+	warmEnd := s.joinAll(s.net.Peers)
+	s.measureCost()
+	b := s.lookups(s.cfg.Lookups, warmEnd, nil, nil, nil, nil)
+	s.finish(b)
+	s.summary(b)
+}
+
+// Churn model: sessions and absences are log-normal (heavy-tailed), with
+// medians of an hour and sigma 1.2: most sessions are short, a few last
+// days (Stutzbach and Rejaie, IMC 2006, measured such tails in Kad and
+// Mainline).
+const (
+	sessionMedian = time.Hour
+	absenceMedian = time.Hour
+	churnSigma    = 1.2
+	republishEach = time.Hour // well inside BEP 44's two-hour expiry
+)
+
+// churn: publishers put items and republish them every hour while the
+// other nodes come and go for Hours simulated hours; at the end each item
+// is looked up from a random node. Publishers stay up.
+func (s *run) churn() {
+	s.build(s.cfg.Nodes)
+	items := min(s.cfg.Items, (s.cfg.Nodes-s.cfg.Routers)/4)
+	publishers := make(map[int32]bool, items) // lookups only, never iterated
+	var pubs []*Peer
+	for len(pubs) < items {
+		p := s.net.Peers[s.cfg.Routers+s.net.Rand.IntN(len(s.net.Peers)-s.cfg.Routers)]
+		if p.NAT || publishers[p.Index] {
+			continue
+		}
+		publishers[p.Index] = true
+		pubs = append(pubs, p)
+	}
+	warmEnd := s.joinAll(s.net.Peers)
+	end := warmEnd + time.Duration(s.cfg.Hours)*time.Hour
+	for _, p := range s.net.Peers[s.cfg.Routers:] {
+		if !publishers[p.Index] {
+			s.churnPeer(p, warmEnd+s.lognormal(sessionMedian), end)
+		}
+	}
+	values := make([][]byte, len(pubs))
+	for i, p := range pubs {
+		v := fmt.Appendf(nil, "%d:item %d of run %d", len(fmt.Sprintf("item %d of run %d", i, s.cfg.Seed)), i, s.cfg.Seed)
+		values[i] = v
+		for t := warmEnd + time.Duration(s.net.Rand.Int64N(int64(time.Minute))); t < end; t += republishEach {
+			s.net.At(t, func() {
+				s.net.Do(p, func(c *core.Node, now time.Time) { c.Put(now, v, nil) })
+			})
+		}
+	}
+	s.advance(end)
+	s.measureCost()
+	// Survival: each item is looked up from a random up node.
+	found, pending := 0, len(values)
+	for _, v := range values {
+		src := s.randomPeer(func(p *Peer) bool { return !publishers[p.Index] })
+		if src == nil {
+			src = pubs[0]
+		}
+		target := storage.ImmutableTarget(v)
+		s.net.Do(src, func(c *core.Node, now time.Time) {
+			c.Get(now, target, func(r core.Result) {
+				pending--
+				if string(r.Value) == string(v) {
+					found++
+				}
+			})
+		})
+	}
+	b := s.lookups(s.cfg.Lookups, s.net.Elapsed(), nil, nil, nil, nil)
+	s.finish(b)
+	for limit := s.net.Elapsed() + 5*time.Minute; pending > 0 && s.net.Elapsed() < limit; {
+		s.advance(s.net.Elapsed() + drain)
+	}
+	s.summary(b)
+	s.rep.Items = len(values)
+	s.rep.ItemsSurvivedPct = round2(100 * float64(found) / float64(max(len(values), 1)))
+}
+
+// churnPeer takes p down at down, and up again after an absence, and so on
+// until end; it comes back with an empty state and bootstraps again.
+func (s *run) churnPeer(p *Peer, down, end time.Duration) {
+	if down >= end {
+		return
+	}
+	s.net.At(down, func() {
+		s.net.Stop(p)
+		up := s.net.Elapsed() + s.lognormal(absenceMedian)
+		if up >= end {
+			return
+		}
+		s.net.At(up, func() {
+			s.net.Start(p)
+			s.net.Do(p, func(c *core.Node, now time.Time) { c.Bootstrap(now, s.routers, nil) })
+			s.churnPeer(p, s.net.Elapsed()+s.lognormal(sessionMedian), end)
+		})
+	})
+}
+
+// lognormal draws a duration with the given median and sigma churnSigma.
+func (s *run) lognormal(median time.Duration) time.Duration {
+	d := time.Duration(float64(median) * math.Exp(churnSigma*s.net.Rand.NormFloat64()))
+	return max(d, time.Minute)
+}
+
+// sybil: a /24 of attackers whose ids are crafted to be the closest to a
+// set of targets joins the network; every node limits one /24 to one
+// entry per bucket and per lookup (practice, libtorrent). Reported: the
+// share of lookup result slots the /24 holds, and whether the closest
+// honest node was still found.
+func (s *run) sybil() {
+	const sybils, targets = 32, 16
+	s.cfg.Net.Table.MaxPerIP = 1
+	s.cfg.Net.Table.MaxPerSubnetPerBucket = 1
+	s.cfg.Net.MaxPerSubnet = 1
+	s.build(s.cfg.Nodes)
+	goals := make([]krpc.ID, targets)
+	for i := range goals {
+		goals[i] = s.randomID()
+	}
+	first := int32(len(s.net.Peers))
+	for i := range sybils {
+		id := goals[i%targets]
+		id[krpc.IDLen-1] ^= byte(1 + i/targets) // within a few bits of the target
+		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{66, 66, 66, byte(i + 1)}), 6881)
+		s.addPeerAt(addr, id, 0)
+	}
+	isSybil := func(p *Peer) bool { return p.Index >= first }
+	warmEnd := s.joinAll(s.net.Peers)
+	s.measureCost()
+	honest := func(src, dst *Peer) bool { return !isSybil(dst) }
+	b := s.lookups(s.cfg.Lookups, warmEnd, func(p *Peer) bool { return !isSybil(p) },
+		func(i int) krpc.ID { return goals[i%targets] }, honest, isSybil)
+	s.finish(b)
+	s.summary(b)
+	s.rep.Phases = []Phase{s.phase("attacked targets", b)}
+}
+
+// storm: nine tenths of the network joins and warms up; then the last
+// tenth joins within one minute through one router, trying up to three
+// times.
+func (s *run) storm() {
+	s.build(s.cfg.Nodes)
+	base := s.cfg.Nodes - s.cfg.Nodes/10
+	warmEnd := s.joinAll(s.net.Peers[:base])
+	router := s.routers[:1]
+	joined, total := 0, 0
+	for _, p := range s.net.Peers[base:] {
+		at := warmEnd + time.Duration(s.net.Rand.Int64N(int64(time.Minute)))
+		total++
+		s.net.At(at, func() {
+			s.net.Start(p)
+			// A bootstrap that found nobody is tried again, three
+			// attempts in all, as the daemon's Bootstrap callers do.
+			attempts := 0
+			var boot func(c *core.Node, now time.Time)
+			boot = func(c *core.Node, now time.Time) {
+				attempts++
+				c.Bootstrap(now, router, func(r core.Result) {
+					switch {
+					case len(r.Closest) > 0:
+						joined++
+					case attempts < 3:
+						s.net.After(0, func() { s.net.Do(p, boot) })
+					}
+				})
+			}
+			s.net.Do(p, boot)
+		})
+	}
+	s.advance(warmEnd + 2*time.Minute)
+	s.measureCost()
+	joiners := func(p *Peer) bool { return p.Index >= int32(base) }
+	b := s.lookups(s.cfg.Lookups, s.net.Elapsed(), joiners, nil, nil, nil)
+	s.finish(b)
+	s.summary(b)
+	ph := s.phase("from joiners", b)
+	ph.JoinedPct = round2(100 * float64(joined) / float64(max(total, 1)))
+	s.rep.Phases = []Phase{ph}
+}
+
+// partition: the warm network splits in two halves for half an hour, then
+// heals. Lookups run during the split (the closest node is the closest on
+// the querier's side) and after healing (the closest overall).
+func (s *run) partition() {
+	s.build(s.cfg.Nodes)
+	for _, p := range s.net.Peers {
+		p.Group = uint8(s.net.Rand.IntN(2))
+	}
+	warmEnd := s.joinAll(s.net.Peers)
+	s.measureCost()
+	const split = 30 * time.Minute
+	s.net.Partition(true)
+	sameSide := func(src, dst *Peer) bool { return src.Group == dst.Group }
+	// Lookups start after the tables have had a chance to notice the split.
+	during := s.lookups(s.cfg.Lookups/2, warmEnd+split-measureWindow-time.Minute, nil, nil, sameSide, nil)
+	s.advance(warmEnd + split)
+	s.finish(during)
+	s.net.Partition(false)
+	healed := warmEnd + split + 10*time.Minute
+	s.advance(healed)
+	after := s.lookups(s.cfg.Lookups-s.cfg.Lookups/2, healed, nil, nil, nil, nil)
+	s.finish(after)
+	s.summary(after)
+	s.rep.Phases = []Phase{s.phase("split", during), s.phase("healed", after)}
+}

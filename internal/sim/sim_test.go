@@ -1,0 +1,114 @@
+package sim
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+)
+
+// small is a fast configuration of each scenario.
+func small(scenario string, seed uint64) Config {
+	return Config{Scenario: scenario, Nodes: 300, Seed: seed, Lookups: 60, Hours: 2, Items: 10}
+}
+
+// withoutCost is the report's JSON with the cost zeroed.
+func withoutCost(t *testing.T, r Report) string {
+	t.Helper()
+	r.Cost = Cost{}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestSameSeedSameReport(t *testing.T) {
+	a, err := Run(small("lookup", 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Run(small("lookup", 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ja, jb := withoutCost(t, a), withoutCost(t, b); ja != jb {
+		t.Fatalf("same seed, different reports:\n%s\n%s", ja, jb)
+	}
+	c, err := Run(small("lookup", 8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if withoutCost(t, a) == withoutCost(t, c) {
+		t.Fatalf("seeds 7 and 8 gave the same report: %s", withoutCost(t, a))
+	}
+	if a.Packets == c.Packets {
+		t.Errorf("seeds 7 and 8 sent exactly the same packets: %+v", a.Packets)
+	}
+}
+
+func TestScenarios(t *testing.T) {
+	for _, tc := range []struct {
+		scenario string
+		check    func(t *testing.T, r Report)
+	}{
+		{"lookup", func(t *testing.T, r Report) {
+			if r.FoundClosestPct < 90 {
+				t.Errorf("found_closest_pct %.2f, want >= 90 on a small quiet network", r.FoundClosestPct)
+			}
+			if r.RTTP50 < 1 || r.RTTP50 > r.RTTP99 || r.HopsP50 < 1 || r.HopsP50 > r.HopsP99 {
+				t.Errorf("percentiles out of order: rtt %d/%d hops %d/%d", r.RTTP50, r.RTTP99, r.HopsP50, r.HopsP99)
+			}
+			if r.ClosestMsP50 <= 0 || r.ClosestMsP50 > r.LookupMsP50 {
+				t.Errorf("closest answered at p50 %d ms, lookup p50 %d ms: want 0 < closest <= lookup", r.ClosestMsP50, r.LookupMsP50)
+			}
+			if r.LookupMsP50 <= 0 || r.PacketsPerLook <= 0 {
+				t.Errorf("lookup time %d ms, %.1f packets per lookup", r.LookupMsP50, r.PacketsPerLook)
+			}
+		}},
+		{"churn", func(t *testing.T, r Report) {
+			if r.Items != 10 || r.ItemsSurvivedPct < 90 {
+				t.Errorf("%d items, %.2f%% survived; want 10 and >= 90%% (publishers stay up)", r.Items, r.ItemsSurvivedPct)
+			}
+		}},
+		{"sybil", func(t *testing.T, r Report) {
+			if len(r.Phases) != 1 {
+				t.Fatalf("phases %+v", r.Phases)
+			}
+			// A /24 is one entry per bucket and per lookup: at most a
+			// small share of the K result slots.
+			if s := r.Phases[0].SybilSharePct; s > 30 {
+				t.Errorf("sybil share of results %.2f%%, want <= 30%%", s)
+			}
+		}},
+		{"storm", func(t *testing.T, r Report) {
+			if len(r.Phases) != 1 || r.Phases[0].JoinedPct < 90 {
+				t.Errorf("phases %+v: want >= 90%% of joiners bootstrapped", r.Phases)
+			}
+		}},
+		{"partition", func(t *testing.T, r Report) {
+			if len(r.Phases) != 2 {
+				t.Fatalf("phases %+v", r.Phases)
+			}
+			if h := r.Phases[1]; h.FoundClosestPct < 80 {
+				t.Errorf("after healing %.2f%% found the closest, want >= 80", h.FoundClosestPct)
+			}
+		}},
+	} {
+		t.Run(tc.scenario, func(t *testing.T) {
+			r, err := Run(small(tc.scenario, 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Nodes < 300 || r.SimTimeS <= 0 || r.Lookups == 0 || r.Packets.Delivered == 0 {
+				t.Fatalf("report %+v", r)
+			}
+			tc.check(t, r)
+		})
+	}
+}
+
+func TestUnknownScenario(t *testing.T) {
+	if _, err := Run(Config{Scenario: "nope", Nodes: 100}); !errors.Is(err, ErrScenario) {
+		t.Fatalf("err %v, want ErrScenario", err)
+	}
+}

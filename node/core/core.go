@@ -1,0 +1,359 @@
+// Package core is a DHT node with no goroutines, sockets or clock: the
+// protocol of BEP 5 (with BEP 44 get/put) as a state machine. It is handed
+// a packet or the current time, and hands back the packets to send and the
+// time it next wants to be woken:
+//
+//	n.HandlePacket(now, from, data) // a datagram arrived
+//	n.HandleTimeout(now)            // the time given by NextTimeout came
+//	for { t, ok := n.PollTransmit(); if !ok { break }; send(t) }
+//	wake, ok := n.NextTimeout()
+//
+// A driver owns the socket, the clock and the goroutines; the simulator
+// (internal/sim) is one such driver, running many nodes on one event queue.
+// Randomness comes from the *rand.Rand the driver passes in, so a seeded
+// driver gives the same run every time. A Node is not safe for concurrent
+// use: its driver serialises the calls.
+//
+// Routing state is a routing.Table, tokens a storage.Tokens, stored peers
+// and items a storage.PeerStore and storage.ItemStore, and packets are
+// encoded and decoded by krpc: the core is the glue between them and owns
+// only the transaction table, the lookups and the maintenance timer.
+package core
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net/netip"
+	"time"
+
+	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/routing"
+	"github.com/dhtd/dhtd/storage"
+)
+
+// Defaults of Config.
+const (
+	DefaultK              = 8                // closest nodes per lookup and reply (BEP 5)
+	DefaultAlpha          = 5                // queries in flight per lookup (the daemon's default)
+	DefaultQueryTimeout   = 2 * time.Second  // a query unanswered this long failed
+	DefaultMaintainPeriod = time.Minute      // how often the table is looked after
+	maxPending            = 256              // outstanding queries per node
+	maxOutbox             = 1024             // packets queued for the driver
+	itemTTL               = 2 * time.Hour    // BEP 44, Expiration
+	peerTTL               = 30 * time.Minute // BEP 5 practice: announces are repeated
+)
+
+// ErrTimeout is the error a query that got no answer in time completes with.
+var ErrTimeout = errors.New("core: query timed out")
+
+// ErrOverloaded is returned when a query cannot be sent because too many
+// are outstanding.
+var ErrOverloaded = errors.New("core: too many queries outstanding")
+
+// Config configures a Node. Zero fields take their defaults.
+type Config struct {
+	ID    krpc.ID        // our node id
+	Table routing.Config // routing table tuning
+	// K is the result size of lookups and of nodes replies (default 8).
+	K int
+	// Alpha is the number of queries a lookup keeps in flight (default 5).
+	Alpha int
+	// QueryTimeout is how long a query may go unanswered (default 2 s).
+	QueryTimeout time.Duration
+	// MaintainPeriod spaces the table upkeep: pings of questionable and
+	// bad nodes and bucket refreshes (default 1 min).
+	MaintainPeriod time.Duration
+	// MaxPerSubnet caps the candidates of one /24 a lookup accepts from
+	// replies (practice, libtorrent dht_restrict_search_ips); 0 means no cap.
+	MaxPerSubnet int
+	// Rand is the node's source of randomness; required.
+	Rand *rand.Rand
+	// Handler, if set, answers the queries in place of Node.Serve (which
+	// it may call). It may keep the Writer and answer later.
+	Handler func(n *Node, q Query, w Writer)
+}
+
+func (c Config) withDefaults() Config {
+	if c.K <= 0 {
+		c.K = DefaultK
+	}
+	if c.Alpha <= 0 {
+		c.Alpha = DefaultAlpha
+	}
+	if c.QueryTimeout <= 0 {
+		c.QueryTimeout = DefaultQueryTimeout
+	}
+	if c.MaintainPeriod <= 0 {
+		c.MaintainPeriod = DefaultMaintainPeriod
+	}
+	return c
+}
+
+// Transmit is one datagram for the driver to send.
+type Transmit struct {
+	To   netip.AddrPort
+	Data []byte
+	// Query is true for a query and false for a response or error: a driver
+	// modelling a NAT lets answers through the mapping a query opened.
+	Query bool
+}
+
+// Stats counts a node's traffic.
+type Stats struct {
+	Sent, Received, Dropped uint64 // packets; Dropped: undecodable or unmatched
+	QueriesSent, Timeouts   uint64
+}
+
+// pending is one query of ours awaiting its answer.
+type pending struct {
+	tid      uint16
+	to       netip.AddrPort
+	sent     time.Time
+	deadline time.Time
+	done     func(now time.Time, m *krpc.Msg, err error)
+}
+
+// Node is one DHT node's protocol state.
+type Node struct {
+	cfg   Config
+	id    krpc.ID
+	rnd   *rand.Rand
+	table *routing.Table
+
+	tokens *storage.Tokens     // created at the first token asked for
+	peers  *storage.PeerStore  // created at the first announce
+	items  *storage.ItemStore  // created at the first put
+	handle func(Query, Writer) // query handler (handlers.go)
+
+	nextTID  uint16
+	pending  []*pending
+	outbox   []Transmit
+	lookups  []*Lookup
+	maintain time.Time // next table upkeep
+	stats    Stats
+
+	rtts    [rttSamples]time.Duration // latest lookup round trips
+	rttNext uint32
+	slow    time.Duration // short timeout from rtts (lookup.go)
+}
+
+// New returns a node that starts at now with an empty table.
+func New(cfg Config, now time.Time) *Node {
+	cfg = cfg.withDefaults()
+	if cfg.Rand == nil {
+		panic("core: Config.Rand is required")
+	}
+	n := &Node{
+		cfg:     cfg,
+		id:      cfg.ID,
+		rnd:     cfg.Rand,
+		table:   routing.NewTable(cfg.ID, cfg.Table),
+		nextTID: uint16(cfg.Rand.Uint32()),
+	}
+	n.maintain = now.Add(time.Duration(n.rnd.Int64N(int64(cfg.MaintainPeriod))) + cfg.MaintainPeriod)
+	n.handle = n.Serve
+	if h := cfg.Handler; h != nil {
+		n.handle = func(q Query, w Writer) { h(n, q, w) }
+	}
+	return n
+}
+
+// ID returns the node's id.
+func (n *Node) ID() krpc.ID { return n.id }
+
+// Table returns the node's routing table.
+func (n *Node) Table() *routing.Table { return n.table }
+
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats { return n.stats }
+
+// PollTransmit returns the next datagram to send, if any.
+func (n *Node) PollTransmit() (Transmit, bool) {
+	if len(n.outbox) == 0 {
+		n.outbox = nil // give the backing array back between bursts
+		return Transmit{}, false
+	}
+	t := n.outbox[0]
+	n.outbox[0] = Transmit{}
+	n.outbox = n.outbox[1:]
+	return t, true
+}
+
+// NextTimeout returns when the node next wants HandleTimeout to be called.
+func (n *Node) NextTimeout() (time.Time, bool) {
+	next := n.maintain
+	for _, p := range n.pending {
+		if p.deadline.Before(next) {
+			next = p.deadline
+		}
+	}
+	for _, l := range n.lookups {
+		if t, ok := l.nextDeadline(); ok && t.Before(next) {
+			next = t
+		}
+	}
+	return next, true
+}
+
+// HandleTimeout fails the queries whose deadline passed, moves lookups
+// past their short timeouts, and runs the table upkeep when it is due.
+func (n *Node) HandleTimeout(now time.Time) {
+	var expired []*pending
+	kept := n.pending[:0]
+	for _, p := range n.pending {
+		if !now.Before(p.deadline) {
+			expired = append(expired, p)
+		} else {
+			kept = append(kept, p)
+		}
+	}
+	clear(n.pending[len(kept):])
+	n.pending = kept
+	for _, p := range expired {
+		n.stats.Timeouts++
+		n.table.Failed(p.to, now)
+		p.done(now, nil, ErrTimeout)
+	}
+	for _, l := range append([]*Lookup(nil), n.lookups...) {
+		l.tick(now)
+	}
+	if !now.Before(n.maintain) {
+		n.maintain = now.Add(n.cfg.MaintainPeriod)
+		n.upkeep(now)
+	}
+}
+
+// upkeep pings questionable nodes and nodes due a retry, and refreshes
+// buckets unchanged for the refresh interval with a find_node for a
+// random id in them (BEP 5).
+func (n *Node) upkeep(now time.Time) {
+	for _, ni := range n.table.Questionable(now, 2) {
+		n.ping(now, ni.Addr)
+	}
+	for _, ni := range n.table.Retry(now, 2) {
+		n.ping(now, ni.Addr)
+	}
+	for i, target := range n.table.RefreshTargets(now) {
+		if i == 2 {
+			break // the rest at the next upkeep
+		}
+		n.FindNode(now, n.reseed(target), nil)
+	}
+}
+
+// reseed redraws the random bits of a refresh target from the node's own
+// source, so that a seeded driver gives the same run: the bits up to the
+// bucket's boundary are kept (its first bit that differs from our id, or
+// the prefix of the last, catch-all bucket).
+func (n *Node) reseed(target krpc.ID) krpc.ID {
+	keep := routing.CommonPrefixLen(n.id, target) + 1
+	if last := n.table.NumBuckets() - 1; keep > last {
+		keep = last
+	}
+	for i := keep; i < 8*krpc.IDLen; i++ {
+		bit := byte(0x80) >> (i % 8)
+		if n.rnd.Uint32()&1 == 0 {
+			target[i/8] &^= bit
+		} else {
+			target[i/8] |= bit
+		}
+	}
+	return target
+}
+
+// HandlePacket takes one datagram from the network.
+func (n *Node) HandlePacket(now time.Time, from netip.AddrPort, data []byte) {
+	n.stats.Received++
+	var m krpc.Msg
+	if err := krpc.Decode(data, &m); err != nil {
+		n.stats.Dropped++
+		return // no answer to what cannot be decoded: it could amplify
+	}
+	switch m.Y {
+	case krpc.KindQuery:
+		if m.A == nil {
+			n.stats.Dropped++
+			return
+		}
+		n.query(now, from, &m)
+	case krpc.KindResponse, krpc.KindError:
+		n.answer(now, from, &m)
+	default:
+		n.stats.Dropped++
+	}
+}
+
+// answer matches a response or error to our query by transaction id and
+// source address.
+func (n *Node) answer(now time.Time, from netip.AddrPort, m *krpc.Msg) {
+	if len(m.T) != 2 {
+		n.stats.Dropped++
+		return
+	}
+	tid := uint16(m.T[0])<<8 | uint16(m.T[1])
+	for i, p := range n.pending {
+		if p.tid != tid || p.to != from {
+			continue
+		}
+		n.pending = append(n.pending[:i], n.pending[i+1:]...)
+		if m.R == nil {
+			// An error answer carries no id: the table is left as it is
+			// (the node is alive, but it refused this query).
+			err := error(&krpc.Error{Code: krpc.ErrCodeGeneric, Msg: "error reply"})
+			if m.E != nil {
+				err = m.E
+			}
+			p.done(now, m, err)
+			return
+		}
+		if m.RO != 1 {
+			for _, ni := range n.table.Responded(krpc.NodeInfo{ID: m.R.ID, Addr: from}, now, now.Sub(p.sent)) {
+				n.ping(now, ni.Addr)
+			}
+		}
+		p.done(now, m, nil)
+		return
+	}
+	n.stats.Dropped++
+}
+
+// sendQuery sends a query to to and calls done with its answer or error.
+func (n *Node) sendQuery(now time.Time, to netip.AddrPort, method string, a *krpc.Args,
+	done func(now time.Time, m *krpc.Msg, err error)) error {
+	if len(n.pending) >= maxPending {
+		return ErrOverloaded
+	}
+	n.nextTID++
+	tid := n.nextTID
+	a.ID = n.id
+	m := krpc.Msg{T: string([]byte{byte(tid >> 8), byte(tid)}), Y: krpc.KindQuery, Q: method, A: a}
+	data, err := krpc.Encode(&m)
+	if err != nil {
+		return err
+	}
+	n.pending = append(n.pending, &pending{tid: tid, to: to, sent: now, deadline: now.Add(n.cfg.QueryTimeout), done: done})
+	n.stats.QueriesSent++
+	n.push(Transmit{To: to, Data: data, Query: true})
+	return nil
+}
+
+// ping sends a ping unless a query to addr is already outstanding.
+func (n *Node) ping(now time.Time, addr netip.AddrPort) {
+	for _, p := range n.pending {
+		if p.to == addr {
+			return
+		}
+	}
+	_ = n.sendQuery(now, addr, krpc.MethodPing, &krpc.Args{}, func(time.Time, *krpc.Msg, error) {})
+}
+
+// push queues a datagram for the driver; past maxOutbox it is dropped, as a
+// full socket buffer would.
+func (n *Node) push(t Transmit) {
+	if len(n.outbox) >= maxOutbox {
+		n.stats.Dropped++
+		return
+	}
+	n.stats.Sent++
+	n.outbox = append(n.outbox, t)
+}

@@ -1,0 +1,190 @@
+package core
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/dhtd/dhtd/krpc"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func newTestNode(id byte, seed uint64, h func(*Node, Query, Writer)) *Node {
+	var nid krpc.ID
+	nid[0], nid[19] = id, id
+	return New(Config{ID: nid, Rand: rand.New(rand.NewPCG(seed, seed)), Handler: h}, t0)
+}
+
+func addr(i byte) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, i}), 6881)
+}
+
+// deliver moves every queued packet among nodes (indexed by address)
+// until none is left, at time now; it returns how many it moved.
+func deliver(t *testing.T, now time.Time, nodes map[netip.AddrPort]*Node) int {
+	t.Helper()
+	moved := 0
+	for range 10000 {
+		progress := false
+		for from, n := range nodes {
+			for {
+				tr, ok := n.PollTransmit()
+				if !ok {
+					break
+				}
+				progress = true
+				moved++
+				if dst := nodes[tr.To]; dst != nil {
+					dst.HandlePacket(now, from, tr.Data)
+				}
+			}
+		}
+		if !progress {
+			return moved
+		}
+	}
+	t.Fatal("packets still moving after 10000 rounds")
+	return moved
+}
+
+func TestPingAddsResponderToTable(t *testing.T) {
+	a, b := newTestNode(1, 1, nil), newTestNode(2, 2, nil)
+	nodes := map[netip.AddrPort]*Node{addr(1): a, addr(2): b}
+	a.ping(t0, addr(2))
+	if moved := deliver(t, t0, nodes); moved < 2 {
+		t.Fatalf("%d packets moved, want the ping and its answer", moved)
+	}
+	if _, ok := a.Table().Get(b.ID()); !ok {
+		t.Fatalf("a's table lacks b after b answered a ping")
+	}
+	if got := a.Stats().Timeouts; got != 0 {
+		t.Fatalf("%d timeouts", got)
+	}
+}
+
+func TestUnansweredQueryTimesOut(t *testing.T) {
+	a := newTestNode(1, 1, nil)
+	var res *Result
+	a.Bootstrap(t0, []netip.AddrPort{addr(9)}, func(r Result) { res = &r })
+	if _, ok := a.PollTransmit(); !ok {
+		t.Fatal("bootstrap sent nothing")
+	}
+	for now := t0; res == nil; {
+		next, ok := a.NextTimeout()
+		if !ok || !next.After(now) {
+			t.Fatalf("next timeout %v (ok %v) not after %v", next, ok, now)
+		}
+		if next.Sub(t0) > time.Minute {
+			t.Fatal("lookup still open a minute after its only query")
+		}
+		now = next
+		a.HandleTimeout(now)
+		for {
+			if _, ok := a.PollTransmit(); !ok {
+				break
+			}
+		}
+	}
+	if res.Queried == 0 || len(res.Closest) != 0 {
+		t.Fatalf("result %+v: want queries sent and nobody found", res)
+	}
+}
+
+// A handler may keep its Writer and answer after it returned (as after a
+// durable write): nothing is sent until it does, and then exactly once.
+func TestWriterAnswersLater(t *testing.T) {
+	var kept Writer
+	b := newTestNode(2, 2, func(n *Node, q Query, w Writer) {
+		if q.Msg.Q == krpc.MethodPing {
+			kept = w
+			return
+		}
+		n.Serve(q, w)
+	})
+	a := newTestNode(1, 1, nil)
+	answered := false
+	if err := a.sendQuery(t0, addr(2), krpc.MethodPing, &krpc.Args{}, func(_ time.Time, m *krpc.Msg, err error) {
+		answered = err == nil && m.R != nil && m.R.ID == b.ID()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	nodes := map[netip.AddrPort]*Node{addr(1): a, addr(2): b}
+	deliver(t, t0, nodes)
+	if kept == nil || answered {
+		t.Fatalf("handler kept writer: %v; answered before Reply: %v", kept != nil, answered)
+	}
+	kept.Reply(&krpc.Return{})
+	kept.Reply(&krpc.Return{}) // a second answer is ignored
+	if moved := deliver(t, t0.Add(time.Second), nodes); moved != 1 {
+		t.Fatalf("%d packets after the late Reply, want 1", moved)
+	}
+	if !answered {
+		t.Fatal("the late answer did not complete the query")
+	}
+}
+
+// A lookup on a small fully connected network finds the closest node and
+// the item stored with Put.
+func TestPutThenGet(t *testing.T) {
+	nodes := map[netip.AddrPort]*Node{}
+	var all []*Node
+	for i := byte(1); i <= 20; i++ {
+		n := newTestNode(i*12, uint64(i), nil)
+		nodes[addr(i)] = n
+		all = append(all, n)
+	}
+	now := t0
+	for _, n := range all[1:] {
+		n.Bootstrap(now, []netip.AddrPort{addr(1)}, nil)
+		deliver(t, now, nodes)
+	}
+	v := []byte("5:hello")
+	stored := -1
+	all[5].Put(now, v, func(r StoreResult) { stored = r.Stored })
+	deliver(t, now, nodes)
+	if stored < 1 {
+		t.Fatalf("put stored on %d nodes", stored)
+	}
+	var got []byte
+	all[9].Get(now, storageTarget(v), func(r Result) { got = r.Value })
+	deliver(t, now, nodes)
+	if string(got) != string(v) {
+		t.Fatalf("get returned %q, want %q", got, v)
+	}
+}
+
+// An announce is found by a later get_peers from another node.
+func TestAnnounceThenGetPeers(t *testing.T) {
+	nodes := map[netip.AddrPort]*Node{}
+	var all []*Node
+	for i := byte(1); i <= 20; i++ {
+		n := newTestNode(i*12, uint64(i), nil)
+		nodes[addr(i)] = n
+		all = append(all, n)
+	}
+	for _, n := range all[1:] {
+		n.Bootstrap(t0, []netip.AddrPort{addr(1)}, nil)
+		deliver(t, t0, nodes)
+	}
+	var ih krpc.ID
+	ih[3] = 0x42
+	stored := -1
+	all[4].Announce(t0, ih, 51413, func(r StoreResult) { stored = r.Stored })
+	deliver(t, t0, nodes)
+	if stored < 1 {
+		t.Fatalf("announce stored on %d nodes", stored)
+	}
+	var peers []netip.AddrPort
+	all[12].GetPeers(t0, ih, func(r Result) { peers = r.Peers })
+	deliver(t, t0, nodes)
+	want := netip.AddrPortFrom(addr(5).Addr(), 51413)
+	found := false
+	for _, p := range peers {
+		found = found || p == want
+	}
+	if !found {
+		t.Fatalf("get_peers returned %v, want %v among them", peers, want)
+	}
+}
