@@ -163,9 +163,18 @@ func (s *simCluster) grow(ctx context.Context, count int) []*Node {
 		}
 		fresh = append(fresh, s.start(s.newID(), s.newAddr(), boot))
 	}
+	// A joiner whose bootstrap found no answer tries again, as the
+	// daemon does (three attempts in all): 32 joining at once on a busy
+	// machine can see all three of their bootstrap nodes time out.
 	var failed sync.Map
 	parallel(len(fresh), 32, func(i int) {
-		if err := fresh[i].Bootstrap(ctx); err != nil {
+		var err error
+		for range 3 {
+			if err = fresh[i].Bootstrap(ctx); err == nil || ctx.Err() != nil {
+				break
+			}
+		}
+		if err != nil {
 			failed.Store(i, err)
 		}
 	})
