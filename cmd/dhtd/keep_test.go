@@ -73,19 +73,26 @@ func runKeep(t *testing.T, ctx context.Context, what string, args []string, chec
 		done <- app.RunContext(ctx, args)
 		errW.Close()
 	}()
+	// next waits for a stderr line holding want. Lines end when the
+	// command returns (its stderr is closed then), so every line it wrote
+	// is seen before that is reported.
 	next := func(want string) string {
 		t.Helper()
 		for {
 			select {
 			case l, ok := <-lines:
 				if !ok {
-					t.Fatalf("stderr ended before %q (stdout %q)", want, stdout.String())
+					var err error
+					select {
+					case err = <-done:
+						done <- err // for the caller's own check
+					default:
+					}
+					t.Fatalf("%s returned before %q: %v (stdout %q)", what, want, err, stdout.String())
 				}
 				if strings.Contains(l, want) {
 					return l
 				}
-			case err := <-done:
-				t.Fatalf("%s returned before %q: %v (stdout %q)", what, want, err, stdout.String())
 			case <-ctx.Done():
 				t.Fatalf("no %q on stderr", want)
 			}
