@@ -213,7 +213,8 @@ func rawID() ID { return ID([]byte(rawIDText)) }
 type queryResult struct {
 	m       *Msg
 	err     error
-	elapsed time.Duration
+	elapsed time.Duration // from the call to its return
+	at      time.Time     // when it returned
 }
 
 // goQuery runs s.Query in a goroutine; the result arrives on the channel.
@@ -222,7 +223,7 @@ func goQuery(ctx context.Context, s *Server, to netip.AddrPort, method string) <
 	go func() {
 		start := time.Now()
 		m, err := s.Query(ctx, to, method, &Args{ID: ID([]byte("querier-id-012345678"))})
-		ch <- queryResult{m, err, time.Since(start)}
+		ch <- queryResult{m, err, time.Since(start), time.Now()}
 	}()
 	return ch
 }

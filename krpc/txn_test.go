@@ -169,7 +169,12 @@ func TestQueryEnds(t *testing.T) {
 			if c.want != ErrTimeout && errors.Is(r.err, ErrTimeout) {
 				t.Errorf("err = %v also matches ErrTimeout", r.err)
 			}
-			if c.want != context.Canceled && r.elapsed < short {
+			// Not before its bound: the query's own timeout counts from the
+			// query, the context's deadline from the context (made first).
+			if dl, _ := ctx.Deadline(); c.want == context.DeadlineExceeded && r.at.Before(dl) {
+				t.Errorf("returned at %v, before the context's deadline %v", r.at, dl)
+			}
+			if c.want == ErrTimeout && r.elapsed < short {
 				t.Errorf("returned after %v, before the %v bound", r.elapsed, short)
 			}
 			if r.elapsed > 2*time.Second {
