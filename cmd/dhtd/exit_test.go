@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,34 +15,6 @@ import (
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/node"
 )
-
-// runDhtdEnv is runDhtd with extra environment variables.
-func runDhtdEnv(t *testing.T, env []string, args ...string) cmdResult {
-	t.Helper()
-	bin := dhtdBinary(t)
-	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(hermeticEnv(), env...)
-	cmd.WaitDelay = 2 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	res := cmdResult{stdout: stdout.String(), stderr: stderr.String()}
-	checkNoRace(t, fmt.Sprintf("dhtd %q", args), res.stderr)
-	if ctx.Err() != nil {
-		t.Fatalf("dhtd %q did not finish within %v\nstdout:\n%s\nstderr:\n%s", args, cmdTimeout, res.stdout, res.stderr)
-	}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		res.code = ee.ExitCode()
-	default:
-		t.Fatalf("dhtd %q: %v", args, err)
-	}
-	return res
-}
 
 // closedUDPPort is a loopback address on which nothing listens.
 func closedUDPPort(t *testing.T) string {

@@ -423,11 +423,17 @@ type cmdResult struct {
 // cmdTimeout) and returns its output and exit status.
 func runDhtd(t *testing.T, args ...string) cmdResult {
 	t.Helper()
+	return runDhtdEnv(t, nil, args...)
+}
+
+// runDhtdEnv is runDhtd with extra environment variables.
+func runDhtdEnv(t *testing.T, env []string, args ...string) cmdResult {
+	t.Helper()
 	bin := dhtdBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = hermeticEnv()
+	cmd.Env = append(hermeticEnv(), env...)
 	cmd.WaitDelay = 2 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
