@@ -175,23 +175,33 @@ func (s *salvager) flush(name []byte, batch *[][2][]byte, count *int) {
 	*batch = (*batch)[:0]
 }
 
+// openLenientWalker opens the file at path for a lenient walk (damage is
+// passed over, not refused); closeFile closes the file.
+func openLenientWalker(path string) (w *fileWalker, closeFile func() error, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("salvage: %w", err)
+	}
+	st, err := f.Stat()
+	if err == nil {
+		w, err = newFileWalker(f, st.Size(), false)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("salvage: %w", err)
+	}
+	return w, f.Close, nil
+}
+
 // salvageWalk walks the file at path leniently with recs, adding the
 // damaged pages it passed over to rep. A panic (there should be none: every
 // read is bounds-checked) ends the walk as damage.
 func salvageWalk(path string, rep *SalvageReport, recs dbRecords) (err error) {
-	f, err := os.Open(path)
+	w, closeFile, err := openLenientWalker(path)
 	if err != nil {
-		return fmt.Errorf("salvage: %w", err)
+		return err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("salvage: %w", err)
-	}
-	w, err := newFileWalker(f, st.Size(), false)
-	if err != nil {
-		return fmt.Errorf("salvage: %w", err)
-	}
+	defer closeFile()
 	defer func() {
 		if r := recover(); r != nil {
 			rep.Damaged++
@@ -250,19 +260,11 @@ func recordNewer(name, old, rec []byte) bool {
 // what decodes. Records of free pages may be stale: the caller merges them
 // keeping the newer (recordNewer).
 func scanOrphans(path string, rep *SalvageReport, recs dbRecords) (err error) {
-	f, err := os.Open(path)
+	w, closeFile, err := openLenientWalker(path)
 	if err != nil {
-		return fmt.Errorf("salvage: %w", err)
+		return err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("salvage: %w", err)
-	}
-	w, err := newFileWalker(f, st.Size(), false)
-	if err != nil {
-		return fmt.Errorf("salvage: %w", err)
-	}
+	defer closeFile()
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("salvage: panic: %v: %w", r, ErrDBCorrupt)
@@ -278,7 +280,7 @@ func scanOrphans(path string, rep *SalvageReport, recs dbRecords) (err error) {
 		if bitGet(w.seen, id) {
 			continue
 		}
-		if _, err := f.ReadAt(hdr[:], int64(id*ps)); err != nil {
+		if _, err := w.f.ReadAt(hdr[:], int64(id*ps)); err != nil {
 			continue
 		}
 		overflow := uint64(binary.LittleEndian.Uint32(hdr[12:]))
@@ -290,7 +292,7 @@ func scanOrphans(path string, rep *SalvageReport, recs dbRecords) (err error) {
 			buf = make([]byte, span)
 		}
 		p := buf[:(overflow+1)*ps]
-		if _, err := f.ReadAt(p, int64(id*ps)); err != nil {
+		if _, err := w.f.ReadAt(p, int64(id*ps)); err != nil {
 			continue
 		}
 		keys, vals, flags, _ := elements(p, true)
