@@ -181,6 +181,10 @@ func parseSVCB(v string) (dnsmessage.SVCBResource, error) {
 	if err != nil {
 		return dnsmessage.SVCBResource{}, fmt.Errorf("priority %q: %w", f[0], err)
 	}
+	if strings.ContainsAny(f[1], "\"\\") {
+		// Not a host name, and its text form would not read back.
+		return dnsmessage.SVCBResource{}, fmt.Errorf("target %q: quotes and backslashes are not allowed", f[1])
+	}
 	target := "."
 	if f[1] != "." {
 		target = strings.TrimSuffix(f[1], ".") + "."
