@@ -54,7 +54,7 @@ func (n *Node) registerSources() {
 	n.metrics.RegisterSources(metrics.Sources{
 		Table: func() metrics.TableStats {
 			good, q, bad := n.table.Counts(n.clock.Now())
-			return metrics.TableStats{Good: good, Questionable: q, Bad: bad, Buckets: n.table.NumBuckets(), Admitting: n.admitting()}
+			return metrics.TableStats{Good: good, Questionable: q, Bad: bad, Buckets: n.table.NumBuckets(), Replacements: n.table.Replacements(), Admitting: n.admitting()}
 		},
 		Peers: func() metrics.PeerStats {
 			s := n.peers.Stats()

@@ -129,6 +129,9 @@ func TestReplacement(t *testing.T) {
 		if got := len(tb.Snapshot(t0)[0].Replacements); got != 0 {
 			t.Errorf("cache holds %d entries after failure", got)
 		}
+		if got := tb.Replacements(); got != 0 {
+			t.Errorf("Replacements() = %d after failure", got)
+		}
 		checkInvariants(t, tb)
 	})
 
@@ -143,6 +146,9 @@ func TestReplacement(t *testing.T) {
 		repl := tb.Snapshot(now)[0].Replacements
 		if len(repl) != DefaultReplacementSize {
 			t.Fatalf("cache size %d", len(repl))
+		}
+		if got := tb.Replacements(); got != DefaultReplacementSize {
+			t.Errorf("Replacements() = %d, want %d", got, DefaultReplacementSize)
 		}
 		if !slices.ContainsFunc(repl, func(s NodeSnapshot) bool { return s.ID == confirmed.ID.String() }) {
 			t.Errorf("confirmed candidate evicted by unconfirmed ones")

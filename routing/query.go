@@ -179,6 +179,18 @@ func (t *Table) NumBuckets() int {
 	return len(t.buckets)
 }
 
+// Replacements returns how many nodes wait in the buckets' replacement
+// caches (BEP 5, Routing Table: candidates for a slot that frees up).
+func (t *Table) Replacements() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, b := range t.buckets {
+		n += len(b.repl)
+	}
+	return n
+}
+
 // Counts returns the number of live nodes in each state at now.
 func (t *Table) Counts(now time.Time) (good, questionable, bad int) {
 	t.mu.Lock()
