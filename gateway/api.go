@@ -425,7 +425,7 @@ func (g *Gateway) announce(w http.ResponseWriter, r *http.Request) {
 		}
 		port = p
 	}
-	res, err := g.n.Announce(r.Context(), ih, port, implied)
+	res, err := g.n.Announce(r.Context(), ih, node.AnnounceOptions{Port: port, ImpliedPort: implied})
 	if err != nil {
 		g.lookupFailed(w, r, "announce "+ih.String(), err)
 		return

@@ -68,7 +68,7 @@ func TestSentinelErrors(t *testing.T) {
 		onlySentinel(t, "FindNode", err, ErrNoNodes)
 		_, err = n.PutImmutable(ctx, []byte("5:hello"))
 		onlySentinel(t, "PutImmutable", err, ErrNoNodes)
-		_, err = n.Announce(ctx, krpc.RandomID(), 6881, false)
+		_, err = n.Announce(ctx, krpc.RandomID(), AnnounceOptions{Port: 6881})
 		onlySentinel(t, "Announce", err, ErrNoNodes)
 	})
 
@@ -131,7 +131,7 @@ func TestSentinelErrors(t *testing.T) {
 		if !errors.Is(err, ErrNotStored) {
 			t.Errorf("PutImmutable: %v does not wrap ErrNotStored", err)
 		}
-		_, err = n.Announce(ctx, krpc.RandomID(), 6881, false)
+		_, err = n.Announce(ctx, krpc.RandomID(), AnnounceOptions{Port: 6881})
 		onlySentinel(t, "Announce", err, ErrRefused)
 	})
 }

@@ -39,7 +39,7 @@ func TestInteropIPv6(t *testing.T) {
 	}
 	nodes := startInteropNodesOn(t, ctx, 3, "[::1]", record)
 	ihPre := krpc.RandomID()
-	if _, err := nodes[1].Announce(ctx, ihPre, 4566, false); err != nil {
+	if _, err := nodes[1].Announce(ctx, ihPre, AnnounceOptions{Port: 4566}); err != nil {
 		t.Fatalf("dhtd announce: %v", err)
 	}
 

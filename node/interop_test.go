@@ -240,7 +240,7 @@ func TestInteropPeers(t *testing.T) {
 
 	// Before libtorrent joins: a peer that only dhtd nodes store.
 	ihPre := krpc.RandomID()
-	pre, err := nodes[1].Announce(ctx, ihPre, 4566, false)
+	pre, err := nodes[1].Announce(ctx, ihPre, AnnounceOptions{Port: 4566})
 	if err != nil {
 		t.Fatalf("dhtd announce before libtorrent joined: %v", err)
 	}
@@ -320,7 +320,7 @@ func TestInteropPeers(t *testing.T) {
 		// announce_peer (its own token, sent back by dhtd).
 		l.Events(t, ctx) // clear
 		ih2 := krpc.RandomID()
-		ar, err := nodes[0].Announce(ctx, ih2, 4567, false)
+		ar, err := nodes[0].Announce(ctx, ih2, AnnounceOptions{Port: 4567})
 		if err != nil {
 			t.Fatalf("dhtd announce: %v", err)
 		}

@@ -125,9 +125,8 @@ type keptItem struct {
 
 // keptAnnounce is one announce a Republisher keeps alive.
 type keptAnnounce struct {
-	port    int
-	implied bool
-	timer   krpc.Timer
+	opts  AnnounceOptions
+	timer krpc.Timer
 }
 
 // NewRepublisher returns a Republisher for items published through n. It
@@ -157,8 +156,8 @@ func (r *Republisher) AnnounceInterval() time.Duration {
 // Announce announces us as a peer of ih like Node.Announce and, if some
 // node accepted it, keeps it: it is repeated every AnnounceInterval, to
 // the K closest nodes of the moment, until ForgetAnnounce or Close.
-func (r *Republisher) Announce(ctx context.Context, ih krpc.ID, port int, impliedPort bool) (AnnounceResult, error) {
-	res, err := r.n.Announce(ctx, ih, port, impliedPort)
+func (r *Republisher) Announce(ctx context.Context, ih krpc.ID, o AnnounceOptions) (AnnounceResult, error) {
+	res, err := r.n.Announce(ctx, ih, o)
 	if err != nil {
 		return res, err
 	}
@@ -170,7 +169,7 @@ func (r *Republisher) Announce(ctx context.Context, ih krpc.ID, port int, implie
 	if old := r.announces[ih]; old != nil {
 		old.timer.Stop()
 	}
-	a := &keptAnnounce{port: port, implied: impliedPort}
+	a := &keptAnnounce{opts: o}
 	r.announces[ih] = a
 	r.armAnnounceLocked(ih, a, r.AnnounceInterval())
 	r.stats.Announces = len(r.announces)
@@ -380,7 +379,7 @@ func (r *Republisher) announceRound(ih krpc.ID, a *keptAnnounce) {
 	case <-r.ctx.Done():
 		return
 	}
-	res, err := r.n.Announce(r.ctx, ih, a.port, a.implied)
+	res, err := r.n.Announce(r.ctx, ih, a.opts)
 	<-r.sem
 	if r.ctx.Err() != nil {
 		return

@@ -85,10 +85,10 @@ func TestRepublishKeepsItemsPastTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	keptIH, lostIH := s.newID(), s.newID()
-	if _, err := r.Announce(ctx, keptIH, 7001, false); err != nil {
+	if _, err := r.Announce(ctx, keptIH, AnnounceOptions{Port: 7001}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pub.Announce(ctx, lostIH, 7002, false); err != nil {
+	if _, err := pub.Announce(ctx, lostIH, AnnounceOptions{Port: 7002}); err != nil {
 		t.Fatal(err)
 	}
 

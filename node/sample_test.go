@@ -33,7 +33,7 @@ func TestClusterSample(t *testing.T) {
 		from[i] = rnd.IntN(len(nodes))
 	}
 	parallel(len(ihs), 16, func(i int) {
-		if _, err := nodes[from[i]].Announce(ctx, ihs[i], 6881+i, false); err != nil {
+		if _, err := nodes[from[i]].Announce(ctx, ihs[i], AnnounceOptions{Port: 6881 + i}); err != nil {
 			t.Errorf("announce %d: %v", i, err)
 		}
 	})

@@ -459,7 +459,7 @@ func TestSimChurnSurvival(t *testing.T) {
 	parallel(len(ihs), 16, func(i int) {
 		r := reps[i%publishers]
 		port := 20000 + i
-		if _, err := r.Announce(ctx, ihs[i], port, false); err != nil {
+		if _, err := r.Announce(ctx, ihs[i], AnnounceOptions{Port: port}); err != nil {
 			t.Errorf("announce %d: %v", i, err)
 		}
 		wantPeer[i] = netip.AddrPortFrom(pubs[i%publishers].Addr().Addr(), uint16(port))

@@ -80,7 +80,7 @@ func TestSampleCommand(t *testing.T) {
 		ihs[i] = krpc.RandomID()
 	}
 	forEach(len(ihs), func(i int) {
-		if _, err := nodes[i%len(nodes)].Announce(ctx, ihs[i], 7000+i, false); err != nil {
+		if _, err := nodes[i%len(nodes)].Announce(ctx, ihs[i], node.AnnounceOptions{Port: 7000 + i}); err != nil {
 			t.Errorf("announce: %v", err)
 		}
 	})
@@ -170,7 +170,7 @@ func TestScrapeCommand(t *testing.T) {
 		t.FailNow()
 	}
 	forEachN(100, 4, func(i int) {
-		if _, err := peers[i].AnnounceWith(ctx, ih, node.AnnounceOptions{Port: 6881, Seed: i < 30}); err != nil {
+		if _, err := peers[i].Announce(ctx, ih, node.AnnounceOptions{Port: 6881, Seed: i < 30}); err != nil {
 			t.Errorf("announce: %v", err)
 		}
 	})
