@@ -151,11 +151,11 @@ func (w writeOutcome) notStored(what string) error {
 	return err
 }
 
-// AnnounceOptions are the arguments of Announce. The zero value is not
-// valid: set Port, or ImpliedPort.
+// AnnounceOptions are the arguments of Announce. The zero value announces
+// the port of this node's UDP socket, as a non-seed.
 type AnnounceOptions struct {
 	// Port is the port peers should connect to (1..65535); ignored with
-	// ImpliedPort.
+	// ImpliedPort. Zero means ImpliedPort.
 	Port int
 	// ImpliedPort asks storers to use the UDP source port of this node's
 	// socket instead of Port (BEP 5 "implied_port"), for a peer behind a
@@ -172,7 +172,7 @@ type AnnounceOptions struct {
 // the error wraps ErrNotStored, and ErrRefused or ErrNoAnswer; a lookup
 // that reached nobody wraps ErrNoNodes or ErrNoAnswer.
 func (n *Node) Announce(ctx context.Context, ih krpc.ID, o AnnounceOptions) (AnnounceResult, error) {
-	port, impliedPort := o.Port, o.ImpliedPort
+	port, impliedPort := o.Port, o.ImpliedPort || o.Port == 0
 	if !impliedPort && (port <= 0 || port > 65535) {
 		return AnnounceResult{}, fmt.Errorf("announce %s: port %d out of range", ih, port)
 	}
