@@ -297,7 +297,7 @@ func (g *Gateway) putMutable(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, badRequest("sig: not a valid signature of (salt, seq, v) by pubkey (BEP 44)"))
 		return
 	}
-	res, err := g.n.PutSigned(r.Context(), pub, salt, v, *in.Seq, sig, in.Cas)
+	res, err := g.n.PutSigned(r.Context(), node.SignedPut{Key: pub, Salt: salt, Value: v, Seq: *in.Seq, Sig: sig, Cas: in.Cas})
 	switch {
 	case err == nil:
 		seq := res.Seq

@@ -204,7 +204,7 @@ func TestPkarrRelayServesOwnStore(t *testing.T) {
 	}
 	priv, _ := testKey()
 	p := testPacket(t, priv, "local", 42)
-	if _, err := b.PutSigned(ctx, p.PublicKey, nil, p.Value(), p.Seq, p.Sig, nil); err != nil {
+	if _, err := b.PutSigned(ctx, node.SignedPut{Key: p.PublicKey, Value: p.Value(), Seq: p.Seq, Sig: p.Sig}); err != nil {
 		t.Fatalf("put through b, stored on a: %v", err)
 	}
 	if _, ok := a.StoredItem(storage.MutableTarget(p.PublicKey, nil)); !ok {
@@ -244,7 +244,7 @@ func TestPkarrRelayOlderSeqPartlyStored(t *testing.T) {
 	}
 	priv, _ := testKey()
 	newer := testPacket(t, priv, "newer", 42)
-	if res, err := b.PutSigned(ctx, newer.PublicKey, nil, newer.Value(), newer.Seq, newer.Sig, nil); err != nil || res.Stored != 1 {
+	if res, err := b.PutSigned(ctx, node.SignedPut{Key: newer.PublicKey, Value: newer.Value(), Seq: newer.Seq, Sig: newer.Sig}); err != nil || res.Stored != 1 {
 		t.Fatalf("put seq 42 (stored on a only): %+v %v", res.StoredAt, err)
 	}
 	c := start(a.Addr().String()) // joins after: holds nothing

@@ -41,7 +41,7 @@ func TestRepublishWatchKeepsPkarrPacket(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := owner.PutSigned(ctx, p.PublicKey, nil, p.Value(), p.Seq, p.Sig, nil); err != nil {
+		if _, err := owner.PutSigned(ctx, SignedPut{Key: p.PublicKey, Value: p.Value(), Seq: p.Seq, Sig: p.Sig}); err != nil {
 			t.Fatal(err)
 		}
 		return p

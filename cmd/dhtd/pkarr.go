@@ -72,7 +72,7 @@ func pkarrPublishCommand() *cli.Command {
 				return err
 			}
 			return withNode(c, func(ctx context.Context, n *node.Node) error {
-				res, err := n.PutSigned(ctx, pub, nil, p.Value(), p.Seq, p.Sig, nil)
+				res, err := n.PutSigned(ctx, node.SignedPut{Key: pub, Value: p.Value(), Seq: p.Seq, Sig: p.Sig})
 				if c.Bool("json") {
 					out := map[string]any{
 						"key": pkarr.KeyString(pub), "seq": p.Seq, "time": p.Time().Format(time.RFC3339Nano),
