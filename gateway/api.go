@@ -475,9 +475,9 @@ type pingOut struct {
 }
 
 func (g *Gateway) ping(w http.ResponseWriter, _ *http.Request) {
-	d := g.n.RoutingSnapshot()
+	st := g.n.Stats()
 	writeJSON(w, http.StatusOK, pingOut{
-		ID: d.ID, Addr: d.Addr, Version: node.Version, UptimeS: g.n.Uptime().Seconds(),
-		Ready: g.n.Ready(), Good: d.Good, Questionable: d.Quest, Bad: d.Bad,
+		ID: st.ID.String(), Addr: st.Addr.String(), Version: node.Version, UptimeS: st.Uptime.Seconds(),
+		Ready: st.Ready, Good: st.Good, Questionable: st.Questionable, Bad: st.Bad,
 	})
 }

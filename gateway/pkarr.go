@@ -205,7 +205,7 @@ func (g *Gateway) pkarrGet(w http.ResponseWriter, r *http.Request) {
 	if res.Found {
 		consider(res.Item)
 	}
-	if it, ok := g.n.StoredItem(target); ok {
+	if it, ok := g.n.Admin().StoredItem(target); ok {
 		consider(it)
 	}
 	if best == nil {

@@ -207,7 +207,7 @@ func TestPkarrRelayServesOwnStore(t *testing.T) {
 	if _, err := b.PutSigned(ctx, node.SignedPut{Key: p.PublicKey, Value: p.Value(), Seq: p.Seq, Sig: p.Sig}); err != nil {
 		t.Fatalf("put through b, stored on a: %v", err)
 	}
-	if _, ok := a.StoredItem(storage.MutableTarget(p.PublicKey, nil)); !ok {
+	if _, ok := a.Admin().StoredItem(storage.MutableTarget(p.PublicKey, nil)); !ok {
 		t.Fatal("a does not hold the item b put")
 	}
 	_, ts := serve(t, a, nil)
@@ -257,7 +257,7 @@ func TestPkarrRelayOlderSeqPartlyStored(t *testing.T) {
 	if resp.StatusCode != http.StatusConflict || !strings.Contains(string(body), "seq 42") {
 		t.Fatalf("PUT seq 41 over seq 42: %d %s, want 409 naming seq 42", resp.StatusCode, body)
 	}
-	if it, ok := c.StoredItem(storage.MutableTarget(older.PublicKey, nil)); !ok || it.Seq != 41 {
+	if it, ok := c.Admin().StoredItem(storage.MutableTarget(older.PublicKey, nil)); !ok || it.Seq != 41 {
 		t.Fatalf("c holds seq %d (%v): want it to have taken the older packet, the case this test is about", it.Seq, ok)
 	}
 	resp, body = pkarrCall(t, "GET", ts.URL+"/pkarr/"+pkarr.KeyString(older.PublicKey), nil, nil)

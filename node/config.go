@@ -48,7 +48,7 @@ type Config struct {
 	// and refreshes stale buckets. Default 1m.
 	MaintenanceInterval time.Duration
 	// HistoryInterval is how often the node samples its rates for the
-	// status page's charts (Node.History keeps HistoryLen samples).
+	// status page's charts (Admin.History keeps HistoryLen samples).
 	// Default HistoryInterval (10 s): HistoryLen samples are the last hour.
 	// Negative: no sampling (simulations of many nodes).
 	HistoryInterval time.Duration
@@ -132,7 +132,7 @@ type Config struct {
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Registry receives the node's Prometheus metrics. Nil creates a private
-	// registry (see Node.Registry).
+	// registry (see Admin.Registry).
 	Registry *prometheus.Registry
 	// Metrics labels this node's series with its address family and skips
 	// the runtime collectors, for dual-stack processes whose nodes share

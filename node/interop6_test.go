@@ -45,7 +45,7 @@ func TestInteropIPv6(t *testing.T) {
 
 	findNodes := func() (sum float64) {
 		for _, n := range nodes {
-			sum += testutil.ToFloat64(n.Metrics().QueriesReceived.WithLabelValues(krpc.MethodFindNode))
+			sum += testutil.ToFloat64(n.metrics.QueriesReceived.WithLabelValues(krpc.MethodFindNode))
 		}
 		return sum
 	}

@@ -580,7 +580,7 @@ func (n *Node) isSelf(a netip.AddrPort) bool {
 		return false
 	}
 	ip := a.Addr()
-	if ext, ok := n.ExternalIP(); ok && ext == ip {
+	if ext, ok := n.votedIP(); ok && ext == ip {
 		return true
 	}
 	return local.Addr().IsUnspecified() && (ip.IsLoopback() || n.localIPs()[ip])

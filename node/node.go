@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/metrics"
 	"github.com/dhtd/dhtd/routing"
@@ -229,15 +227,6 @@ func (n *Node) Addr() netip.AddrPort { return n.srv.LocalAddr() }
 // Info returns the node's id and address.
 func (n *Node) Info() krpc.NodeInfo { return krpc.NodeInfo{ID: n.id, Addr: n.Addr()} }
 
-// Table returns the routing table.
-func (n *Node) Table() *routing.Table { return n.table }
-
-// Registry returns the Prometheus registry the node's metrics are on.
-func (n *Node) Registry() *prometheus.Registry { return n.cfg.Registry }
-
-// Metrics returns the node's collectors.
-func (n *Node) Metrics() *metrics.Metrics { return n.metrics }
-
 // Close stops the node: it cancels lookups, stops the timers, closes the
 // socket and waits for every goroutine the node started. With a DataDir it
 // then saves the routing table and closes the database; every put and
@@ -427,7 +416,7 @@ func (n *Node) resolve(ctx context.Context) []netip.AddrPort {
 	case v6 && !v4:
 		network = "ip6"
 	}
-	for _, hp := range n.BootstrapList() {
+	for _, hp := range n.bootstrapList() {
 		if ap, err := netip.ParseAddrPort(hp); err == nil {
 			if !n.canReach(ap.Addr()) {
 				n.log.Debug("bootstrap address of another family skipped", "addr", hp)

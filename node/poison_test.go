@@ -216,9 +216,9 @@ func testLookupPoisoning(t *testing.T, subnets int) {
 	// The fakes' share of the victim's table: per bucket, at most
 	// MaxPerSubnetPerBucket of each of the fleet's /24s.
 	fleetNet := netip.MustParsePrefix("127.0.0.0/16")
-	tcfg := victim.Table().Config()
+	tcfg := victim.table.Config()
 	var fakeLive, total int
-	buckets := victim.Table().Snapshot(s.clock.Now())
+	buckets := victim.table.Snapshot(s.clock.Now())
 	for _, b := range buckets {
 		perSubnet := make(map[netip.Prefix]int)
 		for _, ns := range b.Nodes {

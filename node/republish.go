@@ -96,7 +96,7 @@ type RepublishStats struct {
 // peer TTL (storage.PeerConfig.TTL, default 30 min), so that the K
 // closest nodes of the moment always hold it (BEP 5).
 //
-// Create it with Node.NewRepublisher; Close stops it (closing the node
+// Create it with NewRepublisher; Close stops it (closing the node
 // stops its rounds too, but Close should still be called). It is safe for
 // concurrent use.
 type Republisher struct {
@@ -132,7 +132,7 @@ type keptAnnounce struct {
 // NewRepublisher returns a Republisher for items published through n. It
 // keeps nothing until PutImmutable, PutMutable, Keep or Announce is
 // called.
-func (n *Node) NewRepublisher() *Republisher {
+func NewRepublisher(n *Node) *Republisher {
 	r := &Republisher{
 		n:         n,
 		interval:  n.cfg.RepublishInterval,

@@ -18,7 +18,7 @@ func TestTableRecordsRTT(t *testing.T) {
 		t.Fatal(err)
 	}
 	var found bool
-	for _, bk := range a.RoutingSnapshot().Buckets {
+	for _, bk := range a.Admin().RoutingSnapshot().Buckets {
 		for _, n := range bk.Nodes {
 			if n.ID != id.String() {
 				continue

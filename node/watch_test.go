@@ -48,7 +48,7 @@ func TestRepublishWatchKeepsPkarrPacket(t *testing.T) {
 	}
 	kept, lost := sign(7, "kept"), sign(8, "lost")
 
-	r := keeper.NewRepublisher()
+	r := NewRepublisher(keeper)
 	defer r.Close()
 	rounds := roundLog(t, r)
 	if err := r.Watch(kept.PublicKey, nil, 0); err != nil {

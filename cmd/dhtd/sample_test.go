@@ -111,7 +111,7 @@ func TestSampleCommand(t *testing.T) {
 		t.Fatalf("collected %d of %d, want >= 90%%", n, len(ihs))
 	}
 	for i, o := range append([]*node.Node{seed}, nodes...) {
-		if q := testutil.ToFloat64(o.Metrics().QueriesReceived.WithLabelValues(krpc.MethodSampleInfohashes)); q > 1 {
+		if q := testutil.ToFloat64(o.Admin().Metrics().QueriesReceived.WithLabelValues(krpc.MethodSampleInfohashes)); q > 1 {
 			t.Fatalf("node %d asked %v times within its interval", i, q)
 		}
 	}
