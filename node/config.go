@@ -5,7 +5,6 @@ package node
 import (
 	"log/slog"
 	"net"
-	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -162,11 +161,6 @@ type Config struct {
 	// write to the database before they are acknowledged (DataDir only);
 	// more are refused with 202 "server busy". Default 256.
 	MaxPendingWrites int
-
-	// onQuery, if set, sees the source and method of every query received,
-	// on the read loop (it must not block). Only this package's tests set
-	// it, so it is not part of the public configuration.
-	onQuery func(from netip.AddrPort, method string)
 }
 
 // LoopbackConfig returns a profile with small timers for tests and

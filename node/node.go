@@ -66,6 +66,9 @@ type Node struct {
 	localOnce  sync.Once            // reads localIPSet (lookup.go, isSelf)
 	localIPSet map[netip.Addr]bool  // interface addresses, for an unspecified bind
 	sibling    atomic.Pointer[Node] // the node of the other address family (Link)
+	// onQuery, if set, sees the source and method of every query received,
+	// on the read loop (it must not block); a hook of this package's tests.
+	onQuery atomic.Pointer[func(from netip.AddrPort, method string)]
 
 	mu          sync.Mutex
 	externalIP  netip.Addr       // last decision of voter, for logging changes

@@ -172,14 +172,13 @@ func testLookupPoisoning(t *testing.T, subnets int) {
 	var selfQueries atomic.Int64
 	var victim *Node
 	victimAddr := s.newAddr()
-	victim = s.startWith(s.newID(), victimAddr, nil, func(c *Config) {
-		limit(c)
-		c.onQuery = func(from netip.AddrPort, _ string) {
-			if from == victimAddr {
-				selfQueries.Add(1)
-			}
+	victim = s.startWith(s.newID(), victimAddr, nil, limit)
+	countSelf := func(from netip.AddrPort, _ string) {
+		if from == victimAddr {
+			selfQueries.Add(1)
 		}
-	})
+	}
+	victim.onQuery.Store(&countSelf)
 	var honest []*Node
 	for range honestNodes {
 		honest = append(honest, s.startWith(s.newID(), s.newAddr(), []netip.AddrPort{victim.Addr()}, limit))
