@@ -1,5 +1,3 @@
-// Package node is a Mainline DHT node: query handlers, iterative lookups,
-// bootstrap, liveness and refresh timers, and the Go API for embedding.
 package node
 
 import (
