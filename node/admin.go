@@ -16,8 +16,7 @@ import (
 // configuration reload changes). Get it with Node.Admin. An embedder needs
 // none of it: Node.Stats is the read-only view of the same state.
 //
-// Its methods are safe for concurrent use, and valid as long as the node
-// is (after Close they report the state at Close).
+// Its methods are safe for concurrent use.
 type Admin struct{ n *Node }
 
 // Admin returns the daemon's handle on n (see Admin).

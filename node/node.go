@@ -19,7 +19,9 @@ import (
 )
 
 // Node is a Mainline DHT node. Create it with New; Close stops every
-// goroutine it started and closes its socket.
+// goroutine it started and closes its socket. Its methods are the
+// embedding API (see the package documentation); what only a daemon needs
+// is on its Admin handle. A Node is safe for concurrent use.
 type Node struct {
 	cfg     Config
 	id      krpc.ID
