@@ -297,7 +297,7 @@ func (g *Gateway) putMutable(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, badRequest("sig: not a valid signature of (salt, seq, v) by pubkey (BEP 44)"))
 		return
 	}
-	res, err := g.n.PutSigned(r.Context(), pub, salt, v, *in.Seq, sig, in.Cas)
+	res, err := g.n.PutSigned(r.Context(), node.SignedPut{Key: pub, Salt: salt, Value: v, Seq: *in.Seq, Sig: sig, Cas: in.Cas})
 	switch {
 	case err == nil:
 		seq := res.Seq
@@ -425,7 +425,7 @@ func (g *Gateway) announce(w http.ResponseWriter, r *http.Request) {
 		}
 		port = p
 	}
-	res, err := g.n.Announce(r.Context(), ih, port, implied)
+	res, err := g.n.Announce(r.Context(), ih, node.AnnounceOptions{Port: port, ImpliedPort: implied})
 	if err != nil {
 		g.lookupFailed(w, r, "announce "+ih.String(), err)
 		return
@@ -475,9 +475,9 @@ type pingOut struct {
 }
 
 func (g *Gateway) ping(w http.ResponseWriter, _ *http.Request) {
-	d := g.n.RoutingSnapshot()
+	st := g.n.Stats()
 	writeJSON(w, http.StatusOK, pingOut{
-		ID: d.ID, Addr: d.Addr, Version: node.Version, UptimeS: g.n.Uptime().Seconds(),
-		Ready: g.n.Ready(), Good: d.Good, Questionable: d.Quest, Bad: d.Bad,
+		ID: st.ID.String(), Addr: st.Addr.String(), Version: node.Version, UptimeS: st.Uptime.Seconds(),
+		Ready: st.Ready, Good: st.Good, Questionable: st.Questionable, Bad: st.Bad,
 	})
 }

@@ -229,9 +229,9 @@ func TestGatewayBrowserStatusPage(t *testing.T) {
 	}
 	// Two samples at least, for lines in the charts: bounded polling (the
 	// history has no event to wait on).
-	for deadline := time.Now().Add(testWait); len(gw.History()) < 3; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(testWait); len(gw.Admin().History()) < 3; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("history has %d samples after %v", len(gw.History()), testWait)
+			t.Fatalf("history has %d samples after %v", len(gw.Admin().History()), testWait)
 		}
 	}
 	driverURL := startDriver(t, driver)
@@ -404,7 +404,7 @@ func TestGatewayBrowserDualStack(t *testing.T) {
 	for _, n := range s.Nodes() {
 		cfg := node.LoopbackConfig()
 		cfg.Listen, cfg.Bootstrap = "127.0.0.1:0", []string{n.Addr().String()}
-		if n.Family() == "ipv6" {
+		if n.Stats().Family == "ipv6" {
 			cfg.Listen = "[::1]:0"
 		}
 		j, err := node.New(cfg)

@@ -59,9 +59,9 @@ fetch(arguments[0], arguments[1]).then(r => done(r.status), e => done(0));
 // storedAnywhere sums the items and infohashes every node stores.
 func storedAnywhere(nodes []*node.Node) (items, infohashes int) {
 	for _, n := range nodes {
-		ps, is := n.StoreStats()
-		items += is.Immutable + is.Mutable
-		infohashes += ps.Infohashes
+		st := n.Stats()
+		items += st.Items.Immutable + st.Items.Mutable
+		infohashes += st.Peers.Infohashes
 	}
 	return items, infohashes
 }

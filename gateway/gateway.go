@@ -95,7 +95,7 @@ type Config struct {
 
 func (c *Config) setDefaults(n *node.Node) {
 	if c.Registry == nil {
-		c.Registry = n.Registry()
+		c.Registry = n.Admin().Registry()
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -335,7 +335,7 @@ func TestGatewayBadInput(t *testing.T) {
 	}
 	// nothing a bad request sent was stored anywhere.
 	for _, n := range nodes {
-		if _, is := n.StoreStats(); is.Immutable+is.Mutable != 0 {
+		if is := n.Stats().Items; is.Immutable+is.Mutable != 0 {
 			t.Fatalf("node %s stored %d items after bad requests only", n.ID(), is.Immutable+is.Mutable)
 		}
 	}

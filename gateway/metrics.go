@@ -99,7 +99,7 @@ func newMetrics(reg *prometheus.Registry, g *Gateway) (*gatewayMetrics, error) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "dhtd", Name: "recent_lookups",
 			Help: "Lookups kept in the node's ring of recent lookups (at most " + strconv.Itoa(node.RecentLookupsSize) + ").",
-		}, func() float64 { return float64(len(g.n.RecentLookups())) }),
+		}, func() float64 { return float64(len(g.n.Admin().RecentLookups())) }),
 	}
 	for i, c := range cs {
 		if err := reg.Register(c); err != nil {

@@ -128,7 +128,7 @@ func (g *Gateway) pkarrPut(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, badRequest("%v", err))
 		return
 	}
-	res, err := g.n.PutSigned(r.Context(), pub, nil, p.Value(), p.Seq, p.Sig, cas)
+	res, err := g.n.PutSigned(r.Context(), node.SignedPut{Key: pub, Value: p.Value(), Seq: p.Seq, Sig: p.Sig, Cas: cas})
 	var newer *int64
 	if err == nil {
 		newer = newerOnNetwork(res, p)
@@ -205,7 +205,7 @@ func (g *Gateway) pkarrGet(w http.ResponseWriter, r *http.Request) {
 	if res.Found {
 		consider(res.Item)
 	}
-	if it, ok := g.n.StoredItem(target); ok {
+	if it, ok := g.n.Admin().StoredItem(target); ok {
 		consider(it)
 	}
 	if best == nil {

@@ -204,10 +204,10 @@ func TestPkarrRelayServesOwnStore(t *testing.T) {
 	}
 	priv, _ := testKey()
 	p := testPacket(t, priv, "local", 42)
-	if _, err := b.PutSigned(ctx, p.PublicKey, nil, p.Value(), p.Seq, p.Sig, nil); err != nil {
+	if _, err := b.PutSigned(ctx, node.SignedPut{Key: p.PublicKey, Value: p.Value(), Seq: p.Seq, Sig: p.Sig}); err != nil {
 		t.Fatalf("put through b, stored on a: %v", err)
 	}
-	if _, ok := a.StoredItem(storage.MutableTarget(p.PublicKey, nil)); !ok {
+	if _, ok := a.Admin().StoredItem(storage.MutableTarget(p.PublicKey, nil)); !ok {
 		t.Fatal("a does not hold the item b put")
 	}
 	_, ts := serve(t, a, nil)
@@ -244,7 +244,7 @@ func TestPkarrRelayOlderSeqPartlyStored(t *testing.T) {
 	}
 	priv, _ := testKey()
 	newer := testPacket(t, priv, "newer", 42)
-	if res, err := b.PutSigned(ctx, newer.PublicKey, nil, newer.Value(), newer.Seq, newer.Sig, nil); err != nil || res.Stored != 1 {
+	if res, err := b.PutSigned(ctx, node.SignedPut{Key: newer.PublicKey, Value: newer.Value(), Seq: newer.Seq, Sig: newer.Sig}); err != nil || res.Stored != 1 {
 		t.Fatalf("put seq 42 (stored on a only): %+v %v", res.StoredAt, err)
 	}
 	c := start(a.Addr().String()) // joins after: holds nothing
@@ -257,7 +257,7 @@ func TestPkarrRelayOlderSeqPartlyStored(t *testing.T) {
 	if resp.StatusCode != http.StatusConflict || !strings.Contains(string(body), "seq 42") {
 		t.Fatalf("PUT seq 41 over seq 42: %d %s, want 409 naming seq 42", resp.StatusCode, body)
 	}
-	if it, ok := c.StoredItem(storage.MutableTarget(older.PublicKey, nil)); !ok || it.Seq != 41 {
+	if it, ok := c.Admin().StoredItem(storage.MutableTarget(older.PublicKey, nil)); !ok || it.Seq != 41 {
 		t.Fatalf("c holds seq %d (%v): want it to have taken the older packet, the case this test is about", it.Seq, ok)
 	}
 	resp, body = pkarrCall(t, "GET", ts.URL+"/pkarr/"+pkarr.KeyString(older.PublicKey), nil, nil)

@@ -5,7 +5,6 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
-	"net/netip"
 	"path"
 	"time"
 
@@ -111,45 +110,39 @@ type bep42Out struct {
 	IDMatches *bool `json:"id_matches_ip,omitempty"`
 }
 
-// bep42State reads what the node exposes of BEP 42 (through interfaces,
-// so that this package keeps building whichever accessors node has).
-func bep42State(n *node.Node) bep42Out {
-	out := bep42Out{Mode: routing.BEP42Off.String()}
-	if m, ok := any(n).(interface{ BEP42Mode() routing.BEP42Mode }); ok {
-		out.Mode = m.BEP42Mode().String()
-	}
-	if e, ok := any(n).(interface{ ExternalIP() (netip.Addr, bool) }); ok {
-		if ip, known := e.ExternalIP(); known {
-			match := routing.VerifyID(n.ID(), ip)
-			out.ExternalIP, out.IDMatches = ip.String(), &match
-		}
+// bep42State is the node's BEP 42 state, from its stats.
+func bep42State(st node.Stats) bep42Out {
+	out := bep42Out{Mode: st.BEP42.String()}
+	if ip := st.ExternalIP; ip.IsValid() {
+		match := routing.VerifyID(st.ID, ip)
+		out.ExternalIP, out.IDMatches = ip.String(), &match
 	}
 	return out
 }
 
 func (g *Gateway) statusDoc(r *http.Request) statusOut {
-	d := g.n.RoutingSnapshot()
-	ps, is := g.n.StoreStats()
+	st := g.n.Stats()
+	d := g.n.Admin().RoutingSnapshot()
 	out := statusOut{
-		ID: d.ID, Version: node.Version, UptimeS: g.n.Uptime().Seconds(),
+		ID: d.ID, Version: node.Version, UptimeS: st.Uptime.Seconds(),
 		Addresses: []string{"udp://" + d.Addr},
-		BEP42:     bep42State(g.n), Ready: g.n.Ready(), K: g.n.Table().Config().K,
+		BEP42:     bep42State(st), Ready: st.Ready, K: st.K,
 		Good: d.Good, Questionable: d.Quest, Bad: d.Bad,
 		Stored: storedOut{
-			Infohashes: ps.Infohashes, Peers: ps.Peers,
-			Immutable: is.Immutable, Mutable: is.Mutable, ItemBytes: is.Bytes,
+			Infohashes: st.Peers.Infohashes, Peers: st.Peers.Peers,
+			Immutable: st.Items.Immutable, Mutable: st.Items.Mutable, ItemBytes: st.Items.Bytes,
 		},
 		Gateway: gatewayState{LookupsInFlight: len(g.slots), LookupSlots: cap(g.slots)},
 	}
 	out.Buckets = bucketsOut(d)
 	for _, fn := range g.nodes {
-		fd := d
+		fd, fst := d, st
 		if fn != g.n {
-			fd = fn.RoutingSnapshot()
+			fd, fst = fn.Admin().RoutingSnapshot(), fn.Stats()
 			out.Addresses = append(out.Addresses, "udp://"+fd.Addr)
 		}
 		out.Families = append(out.Families, familyOut{
-			Family: fn.Family(), ID: fd.ID, Address: "udp://" + fd.Addr, Ready: fn.Ready(),
+			Family: fst.Family, ID: fd.ID, Address: "udp://" + fd.Addr, Ready: fst.Ready,
 			Good: fd.Good, Questionable: fd.Quest, Bad: fd.Bad, Buckets: bucketsOut(fd),
 		})
 	}
@@ -157,7 +150,7 @@ func (g *Gateway) statusDoc(r *http.Request) statusOut {
 		out.Addresses = append(out.Addresses, "http://"+la.String())
 	}
 	now := time.Now()
-	for _, l := range g.n.RecentLookups() {
+	for _, l := range g.n.Admin().RecentLookups() {
 		out.Lookups = append(out.Lookups, lookupOut{
 			Kind: l.Kind, Target: l.Target, Outcome: l.Outcome,
 			Start: l.Start.UTC().Format(time.RFC3339Nano), AgeS: now.Sub(l.Start).Seconds(),
@@ -169,7 +162,7 @@ func (g *Gateway) statusDoc(r *http.Request) statusOut {
 		out.Lookups = []lookupOut{}
 	}
 	if r.URL.Query().Get("history") == "1" {
-		out.History = g.n.History() // never nil
+		out.History = g.n.Admin().History() // never nil
 	}
 	return out
 }

@@ -14,7 +14,7 @@ import (
 // routingIDs returns the ids of n's live routing-table nodes, sorted.
 func routingIDs(n *node.Node) []string {
 	var ids []string
-	for _, b := range n.RoutingSnapshot().Buckets {
+	for _, b := range n.Admin().RoutingSnapshot().Buckets {
 		for _, e := range b.Nodes {
 			ids = append(ids, e.ID)
 		}

@@ -4,19 +4,38 @@ import (
 	"encoding/json"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/dhtd/dhtd/metrics"
 	"github.com/dhtd/dhtd/routing"
 )
 
-// readyGoodNodes is how many good nodes the table must hold for Ready.
-const readyGoodNodes = 2
+// Admin is the daemon's handle on a node: what running a node as a service
+// needs beyond the embedding API (its metrics registry, the routing table
+// itself, the status page's history, the debug handlers and the settings a
+// configuration reload changes). Get it with Node.Admin. An embedder needs
+// none of it: Node.Stats is the read-only view of the same state.
+//
+// Its methods are safe for concurrent use.
+type Admin struct{ n *Node }
 
-// Ready reports whether the routing table holds at least a few good nodes
-// and the storage works (StorageHealthy); served as /readyz.
-func (n *Node) Ready() bool {
-	good, _, _ := n.table.Counts(n.clock.Now())
-	return good >= readyGoodNodes && n.StorageHealthy()
-}
+// Admin returns the daemon's handle on n (see Admin).
+func (n *Node) Admin() *Admin { return &Admin{n: n} }
+
+// Registry returns the Prometheus registry the node's metrics are on
+// (Config.Registry, or the private one New created).
+func (a *Admin) Registry() *prometheus.Registry { return a.n.cfg.Registry }
+
+// Metrics returns the node's collectors.
+func (a *Admin) Metrics() *metrics.Metrics { return a.n.metrics }
+
+// Table returns the node's routing table. It is the live table, not a
+// copy: what is done to it (Add, Remove, ...) changes the node's routing.
+func (a *Admin) Table() *routing.Table { return a.n.table }
+
+// readyGoodNodes is how many good nodes the table must hold for
+// Stats.Ready.
+const readyGoodNodes = 2
 
 // RoutingDump is the JSON document of /debug/routing.
 type RoutingDump struct {
@@ -28,8 +47,10 @@ type RoutingDump struct {
 	Buckets []routing.BucketInfo `json:"buckets"`
 }
 
-// RoutingSnapshot returns the routing table as a RoutingDump.
-func (n *Node) RoutingSnapshot() RoutingDump {
+// RoutingSnapshot returns the routing table as a RoutingDump: every
+// bucket, with its nodes and replacements.
+func (a *Admin) RoutingSnapshot() RoutingDump {
+	n := a.n
 	now := n.clock.Now()
 	good, q, bad := n.table.Counts(now)
 	return RoutingDump{
@@ -40,12 +61,12 @@ func (n *Node) RoutingSnapshot() RoutingDump {
 }
 
 // RoutingHandler serves RoutingSnapshot as JSON (/debug/routing).
-func (n *Node) RoutingHandler() http.Handler {
+func (a *Admin) RoutingHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(n.RoutingSnapshot())
+		_ = enc.Encode(a.RoutingSnapshot())
 	})
 }
 

@@ -67,7 +67,7 @@ func testAdmissionUnderFlood(t *testing.T, rate int) {
 	if err := s.net.WaitQuiet(ctx, 20*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	tableBefore := victim.Table().Len()
+	tableBefore := victim.table.Len()
 
 	// flood sends one ping to the victim from the i-th flooding address
 	// (11.x.y.1: a /24 each, no node there) and closes it at once, so the
@@ -117,7 +117,7 @@ func testAdmissionUnderFlood(t *testing.T, rate int) {
 			}
 		}
 		if honest != nil {
-			if _, ok := victim.Table().Get(honest.ID()); ok {
+			if _, ok := victim.table.Get(honest.ID()); ok {
 				admitted = s.clock.Now().Sub(joined)
 				break
 			}
@@ -130,7 +130,7 @@ func testAdmissionUnderFlood(t *testing.T, rate int) {
 		t.Fatalf("honest node's bootstrap: %v", err)
 	}
 	drops := func(reason string) float64 {
-		return testutil.ToFloat64(victim.Metrics().PacketsDropped.WithLabelValues(reason))
+		return testutil.ToFloat64(victim.metrics.PacketsDropped.WithLabelValues(reason))
 	}
 	outcome := fmt.Sprintf("not admitted in the %v watched", watch)
 	if admitted >= 0 {

@@ -167,8 +167,8 @@ func TestRepliesNeverListQuerier(t *testing.T) {
 			q := hqRandomID(rnd)
 			planted := tc.entries(q, s.addr)
 			for _, e := range planted {
-				n.Table().Responded(e, time.Now(), 0)
-				if _, ok := n.Table().Get(e.ID); !ok {
+				n.table.Responded(e, time.Now(), 0)
+				if _, ok := n.table.Get(e.ID); !ok {
 					t.Fatalf("table did not take the querier's entry %v", e)
 				}
 			}
@@ -178,7 +178,7 @@ func TestRepliesNeverListQuerier(t *testing.T) {
 			if first := hqClosest(n, q, 1); !isQuerier(first[0]) {
 				t.Fatalf("closest to the querier's id is %v, want the planted entry", first[0])
 			}
-			want := slices.DeleteFunc(hqClosest(n, q, n.Table().Len()), isQuerier)[:n.cfg.K]
+			want := slices.DeleteFunc(hqClosest(n, q, n.table.Len()), isQuerier)[:n.cfg.K]
 			for i, method := range []string{krpc.MethodFindNode, krpc.MethodGetPeers, krpc.MethodGet} {
 				tid := string([]byte{0, byte(i)})
 				m := s.exchange(n.Addr(), anacrolixQuery(method, q, q, tid), tid)
@@ -211,15 +211,15 @@ func TestRepliesNeverListQuerierDualStack(t *testing.T) {
 	// The querier, dual-stack too, is known by its id at its IPv6 address
 	// (entered first, so that its bucket has room).
 	self6 := krpc.NodeInfo{ID: q, Addr: netip.MustParseAddrPort("[2001:db8::ffff]:6881")}
-	n6.Table().Responded(self6, now, 0)
-	if _, ok := n6.Table().Get(q); !ok {
+	n6.table.Responded(self6, now, 0)
+	if _, ok := n6.table.Get(q); !ok {
 		t.Fatal("IPv6 table did not take the querier's entry")
 	}
 	for i := range 50 {
 		addr := netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, byte(i + 1), 15: 1}), 6881)
-		n6.Table().Responded(krpc.NodeInfo{ID: hqRandomID(rnd), Addr: addr}, now, 0)
+		n6.table.Responded(krpc.NodeInfo{ID: hqRandomID(rnd), Addr: addr}, now, 0)
 	}
-	all6 := n6.Table().Nodes()
+	all6 := n6.table.Nodes()
 	slices.SortFunc(all6, func(a, b krpc.NodeInfo) int { return routing.CompareDistance(q, a.ID, b.ID) })
 	if all6[0] != self6 {
 		t.Fatalf("closest to the querier's id is %v, want its own entry", all6[0])

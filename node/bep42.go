@@ -122,10 +122,10 @@ func (v *ipVoter) decided() netip.Addr {
 	return v.decidedLocked()
 }
 
-// ExternalIP returns our address as the network sees it, learned from the
+// votedIP returns our address as the network sees it, learned from the
 // BEP 42 "ip" field of responses by a vote of distinct subnets, and false
 // until at least two subnets agree.
-func (n *Node) ExternalIP() (netip.Addr, bool) {
+func (n *Node) votedIP() (netip.Addr, bool) {
 	ip := n.voter.decided()
 	return ip, ip.IsValid()
 }
@@ -156,6 +156,3 @@ func (n *Node) noteExternalIP(from netip.AddrPort, m *krpc.Msg) {
 		n.log.Warn("external address decided; node id does not match it (BEP 42)", "ip", ip)
 	}
 }
-
-// BEP42Mode returns how node ids are checked against their addresses.
-func (n *Node) BEP42Mode() routing.BEP42Mode { return n.cfg.BEP42 }

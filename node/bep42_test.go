@@ -61,7 +61,7 @@ func TestBEP42Enforce(t *testing.T) {
 	if _, _, err := strict.Ping(ctx, good.Addr()); err != nil {
 		t.Fatalf("strict pings the matching node: %v", err)
 	}
-	if _, ok := strict.Table().Get(good.ID()); !ok {
+	if _, ok := strict.table.Get(good.ID()); !ok {
 		t.Fatal("matching responder not added")
 	}
 
@@ -69,7 +69,7 @@ func TestBEP42Enforce(t *testing.T) {
 	if _, _, err := strict.Ping(ctx, bad.Addr()); err != nil {
 		t.Fatalf("strict pings the mismatching node: %v", err)
 	}
-	if _, ok := strict.Table().Get(bad.ID()); ok {
+	if _, ok := strict.table.Get(bad.ID()); ok {
 		t.Fatal("mismatching responder added to the table")
 	}
 
@@ -77,11 +77,11 @@ func TestBEP42Enforce(t *testing.T) {
 	if _, _, err := good.Ping(ctx, bad.Addr()); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := good.Table().Get(bad.ID()); !ok {
+	if _, ok := good.table.Get(bad.ID()); !ok {
 		t.Fatal("setup: good does not know bad")
 	}
 	findNodes := func() float64 {
-		return testutil.ToFloat64(bad.Metrics().QueriesReceived.WithLabelValues("find_node"))
+		return testutil.ToFloat64(bad.metrics.QueriesReceived.WithLabelValues("find_node"))
 	}
 	before := findNodes()
 	res, err := strict.FindNode(ctx, bad.ID())
@@ -96,7 +96,7 @@ func TestBEP42Enforce(t *testing.T) {
 	if _, ok := findFound(res.Closest, good.ID()); !ok {
 		t.Fatalf("lookup result lacks the matching node: %v", res.Closest)
 	}
-	if _, ok := strict.Table().Get(bad.ID()); ok {
+	if _, ok := strict.table.Get(bad.ID()); ok {
 		t.Fatal("mismatching node added after the lookup")
 	}
 	if got := findNodes(); got != before {
@@ -206,7 +206,7 @@ func TestExternalIPLearned(t *testing.T) {
 	n := startNode(t, func(c *Config) { c.Listen = "127.0.0.1:0" })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, ok := n.ExternalIP(); ok {
+	if _, ok := n.votedIP(); ok {
 		t.Fatal("external address decided before any response")
 	}
 	// Responders on two distinct /24s.
@@ -216,8 +216,8 @@ func TestExternalIPLearned(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, ok := n.ExternalIP()
+	got, ok := n.votedIP()
 	if !ok || got != n.Addr().Addr() {
-		t.Fatalf("ExternalIP() = %v, %v; want %s", got, ok, n.Addr().Addr())
+		t.Fatalf("votedIP() = %v, %v; want %s", got, ok, n.Addr().Addr())
 	}
 }

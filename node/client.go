@@ -151,24 +151,28 @@ func (w writeOutcome) notStored(what string) error {
 	return err
 }
 
-// Announce looks up ih, then announces us as a peer on port (or, with
-// impliedPort, on the UDP source port of this node's socket) to the K
-// closest responders that gave a token (BEP 5).
-func (n *Node) Announce(ctx context.Context, ih krpc.ID, port int, impliedPort bool) (AnnounceResult, error) {
-	return n.AnnounceWith(ctx, ih, AnnounceOptions{Port: port, ImpliedPort: impliedPort})
-}
-
-// AnnounceOptions are the arguments of AnnounceWith.
+// AnnounceOptions are the arguments of Announce. The zero value announces
+// the port of this node's UDP socket, as a non-seed.
 type AnnounceOptions struct {
-	Port        int  // the port peers should connect to
-	ImpliedPort bool // use our UDP source port instead of Port (BEP 5)
-	Seed        bool // announce as a seed (BEP 33 "seed" = 1)
+	// Port is the port peers should connect to (1..65535); ignored with
+	// ImpliedPort. Zero means ImpliedPort.
+	Port int
+	// ImpliedPort asks storers to use the UDP source port of this node's
+	// socket instead of Port (BEP 5 "implied_port"), for a peer behind a
+	// NAT that shares the DHT socket's port mapping.
+	ImpliedPort bool
+	// Seed announces us as a seed (BEP 33 "seed" = 1), counted in the
+	// storers' seed bloom filter.
+	Seed bool
 }
 
-// AnnounceWith is Announce with every option: it looks up ih, then
-// announces to the K closest responders that gave a token.
-func (n *Node) AnnounceWith(ctx context.Context, ih krpc.ID, o AnnounceOptions) (AnnounceResult, error) {
-	port, impliedPort := o.Port, o.ImpliedPort
+// Announce looks up ih, then announces us as a peer (on o.Port, or with
+// o.ImpliedPort on the UDP source port of this node's socket) to the K
+// closest responders that gave a token (BEP 5). If no storer accepted it,
+// the error wraps ErrNotStored, and ErrRefused or ErrNoAnswer; a lookup
+// that reached nobody wraps ErrNoNodes or ErrNoAnswer.
+func (n *Node) Announce(ctx context.Context, ih krpc.ID, o AnnounceOptions) (AnnounceResult, error) {
+	port, impliedPort := o.Port, o.ImpliedPort || o.Port == 0
 	if !impliedPort && (port <= 0 || port > 65535) {
 		return AnnounceResult{}, fmt.Errorf("announce %s: port %d out of range", ih, port)
 	}

@@ -165,11 +165,11 @@ func TestPingAndTable(t *testing.T) {
 	if id != b.ID() || rtt <= 0 {
 		t.Fatalf("ping answered id %s rtt %v, want %s", id, rtt, b.ID())
 	}
-	if _, ok := a.Table().Get(b.ID()); !ok {
+	if _, ok := a.table.Get(b.ID()); !ok {
 		t.Fatalf("responder not in the querier's table")
 	}
 	// b heard a's query and pings it back to confirm; wait for that event.
-	waitFor(t, 5*time.Second, func() bool { _, ok := b.Table().Get(a.ID()); return ok })
+	waitFor(t, 5*time.Second, func() bool { _, ok := b.table.Get(a.ID()); return ok })
 }
 
 // waitFor polls cond until it holds or d passes. It is for state reached

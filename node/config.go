@@ -1,11 +1,8 @@
-// Package node is a Mainline DHT node: query handlers, iterative lookups,
-// bootstrap, liveness and refresh timers, and the Go API for embedding.
 package node
 
 import (
 	"log/slog"
 	"net"
-	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,7 +45,7 @@ type Config struct {
 	// and refreshes stale buckets. Default 1m.
 	MaintenanceInterval time.Duration
 	// HistoryInterval is how often the node samples its rates for the
-	// status page's charts (Node.History keeps HistoryLen samples).
+	// status page's charts (Admin.History keeps HistoryLen samples).
 	// Default HistoryInterval (10 s): HistoryLen samples are the last hour.
 	// Negative: no sampling (simulations of many nodes).
 	HistoryInterval time.Duration
@@ -132,7 +129,7 @@ type Config struct {
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Registry receives the node's Prometheus metrics. Nil creates a private
-	// registry (see Node.Registry).
+	// registry (see Admin.Registry).
 	Registry *prometheus.Registry
 	// Metrics labels this node's series with its address family and skips
 	// the runtime collectors, for dual-stack processes whose nodes share
@@ -162,11 +159,6 @@ type Config struct {
 	// write to the database before they are acknowledged (DataDir only);
 	// more are refused with 202 "server busy". Default 256.
 	MaxPendingWrites int
-
-	// onQuery, if set, sees the source and method of every query received,
-	// on the read loop (it must not block). Only this package's tests set
-	// it, so it is not part of the public configuration.
-	onQuery func(from netip.AddrPort, method string)
 }
 
 // LoopbackConfig returns a profile with small timers for tests and

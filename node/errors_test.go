@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"github.com/dhtd/dhtd/internal/fakenode"
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/metrics"
+	"github.com/dhtd/dhtd/routing"
 	"github.com/dhtd/dhtd/storage"
 )
 
@@ -59,6 +61,11 @@ func onlySentinel(t *testing.T, what string, err, want error) {
 func TestSentinelErrors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	// A mutable item, signed by the node (PutMutable) or by the caller
+	// (PutSigned).
+	priv := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	v := []byte("5:hello")
+	signed := SignedPut{Key: priv.Public().(ed25519.PublicKey), Value: v, Seq: 1, Sig: storage.SignMutable(priv, nil, 1, v)}
 
 	t.Run("no nodes", func(t *testing.T) {
 		n := startNode(t, nil) // no bootstrap, empty table
@@ -68,8 +75,38 @@ func TestSentinelErrors(t *testing.T) {
 		onlySentinel(t, "FindNode", err, ErrNoNodes)
 		_, err = n.PutImmutable(ctx, []byte("5:hello"))
 		onlySentinel(t, "PutImmutable", err, ErrNoNodes)
-		_, err = n.Announce(ctx, krpc.RandomID(), 6881, false)
+		_, err = n.Announce(ctx, krpc.RandomID(), AnnounceOptions{Port: 6881})
 		onlySentinel(t, "Announce", err, ErrNoNodes)
+		_, err = n.GetPeers(ctx, krpc.RandomID(), nil)
+		onlySentinel(t, "GetPeers", err, ErrNoNodes)
+		_, err = n.PutMutable(ctx, priv, v, PutOptions{})
+		onlySentinel(t, "PutMutable", err, ErrNoNodes)
+		_, err = n.PutSigned(ctx, signed)
+		onlySentinel(t, "PutSigned", err, ErrNoNodes)
+	})
+
+	t.Run("bad record", func(t *testing.T) {
+		n := startNode(t, nil)
+		bad := signed
+		bad.Sig = bad.Sig[:63]
+		_, err := n.PutSigned(ctx, bad)
+		onlySentinel(t, "PutSigned", err, nil) // refused before any lookup
+		if !errors.Is(err, ErrBadItem) {
+			t.Errorf("PutSigned: %v does not wrap ErrBadItem", err)
+		}
+	})
+
+	t.Run("refused ping", func(t *testing.T) {
+		// A node enforcing BEP 42 on loopback answers a random id's
+		// ping with error 203.
+		strict := startNode(t, func(c *Config) { c.BEP42, c.LimitLoopback = routing.BEP42Enforce, true })
+		n := startNode(t, nil)
+		_, _, err := n.Ping(ctx, strict.Addr())
+		onlySentinel(t, "Ping", err, ErrRefused)
+		var ke *krpc.Error
+		if !errors.As(err, &ke) || ke.Code != krpc.ErrCodeProtocol {
+			t.Errorf("Ping: %v does not carry the KRPC error 203", err)
+		}
 	})
 
 	t.Run("no answer", func(t *testing.T) {
@@ -131,8 +168,12 @@ func TestSentinelErrors(t *testing.T) {
 		if !errors.Is(err, ErrNotStored) {
 			t.Errorf("PutImmutable: %v does not wrap ErrNotStored", err)
 		}
-		_, err = n.Announce(ctx, krpc.RandomID(), 6881, false)
+		_, err = n.Announce(ctx, krpc.RandomID(), AnnounceOptions{Port: 6881})
 		onlySentinel(t, "Announce", err, ErrRefused)
+		_, err = n.PutMutable(ctx, priv, v, PutOptions{})
+		onlySentinel(t, "PutMutable", err, ErrRefused)
+		_, err = n.PutSigned(ctx, signed)
+		onlySentinel(t, "PutSigned", err, ErrRefused)
 	})
 }
 

@@ -144,8 +144,8 @@ func TestFloodBounded(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
-	limited := testutil.ToFloat64(n.Metrics().PacketsDropped.WithLabelValues(krpc.DropRateLimited))
-	received := testutil.ToFloat64(n.Metrics().PacketsReceived.WithLabelValues(krpc.PacketQuery))
+	limited := testutil.ToFloat64(n.metrics.PacketsDropped.WithLabelValues(krpc.DropRateLimited))
+	received := testutil.ToFloat64(n.metrics.PacketsReceived.WithLabelValues(krpc.PacketQuery))
 	t.Logf("flood of %d packets sent in %v; node refused %.0f as rate_limited, took %.0f queries; "+
 		"other source: %d/%d pings answered; peak heap growth %.1f MiB over %.1f MiB before (bound %d MiB)",
 		len(pkts), elapsed.Round(time.Millisecond), limited, received, answered, pings,

@@ -97,9 +97,9 @@ func FuzzHandleQuery(f *testing.F) {
 		}
 		a4 := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i), 1}), 6881)
 		a6 := netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i + 1)}), 6881)
-		n.Table().Responded(krpc.NodeInfo{ID: id, Addr: a4}, now, 0)
+		n.table.Responded(krpc.NodeInfo{ID: id, Addr: a4}, now, 0)
 		id[19] ^= 0xff
-		n.Table().Responded(krpc.NodeInfo{ID: id, Addr: a6}, now, 0)
+		n.table.Responded(krpc.NodeInfo{ID: id, Addr: a6}, now, 0)
 	}
 
 	f.Fuzz(func(t *testing.T, pkt []byte) {
@@ -185,11 +185,11 @@ func FuzzHandleResponse(f *testing.F) {
 		for _, method := range []string{krpc.MethodFindNode, krpc.MethodGet} {
 			n.onResponse(from, method, &m, time.Millisecond)
 		}
-		good, questionable, bad := n.Table().Counts(time.Now())
+		good, questionable, bad := n.table.Counts(time.Now())
 		if total := good + questionable + bad; total > bound {
 			t.Fatalf("table holds %d nodes, bound %d", total, bound)
 		}
-		if e, ok := n.Table().Get(m.R.ID); ok && e.Addr == from && e.ID != m.R.ID {
+		if e, ok := n.table.Get(m.R.ID); ok && e.Addr == from && e.ID != m.R.ID {
 			t.Fatalf("table entry %v for responder id %s", e, m.R.ID)
 		}
 

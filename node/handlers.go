@@ -15,8 +15,8 @@ func errMsg(code int64, msg string) *krpc.Msg {
 func (n *Node) handleQuery(from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
 	n.queryReceived(q.Q)
 	n.debugPacket("query received", "method", q.Q, "from", from)
-	if f := n.cfg.onQuery; f != nil {
-		f(from, q.Q)
+	if f := n.onQuery.Load(); f != nil {
+		(*f)(from, q.Q)
 	}
 	if n.cfg.ReadOnly {
 		return nil // BEP 43: a read-only node answers no queries

@@ -56,13 +56,13 @@ func hqPopulate(n *Node, count int, rnd *rand.Rand) {
 	now := time.Now()
 	for i := range count {
 		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1}), 6881)
-		n.Table().Responded(krpc.NodeInfo{ID: hqRandomID(rnd), Addr: addr}, now, 0)
+		n.table.Responded(krpc.NodeInfo{ID: hqRandomID(rnd), Addr: addr}, now, 0)
 	}
 }
 
 // hqClosest sorts every live node of the table by distance to target.
 func hqClosest(n *Node, target krpc.ID, k int) []krpc.NodeInfo {
-	all := n.Table().Nodes()
+	all := n.table.Nodes()
 	slices.SortFunc(all, func(a, b krpc.NodeInfo) int { return routing.CompareDistance(target, a.ID, b.ID) })
 	return all[:min(k, len(all))]
 }
@@ -117,13 +117,13 @@ func TestHandleQuery(t *testing.T) {
 	n := startNode(t, nil)
 	rnd := rand.New(rand.NewPCG(3, 4))
 	hqPopulate(n, 200, rnd)
-	if n.Table().Len() < 2*n.cfg.K {
-		t.Fatalf("table holds only %d nodes", n.Table().Len())
+	if n.table.Len() < 2*n.cfg.K {
+		t.Fatalf("table holds only %d nodes", n.table.Len())
 	}
 	_, src := hqSource(t)
 	sender := hqID("sender")
 	target := hqRandomID(rnd)
-	member := n.Table().Nodes()[n.Table().Len()/2].ID // a node of the table
+	member := n.table.Nodes()[n.table.Len()/2].ID // a node of the table
 	k := n.cfg.K
 	ptr := func(id krpc.ID) *krpc.ID { return &id }
 
@@ -413,7 +413,7 @@ func TestHandleQueryReadOnlySender(t *testing.T) {
 	hqCheckReply(t, n, q, n.handleQuery(rwAddr, q))
 
 	inTable := func(id krpc.ID) (live, cached bool) {
-		for _, b := range n.Table().Snapshot(time.Now()) {
+		for _, b := range n.table.Snapshot(time.Now()) {
 			for _, e := range b.Nodes {
 				live = live || e.ID == id.String()
 			}
@@ -450,7 +450,7 @@ func TestHandleQueryReadOnlySender(t *testing.T) {
 	if _, err := rwConn.WriteToUDPAddrPort(resp, from); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() bool { _, ok := n.Table().Get(rwID); return ok })
+	waitFor(t, 5*time.Second, func() bool { _, ok := n.table.Get(rwID); return ok })
 
 	// The read-only sender must get nothing. This waits for an event that
 	// must not happen, so it is short; the ping above was sent at the same
@@ -480,8 +480,8 @@ func TestHandleQueryReadOnlyNode(t *testing.T) {
 			t.Errorf("read-only node answered %s: %+v", q.Q, r)
 		}
 	}
-	if n.Table().Len() != 0 {
-		t.Errorf("read-only node learned %d nodes from queries", n.Table().Len())
+	if n.table.Len() != 0 {
+		t.Errorf("read-only node learned %d nodes from queries", n.table.Len())
 	}
 }
 

@@ -56,8 +56,8 @@ func (h *history) noteLookup(d time.Duration) {
 }
 
 // History returns the samples of the last hour, oldest first.
-func (n *Node) History() []HistorySample {
-	h := &n.history
+func (a *Admin) History() []HistorySample {
+	h := &a.n.history
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	out := make([]HistorySample, 0, h.n)

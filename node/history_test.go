@@ -24,7 +24,7 @@ func TestHistory(t *testing.T) {
 	_, _ = a.Get(ctx, b.ID(), GetOptions{}) // a lookup to time
 	a.sampleHistory()
 	b.sampleHistory()
-	ha, hb := a.History(), b.History()
+	ha, hb := a.Admin().History(), b.Admin().History()
 	if len(ha) != 1 || len(hb) != 1 {
 		t.Fatalf("history lengths %d, %d after two readings, want 1", len(ha), len(hb))
 	}
@@ -37,10 +37,10 @@ func TestHistory(t *testing.T) {
 	for range HistoryLen + 5 {
 		a.sampleHistory()
 	}
-	if n := len(a.History()); n != HistoryLen {
+	if n := len(a.Admin().History()); n != HistoryLen {
 		t.Errorf("history holds %d samples, want at most %d", n, HistoryLen)
 	}
-	if rs := a.RecentLookups(); len(rs) == 0 || rs[0].Kind != "get" || rs[0].Outcome != "not_found" {
+	if rs := a.Admin().RecentLookups(); len(rs) == 0 || rs[0].Kind != "get" || rs[0].Outcome != "not_found" {
 		t.Errorf("recent lookups %+v: want the get that found nothing marked not_found", rs)
 	}
 }

@@ -29,23 +29,24 @@ func TestInteropIPv6(t *testing.T) {
 		method string
 	}
 	queries := make(chan query, 4096)
-	record := func(c *Config) {
-		c.onQuery = func(from netip.AddrPort, method string) {
-			select {
-			case queries <- query{from, method}:
-			default:
-			}
+	record := func(from netip.AddrPort, method string) {
+		select {
+		case queries <- query{from, method}:
+		default:
 		}
 	}
-	nodes := startInteropNodesOn(t, ctx, 3, "[::1]", record)
+	nodes := startInteropNodesOn(t, ctx, 3, "[::1]")
+	for _, n := range nodes {
+		n.onQuery.Store(&record)
+	}
 	ihPre := krpc.RandomID()
-	if _, err := nodes[1].Announce(ctx, ihPre, 4566, false); err != nil {
+	if _, err := nodes[1].Announce(ctx, ihPre, AnnounceOptions{Port: 4566}); err != nil {
 		t.Fatalf("dhtd announce: %v", err)
 	}
 
 	findNodes := func() (sum float64) {
 		for _, n := range nodes {
-			sum += testutil.ToFloat64(n.Metrics().QueriesReceived.WithLabelValues(krpc.MethodFindNode))
+			sum += testutil.ToFloat64(n.metrics.QueriesReceived.WithLabelValues(krpc.MethodFindNode))
 		}
 		return sum
 	}

@@ -68,7 +68,7 @@ func startInteropNodesOn(t *testing.T, ctx context.Context, n int, host string, 
 		for _, a := range nodes {
 			for _, b := range nodes {
 				if a != b {
-					if _, ok := a.Table().Get(b.ID()); !ok {
+					if _, ok := a.table.Get(b.ID()); !ok {
 						return false
 					}
 				}
@@ -98,7 +98,7 @@ func linkLT(t *testing.T, ctx context.Context, l *ltnode.Node, nodes []*Node) {
 		if id != l.ID {
 			t.Fatalf("libtorrent answered a ping with id %s, want %s", id, l.ID)
 		}
-		if _, ok := n.Table().Get(l.ID); !ok {
+		if _, ok := n.table.Get(l.ID); !ok {
 			t.Fatalf("dhtd %s: libtorrent not in its table after answering a ping", n.Addr())
 		}
 	}
@@ -127,7 +127,7 @@ func TestInteropBootstrapAndProbe(t *testing.T) {
 	nodes := startInteropNodes(t, ctx, 2)
 	d, d2 := nodes[0], nodes[1]
 	l := ltnode.Start(t, ctx, ltnode.Host)
-	if _, ok := d.Table().Get(l.ID); ok {
+	if _, ok := d.table.Get(l.ID); ok {
 		t.Fatalf("D knows libtorrent before it sent anything")
 	}
 
@@ -142,10 +142,10 @@ func TestInteropBootstrapAndProbe(t *testing.T) {
 
 	// D heard L's query and pings it back; the answer puts L in D's table.
 	waitFor(t, 10*time.Second, func() bool {
-		e, ok := d.Table().Get(l.ID)
+		e, ok := d.table.Get(l.ID)
 		return ok && e.Confirmed()
 	})
-	e, _ := d.Table().Get(l.ID)
+	e, _ := d.table.Get(l.ID)
 	if e.Addr != l.Addr {
 		t.Fatalf("D has libtorrent at %s, want %s", e.Addr, l.Addr)
 	}
@@ -174,7 +174,7 @@ func TestInteropBootstrapAndProbe(t *testing.T) {
 	}
 	// D2 heard L's query too and confirms it.
 	waitFor(t, 10*time.Second, func() bool {
-		e, ok := d2.Table().Get(l.ID)
+		e, ok := d2.table.Get(l.ID)
 		return ok && e.Confirmed() && e.Addr == l.Addr
 	})
 	// libtorrent adds the responder D2 to its table (no event: poll, bounded).
@@ -240,7 +240,7 @@ func TestInteropPeers(t *testing.T) {
 
 	// Before libtorrent joins: a peer that only dhtd nodes store.
 	ihPre := krpc.RandomID()
-	pre, err := nodes[1].Announce(ctx, ihPre, 4566, false)
+	pre, err := nodes[1].Announce(ctx, ihPre, AnnounceOptions{Port: 4566})
 	if err != nil {
 		t.Fatalf("dhtd announce before libtorrent joined: %v", err)
 	}
@@ -320,7 +320,7 @@ func TestInteropPeers(t *testing.T) {
 		// announce_peer (its own token, sent back by dhtd).
 		l.Events(t, ctx) // clear
 		ih2 := krpc.RandomID()
-		ar, err := nodes[0].Announce(ctx, ih2, 4567, false)
+		ar, err := nodes[0].Announce(ctx, ih2, AnnounceOptions{Port: 4567})
 		if err != nil {
 			t.Fatalf("dhtd announce: %v", err)
 		}

@@ -89,7 +89,7 @@ func TestDualStackNetwork(t *testing.T) {
 		t.Run(fam.name, func(t *testing.T) {
 			a, b := fam.nodes[1], fam.nodes[len(fam.nodes)-1]
 			ih := krpc.RandomID()
-			if _, err := a.Announce(ctx, ih, 0, true); err != nil {
+			if _, err := a.Announce(ctx, ih, AnnounceOptions{ImpliedPort: true}); err != nil {
 				t.Fatalf("announce: %v", err)
 			}
 			pr, err := b.GetPeers(ctx, ih, nil)

@@ -47,7 +47,7 @@ func TestNodeCloseLeavesNoGoroutine(t *testing.T) {
 	}
 	// a has no bootstrap address: it learns b and c from their queries
 	// (it pings them back to confirm), then joins through its table.
-	waitFor(t, 10*time.Second, func() bool { return a.Table().Len() >= 2 })
+	waitFor(t, 10*time.Second, func() bool { return a.table.Len() >= 2 })
 	if err := a.Bootstrap(ctx); err != nil {
 		t.Fatalf("bootstrap through the table: %v", err)
 	}

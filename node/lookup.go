@@ -53,7 +53,8 @@ type candidate struct {
 	hearsay bool
 	state   int
 	reply   *krpc.Msg
-	sent    time.Time // when the query was sent (short timeout)
+	sent    time.Time     // when the query was sent (short timeout)
+	rtt     time.Duration // round trip of its reply
 }
 
 // Found is one node that answered a lookup, with its reply (its token, its
@@ -61,6 +62,7 @@ type candidate struct {
 type Found struct {
 	Node  krpc.NodeInfo
 	Reply *krpc.Msg
+	RTT   time.Duration // the round trip of its reply, by the node's clock
 }
 
 // LookupResult is the outcome of an iterative lookup.
@@ -338,7 +340,8 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 			active--
 		}
 		if r.err == nil && r.msg != nil {
-			t.rtts.add(t.clock.Now().Sub(r.c.sent))
+			r.c.rtt = t.clock.Now().Sub(r.c.sent)
+			t.rtts.add(r.c.rtt)
 			t.slowAfter = t.rtts.slowAfter()
 		}
 		if r.err != nil || r.msg == nil || r.msg.R == nil ||
@@ -560,7 +563,7 @@ func (t *traversal) collect(res *LookupResult) {
 	}
 	for _, c := range t.cands {
 		if chosen[c] {
-			res.Closest = append(res.Closest, Found{Node: c.info, Reply: c.reply})
+			res.Closest = append(res.Closest, Found{Node: c.info, Reply: c.reply, RTT: c.rtt})
 		}
 	}
 }
@@ -580,7 +583,7 @@ func (n *Node) isSelf(a netip.AddrPort) bool {
 		return false
 	}
 	ip := a.Addr()
-	if ext, ok := n.ExternalIP(); ok && ext == ip {
+	if ext, ok := n.votedIP(); ok && ext == ip {
 		return true
 	}
 	return local.Addr().IsUnspecified() && (ip.IsLoopback() || n.localIPs()[ip])

@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/metrics"
 	"github.com/dhtd/dhtd/routing"
@@ -21,7 +19,9 @@ import (
 )
 
 // Node is a Mainline DHT node. Create it with New; Close stops every
-// goroutine it started and closes its socket.
+// goroutine it started and closes its socket. Its methods are the
+// embedding API (see the package documentation); what only a daemon needs
+// is on its Admin handle. A Node is safe for concurrent use.
 type Node struct {
 	cfg     Config
 	id      krpc.ID
@@ -68,6 +68,9 @@ type Node struct {
 	localOnce  sync.Once            // reads localIPSet (lookup.go, isSelf)
 	localIPSet map[netip.Addr]bool  // interface addresses, for an unspecified bind
 	sibling    atomic.Pointer[Node] // the node of the other address family (Link)
+	// onQuery, if set, sees the source and method of every query received,
+	// on the read loop (it must not block); a hook of this package's tests.
+	onQuery atomic.Pointer[func(from netip.AddrPort, method string)]
 
 	mu          sync.Mutex
 	externalIP  netip.Addr       // last decision of voter, for logging changes
@@ -228,15 +231,6 @@ func (n *Node) Addr() netip.AddrPort { return n.srv.LocalAddr() }
 
 // Info returns the node's id and address.
 func (n *Node) Info() krpc.NodeInfo { return krpc.NodeInfo{ID: n.id, Addr: n.Addr()} }
-
-// Table returns the routing table.
-func (n *Node) Table() *routing.Table { return n.table }
-
-// Registry returns the Prometheus registry the node's metrics are on.
-func (n *Node) Registry() *prometheus.Registry { return n.cfg.Registry }
-
-// Metrics returns the node's collectors.
-func (n *Node) Metrics() *metrics.Metrics { return n.metrics }
 
 // Close stops the node: it cancels lookups, stops the timers, closes the
 // socket and waits for every goroutine the node started. With a DataDir it
@@ -427,7 +421,7 @@ func (n *Node) resolve(ctx context.Context) []netip.AddrPort {
 	case v6 && !v4:
 		network = "ip6"
 	}
-	for _, hp := range n.BootstrapList() {
+	for _, hp := range n.bootstrapList() {
 		if ap, err := netip.ParseAddrPort(hp); err == nil {
 			if !n.canReach(ap.Addr()) {
 				n.log.Debug("bootstrap address of another family skipped", "addr", hp)

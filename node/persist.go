@@ -571,13 +571,14 @@ func (n *Node) storageRecovered() {
 	n.log.Warn("storage writes succeed again", "errors_not_logged", suppressed)
 }
 
-// StorageHealthy reports whether the node's storage works: true without a
+// storageHealthy reports whether the node's storage works: true without a
 // DataDir, else whether the last write to the database succeeded.
-func (n *Node) StorageHealthy() bool { return n.db == nil || !n.db.Failing() }
+func (n *Node) storageHealthy() bool { return n.db == nil || !n.db.Failing() }
 
 // DataDir returns the directory of the node's database, or "" if the node
 // keeps its state in memory.
-func (n *Node) DataDir() string {
+func (a *Admin) DataDir() string {
+	n := a.n
 	if n.db == nil {
 		return ""
 	}

@@ -36,7 +36,7 @@ func (l *lockedBuffer) String() string {
 // dbHealthy reads dhtd_db_healthy from n's registry.
 func dbHealthy(t *testing.T, n *Node) float64 {
 	t.Helper()
-	mfs, err := n.Registry().Gather()
+	mfs, err := n.Admin().Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestPersistRefusedWriteNotKept(t *testing.T) {
 			closer = v
 		}
 	}
-	if !b.StorageHealthy() || dbHealthy(t, b) != 1 {
+	if !b.Stats().StorageHealthy || dbHealthy(t, b) != 1 {
 		t.Fatal("storage unhealthy before any failure")
 	}
 
@@ -123,9 +123,9 @@ func TestPersistRefusedWriteNotKept(t *testing.T) {
 		t.Errorf("get_peers after the refused announce: %v %v, want no values", gp, err)
 	}
 
-	if b.StorageHealthy() || b.Ready() || dbHealthy(t, b) != 0 {
+	if b.Stats().StorageHealthy || b.Stats().Ready || dbHealthy(t, b) != 0 {
 		t.Errorf("failing storage: StorageHealthy %v, Ready %v, dhtd_db_healthy %v; want false, false, 0",
-			b.StorageHealthy(), b.Ready(), dbHealthy(t, b))
+			b.Stats().StorageHealthy, b.Stats().Ready, dbHealthy(t, b))
 	}
 	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
 		t.Errorf("%d ERROR lines for 4 failed writes, want 1:\n%s", n, logs)

@@ -69,7 +69,7 @@ func TestPersistRestart(t *testing.T) {
 	if err := b.Bootstrap(persistCtx(t)); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := b.Table().Get(a.ID()); !ok {
+	if _, ok := b.table.Get(a.ID()); !ok {
 		t.Fatal("b did not learn a while bootstrapping")
 	}
 	id := b.ID()
@@ -79,7 +79,7 @@ func TestPersistRestart(t *testing.T) {
 	}
 	ih := krpc.ID{0xab}
 	persistAnnounce(t, c, b.Addr(), ih, 4242)
-	if got := testutil.ToFloat64(b.Metrics().DBWritesInFlight); got != 0 {
+	if got := testutil.ToFloat64(b.metrics.DBWritesInFlight); got != 0 {
 		t.Errorf("dhtd_db_writes_in_flight = %v after every put was acknowledged, want 0", got)
 	}
 	if err := b.Close(); err != nil {
@@ -99,8 +99,8 @@ func TestPersistRestart(t *testing.T) {
 	if b2.ID() != id {
 		t.Errorf("id after restart %s, want %s", b2.ID(), id)
 	}
-	if b2.DataDir() != dir {
-		t.Errorf("DataDir() = %q, want %q", b2.DataDir(), dir)
+	if b2.Admin().DataDir() != dir {
+		t.Errorf("DataDir() = %q, want %q", b2.Admin().DataDir(), dir)
 	}
 	now := time.Now()
 	for _, tg := range targets {
@@ -117,7 +117,7 @@ func TestPersistRestart(t *testing.T) {
 	if err := b2.Bootstrap(persistCtx(t)); err != nil {
 		t.Fatalf("bootstrap through the saved table: %v", err)
 	}
-	if e, ok := b2.Table().Get(a.ID()); !ok || e.Addr != a.Addr() {
+	if e, ok := b2.table.Get(a.ID()); !ok || e.Addr != a.Addr() {
 		t.Errorf("a is not in the table after the restart: %+v %v", e, ok)
 	}
 	// And it serves: c gets an item from b2 over the network.
@@ -125,7 +125,7 @@ func TestPersistRestart(t *testing.T) {
 	if err != nil || string(r.R.V) != "3:one" {
 		t.Fatalf("get from the restarted node: %v %v", r, err)
 	}
-	if got := testutil.CollectAndCount(b2.Registry(), "dhtd_db_commits_total"); got != 1 {
+	if got := testutil.CollectAndCount(b2.Admin().Registry(), "dhtd_db_commits_total"); got != 1 {
 		t.Errorf("dhtd_db_commits_total: %d series, want 1", got)
 	}
 }
@@ -243,7 +243,7 @@ func TestPersistBusyAndDBError(t *testing.T) {
 		}
 	}
 	rejected := func(reason string) float64 {
-		return testutil.ToFloat64(b.Metrics().StorageRejections.WithLabelValues("immutable", reason))
+		return testutil.ToFloat64(b.metrics.StorageRejections.WithLabelValues("immutable", reason))
 	}
 
 	b.writeSlots <- struct{}{} // the only slot

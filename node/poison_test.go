@@ -172,14 +172,13 @@ func testLookupPoisoning(t *testing.T, subnets int) {
 	var selfQueries atomic.Int64
 	var victim *Node
 	victimAddr := s.newAddr()
-	victim = s.startWith(s.newID(), victimAddr, nil, func(c *Config) {
-		limit(c)
-		c.onQuery = func(from netip.AddrPort, _ string) {
-			if from == victimAddr {
-				selfQueries.Add(1)
-			}
+	victim = s.startWith(s.newID(), victimAddr, nil, limit)
+	countSelf := func(from netip.AddrPort, _ string) {
+		if from == victimAddr {
+			selfQueries.Add(1)
 		}
-	})
+	}
+	victim.onQuery.Store(&countSelf)
 	var honest []*Node
 	for range honestNodes {
 		honest = append(honest, s.startWith(s.newID(), s.newAddr(), []netip.AddrPort{victim.Addr()}, limit))
@@ -191,7 +190,7 @@ func testLookupPoisoning(t *testing.T, subnets int) {
 	ih := s.newID()
 	const peerPort = 51413
 	announcer := honest[0]
-	if _, err := announcer.Announce(ctx, ih, peerPort, false); err != nil {
+	if _, err := announcer.Announce(ctx, ih, AnnounceOptions{Port: peerPort}); err != nil {
 		t.Fatalf("announce: %v", err)
 	}
 	peer := netip.AddrPortFrom(announcer.Addr().Addr(), peerPort)
@@ -216,9 +215,9 @@ func testLookupPoisoning(t *testing.T, subnets int) {
 	// The fakes' share of the victim's table: per bucket, at most
 	// MaxPerSubnetPerBucket of each of the fleet's /24s.
 	fleetNet := netip.MustParsePrefix("127.0.0.0/16")
-	tcfg := victim.Table().Config()
+	tcfg := victim.table.Config()
 	var fakeLive, total int
-	buckets := victim.Table().Snapshot(s.clock.Now())
+	buckets := victim.table.Snapshot(s.clock.Now())
 	for _, b := range buckets {
 		perSubnet := make(map[netip.Prefix]int)
 		for _, ns := range b.Nodes {

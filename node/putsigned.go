@@ -26,19 +26,37 @@ var (
 	ErrCASMismatch = errors.New("cas mismatch")
 )
 
-// PutSigned stores a mutable item signed elsewhere: the caller holds the
-// private key and passes the record (public key, salt, bencoded v, seq and
-// its signature, and optionally cas) as it will travel in the put query
-// (BEP 44). The record is checked like a storing node would check it —
-// shape, size, canonical bencode and, last, the signature — before anything
-// is sent, so a bad record costs no lookup. If no storer accepts it and
-// they said why, the error wraps ErrCASMismatch (301) or ErrSeqNotNewer
-// (302).
-func (n *Node) PutSigned(ctx context.Context, pub ed25519.PublicKey, salt, v []byte, seq int64, sig []byte, cas *int64) (PutResult, error) {
-	if err := checkSigned(pub, salt, v, seq, sig); err != nil {
-		return PutResult{Target: storage.MutableTarget(pub, salt), Seq: seq}, fmt.Errorf("put: %w", err)
+// SignedPut is a mutable item signed elsewhere, as PutSigned sends it in
+// its put queries (BEP 44): the caller holds the private key.
+type SignedPut struct {
+	// Key is the ed25519 public key ("k"), 32 bytes.
+	Key ed25519.PublicKey
+	// Salt is the optional salt (at most 64 bytes); the target is
+	// SHA-1(Key ‖ Salt).
+	Salt []byte
+	// Value is the bencoded value ("v"), at most 1000 bytes.
+	Value []byte
+	// Seq is the sequence number the signature covers (zero or more).
+	Seq int64
+	// Sig is the signature of (Salt, Seq, Value) by Key, 64 bytes.
+	Sig []byte
+	// Cas, if set, asks storers to accept only if the seq they hold equals
+	// it (BEP 44 compare-and-swap). Nil: no condition.
+	Cas *int64
+}
+
+// PutSigned stores a mutable item signed elsewhere (BEP 44). The record is
+// checked like a storing node would check it — shape, size, canonical
+// bencode and, last, the signature — before anything is sent, so a bad
+// record costs no lookup; such errors wrap ErrBadItem, ErrValueTooLarge or
+// ErrInvalidSignature. If no storer accepts it and they said why, the
+// error wraps ErrCASMismatch (301) or ErrSeqNotNewer (302).
+func (n *Node) PutSigned(ctx context.Context, p SignedPut) (PutResult, error) {
+	if err := checkSigned(p.Key, p.Salt, p.Value, p.Seq, p.Sig); err != nil {
+		return PutResult{Target: storage.MutableTarget(p.Key, p.Salt), Seq: p.Seq}, fmt.Errorf("put: %w", err)
 	}
-	res, err := n.putMutable(ctx, pub, v, PutOptions{Salt: salt, Seq: &seq, Cas: cas}, func(int64) []byte { return sig })
+	seq, sig := p.Seq, p.Sig
+	res, err := n.putMutable(ctx, p.Key, p.Value, PutOptions{Salt: p.Salt, Seq: &seq, Cas: p.Cas}, func(int64) []byte { return sig })
 	if err != nil && res.Stored == 0 {
 		switch {
 		case errors.Is(err, ErrSeqNotNewer):

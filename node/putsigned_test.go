@@ -58,7 +58,7 @@ func TestPutSignedCluster(t *testing.T) {
 	defer cancel()
 	put := func(val string, seq int64, cas *int64) error {
 		v := []byte(val)
-		_, err := n.PutSigned(ctx, pub, []byte("salt"), v, seq, storage.SignMutable(priv, []byte("salt"), seq, v), cas)
+		_, err := n.PutSigned(ctx, SignedPut{Key: pub, Salt: []byte("salt"), Value: v, Seq: seq, Sig: storage.SignMutable(priv, []byte("salt"), seq, v), Cas: cas})
 		return err
 	}
 	if err := put("1:a", 5, nil); err != nil {

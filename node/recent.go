@@ -3,11 +3,9 @@ package node
 import (
 	"sync"
 	"time"
-
-	"github.com/dhtd/dhtd/storage"
 )
 
-// RecentLookupsSize is how many finished lookups Node.RecentLookups keeps;
+// RecentLookupsSize is how many finished lookups Admin.RecentLookups keeps;
 // older ones are overwritten (a fixed ring, so its memory is bounded).
 const RecentLookupsSize = 32
 
@@ -79,13 +77,4 @@ func (n *Node) recordLookup(kind, outcome string, res LookupResult) {
 
 // RecentLookups returns the last RecentLookupsSize lookups this node
 // finished (its own and the API's), newest first.
-func (n *Node) RecentLookups() []RecentLookup { return n.recent.list() }
-
-// Uptime returns how long ago the node was created, by its clock.
-func (n *Node) Uptime() time.Duration { return n.clock.Now().Sub(n.started) }
-
-// StoreStats returns the counters of the peer store and the BEP 44 item
-// store.
-func (n *Node) StoreStats() (storage.PeerStats, storage.ItemStats) {
-	return n.peers.Stats(), n.items.Stats()
-}
+func (a *Admin) RecentLookups() []RecentLookup { return a.n.recent.list() }

@@ -44,7 +44,7 @@ func TestRecentLookupsFed(t *testing.T) {
 	if _, err := b.FindNode(ctx, target); err != nil {
 		t.Fatal(err)
 	}
-	got := b.RecentLookups()
+	got := b.Admin().RecentLookups()
 	if len(got) == 0 {
 		t.Fatal("no recent lookups")
 	}

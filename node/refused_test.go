@@ -53,7 +53,7 @@ func TestWriteRefusalsNamed(t *testing.T) {
 		t.Fatalf("PutImmutable: refused by %v stored %d errors %v; want %v", res.RefusedBy, res.Stored, res.Errors, want)
 	}
 
-	ar, err := n.Announce(ctx, krpc.RandomID(), 6881, false)
+	ar, err := n.Announce(ctx, krpc.RandomID(), AnnounceOptions{Port: 6881})
 	checkErr(t, err)
 	if !slices.Equal(ar.RefusedBy, want) || ar.Accepted != 0 || len(ar.StoredAt) != 0 || ar.Announced != 1 {
 		t.Fatalf("Announce: refused by %v accepted %d of %d; want %v", ar.RefusedBy, ar.Accepted, ar.Announced, want)

@@ -96,7 +96,7 @@ type RepublishStats struct {
 // peer TTL (storage.PeerConfig.TTL, default 30 min), so that the K
 // closest nodes of the moment always hold it (BEP 5).
 //
-// Create it with Node.NewRepublisher; Close stops it (closing the node
+// Create it with NewRepublisher; Close stops it (closing the node
 // stops its rounds too, but Close should still be called). It is safe for
 // concurrent use.
 type Republisher struct {
@@ -125,15 +125,14 @@ type keptItem struct {
 
 // keptAnnounce is one announce a Republisher keeps alive.
 type keptAnnounce struct {
-	port    int
-	implied bool
-	timer   krpc.Timer
+	opts  AnnounceOptions
+	timer krpc.Timer
 }
 
 // NewRepublisher returns a Republisher for items published through n. It
 // keeps nothing until PutImmutable, PutMutable, Keep or Announce is
 // called.
-func (n *Node) NewRepublisher() *Republisher {
+func NewRepublisher(n *Node) *Republisher {
 	r := &Republisher{
 		n:         n,
 		interval:  n.cfg.RepublishInterval,
@@ -157,8 +156,8 @@ func (r *Republisher) AnnounceInterval() time.Duration {
 // Announce announces us as a peer of ih like Node.Announce and, if some
 // node accepted it, keeps it: it is repeated every AnnounceInterval, to
 // the K closest nodes of the moment, until ForgetAnnounce or Close.
-func (r *Republisher) Announce(ctx context.Context, ih krpc.ID, port int, impliedPort bool) (AnnounceResult, error) {
-	res, err := r.n.Announce(ctx, ih, port, impliedPort)
+func (r *Republisher) Announce(ctx context.Context, ih krpc.ID, o AnnounceOptions) (AnnounceResult, error) {
+	res, err := r.n.Announce(ctx, ih, o)
 	if err != nil {
 		return res, err
 	}
@@ -170,7 +169,7 @@ func (r *Republisher) Announce(ctx context.Context, ih krpc.ID, port int, implie
 	if old := r.announces[ih]; old != nil {
 		old.timer.Stop()
 	}
-	a := &keptAnnounce{port: port, implied: impliedPort}
+	a := &keptAnnounce{opts: o}
 	r.announces[ih] = a
 	r.armAnnounceLocked(ih, a, r.AnnounceInterval())
 	r.stats.Announces = len(r.announces)
@@ -380,7 +379,7 @@ func (r *Republisher) announceRound(ih krpc.ID, a *keptAnnounce) {
 	case <-r.ctx.Done():
 		return
 	}
-	res, err := r.n.Announce(r.ctx, ih, a.port, a.implied)
+	res, err := r.n.Announce(r.ctx, ih, a.opts)
 	<-r.sem
 	if r.ctx.Err() != nil {
 		return

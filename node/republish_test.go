@@ -60,7 +60,7 @@ func TestRepublishKeepsItemsPastTTL(t *testing.T) {
 	s := newSim(t, 10, simnet.Config{})
 	s.grow(ctx, 40)
 	pub := s.live()[0]
-	r := pub.NewRepublisher()
+	r := NewRepublisher(pub)
 	defer r.Close()
 	rounds := roundLog(t, r)
 	if r.Interval() != time.Hour {
@@ -85,10 +85,10 @@ func TestRepublishKeepsItemsPastTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	keptIH, lostIH := s.newID(), s.newID()
-	if _, err := r.Announce(ctx, keptIH, 7001, false); err != nil {
+	if _, err := r.Announce(ctx, keptIH, AnnounceOptions{Port: 7001}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pub.Announce(ctx, lostIH, 7002, false); err != nil {
+	if _, err := pub.Announce(ctx, lostIH, AnnounceOptions{Port: 7002}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -138,7 +138,7 @@ func TestRepublishAdoptsNewerSeq(t *testing.T) {
 	s := newSim(t, 11, simnet.Config{})
 	s.grow(ctx, 30)
 	nodes := s.live()
-	r := nodes[0].NewRepublisher()
+	r := NewRepublisher(nodes[0])
 	defer r.Close()
 	rounds := roundLog(t, r)
 	priv := testKey(2)
@@ -167,7 +167,7 @@ func TestRepublishAdoptsNewerSeq(t *testing.T) {
 // newest seq counting.
 func TestRepublishEnoughCopies(t *testing.T) {
 	n := startNode(t, nil)
-	r := n.NewRepublisher()
+	r := NewRepublisher(n)
 	defer r.Close()
 	v := []byte("3:abc")
 	imm := storage.Item{V: v}
@@ -228,7 +228,7 @@ func TestRepublishEnoughCopies(t *testing.T) {
 func TestRepublisherKeepAndClose(t *testing.T) {
 	clock := simnet.NewClock()
 	n := startNode(t, func(c *Config) { c.Clock = clock })
-	r := n.NewRepublisher()
+	r := NewRepublisher(n)
 	rounds := roundLog(t, r)
 	priv := testKey(4)
 	pub := priv.Public().(ed25519.PublicKey)

@@ -18,7 +18,7 @@ func TestTableRecordsRTT(t *testing.T) {
 		t.Fatal(err)
 	}
 	var found bool
-	for _, bk := range a.RoutingSnapshot().Buckets {
+	for _, bk := range a.Admin().RoutingSnapshot().Buckets {
 		for _, n := range bk.Nodes {
 			if n.ID != id.String() {
 				continue
@@ -33,5 +33,32 @@ func TestTableRecordsRTT(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("%s is not in the table after answering a ping", b.Addr())
+	}
+}
+
+// TestLookupReportsRTT: each of a lookup's closest nodes comes with the
+// round trip of its reply, which is within the lookup's own duration.
+func TestLookupReportsRTT(t *testing.T) {
+	seed := startNode(t, nil)
+	b := startNode(t, func(c *Config) { c.Bootstrap = []string{seed.Addr().String()} })
+	a := startNode(t, func(c *Config) { c.Bootstrap = []string{seed.Addr().String()} })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, n := range []*Node{b, a} {
+		if err := n.Bootstrap(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := a.FindNode(ctx, b.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Closest) < 2 {
+		t.Fatalf("find_node found %d nodes, want the seed and b", len(res.Closest))
+	}
+	for _, f := range res.Closest {
+		if f.RTT <= 0 || f.RTT > res.Elapsed {
+			t.Errorf("%s: rtt %v, want in (0, %v]", f.Node.Addr, f.RTT, res.Elapsed)
+		}
 	}
 }

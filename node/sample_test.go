@@ -33,7 +33,7 @@ func TestClusterSample(t *testing.T) {
 		from[i] = rnd.IntN(len(nodes))
 	}
 	parallel(len(ihs), 16, func(i int) {
-		if _, err := nodes[from[i]].Announce(ctx, ihs[i], 6881+i, false); err != nil {
+		if _, err := nodes[from[i]].Announce(ctx, ihs[i], AnnounceOptions{Port: 6881 + i}); err != nil {
 			t.Errorf("announce %d: %v", i, err)
 		}
 	})
@@ -66,7 +66,7 @@ func TestClusterSample(t *testing.T) {
 		t.Fatalf("walk reached only %d nodes", st.Queried)
 	}
 	for i, o := range append([]*Node{seed}, nodes...) {
-		if q := testutil.ToFloat64(o.Metrics().QueriesReceived.WithLabelValues(krpc.MethodSampleInfohashes)); q > 1 {
+		if q := testutil.ToFloat64(o.metrics.QueriesReceived.WithLabelValues(krpc.MethodSampleInfohashes)); q > 1 {
 			t.Fatalf("node %d asked %v times within its 6 h interval", i, q)
 		}
 	}

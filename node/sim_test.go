@@ -388,7 +388,7 @@ func TestSimChurnSurvival(t *testing.T) {
 	rounds := make(chan round, 10*simItems)
 	for i := range pubs {
 		pubs[i] = nodes[perm[i]]
-		reps[i] = pubs[i].NewRepublisher()
+		reps[i] = NewRepublisher(pubs[i])
 		reps[i].onRound = func(target krpc.ID, outcome string, err error) {
 			if err != nil {
 				t.Logf("republish %s: %s: %v", target, outcome, err)
@@ -459,7 +459,7 @@ func TestSimChurnSurvival(t *testing.T) {
 	parallel(len(ihs), 16, func(i int) {
 		r := reps[i%publishers]
 		port := 20000 + i
-		if _, err := r.Announce(ctx, ihs[i], port, false); err != nil {
+		if _, err := r.Announce(ctx, ihs[i], AnnounceOptions{Port: port}); err != nil {
 			t.Errorf("announce %d: %v", i, err)
 		}
 		wantPeer[i] = netip.AddrPortFrom(pubs[i%publishers].Addr().Addr(), uint16(port))
@@ -610,7 +610,7 @@ func TestSimChurnSurvival(t *testing.T) {
 // stateIn returns the state of id in n's table, and whether it is there
 // (live) at addr.
 func stateIn(n *Node, id krpc.ID, addr netip.AddrPort, now time.Time) (routing.State, bool) {
-	e, ok := n.Table().Get(id)
+	e, ok := n.table.Get(id)
 	if !ok || e.Addr != addr {
 		return 0, false
 	}
@@ -739,7 +739,7 @@ func runPartition(t *testing.T, seed uint64, split, heal time.Duration) partitio
 		now := s.clock.Now()
 		for _, n := range nodes {
 			c := 0
-			for _, e := range n.Table().Nodes() {
+			for _, e := range n.table.Nodes() {
 				if st, ok := stateIn(n, e.ID, e.Addr, now); ok && st == routing.Good && side[e.Addr.Addr()] != side[n.Addr().Addr()] {
 					c++
 				}

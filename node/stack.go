@@ -95,8 +95,8 @@ func StackOf(nodes ...*Node) (*Stack, error) {
 	switch {
 	case len(nodes) == 0 || len(nodes) > 2:
 		return nil, fmt.Errorf("%w: %d given", ErrStackFamilies, len(nodes))
-	case len(nodes) == 2 && nodes[0].Family() == nodes[1].Family():
-		return nil, fmt.Errorf("%w: both nodes are %s", ErrStackFamilies, nodes[0].Family())
+	case len(nodes) == 2 && nodes[0].family() == nodes[1].family():
+		return nil, fmt.Errorf("%w: both nodes are %s", ErrStackFamilies, nodes[0].family())
 	}
 	if len(nodes) == 2 {
 		Link(nodes[0], nodes[1])
@@ -119,7 +119,7 @@ func (s *Stack) IPv6() *Node { return s.family("ipv6") }
 
 func (s *Stack) family(f string) *Node {
 	for _, n := range s.nodes {
-		if n.Family() == f {
+		if n.family() == f {
 			return n
 		}
 	}
@@ -137,9 +137,9 @@ func (s *Stack) Close() error {
 	return first
 }
 
-// Family is "ipv4" or "ipv6": the address family of the node's socket (a
+// family is "ipv4" or "ipv6": the address family of the node's socket (a
 // socket on the IPv6 wildcard given in Config.Conn counts as IPv6).
-func (n *Node) Family() string {
+func (n *Node) family() string {
 	if n.Addr().Addr().Unmap().Is4() {
 		return "ipv4"
 	}

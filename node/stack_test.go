@@ -67,16 +67,16 @@ func TestNewStackDualStack(t *testing.T) {
 	if n6 == nil || n4 == nil || s.Primary() != n6 || len(s.Nodes()) != 2 || s.Nodes()[1] != n4 {
 		t.Fatalf("stack: primary %v, ipv4 %v, ipv6 %v; want the IPv6 node primary", s.Primary().Addr(), n4, n6)
 	}
-	if n6.Family() != "ipv6" || n4.Family() != "ipv4" {
-		t.Fatalf("families %s, %s", n6.Family(), n4.Family())
+	if n6.Stats().Family != "ipv6" || n4.Stats().Family != "ipv4" {
+		t.Fatalf("families %s, %s", n6.Stats().Family, n4.Stats().Family)
 	}
 	if n6.ID() != cfg.ID || n4.ID() == cfg.ID {
 		t.Errorf("ids: primary %s, other %s; want the configured %s on the primary only", n6.ID(), n4.ID(), cfg.ID)
 	}
-	if n6.DataDir() != cfg.DataDir || n4.DataDir() != filepath.Join(cfg.DataDir, "ipv4") {
-		t.Errorf("data dirs %q, %q", n6.DataDir(), n4.DataDir())
+	if n6.Admin().DataDir() != cfg.DataDir || n4.Admin().DataDir() != filepath.Join(cfg.DataDir, "ipv4") {
+		t.Errorf("data dirs %q, %q", n6.Admin().DataDir(), n4.Admin().DataDir())
 	}
-	if n6.Registry() != n4.Registry() {
+	if n6.Admin().Registry() != n4.Admin().Registry() {
 		t.Error("the nodes do not share a registry")
 	}
 
@@ -87,7 +87,7 @@ func TestNewStackDualStack(t *testing.T) {
 	for _, n := range s.Nodes() {
 		c := LoopbackConfig()
 		c.Listen, c.Bootstrap = "127.0.0.1:0", []string{n.Addr().String()}
-		if n.Family() == "ipv6" {
+		if n.Stats().Family == "ipv6" {
 			c.Listen = "[::1]:0"
 		}
 		j, err := New(c)
@@ -98,7 +98,7 @@ func TestNewStackDualStack(t *testing.T) {
 		if err := j.Bootstrap(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if n.Family() == "ipv4" {
+		if n.Stats().Family == "ipv4" {
 			joined4 = j.ID()
 		}
 	}

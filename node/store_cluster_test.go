@@ -39,7 +39,7 @@ func TestClusterPeers(t *testing.T) {
 		a := rnd.IntN(len(nodes))
 		b := (a + 1 + rnd.IntN(len(nodes)-1)) % len(nodes)
 		port := 10000 + i
-		ar, err := nodes[a].Announce(ctx, ih, port, false)
+		ar, err := nodes[a].Announce(ctx, ih, AnnounceOptions{Port: port})
 		if err != nil {
 			t.Fatalf("announce %d: %v", i, err)
 		}

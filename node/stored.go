@@ -9,6 +9,6 @@ import (
 // (as one of the storers others put to), if it holds an unexpired one.
 // A lookup through the network never asks the node that runs it, so a
 // caller that serves items (the gateway) checks here as well.
-func (n *Node) StoredItem(target krpc.ID) (storage.Item, bool) {
-	return n.items.Get(target, n.clock.Now())
+func (a *Admin) StoredItem(target krpc.ID) (storage.Item, bool) {
+	return a.n.items.Get(target, a.n.clock.Now())
 }

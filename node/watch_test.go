@@ -41,14 +41,14 @@ func TestRepublishWatchKeepsPkarrPacket(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := owner.PutSigned(ctx, p.PublicKey, nil, p.Value(), p.Seq, p.Sig, nil); err != nil {
+		if _, err := owner.PutSigned(ctx, SignedPut{Key: p.PublicKey, Value: p.Value(), Seq: p.Seq, Sig: p.Sig}); err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
 	kept, lost := sign(7, "kept"), sign(8, "lost")
 
-	r := keeper.NewRepublisher()
+	r := NewRepublisher(keeper)
 	defer r.Close()
 	rounds := roundLog(t, r)
 	if err := r.Watch(kept.PublicKey, nil, 0); err != nil {

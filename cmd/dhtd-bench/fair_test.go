@@ -71,10 +71,10 @@ func TestFillerSeedAndStoredLoad(t *testing.T) {
 		t.Fatalf("filler answer %q", out.Text())
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for n.Table().Len() < 16 && time.Now().Before(deadline) {
+	for n.Admin().Table().Len() < 16 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond) // polling the table: no event to await from outside the node
 	}
-	if got := n.Table().Len(); got != 16 {
+	if got := n.Admin().Table().Len(); got != 16 {
 		t.Fatalf("table holds %d nodes, want the 16 fillers", got)
 	}
 

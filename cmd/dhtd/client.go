@@ -222,7 +222,7 @@ func announceCommand() *cli.Command {
 				return usageErrorf(cmdName(c), "--port %d: want 1..65535 (or give --implied-port)", c.Int("port"))
 			}
 			return withNode(c, func(ctx context.Context, n *node.Node) error {
-				res, err := n.Announce(ctx, ih, c.Int("port"), c.Bool("implied-port"))
+				res, err := n.Announce(ctx, ih, node.AnnounceOptions{Port: c.Int("port"), ImpliedPort: c.Bool("implied-port")})
 				if c.Bool("json") {
 					out := map[string]any{"info_hash": ih.String(), "port": c.Int("port"), "announced": res.Announced, "accepted": res.Accepted,
 						"stored_at": nodesJSON(res.StoredAt), "refused_by": refusalsJSON(res.RefusedBy), "unanswered": nodesJSON(res.Unanswered),

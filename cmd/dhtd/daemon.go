@@ -163,7 +163,7 @@ func (b *booter) start(ctx context.Context) {
 		defer b.running.Store(false)
 		wait := bootstrapRetryMin
 		for attempt := 1; ; attempt++ {
-			if len(b.n.BootstrapList()) == 0 {
+			if len(b.n.Admin().BootstrapList()) == 0 {
 				if b.afterFirst != nil && ctx.Err() == nil {
 					b.firstOnce.Do(b.afterFirst)
 				}
@@ -252,14 +252,15 @@ func (d *daemon) hangup(ctx context.Context) {
 	d.rate, d.budget = rate, budget
 	d.log.level.Set(level)
 	for i, n := range d.nodes {
-		n.SetLimits(rate, 5*rate, budget)
-		if take("bootstrap") && !slices.Equal(boot, n.BootstrapList()) {
-			n.SetBootstrap(boot)
+		adm := n.Admin()
+		adm.SetLimits(rate, 5*rate, budget)
+		if take("bootstrap") && !slices.Equal(boot, adm.BootstrapList()) {
+			adm.SetBootstrap(boot)
 			d.booters[i].start(ctx)
 		}
 	}
 	d.log.Info("config reloaded", "file", lc.path, "rate_limit", rate, "reply_budget", budget,
-		"log_level", level.String(), "bootstrap", strings.Join(d.nodes[0].BootstrapList(), ","))
+		"log_level", level.String(), "bootstrap", strings.Join(d.nodes[0].Admin().BootstrapList(), ","))
 }
 
 // wait runs until ctx ends, handling each SIGHUP from hup.

@@ -28,25 +28,25 @@ func findNodeCommand() *cli.Command {
 			}
 			return withNode(c, func(ctx context.Context, n *node.Node) error {
 				start := time.Now()
-				res, err := n.FindClosest(ctx, target)
+				res, err := n.FindNode(ctx, target)
 				elapsed := time.Since(start)
-				if err == nil && len(res.Nodes) == 0 {
-					err = fmt.Errorf("find_node %s: %w (%d queried)", target, node.ErrNoAnswer, res.Lookup.Queried)
+				if err == nil && len(res.Closest) == 0 {
+					err = fmt.Errorf("find_node %s: %w (%d queried)", target, node.ErrNoAnswer, res.Queried)
 				}
 				if c.Bool("json") {
 					type closestJSON struct {
 						nodeJSON
 						RTTMillis float64 `json:"rtt_ms"`
 					}
-					nodes := make([]closestJSON, 0, len(res.Nodes))
-					for _, cn := range res.Nodes {
+					nodes := make([]closestJSON, 0, len(res.Closest))
+					for _, cn := range res.Closest {
 						nodes = append(nodes, closestJSON{
 							nodeJSON:  nodeJSON{ID: cn.Node.ID.String(), Addr: cn.Node.Addr.String()},
 							RTTMillis: float64(cn.RTT.Microseconds()) / 1000,
 						})
 					}
-					out := map[string]any{"target": target.String(), "nodes": nodes, "queried": res.Lookup.Queried,
-						"failed": res.Lookup.Failed, "elapsed_ms": elapsed.Milliseconds()}
+					out := map[string]any{"target": target.String(), "nodes": nodes, "queried": res.Queried,
+						"failed": res.Failed, "elapsed_ms": elapsed.Milliseconds()}
 					if err != nil {
 						out["error"] = err.Error()
 					}
@@ -55,11 +55,11 @@ func findNodeCommand() *cli.Command {
 					}
 					return err
 				}
-				for _, cn := range res.Nodes {
+				for _, cn := range res.Closest {
 					fmt.Fprintf(c.App.Writer, "%s %-21s %7.1f ms\n", cn.Node.ID, cn.Node.Addr, float64(cn.RTT.Microseconds())/1000)
 				}
 				fmt.Fprintf(c.App.Writer, "%d closest nodes, %d queried (%d failed), %v\n",
-					len(res.Nodes), res.Lookup.Queried, res.Lookup.Failed, elapsed.Round(time.Millisecond))
+					len(res.Closest), res.Queried, res.Failed, elapsed.Round(time.Millisecond))
 				return err
 			})
 		},

@@ -52,7 +52,7 @@ func keepPut(c *cli.Context, n *node.Node, v []byte, priv []byte, opts node.PutO
 			Sig: storage.SignMutable(key, opts.Salt, res.Seq, v), Mutable: true,
 		}
 	}
-	r := n.NewRepublisher()
+	r := node.NewRepublisher(n)
 	defer r.Close()
 	if err := r.Keep(it); err != nil {
 		return fmt.Errorf("--keep: %w", err)

@@ -369,7 +369,7 @@ func TestPutGetKeyCommands(t *testing.T) {
 	}
 	// Exactly the nodes listed hold an item.
 	for id, n := range byID {
-		_, items := n.StoreStats()
+		items := n.Stats().Items
 		if (items.Mutable > 0) != storedAt[id] {
 			t.Errorf("node %s holds %d mutable items, listed in stored_at: %v", id, items.Mutable, storedAt[id])
 		}
@@ -451,7 +451,7 @@ func TestAnnouncePeersNodes(t *testing.T) {
 	}
 	// Exactly the nodes listed store a peer.
 	for id, n := range byID {
-		peers, _ := n.StoreStats()
+		peers := n.Stats().Peers
 		if _, listed := storedAt[id]; (peers.Peers > 0) != listed || (listed && storedAt[id] != n.Addr().String()) {
 			t.Errorf("node %s@%s stores %d peers; stored_at lists it: %v (%s)", id, n.Addr(), peers.Peers, listed, storedAt[id])
 		}

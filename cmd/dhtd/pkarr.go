@@ -72,7 +72,7 @@ func pkarrPublishCommand() *cli.Command {
 				return err
 			}
 			return withNode(c, func(ctx context.Context, n *node.Node) error {
-				res, err := n.PutSigned(ctx, pub, nil, p.Value(), p.Seq, p.Sig, nil)
+				res, err := n.PutSigned(ctx, node.SignedPut{Key: pub, Value: p.Value(), Seq: p.Seq, Sig: p.Sig})
 				if c.Bool("json") {
 					out := map[string]any{
 						"key": pkarr.KeyString(pub), "seq": p.Seq, "time": p.Time().Format(time.RFC3339Nano),
@@ -205,7 +205,7 @@ func readPkarrKeep(path string) ([]ed25519.PublicKey, error) {
 // (once n has bootstrapped, so the first rounds find the network). Close
 // the Republisher before closing n.
 func startPkarrKeep(n *node.Node) (*node.Republisher, error) {
-	r := n.NewRepublisher()
+	r := node.NewRepublisher(n)
 	stat := func(f func(node.RepublishStats) float64) func() float64 {
 		return func() float64 { return f(r.Stats()) }
 	}
@@ -220,9 +220,9 @@ func startPkarrKeep(n *node.Node) (*node.Republisher, error) {
 			stat(func(s node.RepublishStats) float64 { return float64(s.Failed) })),
 	}
 	for i, c := range cs {
-		if err := n.Registry().Register(c); err != nil {
+		if err := n.Admin().Registry().Register(c); err != nil {
 			for _, done := range cs[:i] {
-				n.Registry().Unregister(done)
+				n.Admin().Registry().Unregister(done)
 			}
 			r.Close()
 			return nil, fmt.Errorf("--pkarr-keep metrics: %w", err)

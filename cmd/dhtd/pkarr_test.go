@@ -215,7 +215,7 @@ func TestRunPkarrKeep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nodes[1].PutSigned(ctx, p.PublicKey, nil, p.Value(), p.Seq, p.Sig, nil); err != nil {
+	if _, err := nodes[1].PutSigned(ctx, node.SignedPut{Key: p.PublicKey, Value: p.Value(), Seq: p.Seq, Sig: p.Sig}); err != nil {
 		t.Fatal(err)
 	}
 	_, unpublished := writeKeyFile(t, 8)

@@ -182,21 +182,22 @@ func runAction(c *cli.Context) error {
 			_ = stack.Close()
 			return fmt.Errorf("--metrics-listen %q: %w", addr, err)
 		}
-		debug := map[string]http.Handler{"/debug/routing": n.RoutingHandler()}
+		debug := map[string]http.Handler{"/debug/routing": n.Admin().RoutingHandler()}
 		for _, o := range nodes[1:] {
-			debug["/debug/routing/"+familyOf(o.Addr().String())] = o.RoutingHandler()
+			debug["/debug/routing/"+familyOf(o.Addr().String())] = o.Admin().RoutingHandler()
 		}
 		ready := func() bool { // once any family is, while every storage works
 			ok := false
 			for _, o := range nodes {
-				if !o.StorageHealthy() {
+				st := o.Stats()
+				if !st.StorageHealthy {
 					return false
 				}
-				ok = ok || o.Ready()
+				ok = ok || st.Ready
 			}
 			return ok
 		}
-		h, err := guardMetricsListener(metrics.Handler(n.Registry(), ready, debug), guard, n.Registry())
+		h, err := guardMetricsListener(metrics.Handler(n.Admin().Registry(), ready, debug), guard, n.Admin().Registry())
 		if err != nil {
 			ln.Close()
 			_ = stack.Close()
@@ -266,7 +267,7 @@ func runAction(c *cli.Context) error {
 	if err := stack.Close(); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
-	logger.Info("stopped", "data_dir", n.DataDir())
+	logger.Info("stopped", "data_dir", n.Admin().DataDir())
 	return nil
 }
 

@@ -80,7 +80,7 @@ func TestSampleCommand(t *testing.T) {
 		ihs[i] = krpc.RandomID()
 	}
 	forEach(len(ihs), func(i int) {
-		if _, err := nodes[i%len(nodes)].Announce(ctx, ihs[i], 7000+i, false); err != nil {
+		if _, err := nodes[i%len(nodes)].Announce(ctx, ihs[i], node.AnnounceOptions{Port: 7000 + i}); err != nil {
 			t.Errorf("announce: %v", err)
 		}
 	})
@@ -111,7 +111,7 @@ func TestSampleCommand(t *testing.T) {
 		t.Fatalf("collected %d of %d, want >= 90%%", n, len(ihs))
 	}
 	for i, o := range append([]*node.Node{seed}, nodes...) {
-		if q := testutil.ToFloat64(o.Metrics().QueriesReceived.WithLabelValues(krpc.MethodSampleInfohashes)); q > 1 {
+		if q := testutil.ToFloat64(o.Admin().Metrics().QueriesReceived.WithLabelValues(krpc.MethodSampleInfohashes)); q > 1 {
 			t.Fatalf("node %d asked %v times within its interval", i, q)
 		}
 	}
@@ -170,7 +170,7 @@ func TestScrapeCommand(t *testing.T) {
 		t.FailNow()
 	}
 	forEachN(100, 4, func(i int) {
-		if _, err := peers[i].AnnounceWith(ctx, ih, node.AnnounceOptions{Port: 6881, Seed: i < 30}); err != nil {
+		if _, err := peers[i].Announce(ctx, ih, node.AnnounceOptions{Port: 6881, Seed: i < 30}); err != nil {
 			t.Errorf("announce: %v", err)
 		}
 	})
