@@ -1,6 +1,10 @@
 package node
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors of the embedding API. The error of a lookup, a Get, a
 // write (Put*, Announce) or a Ping wraps the one that says how it failed;
@@ -38,3 +42,7 @@ func withKind(kind, err error) error {
 	}
 	return &kindError{kind: kind, err: err}
 }
+
+// errLookupTimeout is the cause a lookup's context is cancelled with when
+// Config.LookupTimeout passes; it matches context.DeadlineExceeded.
+var errLookupTimeout = fmt.Errorf("lookup timeout: %w", context.DeadlineExceeded)

@@ -355,8 +355,12 @@ func (n *Node) FindNode(ctx context.Context, target krpc.ID) (LookupResult, erro
 // addresses when the table knows fewer than 3 nodes; practice, libtorrent).
 func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryFunc,
 	onReply func(krpc.NodeInfo, *krpc.Msg) bool) (LookupResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.LookupTimeout)
-	defer cancel()
+	// The overall bound runs on the node's clock, as every other timer does,
+	// so a simulated clock bounds simulated lookups.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	bound := n.clock.AfterFunc(n.cfg.LookupTimeout, func() { cancel(errLookupTimeout) })
+	defer bound.Stop()
 	start := n.clock.Now()
 	t := newTraversal(n.id, target, n.cfg.K, n.cfg.Alpha, q)
 	t.clock = n.clock
