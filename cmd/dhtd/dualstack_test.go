@@ -250,4 +250,21 @@ func TestRunDualStackStatus(t *testing.T) {
 	if i4, i6 := strings.Index(r.stdout, "(ipv4)"), strings.Index(r.stdout, "(ipv6)"); i4 < 0 || i6 < i4 {
 		t.Errorf("dhtd table: want the IPv4 table, then the IPv6 one:\n%s", r.stdout)
 	}
+
+	r = runDhtd(t, "table", "--admin", d.Metrics, "--json")
+	if r.code != 0 {
+		t.Fatalf("dhtd table --json: exit %d: %s", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	var addrs []string
+	for _, l := range lines {
+		var doc struct{ Addr string }
+		if err := json.Unmarshal([]byte(l), &doc); err != nil {
+			t.Fatalf("dhtd table --json: line %q: %v", l, err)
+		}
+		addrs = append(addrs, doc.Addr)
+	}
+	if want := []string{d.Addr, addr6}; strings.Join(addrs, " ") != strings.Join(want, " ") {
+		t.Errorf("dhtd table --json: documents for %v, want one per family %v", addrs, want)
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,7 +21,7 @@ func tableCommand() *cli.Command {
 		Usage: "print the routing table of a running node (from its metrics listener)",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "admin", Value: "127.0.0.1:9181", Usage: "the node's --metrics-listen address"},
-			&cli.BoolFlag{Name: "json", Usage: "print the JSON document as served (of a dual-stack node: the first --listen family's)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the JSON document as served, one line per family (a dual-stack node has two)"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "bound on the request"},
 		},
 		Action: func(c *cli.Context) error {
@@ -30,15 +31,11 @@ func tableCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if c.Bool("json") {
-				_, err := c.App.Writer.Write(body)
-				return err
-			}
 			var d node.RoutingDump
 			if err := json.Unmarshal(body, &d); err != nil {
 				return errors.New("table: the answer is not a routing dump")
 			}
-			dumps := []node.RoutingDump{d}
+			dumps, bodies := []node.RoutingDump{d}, [][]byte{body}
 			// A dual-stack node (BEP 32) serves the other family's table
 			// under /debug/routing/<family>; a single-stack one answers 404.
 			other := "/debug/routing/ipv6"
@@ -50,9 +47,19 @@ func tableCommand() *cli.Command {
 				if err := json.Unmarshal(body, &d6); err != nil {
 					return fmt.Errorf("table: %s: the answer is not a routing dump", other)
 				}
-				dumps = append(dumps, d6)
+				dumps, bodies = append(dumps, d6), append(bodies, body)
 			} else if !errors.Is(err, errNoRouting) {
 				return err
+			}
+			if c.Bool("json") {
+				// One document per family, each as served (its "addr" says
+				// which family it is): a stream jq reads as it is.
+				for _, b := range bodies {
+					if err := writeJSONLine(c.App.Writer, b); err != nil {
+						return err
+					}
+				}
+				return nil
 			}
 			for _, d := range dumps {
 				printTable(c.App.Writer, d, len(dumps) > 1)
@@ -60,6 +67,17 @@ func tableCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// writeJSONLine writes the JSON document doc compacted onto one line.
+func writeJSONLine(w io.Writer, doc []byte) error {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, doc); err != nil {
+		return fmt.Errorf("table: the answer is not JSON: %w", err)
+	}
+	buf.WriteByte('\n')
+	_, err := w.Write(buf.Bytes())
+	return err
 }
 
 // errNoRouting is a 404 from a metrics listener: it serves no such table.
