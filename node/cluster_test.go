@@ -8,9 +8,11 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/krpc/simnet"
 	"github.com/dhtd/dhtd/routing"
 )
 
@@ -29,35 +31,24 @@ func startNode(t testing.TB, mod func(*Config)) *Node {
 	return n
 }
 
-// startCluster starts a seed node and size nodes that bootstrap from it,
-// then runs a second round of self-lookups so tables settle.
-func startCluster(t testing.TB, size int, mod func(*Config)) (seed *Node, nodes []*Node) {
+// startCluster starts, on a new simulated network, a seed node and size
+// nodes that bootstrap from it, then runs a second round of self-lookups
+// so tables settle. Only inside a synctest bubble: it runs in virtual
+// time. mod, if not nil, is applied to every node's Config.
+func startCluster(t *testing.T, size int, mod func(*Config)) (seed *Node, nodes []*Node) {
 	t.Helper()
-	seed = startNode(t, mod)
-	boot := []string{seed.Addr().String()}
-	for i := 0; i < size; i++ {
-		nodes = append(nodes, startNode(t, func(c *Config) {
-			c.Bootstrap = boot
-			if mod != nil {
-				mod(c)
-			}
-		}))
+	s := newSim(t, uint64(size), simnet.Config{})
+	seed = s.startWith(s.newID(), s.newAddr(), nil, mod)
+	boot := []netip.AddrPort{seed.Addr()}
+	for range size {
+		nodes = append(nodes, s.startWith(s.newID(), s.newAddr(), boot, mod))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // simulated
 	defer cancel()
-	// Two rounds, so that early joiners learn of later ones. A node whose
-	// bootstrap found no answer tries again (three attempts a round), as
-	// the daemon does: on a busy machine a joiner can see its queries time
-	// out while 16 others join at once.
-	for round := 0; round < 2; round++ {
+	// Two rounds, so that early joiners learn of later ones.
+	for range 2 {
 		parallel(len(nodes), 16, func(i int) {
-			var err error
-			for range 3 {
-				if err = nodes[i].Bootstrap(ctx); err == nil || ctx.Err() != nil {
-					break
-				}
-			}
-			if err != nil {
+			if err := nodes[i].Bootstrap(ctx); err != nil {
 				t.Errorf("bootstrap node %d: %v", i, err)
 			}
 		})
@@ -99,10 +90,9 @@ func trueClosest(all []krpc.NodeInfo, target krpc.ID, k int, exclude krpc.ID) []
 // TestClusterFindNode: 64 nodes bootstrapped from one seed; find_node
 // lookups for 20 random targets per node return the true 8 closest nodes
 // for at least 95% of (node, target) pairs.
-func TestClusterFindNode(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test")
-	}
+func TestClusterFindNode(t *testing.T) { synctest.Test(t, testClusterFindNode) }
+
+func testClusterFindNode(t *testing.T) {
 	const size, targetsPerNode, k = 64, 20, 8
 	seed, nodes := startCluster(t, size, nil)
 	all := []krpc.NodeInfo{seed.Info()}
@@ -123,7 +113,7 @@ func TestClusterFindNode(t *testing.T) {
 			targets[i] = append(targets[i], id)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // simulated
 	defer cancel()
 	parallel(len(nodes), 8, func(i int) {
 		for _, target := range targets[i] {
@@ -153,10 +143,13 @@ func TestClusterFindNode(t *testing.T) {
 
 // TestPingAndTable: a node that answers a ping ends up in the pinger's
 // table, and a node that queried us gets confirmed and added too.
-func TestPingAndTable(t *testing.T) {
-	a := startNode(t, nil)
-	b := startNode(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+func TestPingAndTable(t *testing.T) { synctest.Test(t, testPingAndTable) }
+
+func testPingAndTable(t *testing.T) {
+	s := newSim(t, 1, simnet.Config{})
+	a := s.start(s.newID(), s.newAddr(), nil)
+	b := s.start(s.newID(), s.newAddr(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // simulated
 	defer cancel()
 	id, rtt, err := a.Ping(ctx, b.Addr())
 	if err != nil {
@@ -168,8 +161,12 @@ func TestPingAndTable(t *testing.T) {
 	if _, ok := a.Table().Get(b.ID()); !ok {
 		t.Fatalf("responder not in the querier's table")
 	}
-	// b heard a's query and pings it back to confirm; wait for that event.
-	waitFor(t, 5*time.Second, func() bool { _, ok := b.Table().Get(a.ID()); return ok })
+	// b heard a's query and pings it back to confirm: once that exchange
+	// is over, a is in b's table.
+	s.settle(10 * time.Millisecond)
+	if _, ok := b.Table().Get(a.ID()); !ok {
+		t.Fatalf("querier not in the responder's table after its confirmation ping")
+	}
 }
 
 // waitFor polls cond until it holds or d passes. It is for state reached
@@ -184,5 +181,3 @@ func waitFor(t testing.TB, d time.Duration, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
-
-var _ = netip.AddrPort{}

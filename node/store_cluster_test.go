@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sort"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
@@ -25,13 +26,12 @@ func randomID(rnd *rand.Rand) krpc.ID {
 
 // TestClusterPeers: 128 nodes; 20 random infohashes, each announced from a
 // random node; GetPeers from a different random node finds the announcer.
-func TestClusterPeers(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test")
-	}
+func TestClusterPeers(t *testing.T) { synctest.Test(t, testClusterPeers) }
+
+func testClusterPeers(t *testing.T) {
 	_, nodes := startCluster(t, 128, nil)
 	rnd := rand.New(rand.NewPCG(3, 4))
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // simulated
 	defer cancel()
 	var queries []int
 	for i := 0; i < 20; i++ {
@@ -70,13 +70,12 @@ func TestClusterPeers(t *testing.T) {
 // TestClusterItems: 128 nodes; 50 immutable and 50 mutable items (half
 // salted) put from random nodes are each returned by Get from another
 // random node; seq+1 updates are seen; stale seq and cas conflicts refused.
-func TestClusterItems(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test")
-	}
+func TestClusterItems(t *testing.T) { synctest.Test(t, testClusterItems) }
+
+func testClusterItems(t *testing.T) {
 	_, nodes := startCluster(t, 128, nil)
 	rnd := rand.New(rand.NewPCG(5, 6))
-	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // simulated
 	defer cancel()
 	pick := func() (*Node, *Node) {
 		a := rnd.IntN(len(nodes))
