@@ -32,12 +32,18 @@ func startNode(t testing.TB, mod func(*Config)) *Node {
 }
 
 // startCluster starts, on a new simulated network, a seed node and size
-// nodes that bootstrap from it, then runs a second round of self-lookups
-// so tables settle. Only inside a synctest bubble: it runs in virtual
-// time. mod, if not nil, is applied to every node's Config.
+// nodes that bootstrap from it (simCluster.startStar). Only inside a
+// synctest bubble: it runs in virtual time.
 func startCluster(t *testing.T, size int, mod func(*Config)) (seed *Node, nodes []*Node) {
 	t.Helper()
-	s := newSim(t, uint64(size), simnet.Config{})
+	return newSim(t, uint64(size), simnet.Config{}).startStar(size, mod)
+}
+
+// startStar starts a seed node and size nodes that bootstrap from it, then
+// runs a second round of self-lookups so tables settle. mod, if not nil,
+// is applied to every node's Config.
+func (s *simCluster) startStar(size int, mod func(*Config)) (seed *Node, nodes []*Node) {
+	s.t.Helper()
 	seed = s.startWith(s.newID(), s.newAddr(), nil, mod)
 	boot := []netip.AddrPort{seed.Addr()}
 	for range size {
@@ -49,7 +55,7 @@ func startCluster(t *testing.T, size int, mod func(*Config)) (seed *Node, nodes 
 	for range 2 {
 		parallel(len(nodes), 16, func(i int) {
 			if err := nodes[i].Bootstrap(ctx); err != nil {
-				t.Errorf("bootstrap node %d: %v", i, err)
+				s.t.Errorf("bootstrap node %d: %v", i, err)
 			}
 		})
 	}
