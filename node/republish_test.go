@@ -230,9 +230,11 @@ func TestRepublishEnoughCopies(t *testing.T) {
 
 // TestRepublisherKeepAndClose: Keep refuses what a storer would refuse;
 // Forget and Close stop the rounds; nothing is kept after Close.
-func TestRepublisherKeepAndClose(t *testing.T) {
-	clock := simnet.NewClock()
-	n := startNode(t, func(c *Config) { c.Clock = clock })
+func TestRepublisherKeepAndClose(t *testing.T) { synctest.Test(t, testRepublisherKeepAndClose) }
+
+func testRepublisherKeepAndClose(t *testing.T) {
+	s := newSim(t, 12, simnet.Config{})
+	n := s.start(s.newID(), s.newAddr(), nil)
 	r := n.NewRepublisher()
 	rounds := roundLog(t, r)
 	priv := testKey(4)
@@ -256,8 +258,8 @@ func TestRepublisherKeepAndClose(t *testing.T) {
 		t.Fatalf("Forget: stats %+v", r.Stats())
 	}
 	// The node knows no other node: the round fails (and is counted).
-	clock.Advance(time.Hour)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	time.Sleep(time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // simulated
 	defer cancel()
 	if got := waitRounds(ctx, t, rounds, 1); got[republishFailed] != 1 || r.Stats().Failed != 1 {
 		t.Fatalf("round with no nodes: %v, stats %+v", got, r.Stats())
@@ -267,10 +269,10 @@ func TestRepublisherKeepAndClose(t *testing.T) {
 	if err := r.Keep(good); err == nil {
 		t.Error("Keep after Close succeeded")
 	}
-	clock.Advance(2 * time.Hour)
+	s.advance(2 * time.Hour)
 	select {
 	case o := <-rounds:
 		t.Fatalf("a round (%s) ran after Close", o)
-	case <-time.After(50 * time.Millisecond):
+	default:
 	}
 }
