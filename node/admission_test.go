@@ -98,14 +98,14 @@ func testAdmissionUnderFlood(t *testing.T, rate int) {
 		admitted time.Duration = -1
 		flooded  int
 	)
-	for k := 1; time.Now().Sub(start) < joinAfter+watch; k++ {
-		if d := start.Add(time.Duration(k) * step).Sub(time.Now()); d > 0 {
+	for k := 1; time.Since(start) < joinAfter+watch; k++ {
+		if d := time.Until(start.Add(time.Duration(k) * step)); d > 0 {
 			time.Sleep(d)
 		}
 		s.settle(quiet) // timeouts handled
 		flood(k)
 		flooded++
-		if honest == nil && time.Now().Sub(start) >= joinAfter {
+		if honest == nil && time.Since(start) >= joinAfter {
 			honest = s.start(s.newID(), s.newAddr(), []netip.AddrPort{victim.Addr()})
 			joined = time.Now()
 			go func() { boot <- honest.Bootstrap(ctx) }()
@@ -113,7 +113,7 @@ func testAdmissionUnderFlood(t *testing.T, rate int) {
 		}
 		if honest != nil {
 			if _, ok := victim.Table().Get(honest.ID()); ok {
-				admitted = time.Now().Sub(joined)
+				admitted = time.Since(joined)
 				break
 			}
 		}
@@ -133,7 +133,7 @@ func testAdmissionUnderFlood(t *testing.T, rate int) {
 	}
 	t.Logf("flood of %d pps for %v of virtual time (%d pings); table of %d nodes before; honest node %s; "+
 		"confirmation pings dropped: %.0f queue_full, %.0f %s",
-		rate, time.Now().Sub(start).Round(time.Millisecond), flooded, tableBefore, outcome,
+		rate, time.Since(start).Round(time.Millisecond), flooded, tableBefore, outcome,
 		drops(metrics.DropQueueFull), drops(metrics.DropAdmissionBusy), metrics.DropAdmissionBusy)
 	if admitted < 0 || admitted > within {
 		t.Fatalf("honest node %s; want admitted within %v", outcome, within)
