@@ -96,7 +96,12 @@ func trueClosest(all []krpc.NodeInfo, target krpc.ID, k int, exclude krpc.ID) []
 // TestClusterFindNode: 64 nodes bootstrapped from one seed; find_node
 // lookups for 20 random targets per node return the true 8 closest nodes
 // for at least 95% of (node, target) pairs.
-func TestClusterFindNode(t *testing.T) { synctest.Test(t, testClusterFindNode) }
+func TestClusterFindNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	synctest.Test(t, testClusterFindNode)
+}
 
 func testClusterFindNode(t *testing.T) {
 	const size, targetsPerNode, k = 64, 20, 8

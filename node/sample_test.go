@@ -18,7 +18,12 @@ import (
 // infohashes were announced, Sample from a fresh node collects at least 90%
 // of them and asks no node twice within its interval (6 h by default, so
 // at most once). In virtual time.
-func TestClusterSample(t *testing.T) { synctest.Test(t, testClusterSample) }
+func TestClusterSample(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	synctest.Test(t, testClusterSample)
+}
 
 func testClusterSample(t *testing.T) {
 	s := newSim(t, 12, simnet.Config{})
@@ -77,7 +82,12 @@ func testClusterSample(t *testing.T) {
 // is lost to a busy machine, so the estimates are exactly those of the
 // filters of the 30 seed and 70 leecher IPs built here, and both lie
 // within the bloom filter's error of the true counts.
-func TestClusterScrape(t *testing.T) { synctest.Test(t, testClusterScrape) }
+func TestClusterScrape(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	synctest.Test(t, testClusterScrape)
+}
 
 func testClusterScrape(t *testing.T) {
 	const seeds, leechers = 30, 70

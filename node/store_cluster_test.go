@@ -26,7 +26,12 @@ func randomID(rnd *rand.Rand) krpc.ID {
 
 // TestClusterPeers: 128 nodes; 20 random infohashes, each announced from a
 // random node; GetPeers from a different random node finds the announcer.
-func TestClusterPeers(t *testing.T) { synctest.Test(t, testClusterPeers) }
+func TestClusterPeers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	synctest.Test(t, testClusterPeers)
+}
 
 func testClusterPeers(t *testing.T) {
 	_, nodes := startCluster(t, 128, nil)
@@ -70,7 +75,12 @@ func testClusterPeers(t *testing.T) {
 // TestClusterItems: 128 nodes; 50 immutable and 50 mutable items (half
 // salted) put from random nodes are each returned by Get from another
 // random node; seq+1 updates are seen; stale seq and cas conflicts refused.
-func TestClusterItems(t *testing.T) { synctest.Test(t, testClusterItems) }
+func TestClusterItems(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test")
+	}
+	synctest.Test(t, testClusterItems)
+}
 
 func testClusterItems(t *testing.T) {
 	_, nodes := startCluster(t, 128, nil)

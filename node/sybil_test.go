@@ -17,7 +17,12 @@ import (
 // on the simulated network, in virtual time, at loopback addresses: the
 // honest nodes switch the loopback exemption off, the Sybils keep it and
 // so apply no limits themselves.
-func TestSybilSubnetCapped(t *testing.T) { synctest.Test(t, testSybilSubnetCapped) }
+func TestSybilSubnetCapped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("network test")
+	}
+	synctest.Test(t, testSybilSubnetCapped)
+}
 
 func testSybilSubnetCapped(t *testing.T) {
 	s := newSim(t, 9, simnet.Config{})
