@@ -53,118 +53,122 @@ func testKey(b byte) ed25519.PrivateKey {
 // first put: same seq, same signature. Likewise a kept announce outlives
 // the 30 min peer TTL and one made without the Republisher does not.
 func TestRepublishKeepsItemsPastTTL(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		if testing.Short() {
-			t.Skip("simulation")
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Hour) // simulated
-		defer cancel()
-		s := newSim(t, 10, simnet.Config{})
-		s.grow(ctx, 40)
-		pub := s.live()[0]
-		r := pub.NewRepublisher()
-		defer r.Close()
-		rounds := roundLog(t, r)
-		if r.Interval() != time.Hour {
-			t.Fatalf("default interval %v, want 1h", r.Interval())
-		}
+	if testing.Short() {
+		t.Skip("simulation")
+	}
+	synctest.Test(t, testRepublishKeepsItemsPastTTL)
+}
 
-		imm := []byte("9:kept item")
-		ir, err := r.PutImmutable(ctx, imm)
-		if err != nil {
-			t.Fatal(err)
-		}
-		priv := testKey(1)
-		salt := []byte("s")
-		mv := []byte("13:mutable value")
-		mr, err := r.PutMutable(ctx, priv, mv, PutOptions{Salt: salt})
-		if err != nil {
-			t.Fatal(err)
-		}
-		firstSig := storage.SignMutable(priv, salt, mr.Seq, mv)
-		control, err := pub.PutImmutable(ctx, []byte("12:not kept one"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		keptIH, lostIH := s.newID(), s.newID()
-		if _, err := r.Announce(ctx, keptIH, 7001, false); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := pub.Announce(ctx, lostIH, 7002, false); err != nil {
-			t.Fatal(err)
-		}
+func testRepublishKeepsItemsPastTTL(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Hour) // simulated
+	defer cancel()
+	s := newSim(t, 10, simnet.Config{})
+	s.grow(ctx, 40)
+	pub := s.live()[0]
+	r := pub.NewRepublisher()
+	defer r.Close()
+	rounds := roundLog(t, r)
+	if r.Interval() != time.Hour {
+		t.Fatalf("default interval %v, want 1h", r.Interval())
+	}
 
-		s.advance(3 * time.Hour)
-		// Rounds come every 54-60 min (items) and 13.5-15 min (the
-		// announce): in 3 hours at least 2 per item and 10 for the announce,
-		// whatever the jitter.
-		got := waitRounds(ctx, t, rounds, 2*2+10)
-		st := r.Stats()
-		t.Logf("rounds %v; stats %+v", got, st)
-		if st.Kept != 2 || st.Announces != 1 || st.Republished < 4 || st.Reannounced < 10 || st.Failed != 0 {
-			t.Errorf("stats %+v, want 2 items and 1 announce kept, >= 4 republished, >= 10 re-announced, none failed", st)
-		}
+	imm := []byte("9:kept item")
+	ir, err := r.PutImmutable(ctx, imm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv := testKey(1)
+	salt := []byte("s")
+	mv := []byte("13:mutable value")
+	mr, err := r.PutMutable(ctx, priv, mv, PutOptions{Salt: salt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstSig := storage.SignMutable(priv, salt, mr.Seq, mv)
+	control, err := pub.PutImmutable(ctx, []byte("12:not kept one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keptIH, lostIH := s.newID(), s.newID()
+	if _, err := r.Announce(ctx, keptIH, 7001, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Announce(ctx, lostIH, 7002, false); err != nil {
+		t.Fatal(err)
+	}
 
-		from := s.live()[len(s.live())-1]
-		gr, err := from.Get(ctx, ir.Target, GetOptions{})
-		if err != nil || string(gr.Item.V) != string(imm) {
-			t.Errorf("kept immutable item after 3h: %v %q", err, gr.Item.V)
-		}
-		gr, err = from.Get(ctx, mr.Target, GetOptions{Salt: salt})
-		if err != nil || string(gr.Item.V) != string(mv) || gr.Item.Seq != mr.Seq || string(gr.Item.Sig) != string(firstSig) {
-			t.Errorf("kept mutable item after 3h: %v %q seq %d (want %d), same sig %v", err, gr.Item.V, gr.Item.Seq, mr.Seq, string(gr.Item.Sig) == string(firstSig))
-		}
-		if gr, err := from.Get(ctx, control.Target, GetOptions{}); err == nil || gr.Found {
-			t.Errorf("an item nobody republished is still there after 3h (found %v, err %v)", gr.Found, err)
-		}
-		want := netip.AddrPortFrom(pub.Addr().Addr(), 7001)
-		if pr, err := from.GetPeers(ctx, keptIH, nil); err != nil || !slices.Contains(pr.Peers, want) {
-			t.Errorf("kept announce after 3h: %v, peers %v, want %s", err, pr.Peers, want)
-		}
-		if pr, _ := from.GetPeers(ctx, lostIH, nil); len(pr.Peers) != 0 {
-			t.Errorf("an announce nobody repeated is still there after 3h: %v", pr.Peers)
-		}
-		if !r.ForgetAnnounce(keptIH) || r.ForgetAnnounce(keptIH) || r.Stats().Announces != 0 {
-			t.Errorf("ForgetAnnounce: stats %+v", r.Stats())
-		}
-	})
+	s.advance(3 * time.Hour)
+	// Rounds come every 54-60 min (items) and 13.5-15 min (the
+	// announce): in 3 hours at least 2 per item and 10 for the announce,
+	// whatever the jitter.
+	got := waitRounds(ctx, t, rounds, 2*2+10)
+	st := r.Stats()
+	t.Logf("rounds %v; stats %+v", got, st)
+	if st.Kept != 2 || st.Announces != 1 || st.Republished < 4 || st.Reannounced < 10 || st.Failed != 0 {
+		t.Errorf("stats %+v, want 2 items and 1 announce kept, >= 4 republished, >= 10 re-announced, none failed", st)
+	}
+
+	from := s.live()[len(s.live())-1]
+	gr, err := from.Get(ctx, ir.Target, GetOptions{})
+	if err != nil || string(gr.Item.V) != string(imm) {
+		t.Errorf("kept immutable item after 3h: %v %q", err, gr.Item.V)
+	}
+	gr, err = from.Get(ctx, mr.Target, GetOptions{Salt: salt})
+	if err != nil || string(gr.Item.V) != string(mv) || gr.Item.Seq != mr.Seq || string(gr.Item.Sig) != string(firstSig) {
+		t.Errorf("kept mutable item after 3h: %v %q seq %d (want %d), same sig %v", err, gr.Item.V, gr.Item.Seq, mr.Seq, string(gr.Item.Sig) == string(firstSig))
+	}
+	if gr, err := from.Get(ctx, control.Target, GetOptions{}); err == nil || gr.Found {
+		t.Errorf("an item nobody republished is still there after 3h (found %v, err %v)", gr.Found, err)
+	}
+	want := netip.AddrPortFrom(pub.Addr().Addr(), 7001)
+	if pr, err := from.GetPeers(ctx, keptIH, nil); err != nil || !slices.Contains(pr.Peers, want) {
+		t.Errorf("kept announce after 3h: %v, peers %v, want %s", err, pr.Peers, want)
+	}
+	if pr, _ := from.GetPeers(ctx, lostIH, nil); len(pr.Peers) != 0 {
+		t.Errorf("an announce nobody repeated is still there after 3h: %v", pr.Peers)
+	}
+	if !r.ForgetAnnounce(keptIH) || r.ForgetAnnounce(keptIH) || r.Stats().Announces != 0 {
+		t.Errorf("ForgetAnnounce: stats %+v", r.Stats())
+	}
 }
 
 // TestRepublishAdoptsNewerSeq: when the key's owner publishes a newer seq,
 // the Republisher keeps that record instead of re-putting its old one.
 func TestRepublishAdoptsNewerSeq(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		if testing.Short() {
-			t.Skip("simulation")
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour) // simulated
-		defer cancel()
-		s := newSim(t, 11, simnet.Config{})
-		s.grow(ctx, 30)
-		nodes := s.live()
-		r := nodes[0].NewRepublisher()
-		defer r.Close()
-		rounds := roundLog(t, r)
-		priv := testKey(2)
-		pr, err := r.PutMutable(ctx, priv, []byte("2:v1"), PutOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pr2, err := nodes[5].PutMutable(ctx, priv, []byte("2:v2"), PutOptions{})
-		if err != nil || pr2.Seq != pr.Seq+1 {
-			t.Fatalf("update: %v, seq %d", err, pr2.Seq)
-		}
-		s.advance(time.Hour)
-		got := waitRounds(ctx, t, rounds, 1)
-		it, ok := r.Item(pr.Target)
-		if got[republishSuperseded] != 1 || !ok || it.Seq != pr2.Seq || string(it.V) != "2:v2" || r.Stats().Superseded != 1 {
-			t.Fatalf("rounds %v, kept seq %d %q, stats %+v; want the newer seq %d adopted", got, it.Seq, it.V, r.Stats(), pr2.Seq)
-		}
-		gr, err := nodes[9].Get(ctx, pr.Target, GetOptions{})
-		if err != nil || gr.Item.Seq != pr2.Seq {
-			t.Fatalf("get after the round: %v seq %d", err, gr.Item.Seq)
-		}
-	})
+	if testing.Short() {
+		t.Skip("simulation")
+	}
+	synctest.Test(t, testRepublishAdoptsNewerSeq)
+}
+
+func testRepublishAdoptsNewerSeq(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour) // simulated
+	defer cancel()
+	s := newSim(t, 11, simnet.Config{})
+	s.grow(ctx, 30)
+	nodes := s.live()
+	r := nodes[0].NewRepublisher()
+	defer r.Close()
+	rounds := roundLog(t, r)
+	priv := testKey(2)
+	pr, err := r.PutMutable(ctx, priv, []byte("2:v1"), PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr2, err := nodes[5].PutMutable(ctx, priv, []byte("2:v2"), PutOptions{})
+	if err != nil || pr2.Seq != pr.Seq+1 {
+		t.Fatalf("update: %v, seq %d", err, pr2.Seq)
+	}
+	s.advance(time.Hour)
+	got := waitRounds(ctx, t, rounds, 1)
+	it, ok := r.Item(pr.Target)
+	if got[republishSuperseded] != 1 || !ok || it.Seq != pr2.Seq || string(it.V) != "2:v2" || r.Stats().Superseded != 1 {
+		t.Fatalf("rounds %v, kept seq %d %q, stats %+v; want the newer seq %d adopted", got, it.Seq, it.V, r.Stats(), pr2.Seq)
+	}
+	gr, err := nodes[9].Get(ctx, pr.Target, GetOptions{})
+	if err != nil || gr.Item.Seq != pr2.Seq {
+		t.Fatalf("get after the round: %v seq %d", err, gr.Item.Seq)
+	}
 }
 
 // TestRepublishEnoughCopies is the BEP 44 skip rule: more than K copies,

@@ -54,8 +54,9 @@ type simCluster struct {
 
 // newSim returns an empty cluster on a new Network (1ms ± 1ms latency
 // unless cfg says otherwise), seeded with seed; the test's cleanup closes
-// every live node and the network. Called inside a synctest bubble, everything runs in virtual time; outside one (benchmarks,
-// which synctest does not take), in real time.
+// every live node and the network. Called inside a synctest bubble,
+// everything runs in virtual time; outside one (benchmarks, which synctest
+// does not take), in real time.
 func newSim(t testing.TB, seed uint64, cfg simnet.Config) *simCluster {
 	t.Helper()
 	if cfg.Latency == 0 {
@@ -234,102 +235,104 @@ func (s *simCluster) infos() []krpc.NodeInfo {
 // Get calls, from random nodes, that return the item; it must be >= 95%.
 // find_node quality under loss is logged too.
 func TestSimLookupLoss(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		if testing.Short() {
-			t.Skip("simulation")
-		}
-		const items, gets, finds, loss = 50, 200, 100, 0.2
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute) // simulated
-		defer cancel()
-		start := time.Now()
-		s := newSim(t, 1, simnet.Config{})
-		s.grow(ctx, simNodes)
-		t.Logf("%d nodes bootstrapped in %v (simulated)", simNodes, time.Since(start).Round(time.Millisecond))
+	if testing.Short() {
+		t.Skip("simulation")
+	}
+	synctest.Test(t, testSimLookupLoss)
+}
 
-		// items stored without loss
-		targets := make([]krpc.ID, items)
-		values := make([]string, items)
-		parallel(items, 16, func(i int) {
-			v := fmt.Sprintf("%d:%s", len(fmt.Sprintf("lossy item %03d", i)), fmt.Sprintf("lossy item %03d", i))
-			values[i] = v
-			pr, err := s.live()[i*7%simNodes].PutImmutable(ctx, []byte(v))
-			if err != nil {
-				t.Errorf("put %d: %v", i, err)
-			}
-			targets[i] = pr.Target
-		})
-		if t.Failed() {
-			t.FailNow()
-		}
+func testSimLookupLoss(t *testing.T) {
+	const items, gets, finds, loss = 50, 200, 100, 0.2
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute) // simulated
+	defer cancel()
+	start := time.Now()
+	s := newSim(t, 1, simnet.Config{})
+	s.grow(ctx, simNodes)
+	t.Logf("%d nodes bootstrapped in %v (simulated)", simNodes, time.Since(start).Round(time.Millisecond))
 
-		s.net.SetLoss(loss)
-		before := s.net.Stats()
-		lookupStart := time.Now()
-		type job struct {
-			from *Node
-			item int
+	// items stored without loss
+	targets := make([]krpc.ID, items)
+	values := make([]string, items)
+	parallel(items, 16, func(i int) {
+		v := fmt.Sprintf("%d:%s", len(fmt.Sprintf("lossy item %03d", i)), fmt.Sprintf("lossy item %03d", i))
+		values[i] = v
+		pr, err := s.live()[i*7%simNodes].PutImmutable(ctx, []byte(v))
+		if err != nil {
+			t.Errorf("put %d: %v", i, err)
 		}
-		jobs := make([]job, gets)
-		for i := range jobs {
-			jobs[i] = job{s.randomLive(), i % items}
-		}
-		var mu sync.Mutex
-		ok := 0
-		parallel(gets, 32, func(i int) {
-			gr, err := jobs[i].from.Get(ctx, targets[jobs[i].item], GetOptions{})
-			mu.Lock()
-			defer mu.Unlock()
-			if err == nil && string(gr.Item.V) == values[jobs[i].item] {
-				ok++
-			}
-		})
-		getElapsed := time.Since(lookupStart)
+		targets[i] = pr.Target
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
 
-		// find_node for random targets: overlap with the true 8 closest.
-		all := s.infos()
-		froms := make([]*Node, finds)
-		ftargets := make([]krpc.ID, finds)
-		for i := range froms {
-			froms[i], ftargets[i] = s.randomLive(), s.newID()
-		}
-		var overlap, top1, findOK int
-		parallel(finds, 32, func(i int) {
-			res, err := froms[i].FindNode(ctx, ftargets[i])
-			want := trueClosest(all, ftargets[i], 8, froms[i].ID())
-			got := make(map[krpc.ID]bool)
-			for _, f := range res.Closest {
-				got[f.Node.ID] = true
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if err == nil {
-				findOK++
-			}
-			for j, id := range want {
-				if got[id] {
-					overlap++
-					if j == 0 {
-						top1++
-					}
-				}
-			}
-		})
-		after := s.net.Stats()
-		sent := after.Sent - before.Sent
-		lost := after.Dropped[simnet.DropLoss] - before.Dropped[simnet.DropLoss]
-		rate := float64(ok) / gets
-		t.Logf("loss %.0f%% configured, %.1f%% of %d packets measured", 100*loss, 100*float64(lost)/float64(sent), sent)
-		t.Logf("lookup success with 20%% loss: %d/%d gets found the item (%.1f%%) in %v",
-			ok, gets, 100*rate, getElapsed.Round(time.Millisecond))
-		t.Logf("find_node with 20%% loss: %d/%d returned nodes; %.1f%% of the true 8 closest found, true closest found in %d/%d",
-			findOK, finds, 100*float64(overlap)/float64(8*finds), top1, finds)
-		if rate < 0.95 {
-			t.Errorf("lookup success %.1f%% with 20%% loss, want >= 95%%", 100*rate)
-		}
-		if findOK < finds*95/100 {
-			t.Errorf("only %d/%d find_node lookups returned nodes with 20%% loss", findOK, finds)
+	s.net.SetLoss(loss)
+	before := s.net.Stats()
+	lookupStart := time.Now()
+	type job struct {
+		from *Node
+		item int
+	}
+	jobs := make([]job, gets)
+	for i := range jobs {
+		jobs[i] = job{s.randomLive(), i % items}
+	}
+	var mu sync.Mutex
+	ok := 0
+	parallel(gets, 32, func(i int) {
+		gr, err := jobs[i].from.Get(ctx, targets[jobs[i].item], GetOptions{})
+		mu.Lock()
+		defer mu.Unlock()
+		if err == nil && string(gr.Item.V) == values[jobs[i].item] {
+			ok++
 		}
 	})
+	getElapsed := time.Since(lookupStart)
+
+	// find_node for random targets: overlap with the true 8 closest.
+	all := s.infos()
+	froms := make([]*Node, finds)
+	ftargets := make([]krpc.ID, finds)
+	for i := range froms {
+		froms[i], ftargets[i] = s.randomLive(), s.newID()
+	}
+	var overlap, top1, findOK int
+	parallel(finds, 32, func(i int) {
+		res, err := froms[i].FindNode(ctx, ftargets[i])
+		want := trueClosest(all, ftargets[i], 8, froms[i].ID())
+		got := make(map[krpc.ID]bool)
+		for _, f := range res.Closest {
+			got[f.Node.ID] = true
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err == nil {
+			findOK++
+		}
+		for j, id := range want {
+			if got[id] {
+				overlap++
+				if j == 0 {
+					top1++
+				}
+			}
+		}
+	})
+	after := s.net.Stats()
+	sent := after.Sent - before.Sent
+	lost := after.Dropped[simnet.DropLoss] - before.Dropped[simnet.DropLoss]
+	rate := float64(ok) / gets
+	t.Logf("loss %.0f%% configured, %.1f%% of %d packets measured", 100*loss, 100*float64(lost)/float64(sent), sent)
+	t.Logf("lookup success with 20%% loss: %d/%d gets found the item (%.1f%%) in %v",
+		ok, gets, 100*rate, getElapsed.Round(time.Millisecond))
+	t.Logf("find_node with 20%% loss: %d/%d returned nodes; %.1f%% of the true 8 closest found, true closest found in %d/%d",
+		findOK, finds, 100*float64(overlap)/float64(8*finds), top1, finds)
+	if rate < 0.95 {
+		t.Errorf("lookup success %.1f%% with 20%% loss, want >= 95%%", 100*rate)
+	}
+	if findOK < finds*95/100 {
+		t.Errorf("only %d/%d find_node lookups returned nodes with 20%% loss", findOK, finds)
+	}
 }
 
 // holders returns how many of the k live nodes closest to target hold the
@@ -368,246 +371,248 @@ func holders(s *simCluster, all []krpc.NodeInfo, byID map[krpc.ID]*Node, target 
 // publisher's job (BEP 44), and an item whose publisher left lives only
 // until its copies expire.
 func TestSimChurnSurvival(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		if testing.Short() {
-			t.Skip("simulation")
-		}
-		const publishers = 20
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Hour) // simulated
-		defer cancel()
-		start := time.Now()
-		s := newSim(t, 2, simnet.Config{})
-		s.grow(ctx, simNodes)
-		t.Logf("%d nodes bootstrapped in %v (simulated)", simNodes, time.Since(start).Round(time.Millisecond))
+	if testing.Short() {
+		t.Skip("simulation")
+	}
+	synctest.Test(t, testSimChurnSurvival)
+}
 
-		// Publishers and their Republishers.
-		nodes := s.live()
-		perm := s.rnd.Perm(len(nodes))
-		pubs := make([]*Node, publishers)
-		reps := make([]*Republisher, publishers)
-		type round struct {
-			target  krpc.ID
-			outcome string
-		}
-		rounds := make(chan round, 10*simItems)
-		for i := range pubs {
-			pubs[i] = nodes[perm[i]]
-			reps[i] = pubs[i].NewRepublisher()
-			reps[i].onRound = func(target krpc.ID, outcome string, err error) {
-				if err != nil {
-					t.Logf("republish %s: %s: %v", target, outcome, err)
-				}
-				rounds <- round{target, outcome}
-			}
-			t.Cleanup(reps[i].Close)
-		}
+func testSimChurnSurvival(t *testing.T) {
+	const publishers = 20
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Hour) // simulated
+	defer cancel()
+	start := time.Now()
+	s := newSim(t, 2, simnet.Config{})
+	s.grow(ctx, simNodes)
+	t.Logf("%d nodes bootstrapped in %v (simulated)", simNodes, time.Since(start).Round(time.Millisecond))
 
-		type item struct {
-			target krpc.ID
-			v      string
-			salt   []byte
-			seq    int64
-			sig    []byte
-		}
-		items := make([]item, simItems)
-		keys := make([]ed25519.PrivateKey, simItems)
-		for i := range keys {
-			seed := make([]byte, ed25519.SeedSize)
-			for j := range seed {
-				seed[j] = byte(s.rnd.UintN(256))
+	// Publishers and their Republishers.
+	nodes := s.live()
+	perm := s.rnd.Perm(len(nodes))
+	pubs := make([]*Node, publishers)
+	reps := make([]*Republisher, publishers)
+	type round struct {
+		target  krpc.ID
+		outcome string
+	}
+	rounds := make(chan round, 10*simItems)
+	for i := range pubs {
+		pubs[i] = nodes[perm[i]]
+		reps[i] = pubs[i].NewRepublisher()
+		reps[i].onRound = func(target krpc.ID, outcome string, err error) {
+			if err != nil {
+				t.Logf("republish %s: %s: %v", target, outcome, err)
 			}
-			keys[i] = ed25519.NewKeyFromSeed(seed)
+			rounds <- round{target, outcome}
 		}
-		putStart := time.Now()
-		parallel(simItems, 16, func(i int) {
-			r := reps[i%publishers]
-			body := fmt.Sprintf("churn item %03d", i)
-			v := fmt.Sprintf("%d:%s", len(body), body)
-			it := item{v: v}
-			if i%2 == 0 {
-				pr, err := r.PutImmutable(ctx, []byte(v))
-				if err != nil {
-					t.Errorf("put immutable %d: %v", i, err)
-					return
-				}
-				it.target = pr.Target
-			} else {
-				if i%4 == 1 {
-					it.salt = []byte(fmt.Sprintf("salt-%d", i))
-				}
-				pr, err := r.PutMutable(ctx, keys[i], []byte(v), PutOptions{Salt: it.salt})
-				if err != nil {
-					t.Errorf("put mutable %d: %v", i, err)
-					return
-				}
-				it.target, it.seq = pr.Target, pr.Seq
-				it.sig = storage.SignMutable(keys[i], it.salt, pr.Seq, []byte(v))
-			}
-			items[i] = it
-		})
-		if t.Failed() {
-			t.FailNow()
-		}
-		isItem := make(map[krpc.ID]bool)
-		for _, it := range items {
-			isItem[it.target] = true
-		}
+		t.Cleanup(reps[i].Close)
+	}
 
-		// Peers: simItems/5 infohashes, each announced (and kept announced)
-		// by a publisher on its own port.
-		ihs := make([]krpc.ID, simItems/5)
-		wantPeer := make([]netip.AddrPort, len(ihs))
-		for i := range ihs {
-			ihs[i] = s.newID()
+	type item struct {
+		target krpc.ID
+		v      string
+		salt   []byte
+		seq    int64
+		sig    []byte
+	}
+	items := make([]item, simItems)
+	keys := make([]ed25519.PrivateKey, simItems)
+	for i := range keys {
+		seed := make([]byte, ed25519.SeedSize)
+		for j := range seed {
+			seed[j] = byte(s.rnd.UintN(256))
 		}
-		parallel(len(ihs), 16, func(i int) {
-			r := reps[i%publishers]
-			port := 20000 + i
-			if _, err := r.Announce(ctx, ihs[i], port, false); err != nil {
-				t.Errorf("announce %d: %v", i, err)
+		keys[i] = ed25519.NewKeyFromSeed(seed)
+	}
+	putStart := time.Now()
+	parallel(simItems, 16, func(i int) {
+		r := reps[i%publishers]
+		body := fmt.Sprintf("churn item %03d", i)
+		v := fmt.Sprintf("%d:%s", len(body), body)
+		it := item{v: v}
+		if i%2 == 0 {
+			pr, err := r.PutImmutable(ctx, []byte(v))
+			if err != nil {
+				t.Errorf("put immutable %d: %v", i, err)
+				return
 			}
-			wantPeer[i] = netip.AddrPortFrom(pubs[i%publishers].Addr().Addr(), uint16(port))
-		})
-		if t.Failed() {
-			t.FailNow()
-		}
-		t.Logf("%d items put and %d infohashes announced in %v (simulated)", simItems, len(ihs), time.Since(putStart).Round(time.Millisecond))
-
-		// Churn: as many nodes join as 30% of the first ones, then those 30%
-		// leave (publishers stay). Joining first keeps the new nodes' bootstrap
-		// fast (a lookup through dead nodes waits out their timeouts); the
-		// departures then leave every table, old and new, full of dead nodes
-		// for the liveness checks to clear during the interval.
-		churnStart := time.Now()
-		churn := simNodes * 30 / 100
-		fresh := make(map[krpc.ID]bool)
-		for _, n := range s.grow(ctx, churn) {
-			fresh[n.ID()] = true
-		}
-		var leaving []*Node
-		for _, i := range perm[publishers:] {
-			if len(leaving) == churn {
-				break
+			it.target = pr.Target
+		} else {
+			if i%4 == 1 {
+				it.salt = []byte(fmt.Sprintf("salt-%d", i))
 			}
-			leaving = append(leaving, nodes[i])
-		}
-		parallel(len(leaving), 32, func(i int) { s.remove(leaving[i]) })
-		t.Logf("churn: %d nodes joined, %d left, %d live, in %v (simulated)", churn, len(leaving), len(s.live()), time.Since(churnStart).Round(time.Millisecond))
-
-		t.Logf("network stats before the interval: %+v", s.net.Stats())
-		// One republish interval on the simulated clock.
-		churnEnd := time.Now()
-		s.advance(pubs[0].cfg.RepublishInterval)
-		// Wait for every item's round (announces repeat every 15 min, so
-		// theirs have run several times by now).
-		outcomes, announceOutcomes := make(map[string]int), make(map[string]int)
-		for itemRounds := make(map[krpc.ID]bool); len(itemRounds) < simItems; {
-			select {
-			case r := <-rounds:
-				if isItem[r.target] {
-					itemRounds[r.target] = true
-					outcomes[r.outcome]++
-				} else {
-					announceOutcomes[r.outcome]++
-				}
-			case <-ctx.Done():
-				t.Fatalf("only %d of %d items had a republish round: %v", len(itemRounds), simItems, outcomes)
+			pr, err := r.PutMutable(ctx, keys[i], []byte(v), PutOptions{Salt: it.salt})
+			if err != nil {
+				t.Errorf("put mutable %d: %v", i, err)
+				return
 			}
+			it.target, it.seq = pr.Target, pr.Seq
+			it.sig = storage.SignMutable(keys[i], it.salt, pr.Seq, []byte(v))
 		}
-		s.settle(time.Second)
-		t.Logf("network stats after the interval: %+v", s.net.Stats())
-		t.Logf("one republish interval simulated: %v; item rounds %v, announce rounds %v",
-			time.Since(churnEnd).Round(time.Millisecond), outcomes, announceOutcomes)
-
-		// Survival: every item from a random surviving node.
-		getStart := time.Now()
-		all := s.infos()
-		byID := make(map[krpc.ID]*Node)
-		for _, n := range s.live() {
-			byID[n.ID()] = n
-		}
-		var mu sync.Mutex
-		found := 0
-		var heldSum, freshTotal, freshHeld int
-		var heldMin = 8
-		parallel(simItems, 16, func(i int) {
-			it := items[i]
-			var salt []byte
-			if it.sig != nil {
-				salt = it.salt
-			}
-			gr, err := s.randomLive().Get(ctx, it.target, GetOptions{Salt: salt})
-			good := err == nil && string(gr.Item.V) == it.v
-			if it.sig != nil {
-				good = good && gr.Item.Seq == it.seq && string(gr.Item.Sig) == string(it.sig)
-			}
-			h, ft, fh := holders(s, all, byID, it.target, fresh)
-			mu.Lock()
-			defer mu.Unlock()
-			if good {
-				found++
-			} else {
-				t.Errorf("item %d (%s) lost: %v, got %q seq %d", i, it.target, err, gr.Item.V, gr.Item.Seq)
-			}
-			heldSum += h
-			heldMin = min(heldMin, h)
-			freshTotal += ft
-			freshHeld += fh
-		})
-		survival := float64(found) / simItems
-		t.Logf("%d gets in %v (simulated)", simItems, time.Since(getStart).Round(time.Millisecond))
-		t.Logf("survival after 30%% churn and one republish interval: %d/%d items found (%.1f%%)", found, simItems, 100*survival)
-		t.Logf("responsibility: the 8 closest live nodes hold %.1f%% of the copies (worst item %d/8); new nodes among them hold %d/%d",
-			100*float64(heldSum)/float64(8*simItems), heldMin, freshHeld, freshTotal)
-		if survival < 1 {
-			t.Fatalf("survival %.1f%%, want 100%%", 100*survival)
-		}
-		if heldSum < 8*simItems*9/10 || heldMin < 4 {
-			t.Errorf("the 8 closest live nodes hold %d of %d copies (worst item %d), want >= 90%% and >= 4 each", heldSum, 8*simItems, heldMin)
-		}
-		if freshTotal == 0 || freshHeld < freshTotal*9/10 {
-			t.Errorf("new nodes among the 8 closest hold %d of %d, want >= 90%%", freshHeld, freshTotal)
-		}
-
-		// Peers: every announce from a random surviving node, and on the 8
-		// closest live nodes.
-		peersFound, peerHeld, peerFreshTotal, peerFreshHeld := 0, 0, 0, 0
-		now := time.Now()
-		parallel(len(ihs), 16, func(i int) {
-			pr, err := s.randomLive().GetPeers(ctx, ihs[i], nil)
-			ok := err == nil && slices.Contains(pr.Peers, wantPeer[i])
-			held, ft, fh := 0, 0, 0
-			for _, id := range trueClosest(all, ihs[i], 8, krpc.ID{}) {
-				has := false
-				byID[id].peers.Each(ihs[i], now, func(a netip.AddrPort, _ bool) { has = has || a == wantPeer[i] })
-				if has {
-					held++
-				}
-				if fresh[id] {
-					ft++
-					if has {
-						fh++
-					}
-				}
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if ok {
-				peersFound++
-			} else {
-				t.Errorf("peer %s of infohash %d not found: %v (got %v)", wantPeer[i], i, err, pr.Peers)
-			}
-			peerHeld += held
-			peerFreshTotal += ft
-			peerFreshHeld += fh
-		})
-		t.Logf("peer survival: %d/%d announced peers found; the 8 closest live nodes hold %.1f%% of them; new nodes among them hold %d/%d",
-			peersFound, len(ihs), 100*float64(peerHeld)/float64(8*len(ihs)), peerFreshHeld, peerFreshTotal)
-		if peerHeld < 8*len(ihs)*9/10 || peerFreshHeld < peerFreshTotal*9/10 {
-			t.Errorf("the 8 closest live nodes hold %d of %d peers (new nodes %d of %d), want >= 90%%",
-				peerHeld, 8*len(ihs), peerFreshHeld, peerFreshTotal)
-		}
+		items[i] = it
 	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	isItem := make(map[krpc.ID]bool)
+	for _, it := range items {
+		isItem[it.target] = true
+	}
+
+	// Peers: simItems/5 infohashes, each announced (and kept announced)
+	// by a publisher on its own port.
+	ihs := make([]krpc.ID, simItems/5)
+	wantPeer := make([]netip.AddrPort, len(ihs))
+	for i := range ihs {
+		ihs[i] = s.newID()
+	}
+	parallel(len(ihs), 16, func(i int) {
+		r := reps[i%publishers]
+		port := 20000 + i
+		if _, err := r.Announce(ctx, ihs[i], port, false); err != nil {
+			t.Errorf("announce %d: %v", i, err)
+		}
+		wantPeer[i] = netip.AddrPortFrom(pubs[i%publishers].Addr().Addr(), uint16(port))
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Logf("%d items put and %d infohashes announced in %v (simulated)", simItems, len(ihs), time.Since(putStart).Round(time.Millisecond))
+
+	// Churn: as many nodes join as 30% of the first ones, then those 30%
+	// leave (publishers stay). Joining first keeps the new nodes' bootstrap
+	// fast (a lookup through dead nodes waits out their timeouts); the
+	// departures then leave every table, old and new, full of dead nodes
+	// for the liveness checks to clear during the interval.
+	churnStart := time.Now()
+	churn := simNodes * 30 / 100
+	fresh := make(map[krpc.ID]bool)
+	for _, n := range s.grow(ctx, churn) {
+		fresh[n.ID()] = true
+	}
+	var leaving []*Node
+	for _, i := range perm[publishers:] {
+		if len(leaving) == churn {
+			break
+		}
+		leaving = append(leaving, nodes[i])
+	}
+	parallel(len(leaving), 32, func(i int) { s.remove(leaving[i]) })
+	t.Logf("churn: %d nodes joined, %d left, %d live, in %v (simulated)", churn, len(leaving), len(s.live()), time.Since(churnStart).Round(time.Millisecond))
+
+	t.Logf("network stats before the interval: %+v", s.net.Stats())
+	// One republish interval on the simulated clock.
+	churnEnd := time.Now()
+	s.advance(pubs[0].cfg.RepublishInterval)
+	// Wait for every item's round (announces repeat every 15 min, so
+	// theirs have run several times by now).
+	outcomes, announceOutcomes := make(map[string]int), make(map[string]int)
+	for itemRounds := make(map[krpc.ID]bool); len(itemRounds) < simItems; {
+		select {
+		case r := <-rounds:
+			if isItem[r.target] {
+				itemRounds[r.target] = true
+				outcomes[r.outcome]++
+			} else {
+				announceOutcomes[r.outcome]++
+			}
+		case <-ctx.Done():
+			t.Fatalf("only %d of %d items had a republish round: %v", len(itemRounds), simItems, outcomes)
+		}
+	}
+	s.settle(time.Second)
+	t.Logf("network stats after the interval: %+v", s.net.Stats())
+	t.Logf("one republish interval simulated: %v; item rounds %v, announce rounds %v",
+		time.Since(churnEnd).Round(time.Millisecond), outcomes, announceOutcomes)
+
+	// Survival: every item from a random surviving node.
+	getStart := time.Now()
+	all := s.infos()
+	byID := make(map[krpc.ID]*Node)
+	for _, n := range s.live() {
+		byID[n.ID()] = n
+	}
+	var mu sync.Mutex
+	found := 0
+	var heldSum, freshTotal, freshHeld int
+	var heldMin = 8
+	parallel(simItems, 16, func(i int) {
+		it := items[i]
+		var salt []byte
+		if it.sig != nil {
+			salt = it.salt
+		}
+		gr, err := s.randomLive().Get(ctx, it.target, GetOptions{Salt: salt})
+		good := err == nil && string(gr.Item.V) == it.v
+		if it.sig != nil {
+			good = good && gr.Item.Seq == it.seq && string(gr.Item.Sig) == string(it.sig)
+		}
+		h, ft, fh := holders(s, all, byID, it.target, fresh)
+		mu.Lock()
+		defer mu.Unlock()
+		if good {
+			found++
+		} else {
+			t.Errorf("item %d (%s) lost: %v, got %q seq %d", i, it.target, err, gr.Item.V, gr.Item.Seq)
+		}
+		heldSum += h
+		heldMin = min(heldMin, h)
+		freshTotal += ft
+		freshHeld += fh
+	})
+	survival := float64(found) / simItems
+	t.Logf("%d gets in %v (simulated)", simItems, time.Since(getStart).Round(time.Millisecond))
+	t.Logf("survival after 30%% churn and one republish interval: %d/%d items found (%.1f%%)", found, simItems, 100*survival)
+	t.Logf("responsibility: the 8 closest live nodes hold %.1f%% of the copies (worst item %d/8); new nodes among them hold %d/%d",
+		100*float64(heldSum)/float64(8*simItems), heldMin, freshHeld, freshTotal)
+	if survival < 1 {
+		t.Fatalf("survival %.1f%%, want 100%%", 100*survival)
+	}
+	if heldSum < 8*simItems*9/10 || heldMin < 4 {
+		t.Errorf("the 8 closest live nodes hold %d of %d copies (worst item %d), want >= 90%% and >= 4 each", heldSum, 8*simItems, heldMin)
+	}
+	if freshTotal == 0 || freshHeld < freshTotal*9/10 {
+		t.Errorf("new nodes among the 8 closest hold %d of %d, want >= 90%%", freshHeld, freshTotal)
+	}
+
+	// Peers: every announce from a random surviving node, and on the 8
+	// closest live nodes.
+	peersFound, peerHeld, peerFreshTotal, peerFreshHeld := 0, 0, 0, 0
+	now := time.Now()
+	parallel(len(ihs), 16, func(i int) {
+		pr, err := s.randomLive().GetPeers(ctx, ihs[i], nil)
+		ok := err == nil && slices.Contains(pr.Peers, wantPeer[i])
+		held, ft, fh := 0, 0, 0
+		for _, id := range trueClosest(all, ihs[i], 8, krpc.ID{}) {
+			has := false
+			byID[id].peers.Each(ihs[i], now, func(a netip.AddrPort, _ bool) { has = has || a == wantPeer[i] })
+			if has {
+				held++
+			}
+			if fresh[id] {
+				ft++
+				if has {
+					fh++
+				}
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if ok {
+			peersFound++
+		} else {
+			t.Errorf("peer %s of infohash %d not found: %v (got %v)", wantPeer[i], i, err, pr.Peers)
+		}
+		peerHeld += held
+		peerFreshTotal += ft
+		peerFreshHeld += fh
+	})
+	t.Logf("peer survival: %d/%d announced peers found; the 8 closest live nodes hold %.1f%% of them; new nodes among them hold %d/%d",
+		peersFound, len(ihs), 100*float64(peerHeld)/float64(8*len(ihs)), peerFreshHeld, peerFreshTotal)
+	if peerHeld < 8*len(ihs)*9/10 || peerFreshHeld < peerFreshTotal*9/10 {
+		t.Errorf("the 8 closest live nodes hold %d of %d peers (new nodes %d of %d), want >= 90%%",
+			peerHeld, 8*len(ihs), peerFreshHeld, peerFreshTotal)
+	}
 }
 
 // stateIn returns the state of id in n's table, and whether it is there
@@ -627,89 +632,91 @@ func stateIn(n *Node, id krpc.ID, addr netip.AddrPort, now time.Time) (routing.S
 // it as good again, its 8 closest nodes all do, and find_node for its id
 // from random nodes finds it every time.
 func TestSimRestartSameID(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		if testing.Short() {
-			t.Skip("simulation")
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour) // simulated
-		defer cancel()
-		s := newSim(t, 4, simnet.Config{})
-		s.grow(ctx, 100)
-		x := s.randomLive()
-		id, addr := x.ID(), x.Addr()
-		var had []*Node
-		for _, n := range s.live() {
-			if _, ok := stateIn(n, id, addr, time.Now()); ok && n != x {
-				had = append(had, n)
-			}
-		}
-		if len(had) < 8 {
-			t.Fatalf("only %d nodes have the node in their table", len(had))
-		}
+	if testing.Short() {
+		t.Skip("simulation")
+	}
+	synctest.Test(t, testSimRestartSameID)
+}
 
-		s.remove(x)
-		s.advance(30 * time.Minute) // past the good window: liveness pings fail
-		noticed := 0
-		for _, n := range had {
-			if st, ok := stateIn(n, id, addr, time.Now()); !ok || st == routing.Bad {
-				noticed++
-			}
+func testSimRestartSameID(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour) // simulated
+	defer cancel()
+	s := newSim(t, 4, simnet.Config{})
+	s.grow(ctx, 100)
+	x := s.randomLive()
+	id, addr := x.ID(), x.Addr()
+	var had []*Node
+	for _, n := range s.live() {
+		if _, ok := stateIn(n, id, addr, time.Now()); ok && n != x {
+			had = append(had, n)
 		}
-		t.Logf("node down for 30 min: %d of the %d nodes that had it hold it as bad or dropped it", noticed, len(had))
-		if noticed < len(had)*8/10 {
-			t.Errorf("only %d of %d nodes noticed the node was gone", noticed, len(had))
-		}
+	}
+	if len(had) < 8 {
+		t.Fatalf("only %d nodes have the node in their table", len(had))
+	}
 
-		x = s.start(id, addr, []netip.AddrPort{s.randomLive().Addr()})
-		if err := x.Bootstrap(ctx); err != nil {
-			t.Fatalf("bootstrap after restart: %v", err)
+	s.remove(x)
+	s.advance(30 * time.Minute) // past the good window: liveness pings fail
+	noticed := 0
+	for _, n := range had {
+		if st, ok := stateIn(n, id, addr, time.Now()); !ok || st == routing.Bad {
+			noticed++
 		}
-		s.advance(20 * time.Minute) // a refresh interval and then some
+	}
+	t.Logf("node down for 30 min: %d of the %d nodes that had it hold it as bad or dropped it", noticed, len(had))
+	if noticed < len(had)*8/10 {
+		t.Errorf("only %d of %d nodes noticed the node was gone", noticed, len(had))
+	}
 
-		now := time.Now()
-		holding, good := 0, 0
-		for _, n := range s.live() {
-			if st, ok := stateIn(n, id, addr, now); ok && n != x {
-				holding++
-				if st == routing.Good {
-					good++
-				}
+	x = s.start(id, addr, []netip.AddrPort{s.randomLive().Addr()})
+	if err := x.Bootstrap(ctx); err != nil {
+		t.Fatalf("bootstrap after restart: %v", err)
+	}
+	s.advance(20 * time.Minute) // a refresh interval and then some
+
+	now := time.Now()
+	holding, good := 0, 0
+	for _, n := range s.live() {
+		if st, ok := stateIn(n, id, addr, now); ok && n != x {
+			holding++
+			if st == routing.Good {
+				good++
 			}
 		}
-		closeGood := 0
-		all := s.infos()
-		byID := make(map[krpc.ID]*Node)
-		for _, n := range s.live() {
-			byID[n.ID()] = n
+	}
+	closeGood := 0
+	all := s.infos()
+	byID := make(map[krpc.ID]*Node)
+	for _, n := range s.live() {
+		byID[n.ID()] = n
+	}
+	for _, cid := range trueClosest(all, id, 8, id) {
+		if st, ok := stateIn(byID[cid], id, addr, now); ok && st == routing.Good {
+			closeGood++
 		}
-		for _, cid := range trueClosest(all, id, 8, id) {
-			if st, ok := stateIn(byID[cid], id, addr, now); ok && st == routing.Good {
-				closeGood++
-			}
+	}
+	foundIt := 0
+	const finds = 20
+	for range finds {
+		res, err := s.randomLive().FindNode(ctx, id)
+		if err == nil && len(res.Closest) > 0 && res.Closest[0].Node.ID == id {
+			foundIt++
 		}
-		foundIt := 0
-		const finds = 20
-		for range finds {
-			res, err := s.randomLive().FindNode(ctx, id)
-			if err == nil && len(res.Closest) > 0 && res.Closest[0].Node.ID == id {
-				foundIt++
-			}
-		}
-		t.Logf("after restart: %d nodes hold it (%d before it left), %d as good; %d/8 of its closest hold it as good; find_node found it %d/%d",
-			holding, len(had), good, closeGood, foundIt, finds)
-		// Nodes that replaced it while it was away keep their (good) buckets
-		// as they are (BEP 5); at least half of the nodes that had it must
-		// hold it as good again.
-		if good < len(had)/2 {
-			t.Errorf("%d nodes hold the restarted node, %d of them as good (%d had it before)", holding, good, len(had))
-		}
-		if closeGood < 8 {
-			t.Errorf("only %d of its 8 closest nodes hold it as good", closeGood)
-		}
-		if foundIt < finds {
-			t.Errorf("find_node for its id found it %d/%d times", foundIt, finds)
-		}
-	})
+	}
+	t.Logf("after restart: %d nodes hold it (%d before it left), %d as good; %d/8 of its closest hold it as good; find_node found it %d/%d",
+		holding, len(had), good, closeGood, foundIt, finds)
+	// Nodes that replaced it while it was away keep their (good) buckets
+	// as they are (BEP 5); at least half of the nodes that had it must
+	// hold it as good again.
+	if good < len(had)/2 {
+		t.Errorf("%d nodes hold the restarted node, %d of them as good (%d had it before)", holding, good, len(had))
+	}
+	if closeGood < 8 {
+		t.Errorf("only %d of its 8 closest nodes hold it as good", closeGood)
+	}
+	if foundIt < finds {
+		t.Errorf("find_node for its id found it %d/%d times", foundIt, finds)
+	}
 }
 
 // partitionRun is what runPartition measured: cross-half figures before,
@@ -807,19 +814,21 @@ func runPartition(t *testing.T, seed uint64, split, heal time.Duration) partitio
 // within one refresh interval (15 min) every node holds good nodes of the
 // other half and find_node across finds its target every time.
 func TestSimPartitionHeals(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		if testing.Short() {
-			t.Skip("simulation")
-		}
-		r := runPartition(t, 5, 10*time.Minute, 15*time.Minute)
-		if r.duringFind > 0 {
-			t.Errorf("%d/20 lookups crossed the partition", r.duringFind)
-		}
-		if r.healedNodes < r.nodes || r.healedFind < 40 {
-			t.Errorf("after healing %d/%d nodes hold good cross entries and %d/40 cross lookups found their target, want all",
-				r.healedNodes, r.nodes, r.healedFind)
-		}
-	})
+	if testing.Short() {
+		t.Skip("simulation")
+	}
+	synctest.Test(t, testSimPartitionHeals)
+}
+
+func testSimPartitionHeals(t *testing.T) {
+	r := runPartition(t, 5, 10*time.Minute, 15*time.Minute)
+	if r.duringFind > 0 {
+		t.Errorf("%d/20 lookups crossed the partition", r.duringFind)
+	}
+	if r.healedNodes < r.nodes || r.healedFind < 40 {
+		t.Errorf("after healing %d/%d nodes hold good cross entries and %d/40 cross lookups found their target, want all",
+			r.healedNodes, r.nodes, r.healedFind)
+	}
 }
 
 // TestSimLongPartitionHeals: a partition of 40 minutes, long enough for
@@ -833,18 +842,20 @@ func TestSimPartitionHeals(t *testing.T) {
 // the halves find each other again; without the retries (measured before
 // they existed) only ~75% of nodes and ~55-85% of cross lookups recovered.
 func TestSimLongPartitionHeals(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		if testing.Short() {
-			t.Skip("simulation")
-		}
-		r := runPartition(t, 6, 40*time.Minute, 30*time.Minute)
-		if r.duringNodes > r.nodes/10 || r.duringFind > 0 {
-			t.Errorf("the partition did not separate the halves: %d nodes hold good cross entries, %d/20 cross lookups found their target",
-				r.duringNodes, r.duringFind)
-		}
-		if r.healedNodes < r.nodes*9/10 || r.healedFind < 38 {
-			t.Errorf("the halves did not find each other again: %d/%d nodes hold good cross entries, %d/40 cross lookups found their target",
-				r.healedNodes, r.nodes, r.healedFind)
-		}
-	})
+	if testing.Short() {
+		t.Skip("simulation")
+	}
+	synctest.Test(t, testSimLongPartitionHeals)
+}
+
+func testSimLongPartitionHeals(t *testing.T) {
+	r := runPartition(t, 6, 40*time.Minute, 30*time.Minute)
+	if r.duringNodes > r.nodes/10 || r.duringFind > 0 {
+		t.Errorf("the partition did not separate the halves: %d nodes hold good cross entries, %d/20 cross lookups found their target",
+			r.duringNodes, r.duringFind)
+	}
+	if r.healedNodes < r.nodes*9/10 || r.healedFind < 38 {
+		t.Errorf("the halves did not find each other again: %d/%d nodes hold good cross entries, %d/40 cross lookups found their target",
+			r.healedNodes, r.nodes, r.healedFind)
+	}
 }
