@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -20,8 +21,8 @@ import (
 // far below any per-IP limit). A new honest node that joins through it
 // must enter its routing table within 5 s of virtual time.
 //
-// The flood runs on the simulator's clock in 100 ms steps: the clock moves
-// (query timeouts due fire), then one flooding ping arrives, then the
+// The flood runs in virtual time (a synctest bubble) in 100 ms steps:
+// time moves (query timeouts due fire), then one flooding ping arrives, then the
 // honest node's queries, if any, follow. So the honest node always comes
 // right after a flooding packet, the worst moment for it when a freed
 // confirmation slot goes to whoever asks first.
@@ -34,7 +35,9 @@ func TestSimAdmissionUnderPingFlood(t *testing.T) {
 		t.Skip("simulation")
 	}
 	for _, rate := range []int{10, 40} {
-		t.Run(fmt.Sprintf("%dpps", rate), func(t *testing.T) { testAdmissionUnderFlood(t, rate) })
+		t.Run(fmt.Sprintf("%dpps", rate), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { testAdmissionUnderFlood(t, rate) })
+		})
 	}
 }
 
@@ -64,9 +67,7 @@ func testAdmissionUnderFlood(t *testing.T, rate int) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	if err := s.net.WaitQuiet(ctx, 20*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
+	s.settle(20 * time.Millisecond)
 	tableBefore := victim.table.Len()
 
 	// flood sends one ping to the victim from the i-th flooding address
@@ -85,13 +86,11 @@ func testAdmissionUnderFlood(t *testing.T, rate int) {
 		if _, err := c.WriteToAddrPort(b, victim.Addr()); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.net.WaitQuiet(ctx, quiet); err != nil { // delivered and handled
-			t.Fatal(err)
-		}
+		s.settle(quiet) // delivered and handled
 		_ = c.Close()
 	}
 
-	start := s.clock.Now()
+	start := time.Now()
 	var (
 		honest   *Node
 		joined   time.Time
@@ -99,26 +98,22 @@ func testAdmissionUnderFlood(t *testing.T, rate int) {
 		admitted time.Duration = -1
 		flooded  int
 	)
-	for k := 1; s.clock.Now().Sub(start) < joinAfter+watch; k++ {
-		if d := start.Add(time.Duration(k) * step).Sub(s.clock.Now()); d > 0 {
-			s.clock.Advance(d)
+	for k := 1; time.Since(start) < joinAfter+watch; k++ {
+		if d := time.Until(start.Add(time.Duration(k) * step)); d > 0 {
+			time.Sleep(d)
 		}
-		if err := s.net.WaitQuiet(ctx, quiet); err != nil { // timeouts handled
-			t.Fatal(err)
-		}
+		s.settle(quiet) // timeouts handled
 		flood(k)
 		flooded++
-		if honest == nil && s.clock.Now().Sub(start) >= joinAfter {
+		if honest == nil && time.Since(start) >= joinAfter {
 			honest = s.start(s.newID(), s.newAddr(), []netip.AddrPort{victim.Addr()})
-			joined = s.clock.Now()
+			joined = time.Now()
 			go func() { boot <- honest.Bootstrap(ctx) }()
-			if err := s.net.WaitQuiet(ctx, 20*time.Millisecond); err != nil {
-				t.Fatal(err)
-			}
+			s.settle(20 * time.Millisecond)
 		}
 		if honest != nil {
 			if _, ok := victim.table.Get(honest.ID()); ok {
-				admitted = s.clock.Now().Sub(joined)
+				admitted = time.Since(joined)
 				break
 			}
 		}
@@ -138,7 +133,7 @@ func testAdmissionUnderFlood(t *testing.T, rate int) {
 	}
 	t.Logf("flood of %d pps for %v of virtual time (%d pings); table of %d nodes before; honest node %s; "+
 		"confirmation pings dropped: %.0f queue_full, %.0f %s",
-		rate, s.clock.Now().Sub(start).Round(time.Millisecond), flooded, tableBefore, outcome,
+		rate, time.Since(start).Round(time.Millisecond), flooded, tableBefore, outcome,
 		drops(metrics.DropQueueFull), drops(metrics.DropAdmissionBusy), metrics.DropAdmissionBusy)
 	if admitted < 0 || admitted > within {
 		t.Fatalf("honest node %s; want admitted within %v", outcome, within)

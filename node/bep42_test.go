@@ -7,11 +7,13 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/krpc/simnet"
 	"github.com/dhtd/dhtd/routing"
 )
 
@@ -30,22 +32,23 @@ func bep42ID(t *testing.T, ip string) krpc.ID {
 // match its address gets 203, never enters the table, and is not queried
 // when another node names it; matching nodes are served as usual. Loopback
 // is normally exempt (BEP 42), so the node under test sets LimitLoopback.
-func TestBEP42Enforce(t *testing.T) {
-	if testing.Short() {
-		t.Skip("network test")
-	}
-	strict := startNode(t, func(c *Config) {
-		c.Listen = "127.0.0.1:0"
-		c.ID = bep42ID(t, "127.0.0.1")
+// On the simulated network (at loopback addresses), in virtual time.
+func TestBEP42Enforce(t *testing.T) { synctest.Test(t, testBEP42Enforce) }
+
+func testBEP42Enforce(t *testing.T) {
+	s := newSim(t, 18, simnet.Config{})
+	at := func(ip string) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr(ip), 6881) }
+	strict := s.startWith(bep42ID(t, "127.0.0.1"), at("127.0.0.1"), nil, func(c *Config) {
 		c.BEP42 = routing.BEP42Enforce
 		c.LimitLoopback = true
 	})
-	good := startNode(t, func(c *Config) { c.Listen = "127.0.0.2:0"; c.ID = bep42ID(t, "127.0.0.2") })
-	bad := startNode(t, func(c *Config) { c.Listen = "127.0.0.3:0" }) // random id
-	if routing.MatchesIP(bad.ID(), netip.MustParseAddr("127.0.0.3")) {
-		t.Skip("random id happens to match its address (p = 2^-21)")
+	good := s.start(bep42ID(t, "127.0.0.2"), at("127.0.0.2"), nil)
+	badID := s.newID()
+	for routing.MatchesIP(badID, netip.MustParseAddr("127.0.0.3")) { // p = 2^-21
+		badID = s.newID()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	bad := s.start(badID, at("127.0.0.3"), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // simulated
 	defer cancel()
 
 	// The mismatching node's query: error 203, not added.
@@ -198,20 +201,22 @@ func TestIPVoter(t *testing.T) {
 }
 
 // TestExternalIPLearned: a node learns the address its neighbours see it
-// at from the "ip" of their responses.
-func TestExternalIPLearned(t *testing.T) {
-	if testing.Short() {
-		t.Skip("network test")
-	}
-	n := startNode(t, func(c *Config) { c.Listen = "127.0.0.1:0" })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+// at from the "ip" of their responses. On the simulated network (at
+// loopback addresses), in virtual time.
+func TestExternalIPLearned(t *testing.T) { synctest.Test(t, testExternalIPLearned) }
+
+func testExternalIPLearned(t *testing.T) {
+	s := newSim(t, 19, simnet.Config{})
+	at := func(ip string) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr(ip), 6881) }
+	n := s.start(s.newID(), at("127.0.0.1"), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // simulated
 	defer cancel()
 	if _, ok := n.votedIP(); ok {
 		t.Fatal("external address decided before any response")
 	}
 	// Responders on two distinct /24s.
 	for _, ip := range []string{"127.0.1.1", "127.0.2.1"} {
-		o := startNode(t, func(c *Config) { c.Listen = ip + ":0" })
+		o := s.start(s.newID(), at(ip), nil)
 		if _, _, err := n.Ping(ctx, o.Addr()); err != nil {
 			t.Fatal(err)
 		}

@@ -8,9 +8,11 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/krpc/simnet"
 	"github.com/dhtd/dhtd/routing"
 )
 
@@ -29,36 +31,31 @@ func startNode(t testing.TB, mod func(*Config)) *Node {
 	return n
 }
 
-// startCluster starts a seed node and size nodes that bootstrap from it,
-// then runs a second round of self-lookups so tables settle.
-func startCluster(t testing.TB, size int, mod func(*Config)) (seed *Node, nodes []*Node) {
+// startCluster starts, on a new simulated network, a seed node and size
+// nodes that bootstrap from it (simCluster.startStar). Only inside a
+// synctest bubble: it runs in virtual time.
+func startCluster(t *testing.T, size int, mod func(*Config)) (seed *Node, nodes []*Node) {
 	t.Helper()
-	seed = startNode(t, mod)
-	boot := []string{seed.Addr().String()}
-	for i := 0; i < size; i++ {
-		nodes = append(nodes, startNode(t, func(c *Config) {
-			c.Bootstrap = boot
-			if mod != nil {
-				mod(c)
-			}
-		}))
+	return newSim(t, uint64(size), simnet.Config{}).startStar(size, mod)
+}
+
+// startStar starts a seed node and size nodes that bootstrap from it, then
+// runs a second round of self-lookups so tables settle. mod, if not nil,
+// is applied to every node's Config.
+func (s *simCluster) startStar(size int, mod func(*Config)) (seed *Node, nodes []*Node) {
+	s.t.Helper()
+	seed = s.startWith(s.newID(), s.newAddr(), nil, mod)
+	boot := []netip.AddrPort{seed.Addr()}
+	for range size {
+		nodes = append(nodes, s.startWith(s.newID(), s.newAddr(), boot, mod))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // simulated
 	defer cancel()
-	// Two rounds, so that early joiners learn of later ones. A node whose
-	// bootstrap found no answer tries again (three attempts a round), as
-	// the daemon does: on a busy machine a joiner can see its queries time
-	// out while 16 others join at once.
-	for round := 0; round < 2; round++ {
+	// Two rounds, so that early joiners learn of later ones.
+	for range 2 {
 		parallel(len(nodes), 16, func(i int) {
-			var err error
-			for range 3 {
-				if err = nodes[i].Bootstrap(ctx); err == nil || ctx.Err() != nil {
-					break
-				}
-			}
-			if err != nil {
-				t.Errorf("bootstrap node %d: %v", i, err)
+			if err := nodes[i].Bootstrap(ctx); err != nil {
+				s.t.Errorf("bootstrap node %d: %v", i, err)
 			}
 		})
 	}
@@ -103,6 +100,10 @@ func TestClusterFindNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
+	synctest.Test(t, testClusterFindNode)
+}
+
+func testClusterFindNode(t *testing.T) {
 	const size, targetsPerNode, k = 64, 20, 8
 	seed, nodes := startCluster(t, size, nil)
 	all := []krpc.NodeInfo{seed.Info()}
@@ -123,7 +124,7 @@ func TestClusterFindNode(t *testing.T) {
 			targets[i] = append(targets[i], id)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // simulated
 	defer cancel()
 	parallel(len(nodes), 8, func(i int) {
 		for _, target := range targets[i] {
@@ -153,10 +154,13 @@ func TestClusterFindNode(t *testing.T) {
 
 // TestPingAndTable: a node that answers a ping ends up in the pinger's
 // table, and a node that queried us gets confirmed and added too.
-func TestPingAndTable(t *testing.T) {
-	a := startNode(t, nil)
-	b := startNode(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+func TestPingAndTable(t *testing.T) { synctest.Test(t, testPingAndTable) }
+
+func testPingAndTable(t *testing.T) {
+	s := newSim(t, 1, simnet.Config{})
+	a := s.start(s.newID(), s.newAddr(), nil)
+	b := s.start(s.newID(), s.newAddr(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // simulated
 	defer cancel()
 	id, rtt, err := a.Ping(ctx, b.Addr())
 	if err != nil {
@@ -168,8 +172,12 @@ func TestPingAndTable(t *testing.T) {
 	if _, ok := a.table.Get(b.ID()); !ok {
 		t.Fatalf("responder not in the querier's table")
 	}
-	// b heard a's query and pings it back to confirm; wait for that event.
-	waitFor(t, 5*time.Second, func() bool { _, ok := b.table.Get(a.ID()); return ok })
+	// b heard a's query and pings it back to confirm: once that exchange
+	// is over, a is in b's table.
+	s.settle(10 * time.Millisecond)
+	if _, ok := b.table.Get(a.ID()); !ok {
+		t.Fatalf("querier not in the responder's table after its confirmation ping")
+	}
 }
 
 // waitFor polls cond until it holds or d passes. It is for state reached
@@ -184,5 +192,3 @@ func waitFor(t testing.TB, d time.Duration, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
-
-var _ = netip.AddrPort{}

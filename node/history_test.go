@@ -3,16 +3,23 @@ package node
 import (
 	"context"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/dhtd/dhtd/krpc/simnet"
 )
 
 // TestHistory: a sample holds the rates since the previous one (packets
 // in and out, answers by method) and the table size; the ring keeps at
-// most HistoryLen samples.
-func TestHistory(t *testing.T) {
-	a := startNode(t, nil)
-	b := startNode(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+// most HistoryLen samples. On the simulated network, in virtual time; the
+// test takes the samples itself.
+func TestHistory(t *testing.T) { synctest.Test(t, testHistory) }
+
+func testHistory(t *testing.T) {
+	s := newSim(t, 17, simnet.Config{})
+	a := s.start(s.newID(), s.newAddr(), nil)
+	b := s.start(s.newID(), s.newAddr(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // simulated
 	defer cancel()
 	a.sampleHistory()
 	b.sampleHistory() // the bases
@@ -34,13 +41,14 @@ func TestHistory(t *testing.T) {
 	if s := hb[0]; s.Answers["ping"] <= 0 || s.PacketsIn <= 0 {
 		t.Errorf("answerer's sample %+v: want pings answered", s)
 	}
+	if rs := a.Admin().RecentLookups(); len(rs) == 0 || rs[0].Kind != "get" || rs[0].Outcome != "not_found" {
+		t.Errorf("recent lookups %+v: want the get that found nothing marked not_found", rs)
+	}
 	for range HistoryLen + 5 {
+		time.Sleep(HistoryInterval) // a sample covers a span of (virtual) time
 		a.sampleHistory()
 	}
 	if n := len(a.Admin().History()); n != HistoryLen {
 		t.Errorf("history holds %d samples, want at most %d", n, HistoryLen)
-	}
-	if rs := a.Admin().RecentLookups(); len(rs) == 0 || rs[0].Kind != "get" || rs[0].Outcome != "not_found" {
-		t.Errorf("recent lookups %+v: want the get that found nothing marked not_found", rs)
 	}
 }

@@ -5,10 +5,11 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/dhtd/dhtd/krpc/simnet"
+	"github.com/dhtd/dhtd/krpc"
 )
 
 // TestLookupTimeoutOnNodeClock: Config.LookupTimeout runs on the node's
@@ -21,7 +22,7 @@ func TestLookupTimeoutOnNodeClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	clock := simnet.NewClock()
+	clock := newStepClock()
 	n := startNode(t, func(c *Config) {
 		c.Clock = clock
 		c.Bootstrap = []string{pc.LocalAddr().String()}
@@ -62,4 +63,66 @@ func TestLookupTimeoutOnNodeClock(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("lookup still running after its timeout passed on the node's clock")
 	}
+}
+
+// stepClock is a krpc.Clock that moves only when Advance is called: its
+// timers fire, each in its own goroutine, once Advance passes their time.
+type stepClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*stepTimer
+}
+
+type stepTimer struct {
+	c  *stepClock
+	at time.Time
+	f  func()
+}
+
+func newStepClock() *stepClock { return &stepClock{now: time.Unix(1_800_000_000, 0)} }
+
+func (c *stepClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *stepClock) AfterFunc(d time.Duration, f func()) krpc.Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &stepTimer{c: c, at: c.now.Add(d), f: f}
+	c.timers = append(c.timers, t)
+	return t
+}
+
+// Advance moves the clock by d and starts every timer now due.
+func (c *stepClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	var due []*stepTimer
+	kept := c.timers[:0]
+	for _, t := range c.timers {
+		if t.at.After(c.now) {
+			kept = append(kept, t)
+		} else {
+			due = append(due, t)
+		}
+	}
+	c.timers = kept
+	c.mu.Unlock()
+	for _, t := range due {
+		go t.f()
+	}
+}
+
+func (t *stepTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	for i, o := range t.c.timers {
+		if o == t {
+			t.c.timers = append(t.c.timers[:i], t.c.timers[i+1:]...)
+			return true
+		}
+	}
+	return false
 }

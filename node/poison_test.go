@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
@@ -154,7 +155,9 @@ func TestSimLookupPoisoning(t *testing.T) {
 		t.Skip("simulation")
 	}
 	for _, subnets := range []int{1, 8} {
-		t.Run(fmt.Sprintf("%d_subnets", subnets), func(t *testing.T) { testLookupPoisoning(t, subnets) })
+		t.Run(fmt.Sprintf("%d_subnets", subnets), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { testLookupPoisoning(t, subnets) })
+		})
 	}
 }
 
@@ -165,7 +168,7 @@ func testLookupPoisoning(t *testing.T, subnets int) {
 		perReply    = 40 // what fits in one reply
 		clients     = 8
 	)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour) // simulated
 	defer cancel()
 	s := newSim(t, 7, simnet.Config{})
 	limit := func(c *Config) { c.LimitLoopback = true }
@@ -190,7 +193,7 @@ func testLookupPoisoning(t *testing.T, subnets int) {
 	ih := s.newID()
 	const peerPort = 51413
 	announcer := honest[0]
-	if _, err := announcer.Announce(ctx, ih, AnnounceOptions{Port: peerPort}); err != nil {
+	if _, err := announcer.Announce(ctx, ih, AnnounceOptions{Port: peerPort, ImpliedPort: false}); err != nil {
 		t.Fatalf("announce: %v", err)
 	}
 	peer := netip.AddrPortFrom(announcer.Addr().Addr(), peerPort)
@@ -200,24 +203,20 @@ func testLookupPoisoning(t *testing.T, subnets int) {
 	fleet := startFakes(t, s, fakes, subnets, perReply, victim.Addr())
 	for range 3 {
 		fleet.ping(t, victim.Addr())
-		if err := s.net.WaitQuiet(ctx, 50*time.Millisecond); err != nil {
-			t.Fatal(err)
-		}
+		s.settle(50 * time.Millisecond)
 	}
 	if err := victim.Bootstrap(ctx); err != nil {
 		t.Fatalf("victim bootstrap: %v", err)
 	}
 	fleet.ping(t, victim.Addr())
-	if err := s.net.WaitQuiet(ctx, 50*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
+	s.settle(50 * time.Millisecond)
 
 	// The fakes' share of the victim's table: per bucket, at most
 	// MaxPerSubnetPerBucket of each of the fleet's /24s.
 	fleetNet := netip.MustParsePrefix("127.0.0.0/16")
 	tcfg := victim.table.Config()
 	var fakeLive, total int
-	buckets := victim.table.Snapshot(s.clock.Now())
+	buckets := victim.table.Snapshot(time.Now())
 	for _, b := range buckets {
 		perSubnet := make(map[netip.Prefix]int)
 		for _, ns := range b.Nodes {

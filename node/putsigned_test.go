@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dhtd/dhtd/storage"
@@ -49,7 +50,9 @@ func TestPutSignedChecks(t *testing.T) {
 // TestPutSignedCluster: a record signed outside the node is stored and
 // read back; an older seq afterwards is refused with ErrSeqNotNewer and a
 // cas that does not match with ErrCASMismatch.
-func TestPutSignedCluster(t *testing.T) {
+func TestPutSignedCluster(t *testing.T) { synctest.Test(t, testPutSignedCluster) }
+
+func testPutSignedCluster(t *testing.T) {
 	_, nodes := startCluster(t, 5, nil)
 	n := nodes[0]
 	priv := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -19,17 +20,18 @@ import (
 )
 
 // floodHarness drives a node's put, announce_peer, get and get_peers
-// handlers directly, on a virtual clock.
+// handlers directly, in virtual time: it is made and used inside a
+// synctest bubble, where time.Sleep moves the node's clock.
 type floodHarness struct {
-	t     *testing.T
-	n     *Node
-	clock *simnet.Clock
+	t *testing.T
+	n *Node
 }
 
-func newFloodHarness(t *testing.T) *floodHarness {
-	clock := simnet.NewClock()
-	n := startNode(t, func(c *Config) { c.Clock = clock })
-	return &floodHarness{t: t, n: n, clock: clock}
+// newFloodHarness starts a node on a simulated network; mod, if not nil,
+// is applied to its Config last.
+func newFloodHarness(t *testing.T, mod func(*Config)) *floodHarness {
+	s := newSim(t, 1, simnet.Config{})
+	return &floodHarness{t: t, n: s.startWith(s.newID(), s.newAddr(), nil, mod)}
 }
 
 func (h *floodHarness) query(from netip.AddrPort, method string, a krpc.Args) *krpc.Msg {
@@ -38,7 +40,7 @@ func (h *floodHarness) query(from netip.AddrPort, method string, a krpc.Args) *k
 }
 
 func (h *floodHarness) token(from netip.AddrPort, target krpc.ID) string {
-	return h.n.tokens.Issue(from.Addr(), target, h.clock.Now())
+	return h.n.tokens.Issue(from.Addr(), target, time.Now())
 }
 
 // putImmutable puts v from from and reports whether it was acknowledged.
@@ -73,7 +75,7 @@ func (h *floodHarness) served(from netip.AddrPort, target krpc.ID, v []byte) boo
 
 // peerServed reports whether a get_peers for ih from from lists peer.
 func (h *floodHarness) peerServed(from netip.AddrPort, ih krpc.ID, peer netip.AddrPort) bool {
-	h.n.owners.add(from.Addr(), h.clock.Now()) // full replies (amplify.go)
+	h.n.owners.add(from.Addr(), time.Now()) // full replies (amplify.go)
 	r := h.query(from, krpc.MethodGetPeers, krpc.Args{InfoHash: &ih})
 	return r.R != nil && slices.Contains(r.R.Values, peer)
 }
@@ -107,14 +109,14 @@ func TestStorageFloodKeepsEarlierItems(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			testStorageFlood(t, tt.floodNets, tt.perNet, tt.wantFull)
+			synctest.Test(t, func(t *testing.T) { testStorageFlood(t, tt.floodNets, tt.perNet, tt.wantFull) })
 		})
 	}
 }
 
 func testStorageFlood(t *testing.T, floodNets, perNet int, wantFull bool) {
 	const floodLength = 30 * time.Second
-	h := newFloodHarness(t)
+	h := newFloodHarness(t, nil)
 	rnd := rand.New(rand.NewPCG(13, 6))
 
 	// Earlier legitimate writes, each kind from its own network.
@@ -150,7 +152,7 @@ func testStorageFlood(t *testing.T, floodNets, perNet int, wantFull bool) {
 		}
 		peers = append(peers, p)
 	}
-	h.clock.Advance(time.Minute)
+	time.Sleep(time.Minute)
 
 	// The flood: round robin over the networks, the clock advancing
 	// evenly over floodLength.
@@ -167,7 +169,7 @@ func testStorageFlood(t *testing.T, floodNets, perNet int, wantFull bool) {
 			if h.announce(from, hqRandomID(rnd)) {
 				acked++
 			}
-			h.clock.Advance(tick)
+			time.Sleep(tick)
 		}
 	}
 	is, ps := h.n.items.Stats(), h.n.peers.Stats()
@@ -226,59 +228,59 @@ func TestStoreQuotaOnTheWire(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clock := simnet.NewClock()
-			n := startNode(t, func(c *Config) {
-				c.Clock = clock
-				c.LimitLoopback = tt.limitLoopback
-				c.Items.MaxPerSource = 2
-				c.Peers.MaxPerSource = 2
-			})
-			h := &floodHarness{t: t, n: n, clock: clock}
-			rejected := func(kind string) float64 {
-				return testutil.ToFloat64(n.metrics.StorageRejections.WithLabelValues(kind, metrics.RejectQuota))
-			}
-			for i := range 3 {
-				ip := netip.MustParseAddr(tt.from)
-				for range i {
-					ip = ip.Next() // another host of the same /24
+			synctest.Test(t, func(t *testing.T) {
+				h := newFloodHarness(t, func(c *Config) {
+					c.LimitLoopback = tt.limitLoopback
+					c.Items.MaxPerSource = 2
+					c.Peers.MaxPerSource = 2
+				})
+				n := h.n
+				rejected := func(kind string) float64 {
+					return testutil.ToFloat64(n.metrics.StorageRejections.WithLabelValues(kind, metrics.RejectQuota))
 				}
-				from := netip.AddrPortFrom(ip, uint16(7000+i))
-				v := fmt.Appendf(nil, "7:quota-%d", i)
-				target := storage.ImmutableTarget(v)
-				r := h.query(from, krpc.MethodPut, krpc.Args{V: v, Token: h.token(from, target)})
-				refused := i == 2 && tt.wantRefused
-				if refused {
-					if r.E == nil || r.E.Code != krpc.ErrCodeServer || r.E.Msg != "storage full" {
-						t.Errorf("put %d over quota: reply %+v, want 202 storage full", i, r)
+				for i := range 3 {
+					ip := netip.MustParseAddr(tt.from)
+					for range i {
+						ip = ip.Next() // another host of the same /24
 					}
-				} else if r.E != nil {
-					t.Errorf("put %d: %v", i, r.E)
+					from := netip.AddrPortFrom(ip, uint16(7000+i))
+					v := fmt.Appendf(nil, "7:quota-%d", i)
+					target := storage.ImmutableTarget(v)
+					r := h.query(from, krpc.MethodPut, krpc.Args{V: v, Token: h.token(from, target)})
+					refused := i == 2 && tt.wantRefused
+					if refused {
+						if r.E == nil || r.E.Code != krpc.ErrCodeServer || r.E.Msg != "storage full" {
+							t.Errorf("put %d over quota: reply %+v, want 202 storage full", i, r)
+						}
+					} else if r.E != nil {
+						t.Errorf("put %d: %v", i, r.E)
+					}
+					ih := hqID(fmt.Sprint("quota-ih-", i))
+					if !h.announce(from, ih) {
+						t.Errorf("announce %d answered with an error", i)
+					}
+					if got := h.peerServed(netip.MustParseAddrPort("100.64.0.1:1"), ih, from); got == refused {
+						t.Errorf("announce %d stored = %v, want %v", i, got, !refused)
+					}
 				}
-				ih := hqID(fmt.Sprint("quota-ih-", i))
-				if !h.announce(from, ih) {
-					t.Errorf("announce %d answered with an error", i)
+				want := 0.0
+				if tt.wantRefused {
+					want = 1
 				}
-				if got := h.peerServed(netip.MustParseAddrPort("100.64.0.1:1"), ih, from); got == refused {
-					t.Errorf("announce %d stored = %v, want %v", i, got, !refused)
+				if got := rejected(metrics.StoreImmutable); got != want {
+					t.Errorf("immutable quota rejections = %v, want %v", got, want)
 				}
-			}
-			want := 0.0
-			if tt.wantRefused {
-				want = 1
-			}
-			if got := rejected(metrics.StoreImmutable); got != want {
-				t.Errorf("immutable quota rejections = %v, want %v", got, want)
-			}
-			if got := rejected(metrics.StorePeer); got != want {
-				t.Errorf("peer quota rejections = %v, want %v", got, want)
-			}
-			// One network holds everything: 2 entries at its quota, else 3.
-			wantTop := 3 - int(want)
-			is, ps := n.items.Stats(), n.peers.Stats()
-			if is.Sources != 1 || is.TopSource != wantTop || ps.Sources != 1 || ps.TopSource != wantTop {
-				t.Errorf("sources: items %d (top %d), infohashes %d (top %d); want 1 (top %d) each",
-					is.Sources, is.TopSource, ps.Sources, ps.TopSource, wantTop)
-			}
+				if got := rejected(metrics.StorePeer); got != want {
+					t.Errorf("peer quota rejections = %v, want %v", got, want)
+				}
+				// One network holds everything: 2 entries at its quota, else 3.
+				wantTop := 3 - int(want)
+				is, ps := n.items.Stats(), n.peers.Stats()
+				if is.Sources != 1 || is.TopSource != wantTop || ps.Sources != 1 || ps.TopSource != wantTop {
+					t.Errorf("sources: items %d (top %d), infohashes %d (top %d); want 1 (top %d) each",
+						is.Sources, is.TopSource, ps.Sources, ps.TopSource, wantTop)
+				}
+			})
 		})
 	}
 }

@@ -2,9 +2,13 @@ package node
 
 import (
 	"context"
+	"net/netip"
 	"strconv"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/dhtd/dhtd/krpc/simnet"
 )
 
 func TestRecentLookupsRing(t *testing.T) {
@@ -31,11 +35,15 @@ func TestRecentLookupsRing(t *testing.T) {
 }
 
 // TestRecentLookupsFed: a lookup through the API lands in the ring with
-// its kind, target and query count.
-func TestRecentLookupsFed(t *testing.T) {
-	a := startNode(t, nil)
-	b := startNode(t, func(c *Config) { c.Bootstrap = []string{a.Addr().String()} })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+// its kind, target and query count. On the simulated network, in virtual
+// time.
+func TestRecentLookupsFed(t *testing.T) { synctest.Test(t, testRecentLookupsFed) }
+
+func testRecentLookupsFed(t *testing.T) {
+	s := newSim(t, 15, simnet.Config{})
+	a := s.start(s.newID(), s.newAddr(), nil)
+	b := s.start(s.newID(), s.newAddr(), []netip.AddrPort{a.Addr()})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // simulated
 	defer cancel()
 	if err := b.Bootstrap(ctx); err != nil {
 		t.Fatal(err)

@@ -3,15 +3,22 @@ package node
 import (
 	"context"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/dhtd/dhtd/krpc/simnet"
 )
 
 // TestTableRecordsRTT: a node that answers enters the routing table with
-// the round-trip time of its answer, shown in the snapshot as rtt_ms.
-func TestTableRecordsRTT(t *testing.T) {
-	a := startNode(t, nil)
-	b := startNode(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+// the round-trip time of its answer, shown in the snapshot as rtt_ms. On
+// the simulated network, in virtual time.
+func TestTableRecordsRTT(t *testing.T) { synctest.Test(t, testTableRecordsRTT) }
+
+func testTableRecordsRTT(t *testing.T) {
+	s := newSim(t, 16, simnet.Config{})
+	a := s.start(s.newID(), s.newAddr(), nil)
+	b := s.start(s.newID(), s.newAddr(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // simulated
 	defer cancel()
 	id, rtt, err := a.Ping(ctx, b.Addr())
 	if err != nil {

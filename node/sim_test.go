@@ -1,15 +1,18 @@
 package node
 
-// Fault and churn tests on the simulated network (krpc/simnet): the same
-// node code over simnet Conns and a hybrid simnet.Clock, so hour-long
-// timers (liveness, refresh, republish, expiry) are jumped over with
-// Advance while packets and query timeouts run in real time.
+// Fault and churn tests on the simulated network (krpc/simnet), in
+// virtual time: each test runs inside a testing/synctest bubble, where
+// the nodes use the system clock, which the bubble makes virtual. Time
+// moves only when every goroutine of the bubble is blocked (on a channel,
+// a timer, a select): packet delays, query timeouts and hour-long timers
+// (liveness, refresh, republish, expiry) all pass in no wall time, and a
+// busy machine changes how long a test takes, not what it measures.
+// Waiting out simulated time is a plain time.Sleep; synctest.Wait lets
+// what a step started finish.
 //
 // Every node gets its own /24 (10.a.b.1), so the anti-Sybil address limits
-// apply as on the Internet. MaintenanceInterval is long (4-6 min of the
-// simulated clock, different for each node), so maintenance runs only when
-// a test advances the clock: simCluster.advance moves it in one-minute
-// steps and waits for the network to settle after each.
+// apply as on the Internet. MaintenanceInterval is 4-6 min, different for
+// each node, so the nodes' timers drift apart as real nodes' do.
 
 import (
 	"context"
@@ -20,6 +23,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
@@ -32,19 +36,16 @@ const (
 	// simMaintenance is the shortest MaintenanceInterval of a simulated
 	// node; each node adds a random part of up to simMaintenance/2, so that
 	// the nodes' timers drift apart as real nodes' do instead of firing all
-	// together at each step.
+	// together.
 	simMaintenance = 4 * time.Minute
-	simStep        = time.Minute            // advance's step
-	simQuiet       = 150 * time.Millisecond // WaitQuiet period after each step
-	simTimeout     = time.Second            // QueryTimeout of simulated nodes
+	simTimeout     = time.Second // QueryTimeout of simulated nodes
 )
 
 // simCluster is a set of nodes on one simulated network.
 type simCluster struct {
-	t     testing.TB
-	net   *simnet.Network
-	clock *simnet.Clock
-	rnd   *rand.Rand
+	t   testing.TB
+	net *simnet.Network
+	rnd *rand.Rand
 
 	mu    sync.Mutex
 	nodes []*Node // live nodes
@@ -52,15 +53,17 @@ type simCluster struct {
 }
 
 // newSim returns an empty cluster on a new Network (1ms ± 1ms latency
-// unless cfg says otherwise) and Clock, seeded with seed; the test's
-// cleanup closes every live node and the network.
+// unless cfg says otherwise), seeded with seed; the test's cleanup closes
+// every live node and the network. Called inside a synctest bubble,
+// everything runs in virtual time; outside one (benchmarks, which synctest
+// does not take), in real time.
 func newSim(t testing.TB, seed uint64, cfg simnet.Config) *simCluster {
 	t.Helper()
 	if cfg.Latency == 0 {
 		cfg.Latency, cfg.Jitter = time.Millisecond, time.Millisecond
 	}
 	cfg.Seed = seed
-	s := &simCluster{t: t, net: simnet.New(cfg), clock: simnet.NewClock(), rnd: rand.New(rand.NewPCG(seed, 77))}
+	s := &simCluster{t: t, net: simnet.New(cfg), rnd: rand.New(rand.NewPCG(seed, 77))}
 	t.Cleanup(func() {
 		s.mu.Lock()
 		nodes := s.nodes
@@ -72,7 +75,7 @@ func newSim(t testing.TB, seed uint64, cfg simnet.Config) *simCluster {
 		// a benchmark's next -count run starts with this one's heap live
 		// (hundreds of MB at 1,000 nodes) and pays for marking it.
 		s.mu.Lock()
-		s.nodes, s.net, s.clock = nil, nil, nil
+		s.nodes, s.net = nil, nil
 		s.mu.Unlock()
 	})
 	return s
@@ -102,7 +105,7 @@ func (s *simCluster) startWith(id krpc.ID, addr netip.AddrPort, boot []netip.Add
 		s.t.Fatalf("listen %s: %v", addr, err)
 	}
 	cfg := LoopbackConfig()
-	cfg.ID, cfg.Conn, cfg.Clock = id, conn, s.clock
+	cfg.ID, cfg.Conn = id, conn // the system clock: virtual in a bubble
 	cfg.QueryTimeout = simTimeout
 	cfg.HistoryInterval = -1 // no status page here
 	s.mu.Lock()
@@ -198,23 +201,22 @@ func (s *simCluster) remove(n *Node) {
 	}
 }
 
-// advance moves the simulated clock by total in simStep steps. Each step
-// fires the nodes' maintenance timers due (liveness pings, bucket refresh,
-// expiry) and the republish timers due; the step ends when the network
-// has been quiet for simQuiet.
-func (s *simCluster) advance(ctx context.Context, total time.Duration) {
+// advance lets total of simulated time pass: the nodes' maintenance
+// (liveness pings, bucket refresh, expiry) and republish timers run as they
+// come due. It returns once what the last of them started has finished or
+// waits on a timer. Only inside a bubble.
+func (s *simCluster) advance(total time.Duration) {
 	s.t.Helper()
-	s.advanceBy(ctx, total, simStep)
+	time.Sleep(total)
+	synctest.Wait()
 }
 
-// advanceBy is advance with steps of step.
-func (s *simCluster) advanceBy(ctx context.Context, total, step time.Duration) {
+// settle waits for the network to be quiet for quiet of simulated time
+// (no packet sent, none in flight): what a step set off has played out.
+func (s *simCluster) settle(quiet time.Duration) {
 	s.t.Helper()
-	for done := time.Duration(0); done < total; done += step {
-		s.clock.Advance(min(step, total-done))
-		if err := s.net.WaitQuiet(ctx, simQuiet); err != nil {
-			s.t.Fatalf("waiting for the network to settle: %v", err)
-		}
+	if err := s.net.WaitQuiet(context.Background(), quiet); err != nil {
+		s.t.Fatalf("waiting for the network to settle: %v", err)
 	}
 }
 
@@ -236,13 +238,17 @@ func TestSimLookupLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("simulation")
 	}
+	synctest.Test(t, testSimLookupLoss)
+}
+
+func testSimLookupLoss(t *testing.T) {
 	const items, gets, finds, loss = 50, 200, 100, 0.2
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute) // simulated
 	defer cancel()
 	start := time.Now()
 	s := newSim(t, 1, simnet.Config{})
 	s.grow(ctx, simNodes)
-	t.Logf("%d nodes bootstrapped in %v", simNodes, time.Since(start).Round(time.Millisecond))
+	t.Logf("%d nodes bootstrapped in %v (simulated)", simNodes, time.Since(start).Round(time.Millisecond))
 
 	// items stored without loss
 	targets := make([]krpc.ID, items)
@@ -332,7 +338,7 @@ func TestSimLookupLoss(t *testing.T) {
 // holders returns how many of the k live nodes closest to target hold the
 // item, and how many of those k are in fresh.
 func holders(s *simCluster, all []krpc.NodeInfo, byID map[krpc.ID]*Node, target krpc.ID, fresh map[krpc.ID]bool) (held, freshTotal, freshHeld int) {
-	now := s.clock.Now()
+	now := time.Now()
 	for _, id := range trueClosest(all, target, 8, krpc.ID{}) {
 		_, ok := byID[id].items.Get(target, now)
 		if ok {
@@ -353,8 +359,8 @@ func holders(s *simCluster, all []krpc.NodeInfo, byID map[krpc.ID]*Node, target 
 // items (half immutable, half mutable, half of those salted) are put
 // through Republishers on 20 publisher nodes; then as many new nodes join
 // as 30% of the network and 30% of the first nodes leave, and the
-// simulated clock moves one republish interval (1h, in one-minute steps
-// during which the nodes' maintenance runs). Every item must then be found by a
+// simulated clock moves one republish interval (1h, during which the
+// nodes' maintenance runs). Every item must then be found by a
 // Get from a random surviving node (survival 100%), with the value and,
 // for mutable items, the seq and signature first put; and the nodes that
 // became responsible for an item (the K closest live nodes, among them
@@ -368,13 +374,17 @@ func TestSimChurnSurvival(t *testing.T) {
 	if testing.Short() {
 		t.Skip("simulation")
 	}
+	synctest.Test(t, testSimChurnSurvival)
+}
+
+func testSimChurnSurvival(t *testing.T) {
 	const publishers = 20
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Hour) // simulated
 	defer cancel()
 	start := time.Now()
 	s := newSim(t, 2, simnet.Config{})
 	s.grow(ctx, simNodes)
-	t.Logf("%d nodes bootstrapped in %v", simNodes, time.Since(start).Round(time.Millisecond))
+	t.Logf("%d nodes bootstrapped in %v (simulated)", simNodes, time.Since(start).Round(time.Millisecond))
 
 	// Publishers and their Republishers.
 	nodes := s.live()
@@ -467,7 +477,7 @@ func TestSimChurnSurvival(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	t.Logf("%d items put and %d infohashes announced in %v", simItems, len(ihs), time.Since(putStart).Round(time.Millisecond))
+	t.Logf("%d items put and %d infohashes announced in %v (simulated)", simItems, len(ihs), time.Since(putStart).Round(time.Millisecond))
 
 	// Churn: as many nodes join as 30% of the first ones, then those 30%
 	// leave (publishers stay). Joining first keeps the new nodes' bootstrap
@@ -488,12 +498,12 @@ func TestSimChurnSurvival(t *testing.T) {
 		leaving = append(leaving, nodes[i])
 	}
 	parallel(len(leaving), 32, func(i int) { s.remove(leaving[i]) })
-	t.Logf("churn: %d nodes joined, %d left, %d live, in %v", churn, len(leaving), len(s.live()), time.Since(churnStart).Round(time.Millisecond))
+	t.Logf("churn: %d nodes joined, %d left, %d live, in %v (simulated)", churn, len(leaving), len(s.live()), time.Since(churnStart).Round(time.Millisecond))
 
 	t.Logf("network stats before the interval: %+v", s.net.Stats())
 	// One republish interval on the simulated clock.
 	churnEnd := time.Now()
-	s.advance(ctx, pubs[0].cfg.RepublishInterval)
+	s.advance(pubs[0].cfg.RepublishInterval)
 	// Wait for every item's round (announces repeat every 15 min, so
 	// theirs have run several times by now).
 	outcomes, announceOutcomes := make(map[string]int), make(map[string]int)
@@ -510,11 +520,9 @@ func TestSimChurnSurvival(t *testing.T) {
 			t.Fatalf("only %d of %d items had a republish round: %v", len(itemRounds), simItems, outcomes)
 		}
 	}
-	if err := s.net.WaitQuiet(ctx, simQuiet); err != nil {
-		t.Fatal(err)
-	}
+	s.settle(time.Second)
 	t.Logf("network stats after the interval: %+v", s.net.Stats())
-	t.Logf("one republish interval simulated in %v; item rounds %v, announce rounds %v",
+	t.Logf("one republish interval simulated: %v; item rounds %v, announce rounds %v",
 		time.Since(churnEnd).Round(time.Millisecond), outcomes, announceOutcomes)
 
 	// Survival: every item from a random surviving node.
@@ -553,7 +561,7 @@ func TestSimChurnSurvival(t *testing.T) {
 		freshHeld += fh
 	})
 	survival := float64(found) / simItems
-	t.Logf("%d gets in %v", simItems, time.Since(getStart).Round(time.Millisecond))
+	t.Logf("%d gets in %v (simulated)", simItems, time.Since(getStart).Round(time.Millisecond))
 	t.Logf("survival after 30%% churn and one republish interval: %d/%d items found (%.1f%%)", found, simItems, 100*survival)
 	t.Logf("responsibility: the 8 closest live nodes hold %.1f%% of the copies (worst item %d/8); new nodes among them hold %d/%d",
 		100*float64(heldSum)/float64(8*simItems), heldMin, freshHeld, freshTotal)
@@ -570,7 +578,7 @@ func TestSimChurnSurvival(t *testing.T) {
 	// Peers: every announce from a random surviving node, and on the 8
 	// closest live nodes.
 	peersFound, peerHeld, peerFreshTotal, peerFreshHeld := 0, 0, 0, 0
-	now := s.clock.Now()
+	now := time.Now()
 	parallel(len(ihs), 16, func(i int) {
 		pr, err := s.randomLive().GetPeers(ctx, ihs[i], nil)
 		ok := err == nil && slices.Contains(pr.Peers, wantPeer[i])
@@ -627,7 +635,11 @@ func TestSimRestartSameID(t *testing.T) {
 	if testing.Short() {
 		t.Skip("simulation")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	synctest.Test(t, testSimRestartSameID)
+}
+
+func testSimRestartSameID(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour) // simulated
 	defer cancel()
 	s := newSim(t, 4, simnet.Config{})
 	s.grow(ctx, 100)
@@ -635,7 +647,7 @@ func TestSimRestartSameID(t *testing.T) {
 	id, addr := x.ID(), x.Addr()
 	var had []*Node
 	for _, n := range s.live() {
-		if _, ok := stateIn(n, id, addr, s.clock.Now()); ok && n != x {
+		if _, ok := stateIn(n, id, addr, time.Now()); ok && n != x {
 			had = append(had, n)
 		}
 	}
@@ -644,10 +656,10 @@ func TestSimRestartSameID(t *testing.T) {
 	}
 
 	s.remove(x)
-	s.advance(ctx, 30*time.Minute) // past the good window: liveness pings fail
+	s.advance(30 * time.Minute) // past the good window: liveness pings fail
 	noticed := 0
 	for _, n := range had {
-		if st, ok := stateIn(n, id, addr, s.clock.Now()); !ok || st == routing.Bad {
+		if st, ok := stateIn(n, id, addr, time.Now()); !ok || st == routing.Bad {
 			noticed++
 		}
 	}
@@ -660,9 +672,9 @@ func TestSimRestartSameID(t *testing.T) {
 	if err := x.Bootstrap(ctx); err != nil {
 		t.Fatalf("bootstrap after restart: %v", err)
 	}
-	s.advance(ctx, 20*time.Minute) // a refresh interval and then some
+	s.advance(20 * time.Minute) // a refresh interval and then some
 
-	now := s.clock.Now()
+	now := time.Now()
 	holding, good := 0, 0
 	for _, n := range s.live() {
 		if st, ok := stateIn(n, id, addr, now); ok && n != x {
@@ -722,7 +734,7 @@ type partitionRun struct {
 // and how many find_node lookups from one half for a node of the other
 // find it.
 func runPartition(t *testing.T, seed uint64, split, heal time.Duration) partitionRun {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour) // simulated
 	defer cancel()
 	s := newSim(t, seed, simnet.Config{})
 	s.grow(ctx, 128)
@@ -736,7 +748,7 @@ func runPartition(t *testing.T, seed uint64, split, heal time.Duration) partitio
 	// crossGood counts the nodes holding at least one good node of the
 	// other half, and the good cross entries in all.
 	crossGood := func() (nodesWith, entries int) {
-		now := s.clock.Now()
+		now := time.Now()
 		for _, n := range nodes {
 			c := 0
 			for _, e := range n.table.Nodes() {
@@ -781,14 +793,14 @@ func runPartition(t *testing.T, seed uint64, split, heal time.Duration) partitio
 	t.Logf("before the partition: %d/%d nodes hold good nodes of the other half (%d entries)", w, len(nodes), e)
 
 	s.net.Partition(ips[0], ips[1])
-	s.advance(ctx, split)
+	s.advance(split)
 	r.duringNodes, e = crossGood()
 	r.duringFind = crossFinds(20)
 	t.Logf("after %v of partition: %d/%d nodes hold good nodes of the other half (%d entries); cross find_node %d/20",
 		split, r.duringNodes, len(nodes), e, r.duringFind)
 
 	s.net.Heal()
-	s.advance(ctx, heal)
+	s.advance(heal)
 	r.healedNodes, r.healedEntries = crossGood()
 	r.healedFind = crossFinds(40)
 	t.Logf("%v after healing: %d/%d nodes hold good nodes of the other half (%d entries); cross find_node %d/40",
@@ -805,6 +817,10 @@ func TestSimPartitionHeals(t *testing.T) {
 	if testing.Short() {
 		t.Skip("simulation")
 	}
+	synctest.Test(t, testSimPartitionHeals)
+}
+
+func testSimPartitionHeals(t *testing.T) {
 	r := runPartition(t, 5, 10*time.Minute, 15*time.Minute)
 	if r.duringFind > 0 {
 		t.Errorf("%d/20 lookups crossed the partition", r.duringFind)
@@ -829,6 +845,10 @@ func TestSimLongPartitionHeals(t *testing.T) {
 	if testing.Short() {
 		t.Skip("simulation")
 	}
+	synctest.Test(t, testSimLongPartitionHeals)
+}
+
+func testSimLongPartitionHeals(t *testing.T) {
 	r := runPartition(t, 6, 40*time.Minute, 30*time.Minute)
 	if r.duringNodes > r.nodes/10 || r.duringFind > 0 {
 		t.Errorf("the partition did not separate the halves: %d nodes hold good cross entries, %d/20 cross lookups found their target",

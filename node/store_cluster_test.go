@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sort"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
@@ -29,9 +30,13 @@ func TestClusterPeers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
+	synctest.Test(t, testClusterPeers)
+}
+
+func testClusterPeers(t *testing.T) {
 	_, nodes := startCluster(t, 128, nil)
 	rnd := rand.New(rand.NewPCG(3, 4))
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // simulated
 	defer cancel()
 	var queries []int
 	for i := 0; i < 20; i++ {
@@ -74,9 +79,13 @@ func TestClusterItems(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test")
 	}
+	synctest.Test(t, testClusterItems)
+}
+
+func testClusterItems(t *testing.T) {
 	_, nodes := startCluster(t, 128, nil)
 	rnd := rand.New(rand.NewPCG(5, 6))
-	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // simulated
 	defer cancel()
 	pick := func() (*Node, *Node) {
 		a := rnd.IntN(len(nodes))

@@ -2,52 +2,57 @@ package node
 
 import (
 	"context"
-	"fmt"
+	"net/netip"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/krpc/simnet"
 )
 
 // TestSybilSubnetCapped: 50 nodes in one /24 with ids crafted next to a
 // target cannot make up more than the per-subnet limit of a lookup's
-// result, while honest nodes spread over other /24s fill the rest.
+// result, while honest nodes spread over other /24s fill the rest. It runs
+// on the simulated network, in virtual time, at loopback addresses: the
+// honest nodes switch the loopback exemption off, the Sybils keep it and
+// so apply no limits themselves.
 func TestSybilSubnetCapped(t *testing.T) {
 	if testing.Short() {
 		t.Skip("network test")
 	}
-	target := krpc.RandomID()
+	synctest.Test(t, testSybilSubnetCapped)
+}
+
+func testSybilSubnetCapped(t *testing.T) {
+	s := newSim(t, 9, simnet.Config{})
+	target := s.newID()
 	limited := func(c *Config) { c.LimitLoopback = true }
-	seed := startNode(t, func(c *Config) { c.Listen = "127.0.1.1:0"; limited(c) })
-	boot := []string{seed.Addr().String()}
-	var honest []*Node
-	for i := 0; i < 30; i++ {
-		honest = append(honest, startNode(t, func(c *Config) {
-			c.Listen = fmt.Sprintf("127.0.%d.1:0", i+2)
-			c.Bootstrap = boot
-			limited(c)
-		}))
+	at := func(a, b, c byte) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, a, b, c}), 6881)
 	}
-	// The Sybils apply no limits themselves and answer with each other.
+	seed := s.startWith(s.newID(), at(0, 1, 1), nil, limited)
+	boot := []netip.AddrPort{seed.Addr()}
+	var honest []*Node
+	for i := range 30 {
+		honest = append(honest, s.startWith(s.newID(), at(0, byte(i+2), 1), boot, limited))
+	}
+	// The Sybils answer with each other.
 	var sybils []*Node
 	sybilIDs := make(map[krpc.ID]bool)
-	for i := 0; i < 50; i++ {
+	for i := range 50 {
 		id := target
-		copy(id[15:], krpc.RandomID().String()[:5])
+		copy(id[15:], s.newID().String()[:5])
 		sybilIDs[id] = true
-		sybils = append(sybils, startNode(t, func(c *Config) {
-			c.ID = id
-			c.Listen = fmt.Sprintf("127.66.66.%d:0", i+1)
-			c.Bootstrap = boot
-		}))
+		sybils = append(sybils, s.start(id, at(66, 66, byte(i+1)), boot))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // simulated
 	defer cancel()
 	all := append(append([]*Node{}, honest...), sybils...)
-	for round := 0; round < 2; round++ {
+	for range 2 {
 		parallel(len(all), 16, func(i int) { _ = all[i].Bootstrap(ctx) })
 	}
-	q := startNode(t, func(c *Config) { c.Listen = "127.0.200.1:0"; c.Bootstrap = boot; limited(c) })
+	q := s.startWith(s.newID(), at(0, 200, 1), boot, limited)
 	if err := q.Bootstrap(ctx); err != nil {
 		t.Fatal(err)
 	}

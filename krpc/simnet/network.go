@@ -7,12 +7,19 @@
 // with jitter, and may be lost (everywhere or per link), duplicated or
 // reordered; groups of addresses can be partitioned from each other and
 // single endpoints taken down. WaitQuiet lets a simulation wait for a
-// burst of traffic to settle. Delivery runs in real time on one scheduler goroutine with a heap
-// of pending packets, so thousands of nodes cost no goroutine each;
+// burst of traffic to settle. Delivery runs on one scheduler goroutine with
+// a heap of pending packets, so thousands of nodes cost no goroutine each;
 // Network.Close stops it.
 //
-// Clock is the companion hybrid clock: real time plus an offset that a
-// simulation advances to jump over hour-long timers.
+// Everything that waits (packet delays, read deadlines, WaitQuiet) uses
+// the time package's timers, and a Conn's reader waits on channels. So a
+// Network made inside a testing/synctest bubble runs in the bubble's
+// virtual time: a delay of 100 ms, or a node's hour-long timer, passes as
+// soon as every goroutine of the bubble is blocked, in no wall time, and
+// a busy machine cannot make a packet late. The nodes of such a simulation
+// use the system clock, which the bubble makes virtual too. A Network and
+// its Conns belong to the bubble they were made in. Outside a bubble
+// everything runs in real time.
 package simnet
 
 import (
@@ -231,11 +238,11 @@ func (n *Network) SetLinkLoss(from, to netip.Addr, p float64) {
 // WaitQuiet waits until the network has been quiet for the period quiet:
 // no packet accepted by WriteTo for that long, counted from the call or the
 // last packet, whichever is later, and none in flight. So it always waits
-// at least quiet, which gives goroutines just started (timers fired by
-// Clock.Advance) the time to send. It is for simulations that drive many
-// nodes and must let a burst of activity settle before the next step,
-// where no single event marks "every node is done". It returns ctx.Err()
-// if ctx ends first, or ErrNetworkClosed.
+// at least quiet, which gives goroutines just woken the time to send. It
+// is for simulations that drive many nodes and must let a burst of
+// activity settle before the next step, where no single event marks
+// "every node is done"; inside a synctest bubble the period is virtual
+// time. It returns ctx.Err() if ctx ends first, or ErrNetworkClosed.
 func (n *Network) WaitQuiet(ctx context.Context, quiet time.Duration) error {
 	start := time.Now()
 	timer := time.NewTimer(quiet)
