@@ -119,7 +119,7 @@ func TestSampleCommand(t *testing.T) {
 		for i := range ihs {
 			ih := krpc.RandomID()
 			ihs[i] = ih.String()
-			ar, err := c.Announce(ctx, ih, node.AnnounceOptions{Port: 7000+i, ImpliedPort: false})
+			ar, err := c.Announce(ctx, ih, node.AnnounceOptions{Port: 7000 + i})
 			if err != nil {
 				return err
 			}
