@@ -193,7 +193,7 @@ func testLookupPoisoning(t *testing.T, subnets int) {
 	ih := s.newID()
 	const peerPort = 51413
 	announcer := honest[0]
-	if _, err := announcer.Announce(ctx, ih, AnnounceOptions{Port: peerPort, ImpliedPort: false}); err != nil {
+	if _, err := announcer.Announce(ctx, ih, AnnounceOptions{Port: peerPort}); err != nil {
 		t.Fatalf("announce: %v", err)
 	}
 	peer := netip.AddrPortFrom(announcer.Addr().Addr(), peerPort)

@@ -90,10 +90,10 @@ func testRepublishKeepsItemsPastTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	keptIH, lostIH := s.newID(), s.newID()
-	if _, err := r.Announce(ctx, keptIH, AnnounceOptions{Port: 7001, ImpliedPort: false}); err != nil {
+	if _, err := r.Announce(ctx, keptIH, AnnounceOptions{Port: 7001}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pub.Announce(ctx, lostIH, AnnounceOptions{Port: 7002, ImpliedPort: false}); err != nil {
+	if _, err := pub.Announce(ctx, lostIH, AnnounceOptions{Port: 7002}); err != nil {
 		t.Fatal(err)
 	}
 
