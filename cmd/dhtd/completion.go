@@ -1,10 +1,11 @@
 package main
 
 // Shell completion and the manual page, both generated from the CLI
-// definition by urfave/cli: the fish script and the man page list the
-// commands and flags; the bash and zsh scripts (urfave/cli's autocomplete
-// scripts) ask the binary itself (--generate-bash-completion), so they
-// always match the installed version.
+// definition (the man page by man.go, the scripts by urfave/cli): the
+// fish script and the man page list the commands and flags; the bash and
+// zsh scripts (urfave/cli's autocomplete scripts) ask the binary itself
+// (--generate-bash-completion), so they always match the installed
+// version.
 
 import (
 	"fmt"
@@ -107,11 +108,7 @@ func manCommand() *cli.Command {
 		Name:  "man",
 		Usage: "print the manual page in roff (make man writes it to docs/dhtd.1)",
 		Action: func(c *cli.Context) error {
-			s, err := c.App.ToManWithSection(1)
-			if err != nil {
-				return fmt.Errorf("man page: %w", err)
-			}
-			_, err = fmt.Fprint(c.App.Writer, s)
+			_, err := fmt.Fprint(c.App.Writer, manPage(c.App, 1))
 			return err
 		},
 	}

@@ -35,11 +35,15 @@ time of the server's threads over the measured window, from
 the ratios dhtd/libtorrent and dhtd/echo; loss and p99 latency. A ratio
 that moves by more than 2x between shapes is marked.
 
-Before that, the idle RSS of a separate `dhtd run` with a full table
-(--idle-fill responders, an extended table's 32 full buckets) is reported
-with its file-backed/anonymous split (/proc/PID/status).
+Before that, the idle RSS of a separate `dhtd run` in its default
+configuration (storage on disk, default limits, both address families)
+with a full table (--idle-fill responders, an extended table's 32 full
+buckets) is reported with its file-backed/anonymous split
+(/proc/PID/status). With --idle-only that is all, and --peers N then
+reports the RSS of a dhtd holding N peers.
 
     /usr/bin/python3 testdata/bench/run.py [--reps 3] [--duration 5s] [--quick] [--no-lt] [--peers N]
+    /usr/bin/python3 testdata/bench/run.py --idle-only [--idle-storage memory] [--peers 1000000]
 """
 
 import argparse
@@ -49,6 +53,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -209,26 +214,96 @@ def med(rows, key):
     return statistics.median(vals) if vals else 0
 
 
-def idle_memory(args):
-    """Idle RSS of dhtd run with a full table, file-backed and anonymous."""
-    dp, dt, admin = start_dhtd(args.server_cpu, args.dhtd_arg, args.dhtd_bin)
+def has_ipv6():
     try:
-        out = subprocess.run(pinned(args.load_cpu, [BENCH, "load", "--target", dt, "--fill", str(args.idle_fill),
-                                                    "--query", "ping", "--duration", "10ms", "--warmup", "0s",
-                                                    "--json"]),
-                             check=True, capture_output=True, text=True).stdout
-        carried = json.loads(out).get("target_table_sample", 0)
-        # Settle, then one metrics scrape, as a deployed node sees.
-        time.sleep(args.idle_wait)
-        urllib.request.urlopen(admin + "/metrics", timeout=5).read()
-        time.sleep(1)
-        st = proc_status(dp.pid)
-        nodes, buckets = table_size(admin)
-        print("idle dhtd run (full table: %d nodes in %d buckets, find_node carries %d): "
-              "VmRSS %.1f MiB = RssFile %.1f + RssAnon %.1f MiB"
-              % (nodes, buckets, carried, st["VmRSS"] / 1024, st["RssFile"] / 1024, st["RssAnon"] / 1024))
-    finally:
-        stop(dp)
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        s.bind(("::1", 0))
+        s.close()
+        return True
+    except OSError:
+        return False
+
+
+def start_default_dhtd(args, data_dir, extra=()):
+    """dhtd run in its default configuration, as `dhtd run` with no flags
+    starts it: storage on disk (--idle-storage), the default limits, the
+    metrics listener, one node per address family where the host has IPv6.
+    Only the addresses (loopback), --no-bootstrap, --data-dir (a temporary
+    directory) and the log level differ. Started when /healthz answers:
+    nothing else is asked of it before the measurement."""
+    port, mport = free_port(), free_port(socket.SOCK_STREAM)
+    cmd = [args.dhtd_bin, "run", "--no-bootstrap", "--listen", "127.0.0.1:%d" % port,
+           "--metrics-listen", "127.0.0.1:%d" % mport, "--log-level", "warn",
+           "--storage", args.idle_storage, "--data-dir", data_dir]
+    if has_ipv6():
+        cmd += ["--listen", "[::1]:%d" % port]
+    p = subprocess.Popen(pinned(args.server_cpu, cmd + list(extra) + args.dhtd_arg),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    admin = "http://127.0.0.1:%d" % mport
+    end = time.monotonic() + 10
+    while True:
+        if p.poll() is not None:
+            sys.exit("dhtd exited at start")
+        try:
+            urllib.request.urlopen(admin + "/healthz", timeout=5).read()
+            break
+        except OSError:
+            if time.monotonic() > end:
+                stop(p)
+                sys.exit("dhtd did not answer /healthz within 10 s")
+            time.sleep(0.1)
+    return p, "127.0.0.1:%d" % port, admin
+
+
+def rss_line(st):
+    return "VmRSS %.1f MiB = RssFile %.1f + RssAnon %.1f MiB" % (
+        st["VmRSS"] / 1024, st["RssFile"] / 1024, st["RssAnon"] / 1024)
+
+
+def idle_memory(args):
+    """Idle RSS of dhtd run in its default configuration with a full
+    table, file-backed and anonymous."""
+    with tempfile.TemporaryDirectory(prefix="dhtd-idle-") as data_dir:
+        dp, dt, admin = start_default_dhtd(args, data_dir)
+        try:
+            out = subprocess.run(pinned(args.load_cpu, [BENCH, "load", "--target", dt, "--fill", str(args.idle_fill),
+                                                        "--query", "ping", "--duration", "10ms", "--warmup", "0s",
+                                                        "--json"]),
+                                 check=True, capture_output=True, text=True).stdout
+            carried = json.loads(out).get("target_table_sample", 0)
+            # Settle, then one metrics scrape, as a deployed node sees.
+            time.sleep(args.idle_wait)
+            urllib.request.urlopen(admin + "/metrics", timeout=5).read()
+            time.sleep(1)
+            st = proc_status(dp.pid)
+            nodes, buckets = table_size(admin)
+            print("idle dhtd run (default configuration, --storage %s; full table: %d nodes in %d buckets, "
+                  "find_node carries %d): %s" % (args.idle_storage, nodes, buckets, carried, rss_line(st)))
+        finally:
+            stop(dp)
+
+
+def peers_memory(args):
+    """RSS of dhtd run holding --peers peers: the idle configuration with
+    --storage memory and the reply budget lifted (--reply-budget 0), so
+    that one machine can announce that many in a minute or two."""
+    ips = 500
+    ihs = (args.peers + ips - 1) // ips
+    with tempfile.TemporaryDirectory(prefix="dhtd-peers-") as data_dir:
+        a = argparse.Namespace(**vars(args))
+        a.idle_storage = "memory"
+        dp, dt, admin = start_default_dhtd(a, data_dir, extra=["--reply-budget", "0"])
+        try:
+            out = subprocess.run(pinned(args.load_cpu, [BENCH, "announce", "--target", dt, "--ips", str(ips),
+                                                        "--infohashes", str(ihs)]),
+                                 check=True, capture_output=True, text=True).stdout
+            time.sleep(args.idle_wait)
+            urllib.request.urlopen(admin + "/metrics", timeout=5).read()
+            time.sleep(1)
+            print(out.strip())
+            print("dhtd run --storage memory holding %d peers: %s" % (args.peers, rss_line(proc_status(dp.pid))))
+        finally:
+            stop(dp)
 
 
 def main():
@@ -242,11 +317,15 @@ def main():
     ap.add_argument("--idle-fill", type=int, default=464,
                     help="responders offered to the idle dhtd's table (464: 32 full buckets of an extended table)")
     ap.add_argument("--idle-wait", type=float, default=5, help="seconds the idle dhtd settles before its RSS is read")
+    ap.add_argument("--idle-storage", default="disk", choices=["disk", "memory"],
+                    help="--storage of the idle dhtd (disk: the default of dhtd run)")
     ap.add_argument("--shapes", default="closed-1,closed-16,open-1,open-16")
     ap.add_argument("--queries", default="", help="comma-separated labels of QUERIES to run (default: all)")
     ap.add_argument("--server-cpu", default="0", help="core the servers are pinned to ('' : no pinning)")
     ap.add_argument("--load-cpu", default="1", help="core the load tool and fillers are pinned to ('' : none)")
-    ap.add_argument("--peers", type=int, default=0, help="also store this many peers on dhtd and report its RSS")
+    ap.add_argument("--peers", type=int, default=0,
+                    help="also store this many peers on dhtd and report its RSS (with --idle-only: on a separate "
+                         "dhtd run --storage memory --reply-budget 0)")
     ap.add_argument("--no-lt", action="store_true", help="skip libtorrent")
     ap.add_argument("--dhtd-arg", action="append", default=[], help="extra flag for dhtd run (repeatable)")
     ap.add_argument("--dhtd-bin", default=DHTD, help="the dhtd binary to measure (default: bin/dhtd)")
@@ -265,6 +344,8 @@ def main():
 
     idle_memory(args)
     if args.idle_only:
+        if args.peers > 0:
+            peers_memory(args)
         return
 
     fp = ep = dp = lp = None
