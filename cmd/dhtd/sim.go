@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -31,6 +32,7 @@ func simCommand() *cli.Command {
 			&cli.Float64Flag{Name: "loss", Value: 0.01, Usage: "share of packets lost"},
 			&cli.Float64Flag{Name: "mem-limit", Value: 10, Usage: "soft memory limit of the Go runtime in GiB while simulating (0: none)"},
 			&cli.BoolFlag{Name: "progress", Usage: "print the simulated time to stderr every simulated minute"},
+			&cli.PathFlag{Name: "cpuprofile", Usage: "write a CPU profile of the run to this file (go tool pprof)"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		},
 		Action: func(c *cli.Context) error {
@@ -49,6 +51,17 @@ func simCommand() *cli.Command {
 			loss := c.Float64("loss")
 			if loss == 0 {
 				loss = -1 // NetConfig: negative means none
+			}
+			if path := c.Path("cpuprofile"); path != "" {
+				f, err := os.Create(path)
+				if err != nil {
+					return fmt.Errorf("cpu profile: %w", err)
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("cpu profile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
 			}
 			var progress func(time.Duration, uint64)
 			if c.Bool("progress") {

@@ -214,8 +214,10 @@ func (n *Node) HandleTimeout(now time.Time) {
 		n.table.Failed(p.to, now)
 		p.done(now, nil, ErrTimeout)
 	}
-	for _, l := range append([]*Lookup(nil), n.lookups...) {
-		l.tick(now)
+	if len(n.lookups) > 0 {
+		for _, l := range append([]*Lookup(nil), n.lookups...) {
+			l.tick(now)
+		}
 	}
 	if !now.Before(n.maintain) {
 		n.maintain = now.Add(n.cfg.MaintainPeriod)
