@@ -24,6 +24,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
@@ -127,7 +128,9 @@ type Node struct {
 
 	nextTID  uint16
 	pending  []*pending
-	outbox   []Transmit
+	outbox   []Transmit // queued from outHead on
+	outHead  int
+	scratch  []byte // encoding buffer (encode)
 	lookups  []*Lookup
 	maintain time.Time // next table upkeep
 	stats    Stats
@@ -169,13 +172,18 @@ func (n *Node) Stats() Stats { return n.stats }
 
 // PollTransmit returns the next datagram to send, if any.
 func (n *Node) PollTransmit() (Transmit, bool) {
-	if len(n.outbox) == 0 {
-		n.outbox = nil // give the backing array back between bursts
+	if n.outHead == len(n.outbox) {
+		n.outHead = 0
+		if cap(n.outbox) > 4 {
+			n.outbox = nil // give a large backing array back between bursts
+		} else {
+			n.outbox = n.outbox[:0] // keep a small one: most bursts are a packet or two
+		}
 		return Transmit{}, false
 	}
-	t := n.outbox[0]
-	n.outbox[0] = Transmit{}
-	n.outbox = n.outbox[1:]
+	t := n.outbox[n.outHead]
+	n.outbox[n.outHead] = Transmit{}
+	n.outHead++
 	return t, true
 }
 
@@ -329,7 +337,7 @@ func (n *Node) sendQuery(now time.Time, to netip.AddrPort, method string, a *krp
 	tid := n.nextTID
 	a.ID = n.id
 	m := krpc.Msg{T: string([]byte{byte(tid >> 8), byte(tid)}), Y: krpc.KindQuery, Q: method, A: a}
-	data, err := krpc.Encode(&m)
+	data, err := n.encode(&m)
 	if err != nil {
 		return err
 	}
@@ -337,6 +345,18 @@ func (n *Node) sendQuery(now time.Time, to netip.AddrPort, method string, a *krp
 	n.stats.QueriesSent++
 	n.push(Transmit{To: to, Data: data, Query: true})
 	return nil
+}
+
+// encode bencodes m into the node's scratch buffer and returns a copy of
+// exactly its size: one allocation per packet, where encoding into a fresh
+// buffer grows it once or twice for a reply carrying nodes.
+func (n *Node) encode(m *krpc.Msg) ([]byte, error) {
+	b, err := krpc.AppendEncode(n.scratch[:0], m)
+	if err != nil {
+		return nil, err
+	}
+	n.scratch = b[:0]
+	return slices.Clone(b), nil
 }
 
 // ping sends a ping unless a query to addr is already outstanding.
@@ -352,7 +372,7 @@ func (n *Node) ping(now time.Time, addr netip.AddrPort) {
 // push queues a datagram for the driver; past maxOutbox it is dropped, as a
 // full socket buffer would.
 func (n *Node) push(t Transmit) {
-	if len(n.outbox) >= maxOutbox {
+	if len(n.outbox)-n.outHead >= maxOutbox {
 		n.stats.Dropped++
 		return
 	}
