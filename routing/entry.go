@@ -114,14 +114,16 @@ func (t *Table) time(s stamp) time.Time {
 // entry is the table's mutable record of one node, live or in a
 // replacement cache.
 type entry struct {
+	// failures and info.ID first: Closest reads only them, from hundreds
+	// of entries per query.
+	failures     int32
+	live         bool // in a bucket's live list, not its replacement cache
 	info         krpc.NodeInfo
 	firstSeen    stamp
 	lastResponse stamp
 	lastQuery    stamp
 	lastFailure  stamp // when the last query to the node failed
 	rtt          time.Duration
-	failures     int32
-	live         bool // in a bucket's live list, not its replacement cache
 }
 
 func (e *entry) confirmed() bool { return e.lastResponse != 0 }
