@@ -29,6 +29,7 @@ func simCommand() *cli.Command {
 			&cli.IntFlag{Name: "lookups", Value: 1000, Usage: "measured lookups"},
 			&cli.IntFlag{Name: "hours", Value: 24, Usage: "simulated hours of the churn scenario"},
 			&cli.IntFlag{Name: "items", Value: 100, Usage: "items published in the churn scenario"},
+			&cli.IntFlag{Name: "warm-lookups", Value: 2, Usage: "random lookups per node while the network warms up (fuller routing tables, more events)"},
 			&cli.Float64Flag{Name: "loss", Value: 0.01, Usage: "share of packets lost"},
 			&cli.Float64Flag{Name: "mem-limit", Value: 10, Usage: "soft memory limit of the Go runtime in GiB while simulating (0: none)"},
 			&cli.BoolFlag{Name: "progress", Usage: "print the simulated time to stderr every simulated minute"},
@@ -79,6 +80,7 @@ func simCommand() *cli.Command {
 				Lookups:     c.Int("lookups"),
 				Hours:       c.Int("hours"),
 				Items:       c.Int("items"),
+				WarmLookups: c.Int("warm-lookups"),
 				Net:         sim.NetConfig{Loss: loss},
 			})
 			if err != nil {

@@ -112,3 +112,26 @@ func TestUnknownScenario(t *testing.T) {
 		t.Fatalf("err %v, want ErrScenario", err)
 	}
 }
+
+// More warm-up lookups stand for a network that has run longer: the
+// routing tables must hold more nodes, and the report must say how many
+// warm lookups it ran.
+func TestWarmLookupsFillTables(t *testing.T) {
+	quiet, err := Run(small("lookup", 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy := small("lookup", 3)
+	busy.WarmLookups = 6
+	warm, err := Run(busy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if quiet.WarmLookups != defaultWarmLookups || warm.WarmLookups != 6 {
+		t.Errorf("reported warm lookups %d and %d, want %d and 6", quiet.WarmLookups, warm.WarmLookups, defaultWarmLookups)
+	}
+	if warm.TableNodesAvg <= quiet.TableNodesAvg {
+		t.Errorf("tables hold %.2f nodes after 6 warm lookups a node, %.2f after %d: want more",
+			warm.TableNodesAvg, quiet.TableNodesAvg, defaultWarmLookups)
+	}
+}
