@@ -108,7 +108,8 @@ func printSimReport(w io.Writer, r sim.Report) error {
 	fmt.Fprintf(&b, "  closest answered (ms) p50/p90/p99: %d/%d/%d\n", r.ClosestMsP50, r.ClosestMsP90, r.ClosestMsP99)
 	fmt.Fprintf(&b, "  packets per lookup: %.1f\n", r.PacketsPerLook)
 	if r.Items > 0 {
-		fmt.Fprintf(&b, "items: %d, %.2f%% survived\n", r.Items, r.ItemsSurvivedPct)
+		fmt.Fprintf(&b, "items: %d, %.2f%% survived (found by a lookup), %.2f%% still stored by an up node\n",
+			r.Items, r.ItemsSurvivedPct, r.ItemsHeldPct)
 	}
 	for _, p := range r.Phases {
 		fmt.Fprintf(&b, "phase %s: %d lookups, %.2f%% found the closest, round trips p50 %d p99 %d, %d ms p50",

@@ -102,6 +102,10 @@ type Report struct {
 
 	Items            int     `json:"items,omitempty"`
 	ItemsSurvivedPct float64 `json:"items_survived_pct,omitempty"`
+	// ItemsHeldPct is the share of items some up node stores at the end
+	// (global knowledge): items_survived_pct below it means lookups missed
+	// items the network still held.
+	ItemsHeldPct float64 `json:"items_held_pct,omitempty"`
 
 	// Phases holds the per-phase lookup figures of the partition, storm
 	// and sybil scenarios.

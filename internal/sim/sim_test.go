@@ -69,6 +69,10 @@ func TestScenarios(t *testing.T) {
 			if r.Items != 10 || r.ItemsSurvivedPct < 90 {
 				t.Errorf("%d items, %.2f%% survived; want 10 and >= 90%% (publishers stay up)", r.Items, r.ItemsSurvivedPct)
 			}
+			// A lookup finds only what some node stores.
+			if r.ItemsHeldPct < r.ItemsSurvivedPct {
+				t.Errorf("%.2f%% of items found by lookups but %.2f%% stored by up nodes", r.ItemsSurvivedPct, r.ItemsHeldPct)
+			}
 		}},
 		{"sybil", func(t *testing.T, r Report) {
 			if len(r.Phases) != 1 {

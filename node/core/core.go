@@ -167,6 +167,16 @@ func (n *Node) ID() krpc.ID { return n.id }
 // Table returns the node's routing table.
 func (n *Node) Table() *routing.Table { return n.table }
 
+// HasItem reports whether the node stores an unexpired BEP 44 item under
+// target (for a driver with global knowledge, such as the simulator).
+func (n *Node) HasItem(target krpc.ID, now time.Time) bool {
+	if n.items == nil {
+		return false
+	}
+	_, ok := n.items.Get(target, now)
+	return ok
+}
+
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats { return n.stats }
 
