@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 	"time"
@@ -128,22 +129,23 @@ func (t *Table) wantsNode(b *bucket, now time.Time) bool {
 	if now.Before(b.goodUntil) {
 		return false
 	}
-	var until time.Time
+	ns := t.stamp(now)
+	var until stamp
 	for _, e := range b.nodes {
-		if e.state(now, &t.cfg) != Good {
+		if e.state(ns, &t.cfg) != Good {
 			return true
 		}
 		// Good until GoodWindow after the later of its last answer and
 		// its last query (stateOf), failures aside, which clear goodUntil.
-		u := e.lastResponse
-		if e.lastQuery.After(u) {
+		u := e.lastResponse // set: a good node has answered
+		if e.lastQuery != 0 && e.lastQuery > u {
 			u = e.lastQuery
 		}
-		if u = u.Add(t.cfg.GoodWindow); until.IsZero() || u.Before(until) {
+		if u += stamp(t.cfg.GoodWindow); until == 0 || u < until {
 			until = u
 		}
 	}
-	b.goodUntil = until
+	b.goodUntil = t.time(until)
 	return false
 }
 
@@ -151,12 +153,13 @@ func (t *Table) wantsNode(b *bucket, now time.Time) bool {
 // tie), or nil.
 func (t *Table) worstBad(b *bucket, now time.Time) *entry {
 	var worst *entry
+	ns := t.stamp(now)
 	for _, e := range b.nodes {
-		if e.state(now, &t.cfg) != Bad {
+		if e.state(ns, &t.cfg) != Bad {
 			continue
 		}
 		if worst == nil || e.failures > worst.failures ||
-			e.failures == worst.failures && e.lastResponse.Before(worst.lastResponse) {
+			e.failures == worst.failures && before(e.lastResponse, worst.lastResponse) {
 			worst = e
 		}
 	}
@@ -168,7 +171,7 @@ func (t *Table) worstBad(b *bucket, now time.Time) *entry {
 func (t *Table) unpreferred(b *bucket) *entry {
 	var u *entry
 	for _, e := range b.nodes {
-		if !t.cfg.Prefer(e.info) && (u == nil || e.lastSeen().Before(u.lastSeen())) {
+		if !t.cfg.Prefer(e.info) && (u == nil || e.lastSeen() < u.lastSeen()) {
 			u = e
 		}
 	}
@@ -178,15 +181,16 @@ func (t *Table) unpreferred(b *bucket) *entry {
 // questionable returns b's questionable nodes, least recently seen first.
 func (t *Table) questionable(b *bucket, now time.Time) []krpc.NodeInfo {
 	var qs []*entry
+	ns := t.stamp(now)
 	for _, e := range b.nodes {
-		if e.state(now, &t.cfg) == Questionable {
+		if e.state(ns, &t.cfg) == Questionable {
 			qs = append(qs, e)
 		}
 	}
 	if len(qs) == 0 {
 		return nil
 	}
-	slices.SortStableFunc(qs, func(x, y *entry) int { return x.lastSeen().Compare(y.lastSeen()) })
+	slices.SortStableFunc(qs, func(x, y *entry) int { return cmp.Compare(x.lastSeen(), y.lastSeen()) })
 	return infos(qs, 0)
 }
 
@@ -196,7 +200,7 @@ func (t *Table) fill(b *bucket, now time.Time) {
 	for len(b.nodes) < t.capacity(slices.Index(t.buckets, b)) {
 		var best *entry
 		for _, e := range b.repl {
-			if e.confirmed() && t.subnetOK(b, e, nil) && (best == nil || e.lastSeen().After(best.lastSeen())) {
+			if e.confirmed() && t.subnetOK(b, e, nil) && (best == nil || e.lastSeen() > best.lastSeen()) {
 				best = e
 			}
 		}
@@ -242,7 +246,7 @@ func (t *Table) addRepl(b *bucket, e *entry) {
 func oldest(es []*entry, confirmed bool) *entry {
 	var o *entry
 	for _, e := range es {
-		if e.confirmed() == confirmed && (o == nil || e.lastSeen().Before(o.lastSeen())) {
+		if e.confirmed() == confirmed && (o == nil || e.lastSeen() < o.lastSeen()) {
 			o = e
 		}
 	}
@@ -266,16 +270,29 @@ func (t *Table) drop(e *entry) {
 func (t *Table) track(e *entry) {
 	t.byAddr[e.info.Addr] = e
 	t.byID[e.info.ID] = e
-	t.perIP[e.info.Addr.Addr()]++
+	if t.perIP != nil {
+		t.perIP[e.info.Addr.Addr()]++
+	}
 }
 
 func (t *Table) untrack(e *entry) {
 	delete(t.byAddr, e.info.Addr)
 	delete(t.byID, e.info.ID)
+	if t.perIP == nil {
+		return
+	}
 	ip := e.info.Addr.Addr()
 	if t.perIP[ip]--; t.perIP[ip] <= 0 {
 		delete(t.perIP, ip)
 	}
+}
+
+// before reports whether stamp a is earlier than b, never being earliest.
+func before(a, b stamp) bool {
+	if a == 0 || b == 0 {
+		return a == 0 && b != 0
+	}
+	return a < b
 }
 
 // ipFull reports whether ip already has MaxPerIP entries.
@@ -294,7 +311,7 @@ func (t *Table) roomForIP(ip netip.Addr) bool {
 		var victim *entry
 		for _, b := range t.buckets {
 			for _, e := range b.repl {
-				if !e.confirmed() && e.info.Addr.Addr() == ip && (victim == nil || e.lastSeen().Before(victim.lastSeen())) {
+				if !e.confirmed() && e.info.Addr.Addr() == ip && (victim == nil || e.lastSeen() < victim.lastSeen()) {
 					victim = e
 				}
 			}

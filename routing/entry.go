@@ -79,47 +79,90 @@ func stateOf(failures int, lastResponse, lastQuery, now time.Time, gw time.Durat
 	return Questionable
 }
 
+// stamp is a time as the table stores it: nanoseconds since the table's
+// base (Table.stamp), 0 for never. Eight bytes where a time.Time takes
+// 24: an entry holds four, and a table thousands of entries.
+type stamp int64
+
+// baseBefore is how far before the first time a table sees its base lies,
+// so that the times it is given (which do not run backwards by days) map
+// to positive stamps. Small enough that the base keeps a monotonic reading.
+const baseBefore = 1 << 50 // about 13 days
+
+// stamp converts now for storage, setting the base at the first call.
+// Differences of stamps are differences of the times (monotonic readings
+// included, as time.Time.Sub has it). Caller holds t.mu.
+func (t *Table) stamp(now time.Time) stamp {
+	if t.base.IsZero() {
+		t.base = now.Add(-baseBefore)
+	}
+	s := stamp(now.Sub(t.base))
+	if s == 0 {
+		s = 1 // the base itself: a nanosecond off, but not "never"
+	}
+	return s
+}
+
+// time converts a stamp back; never is the zero time.
+func (t *Table) time(s stamp) time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return t.base.Add(time.Duration(s))
+}
+
 // entry is the table's mutable record of one node, live or in a
 // replacement cache.
 type entry struct {
-	info         krpc.NodeInfo
-	firstSeen    time.Time
-	lastResponse time.Time
-	lastQuery    time.Time
-	failures     int
-	lastFailure  time.Time // when the last query to the node failed
-	rtt          time.Duration
+	// failures and info.ID first: Closest reads only them, from hundreds
+	// of entries per query.
+	failures     int32
 	live         bool // in a bucket's live list, not its replacement cache
+	info         krpc.NodeInfo
+	firstSeen    stamp
+	lastResponse stamp
+	lastQuery    stamp
+	lastFailure  stamp // when the last query to the node failed
+	rtt          time.Duration
 }
 
-func (e *entry) confirmed() bool { return !e.lastResponse.IsZero() }
+func (e *entry) confirmed() bool { return e.lastResponse != 0 }
 
 // lastSeen is the latest time we heard from the node in any way.
-func (e *entry) lastSeen() time.Time {
-	t := e.firstSeen
-	if e.lastResponse.After(t) {
-		t = e.lastResponse
+func (e *entry) lastSeen() stamp {
+	s := e.firstSeen // always set
+	if e.lastResponse != 0 && e.lastResponse > s {
+		s = e.lastResponse
 	}
-	if e.lastQuery.After(t) {
-		t = e.lastQuery
+	if e.lastQuery != 0 && e.lastQuery > s {
+		s = e.lastQuery
 	}
-	return t
+	return s
 }
 
-func (e *entry) state(now time.Time, cfg *Config) State {
-	return stateOf(e.failures, e.lastResponse, e.lastQuery, now, cfg.GoodWindow, cfg.MaxFailures)
+// state is stateOf on stamps; now is the stamp of the current time.
+func (e *entry) state(now stamp, cfg *Config) State {
+	switch gw := stamp(cfg.GoodWindow); {
+	case int(e.failures) >= cfg.MaxFailures:
+		return Bad
+	case e.lastResponse == 0:
+		return Questionable // nodes that never answer are not good (BEP 5)
+	case now-e.lastResponse < gw, e.lastQuery != 0 && now-e.lastQuery < gw:
+		return Good
+	}
+	return Questionable
 }
 
-func (e *entry) export(cfg *Config) Entry {
+func (t *Table) export(e *entry) Entry {
 	return Entry{
 		NodeInfo:     e.info,
-		FirstSeen:    e.firstSeen,
-		LastResponse: e.lastResponse,
-		LastQuery:    e.lastQuery,
-		Failures:     e.failures,
+		FirstSeen:    t.time(e.firstSeen),
+		LastResponse: t.time(e.lastResponse),
+		LastQuery:    t.time(e.lastQuery),
+		Failures:     int(e.failures),
 		RTT:          e.rtt,
-		goodWindow:   cfg.GoodWindow,
-		maxFailures:  cfg.MaxFailures,
+		goodWindow:   t.cfg.GoodWindow,
+		maxFailures:  t.cfg.MaxFailures,
 	}
 }
 

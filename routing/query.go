@@ -101,10 +101,10 @@ func (t *Table) ClosestFunc(target krpc.ID, n int, keep func(Entry) bool) []krpc
 // closestOK reports whether live entry e may be returned by ClosestFunc.
 // Caller holds t.mu.
 func (t *Table) closestOK(e *entry, keep func(Entry) bool) bool {
-	if e.failures >= t.cfg.MaxFailures {
+	if int(e.failures) >= t.cfg.MaxFailures {
 		return false // bad
 	}
-	return keep == nil || keep(e.export(&t.cfg))
+	return keep == nil || keep(t.export(e))
 }
 
 // distance is an XOR distance (BEP 5) split into machine words so that
@@ -151,7 +151,7 @@ func (t *Table) Get(id krpc.ID) (Entry, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if e := t.byID[id]; e != nil && e.live {
-		return e.export(&t.cfg), true
+		return t.export(e), true
 	}
 	return Entry{}, false
 }
@@ -195,9 +195,10 @@ func (t *Table) Replacements() int {
 func (t *Table) Counts(now time.Time) (good, questionable, bad int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	ns := t.stamp(now)
 	for _, b := range t.buckets {
 		for _, e := range b.nodes {
-			switch e.state(now, &t.cfg) {
+			switch e.state(ns, &t.cfg) {
 			case Good:
 				good++
 			case Questionable:
@@ -216,15 +217,44 @@ func (t *Table) Counts(now time.Time) (good, questionable, bad int) {
 func (t *Table) Questionable(now time.Time, limit int) []krpc.NodeInfo {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	ns := t.stamp(now)
+	if limit > 0 && limit <= 8 {
+		// The few least recently seen, without a list of every
+		// questionable node and a sort of it: the upkeep asks for two a
+		// minute, from tables of hundreds of nodes.
+		var buf [8]*entry
+		qs := buf[:0]
+		for _, b := range t.buckets {
+			for _, e := range b.nodes {
+				if e.state(ns, &t.cfg) != Questionable {
+					continue
+				}
+				if len(qs) == limit && e.lastSeen() >= qs[limit-1].lastSeen() {
+					continue // ties keep the earlier, as the stable sort does
+				}
+				j := len(qs)
+				if j < limit {
+					qs = append(qs, nil)
+				} else {
+					j = limit - 1
+				}
+				for ; j > 0 && e.lastSeen() < qs[j-1].lastSeen(); j-- {
+					qs[j] = qs[j-1]
+				}
+				qs[j] = e
+			}
+		}
+		return infos(qs, limit)
+	}
 	var qs []*entry
 	for _, b := range t.buckets {
 		for _, e := range b.nodes {
-			if e.state(now, &t.cfg) == Questionable {
+			if e.state(ns, &t.cfg) == Questionable {
 				qs = append(qs, e)
 			}
 		}
 	}
-	slices.SortStableFunc(qs, func(x, y *entry) int { return x.lastSeen().Compare(y.lastSeen()) })
+	slices.SortStableFunc(qs, func(x, y *entry) int { return cmp.Compare(x.lastSeen(), y.lastSeen()) })
 	return infos(qs, limit)
 }
 
@@ -239,21 +269,22 @@ func (t *Table) Retry(now time.Time, limit int) []krpc.NodeInfo {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var rs []*entry
+	ns := t.stamp(now)
 	for _, b := range t.buckets {
 		for _, e := range b.nodes {
-			if e.state(now, &t.cfg) != Bad {
+			if e.state(ns, &t.cfg) != Bad {
 				continue
 			}
 			wait := t.cfg.RetryMax
-			if n := e.failures - t.cfg.MaxFailures; n < 16 {
+			if n := int(e.failures) - t.cfg.MaxFailures; n < 16 {
 				wait = min(t.cfg.RetryBase<<n, t.cfg.RetryMax)
 			}
-			if now.Sub(e.lastFailure) >= wait {
+			if time.Duration(ns-e.lastFailure) >= wait {
 				rs = append(rs, e)
 			}
 		}
 	}
-	slices.SortStableFunc(rs, func(x, y *entry) int { return x.lastFailure.Compare(y.lastFailure) })
+	slices.SortStableFunc(rs, func(x, y *entry) int { return cmp.Compare(x.lastFailure, y.lastFailure) })
 	return infos(rs, limit)
 }
 
@@ -270,7 +301,7 @@ func (t *Table) Candidates(now time.Time, limit int) []krpc.NodeInfo {
 			cs = append(cs, b.repl...)
 		}
 	}
-	slices.SortStableFunc(cs, func(x, y *entry) int { return y.lastSeen().Compare(x.lastSeen()) })
+	slices.SortStableFunc(cs, func(x, y *entry) int { return cmp.Compare(y.lastSeen(), x.lastSeen()) })
 	return infos(cs, limit)
 }
 

@@ -52,12 +52,12 @@ func (t *Table) snapshotEntries(es []*entry, now time.Time) []NodeSnapshot {
 		out[i] = NodeSnapshot{
 			ID:           e.info.ID.String(),
 			Addr:         e.info.Addr.String(),
-			State:        e.state(now, &t.cfg).String(),
+			State:        e.state(t.stamp(now), &t.cfg).String(),
 			Confirmed:    e.confirmed(),
-			FirstSeen:    e.firstSeen,
-			LastResponse: e.lastResponse,
-			LastQuery:    e.lastQuery,
-			Failures:     e.failures,
+			FirstSeen:    t.time(e.firstSeen),
+			LastResponse: t.time(e.lastResponse),
+			LastQuery:    t.time(e.lastQuery),
+			Failures:     int(e.failures),
 			RTT:          e.rtt,
 			RTTMillis:    float64(e.rtt.Microseconds()) / 1000,
 		}

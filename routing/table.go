@@ -40,21 +40,25 @@ type Table struct {
 	buckets []*bucket
 	byAddr  map[netip.AddrPort]*entry // live and replacement entries
 	byID    map[krpc.ID]*entry        // live and replacement entries
-	perIP   map[netip.Addr]int        // live and replacement entries per IP
+	perIP   map[netip.Addr]int        // live and replacement entries per IP; nil unless MaxPerIP > 0
+	base    time.Time                 // time of stamp 0 (entry.go)
 	live    int                       // number of live entries
 }
 
 // NewTable returns an empty table for a node whose id is self. It starts as
 // one bucket covering the whole id space (BEP 5).
 func NewTable(self krpc.ID, cfg Config) *Table {
-	return &Table{
+	t := &Table{
 		self:    self,
 		cfg:     cfg.withDefaults(),
 		buckets: []*bucket{{}},
 		byAddr:  make(map[netip.AddrPort]*entry),
 		byID:    make(map[krpc.ID]*entry),
-		perIP:   make(map[netip.Addr]int),
 	}
+	if t.cfg.MaxPerIP > 0 {
+		t.perIP = make(map[netip.Addr]int) // only MaxPerIP reads it
+	}
+	return t
 }
 
 // Self returns the table owner's node id.
@@ -92,7 +96,7 @@ func (t *Table) Responded(n krpc.NodeInfo, now time.Time, rtt time.Duration) (to
 	}()
 	if e := t.byAddr[n.Addr]; e != nil {
 		if e.info.ID == n.ID {
-			e.lastResponse, e.failures = now, 0
+			e.lastResponse, e.failures = t.stamp(now), 0
 			if rtt > 0 {
 				e.rtt = rtt
 			}
@@ -121,7 +125,8 @@ func (t *Table) Responded(n krpc.NodeInfo, now time.Time, rtt time.Duration) (to
 	if !t.roomForIP(n.Addr.Addr()) {
 		return nil
 	}
-	e := &entry{info: n, firstSeen: now, lastResponse: now, rtt: max(rtt, 0)}
+	s := t.stamp(now)
+	e := &entry{info: n, firstSeen: s, lastResponse: s, rtt: max(rtt, 0)}
 	t.track(e)
 	return t.insert(e, now)
 }
@@ -148,10 +153,10 @@ func (t *Table) Heard(n krpc.NodeInfo, now time.Time) (ping bool) {
 		if e.info.ID != n.ID {
 			return false
 		}
-		e.lastQuery = now
+		e.lastQuery = t.stamp(now)
 		if e.live {
 			// A bad node that queries us may be back: a ping can clear it.
-			return e.state(now, &t.cfg) == Bad
+			return e.state(e.lastQuery, &t.cfg) == Bad
 		}
 		b := t.bucketOf(e.info.ID)
 		return t.wantsNode(b, now) && t.subnetOK(b, e, nil)
@@ -160,7 +165,8 @@ func (t *Table) Heard(n krpc.NodeInfo, now time.Time) (ping bool) {
 		return false
 	}
 	b := t.bucketOf(n.ID)
-	e := &entry{info: n, firstSeen: now, lastQuery: now}
+	s := t.stamp(now)
+	e := &entry{info: n, firstSeen: s, lastQuery: s}
 	ping = t.wantsNode(b, now) && t.subnetOK(b, e, nil)
 	t.track(e)
 	t.addRepl(b, e)
@@ -189,9 +195,9 @@ func (t *Table) Failed(addr netip.AddrPort, now time.Time) {
 		return
 	}
 	e.failures++
-	e.lastFailure = now
+	e.lastFailure = t.stamp(now)
 	b.goodUntil = time.Time{}
-	if e.state(now, &t.cfg) != Bad || len(b.repl) == 0 {
+	if e.state(e.lastFailure, &t.cfg) != Bad || len(b.repl) == 0 {
 		return
 	}
 	t.drop(e)

@@ -66,6 +66,12 @@ func checkInvariants(t *testing.T, tb *Table) {
 	if len(tb.byAddr) != tracked || len(tb.byID) != tracked {
 		t.Errorf("indexes hold %d/%d entries, lists %d", len(tb.byAddr), len(tb.byID), tracked)
 	}
+	if tb.cfg.MaxPerIP == 0 {
+		if tb.perIP != nil {
+			t.Errorf("per-IP counts kept with MaxPerIP off: %d addresses", len(tb.perIP))
+		}
+		return
+	}
 	n := 0
 	for _, c := range tb.perIP {
 		n += c
@@ -509,6 +515,30 @@ func TestExtendedBuckets(t *testing.T) {
 		}
 		if last := snap[len(snap)-1]; !last.Last || last.Capacity != 8 || len(last.Nodes) > 8 {
 			t.Errorf("fixed=%v: last bucket %d holds %d, capacity %d; want at most K=8", fixed, last.Index, len(last.Nodes), last.Capacity)
+		}
+	}
+}
+
+// Questionable with a small limit selects the least recently seen nodes
+// without sorting every questionable node: it must return the prefix of
+// the full, sorted list, ties (several nodes last seen at the same time)
+// included.
+func TestQuestionableLimitIsPrefix(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	tb := NewTable(randID(r), Config{})
+	for i := range 300 {
+		// Answers spread over a few distinct minutes, so many tie.
+		at := t0.Add(time.Duration(r.IntN(5)) * time.Minute)
+		tb.Responded(ni(randID(r), i), at, time.Millisecond)
+	}
+	now := t0.Add(30 * time.Minute)
+	all := tb.Questionable(now, 0)
+	if len(all) < 20 {
+		t.Fatalf("only %d questionable nodes", len(all))
+	}
+	for _, limit := range []int{1, 2, 3, 8, 9} {
+		if got := tb.Questionable(now, limit); !slices.Equal(got, all[:limit]) {
+			t.Errorf("limit %d: %v, want %v", limit, got, all[:limit])
 		}
 	}
 }

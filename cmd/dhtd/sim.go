@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -28,9 +29,11 @@ func simCommand() *cli.Command {
 			&cli.IntFlag{Name: "lookups", Value: 1000, Usage: "measured lookups"},
 			&cli.IntFlag{Name: "hours", Value: 24, Usage: "simulated hours of the churn scenario"},
 			&cli.IntFlag{Name: "items", Value: 100, Usage: "items published in the churn scenario"},
+			&cli.IntFlag{Name: "warm-lookups", Value: 2, Usage: "random lookups per node while the network warms up (fuller routing tables, more events)"},
 			&cli.Float64Flag{Name: "loss", Value: 0.01, Usage: "share of packets lost"},
 			&cli.Float64Flag{Name: "mem-limit", Value: 10, Usage: "soft memory limit of the Go runtime in GiB while simulating (0: none)"},
 			&cli.BoolFlag{Name: "progress", Usage: "print the simulated time to stderr every simulated minute"},
+			&cli.PathFlag{Name: "cpuprofile", Usage: "write a CPU profile of the run to this file (go tool pprof)"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 		},
 		Action: func(c *cli.Context) error {
@@ -50,6 +53,17 @@ func simCommand() *cli.Command {
 			if loss == 0 {
 				loss = -1 // NetConfig: negative means none
 			}
+			if path := c.Path("cpuprofile"); path != "" {
+				f, err := os.Create(path)
+				if err != nil {
+					return fmt.Errorf("cpu profile: %w", err)
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("cpu profile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			var progress func(time.Duration, uint64)
 			if c.Bool("progress") {
 				start := time.Now()
@@ -66,6 +80,7 @@ func simCommand() *cli.Command {
 				Lookups:     c.Int("lookups"),
 				Hours:       c.Int("hours"),
 				Items:       c.Int("items"),
+				WarmLookups: c.Int("warm-lookups"),
 				Net:         sim.NetConfig{Loss: loss},
 			})
 			if err != nil {
@@ -93,7 +108,8 @@ func printSimReport(w io.Writer, r sim.Report) error {
 	fmt.Fprintf(&b, "  closest answered (ms) p50/p90/p99: %d/%d/%d\n", r.ClosestMsP50, r.ClosestMsP90, r.ClosestMsP99)
 	fmt.Fprintf(&b, "  packets per lookup: %.1f\n", r.PacketsPerLook)
 	if r.Items > 0 {
-		fmt.Fprintf(&b, "items: %d, %.2f%% survived\n", r.Items, r.ItemsSurvivedPct)
+		fmt.Fprintf(&b, "items: %d, %.2f%% survived (found by a lookup), %.2f%% still stored by an up node\n",
+			r.Items, r.ItemsSurvivedPct, r.ItemsHeldPct)
 	}
 	for _, p := range r.Phases {
 		fmt.Fprintf(&b, "phase %s: %d lookups, %.2f%% found the closest, round trips p50 %d p99 %d, %d ms p50",

@@ -74,15 +74,16 @@ const (
 	evFunc
 )
 
+// event is one entry of the queue: 64 bytes, a cache line.
 type event struct {
 	at   int64 // virtual nanoseconds since epoch
 	seq  uint64
-	kind uint8
-	to   int32
-	gen  uint32
-	from netip.AddrPort
 	data []byte
 	fn   func()
+	to   int32
+	from int32 // the sending peer of a packet
+	gen  uint32
+	kind uint8
 }
 
 // Network is the simulated network and its event queue.
@@ -192,7 +193,7 @@ func (n *Network) Run(until time.Duration) {
 				continue
 			}
 			n.Delivered++
-			p.Core.HandlePacket(n.Now(), ev.from, ev.data)
+			p.Core.HandlePacket(n.Now(), n.Peers[ev.from].Addr, ev.data)
 			n.settle(p)
 		}
 	}
@@ -241,7 +242,7 @@ func (n *Network) route(from *Peer, t core.Transmit) {
 		return
 	}
 	delay := n.RTT(from.Index, to) / 2
-	n.push(event{at: n.now + int64(delay), kind: evPacket, to: to, gen: dst.gen, from: from.Addr, data: t.Data})
+	n.push(event{at: n.now + int64(delay), kind: evPacket, to: to, gen: dst.gen, from: from.Index, data: t.Data})
 }
 
 // RTT returns the round trip between peers a and b: drawn once per pair

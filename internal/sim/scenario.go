@@ -36,7 +36,12 @@ type Config struct {
 	// Items is the number of items published in the churn scenario
 	// (default 100).
 	Items int
-	Net   NetConfig
+	// WarmLookups is the number of random lookups each node makes while
+	// the network warms up (default 2). Routing tables grow with the
+	// traffic a node sees: more warm lookups stand for a network that has
+	// run longer, at the cost of events.
+	WarmLookups int
+	Net         NetConfig
 	// Progress, if set, is called about once per simulated minute with
 	// the virtual time and the events processed so far.
 	Progress func(simulated time.Duration, events uint64)
@@ -59,6 +64,9 @@ func (c Config) withDefaults() Config {
 	if c.Items <= 0 {
 		c.Items = 100
 	}
+	if c.WarmLookups <= 0 {
+		c.WarmLookups = defaultWarmLookups
+	}
 	c.Net.Seed = c.Seed
 	return c
 }
@@ -72,6 +80,7 @@ type Report struct {
 	UnreachablePct float64 `json:"unreachable_pct"`
 	SimTimeS       float64 `json:"sim_time_s"`
 	TableNodesAvg  float64 `json:"table_nodes_avg"` // live routing table entries per reachable node
+	WarmLookups    int     `json:"warm_lookups"`    // random lookups per node while warming up
 
 	Lookups         int     `json:"lookups"`
 	FoundClosestPct float64 `json:"found_closest_pct"`
@@ -93,6 +102,10 @@ type Report struct {
 
 	Items            int     `json:"items,omitempty"`
 	ItemsSurvivedPct float64 `json:"items_survived_pct,omitempty"`
+	// ItemsHeldPct is the share of items some up node stores at the end
+	// (global knowledge): items_survived_pct below it means lookups missed
+	// items the network still held.
+	ItemsHeldPct float64 `json:"items_held_pct,omitempty"`
 
 	// Phases holds the per-phase lookup figures of the partition, storm
 	// and sybil scenarios.
@@ -156,6 +169,7 @@ func Run(cfg Config) (Report, error) {
 	r := &s.rep
 	r.Scenario, r.Nodes, r.Seed = cfg.Scenario, len(s.net.Peers), cfg.Seed
 	r.UnreachablePct = round2(100 * cfg.Unreachable)
+	r.WarmLookups = cfg.WarmLookups
 	r.SimTimeS = round2(s.net.Elapsed().Seconds())
 	r.Packets = PacketCounts{s.net.Sent, s.net.Delivered, s.net.Lost, s.net.Blocked}
 	s.sampleHeap()
@@ -179,12 +193,12 @@ type run struct {
 
 // Timeline of the join and warm-up (virtual time).
 const (
-	joinWindow    = 10 * time.Minute // every node joins within it
-	warmFor       = 10 * time.Minute // then the network runs this long
-	warmLookups   = 2                // random lookups per node while warming up
-	measureWindow = 5 * time.Minute  // measured lookups start within it
-	drain         = 30 * time.Second // after the last lookup starts
-	runChunk      = 10 * time.Second // Run granularity, for heap sampling
+	joinWindow         = 10 * time.Minute // every node joins within it
+	warmFor            = 10 * time.Minute // then the network runs this long
+	defaultWarmLookups = 2                // random lookups per node while warming up
+	measureWindow      = 5 * time.Minute  // measured lookups start within it
+	drain              = 30 * time.Second // after the last lookup starts
+	runChunk           = 10 * time.Second // Run granularity, for heap sampling
 )
 
 // build creates the network: routers first, then nodes at scattered
@@ -250,7 +264,7 @@ func (s *run) joinAll(peers []*Peer) time.Duration {
 		if i >= s.cfg.Routers {
 			at += time.Duration(s.net.Rand.Int64N(int64(joinWindow)))
 		}
-		s.join(p, at, warmEnd, warmLookups)
+		s.join(p, at, warmEnd, s.cfg.WarmLookups)
 	}
 	s.advance(warmEnd)
 	return warmEnd

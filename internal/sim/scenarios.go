@@ -68,6 +68,19 @@ func (s *run) churn() {
 	}
 	s.advance(end)
 	s.measureCost()
+	// Global knowledge: which items some up node still stores, so that an
+	// item the lookups miss can be told from one the network lost.
+	held := 0
+	for _, v := range values {
+		target := storage.ImmutableTarget(v)
+		for _, p := range s.net.Peers {
+			if p.Up() && p.Core.HasItem(target, s.net.Now()) {
+				held++
+				break
+			}
+		}
+	}
+	s.rep.ItemsHeldPct = round2(100 * float64(held) / float64(max(len(values), 1)))
 	// Survival: each item is looked up from a random up node.
 	found, pending := 0, len(values)
 	for _, v := range values {

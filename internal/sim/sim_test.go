@@ -69,6 +69,10 @@ func TestScenarios(t *testing.T) {
 			if r.Items != 10 || r.ItemsSurvivedPct < 90 {
 				t.Errorf("%d items, %.2f%% survived; want 10 and >= 90%% (publishers stay up)", r.Items, r.ItemsSurvivedPct)
 			}
+			// A lookup finds only what some node stores.
+			if r.ItemsHeldPct < r.ItemsSurvivedPct {
+				t.Errorf("%.2f%% of items found by lookups but %.2f%% stored by up nodes", r.ItemsSurvivedPct, r.ItemsHeldPct)
+			}
 		}},
 		{"sybil", func(t *testing.T, r Report) {
 			if len(r.Phases) != 1 {
@@ -110,5 +114,28 @@ func TestScenarios(t *testing.T) {
 func TestUnknownScenario(t *testing.T) {
 	if _, err := Run(Config{Scenario: "nope", Nodes: 100}); !errors.Is(err, ErrScenario) {
 		t.Fatalf("err %v, want ErrScenario", err)
+	}
+}
+
+// More warm-up lookups stand for a network that has run longer: the
+// routing tables must hold more nodes, and the report must say how many
+// warm lookups it ran.
+func TestWarmLookupsFillTables(t *testing.T) {
+	quiet, err := Run(small("lookup", 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy := small("lookup", 3)
+	busy.WarmLookups = 6
+	warm, err := Run(busy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if quiet.WarmLookups != defaultWarmLookups || warm.WarmLookups != 6 {
+		t.Errorf("reported warm lookups %d and %d, want %d and 6", quiet.WarmLookups, warm.WarmLookups, defaultWarmLookups)
+	}
+	if warm.TableNodesAvg <= quiet.TableNodesAvg {
+		t.Errorf("tables hold %.2f nodes after 6 warm lookups a node, %.2f after %d: want more",
+			warm.TableNodesAvg, quiet.TableNodesAvg, defaultWarmLookups)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
@@ -127,7 +128,9 @@ type Node struct {
 
 	nextTID  uint16
 	pending  []*pending
-	outbox   []Transmit
+	outbox   []Transmit // queued from outHead on
+	outHead  int
+	scratch  []byte // encoding buffer (encode)
 	lookups  []*Lookup
 	maintain time.Time // next table upkeep
 	stats    Stats
@@ -164,18 +167,33 @@ func (n *Node) ID() krpc.ID { return n.id }
 // Table returns the node's routing table.
 func (n *Node) Table() *routing.Table { return n.table }
 
+// HasItem reports whether the node stores an unexpired BEP 44 item under
+// target (for a driver with global knowledge, such as the simulator).
+func (n *Node) HasItem(target krpc.ID, now time.Time) bool {
+	if n.items == nil {
+		return false
+	}
+	_, ok := n.items.Get(target, now)
+	return ok
+}
+
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats { return n.stats }
 
 // PollTransmit returns the next datagram to send, if any.
 func (n *Node) PollTransmit() (Transmit, bool) {
-	if len(n.outbox) == 0 {
-		n.outbox = nil // give the backing array back between bursts
+	if n.outHead == len(n.outbox) {
+		n.outHead = 0
+		if cap(n.outbox) > 4 {
+			n.outbox = nil // give a large backing array back between bursts
+		} else {
+			n.outbox = n.outbox[:0] // keep a small one: most bursts are a packet or two
+		}
 		return Transmit{}, false
 	}
-	t := n.outbox[0]
-	n.outbox[0] = Transmit{}
-	n.outbox = n.outbox[1:]
+	t := n.outbox[n.outHead]
+	n.outbox[n.outHead] = Transmit{}
+	n.outHead++
 	return t, true
 }
 
@@ -214,8 +232,10 @@ func (n *Node) HandleTimeout(now time.Time) {
 		n.table.Failed(p.to, now)
 		p.done(now, nil, ErrTimeout)
 	}
-	for _, l := range append([]*Lookup(nil), n.lookups...) {
-		l.tick(now)
+	if len(n.lookups) > 0 {
+		for _, l := range append([]*Lookup(nil), n.lookups...) {
+			l.tick(now)
+		}
 	}
 	if !now.Before(n.maintain) {
 		n.maintain = now.Add(n.cfg.MaintainPeriod)
@@ -327,7 +347,7 @@ func (n *Node) sendQuery(now time.Time, to netip.AddrPort, method string, a *krp
 	tid := n.nextTID
 	a.ID = n.id
 	m := krpc.Msg{T: string([]byte{byte(tid >> 8), byte(tid)}), Y: krpc.KindQuery, Q: method, A: a}
-	data, err := krpc.Encode(&m)
+	data, err := n.encode(&m)
 	if err != nil {
 		return err
 	}
@@ -335,6 +355,18 @@ func (n *Node) sendQuery(now time.Time, to netip.AddrPort, method string, a *krp
 	n.stats.QueriesSent++
 	n.push(Transmit{To: to, Data: data, Query: true})
 	return nil
+}
+
+// encode bencodes m into the node's scratch buffer and returns a copy of
+// exactly its size: one allocation per packet, where encoding into a fresh
+// buffer grows it once or twice for a reply carrying nodes.
+func (n *Node) encode(m *krpc.Msg) ([]byte, error) {
+	b, err := krpc.AppendEncode(n.scratch[:0], m)
+	if err != nil {
+		return nil, err
+	}
+	n.scratch = b[:0]
+	return slices.Clone(b), nil
 }
 
 // ping sends a ping unless a query to addr is already outstanding.
@@ -350,7 +382,7 @@ func (n *Node) ping(now time.Time, addr netip.AddrPort) {
 // push queues a datagram for the driver; past maxOutbox it is dropped, as a
 // full socket buffer would.
 func (n *Node) push(t Transmit) {
-	if len(n.outbox) >= maxOutbox {
+	if len(n.outbox)-n.outHead >= maxOutbox {
 		n.stats.Dropped++
 		return
 	}

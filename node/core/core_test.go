@@ -147,6 +147,18 @@ func TestPutThenGet(t *testing.T) {
 	if stored < 1 {
 		t.Fatalf("put stored on %d nodes", stored)
 	}
+	var holders []*Node
+	for _, n := range all {
+		if n.HasItem(storageTarget(v), now) {
+			holders = append(holders, n)
+		}
+	}
+	if len(holders) != stored {
+		t.Errorf("%d nodes hold the item, %d acknowledged the put", len(holders), stored)
+	}
+	if len(holders) > 0 && holders[0].HasItem(storageTarget(v), now.Add(3*time.Hour)) {
+		t.Errorf("item still held three hours after its put (BEP 44, Expiration)")
+	}
 	var got []byte
 	all[9].Get(now, storageTarget(v), func(r Result) { got = r.Value })
 	deliver(t, now, nodes)

@@ -54,7 +54,7 @@ func (w *writer) Error(code int64, msg string) {
 func (w *writer) send(m *krpc.Msg) {
 	ip := krpc.CompactAddr(w.to) // BEP 42: the requester's address as we see it
 	m.IP = &ip
-	data, err := krpc.Encode(m)
+	data, err := w.n.encode(m)
 	if err != nil {
 		w.n.stats.Dropped++
 		return
@@ -190,11 +190,15 @@ func (n *Node) servePut(q Query, w Writer) {
 // closest returns the K closest IPv4 nodes of the table to target, not
 // counting the querier, which knows itself.
 func (n *Node) closest(target krpc.ID, q Query) krpc.CompactNodes {
-	var out krpc.CompactNodes
-	for _, ni := range n.table.Closest(target, n.cfg.K+1) {
+	all := n.table.Closest(target, n.cfg.K+1)
+	out := all[:0] // filtered in place: one allocation per reply
+	for _, ni := range all {
 		if ni.Addr.Addr().Is4() && ni.ID != q.Msg.A.ID && ni.Addr != q.From && len(out) < n.cfg.K {
 			out = append(out, ni)
 		}
+	}
+	if len(out) == 0 {
+		return nil
 	}
 	return out
 }

@@ -192,6 +192,11 @@ func (l *Lookup) add(ni krpc.NodeInfo, known bool, depth int) {
 	}
 	for _, c := range l.cands {
 		if c.info.Addr == a || (known && c.known && c.info.ID == ni.ID) {
+			if c.state == stUnqueried && uint8(min(depth, 255)) < c.depth {
+				// Not asked yet: when it is, the query waits only for
+				// the shorter chain that named it.
+				c.depth = uint8(min(depth, 255))
+			}
 			return
 		}
 		if subnet.IsValid() && c.known && subnet.Contains(c.info.Addr.Addr()) {
