@@ -10,8 +10,11 @@ Starts, on loopback:
     the same fillers added (--nodes), its DHT rate limits
     (dht_upload_rate_limit, dht_block_ratelimit) and upload limits lifted
     and alerts off;
-  - a bare UDP echo server (bin/dhtd-bench echo: recvmmsg/sendmmsg in
-    batches of 32, the socket I/O of dhtd's read loop), the baseline.
+  - two UDP echo servers, the baselines: a bare one (bin/dhtd-bench echo
+    --bare: one ReadFromUDPAddrPort and one WriteToUDPAddrPort per
+    datagram, the loop anyone would write) and a batched one
+    (bin/dhtd-bench echo: recvmmsg/sendmmsg in batches of 32, the socket
+    I/O of dhtd's own read loop).
 Each server is pinned to one core (taskset -c SERVER_CPU), the load tool
 and the fillers to the other (LOAD_CPU). Both nodes are seeded with the
 same 50 peers on one infohash and one 1,000-byte immutable item
@@ -22,7 +25,7 @@ same 50 peers on one infohash and one 1,000-byte immutable item
   open-1     open loop, 1 socket, --open-rate queries/s
   open-16    open loop, 16 sockets on 4 source addresses, --open-rate in total
 
-it measures the echo server (ping), then dhtd and libtorrent on ping,
+it measures the two echo servers (ping), then dhtd and libtorrent on ping,
 find_node, get_peers of the infohash with 50 peers and of one with none,
 get of the stored item and of a missing one. Socket i of every run has
 the same address (a fixed port) and node id (--port-base, --id-seed): the
@@ -32,7 +35,7 @@ closed sockets from earlier runs.
 Reported per query and shape: answers per server CPU-second (the CPU
 time of the server's threads over the measured window, from
 /proc/PID/task/*/schedstat), medians of REPS, and
-the ratios dhtd/libtorrent and dhtd/echo; loss and p99 latency. A ratio
+the ratios dhtd/libtorrent, dhtd/bare echo and dhtd/batched echo; loss and p99 latency. A ratio
 that moves by more than 2x between shapes is marked.
 
 Before that, the idle RSS of a separate `dhtd run` with a full table
@@ -267,7 +270,7 @@ def main():
     if args.idle_only:
         return
 
-    fp = ep = dp = lp = None
+    fp = ep = bp = dp = lp = None
     try:
         fp, fl = start_line(pinned(args.load_cpu, [BENCH, "filler", "--count", str(args.fillers)]),
                             stdin=subprocess.PIPE)
@@ -280,6 +283,8 @@ def main():
 
         ep, el = start_line(pinned(args.server_cpu, [BENCH, "echo", "--listen", "127.0.0.1:0"]))
         echo_target, echo_pid = el[1], int(el[3])
+        bp, bl = start_line(pinned(args.server_cpu, [BENCH, "echo", "--bare", "--listen", "127.0.0.1:0"]))
+        bare_target, bare_pid = bl[1], int(bl[3])
         dp, dt, admin = start_dhtd(args.server_cpu, args.dhtd_arg, args.dhtd_bin)
         offer(dt)
         end = time.monotonic() + 10
@@ -309,6 +314,8 @@ def main():
         rows = {}
         for rep in range(args.reps):
             for shape in shapes:
+                rows.setdefault(("bare", "ping", shape), []).append(
+                    b.load(bare_target, bare_pid, "ping", shape, echo=True))
                 rows.setdefault(("echo", "ping", shape), []).append(
                     b.load(echo_target, echo_pid, "ping", shape, echo=True))
                 for label, method, key, expect in queries:
@@ -325,32 +332,35 @@ def main():
             print()
             print(out.strip())
     finally:
-        for p in (lp, dp, ep, fp):
+        for p in (lp, dp, ep, bp, fp):
             stop(p)
 
 
 def report(rows, shapes, queries, have_lt):
     print()
-    hdr = "%-9s %-15s %10s %10s %10s %8s %8s %7s %7s %8s %8s %6s" % (
-        "shape", "query", "dhtd a/CPUs", "lt a/CPUs", "echo a/CPUs", "dhtd/lt", "dhtd/echo",
+    hdr = "%-9s %-15s %10s %10s %10s %10s %8s %8s %8s %7s %7s %8s %8s %6s" % (
+        "shape", "query", "dhtd a/CPUs", "lt a/CPUs", "bare a/CPUs", "mmsg a/CPUs", "dhtd/lt", "d/bare", "d/mmsg",
         "loss% d", "loss% lt", "p99µs d", "p99µs lt", "nodes")
     print(hdr)
     print("-" * len(hdr))
     ratios = {}
     for shape in shapes:
+        bare = med(rows[("bare", "ping", shape)], "answers_per_cpu_s")
         echo = med(rows[("echo", "ping", shape)], "answers_per_cpu_s")
         for label, _, _, _ in queries:
             d = rows[("dhtd", label, shape)]
             lt = rows.get(("lt", label, shape), [])
             dv, lv = med(d, "answers_per_cpu_s"), med(lt, "answers_per_cpu_s")
             rl = dv / lv if lv else float("nan")
+            rb = dv / bare if bare else float("nan")
             re = dv / echo if echo else float("nan")
             ratios.setdefault(label, []).append((shape, rl))
-            print("%-9s %-15s %10.0f %10.0f %10.0f %7.2fx %7.2fx %7.3f %7.3f %8.0f %8.0f %3d/%-2d" % (
-                shape, label, dv, lv, echo, rl, re, med(d, "loss_pct"), med(lt, "loss_pct"),
+            print("%-9s %-15s %10.0f %10.0f %10.0f %10.0f %7.2fx %7.2fx %7.2fx %7.3f %7.3f %8.0f %8.0f %3d/%-2d" % (
+                shape, label, dv, lv, bare, echo, rl, rb, re, med(d, "loss_pct"), med(lt, "loss_pct"),
                 med(d, "p99_us"), med(lt, "p99_us"), med(d, "max_nodes"), med(lt, "max_nodes")))
-    print("(a/CPUs: answers per server CPU-second, medians; dhtd/echo: per CPU-second against the bare echo server "
-          "on ping in the same shape; nodes: most nodes in one answer, dhtd/libtorrent)")
+    print("(a/CPUs: answers per server CPU-second, medians; bare: the bare echo server (one read and one write "
+          "per datagram), mmsg: the batched echo server (recvmmsg/sendmmsg, dhtd's own socket I/O), both on ping "
+          "in the same shape; nodes: most nodes in one answer, dhtd/libtorrent)")
     if have_lt:
         for label, rs in ratios.items():
             vals = [r for _, r in rs if r == r and r > 0]
