@@ -42,7 +42,15 @@ Before that, the idle RSS of a separate `dhtd run` with a full table
 (--idle-fill responders, an extended table's 32 full buckets) is reported
 with its file-backed/anonymous split (/proc/PID/status).
 
+With --profile PREFIX, it profiles dhtd under load instead of running
+the table: `dhtd-bench serve --pprof` (package node, the code `dhtd run`
+runs, with the same limits lifted) pinned and offered the same fillers
+and seeded data, loaded in the closed-1 shape for each of --queries while
+its CPU profile is taken; PREFIX-QUERY.pprof is written and
+`go tool pprof -top` of it printed.
+
     /usr/bin/python3 testdata/bench/run.py [--reps 3] [--duration 5s] [--quick] [--no-lt] [--peers N]
+    /usr/bin/python3 testdata/bench/run.py --profile /tmp/dhtd --queries find_node --duration 10s
 """
 
 import argparse
@@ -253,7 +261,12 @@ def main():
     ap.add_argument("--no-lt", action="store_true", help="skip libtorrent")
     ap.add_argument("--dhtd-arg", action="append", default=[], help="extra flag for dhtd run (repeatable)")
     ap.add_argument("--dhtd-bin", default=DHTD, help="the dhtd binary to measure (default: bin/dhtd)")
+    ap.add_argument("--base-bin", default="", help="a second dhtd binary measured in the same run (e.g. the build "
+                    "before a change); adds the columns base and dhtd/base")
     ap.add_argument("--idle-only", action="store_true", help="only the idle RSS")
+    ap.add_argument("--profile", default="", help="PREFIX: write PREFIX-QUERY.pprof, CPU profiles of dhtd under "
+                    "closed-1 load, instead of the table")
+    ap.add_argument("--profile-shape", default="closed-1", help="the shape of the profiled load")
     ap.add_argument("--quick", action="store_true", help="a sanity run: 1 rep of 500ms, low open-loop rate")
     args = ap.parse_args()
     if args.quick:
@@ -266,11 +279,14 @@ def main():
     args.port_base = port_block(16)
     b = Bench(args)
 
+    if args.profile:
+        profile(args, b, queries)
+        return
     idle_memory(args)
     if args.idle_only:
         return
 
-    fp = ep = bp = dp = lp = None
+    fp = ep = bp = dp = lp = basep = None
     try:
         fp, fl = start_line(pinned(args.load_cpu, [BENCH, "filler", "--count", str(args.fillers)]),
                             stdin=subprocess.PIPE)
@@ -293,6 +309,18 @@ def main():
         dnodes = table_size(admin)[0]
         seeds = {"dhtd": json.loads(b.tool("seed", "--target", dt))}
         targets = {"dhtd": (dt, dp.pid)}
+        if args.base_bin:
+            # A second dhtd (e.g. the build before a change), measured in
+            # the same run: dhtd/base compares two builds under the same
+            # conditions, which figures from two runs on a shared machine
+            # do not.
+            basep, bt, badmin = start_dhtd(args.server_cpu, args.dhtd_arg, args.base_bin)
+            offer(bt)
+            end = time.monotonic() + 10
+            while table_size(badmin)[0] < args.fillers and time.monotonic() < end:
+                time.sleep(0.1)
+            seeds["base"] = json.loads(b.tool("seed", "--target", bt))
+            targets["base"] = (bt, basep.pid)
         if not args.no_lt:
             lp, lt_target, lt_live = start_lt(args.server_cpu, fillers)
         if lp:
@@ -323,7 +351,7 @@ def main():
                         k = seeds[name][{"ih": "infohash", "item": "item"}[key]] if key else None
                         rows.setdefault((name, label, shape), []).append(
                             b.load(t, pid, method, shape, key=k, expect=expect))
-        report(rows, shapes, queries, "lt" in targets)
+        report(rows, shapes, queries, "lt" in targets, "base" in targets)
         if args.peers > 0:
             ips = 500
             ihs = (args.peers + ips - 1) // ips
@@ -332,15 +360,62 @@ def main():
             print()
             print(out.strip())
     finally:
-        for p in (lp, dp, ep, bp, fp):
+        for p in (lp, dp, basep, ep, bp, fp):
             stop(p)
 
 
-def report(rows, shapes, queries, have_lt):
+def profile(args, b, queries):
+    """CPU profiles of dhtd (dhtd-bench serve --pprof) under load."""
+    fp = sp = None
+    try:
+        fp, fl = start_line(pinned(args.load_cpu, [BENCH, "filler", "--count", str(args.fillers)]),
+                            stdin=subprocess.PIPE)
+        port, pport = free_port(), free_port(socket.SOCK_STREAM)
+        sp, sl = start_line(pinned(args.server_cpu, [BENCH, "serve", "--listen", "127.0.0.1:%d" % port,
+                                                     "--reply-bytes-per-second", "-1", "--rate-limit", "-1",
+                                                     "--pprof", "127.0.0.1:%d" % pport]))
+        target, pid = sl[1], int(sl[3])
+        fp.stdin.write("offer %s\n" % target)
+        fp.stdin.flush()
+        fp.stdout.readline()
+        seed = json.loads(b.tool("seed", "--target", target))
+        secs = max(1, int(float(args.duration.rstrip("s"))))
+        for label, method, key, expect in queries:
+            k = seed[{"ih": "infohash", "item": "item"}[key]] if key else None
+            out = "%s-%s.pprof" % (args.profile, label.replace(" ", "_"))
+            cmd = ["load", "--target", target, "--query", method, "--pid", str(pid), "--json",
+                   "--duration", "%ds" % (secs + 2), "--warmup", "0s", "--timeout", "1s",
+                   "--port-base", str(args.port_base), "--id-seed", "1"]
+            kind, n = args.profile_shape.split("-")
+            cmd += ["--sockets", n, "--sources", "1" if n == "1" else "4"]
+            cmd += ["--window", str(args.window // int(n))] if kind == "closed" else ["--rate", str(args.open_rate)]
+            if k:
+                cmd += ["--key", k]
+            if expect:
+                cmd += ["--expect-stored"]
+            lp = subprocess.Popen(pinned(args.load_cpu, [BENCH] + cmd), stdout=subprocess.PIPE, text=True)
+            time.sleep(1)
+            with urllib.request.urlopen("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d" % (pport, secs),
+                                        timeout=secs + 30) as r, open(out, "wb") as f:
+                f.write(r.read())
+            res = json.loads(lp.communicate()[0])
+            print("%s %s: %.0f answers per CPU-second, loss %.3f%%; %s" % (
+                args.profile_shape, label, res.get("answers_per_cpu_s", 0), res.get("loss_pct", 0), out))
+            print(subprocess.run(["go", "tool", "pprof", "-top", "-nodecount=30", out],
+                                 capture_output=True, text=True).stdout)
+            sys.stdout.flush()
+    finally:
+        for p in (sp, fp):
+            stop(p)
+
+
+def report(rows, shapes, queries, have_lt, have_base=False):
     print()
     hdr = "%-9s %-15s %10s %10s %10s %10s %8s %8s %8s %7s %7s %8s %8s %6s" % (
         "shape", "query", "dhtd a/CPUs", "lt a/CPUs", "bare a/CPUs", "mmsg a/CPUs", "dhtd/lt", "d/bare", "d/mmsg",
         "loss% d", "loss% lt", "p99µs d", "p99µs lt", "nodes")
+    if have_base:
+        hdr += " %10s %8s %7s" % ("base a/CPUs", "d/base", "loss% b")
     print(hdr)
     print("-" * len(hdr))
     ratios = {}
@@ -355,9 +430,14 @@ def report(rows, shapes, queries, have_lt):
             rb = dv / bare if bare else float("nan")
             re = dv / echo if echo else float("nan")
             ratios.setdefault(label, []).append((shape, rl))
-            print("%-9s %-15s %10.0f %10.0f %10.0f %10.0f %7.2fx %7.2fx %7.2fx %7.3f %7.3f %8.0f %8.0f %3d/%-2d" % (
+            line = "%-9s %-15s %10.0f %10.0f %10.0f %10.0f %7.2fx %7.2fx %7.2fx %7.3f %7.3f %8.0f %8.0f %3d/%-2d" % (
                 shape, label, dv, lv, bare, echo, rl, rb, re, med(d, "loss_pct"), med(lt, "loss_pct"),
-                med(d, "p99_us"), med(lt, "p99_us"), med(d, "max_nodes"), med(lt, "max_nodes")))
+                med(d, "p99_us"), med(lt, "p99_us"), med(d, "max_nodes"), med(lt, "max_nodes"))
+            if have_base:
+                base = rows.get(("base", label, shape), [])
+                bv = med(base, "answers_per_cpu_s")
+                line += " %10.0f %7.2fx %7.3f" % (bv, dv / bv if bv else float("nan"), med(base, "loss_pct"))
+            print(line)
     print("(a/CPUs: answers per server CPU-second, medians; bare: the bare echo server (one read and one write "
           "per datagram), mmsg: the batched echo server (recvmmsg/sendmmsg, dhtd's own socket I/O), both on ping "
           "in the same shape; nodes: most nodes in one answer, dhtd/libtorrent)")
