@@ -527,8 +527,10 @@ func (s *Server) reply(to netip.AddrPort, tid string, r *Msg, sc *replyScratch) 
 		return
 	}
 	if s.cfg.ReplyBudget != nil {
-		now := s.loopNow // the read loop's batch
-		if sc != &s.loopOut {
+		var now time.Time
+		if sc == &s.loopOut {
+			now = s.loopNow // on the read loop: its batch's time
+		} else {
 			now = s.cfg.Clock.Now()
 		}
 		if !s.cfg.ReplyBudget.Take(len(b), now) {
