@@ -107,10 +107,12 @@ func decode(b []byte, m *Msg, blk *argsBlock) error {
 		if a == nil {
 			return &BodyError{errors.New("a missing")}
 		}
-		if !hasKey(a, "id") {
+		args, sawID, err := decodeArgsID(a, blk)
+		// A missing id is reported first; a decode error may have ended
+		// the walk before the id, so only then is a looked at again.
+		if !sawID && (err == nil || !hasKey(a, "id")) {
 			return &BodyError{errors.New("a.id missing")}
 		}
-		args, err := decodeArgsInto(a, blk)
 		if err != nil {
 			return &BodyError{fmt.Errorf("decode a: %w", err)}
 		}
@@ -472,6 +474,14 @@ func decodeArgs(b []byte) (*Args, error) { return decodeArgsInto(b, nil) }
 // decodeArgsInto is decodeArgs into blk (reset first), or into a new block
 // if blk is nil.
 func decodeArgsInto(b []byte, blk *argsBlock) (*Args, error) {
+	a, _, err := decodeArgsID(b, blk)
+	return a, err
+}
+
+// decodeArgsID is decodeArgsInto that also reports whether the walk met
+// the key "id" (before an error, if any).
+func decodeArgsID(b []byte, blk *argsBlock) (*Args, bool, error) {
+	sawID := false
 	if blk == nil {
 		blk = &argsBlock{}
 	} else {
@@ -481,6 +491,7 @@ func decodeArgsInto(b []byte, blk *argsBlock) (*Args, error) {
 		var err error
 		switch string(key) {
 		case "id":
+			sawID = true
 			err = blk.a.ID.UnmarshalBencode(val)
 		case "target":
 			if err = blk.target.UnmarshalBencode(val); err == nil {
@@ -528,9 +539,9 @@ func decodeArgsInto(b []byte, blk *argsBlock) (*Args, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, sawID, err
 	}
-	return &blk.a, nil
+	return &blk.a, sawID, nil
 }
 
 // wholeInt decodes val, which must be exactly one integer.

@@ -43,8 +43,13 @@ type ServerConfig struct {
 	ClientVersion string
 	// ReadOnly sets "ro"=1 in every query (BEP 43).
 	ReadOnly bool
+	// Limiter, if set, is asked about every packet before it is decoded,
+	// at the time its read batch began (one clock reading per batch, not
+	// per packet); a packet over its source's limit is dropped
+	// (DropRateLimited).
+	Limiter *IPLimiter
 	// Accept, if set, is asked about every packet before it is decoded
-	// (per-IP rate limits); false drops it.
+	// (after Limiter); false drops it (DropRateLimited).
 	Accept func(from netip.AddrPort, size int) bool
 	// ReplyBudget, if set, is the global budget of response bytes: a reply
 	// that does not fit is not sent (DropBandwidth). Nil: unlimited.
@@ -125,6 +130,10 @@ type Server struct {
 	// loopOut is the read loop's reply buffer and scratch, reused for every
 	// reply it sends (only the read loop goroutine touches it).
 	loopOut replyScratch
+	// loopNow is the time the read loop's current batch began: the time
+	// of Limiter and ReplyBudget for its packets (only the read loop
+	// goroutine touches it).
+	loopNow time.Time
 	// loopArgs holds the arguments of the query the read loop is handling:
 	// reused for every query, so a QueryHandler must not keep q.A or a
 	// pointer into it after it returns (copy what it keeps; a Deferred
@@ -133,6 +142,7 @@ type Server struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+	closing   atomic.Bool // set by Close before the socket is closed
 	wg        sync.WaitGroup
 }
 
@@ -181,6 +191,7 @@ func (s *Server) InFlight() int { return s.txns.inFlight() }
 func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.closing.Store(true)
 		close(s.closed)
 		err = s.pc.Close()
 		s.wg.Wait()
@@ -239,30 +250,32 @@ const socketBuffer = 2 << 20
 // it has not (a batch of one).
 const batchSize = 32
 
+// batchWriter sends the replies b.bufs[from:b.n] to b.to[from:b.n] with
+// one sendmmsg, and returns how many the kernel took (0 with an error
+// when it took none).
+type batchWriter interface {
+	writeBatch(b *replyBatch, from int) (int, error)
+}
+
 // replyBatch holds the replies produced while handling one read batch;
 // flush sends them with one sendmmsg. Bounded: batchSize slots.
 type replyBatch struct {
-	pc    *ipv4.PacketConn
-	msgs  []ipv4.Message
+	w     batchWriter
 	bufs  [][]byte
-	addrs []net.UDPAddr
-	ips   [][4]byte
+	to    []netip.AddrPort
 	kinds []string
 	n     int
 }
 
-func newReplyBatch(pc *ipv4.PacketConn) *replyBatch {
+func newReplyBatch(w batchWriter) *replyBatch {
 	b := &replyBatch{
-		pc:    pc,
-		msgs:  make([]ipv4.Message, batchSize),
+		w:     w,
 		bufs:  make([][]byte, batchSize),
-		addrs: make([]net.UDPAddr, batchSize),
-		ips:   make([][4]byte, batchSize),
+		to:    make([]netip.AddrPort, batchSize),
 		kinds: make([]string, batchSize),
 	}
-	for i := range b.msgs {
+	for i := range b.bufs {
 		b.bufs[i] = make([]byte, 0, 1536)
-		b.msgs[i].Buffers = make([][]byte, 1)
 	}
 	return b
 }
@@ -274,10 +287,7 @@ func (s *Server) queueReply(b *replyBatch, pkt []byte, to netip.AddrPort, kind s
 	}
 	i := b.n
 	b.bufs[i] = append(b.bufs[i][:0], pkt...)
-	b.ips[i] = to.Addr().As4()
-	b.addrs[i] = net.UDPAddr{IP: b.ips[i][:], Port: int(to.Port())}
-	b.msgs[i].Buffers[0] = b.bufs[i]
-	b.msgs[i].Addr = &b.addrs[i]
+	b.to[i] = to
 	b.kinds[i] = kind
 	b.n++
 }
@@ -286,7 +296,7 @@ func (s *Server) queueReply(b *replyBatch, pkt []byte, to netip.AddrPort, kind s
 // as DropSendError and the rest are still sent.
 func (s *Server) flush(b *replyBatch) {
 	for sent := 0; sent < b.n; {
-		k, err := b.pc.WriteBatch(b.msgs[sent:b.n], 0)
+		k, err := b.w.writeBatch(b, sent)
 		for j := sent; j < sent+k; j++ {
 			s.cfg.Events.Sent(b.kinds[j], len(b.bufs[j]))
 		}
@@ -299,12 +309,45 @@ func (s *Server) flush(b *replyBatch) {
 	b.n = 0
 }
 
+// ipv4Writer is a batchWriter on golang.org/x/net/ipv4's WriteBatch.
+type ipv4Writer struct {
+	pc    *ipv4.PacketConn
+	msgs  []ipv4.Message
+	addrs []net.UDPAddr
+	ips   [][4]byte
+}
+
+func newIPv4Writer(pc *ipv4.PacketConn) *ipv4Writer {
+	w := &ipv4Writer{
+		pc:    pc,
+		msgs:  make([]ipv4.Message, batchSize),
+		addrs: make([]net.UDPAddr, batchSize),
+		ips:   make([][4]byte, batchSize),
+	}
+	for i := range w.msgs {
+		w.msgs[i].Buffers = make([][]byte, 1)
+	}
+	return w
+}
+
+func (w *ipv4Writer) writeBatch(b *replyBatch, from int) (int, error) {
+	for i := from; i < b.n; i++ {
+		w.ips[i] = b.to[i].Addr().As4()
+		w.addrs[i] = net.UDPAddr{IP: w.ips[i][:], Port: int(b.to[i].Port())}
+		w.msgs[i].Buffers[0] = b.bufs[i]
+		w.msgs[i].Addr = &w.addrs[i]
+	}
+	return w.pc.WriteBatch(w.msgs[from:b.n], 0)
+}
+
 func (s *Server) readLoop() {
 	defer s.wg.Done()
 	s.loopOut.out = make([]byte, 0, 1536)
 	if s.udp != nil && s.local.Addr().Is4() {
 		// Batched I/O needs sockaddr_in destinations: IPv4 sockets only.
-		s.readLoopBatch()
+		if !s.readLoopMmsg() {
+			s.readLoopBatch()
+		}
 		return
 	}
 	buf := make([]byte, s.cfg.MaxPacketSize+1)
@@ -317,6 +360,7 @@ func (s *Server) readLoop() {
 			}
 			continue
 		}
+		s.stampBatch()
 		s.handlePacket(buf[:n], from, &m)
 	}
 }
@@ -349,7 +393,7 @@ func (s *Server) readLoopBatch() {
 	for i := range in {
 		in[i].Buffers = [][]byte{make([]byte, s.cfg.MaxPacketSize+1)}
 	}
-	s.loopOut.batch = newReplyBatch(pc)
+	s.loopOut.batch = newReplyBatch(newIPv4Writer(pc))
 	var m Msg
 	for {
 		n, err := pc.ReadBatch(in, 0)
@@ -359,6 +403,7 @@ func (s *Server) readLoopBatch() {
 			}
 			continue
 		}
+		s.stampBatch()
 		for i := range in[:n] {
 			var from netip.AddrPort
 			if ua, ok := in[i].Addr.(*net.UDPAddr); ok {
@@ -370,6 +415,13 @@ func (s *Server) readLoopBatch() {
 		if s.loopOut.batch.n > 0 {
 			s.flush(s.loopOut.batch)
 		}
+	}
+}
+
+// stampBatch reads the clock for a new read batch, if a limit needs it.
+func (s *Server) stampBatch() {
+	if s.cfg.Limiter != nil || s.cfg.ReplyBudget != nil {
+		s.loopNow = s.cfg.Clock.Now()
 	}
 }
 
@@ -390,7 +442,8 @@ func (s *Server) handlePacket(pkt []byte, from netip.AddrPort, m *Msg) {
 		ev.Dropped(DropUndecodable)
 		return
 	}
-	if s.cfg.Accept != nil && !s.cfg.Accept(from, len(pkt)) {
+	if (s.cfg.Limiter != nil && !s.cfg.Limiter.Allow(from.Addr(), s.loopNow)) ||
+		(s.cfg.Accept != nil && !s.cfg.Accept(from, len(pkt))) {
 		ev.Received(PacketInvalid, len(pkt))
 		ev.Dropped(DropRateLimited)
 		return
@@ -473,9 +526,17 @@ func (s *Server) reply(to netip.AddrPort, tid string, r *Msg, sc *replyScratch) 
 		s.cfg.Logger.Error("encode reply", "err", err)
 		return
 	}
-	if s.cfg.ReplyBudget != nil && !s.cfg.ReplyBudget.Take(len(b), s.cfg.Clock.Now()) {
-		s.cfg.Events.Dropped(DropBandwidth)
-		return
+	if s.cfg.ReplyBudget != nil {
+		var now time.Time
+		if sc == &s.loopOut {
+			now = s.loopNow // on the read loop: its batch's time
+		} else {
+			now = s.cfg.Clock.Now()
+		}
+		if !s.cfg.ReplyBudget.Take(len(b), now) {
+			s.cfg.Events.Dropped(DropBandwidth)
+			return
+		}
 	}
 	if sc.batch != nil && to.Addr().Is4() {
 		s.queueReply(sc.batch, b, to, kind)

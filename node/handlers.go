@@ -1,6 +1,8 @@
 package node
 
 import (
+	"context"
+	"log/slog"
 	"net/netip"
 
 	"github.com/dhtd/dhtd/krpc"
@@ -14,7 +16,11 @@ func errMsg(code int64, msg string) *krpc.Msg {
 // handleQuery answers one query (docs/protocol.md, Handling a query). It runs on the read loop.
 func (n *Node) handleQuery(from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
 	n.queryReceived(q.Q)
-	n.debugPacket("query received", "method", q.Q, "from", from)
+	if n.debugging() {
+		// Guarded here: the arguments of a variadic call escape, and
+		// boxing them cost two allocations per query with debug off.
+		n.debugPacket("query received", "method", q.Q, "from", from)
+	}
 	if f := n.onQuery.Load(); f != nil {
 		(*f)(from, q.Q)
 	}
@@ -40,7 +46,7 @@ func (n *Node) handleQuery(from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
 	var reply *krpc.Msg
 	switch q.Q {
 	case krpc.MethodPing:
-		reply = newReply()
+		reply = n.newReply()
 	case krpc.MethodFindNode:
 		if a.Target == nil {
 			return n.sentError(errMsg(krpc.ErrCodeProtocol, "find_node: target missing"))
@@ -62,9 +68,9 @@ func (n *Node) handleQuery(from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
 		// find_node; anything else gets 204 (BEP 5).
 		switch {
 		case a.Target != nil:
-			reply = &krpc.Msg{R: n.nodesFor(*a.Target, a, from)}
+			reply = n.nodesReply(*a.Target, a, from)
 		case a.InfoHash != nil:
-			reply = &krpc.Msg{R: n.nodesFor(*a.InfoHash, a, from)}
+			reply = n.nodesReply(*a.InfoHash, a, from)
 		default:
 			reply = errMsg(krpc.ErrCodeMethodUnknown, "Method Unknown")
 		}
@@ -76,23 +82,32 @@ func (n *Node) handleQuery(from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
 	return reply
 }
 
+// debugging reports whether per-packet debug lines are logged.
+func (n *Node) debugging() bool { return n.log.Enabled(context.Background(), slog.LevelDebug) }
+
 func (n *Node) sentError(m *krpc.Msg) *krpc.Msg {
 	n.metrics.ErrorsSent.WithLabelValues(metricsCode(m.E.Code)).Inc()
 	return m
 }
 
-// replyBlock is a response and its return values in one allocation (the
-// read loop answers every query with one; see BenchmarkHandleQuery).
-type replyBlock struct {
-	m krpc.Msg
-	r krpc.Return
+// replyScratch is the response the read loop answers a query with and
+// the room for its nodes, reused for every query so that answering one
+// allocates nothing (see BenchmarkHandleQuery). The server encodes a
+// reply before the read loop takes the next packet; a reply that must
+// outlive that (a Deferred one) is built elsewhere (persist.go).
+type replyScratch struct {
+	m     krpc.Msg
+	r     krpc.Return
+	nodes []krpc.NodeInfo
 }
 
-// newReply returns an empty response.
-func newReply() *krpc.Msg {
-	b := &replyBlock{}
-	b.m.R = &b.r
-	return &b.m
+// newReply returns an empty response: the node's scratch, reset. The
+// response handleQuery returned before is gone then.
+func (n *Node) newReply() *krpc.Msg {
+	s := &n.scratch
+	s.m, s.r = krpc.Msg{}, krpc.Return{}
+	s.m.R = &s.r
+	return &s.m
 }
 
 // nodesFor fills "nodes" (and, when asked, "nodes6") with the K closest
@@ -106,14 +121,15 @@ func (n *Node) nodesFor(target krpc.ID, a *krpc.Args, from netip.AddrPort) *krpc
 // IPv4 table asked for IPv4 nodes, hands Closest's slice over as "nodes"
 // without copying it.
 func (n *Node) nodesReply(target krpc.ID, a *krpc.Args, from netip.AddrPort) *krpc.Msg {
-	m := newReply()
+	m := n.newReply()
 	r := m.R
 	want4, want6 := a.WantsNodes(from.Addr().Is6() && !from.Addr().Is4In6())
 	if n.sibling.Load() != nil {
 		n.linkedNodes(m.R, target, want4, want6, a.ID, from) // dual stack: family.go
 		return m
 	}
-	closest := notQuerier(n.table.Closest(target, n.cfg.K+2), a.ID, from, n.cfg.K)
+	n.scratch.nodes = n.table.AppendClosest(n.scratch.nodes[:0], target, n.cfg.K+2)
+	closest := notQuerier(n.scratch.nodes, a.ID, from, n.cfg.K)
 	if len(closest) == 0 {
 		return m
 	}

@@ -26,7 +26,8 @@ func (n *Node) handleGetPeers(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 	}
 	ih := *a.InfoHash
 	now := n.clock.Now()
-	r := n.nodesFor(ih, a, from)
+	m := n.nodesReply(ih, a, from)
+	r := m.R
 	r.Token = n.tokens.Issue(from.Addr(), ih, now)
 	n.metrics.TokensIssued.Inc()
 	limit, capped := replyBudget, false
@@ -68,7 +69,7 @@ func (n *Node) handleGetPeers(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 	if len(peers) > 0 {
 		r.Values = peers
 	}
-	return &krpc.Msg{R: r}
+	return m
 }
 
 // handleAnnounce answers announce_peer (BEP 5): the token must be one we
@@ -151,12 +152,13 @@ func (n *Node) handleGet(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 		return errMsg(krpc.ErrCodeProtocol, "get: target missing")
 	}
 	now := n.clock.Now()
-	r := n.nodesFor(*a.Target, a, from)
+	m := n.nodesReply(*a.Target, a, from)
+	r := m.R
 	r.Token = n.tokens.Issue(from.Addr(), *a.Target, now)
 	n.metrics.TokensIssued.Inc()
 	it, ok := n.items.GetFrom(*a.Target, from.Addr(), now)
 	if !ok {
-		return &krpc.Msg{R: r}
+		return m
 	}
 	if !it.Mutable {
 		r.V = it.V
@@ -173,7 +175,7 @@ func (n *Node) handleGet(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 		r.Nodes, r.Nodes6 = nil, nil
 		n.metrics.RepliesTrimmed.Inc()
 	}
-	return &krpc.Msg{R: r}
+	return m
 }
 
 // handlePut answers a BEP 44 put, checking in the order of docs/protocol.md, BEP 44 items:

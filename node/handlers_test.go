@@ -490,14 +490,31 @@ func TestHandleQueryReadOnlyNode(t *testing.T) {
 // path), and they are the same series the registry exposes.
 func TestHotCountersCoverKinds(t *testing.T) {
 	n := startNode(t, nil)
-	for _, k := range []string{krpc.PacketQuery, krpc.PacketResponse, krpc.PacketError, krpc.PacketInvalid} {
-		for name, m := range map[string]map[string]prometheus.Counter{
-			"received": n.hot.recvPkts, "received bytes": n.hot.recvBytes,
-			"sent": n.hot.sentPkts, "sent bytes": n.hot.sentBytes,
+	for _, k := range krpc.PacketKinds {
+		i := kindIndex(k)
+		if i < 0 {
+			t.Fatalf("packet kind %q has no index", k)
+		}
+		for name, m := range map[string]*[4]prometheus.Counter{
+			"received": &n.hot.recvPkts, "received bytes": &n.hot.recvBytes,
+			"sent": &n.hot.sentPkts, "sent bytes": &n.hot.sentBytes,
 		} {
-			if m[k] == nil {
+			if m[i] == nil {
 				t.Fatalf("no %s counter for packet kind %q", name, k)
 			}
+		}
+		// The resolved counter is the registry's series of that kind.
+		before := testutil.ToFloat64(n.metrics.PacketsReceived.WithLabelValues(k))
+		n.serverEvents().Received(k, 10)
+		if got := testutil.ToFloat64(n.metrics.PacketsReceived.WithLabelValues(k)); got != before+1 {
+			t.Fatalf("a received %q packet counted %v times", k, got-before)
+		}
+	}
+	for _, meth := range []string{krpc.MethodPing, krpc.MethodFindNode, krpc.MethodGetPeers, krpc.MethodGet, krpc.MethodPut} {
+		before := testutil.ToFloat64(n.metrics.QueriesReceived.WithLabelValues(meth))
+		n.queryReceived(meth)
+		if got := testutil.ToFloat64(n.metrics.QueriesReceived.WithLabelValues(meth)); got != before+1 {
+			t.Fatalf("a %s query counted %v times", meth, got-before)
 		}
 	}
 	before := testutil.ToFloat64(n.metrics.QueriesReceived.WithLabelValues("other"))

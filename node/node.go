@@ -57,6 +57,9 @@ type Node struct {
 	// New) takes it. Only the read loop goroutine touches it.
 	pendingWrite *durableWrite
 	storeLog     storageLog // rate limit of storage error lines (persist.go)
+	// scratch is the reply the read loop's handler builds, reused for
+	// every query (handlers.go). Only the read loop goroutine touches it.
+	scratch replyScratch
 
 	closeOnce sync.Once
 	closeErr  error
@@ -178,7 +181,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.RateLimit.Rate < 0 {
 		n.limiter.SetRate(0, 0)
 	}
-	scfg.Accept = func(from netip.AddrPort, _ int) bool { return n.limiter.Allow(from.Addr(), n.clock.Now()) }
+	scfg.Limiter = n.limiter
 	r := cfg.ReplyBytesPerSecond
 	scfg.ReplyBudget = krpc.NewByteBudget(float64(r), 2*float64(r))
 	if r <= 0 {

@@ -22,6 +22,12 @@ func (t *Table) Closest(target krpc.ID, n int) []krpc.NodeInfo {
 	return t.ClosestFunc(target, n, nil)
 }
 
+// AppendClosest is Closest appending to dst: a caller that reuses dst
+// (the read loop answering find_node) allocates nothing.
+func (t *Table) AppendClosest(dst []krpc.NodeInfo, target krpc.ID, n int) []krpc.NodeInfo {
+	return t.appendClosest(dst, target, n, nil)
+}
+
 // ClosestFunc is Closest restricted to the nodes for which keep returns
 // true; a nil keep keeps every non-bad node. keep runs with the table
 // locked and must not call the table. For example, to return only good
@@ -29,8 +35,13 @@ func (t *Table) Closest(target krpc.ID, n int) []krpc.NodeInfo {
 //
 //	t.ClosestFunc(target, 8, func(e Entry) bool { return e.State(now) == Good })
 func (t *Table) ClosestFunc(target krpc.ID, n int, keep func(Entry) bool) []krpc.NodeInfo {
+	return t.appendClosest(nil, target, n, keep)
+}
+
+// appendClosest appends ClosestFunc's result to dst.
+func (t *Table) appendClosest(dst []krpc.NodeInfo, target krpc.ID, n int, keep func(Entry) bool) []krpc.NodeInfo {
 	if n <= 0 {
-		return nil
+		return dst
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -45,7 +56,7 @@ func (t *Table) ClosestFunc(target krpc.ID, n int, keep func(Entry) bool) []krpc
 			}
 		}
 		slices.SortFunc(all, func(a, b candidate) int { return a.d.cmp(b.d) })
-		return candidateInfos(all[:min(n, len(all))])
+		return appendCandidateInfos(dst, all[:min(n, len(all))])
 	}
 	// Bounded insertion into a sorted selection of at most n <= sortAllAbove
 	// candidates, kept on the stack. Buckets are visited in groups of
@@ -95,7 +106,7 @@ func (t *Table) ClosestFunc(target krpc.ID, n int, keep func(Entry) bool) []krpc
 	for i := p - 1; i >= 0 && len(best) < n; i-- {
 		visit(t.buckets[i])
 	}
-	return candidateInfos(best)
+	return appendCandidateInfos(dst, best)
 }
 
 // closestOK reports whether live entry e may be returned by ClosestFunc.
@@ -138,12 +149,16 @@ type candidate struct {
 	e *entry
 }
 
-func candidateInfos(cs []candidate) []krpc.NodeInfo {
-	out := make([]krpc.NodeInfo, len(cs))
-	for i, c := range cs {
-		out[i] = c.e.info
+// appendCandidateInfos appends the NodeInfo of every candidate to dst;
+// with a nil dst the result is a new slice of exactly len(cs).
+func appendCandidateInfos(dst []krpc.NodeInfo, cs []candidate) []krpc.NodeInfo {
+	if dst == nil {
+		dst = make([]krpc.NodeInfo, 0, len(cs))
 	}
-	return out
+	for _, c := range cs {
+		dst = append(dst, c.e.info)
+	}
+	return dst
 }
 
 // Get returns the live entry with the given id.

@@ -16,19 +16,29 @@ import (
 	"github.com/dhtd/dhtd/node"
 )
 
-// TestEchoBaseline: every query sent to the echo server comes back and
-// counts as answered in --echo mode, with its CPU figure.
+// TestEchoBaseline: every query sent to either echo server (batched and
+// bare) comes back and counts as answered in --echo mode, with its CPU
+// figure.
 func TestEchoBaseline(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		loop func(*net.UDPConn) error
+	}{{"batched", echoLoop}, {"bare", bareEchoLoop}} {
+		t.Run(tc.name, func(t *testing.T) { testEcho(t, tc.loop) })
+	}
+}
+
+func testEcho(t *testing.T, loop func(*net.UDPConn) error) {
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- echoLoop(c) }()
+	go func() { done <- loop(c) }()
 	defer func() {
 		_ = c.Close()
 		if err := <-done; err != nil {
-			t.Errorf("echoLoop: %v", err)
+			t.Errorf("echo loop: %v", err)
 		}
 	}()
 	for _, rate := range []int{0, 2000} {

@@ -10,8 +10,11 @@ Starts, on loopback:
     the same fillers added (--nodes), its DHT rate limits
     (dht_upload_rate_limit, dht_block_ratelimit) and upload limits lifted
     and alerts off;
-  - a bare UDP echo server (bin/dhtd-bench echo: recvmmsg/sendmmsg in
-    batches of 32, the socket I/O of dhtd's read loop), the baseline.
+  - two UDP echo servers, the baselines: a bare one (bin/dhtd-bench echo
+    --bare: one ReadFromUDPAddrPort and one WriteToUDPAddrPort per
+    datagram, the loop anyone would write) and a batched one
+    (bin/dhtd-bench echo: recvmmsg/sendmmsg in batches of 32, the socket
+    I/O of dhtd's own read loop).
 Each server is pinned to one core (taskset -c SERVER_CPU), the load tool
 and the fillers to the other (LOAD_CPU). Both nodes are seeded with the
 same 50 peers on one infohash and one 1,000-byte immutable item
@@ -22,7 +25,7 @@ same 50 peers on one infohash and one 1,000-byte immutable item
   open-1     open loop, 1 socket, --open-rate queries/s
   open-16    open loop, 16 sockets on 4 source addresses, --open-rate in total
 
-it measures the echo server (ping), then dhtd and libtorrent on ping,
+it measures the two echo servers (ping), then dhtd and libtorrent on ping,
 find_node, get_peers of the infohash with 50 peers and of one with none,
 get of the stored item and of a missing one. Socket i of every run has
 the same address (a fixed port) and node id (--port-base, --id-seed): the
@@ -32,7 +35,7 @@ closed sockets from earlier runs.
 Reported per query and shape: answers per server CPU-second (the CPU
 time of the server's threads over the measured window, from
 /proc/PID/task/*/schedstat), medians of REPS, and
-the ratios dhtd/libtorrent and dhtd/echo; loss and p99 latency. A ratio
+the ratios dhtd/libtorrent, dhtd/bare echo and dhtd/batched echo; loss and p99 latency. A ratio
 that moves by more than 2x between shapes is marked.
 
 Before that, the idle RSS of a separate `dhtd run` in its default
@@ -42,8 +45,16 @@ buckets) is reported with its file-backed/anonymous split
 (/proc/PID/status). With --idle-only that is all, and --peers N then
 reports the RSS of a dhtd holding N peers.
 
+With --profile PREFIX, it profiles dhtd under load instead of running
+the table: `dhtd-bench serve --pprof` (package node, the code `dhtd run`
+runs, with the same limits lifted) pinned and offered the same fillers
+and seeded data, loaded in the closed-1 shape for each of --queries while
+its CPU profile is taken; PREFIX-QUERY.pprof is written and
+`go tool pprof -top` of it printed.
+
     /usr/bin/python3 testdata/bench/run.py [--reps 3] [--duration 5s] [--quick] [--no-lt] [--peers N]
     /usr/bin/python3 testdata/bench/run.py --idle-only [--idle-storage memory] [--peers 1000000]
+    /usr/bin/python3 testdata/bench/run.py --profile /tmp/dhtd --queries find_node --duration 10s
 """
 
 import argparse
@@ -329,7 +340,12 @@ def main():
     ap.add_argument("--no-lt", action="store_true", help="skip libtorrent")
     ap.add_argument("--dhtd-arg", action="append", default=[], help="extra flag for dhtd run (repeatable)")
     ap.add_argument("--dhtd-bin", default=DHTD, help="the dhtd binary to measure (default: bin/dhtd)")
+    ap.add_argument("--base-bin", default="", help="a second dhtd binary measured in the same run (e.g. the build "
+                    "before a change); adds the columns base and dhtd/base")
     ap.add_argument("--idle-only", action="store_true", help="only the idle RSS")
+    ap.add_argument("--profile", default="", help="PREFIX: write PREFIX-QUERY.pprof, CPU profiles of dhtd under "
+                    "closed-1 load, instead of the table")
+    ap.add_argument("--profile-shape", default="closed-1", help="the shape of the profiled load")
     ap.add_argument("--quick", action="store_true", help="a sanity run: 1 rep of 500ms, low open-loop rate")
     args = ap.parse_args()
     if args.quick:
@@ -342,13 +358,16 @@ def main():
     args.port_base = port_block(16)
     b = Bench(args)
 
+    if args.profile:
+        profile(args, b, queries)
+        return
     idle_memory(args)
     if args.idle_only:
         if args.peers > 0:
             peers_memory(args)
         return
 
-    fp = ep = dp = lp = None
+    fp = ep = bp = dp = lp = basep = None
     try:
         fp, fl = start_line(pinned(args.load_cpu, [BENCH, "filler", "--count", str(args.fillers)]),
                             stdin=subprocess.PIPE)
@@ -361,6 +380,8 @@ def main():
 
         ep, el = start_line(pinned(args.server_cpu, [BENCH, "echo", "--listen", "127.0.0.1:0"]))
         echo_target, echo_pid = el[1], int(el[3])
+        bp, bl = start_line(pinned(args.server_cpu, [BENCH, "echo", "--bare", "--listen", "127.0.0.1:0"]))
+        bare_target, bare_pid = bl[1], int(bl[3])
         dp, dt, admin = start_dhtd(args.server_cpu, args.dhtd_arg, args.dhtd_bin)
         offer(dt)
         end = time.monotonic() + 10
@@ -369,6 +390,18 @@ def main():
         dnodes = table_size(admin)[0]
         seeds = {"dhtd": json.loads(b.tool("seed", "--target", dt))}
         targets = {"dhtd": (dt, dp.pid)}
+        if args.base_bin:
+            # A second dhtd (e.g. the build before a change), measured in
+            # the same run: dhtd/base compares two builds under the same
+            # conditions, which figures from two runs on a shared machine
+            # do not.
+            basep, bt, badmin = start_dhtd(args.server_cpu, args.dhtd_arg, args.base_bin)
+            offer(bt)
+            end = time.monotonic() + 10
+            while table_size(badmin)[0] < args.fillers and time.monotonic() < end:
+                time.sleep(0.1)
+            seeds["base"] = json.loads(b.tool("seed", "--target", bt))
+            targets["base"] = (bt, basep.pid)
         if not args.no_lt:
             lp, lt_target, lt_live = start_lt(args.server_cpu, fillers)
         if lp:
@@ -390,6 +423,8 @@ def main():
         rows = {}
         for rep in range(args.reps):
             for shape in shapes:
+                rows.setdefault(("bare", "ping", shape), []).append(
+                    b.load(bare_target, bare_pid, "ping", shape, echo=True))
                 rows.setdefault(("echo", "ping", shape), []).append(
                     b.load(echo_target, echo_pid, "ping", shape, echo=True))
                 for label, method, key, expect in queries:
@@ -397,7 +432,7 @@ def main():
                         k = seeds[name][{"ih": "infohash", "item": "item"}[key]] if key else None
                         rows.setdefault((name, label, shape), []).append(
                             b.load(t, pid, method, shape, key=k, expect=expect))
-        report(rows, shapes, queries, "lt" in targets)
+        report(rows, shapes, queries, "lt" in targets, "base" in targets)
         if args.peers > 0:
             ips = 500
             ihs = (args.peers + ips - 1) // ips
@@ -406,32 +441,87 @@ def main():
             print()
             print(out.strip())
     finally:
-        for p in (lp, dp, ep, fp):
+        for p in (lp, dp, basep, ep, bp, fp):
             stop(p)
 
 
-def report(rows, shapes, queries, have_lt):
+def profile(args, b, queries):
+    """CPU profiles of dhtd (dhtd-bench serve --pprof) under load."""
+    fp = sp = None
+    try:
+        fp, fl = start_line(pinned(args.load_cpu, [BENCH, "filler", "--count", str(args.fillers)]),
+                            stdin=subprocess.PIPE)
+        port, pport = free_port(), free_port(socket.SOCK_STREAM)
+        sp, sl = start_line(pinned(args.server_cpu, [BENCH, "serve", "--listen", "127.0.0.1:%d" % port,
+                                                     "--reply-bytes-per-second", "-1", "--rate-limit", "-1",
+                                                     "--pprof", "127.0.0.1:%d" % pport]))
+        target, pid = sl[1], int(sl[3])
+        fp.stdin.write("offer %s\n" % target)
+        fp.stdin.flush()
+        fp.stdout.readline()
+        seed = json.loads(b.tool("seed", "--target", target))
+        secs = max(1, int(float(args.duration.rstrip("s"))))
+        for label, method, key, expect in queries:
+            k = seed[{"ih": "infohash", "item": "item"}[key]] if key else None
+            out = "%s-%s.pprof" % (args.profile, label.replace(" ", "_"))
+            cmd = ["load", "--target", target, "--query", method, "--pid", str(pid), "--json",
+                   "--duration", "%ds" % (secs + 2), "--warmup", "0s", "--timeout", "1s",
+                   "--port-base", str(args.port_base), "--id-seed", "1"]
+            kind, n = args.profile_shape.split("-")
+            cmd += ["--sockets", n, "--sources", "1" if n == "1" else "4"]
+            cmd += ["--window", str(args.window // int(n))] if kind == "closed" else ["--rate", str(args.open_rate)]
+            if k:
+                cmd += ["--key", k]
+            if expect:
+                cmd += ["--expect-stored"]
+            lp = subprocess.Popen(pinned(args.load_cpu, [BENCH] + cmd), stdout=subprocess.PIPE, text=True)
+            time.sleep(1)
+            with urllib.request.urlopen("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d" % (pport, secs),
+                                        timeout=secs + 30) as r, open(out, "wb") as f:
+                f.write(r.read())
+            res = json.loads(lp.communicate()[0])
+            print("%s %s: %.0f answers per CPU-second, loss %.3f%%; %s" % (
+                args.profile_shape, label, res.get("answers_per_cpu_s", 0), res.get("loss_pct", 0), out))
+            print(subprocess.run(["go", "tool", "pprof", "-top", "-nodecount=30", out],
+                                 capture_output=True, text=True).stdout)
+            sys.stdout.flush()
+    finally:
+        for p in (sp, fp):
+            stop(p)
+
+
+def report(rows, shapes, queries, have_lt, have_base=False):
     print()
-    hdr = "%-9s %-15s %10s %10s %10s %8s %8s %7s %7s %8s %8s %6s" % (
-        "shape", "query", "dhtd a/CPUs", "lt a/CPUs", "echo a/CPUs", "dhtd/lt", "dhtd/echo",
+    hdr = "%-9s %-15s %10s %10s %10s %10s %8s %8s %8s %7s %7s %8s %8s %6s" % (
+        "shape", "query", "dhtd a/CPUs", "lt a/CPUs", "bare a/CPUs", "mmsg a/CPUs", "dhtd/lt", "d/bare", "d/mmsg",
         "loss% d", "loss% lt", "p99µs d", "p99µs lt", "nodes")
+    if have_base:
+        hdr += " %10s %8s %7s" % ("base a/CPUs", "d/base", "loss% b")
     print(hdr)
     print("-" * len(hdr))
     ratios = {}
     for shape in shapes:
+        bare = med(rows[("bare", "ping", shape)], "answers_per_cpu_s")
         echo = med(rows[("echo", "ping", shape)], "answers_per_cpu_s")
         for label, _, _, _ in queries:
             d = rows[("dhtd", label, shape)]
             lt = rows.get(("lt", label, shape), [])
             dv, lv = med(d, "answers_per_cpu_s"), med(lt, "answers_per_cpu_s")
             rl = dv / lv if lv else float("nan")
+            rb = dv / bare if bare else float("nan")
             re = dv / echo if echo else float("nan")
             ratios.setdefault(label, []).append((shape, rl))
-            print("%-9s %-15s %10.0f %10.0f %10.0f %7.2fx %7.2fx %7.3f %7.3f %8.0f %8.0f %3d/%-2d" % (
-                shape, label, dv, lv, echo, rl, re, med(d, "loss_pct"), med(lt, "loss_pct"),
-                med(d, "p99_us"), med(lt, "p99_us"), med(d, "max_nodes"), med(lt, "max_nodes")))
-    print("(a/CPUs: answers per server CPU-second, medians; dhtd/echo: per CPU-second against the bare echo server "
-          "on ping in the same shape; nodes: most nodes in one answer, dhtd/libtorrent)")
+            line = "%-9s %-15s %10.0f %10.0f %10.0f %10.0f %7.2fx %7.2fx %7.2fx %7.3f %7.3f %8.0f %8.0f %3d/%-2d" % (
+                shape, label, dv, lv, bare, echo, rl, rb, re, med(d, "loss_pct"), med(lt, "loss_pct"),
+                med(d, "p99_us"), med(lt, "p99_us"), med(d, "max_nodes"), med(lt, "max_nodes"))
+            if have_base:
+                base = rows.get(("base", label, shape), [])
+                bv = med(base, "answers_per_cpu_s")
+                line += " %10.0f %7.2fx %7.3f" % (bv, dv / bv if bv else float("nan"), med(base, "loss_pct"))
+            print(line)
+    print("(a/CPUs: answers per server CPU-second, medians; bare: the bare echo server (one read and one write "
+          "per datagram), mmsg: the batched echo server (recvmmsg/sendmmsg, dhtd's own socket I/O), both on ping "
+          "in the same shape; nodes: most nodes in one answer, dhtd/libtorrent)")
     if have_lt:
         for label, rs in ratios.items():
             vals = [r for _, r in rs if r == r and r > 0]
