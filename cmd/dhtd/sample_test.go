@@ -17,26 +17,30 @@ import (
 	"github.com/dhtd/dhtd/node"
 )
 
+// startLoopbackNode starts an in-process node with node.LoopbackConfig,
+// changed by mod if it is not nil; the test's cleanup closes it.
+func startLoopbackNode(t *testing.T, mod func(*node.Config)) *node.Node {
+	t.Helper()
+	cfg := node.LoopbackConfig()
+	if mod != nil {
+		mod(&cfg)
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
 // inProcessNetwork starts a seed and size in-process nodes on loopback,
 // bootstrapped from the seed, for the CLI to walk.
 func inProcessNetwork(t *testing.T, size int) (seed *node.Node, nodes []*node.Node) {
 	t.Helper()
-	start := func(mod func(*node.Config)) *node.Node {
-		cfg := node.LoopbackConfig()
-		if mod != nil {
-			mod(&cfg)
-		}
-		n, err := node.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Close() })
-		return n
-	}
-	seed = start(nil)
+	seed = startLoopbackNode(t, nil)
 	boot := []string{seed.Addr().String()}
 	for range size {
-		nodes = append(nodes, start(func(c *node.Config) { c.Bootstrap = boot }))
+		nodes = append(nodes, startLoopbackNode(t, func(c *node.Config) { c.Bootstrap = boot }))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -76,21 +80,11 @@ func forEach(n int, f func(i int)) {
 // command's plumbing.
 func oneNodeSwarm(t *testing.T, ips []string, announce func(i int, c *node.Node) error) *node.Node {
 	t.Helper()
-	start := func(mod func(*node.Config)) *node.Node {
-		cfg := node.LoopbackConfig()
-		mod(&cfg)
-		n, err := node.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Close() })
-		return n
-	}
-	dht := start(func(*node.Config) {})
+	dht := startLoopbackNode(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for i, ip := range ips {
-		c := start(func(c *node.Config) {
+		c := startLoopbackNode(t, func(c *node.Config) {
 			c.Listen = ip + ":0"
 			c.Bootstrap = []string{dht.Addr().String()}
 			c.ReadOnly = true
