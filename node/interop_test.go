@@ -63,18 +63,24 @@ func startInteropNodesOn(t *testing.T, ctx context.Context, n int, host string, 
 		}
 	}
 	// The seed learns the others through their queries and its confirming
-	// pings, which run in the background.
-	waitFor(t, 10*time.Second, func() bool {
+	// pings, which run in the background. A confirming ping that timed out
+	// (a busy machine, a 500 ms query timeout) is not tried again, so a
+	// node still missing from another's table is pinged by it: an answer
+	// admits it.
+	waitFor(t, 30*time.Second, func() bool {
+		linked := true
 		for _, a := range nodes {
 			for _, b := range nodes {
-				if a != b {
-					if _, ok := a.table.Get(b.ID()); !ok {
-						return false
-					}
+				if a == b {
+					continue
+				}
+				if _, ok := a.table.Get(b.ID()); !ok {
+					linked = false
+					_, _, _ = a.Ping(ctx, b.Addr())
 				}
 			}
 		}
-		return true
+		return linked
 	})
 	return nodes
 }
