@@ -130,7 +130,8 @@ type NodeRef struct {
 	Addr string `json:"addr"`
 }
 
-func nodesOut(ns []krpc.NodeInfo) []NodeRef {
+// NodeRefs lists ns as NodeRefs (an empty list, never null, in JSON).
+func NodeRefs(ns []krpc.NodeInfo) []NodeRef {
 	out := make([]NodeRef, 0, len(ns))
 	for _, n := range ns {
 		out = append(out, NodeRef{ID: n.ID.String(), Addr: n.Addr.String()})
@@ -168,7 +169,7 @@ func (g *Gateway) putImmutable(w http.ResponseWriter, r *http.Request) {
 		g.lookupFailed(w, r, "put "+res.Target.String(), err)
 		return
 	}
-	writeJSON(w, http.StatusOK, PutResult{Target: res.Target.String(), StoredAt: nodesOut(res.StoredAt), Sent: res.Sent, Queried: res.Lookup.Queried})
+	writeJSON(w, http.StatusOK, PutResult{Target: res.Target.String(), StoredAt: NodeRefs(res.StoredAt), Sent: res.Sent, Queried: res.Lookup.Queried})
 }
 
 // Item is the answer of a get (GET /v1/immutable/{target}, GET
@@ -301,7 +302,7 @@ func (g *Gateway) putMutable(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 		seq := res.Seq
-		writeJSON(w, http.StatusOK, PutResult{Target: res.Target.String(), Seq: &seq, StoredAt: nodesOut(res.StoredAt), Sent: res.Sent, Queried: res.Lookup.Queried})
+		writeJSON(w, http.StatusOK, PutResult{Target: res.Target.String(), Seq: &seq, StoredAt: NodeRefs(res.StoredAt), Sent: res.Sent, Queried: res.Lookup.Queried})
 	case errors.Is(err, node.ErrSeqNotNewer), errors.Is(err, node.ErrCASMismatch):
 		writeReason(w, http.StatusConflict, reasonOf(err), err.Error())
 	case errors.Is(err, node.ErrValueTooLarge):
@@ -459,7 +460,7 @@ func (g *Gateway) findNodes(w http.ResponseWriter, r *http.Request) {
 	for _, f := range res.Closest {
 		ns = append(ns, f.Node)
 	}
-	writeJSON(w, http.StatusOK, nodesAnswer{Target: target.String(), Nodes: nodesOut(ns), Queried: res.Queried, ElapsedMs: res.Elapsed.Milliseconds()})
+	writeJSON(w, http.StatusOK, nodesAnswer{Target: target.String(), Nodes: NodeRefs(ns), Queried: res.Queried, ElapsedMs: res.Elapsed.Milliseconds()})
 }
 
 // pingOut is the answer of GET /v1/ping.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dhtd/dhtd/gateway"
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/node"
 	"github.com/dhtd/dhtd/storage"
@@ -80,21 +81,6 @@ func withNode(c *cli.Context, f func(ctx context.Context, n *node.Node) error) e
 		}
 	}
 	return timedOut(ctx, timeout, f(ctx, n))
-}
-
-// nodeJSON is a node in --json output.
-type nodeJSON struct {
-	ID   string `json:"id"`
-	Addr string `json:"addr"`
-}
-
-// nodesJSON lists nodes for --json output (never null).
-func nodesJSON(ns []krpc.NodeInfo) []nodeJSON {
-	out := make([]nodeJSON, 0, len(ns))
-	for _, n := range ns {
-		out = append(out, nodeJSON{ID: n.ID.String(), Addr: n.Addr.String()})
-	}
-	return out
 }
 
 // refusalJSON is a node that refused a write, in --json output.
@@ -179,12 +165,12 @@ func peersCommand() *cli.Command {
 				err = timedOut(ctx, c.Duration("timeout"), err)
 				if asJSON {
 					type heldJSON struct {
-						nodeJSON
+						gateway.NodeRef
 						Peers []string `json:"peers"`
 					}
 					held := make([]heldJSON, 0, len(res.HeldBy))
 					for _, h := range res.HeldBy {
-						hj := heldJSON{nodeJSON: nodeJSON{ID: h.Node.ID.String(), Addr: h.Node.Addr.String()}}
+						hj := heldJSON{NodeRef: gateway.NodeRef{ID: h.Node.ID.String(), Addr: h.Node.Addr.String()}}
 						for _, p := range h.Peers {
 							hj.Peers = append(hj.Peers, p.String())
 						}
@@ -225,7 +211,7 @@ func announceCommand() *cli.Command {
 				res, err := n.Announce(ctx, ih, node.AnnounceOptions{Port: c.Int("port"), ImpliedPort: c.Bool("implied-port")})
 				if c.Bool("json") {
 					out := map[string]any{"info_hash": ih.String(), "port": c.Int("port"), "announced": res.Announced, "accepted": res.Accepted,
-						"stored_at": nodesJSON(res.StoredAt), "refused_by": refusalsJSON(res.RefusedBy), "unanswered": nodesJSON(res.Unanswered),
+						"stored_at": gateway.NodeRefs(res.StoredAt), "refused_by": refusalsJSON(res.RefusedBy), "unanswered": gateway.NodeRefs(res.Unanswered),
 						"queried": res.Peers.Lookup.Queried, "local_addr": n.Addr().String()}
 					if err != nil {
 						out["error"] = errorJSON(timedOut(ctx, c.Duration("timeout"), err))
@@ -302,7 +288,7 @@ func putCommand() *cli.Command {
 				err = timedOut(ctx, c.Duration("timeout"), refusedBy(err, res.Sent, res.Errors))
 				if c.Bool("json") {
 					out := map[string]any{"stored": res.Stored, "sent": res.Sent,
-						"stored_at": nodesJSON(res.StoredAt), "refused_by": refusalsJSON(res.RefusedBy), "unanswered": nodesJSON(res.Unanswered),
+						"stored_at": gateway.NodeRefs(res.StoredAt), "refused_by": refusalsJSON(res.RefusedBy), "unanswered": gateway.NodeRefs(res.Unanswered),
 						"queried": res.Lookup.Queried}
 					if res.Target != (krpc.ID{}) {
 						out["target"] = res.Target.String()
@@ -398,7 +384,7 @@ func getCommand() *cli.Command {
 						out["value"] = displayValue(res.Item.V)
 						out["v"] = hex.EncodeToString(res.Item.V)
 						out["count"] = res.Count
-						out["held_by"] = nodesJSON(res.HeldBy)
+						out["held_by"] = gateway.NodeRefs(res.HeldBy)
 						if res.Item.Mutable {
 							out["seq"] = res.Item.Seq
 							out["pubkey"] = hex.EncodeToString(res.Item.K)

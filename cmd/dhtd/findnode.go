@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dhtd/dhtd/gateway"
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/node"
 )
@@ -35,13 +36,13 @@ func findNodeCommand() *cli.Command {
 				}
 				if c.Bool("json") {
 					type closestJSON struct {
-						nodeJSON
+						gateway.NodeRef
 						RTTMillis float64 `json:"rtt_ms"`
 					}
 					nodes := make([]closestJSON, 0, len(res.Closest))
 					for _, cn := range res.Closest {
 						nodes = append(nodes, closestJSON{
-							nodeJSON:  nodeJSON{ID: cn.Node.ID.String(), Addr: cn.Node.Addr.String()},
+							NodeRef:   gateway.NodeRef{ID: cn.Node.ID.String(), Addr: cn.Node.Addr.String()},
 							RTTMillis: float64(cn.RTT.Microseconds()) / 1000,
 						})
 					}

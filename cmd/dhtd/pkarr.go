@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/dhtd/dhtd/gateway"
 	"github.com/dhtd/dhtd/internal/pkarr"
 	"github.com/dhtd/dhtd/node"
 	"github.com/dhtd/dhtd/storage"
@@ -77,7 +78,7 @@ func pkarrPublishCommand() *cli.Command {
 					out := map[string]any{
 						"key": pkarr.KeyString(pub), "seq": p.Seq, "time": p.Time().Format(time.RFC3339Nano),
 						"records": recs, "packet_bytes": len(p.Packet), "stored": res.Stored, "sent": res.Sent,
-						"stored_at": nodesJSON(res.StoredAt),
+						"stored_at": gateway.NodeRefs(res.StoredAt),
 					}
 					if err != nil {
 						out["error"] = err.Error()
@@ -135,7 +136,7 @@ func pkarrResolveCommand() *cli.Command {
 				if c.Bool("json") {
 					return printJSON(c.App.Writer, map[string]any{
 						"key": key, "seq": p.Seq, "time": p.Time().Format(time.RFC3339Nano),
-						"records": recs, "nodes": nodesJSON(res.HeldBy), "queried": res.Lookup.Queried,
+						"records": recs, "nodes": gateway.NodeRefs(res.HeldBy), "queried": res.Lookup.Queried,
 						"elapsed_ms": elapsed.Milliseconds(),
 					})
 				}
