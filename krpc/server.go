@@ -96,17 +96,50 @@ func (c *ServerConfig) setDefaults() {
 	}
 }
 
-// QueryHandler answers one query. It returns the reply to send: a message
-// with R set (a response) or with E set (an error), or nil to send nothing.
-// The server fills in "t", "y", "v" and the BEP 42 "ip". It runs on the read
-// loop and must not block. q and q.A are reused for the next packet once it
-// returns: it must not keep them, or pointers into q.A, after that.
-type QueryHandler func(from netip.AddrPort, q *Msg) *Msg
+// Handler answers queries, in the shape of miekg/dns's Handler. ServeKRPC
+// is called on the read loop for every decoded query and must not block.
+// It answers through w (see ResponseWriter) with w.Reply or w.Error, at
+// most once, before it returns or, having called w.Detach, later; a
+// handler that does neither sends no answer. The server fills in "t", "y",
+// "v" and the BEP 42 "ip". q and q.A are reused for the next packet once
+// ServeKRPC returns: it must not keep them, or pointers into q.A, after
+// that (a late answer's work must capture values).
+type Handler interface {
+	ServeKRPC(w ResponseWriter, q *Msg)
+}
 
-// Deferred is returned by a QueryHandler that will answer later with
-// Server.Reply (for example once a write is durable), so the read loop
-// never waits on a disk.
-var Deferred = &Msg{}
+// HandlerFunc is a func used as a Handler.
+type HandlerFunc func(w ResponseWriter, q *Msg)
+
+// ServeKRPC calls f(w, q).
+func (f HandlerFunc) ServeKRPC(w ResponseWriter, q *Msg) { f(w, q) }
+
+// ResponseWriter answers one query: the only way a Handler replies. The
+// first call of Reply or Error sends the answer; every later one is
+// ignored. Both encode the answer before they return, so r may be reused
+// then.
+//
+// The writer a Handler is given belongs to the read loop, which reuses it
+// for the next packet: it answers only until ServeKRPC returns. A handler
+// that answers later (for example once a write is durable, so that the
+// read loop never waits on a disk) calls Detach before it returns and
+// answers on the writer Detach returns, from any goroutine, at any time;
+// it too answers at most once.
+type ResponseWriter interface {
+	// RemoteAddr is the address the query came from, which the answer
+	// goes to.
+	RemoteAddr() netip.AddrPort
+	// Reply answers with the response r ("r"); r.ID is the caller's.
+	Reply(r *Return)
+	// Error answers with a KRPC error (BEP 5: 201 generic, 202 server,
+	// 203 protocol, 204 method unknown; BEP 44 adds 205 to 302).
+	Error(code int64, msg string)
+	// Detach returns a writer for the same query that stays valid after
+	// the handler returns, and makes the one it was called on answer
+	// nothing more. If the query was answered already, the writer it
+	// returns ignores every answer.
+	Detach() ResponseWriter
+}
 
 // ResponseHook, if set, sees every response or error that matched a query,
 // before the querier does (so the node can learn nodes from all answers),
@@ -120,7 +153,7 @@ type Server struct {
 	cfg     ServerConfig
 	pc      net.PacketConn
 	udp     *net.UDPConn // pc as a UDP socket, for allocation-free I/O
-	handler QueryHandler
+	handler Handler
 	txns    *transactions
 	slots   chan struct{}
 	local   netip.AddrPort
@@ -135,10 +168,14 @@ type Server struct {
 	// goroutine touches it).
 	loopNow time.Time
 	// loopArgs holds the arguments of the query the read loop is handling:
-	// reused for every query, so a QueryHandler must not keep q.A or a
-	// pointer into it after it returns (copy what it keeps; a Deferred
-	// reply's work must capture values).
+	// reused for every query, so a Handler must not keep q.A or a pointer
+	// into it after it returns (copy what it keeps; a late answer's work
+	// must capture values).
 	loopArgs argsBlock
+	// loopW is the ResponseWriter the read loop hands every query's
+	// handler, reset per packet, so that an answer given before the
+	// handler returns costs no allocation and joins the read loop's batch.
+	loopW loopWriter
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -148,7 +185,7 @@ type Server struct {
 
 // NewServer starts serving on pc. handler may be nil (queries are then not
 // answered). Close stops the read loop and closes pc.
-func NewServer(pc net.PacketConn, handler QueryHandler, cfg ServerConfig) *Server {
+func NewServer(pc net.PacketConn, handler Handler, cfg ServerConfig) *Server {
 	cfg.setDefaults()
 	s := &Server{
 		cfg:     cfg,
@@ -158,6 +195,7 @@ func NewServer(pc net.PacketConn, handler QueryHandler, cfg ServerConfig) *Serve
 		slots:   make(chan struct{}, cfg.MaxInFlight),
 		closed:  make(chan struct{}),
 	}
+	s.loopW.s = s
 	s.udp, _ = pc.(*net.UDPConn)
 	if s.udp != nil {
 		// Room for bursts: the default (about 200 KiB on Linux, some 200
@@ -165,7 +203,7 @@ func NewServer(pc net.PacketConn, handler QueryHandler, cfg ServerConfig) *Serve
 		// hundred queries in flight. The kernel caps it at rmem_max.
 		_ = s.udp.SetReadBuffer(socketBuffer)
 	}
-	s.local = addrPortOf(pc.LocalAddr())
+	s.local = AddrPortOf(pc.LocalAddr())
 	s.wg.Add(1)
 	go s.readLoop()
 	return s
@@ -200,7 +238,10 @@ func (s *Server) Close() error {
 	return err
 }
 
-func addrPortOf(a net.Addr) netip.AddrPort {
+// AddrPortOf is the address of a (a *net.UDPAddr or any net.Addr whose
+// String is host:port), IPv4-mapped addresses unmapped, as Server.LocalAddr
+// reports it; the zero AddrPort if a is nil or not an address.
+func AddrPortOf(a net.Addr) netip.AddrPort {
 	switch a := a.(type) {
 	case *net.UDPAddr:
 		ap := a.AddrPort()
@@ -218,7 +259,7 @@ func (s *Server) readFrom(buf []byte) (int, netip.AddrPort, error) {
 		return n, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), err
 	}
 	n, a, err := s.pc.ReadFrom(buf)
-	return n, addrPortOf(a), err
+	return n, AddrPortOf(a), err
 }
 
 func (s *Server) writeTo(b []byte, to netip.AddrPort) error {
@@ -458,22 +499,21 @@ func (s *Server) handlePacket(pkt []byte, from netip.AddrPort, m *Msg) {
 	switch m.Y {
 	case KindQuery:
 		ev.Received(PacketQuery, len(pkt))
+		w := &s.loopW
+		w.reset(from, m.T)
 		if be != nil {
-			s.reply(from, m.T, &Msg{E: &Error{Code: ErrCodeProtocol, Msg: be.Err.Error()}}, &s.loopOut)
+			w.Error(ErrCodeProtocol, be.Err.Error())
 			return
 		}
 		if s.handler == nil {
 			ev.Dropped(DropReadOnly)
 			return
 		}
-		reply := s.handler(from, m)
-		switch reply {
-		case nil:
-			ev.Dropped(DropReadOnly)
-		case Deferred:
-		default:
-			s.reply(from, m.T, reply, &s.loopOut)
+		s.handler.ServeKRPC(w, m)
+		if w.state == writerOpen {
+			ev.Dropped(DropReadOnly) // not answered, nor kept to answer later
 		}
+		w.state = writerDone
 	case KindResponse, KindError:
 		kind := PacketResponse
 		if m.Y == KindError {
@@ -499,11 +539,87 @@ func (s *Server) handlePacket(pkt []byte, from netip.AddrPort, m *Msg) {
 	}
 }
 
-// Reply sends r, a response (R set) or an error (E set), to the query with
-// transaction id tid from to. It is for handlers that returned Deferred.
-func (s *Server) Reply(to netip.AddrPort, tid string, r *Msg) {
-	s.reply(to, tid, r, &replyScratch{})
+// States of a loopWriter.
+const (
+	writerOpen     = iota // may answer
+	writerDone            // answered, or its handler returned
+	writerDetached        // Detach handed the answer to another writer
+)
+
+// loopWriter is the read loop's ResponseWriter: one per Server, reset for
+// every query (only the read loop goroutine touches it). Its answer is
+// encoded into the read loop's scratch and queued on its batch.
+type loopWriter struct {
+	s     *Server
+	to    netip.AddrPort
+	tid   string
+	state int
+	m     Msg   // the envelope of the answer
+	e     Error // the error of an Error answer
 }
+
+func (w *loopWriter) reset(to netip.AddrPort, tid string) {
+	w.to, w.tid, w.state = to, tid, writerOpen
+}
+
+func (w *loopWriter) RemoteAddr() netip.AddrPort { return w.to }
+
+func (w *loopWriter) Reply(r *Return) {
+	if w.state != writerOpen {
+		return
+	}
+	w.state = writerDone
+	w.m = Msg{R: r}
+	w.s.reply(w.to, w.tid, &w.m, &w.s.loopOut)
+	w.m.R = nil
+}
+
+func (w *loopWriter) Error(code int64, msg string) {
+	if w.state != writerOpen {
+		return
+	}
+	w.state = writerDone
+	w.e = Error{Code: code, Msg: msg}
+	w.m = Msg{E: &w.e}
+	w.s.reply(w.to, w.tid, &w.m, &w.s.loopOut)
+}
+
+func (w *loopWriter) Detach() ResponseWriter {
+	d := &detachedWriter{s: w.s, to: w.to, tid: w.tid}
+	if w.state != writerOpen {
+		d.done.Store(true)
+	}
+	w.state = writerDetached
+	return d
+}
+
+// detachedWriter is a ResponseWriter that outlives its handler (see
+// ResponseWriter.Detach). It is safe for concurrent use: the first answer
+// wins. Its answer is sent on its own, with the budget's current time.
+type detachedWriter struct {
+	s    *Server
+	to   netip.AddrPort
+	tid  string
+	done atomic.Bool
+}
+
+func (d *detachedWriter) RemoteAddr() netip.AddrPort { return d.to }
+
+func (d *detachedWriter) Reply(r *Return) {
+	if d.done.Swap(true) {
+		return
+	}
+	d.s.reply(d.to, d.tid, &Msg{R: r}, &replyScratch{})
+}
+
+func (d *detachedWriter) Error(code int64, msg string) {
+	if d.done.Swap(true) {
+		return
+	}
+	d.s.reply(d.to, d.tid, &Msg{E: &Error{Code: code, Msg: msg}}, &replyScratch{})
+}
+
+func (d *detachedWriter) Detach() ResponseWriter { return d }
 
 // reply encodes and sends a reply to a query with transaction id tid,
 // encoding into sc's buffer. r.IP is used only while encoding and left

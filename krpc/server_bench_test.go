@@ -21,15 +21,13 @@ func (d *discardBatch) writeBatch(b *replyBatch, from int) (int, error) {
 func BenchmarkServerQuery(b *testing.B) {
 	id := rawID()
 	ret := Return{ID: id}
-	reply := Msg{R: &ret}
-	h := func(_ netip.AddrPort, q *Msg) *Msg {
-		if q.Q != MethodPing {
-			return nil
+	h := HandlerFunc(func(w ResponseWriter, q *Msg) {
+		if q.Q == MethodPing {
+			w.Reply(&ret)
 		}
-		reply = Msg{R: &ret}
-		return &reply
-	}
+	})
 	s := &Server{handler: h, cfg: ServerConfig{ClientVersion: "TS\x00\x01"}}
+	s.loopW.s = s
 	s.cfg.setDefaults()
 	d := &discardBatch{}
 	s.loopOut.out = make([]byte, 0, 1536)

@@ -134,7 +134,7 @@ func (l *eventLog) nextDone(t testing.TB) string {
 
 // newTestServer serves on a fresh 127.0.0.1:0 socket; it is closed when the
 // test ends.
-func newTestServer(t testing.TB, h QueryHandler, cfg ServerConfig) (*Server, *eventLog) {
+func newTestServer(t testing.TB, h Handler, cfg ServerConfig) (*Server, *eventLog) {
 	t.Helper()
 	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -239,15 +239,14 @@ func awaitResult(t testing.TB, ch <-chan queryResult) queryResult {
 	}
 }
 
-// pingHandler answers every ping with id and nothing else (nil reply).
-func pingHandler(id ID, calls *atomic.Int64) QueryHandler {
-	return func(from netip.AddrPort, q *Msg) *Msg {
+// pingHandler answers every ping with id and nothing else (no answer).
+func pingHandler(id ID, calls *atomic.Int64) Handler {
+	return HandlerFunc(func(w ResponseWriter, q *Msg) {
 		calls.Add(1)
-		if q.Q != MethodPing {
-			return nil
+		if q.Q == MethodPing {
+			w.Reply(&Return{ID: id})
 		}
-		return &Msg{R: &Return{ID: id}}
-	}
+	})
 }
 
 // TestServerDropsBadInput: packets that are not a usable KRPC message get no

@@ -47,7 +47,7 @@ func TestAmplificationGuard(t *testing.T) {
 	capBytes := n.cfg.UnverifiedReplyBytes
 	unverified := map[string]int{}
 	for _, c := range queries {
-		r := n.handleQuery(from, c.q)
+		r := hqAnswer(t, n, from, c.q)
 		if r.E != nil {
 			t.Fatalf("%s: %v", c.name, r.E)
 		}
@@ -58,19 +58,19 @@ func TestAmplificationGuard(t *testing.T) {
 	}
 
 	// An unverified scraper still gets both filters, without nodes.
-	if r := n.handleQuery(from, queries[1].q); r.R.BFsd == nil || r.R.BFpe == nil || len(r.R.Nodes) != 0 {
+	if r := hqAnswer(t, n, from, queries[1].q); r.R.BFsd == nil || r.R.BFpe == nil || len(r.R.Nodes) != 0 {
 		t.Fatalf("unverified scrape: filters %v %v, %d nodes; want filters and no nodes", r.R.BFsd != nil, r.R.BFpe != nil, len(r.R.Nodes))
 	}
 
 	// A put with a valid token proves the address (and stores the value).
-	if r := n.handleQuery(from, hqQuery(krpc.MethodPut, &put)); r.E != nil {
+	if r := hqAnswer(t, n, from, hqQuery(krpc.MethodPut, &put)); r.E != nil {
 		t.Fatalf("put: %v", r.E)
 	}
 	if !n.owners.has(from.Addr(), time.Now()) {
 		t.Fatal("a valid token did not mark the address as proven")
 	}
 	for _, c := range queries {
-		r := n.handleQuery(from, c.q)
+		r := hqAnswer(t, n, from, c.q)
 		if got := size(c.q, r); got <= unverified[c.name] {
 			t.Errorf("%s to a proven querier: %d bytes, no more than unverified (%d)", c.name, got, unverified[c.name])
 		}
@@ -80,14 +80,14 @@ func TestAmplificationGuard(t *testing.T) {
 	// without nodes.
 	other := netip.MustParseAddrPort("127.0.0.9:6881")
 	g := hqQuery(krpc.MethodGet, &krpc.Args{ID: hqID("getter"), Target: &target})
-	r := n.handleQuery(other, g)
+	r := hqAnswer(t, n, other, g)
 	if string(r.R.V) != string(v) {
 		t.Fatal("value withheld from an unverified getter")
 	}
 	if len(r.R.Nodes) != 0 {
 		t.Fatal("nodes sent with a value to an unverified getter")
 	}
-	if r := n.handleQuery(from, g); len(r.R.Nodes) == 0 {
+	if r := hqAnswer(t, n, from, g); len(r.R.Nodes) == 0 {
 		t.Fatal("no nodes with the value for a proven getter")
 	}
 	if got := testutil.ToFloat64(n.metrics.RepliesTrimmed); got < 4 {

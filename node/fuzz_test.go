@@ -123,7 +123,7 @@ func FuzzHandleQuery(f *testing.F) {
 				q.A.Token = n.tokens.Issue(from.Addr(), p.Target(), time.Now())
 			}
 		}
-		r := n.handleQuery(from, &q)
+		r := hqAnswer(t, n, from, &q)
 		if r == nil {
 			t.Fatalf("no reply to %q", pkt)
 		}

@@ -13,8 +13,12 @@ func errMsg(code int64, msg string) *krpc.Msg {
 	return &krpc.Msg{E: &krpc.Error{Code: code, Msg: msg}}
 }
 
-// handleQuery answers one query (docs/protocol.md, Handling a query). It runs on the read loop.
-func (n *Node) handleQuery(from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
+// handleQuery answers one query (docs/protocol.md, Handling a query)
+// through w: at once, or, for a put or announce_peer that waits for a
+// durable write, later (persist.go). It is the node's krpc.Handler and
+// runs on the read loop.
+func (n *Node) handleQuery(w krpc.ResponseWriter, q *krpc.Msg) {
+	from := w.RemoteAddr()
 	n.queryReceived(q.Q)
 	if n.debugging() {
 		// Guarded here: the arguments of a variadic call escape, and
@@ -25,14 +29,15 @@ func (n *Node) handleQuery(from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
 		(*f)(from, q.Q)
 	}
 	if n.cfg.ReadOnly {
-		return nil // BEP 43: a read-only node answers no queries
+		return // BEP 43: a read-only node answers no queries
 	}
 	a := q.A
 	now := n.clock.Now()
 	// BEP 42, enforce mode: a node whose id does not match its address is
 	// refused, as libtorrent's enforce_node_id does.
 	if !n.idAcceptable(a.ID, from.Addr()) {
-		return n.sentError(errMsg(krpc.ErrCodeProtocol, "invalid node ID (BEP 42)"))
+		n.answer(w, errMsg(krpc.ErrCodeProtocol, "invalid node ID (BEP 42)"))
+		return
 	}
 	// BEP 43: a node that says it is read-only never enters the table.
 	// One the table would take is scheduled for a confirmation ping once
@@ -49,17 +54,18 @@ func (n *Node) handleQuery(from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
 		reply = n.newReply()
 	case krpc.MethodFindNode:
 		if a.Target == nil {
-			return n.sentError(errMsg(krpc.ErrCodeProtocol, "find_node: target missing"))
+			reply = errMsg(krpc.ErrCodeProtocol, "find_node: target missing")
+			break
 		}
 		reply = n.nodesReply(*a.Target, a, from)
 	case krpc.MethodGetPeers:
 		reply = n.handleGetPeers(from, a)
 	case krpc.MethodAnnouncePeer:
-		reply = n.handleAnnounce(from, a)
+		reply = n.handleAnnounce(w, from, a)
 	case krpc.MethodGet:
 		reply = n.handleGet(from, a)
 	case krpc.MethodPut:
-		reply = n.handlePut(from, a)
+		reply = n.handlePut(w, from, a)
 	case krpc.MethodSampleInfohashes:
 		reply = n.handleSampleInfohashes(from, a)
 	default:
@@ -75,11 +81,21 @@ func (n *Node) handleQuery(from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
 			reply = errMsg(krpc.ErrCodeMethodUnknown, "Method Unknown")
 		}
 	}
+	if reply != nil { // nil: w is kept to answer later
+		n.answer(w, reply)
+	}
+}
+
+// answer sends reply, a response (R set; our id is filled in) or an error
+// (E set, counted), through w.
+func (n *Node) answer(w krpc.ResponseWriter, reply *krpc.Msg) {
 	if reply.E != nil {
-		return n.sentError(reply)
+		n.sentError(reply)
+		w.Error(reply.E.Code, reply.E.Msg)
+		return
 	}
 	reply.R.ID = n.id
-	return reply
+	w.Reply(reply.R)
 }
 
 // debugging reports whether per-packet debug lines are logged.
@@ -92,9 +108,9 @@ func (n *Node) sentError(m *krpc.Msg) *krpc.Msg {
 
 // replyScratch is the response the read loop answers a query with and
 // the room for its nodes, reused for every query so that answering one
-// allocates nothing (see BenchmarkHandleQuery). The server encodes a
-// reply before the read loop takes the next packet; a reply that must
-// outlive that (a Deferred one) is built elsewhere (persist.go).
+// allocates nothing (see BenchmarkHandleQuery). A krpc.ResponseWriter
+// encodes an answer before it returns; an answer sent after the handler
+// returns (a durable write's) is built elsewhere (persist.go).
 type replyScratch struct {
 	m     krpc.Msg
 	r     krpc.Return

@@ -22,7 +22,7 @@ func TestHandleSampleInfohashes(t *testing.T) {
 	q := hqQuery(krpc.MethodSampleInfohashes, &krpc.Args{ID: hqID("indexer"), Target: ptr(hqID("t"))})
 
 	// Nothing stored: samples present and empty.
-	r := n.handleQuery(from, q)
+	r := hqAnswer(t, n, from, q)
 	if r.R == nil || r.R.Samples == nil || len(*r.R.Samples) != 0 || r.R.Num == nil || *r.R.Num != 0 {
 		t.Fatalf("empty node: reply %+v", r)
 	}
@@ -42,7 +42,7 @@ func TestHandleSampleInfohashes(t *testing.T) {
 	}
 	hqPopulate(n, 50, rnd)
 	n.owners.add(from.Addr(), time.Now()) // full replies (amplify.go)
-	r = n.handleQuery(from, q)
+	r = hqAnswer(t, n, from, q)
 	if r.E != nil {
 		t.Fatalf("error %v", r.E)
 	}
@@ -70,12 +70,12 @@ func TestHandleSampleInfohashes(t *testing.T) {
 		t.Fatalf("reply of %d bytes", len(b))
 	}
 	// The sample is reused within the interval.
-	r2 := n.handleQuery(from, q)
+	r2 := hqAnswer(t, n, from, q)
 	if !slices.Equal(*r2.R.Samples, s) {
 		t.Fatal("sample changed within its interval")
 	}
 
-	bad := n.handleQuery(from, hqQuery(krpc.MethodSampleInfohashes, &krpc.Args{ID: hqID("indexer")}))
+	bad := hqAnswer(t, n, from, hqQuery(krpc.MethodSampleInfohashes, &krpc.Args{ID: hqID("indexer")}))
 	if bad.E == nil || bad.E.Code != krpc.ErrCodeProtocol {
 		t.Fatalf("no target: %+v, want 203", bad)
 	}
@@ -95,7 +95,7 @@ func TestHandleGetPeersScrape(t *testing.T) {
 	hqPopulate(n, 50, rand.New(rand.NewPCG(6, 6)))
 	q := hqQuery(krpc.MethodGetPeers, &krpc.Args{ID: hqID("scraper"), InfoHash: &ih, Scrape: 1})
 	n.owners.add(from.Addr(), time.Now()) // full replies (amplify.go)
-	r := n.handleQuery(from, q)
+	r := hqAnswer(t, n, from, q)
 	if r.R == nil || r.R.BFsd == nil || r.R.BFpe == nil {
 		t.Fatalf("scrape reply without filters: %+v", r)
 	}
@@ -115,7 +115,7 @@ func TestHandleGetPeersScrape(t *testing.T) {
 	}
 	// Without scrape: no filters.
 	q.A.Scrape = 0
-	if r := n.handleQuery(from, q); r.R.BFsd != nil || r.R.BFpe != nil {
+	if r := hqAnswer(t, n, from, q); r.R.BFsd != nil || r.R.BFpe != nil {
 		t.Fatal("filters sent without scrape=1")
 	}
 }

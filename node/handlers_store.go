@@ -74,8 +74,10 @@ func (n *Node) handleGetPeers(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 
 // handleAnnounce answers announce_peer (BEP 5): the token must be one we
 // gave this IP for this infohash; the peer is stored at the sender's IP and
-// the given port, or its UDP source port with implied_port.
-func (n *Node) handleAnnounce(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
+// the given port, or its UDP source port with implied_port. With a
+// database it returns nil once it has kept w to answer after the durable
+// write (persist.go).
+func (n *Node) handleAnnounce(w krpc.ResponseWriter, from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 	reject := func(reason, msg string) *krpc.Msg {
 		n.metrics.StorageRejections.WithLabelValues(metrics.StorePeer, reason).Inc()
 		return errMsg(krpc.ErrCodeProtocol, msg)
@@ -114,7 +116,7 @@ func (n *Node) handleAnnounce(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 	// Disk first (persist.go): the peer is kept in memory, and served,
 	// only once its record is durable.
 	expires := now.Add(n.peers.Config().TTL)
-	n.pendingWrite = &durableWrite{
+	return n.durable(w, &durableWrite{
 		kind:  metrics.StorePeer,
 		write: func() error { return n.db.PutPeer(ih, peer, seed, expires) },
 		apply: func() *krpc.Msg {
@@ -126,8 +128,7 @@ func (n *Node) handleAnnounce(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 			}
 			return nil
 		},
-	}
-	return &krpc.Msg{R: &krpc.Return{}}
+	})
 }
 
 // announced counts the refusal err of PeerStore.Announce, if any, and
@@ -180,8 +181,9 @@ func (n *Node) handleGet(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 
 // handlePut answers a BEP 44 put, checking in the order of docs/protocol.md, BEP 44 items:
 // shape (203/205/207), token (203), signature (206), then the store rules
-// (301/302).
-func (n *Node) handlePut(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
+// (301/302). With a database it returns nil once it has kept w to answer
+// after the durable write (persist.go).
+func (n *Node) handlePut(w krpc.ResponseWriter, from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 	p := storage.NewPutArgs(a)
 	kind := metrics.StoreImmutable
 	if p.Mutable() {
@@ -212,7 +214,7 @@ func (n *Node) handlePut(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 	// The put's slices alias the packet buffer, which the read loop
 	// reuses.
 	it, expires := p.Item().Clone(), now.Add(n.items.Config().TTL)
-	n.pendingWrite = &durableWrite{
+	return n.durable(w, &durableWrite{
 		kind:  kind,
 		write: func() error { return n.db.PutItem(it, expires) },
 		apply: func() *krpc.Msg {
@@ -230,8 +232,7 @@ func (n *Node) handlePut(from netip.AddrPort, a *krpc.Args) *krpc.Msg {
 			}
 			return nil
 		},
-	}
-	return &krpc.Msg{R: &krpc.Return{}}
+	})
 }
 
 // putResult is the answer to a put that the item store took (err nil) or

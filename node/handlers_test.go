@@ -18,6 +18,65 @@ import (
 	"github.com/dhtd/dhtd/storage"
 )
 
+// hqLateBound bounds the wait for an answer sent after a durable write.
+const hqLateBound = 10 * time.Second
+
+// hqWriter is the krpc.ResponseWriter of handleQuery called without a
+// server: it keeps the first answer. One made by Detach hands its answer
+// over late instead.
+type hqWriter struct {
+	from     netip.AddrPort
+	answered bool
+	reply    *krpc.Msg
+	detached *hqWriter
+	late     chan *krpc.Msg // set on a writer made by Detach
+}
+
+func (w *hqWriter) RemoteAddr() netip.AddrPort { return w.from }
+
+func (w *hqWriter) Reply(r *krpc.Return) { w.keep(&krpc.Msg{R: r}) }
+
+func (w *hqWriter) Error(code int64, msg string) {
+	w.keep(&krpc.Msg{E: &krpc.Error{Code: code, Msg: msg}})
+}
+
+func (w *hqWriter) keep(m *krpc.Msg) {
+	if w.answered {
+		return
+	}
+	w.answered = true
+	if w.late != nil {
+		w.late <- m
+		return
+	}
+	w.reply = m
+}
+
+func (w *hqWriter) Detach() krpc.ResponseWriter {
+	d := &hqWriter{from: w.from, answered: w.answered, late: make(chan *krpc.Msg, 1)}
+	w.answered, w.detached = true, d
+	return d
+}
+
+// hqAnswer hands q from from to handleQuery and returns its answer, nil if
+// it gave none. An answer sent after the handler returned (a durable
+// write's) is awaited.
+func hqAnswer(t testing.TB, n *Node, from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
+	t.Helper()
+	w := &hqWriter{from: from}
+	n.handleQuery(w, q)
+	if w.detached == nil {
+		return w.reply
+	}
+	select {
+	case m := <-w.detached.late:
+		return m
+	case <-time.After(hqLateBound):
+		t.Fatalf("%s: detached, but no answer within %v", q.Q, hqLateBound)
+		return nil
+	}
+}
+
 // hqSource is a raw UDP socket that plays the querier in handler
 // tests: handleQuery is called directly with its address as the source, so
 // the pings a node sends to confirm a new sender land on a socket we own.
@@ -206,7 +265,7 @@ func TestHandleQuery(t *testing.T) {
 			a := c.args
 			a.ID = sender
 			q := hqQuery(c.method, &a)
-			r := n.handleQuery(src, q)
+			r := hqAnswer(t, n, src, q)
 			hqCheckReply(t, n, q, r)
 			c.check(t, r)
 		})
@@ -227,7 +286,7 @@ func TestHandleAnnouncePeer(t *testing.T) {
 	getPeers := func(from netip.AddrPort, ih krpc.ID) *krpc.Return {
 		t.Helper()
 		q := hqQuery(krpc.MethodGetPeers, &krpc.Args{ID: sender, InfoHash: &ih})
-		r := n.handleQuery(from, q)
+		r := hqAnswer(t, n, from, q)
 		hqCheckReply(t, n, q, r)
 		if r.R == nil {
 			t.Fatalf("get_peers: %+v", r.E)
@@ -263,7 +322,7 @@ func TestHandleAnnouncePeer(t *testing.T) {
 			a := c.args
 			a.ID = sender
 			q := hqQuery(krpc.MethodAnnouncePeer, &a)
-			r := n.handleQuery(c.from, q)
+			r := hqAnswer(t, n, c.from, q)
 			hqCheckReply(t, n, q, r)
 			hqWantError(t, r, krpc.ErrCodeProtocol)
 		})
@@ -289,7 +348,7 @@ func TestHandleAnnouncePeer(t *testing.T) {
 			a := c.args
 			a.ID = sender
 			q := hqQuery(krpc.MethodAnnouncePeer, &a)
-			r := n.handleQuery(src, q)
+			r := hqAnswer(t, n, src, q)
 			hqCheckReply(t, n, q, r)
 			if r.E != nil {
 				t.Fatalf("valid announce refused: %v", r.E)
@@ -318,7 +377,7 @@ func TestHandlePutGet(t *testing.T) {
 		t.Helper()
 		a.ID = sender
 		q := hqQuery(method, &a)
-		r := n.handleQuery(src, q)
+		r := hqAnswer(t, n, src, q)
 		hqCheckReply(t, n, q, r)
 		return r
 	}
@@ -408,9 +467,9 @@ func TestHandleQueryReadOnlySender(t *testing.T) {
 
 	q := hqQuery(krpc.MethodPing, &krpc.Args{ID: roID})
 	q.RO = 1
-	hqCheckReply(t, n, q, n.handleQuery(roAddr, q))
+	hqCheckReply(t, n, q, hqAnswer(t, n, roAddr, q))
 	q = hqQuery(krpc.MethodPing, &krpc.Args{ID: rwID})
-	hqCheckReply(t, n, q, n.handleQuery(rwAddr, q))
+	hqCheckReply(t, n, q, hqAnswer(t, n, rwAddr, q))
 
 	inTable := func(id krpc.ID) (live, cached bool) {
 		for _, b := range n.table.Snapshot(time.Now()) {
@@ -476,7 +535,7 @@ func TestHandleQueryReadOnlyNode(t *testing.T) {
 		hqQuery(krpc.MethodFindNode, &krpc.Args{ID: hqID("a"), Target: &target}),
 		hqQuery("frobnicate", &krpc.Args{ID: hqID("a")}),
 	} {
-		if r := n.handleQuery(src, q); r != nil {
+		if r := hqAnswer(t, n, src, q); r != nil {
 			t.Errorf("read-only node answered %s: %+v", q.Q, r)
 		}
 	}

@@ -28,6 +28,7 @@ type Node struct {
 	log     *slog.Logger
 	clock   krpc.Clock
 	srv     *krpc.Server
+	local   netip.AddrPort // the socket's address (krpc.Server.LocalAddr)
 	table   *routing.Table
 	tokens  *storage.Tokens
 	peers   *storage.PeerStore
@@ -52,11 +53,7 @@ type Node struct {
 	writeSlots chan struct{} // bounds acknowledgements awaiting a durable write
 	dbDeletes  chan dbDelete // evictions to delete from db, bounded
 	rejoined   chan struct{} // closed once the saved nodes have been pinged
-	// pendingWrite is set by the put and announce_peer handlers when their
-	// reply must wait for a durable write; the read loop's handler (see
-	// New) takes it. Only the read loop goroutine touches it.
-	pendingWrite *durableWrite
-	storeLog     storageLog // rate limit of storage error lines (persist.go)
+	storeLog   storageLog    // rate limit of storage error lines (persist.go)
 	// scratch is the reply the read loop's handler builds, reused for
 	// every query (handlers.go). Only the read loop goroutine touches it.
 	scratch replyScratch
@@ -127,6 +124,7 @@ func New(cfg Config) (*Node, error) {
 		items:       storage.NewItemStore(id, cfg.Items),
 		metrics:     metrics.NewWith(cfg.Registry, metrics.BuildInfo{Version: Version, GoVersion: goVersion()}, cfg.Metrics),
 		started:     now,
+		local:       krpc.AddrPortOf(pc.LocalAddr()),
 		pingSlots:   make(chan struct{}, cfg.MaxBackgroundPings),
 		lookupSlots: make(chan struct{}, cfg.MaxLookups),
 		owners:      newOwners(),
@@ -151,21 +149,6 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.metrics.RegisterDB(n.dbStats)
 	}
-	// The read loop starts inside NewServer; handlers wait for n.srv to be
-	// set so that what they start (pings, replies) never sees it nil.
-	srvSet := make(chan struct{})
-	handle := func(from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
-		<-srvSet
-		n.pendingWrite = nil
-		reply := n.handleQuery(from, q)
-		if w := n.pendingWrite; w != nil {
-			n.pendingWrite = nil
-			if reply != nil && reply.R != nil {
-				return n.durable(from, q.T, reply, w)
-			}
-		}
-		return reply
-	}
 	scfg := krpc.ServerConfig{
 		QueryTimeout:  cfg.QueryTimeout,
 		MaxInFlight:   cfg.MaxInFlight,
@@ -188,9 +171,12 @@ func New(cfg Config) (*Node, error) {
 		scfg.ReplyBudget.SetRate(0, 0)
 	}
 	n.replyBudget = scfg.ReplyBudget
-	n.srv = krpc.NewServer(pc, handle, scfg)
+	// The read loop starts inside NewServer. The handler needs nothing of
+	// n.srv: it answers through its krpc.ResponseWriter, now or (a durable
+	// write, persist.go) later, and queues what it starts (admission pings)
+	// for goroutines started below.
+	n.srv = krpc.NewServer(pc, krpc.HandlerFunc(n.handleQuery), scfg)
 	n.srv.SetResponseHook(n.onResponse)
-	close(srvSet)
 	n.wg.Add(2)
 	go n.maintain()
 	go n.admitLoop()
@@ -230,7 +216,7 @@ func udpNetwork(addr string) string {
 func (n *Node) ID() krpc.ID { return n.id }
 
 // Addr returns the local UDP address.
-func (n *Node) Addr() netip.AddrPort { return n.srv.LocalAddr() }
+func (n *Node) Addr() netip.AddrPort { return n.local }
 
 // Info returns the node's id and address.
 func (n *Node) Info() krpc.NodeInfo { return krpc.NodeInfo{ID: n.id, Addr: n.Addr()} }

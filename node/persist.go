@@ -12,8 +12,9 @@ package node
 // put or announce_peer is therefore checked against the in-memory store on
 // the read loop (the BEP 44 rules, the store's bounds), then handed to a
 // goroutine that writes it through the DB, and only once it is durable
-// applies it to the in-memory store and sends the answer with Server.Reply;
-// the handler returns krpc.Deferred. A write the disk refused (a full disk,
+// applies it to the in-memory store and answers: the handler detaches its
+// krpc.ResponseWriter (ResponseWriter.Detach) and hands it to that
+// goroutine with the write. A write the disk refused (a full disk,
 // an I/O error) is answered 202 "storage error" and never reaches memory:
 // it is not served, and it evicts nothing. Memory holds no more than the
 // disk. Those goroutines call DB.PutItem/PutPeer concurrently,
@@ -74,7 +75,7 @@ type dbDelete struct {
 }
 
 // durableWrite is the write a put or announce_peer handler wants done
-// before its reply is sent; see pendingWrite.
+// before its reply is sent; see durable.
 type durableWrite struct {
 	kind  string // metrics storage kind
 	write func() error
@@ -400,43 +401,46 @@ func (n *Node) drainDeletes() {
 	}
 }
 
-// durable arranges for w to be written before reply is sent to the query
-// tid from to, and returns krpc.Deferred; it runs on the read loop. If too
-// many writes are pending it answers 202 at once instead.
-func (n *Node) durable(to netip.AddrPort, tid string, reply *krpc.Msg, w *durableWrite) *krpc.Msg {
+// durable arranges for dw to be written, then answered through w: an
+// empty response once dw is durable and applied, an error if the disk or
+// the store refused it. It returns nil, having detached w to answer later;
+// it runs on the read loop. If too many writes are pending it returns the
+// 202 to answer at once instead.
+func (n *Node) durable(w krpc.ResponseWriter, dw *durableWrite) *krpc.Msg {
 	select {
 	case n.writeSlots <- struct{}{}:
 	default:
-		n.metrics.StorageRejections.WithLabelValues(w.kind, metrics.RejectBusy).Inc()
-		return n.sentError(errMsg(krpc.ErrCodeServer, "server busy"))
+		n.metrics.StorageRejections.WithLabelValues(dw.kind, metrics.RejectBusy).Inc()
+		return errMsg(krpc.ErrCodeServer, "server busy")
 	}
+	w = w.Detach()
 	n.metrics.DBWritesInFlight.Inc()
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		err := w.write()
+		err := dw.write()
 		var refused *krpc.Msg
-		if err == nil && w.apply != nil {
-			refused = w.apply()
+		if err == nil && dw.apply != nil {
+			refused = dw.apply()
 		}
 		// Released before the reply is sent, so a querier that has its
 		// answer sees the gauge down.
 		n.metrics.DBWritesInFlight.Dec()
 		<-n.writeSlots
 		if err != nil {
-			n.storageError("durable write failed; the write is refused and not kept", "kind", w.kind, "err", err)
-			n.metrics.StorageRejections.WithLabelValues(w.kind, metrics.RejectDBError).Inc()
-			n.srv.Reply(to, tid, n.sentError(errMsg(krpc.ErrCodeServer, "storage error")))
+			n.storageError("durable write failed; the write is refused and not kept", "kind", dw.kind, "err", err)
+			n.metrics.StorageRejections.WithLabelValues(dw.kind, metrics.RejectDBError).Inc()
+			n.answer(w, errMsg(krpc.ErrCodeServer, "storage error"))
 			return
 		}
 		n.storageRecovered()
 		if refused != nil {
-			n.srv.Reply(to, tid, n.sentError(refused))
+			n.answer(w, refused)
 			return
 		}
-		n.srv.Reply(to, tid, reply)
+		n.answer(w, &krpc.Msg{R: &krpc.Return{}})
 	}()
-	return krpc.Deferred
+	return nil
 }
 
 // rejoin pings the nodes saved by the last run; those that answer enter

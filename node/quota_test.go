@@ -36,7 +36,7 @@ func newFloodHarness(t *testing.T, mod func(*Config)) *floodHarness {
 
 func (h *floodHarness) query(from netip.AddrPort, method string, a krpc.Args) *krpc.Msg {
 	a.ID = hqID("flood")
-	return h.n.handleQuery(from, hqQuery(method, &a))
+	return hqAnswer(h.t, h.n, from, hqQuery(method, &a))
 }
 
 func (h *floodHarness) token(from netip.AddrPort, target krpc.ID) string {

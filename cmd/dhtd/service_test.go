@@ -41,12 +41,11 @@ func newTestClient(t *testing.T) *testClient {
 		t.Fatal(err)
 	}
 	c := &testClient{id: krpc.RandomID()}
-	c.srv = krpc.NewServer(pc, func(_ netip.AddrPort, q *krpc.Msg) *krpc.Msg {
+	c.srv = krpc.NewServer(pc, krpc.HandlerFunc(func(w krpc.ResponseWriter, q *krpc.Msg) {
 		if q.Q == krpc.MethodPing {
-			return &krpc.Msg{R: &krpc.Return{ID: c.id}}
+			w.Reply(&krpc.Return{ID: c.id})
 		}
-		return nil
-	}, krpc.ServerConfig{QueryTimeout: 5 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	}), krpc.ServerConfig{QueryTimeout: 5 * time.Second, Logger: slog.New(slog.DiscardHandler)})
 	t.Cleanup(func() { _ = c.srv.Close() })
 	return c
 }
