@@ -238,9 +238,9 @@ func (s *Server) Close() error {
 	return err
 }
 
-// AddrPortOf is the address of a (a *net.UDPAddr or any net.Addr whose
-// String is host:port), IPv4-mapped addresses unmapped, as Server.LocalAddr
-// reports it; the zero AddrPort if a is nil or not an address.
+// AddrPortOf is the address of a, as Server.LocalAddr reports it: a
+// *net.UDPAddr's with an IPv4-mapped address unmapped, another net.Addr's
+// String parsed as host:port; the zero AddrPort if a is nil or that fails.
 func AddrPortOf(a net.Addr) netip.AddrPort {
 	switch a := a.(type) {
 	case *net.UDPAddr:
