@@ -73,12 +73,13 @@ type ipBucket struct {
 // NewIPLimiter returns a limiter with cfg's unset fields defaulted.
 func NewIPLimiter(cfg IPLimiterConfig) *IPLimiter {
 	cfg.setDefaults()
-	return &IPLimiter{
-		cfg:   cfg,
-		seed:  maphash.MakeSeed(),
-		mask:  uint64(cfg.Slots - 1),
-		slots: make([]ipBucket, cfg.Slots),
+	l := &IPLimiter{
+		cfg:  cfg,
+		seed: maphash.MakeSeed(),
+		mask: uint64(cfg.Slots - 1),
 	}
+	l.slots = newBucketTable(l, cfg.Slots)
+	return l
 }
 
 // Config returns the limiter's configuration with defaults filled in.

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 )
@@ -61,74 +59,4 @@ func parseBytes(s string) (int64, error) {
 		return 0, fmt.Errorf("want a positive byte count such as 64MiB")
 	}
 	return n * mult, nil
-}
-
-// releaseStartupPages drops this process's page table entries for the
-// executable's read-only mappings (its code and read-only data), so that
-// the pages touched only while starting (package initialisation, flag
-// parsing, the setup of every subsystem) stop counting in its resident
-// set; the pages the running node uses fault back in from the page
-// cache on their next use. Only private mappings that are not writable
-// and hold no anonymous (copied-on-write) page are released: their pages
-// are the file's, so MADV_DONTNEED loses nothing and the kernel maps the
-// same bytes again. A mapping that was written to, such as relocated
-// read-only data of a position-independent build, is left alone. It
-// returns the bytes of the mappings released.
-func releaseStartupPages() (int64, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return 0, fmt.Errorf("release startup pages: %w", err)
-	}
-	f, err := os.Open("/proc/self/smaps")
-	if err != nil {
-		return 0, fmt.Errorf("release startup pages: %w", err)
-	}
-	defer f.Close()
-	type span struct {
-		lo, hi uintptr
-		ok     bool // a read-only private mapping of exe
-		anon   bool // holds copied-on-write pages
-	}
-	var spans []span
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		fields := strings.Fields(line)
-		if len(fields) == 0 {
-			continue
-		}
-		if rest, found := strings.CutPrefix(line, "Anonymous:"); found && len(spans) > 0 {
-			if strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")) != "0" {
-				spans[len(spans)-1].anon = true
-			}
-			continue
-		}
-		// A mapping's first line: "lo-hi perms offset dev inode [path]".
-		lo, hi, isRange := strings.Cut(fields[0], "-")
-		if !isRange || len(fields) < 5 {
-			continue
-		}
-		l, err1 := strconv.ParseUint(lo, 16, 64)
-		h, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		perms := fields[1]
-		ok := len(fields) >= 6 && fields[5] == exe && len(perms) == 4 && perms[0] == 'r' && perms[1] != 'w' && perms[3] == 'p' && h > l
-		spans = append(spans, span{lo: uintptr(l), hi: uintptr(h), ok: ok})
-	}
-	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("release startup pages: read /proc/self/smaps: %w", err)
-	}
-	var total int64
-	for _, s := range spans {
-		if !s.ok || s.anon {
-			continue
-		}
-		if _, _, e := syscall.Syscall(syscall.SYS_MADVISE, s.lo, s.hi-s.lo, syscall.MADV_DONTNEED); e != 0 {
-			return total, fmt.Errorf("release startup pages: madvise %#x-%#x: %w", s.lo, s.hi, e)
-		}
-		total += int64(s.hi - s.lo)
-	}
-	return total, nil
 }

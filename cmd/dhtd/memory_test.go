@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"strings"
 	"testing"
 )
@@ -27,30 +26,6 @@ func TestParseBytes(t *testing.T) {
 		if (err == nil) != tc.ok || got != tc.want {
 			t.Errorf("parseBytes(%q) = %d, %v; want %d, ok %v", tc.in, got, err, tc.want, tc.ok)
 		}
-	}
-}
-
-// TestReleaseStartupPages: the test binary's read-only mappings are
-// released, and its code and read-only data still work afterwards (they
-// fault back in from the file).
-func TestReleaseStartupPages(t *testing.T) {
-	before := strings.Repeat("dhtd ", 1000)
-	n, err := releaseStartupPages()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n <= 0 {
-		t.Fatalf("released %d bytes, want the executable's read-only mappings", n)
-	}
-	// Run code and read constant data of the binary again.
-	if got := strings.Repeat("dhtd ", 1000); got != before {
-		t.Fatalf("strings.Repeat differs after the release")
-	}
-	if _, err := os.ReadFile("/proc/self/status"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := parseBytes("64MiB"); err != nil {
-		t.Fatal(err)
 	}
 }
 

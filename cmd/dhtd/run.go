@@ -233,14 +233,9 @@ func runAction(c *cli.Context) error {
 			return err
 		}
 	}
-	// Everything is started: the code and data touched only on the way
-	// here need not stay resident.
+	// Everything is started: the heap's startup garbage goes back to the
+	// system.
 	debug.FreeOSMemory()
-	if n, err := releaseStartupPages(); err != nil {
-		logger.Debug("startup pages kept", "err", err)
-	} else {
-		logger.Debug("startup pages released", "bytes", n)
-	}
 	d := &daemon{c: c, log: dlog, nodes: nodes, rate: c.Float64("rate-limit"), budget: c.Int("reply-budget")}
 	for _, o := range nodes {
 		b := newBooter(o, logger)
