@@ -11,12 +11,14 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
+	"golang.org/x/net/ipv4"
 )
 
 // loadConfig is what one load run does.
@@ -173,6 +175,12 @@ type sock struct {
 	pending map[uint16]pendingQuery // bounded: Window (closed) or rate*timeout (open)
 	nextTID uint16
 
+	// The query template and the rotation of targets, used by the
+	// socket's one sending goroutine (prepare, encodeQuery).
+	qm  krpc.Msg
+	qa  krpc.Args
+	seq int
+
 	sent, answered, errs, invalid, lost atomic.Uint64
 	lat                                 []time.Duration // answers in the window; only the reader appends
 	// Most nodes, peers and bytes in one answer; only the reader writes.
@@ -242,10 +250,17 @@ func runLoad(ctx context.Context, cfg loadConfig) (Result, error) {
 	stopSend := make(chan struct{})
 	var wg sync.WaitGroup
 	for i, s := range socks {
-		wg.Add(3)
-		go func() { defer wg.Done(); s.readLoop() }()
+		s.prepare(i)
+		wg.Add(1)
 		go func() { defer wg.Done(); s.sweepLoop(stopSend) }()
-		go func() { defer wg.Done(); s.sendLoop(i, stopSend) }()
+		if cfg.Rate > 0 {
+			wg.Add(2)
+			go func() { defer wg.Done(); s.readLoop() }()
+			go func() { defer wg.Done(); s.sendLoop(stopSend) }()
+		} else {
+			wg.Add(1)
+			go func() { defer wg.Done(); s.closedLoop(stopSend) }()
+		}
 	}
 	// CPU and RSS of the server over the measurement window.
 	time.Sleep(time.Until(l.start))
@@ -329,79 +344,74 @@ func randomID(r *rand.Rand) krpc.ID {
 // methods is the rotation of --query mix.
 var methods = [...]string{krpc.MethodPing, krpc.MethodFindNode, krpc.MethodGetPeers, krpc.MethodGet}
 
-// sendLoop sends queries until stop: closed loop, one per window token;
-// open loop, at Rate/Sockets per second.
-func (s *sock) sendLoop(idx int, stop <-chan struct{}) {
+// prepare readies the socket's query template (sendLoop and closedLoop
+// encode every query from it).
+func (s *sock) prepare(idx int) {
+	s.qm = krpc.Msg{Y: krpc.KindQuery, A: &s.qa, V: "BN\x00\x01"}
+	if s.l.cfg.ReadOnly {
+		s.qm.RO = 1
+	}
+	s.seq = idx * 7919
+}
+
+// encodeQuery registers the socket's next query as pending and appends
+// its datagram to buf; false if the pending table is full (the query is
+// counted lost and nothing is to be sent).
+func (s *sock) encodeQuery(now time.Time, buf []byte) ([]byte, bool) {
+	cfg := &s.l.cfg
+	method := cfg.Query
+	if method == "mix" {
+		method = methods[s.seq%len(methods)]
+	}
+	tgt := &s.l.targets[s.seq%len(s.l.targets)]
+	if cfg.Key != nil {
+		tgt = cfg.Key
+	}
+	s.seq++
+	s.qa = krpc.Args{ID: s.id}
+	switch method {
+	case krpc.MethodFindNode, krpc.MethodGet:
+		s.qa.Target = tgt
+	case krpc.MethodGetPeers:
+		s.qa.InfoHash = tgt
+	}
+	s.qm.Q = method
+	s.mu.Lock()
+	if len(s.pending) >= maxPendingOpen {
+		s.mu.Unlock()
+		s.sent.Add(1)
+		s.lost.Add(1)
+		return buf, false
+	}
+	tid := s.nextTID
+	for {
+		if _, busy := s.pending[tid]; !busy {
+			break
+		}
+		tid++
+	}
+	s.nextTID = tid + 1
+	measured := !now.Before(s.l.start) && now.Before(s.l.end)
+	s.pending[tid] = pendingQuery{sent: now, method: method, measured: measured}
+	s.mu.Unlock()
+	var t [2]byte
+	binary.BigEndian.PutUint16(t[:], tid)
+	s.qm.T = string(t[:])
+	buf, err := krpc.AppendEncode(buf, &s.qm)
+	if err != nil {
+		panic(err) // a query of this tool always encodes
+	}
+	if measured {
+		s.sent.Add(1)
+	}
+	return buf, true
+}
+
+// sendLoop sends queries at Rate/Sockets per second until stop (open
+// loop), one datagram per write, paced in 1 ms steps.
+func (s *sock) sendLoop(stop <-chan struct{}) {
 	cfg := &s.l.cfg
 	buf := make([]byte, 0, 256)
-	var a krpc.Args
-	m := krpc.Msg{Y: krpc.KindQuery, A: &a, V: "BN\x00\x01"}
-	if cfg.ReadOnly {
-		m.RO = 1
-	}
-	seq := idx * 7919
-	send := func(now time.Time) {
-		method := cfg.Query
-		if method == "mix" {
-			method = methods[seq%len(methods)]
-		}
-		tgt := &s.l.targets[seq%len(s.l.targets)]
-		if cfg.Key != nil {
-			tgt = cfg.Key
-		}
-		seq++
-		a = krpc.Args{ID: s.id}
-		switch method {
-		case krpc.MethodFindNode, krpc.MethodGet:
-			a.Target = tgt
-		case krpc.MethodGetPeers:
-			a.InfoHash = tgt
-		}
-		m.Q = method
-		s.mu.Lock()
-		if len(s.pending) >= maxPendingOpen {
-			s.mu.Unlock()
-			s.sent.Add(1)
-			s.lost.Add(1)
-			return
-		}
-		tid := s.nextTID
-		for {
-			if _, busy := s.pending[tid]; !busy {
-				break
-			}
-			tid++
-		}
-		s.nextTID = tid + 1
-		measured := !now.Before(s.l.start) && now.Before(s.l.end)
-		s.pending[tid] = pendingQuery{sent: now, method: method, measured: measured}
-		s.mu.Unlock()
-		var t [2]byte
-		binary.BigEndian.PutUint16(t[:], tid)
-		m.T = string(t[:])
-		var err error
-		if buf, err = krpc.AppendEncode(buf[:0], &m); err != nil {
-			panic(err) // a query of this tool always encodes
-		}
-		if measured {
-			s.sent.Add(1)
-		}
-		if _, err := s.conn.WriteToUDPAddrPort(buf, s.l.cfg.Target); err != nil {
-			// A full socket buffer: the query is lost; the sweeper counts it.
-			return
-		}
-	}
-	if cfg.Rate <= 0 {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-s.tokens:
-			}
-			send(time.Now())
-		}
-	}
-	// Open loop: this socket's share of the rate, paced in 1 ms steps.
 	perSock := float64(cfg.Rate) / float64(cfg.Sockets)
 	begin := time.Now()
 	done := 0
@@ -416,16 +426,119 @@ func (s *sock) sendLoop(idx int, stop <-chan struct{}) {
 		now := time.Now()
 		due := int(perSock * now.Sub(begin).Seconds())
 		for ; done < due; done++ {
-			send(now)
+			var ok bool
+			if buf, ok = s.encodeQuery(now, buf[:0]); ok {
+				// A full socket buffer loses the query; the sweeper counts it.
+				_, _ = s.conn.WriteToUDPAddrPort(buf, cfg.Target)
+			}
 		}
 	}
 }
 
-// readLoop validates every packet that arrives: an answer must carry the
-// transaction id of a pending query and decode as a response (krpc.Decode:
-// a well-formed reply with a 20-byte id); a find_node, get_peers or get
-// answer must carry what its method requires. Queries from the target
-// (its pings of a new sender) are answered.
+// loadBatch is the most datagrams closedLoop moves in one recvmmsg or
+// sendmmsg.
+const loadBatch = 64
+
+// closedLoop is a closed-loop socket's one goroutine. It sends its window
+// of queries in one sendmmsg; then each time answers arrive it reads
+// them in one recvmmsg and sends as many new queries (the window tokens
+// the answers and the sweeper gave back) in one sendmmsg. A query costs
+// the tool a fraction of a syscall, so in a closed loop the server, not
+// the tool, sets the pace: with one goroutine per direction and one
+// syscall per datagram the tool could not keep a server busy (in the
+// 16-socket shape it kept dhtd about a third busy), and the server then
+// paid a wake-up for nearly every datagram.
+func (s *sock) closedLoop(stop <-chan struct{}) {
+	cfg := &s.l.cfg
+	pc := ipv4.NewPacketConn(s.conn)
+	target := net.UDPAddrFromAddrPort(cfg.Target)
+	in := make([]ipv4.Message, loadBatch)
+	qs := make([]ipv4.Message, loadBatch)
+	replies := make([]ipv4.Message, loadBatch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, 4096)}
+		qs[i].Buffers = [][]byte{make([]byte, 0, 256)}
+		qs[i].Addr = target
+		replies[i].Buffers = [][]byte{make([]byte, 0, 256)}
+	}
+	var m krpc.Msg
+	var armed time.Time
+	stopped := false
+	for {
+		if !stopped {
+			select {
+			case <-stop:
+				stopped = true
+			default:
+			}
+		}
+		now := time.Now()
+		if !stopped {
+			k := 0
+		drain:
+			for k < loadBatch {
+				select {
+				case <-s.tokens:
+					b, ok := s.encodeQuery(now, qs[k].Buffers[0][:0])
+					if ok {
+						qs[k].Buffers[0] = b
+						k++
+					}
+				default:
+					break drain
+				}
+			}
+			writeAll(pc, qs[:k])
+		}
+		// Wake at least every 50 ms to send for the tokens the sweeper
+		// gives back, and to see stop.
+		if now.Sub(armed) > 10*time.Millisecond {
+			armed = now
+			_ = s.conn.SetReadDeadline(now.Add(50 * time.Millisecond))
+		}
+		n, err := pc.ReadBatch(in, 0)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
+			}
+			return // closed
+		}
+		now = time.Now()
+		r := 0
+		for i := range in[:n] {
+			from := addrPortOf(in[i].Addr)
+			out, reply := s.onPacket(in[i].Buffers[0][:in[i].N], from, now, &m, replies[r].Buffers[0][:0])
+			if reply {
+				replies[r].Buffers[0] = out
+				replies[r].Addr = in[i].Addr
+				r++
+			}
+		}
+		writeAll(pc, replies[:r])
+	}
+}
+
+// writeAll sends msgs with as few sendmmsg calls as the kernel allows; a
+// datagram it refuses is dropped (its query is then counted lost).
+func writeAll(pc *ipv4.PacketConn, msgs []ipv4.Message) {
+	for sent := 0; sent < len(msgs); {
+		k, err := pc.WriteBatch(msgs[sent:], 0)
+		sent += k
+		if err != nil || k == 0 {
+			sent++
+		}
+	}
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if u, ok := a.(*net.UDPAddr); ok {
+		return u.AddrPort()
+	}
+	return netip.AddrPort{}
+}
+
+// readLoop reads the answers of an open-loop socket one datagram at a
+// time (onPacket checks each).
 func (s *sock) readLoop() {
 	buf := make([]byte, 4096)
 	out := make([]byte, 0, 256)
@@ -435,57 +548,68 @@ func (s *sock) readLoop() {
 		if err != nil {
 			return
 		}
-		now := time.Now()
-		derr := krpc.Decode(buf[:n], &m)
-		if derr == nil && m.Y == krpc.KindQuery && !s.l.cfg.Echo {
-			out = answerQuery(out, s.id, &m)
+		var reply bool
+		if out, reply = s.onPacket(buf[:n], from, time.Now(), &m, out[:0]); reply {
 			_, _ = s.conn.WriteToUDPAddrPort(out, from)
-			continue
-		}
-		var tid uint16
-		okTID := len(m.T) == 2
-		if okTID {
-			tid = binary.BigEndian.Uint16([]byte(m.T))
-		}
-		s.mu.Lock()
-		p, found := s.pending[tid]
-		if found && okTID {
-			delete(s.pending, tid)
-		}
-		s.mu.Unlock()
-		if !found || !okTID {
-			// Not an answer to a pending query (or a late one already
-			// counted lost).
-			if p.measured || !okTID {
-				s.invalid.Add(1)
-			}
-			continue
-		}
-		s.release()
-		switch {
-		case s.l.cfg.Echo && derr == nil && m.Y == krpc.KindQuery:
-			if p.measured {
-				s.answered.Add(1)
-				s.lat = append(s.lat, now.Sub(p.sent))
-			}
-		case derr != nil && !errors.Is(derr, krpc.ErrDrop) && m.Y == krpc.KindError:
-			s.count(p, &s.errs)
-		case derr != nil:
-			s.count(p, &s.invalid)
-		case m.Y == krpc.KindError:
-			s.count(p, &s.errs)
-		case m.Y != krpc.KindResponse || m.R == nil || m.R.ID.IsZero() || !validFor(p.method, m.R, s.l.cfg.ExpectStored):
-			s.count(p, &s.invalid)
-		default:
-			s.maxNodes = max(s.maxNodes, len(m.R.Nodes)+len(m.R.Nodes6))
-			s.maxValues = max(s.maxValues, len(m.R.Values))
-			s.maxBytes = max(s.maxBytes, n)
-			if p.measured {
-				s.answered.Add(1)
-				s.lat = append(s.lat, now.Sub(p.sent))
-			}
 		}
 	}
+}
+
+// onPacket validates a packet that arrived at now: an answer must carry
+// the transaction id of a pending query and decode as a response
+// (krpc.Decode: a well-formed reply with a 20-byte id); a find_node,
+// get_peers or get answer must carry what its method requires. A query
+// from the target (its ping of a new sender) is answered: the answer is
+// appended to out and reply is true.
+func (s *sock) onPacket(pkt []byte, from netip.AddrPort, now time.Time, m *krpc.Msg, out []byte) ([]byte, bool) {
+	derr := krpc.Decode(pkt, m)
+	if derr == nil && m.Y == krpc.KindQuery && !s.l.cfg.Echo {
+		return answerQuery(out, s.id, m), true
+	}
+	var tid uint16
+	okTID := len(m.T) == 2
+	if okTID {
+		tid = binary.BigEndian.Uint16([]byte(m.T))
+	}
+	s.mu.Lock()
+	p, found := s.pending[tid]
+	if found && okTID {
+		delete(s.pending, tid)
+	}
+	s.mu.Unlock()
+	if !found || !okTID {
+		// Not an answer to a pending query (or a late one already
+		// counted lost).
+		if p.measured || !okTID {
+			s.invalid.Add(1)
+		}
+		return out, false
+	}
+	s.release()
+	switch {
+	case s.l.cfg.Echo && derr == nil && m.Y == krpc.KindQuery:
+		if p.measured {
+			s.answered.Add(1)
+			s.lat = append(s.lat, now.Sub(p.sent))
+		}
+	case derr != nil && !errors.Is(derr, krpc.ErrDrop) && m.Y == krpc.KindError:
+		s.count(p, &s.errs)
+	case derr != nil:
+		s.count(p, &s.invalid)
+	case m.Y == krpc.KindError:
+		s.count(p, &s.errs)
+	case m.Y != krpc.KindResponse || m.R == nil || m.R.ID.IsZero() || !validFor(p.method, m.R, s.l.cfg.ExpectStored):
+		s.count(p, &s.invalid)
+	default:
+		s.maxNodes = max(s.maxNodes, len(m.R.Nodes)+len(m.R.Nodes6))
+		s.maxValues = max(s.maxValues, len(m.R.Values))
+		s.maxBytes = max(s.maxBytes, len(pkt))
+		if p.measured {
+			s.answered.Add(1)
+			s.lat = append(s.lat, now.Sub(p.sent))
+		}
+	}
+	return out, false
 }
 
 func (s *sock) count(p pendingQuery, c *atomic.Uint64) {

@@ -25,6 +25,10 @@ same 50 peers on one infohash and one 1,000-byte immutable item
   open-1     open loop, 1 socket, --open-rate queries/s
   open-16    open loop, 16 sockets on 4 source addresses, --open-rate in total
 
+In the closed loops each load socket has one goroutine that reads the
+answers that have arrived with one recvmmsg and sends as many new
+queries with one sendmmsg, so the servers, not the tool, set the pace.
+
 it measures the two echo servers (ping), then dhtd and libtorrent on ping,
 find_node, get_peers of the infohash with 50 peers and of one with none,
 get of the stored item and of a missing one. Socket i of every run has
@@ -492,9 +496,9 @@ def profile(args, b, queries):
 
 def report(rows, shapes, queries, have_lt, have_base=False):
     print()
-    hdr = "%-9s %-15s %10s %10s %10s %10s %8s %8s %8s %7s %7s %8s %8s %6s" % (
+    hdr = "%-9s %-15s %10s %10s %10s %10s %8s %8s %8s %7s %7s %8s %8s %6s %9s" % (
         "shape", "query", "dhtd a/CPUs", "lt a/CPUs", "bare a/CPUs", "mmsg a/CPUs", "dhtd/lt", "d/bare", "d/mmsg",
-        "loss% d", "loss% lt", "p99µs d", "p99µs lt", "nodes")
+        "loss% d", "loss% lt", "p99µs d", "p99µs lt", "nodes", "busy d/lt")
     if have_base:
         hdr += " %10s %8s %7s" % ("base a/CPUs", "d/base", "loss% b")
     print(hdr)
@@ -511,9 +515,10 @@ def report(rows, shapes, queries, have_lt, have_base=False):
             rb = dv / bare if bare else float("nan")
             re = dv / echo if echo else float("nan")
             ratios.setdefault(label, []).append((shape, rl))
-            line = "%-9s %-15s %10.0f %10.0f %10.0f %10.0f %7.2fx %7.2fx %7.2fx %7.3f %7.3f %8.0f %8.0f %3d/%-2d" % (
+            line = "%-9s %-15s %10.0f %10.0f %10.0f %10.0f %7.2fx %7.2fx %7.2fx %7.3f %7.3f %8.0f %8.0f %3d/%-2d %4.0f/%-4.0f" % (
                 shape, label, dv, lv, bare, echo, rl, rb, re, med(d, "loss_pct"), med(lt, "loss_pct"),
-                med(d, "p99_us"), med(lt, "p99_us"), med(d, "max_nodes"), med(lt, "max_nodes"))
+                med(d, "p99_us"), med(lt, "p99_us"), med(d, "max_nodes"), med(lt, "max_nodes"),
+                100 * med(d, "server_cpu_util"), 100 * med(lt, "server_cpu_util"))
             if have_base:
                 base = rows.get(("base", label, shape), [])
                 bv = med(base, "answers_per_cpu_s")
@@ -521,7 +526,8 @@ def report(rows, shapes, queries, have_lt, have_base=False):
             print(line)
     print("(a/CPUs: answers per server CPU-second, medians; bare: the bare echo server (one read and one write "
           "per datagram), mmsg: the batched echo server (recvmmsg/sendmmsg, dhtd's own socket I/O), both on ping "
-          "in the same shape; nodes: most nodes in one answer, dhtd/libtorrent)")
+          "in the same shape; nodes: most nodes in one answer, dhtd/libtorrent; busy: % of its core each server "
+          "used, so a run the load tool could not drive hard shows)")
     if have_lt:
         for label, rs in ratios.items():
             vals = [r for _, r in rs if r == r and r > 0]
