@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -614,8 +615,12 @@ func TestGatewayOpenAPI(t *testing.T) {
 		}
 	}
 	served := map[string]bool{}
-	for _, rt := range routes {
-		if strings.HasPrefix(rt.pattern, "GET /v1/") || strings.HasPrefix(rt.pattern, "POST /v1/") || strings.HasPrefix(rt.pattern, "PUT /v1/") {
+	for _, rt := range append(slices.Clone(routes), pkarrRoutes...) {
+		// Every API route: a method, and a /v1/ path (not a CORS
+		// preflight) or the Pkarr relay's path (its own OPTIONS included).
+		method, path, ok := strings.Cut(rt.pattern, " ")
+		api := strings.HasPrefix(path, "/v1/") && method != "OPTIONS" || strings.HasPrefix(path, "/pkarr/")
+		if ok && api {
 			served[rt.pattern] = true
 		}
 	}
