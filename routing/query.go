@@ -69,8 +69,15 @@ func (t *Table) appendClosest(dst []krpc.NodeInfo, target krpc.ID, n int, keep f
 	// from target first at bit i).
 	var buf [sortAllAbove]candidate
 	best := buf[:0]
+	hi := idKey(&target)
 	visit := func(b *bucket) {
-		for _, e := range b.nodes {
+		for i, k := range b.keys {
+			// A node farther than the selection's farthest in the first
+			// 8 bytes is farther in all 20: skip it without loading it.
+			if len(best) == n && k^hi > best[n-1].d.hi {
+				continue
+			}
+			e := b.nodes[i]
 			if !t.closestOK(e, keep) {
 				continue
 			}

@@ -48,10 +48,16 @@ func checkInvariants(t *testing.T, tb *Table) {
 			}
 			tracked++
 		}
-		for _, e := range b.nodes {
+		for j, e := range b.nodes {
 			if !e.live {
 				t.Errorf("live list holds non-live entry %s", e.info)
 			}
+			if j >= len(b.keys) || b.keys[j] != idKey(&e.info.ID) {
+				t.Errorf("bucket %d: key %d does not match node %s", i, j, e.info)
+			}
+		}
+		if len(b.keys) != len(b.nodes) {
+			t.Errorf("bucket %d: %d keys for %d nodes", i, len(b.keys), len(b.nodes))
 		}
 		for _, e := range b.repl {
 			if e.live {

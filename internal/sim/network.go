@@ -99,6 +99,10 @@ type Network struct {
 	// partitioned, if set, drops packets between peers of different groups.
 	partitioned bool
 
+	// scratch is the decoding and encoding storage every core shares: the
+	// network drives them one call at a time.
+	scratch core.Scratch
+
 	Sent, Delivered, Lost, Blocked uint64 // packet counters
 	Events                         uint64
 }
@@ -135,6 +139,7 @@ func (n *Network) Start(p *Peer) {
 		Table:        n.cfg.Table,
 		MaxPerSubnet: n.cfg.MaxPerSubnet,
 		Rand:         rand.New(rand.NewPCG(n.Rand.Uint64(), n.Rand.Uint64())),
+		Scratch:      &n.scratch,
 	}, n.Now())
 	p.wakeSeq = 0
 	n.settle(p)

@@ -70,8 +70,27 @@ type Config struct {
 	// Rand is the node's source of randomness; required.
 	Rand *rand.Rand
 	// Handler, if set, answers the queries in place of Node.Serve (which
-	// it may call). It may keep the Writer and answer later.
+	// it may call). It may keep the Writer and answer later, but not
+	// q.Msg: the message and what it points to are reused once the
+	// handler returns (copy what is kept).
 	Handler func(n *Node, q Query, w Writer)
+	// Scratch, if set, is the decoding and encoding storage of the node,
+	// shared by every node that one goroutine drives (the simulator's
+	// nodes): one per node would cost about a kilobyte each. Nil gives the
+	// node its own.
+	Scratch *Scratch
+}
+
+// Scratch is storage a node reuses for every packet: the decoded message
+// and its parts, the encoding buffer and the node list of a reply. Nodes
+// sharing one must be driven from one goroutine, one call at a time. The
+// zero Scratch is ready to use.
+type Scratch struct {
+	dec   krpc.Decoder
+	msg   krpc.Msg
+	ret   krpc.Return
+	enc   []byte
+	nodes []krpc.NodeInfo
 }
 
 func (c Config) withDefaults() Config {
@@ -130,7 +149,7 @@ type Node struct {
 	pending  []*pending
 	outbox   []Transmit // queued from outHead on
 	outHead  int
-	scratch  []byte // encoding buffer (encode)
+	scratch  *Scratch // Config.Scratch or the node's own
 	lookups  []*Lookup
 	maintain time.Time // next table upkeep
 	stats    Stats
@@ -152,6 +171,10 @@ func New(cfg Config, now time.Time) *Node {
 		rnd:     cfg.Rand,
 		table:   routing.NewTable(cfg.ID, cfg.Table),
 		nextTID: uint16(cfg.Rand.Uint32()),
+		scratch: cfg.Scratch,
+	}
+	if n.scratch == nil {
+		n.scratch = new(Scratch)
 	}
 	n.maintain = now.Add(time.Duration(n.rnd.Int64N(int64(cfg.MaintainPeriod))) + cfg.MaintainPeriod)
 	n.handle = n.Serve
@@ -284,8 +307,10 @@ func (n *Node) reseed(target krpc.ID) krpc.ID {
 // HandlePacket takes one datagram from the network.
 func (n *Node) HandlePacket(now time.Time, from netip.AddrPort, data []byte) {
 	n.stats.Received++
-	var m krpc.Msg
-	if err := krpc.Decode(data, &m); err != nil {
+	// The message lives in the scratch until the next packet: the
+	// handlers and the callbacks of our queries do not keep it.
+	m := &n.scratch.msg
+	if err := n.scratch.dec.Decode(data, m); err != nil {
 		n.stats.Dropped++
 		return // no answer to what cannot be decoded: it could amplify
 	}
@@ -295,9 +320,9 @@ func (n *Node) HandlePacket(now time.Time, from netip.AddrPort, data []byte) {
 			n.stats.Dropped++
 			return
 		}
-		n.query(now, from, &m)
+		n.query(now, from, m)
 	case krpc.KindResponse, krpc.KindError:
-		n.answer(now, from, &m)
+		n.answer(now, from, m)
 	default:
 		n.stats.Dropped++
 	}
@@ -361,11 +386,11 @@ func (n *Node) sendQuery(now time.Time, to netip.AddrPort, method string, a *krp
 // exactly its size: one allocation per packet, where encoding into a fresh
 // buffer grows it once or twice for a reply carrying nodes.
 func (n *Node) encode(m *krpc.Msg) ([]byte, error) {
-	b, err := krpc.AppendEncode(n.scratch[:0], m)
+	b, err := krpc.AppendEncode(n.scratch.enc[:0], m)
 	if err != nil {
 		return nil, err
 	}
-	n.scratch = b[:0]
+	n.scratch.enc = b[:0]
 	return slices.Clone(b), nil
 }
 
