@@ -195,10 +195,12 @@ func (n *Network) Run(until time.Duration) {
 			p := n.Peers[ev.to]
 			if p.Core == nil || ev.gen != p.gen {
 				n.Lost++
+				n.scratch.Recycle(ev.data)
 				continue
 			}
 			n.Delivered++
 			p.Core.HandlePacket(n.Now(), n.Peers[ev.from].Addr, ev.data)
+			n.scratch.Recycle(ev.data) // the core keeps nothing of a packet
 			n.settle(p)
 		}
 	}
@@ -235,15 +237,18 @@ func (n *Network) route(from *Peer, t core.Transmit) {
 	to, ok := n.byAddr[t.To]
 	if !ok {
 		n.Blocked++
+		n.scratch.Recycle(t.Data)
 		return
 	}
 	dst := n.Peers[to]
 	if dst.Core == nil || (dst.NAT && t.Query) || (n.partitioned && dst.Group != from.Group) {
 		n.Blocked++
+		n.scratch.Recycle(t.Data)
 		return
 	}
 	if n.cfg.Loss > 0 && n.Rand.Float64() < n.cfg.Loss {
 		n.Lost++
+		n.scratch.Recycle(t.Data)
 		return
 	}
 	delay := n.RTT(from.Index, to) / 2

@@ -53,8 +53,9 @@ func (w *writer) Error(code int64, msg string) {
 }
 
 func (w *writer) send(m *krpc.Msg) {
-	ip := krpc.CompactAddr(w.to) // BEP 42: the requester's address as we see it
-	m.IP = &ip
+	ip := &w.n.scratch.ip
+	*ip = krpc.CompactAddr(w.to) // BEP 42: the requester's address as we see it
+	m.IP = ip
 	data, err := w.n.encode(m)
 	if err != nil {
 		w.n.stats.Dropped++
@@ -71,6 +72,13 @@ func (n *Node) query(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 			n.ping(now, from)
 		}
 	}
+	if n.cfg.Handler == nil {
+		// Serve answers before it returns: the scratch's writer will do.
+		w := &n.scratch.w
+		*w = writer{n: n, to: from, tid: m.T}
+		n.Serve(Query{Now: now, From: from, Msg: m}, w)
+		return
+	}
 	n.handle(Query{Now: now, From: from, Msg: m}, &writer{n: n, to: from, tid: m.T})
 }
 
@@ -80,7 +88,7 @@ func (n *Node) Serve(q Query, w Writer) {
 	a := q.Msg.A
 	switch q.Msg.Q {
 	case krpc.MethodPing:
-		w.Reply(&krpc.Return{})
+		w.Reply(n.reply())
 	case krpc.MethodFindNode:
 		if a.Target == nil {
 			w.Error(krpc.ErrCodeProtocol, "find_node: target missing")

@@ -259,7 +259,7 @@ func (l *Lookup) step(now time.Time) {
 
 // send queries c.
 func (l *Lookup) send(now time.Time, c *cand) error {
-	a := &krpc.Args{}
+	a := l.n.queryArgs()
 	if l.method == krpc.MethodGetPeers {
 		a.InfoHash = &l.target
 	} else {
