@@ -92,7 +92,7 @@ type Network struct {
 	Rand   *rand.Rand
 	now    int64
 	seq    uint64
-	queue  []event // binary min-heap on (at, seq)
+	queue  []event // 4-ary min-heap on (at, seq)
 	Peers  []*Peer
 	byAddr map[netip.AddrPort]int32
 
@@ -277,20 +277,28 @@ func splitmix(x uint64) uint64 {
 	return x ^ x>>31
 }
 
+// The queue is a 4-ary min-heap: half the depth of a binary heap, and a
+// node's four children share a cache line or two, which matters once the
+// queue holds millions of events. Keys (at, seq) are unique, so the order
+// events come out in does not depend on the heap's shape.
+const heapArity = 4
+
 // push adds ev to the queue and returns its sequence number.
 func (n *Network) push(ev event) uint64 {
 	n.seq++
 	ev.seq = n.seq
 	n.queue = append(n.queue, ev)
-	i := len(n.queue) - 1
+	q := n.queue
+	i := len(q) - 1
 	for i > 0 {
-		parent := (i - 1) / 2
-		if !less(&n.queue[i], &n.queue[parent]) {
+		parent := (i - 1) / heapArity
+		if !less(&ev, &q[parent]) {
 			break
 		}
-		n.queue[i], n.queue[parent] = n.queue[parent], n.queue[i]
+		q[i] = q[parent]
 		i = parent
 	}
+	q[i] = ev
 	return ev.seq
 }
 
@@ -298,25 +306,32 @@ func (n *Network) pop() event {
 	q := n.queue
 	top := q[0]
 	last := len(q) - 1
-	q[0] = q[last]
+	x := q[last]
 	q[last] = event{}
 	q = q[:last]
+	n.queue = q
+	if last == 0 {
+		return top
+	}
 	i := 0
 	for {
-		l, r, m := 2*i+1, 2*i+2, i
-		if l < len(q) && less(&q[l], &q[m]) {
-			m = l
-		}
-		if r < len(q) && less(&q[r], &q[m]) {
-			m = r
-		}
-		if m == i {
+		first := heapArity*i + 1
+		if first >= len(q) {
 			break
 		}
-		q[i], q[m] = q[m], q[i]
+		m := first
+		for c := first + 1; c < min(first+heapArity, len(q)); c++ {
+			if less(&q[c], &q[m]) {
+				m = c
+			}
+		}
+		if !less(&q[m], &x) {
+			break
+		}
+		q[i] = q[m]
 		i = m
 	}
-	n.queue = q
+	q[i] = x
 	return top
 }
 
