@@ -273,16 +273,16 @@ func (t *Table) drop(e *entry) {
 }
 
 func (t *Table) track(e *entry) {
-	t.byAddr[e.info.Addr] = e
-	t.byID[e.info.ID] = e
+	t.byAddr.add(t.byAddr.hashAddr(e.info.Addr), e)
+	t.byID.add(t.byID.hashID(&e.info.ID), e)
 	if t.perIP != nil {
 		t.perIP[e.info.Addr.Addr()]++
 	}
 }
 
 func (t *Table) untrack(e *entry) {
-	delete(t.byAddr, e.info.Addr)
-	delete(t.byID, e.info.ID)
+	t.byAddr.remove(t.byAddr.hashAddr(e.info.Addr), e)
+	t.byID.remove(t.byID.hashID(&e.info.ID), e)
 	if t.perIP == nil {
 		return
 	}

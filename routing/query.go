@@ -259,7 +259,7 @@ func appendCandidateInfos(dst []krpc.NodeInfo, cs []candidate) []krpc.NodeInfo {
 func (t *Table) Get(id krpc.ID) (Entry, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if e := t.byID[id]; e != nil && e.live {
+	if e := t.byID.id(id); e != nil && e.live {
 		return t.export(e), true
 	}
 	return Entry{}, false

@@ -44,11 +44,11 @@ type Table struct {
 
 	mu      sync.Mutex
 	buckets []*bucket
-	byAddr  map[netip.AddrPort]*entry // live and replacement entries
-	byID    map[krpc.ID]*entry        // live and replacement entries
-	perIP   map[netip.Addr]int        // live and replacement entries per IP; nil unless MaxPerIP > 0
-	base    time.Time                 // time of stamp 0 (entry.go)
-	live    int                       // number of live entries
+	byAddr  index              // live and replacement entries by address (index.go)
+	byID    index              // live and replacement entries by id
+	perIP   map[netip.Addr]int // live and replacement entries per IP; nil unless MaxPerIP > 0
+	base    time.Time          // time of stamp 0 (entry.go)
+	live    int                // number of live entries
 }
 
 // NewTable returns an empty table for a node whose id is self. It starts as
@@ -58,8 +58,8 @@ func NewTable(self krpc.ID, cfg Config) *Table {
 		self:    self,
 		cfg:     cfg.withDefaults(),
 		buckets: []*bucket{{}},
-		byAddr:  make(map[netip.AddrPort]*entry),
-		byID:    make(map[krpc.ID]*entry),
+		byAddr:  newIndex(),
+		byID:    newIndex(),
 	}
 	if t.cfg.MaxPerIP > 0 {
 		t.perIP = make(map[netip.Addr]int) // only MaxPerIP reads it
@@ -100,7 +100,7 @@ func (t *Table) Responded(n krpc.NodeInfo, now time.Time, rtt time.Duration) (to
 			t.fill(emptied, now) // after n had its chance at the slot
 		}
 	}()
-	if e := t.byAddr[n.Addr]; e != nil {
+	if e := t.byAddr.addr(n.Addr); e != nil {
 		if e.info.ID == n.ID {
 			e.lastResponse, e.failures = t.stamp(now), 0
 			if rtt > 0 {
@@ -122,7 +122,7 @@ func (t *Table) Responded(n krpc.NodeInfo, now time.Time, rtt time.Duration) (to
 		}
 		t.drop(e)
 	}
-	if e := t.byID[n.ID]; e != nil {
+	if e := t.byID.id(n.ID); e != nil {
 		if e.live || e.confirmed() {
 			return nil // keep a known id at its old address (docs/protocol.md, Admission)
 		}
@@ -155,7 +155,7 @@ func (t *Table) Heard(n krpc.NodeInfo, now time.Time) (ping bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 
-	if e := t.byAddr[n.Addr]; e != nil {
+	if e := t.byAddr.addr(n.Addr); e != nil {
 		if e.info.ID != n.ID {
 			return false
 		}
@@ -167,7 +167,7 @@ func (t *Table) Heard(n krpc.NodeInfo, now time.Time) (ping bool) {
 		b := t.bucketOf(e.info.ID)
 		return t.wantsNode(b, now) && t.subnetOK(b, e, nil)
 	}
-	if t.byID[n.ID] != nil || t.ipFull(n.Addr.Addr()) {
+	if t.byID.id(n.ID) != nil || t.ipFull(n.Addr.Addr()) {
 		return false
 	}
 	b := t.bucketOf(n.ID)
@@ -191,7 +191,7 @@ func (t *Table) Failed(addr netip.AddrPort, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 
-	e := t.byAddr[addr]
+	e := t.byAddr.addr(addr)
 	if e == nil {
 		return
 	}
@@ -215,7 +215,7 @@ func (t *Table) Failed(addr netip.AddrPort, now time.Time) {
 func (t *Table) Remove(id krpc.ID) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if e := t.byID[id]; e != nil {
+	if e := t.byID.id(id); e != nil {
 		t.drop(e)
 	}
 }
