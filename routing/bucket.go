@@ -238,12 +238,25 @@ func (t *Table) addRepl(b *bucket, e *entry) {
 		}
 		if victim == nil {
 			t.untrack(e)
+			t.spare = e
 			return
 		}
 		b.repl = deleteEntry(b.repl, victim)
 		t.untrack(victim)
+		t.spare = victim
 	}
 	b.repl = append(b.repl, e)
+}
+
+// newEntry returns the entry the replacement cache last evicted, if any,
+// or a new one, for the caller to overwrite: every unknown node that
+// queries us takes an entry, and most push another out of the cache.
+func (t *Table) newEntry() *entry {
+	if e := t.spare; e != nil {
+		t.spare = nil
+		return e
+	}
+	return new(entry)
 }
 
 // oldest returns the least recently seen entry of es whose confirmed status

@@ -49,6 +49,7 @@ type Table struct {
 	perIP   map[netip.Addr]int // live and replacement entries per IP; nil unless MaxPerIP > 0
 	base    time.Time          // time of stamp 0 (entry.go)
 	live    int                // number of live entries
+	spare   *entry             // an entry the replacement cache evicted, for newEntry
 }
 
 // NewTable returns an empty table for a node whose id is self. It starts as
@@ -132,7 +133,8 @@ func (t *Table) Responded(n krpc.NodeInfo, now time.Time, rtt time.Duration) (to
 		return nil
 	}
 	s := t.stamp(now)
-	e := &entry{info: n, firstSeen: s, lastResponse: s, rtt: max(rtt, 0)}
+	e := t.newEntry()
+	*e = entry{info: n, firstSeen: s, lastResponse: s, rtt: max(rtt, 0)}
 	t.track(e)
 	return t.insert(e, now)
 }
@@ -172,7 +174,8 @@ func (t *Table) Heard(n krpc.NodeInfo, now time.Time) (ping bool) {
 	}
 	b := t.bucketOf(n.ID)
 	s := t.stamp(now)
-	e := &entry{info: n, firstSeen: s, lastQuery: s}
+	e := t.newEntry()
+	*e = entry{info: n, firstSeen: s, lastQuery: s}
 	ping = t.wantsNode(b, now) && t.subnetOK(b, e, nil)
 	t.track(e)
 	t.addRepl(b, e)
