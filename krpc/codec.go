@@ -104,9 +104,11 @@ func decodeWith(b []byte, m *Msg, blk *argsBlock, d *Decoder) error {
 				m.V = string(s)
 			}
 		case "ip":
-			ip := new(CompactAddr)
+			var ip *CompactAddr
 			if d != nil {
 				ip = &d.ip
+			} else {
+				ip = new(CompactAddr)
 			}
 			if ip.UnmarshalBencode(val) == nil {
 				m.IP = ip
