@@ -39,7 +39,30 @@ func Decode(b []byte, m *Msg) error { return decode(b, m, nil) }
 // decode is Decode; a query's arguments go into blk when it is not nil
 // (the read loop reuses one block, so a query costs no Args allocation),
 // else into a new block.
-func decode(b []byte, m *Msg, blk *argsBlock) error {
+func decode(b []byte, m *Msg, blk *argsBlock) error { return decodeWith(b, m, blk, nil) }
+
+// Decoder decodes packets into storage it reuses from one call to the
+// next: a query's arguments, a response's return value, its node list and
+// the "ip" field (BEP 42) cost no allocation once the decoder has grown to
+// fit them. What Decode leaves in the Msg (m.A, m.R, m.IP and what they
+// point to, such as m.R.Nodes) is valid only until the next call; strings
+// and the copied values (v, values, samples) are not reused. For a driver
+// that handles one packet at a time, such as a simulator of many nodes
+// on one goroutine. The zero Decoder is ready to use; it is not safe for
+// concurrent use.
+type Decoder struct {
+	args  argsBlock
+	ret   returnBlock
+	nodes []NodeInfo
+	ip    CompactAddr
+}
+
+// Decode is the package's Decode into the decoder's reused storage.
+func (d *Decoder) Decode(b []byte, m *Msg) error { return decodeWith(b, m, &d.args, d) }
+
+// decodeWith is decode; a response's return value, nodes and ip go into
+// d when it is not nil.
+func decodeWith(b []byte, m *Msg, blk *argsBlock, d *Decoder) error {
 	*m = Msg{}
 	if len(b) < MinPacketLen || b[0] != 'd' || b[len(b)-1] != 'e' {
 		return fmt.Errorf("%w: not a dict of plausible size", ErrDrop)
@@ -81,9 +104,14 @@ func decode(b []byte, m *Msg, blk *argsBlock) error {
 				m.V = string(s)
 			}
 		case "ip":
-			var ip CompactAddr
+			var ip *CompactAddr
+			if d != nil {
+				ip = &d.ip
+			} else {
+				ip = new(CompactAddr)
+			}
 			if ip.UnmarshalBencode(val) == nil {
-				m.IP = &ip
+				m.IP = ip
 			}
 		case "ro":
 			if v, _, err := readInt(val); err == nil {
@@ -121,7 +149,7 @@ func decode(b []byte, m *Msg, blk *argsBlock) error {
 		if r == nil || !hasKey(r, "id") {
 			return &BodyError{errors.New("r or r.id missing")}
 		}
-		ret, err := decodeReturn(r)
+		ret, err := decodeReturnInto(r, d)
 		if err != nil {
 			return &BodyError{fmt.Errorf("decode r: %w", err)}
 		}
@@ -614,8 +642,18 @@ type returnBlock struct {
 
 // decodeReturn decodes the canonical dict b (already checked by
 // CheckCanonical) as bencode.Unmarshal into a Return would.
-func decodeReturn(b []byte) (*Return, error) {
-	blk := &returnBlock{}
+func decodeReturn(b []byte) (*Return, error) { return decodeReturnInto(b, nil) }
+
+// decodeReturnInto is decodeReturn into d's reused block and node list,
+// or into new ones if d is nil.
+func decodeReturnInto(b []byte, d *Decoder) (*Return, error) {
+	var blk *returnBlock
+	if d != nil {
+		blk = &d.ret
+		*blk = returnBlock{}
+	} else {
+		blk = &returnBlock{}
+	}
 	r := &blk.r
 	err := eachEntry(b, func(key, val []byte) error {
 		var err error
@@ -623,7 +661,12 @@ func decodeReturn(b []byte) (*Return, error) {
 		case "id":
 			err = r.ID.UnmarshalBencode(val)
 		case "nodes":
-			err = r.Nodes.UnmarshalBencode(val)
+			if d != nil {
+				d.nodes, err = appendParsedNodes(d.nodes[:0], val, CompactNodeLen4, "nodes")
+				r.Nodes = d.nodes
+			} else {
+				err = r.Nodes.UnmarshalBencode(val)
+			}
 		case "nodes6":
 			err = r.Nodes6.UnmarshalBencode(val)
 		case "token":

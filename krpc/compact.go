@@ -82,6 +82,12 @@ type CompactNodes6 []NodeInfo
 // that is not a multiple of per is malformed (the BEP 5 "def456..."
 // placeholder is refused).
 func parseNodes(b []byte, per int, what string) ([]NodeInfo, error) {
+	return appendParsedNodes(nil, b, per, what)
+}
+
+// appendParsedNodes is parseNodes appending to ns; with a nil ns the
+// result is a new slice of exactly the nodes' number.
+func appendParsedNodes(ns []NodeInfo, b []byte, per int, what string) ([]NodeInfo, error) {
 	s, rest, err := readString(b)
 	if err != nil || len(rest) != 0 {
 		return nil, fmt.Errorf("%s: not a byte string", what)
@@ -89,7 +95,9 @@ func parseNodes(b []byte, per int, what string) ([]NodeInfo, error) {
 	if len(s)%per != 0 {
 		return nil, fmt.Errorf("%s: length %d is not a multiple of %d", what, len(s), per)
 	}
-	ns := make([]NodeInfo, 0, len(s)/per)
+	if ns == nil {
+		ns = make([]NodeInfo, 0, len(s)/per)
+	}
 	for ; len(s) > 0; s = s[per:] {
 		var n NodeInfo
 		copy(n.ID[:], s)

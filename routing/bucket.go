@@ -2,6 +2,7 @@ package routing
 
 import (
 	"cmp"
+	"encoding/binary"
 	"net/netip"
 	"slices"
 	"time"
@@ -42,7 +43,7 @@ func (t *Table) insert(e *entry, now time.Time) (toPing []krpc.NodeInfo) {
 		// the slot of one whose id does not, which waits in the cache.
 		if t.cfg.Prefer != nil && t.cfg.Prefer(e.info) {
 			if u := t.unpreferred(b); u != nil && t.subnetOK(b, e, u) {
-				b.nodes = deleteEntry(b.nodes, u)
+				b.deleteNode(u)
 				b.goodUntil = time.Time{}
 				t.live--
 				t.addRepl(b, u)
@@ -85,7 +86,7 @@ func (t *Table) split(now time.Time) {
 	moves := func(e *entry) bool { return CommonPrefixLen(t.self, e.info.ID) > last }
 	for _, e := range old.nodes {
 		if moves(e) {
-			nb.nodes = append(nb.nodes, e)
+			nb.addNode(e)
 		}
 	}
 	for _, e := range old.repl {
@@ -94,6 +95,10 @@ func (t *Table) split(now time.Time) {
 		}
 	}
 	old.nodes = slices.DeleteFunc(old.nodes, moves)
+	old.keys = old.keys[:0]
+	for _, e := range old.nodes {
+		old.keys = append(old.keys, idKey(&e.info.ID))
+	}
 	old.goodUntil = time.Time{}
 	old.repl = slices.DeleteFunc(old.repl, moves)
 	t.buckets = append(t.buckets, nb)
@@ -214,7 +219,7 @@ func (t *Table) fill(b *bucket, now time.Time) {
 
 func (t *Table) addLive(b *bucket, e *entry, now time.Time) {
 	e.live = true
-	b.nodes = append(b.nodes, e)
+	b.addNode(e)
 	b.lastChanged = now
 	b.goodUntil = time.Time{}
 	t.live++
@@ -233,12 +238,25 @@ func (t *Table) addRepl(b *bucket, e *entry) {
 		}
 		if victim == nil {
 			t.untrack(e)
+			t.spare = e
 			return
 		}
 		b.repl = deleteEntry(b.repl, victim)
 		t.untrack(victim)
+		t.spare = victim
 	}
 	b.repl = append(b.repl, e)
+}
+
+// newEntry returns the entry the replacement cache last evicted, if any,
+// or a new one, for the caller to overwrite: every unknown node that
+// queries us takes an entry, and most push another out of the cache.
+func (t *Table) newEntry() *entry {
+	if e := t.spare; e != nil {
+		t.spare = nil
+		return e
+	}
+	return new(entry)
 }
 
 // oldest returns the least recently seen entry of es whose confirmed status
@@ -257,7 +275,7 @@ func oldest(es []*entry, confirmed bool) *entry {
 func (t *Table) drop(e *entry) {
 	b := t.bucketOf(e.info.ID)
 	if e.live {
-		b.nodes = deleteEntry(b.nodes, e)
+		b.deleteNode(e)
 		b.goodUntil = time.Time{}
 		t.live--
 		e.live = false
@@ -268,16 +286,16 @@ func (t *Table) drop(e *entry) {
 }
 
 func (t *Table) track(e *entry) {
-	t.byAddr[e.info.Addr] = e
-	t.byID[e.info.ID] = e
+	t.byAddr.add(t.byAddr.hashAddr(e.info.Addr), e)
+	t.byID.add(t.byID.hashID(&e.info.ID), e)
 	if t.perIP != nil {
 		t.perIP[e.info.Addr.Addr()]++
 	}
 }
 
 func (t *Table) untrack(e *entry) {
-	delete(t.byAddr, e.info.Addr)
-	delete(t.byID, e.info.ID)
+	t.byAddr.remove(t.byAddr.hashAddr(e.info.Addr), e)
+	t.byID.remove(t.byID.hashID(&e.info.ID), e)
 	if t.perIP == nil {
 		return
 	}
@@ -339,6 +357,24 @@ func (t *Table) subnetOK(b *bucket, e, except *entry) bool {
 	}
 	return n < t.cfg.MaxPerSubnetPerBucket
 }
+
+// addNode appends e to b's live nodes and its key to b.keys.
+func (b *bucket) addNode(e *entry) {
+	b.nodes = append(b.nodes, e)
+	b.keys = append(b.keys, idKey(&e.info.ID))
+}
+
+// deleteNode removes e from b's live nodes and its key from b.keys.
+func (b *bucket) deleteNode(e *entry) {
+	if i := slices.Index(b.nodes, e); i >= 0 {
+		b.nodes = slices.Delete(b.nodes, i, i+1)
+		b.keys = slices.Delete(b.keys, i, i+1)
+	}
+}
+
+// idKey returns the first 8 bytes of id, big-endian: the hi word of
+// distanceTo.
+func idKey(id *krpc.ID) uint64 { return binary.BigEndian.Uint64(id[0:8]) }
 
 func deleteEntry(es []*entry, e *entry) []*entry {
 	if i := slices.Index(es, e); i >= 0 {

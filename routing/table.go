@@ -20,7 +20,13 @@ import (
 // exactly i leading bits with ours; the last bucket holds every node sharing
 // at least last bits (BEP 5, docs/protocol.md, Table shape).
 type bucket struct {
-	nodes       []*entry // live nodes, at most Table.capacity
+	nodes []*entry // live nodes, at most Table.capacity
+	// keys holds the first 8 bytes of each live node's id, in the order of
+	// nodes: Closest compares them against its selection's farthest
+	// distance without loading the entries (each a separate allocation,
+	// so a cache miss apiece in a large process), and loads an entry only
+	// when it may enter the selection. Kept by addNode and deleteNode.
+	keys        []uint64
 	repl        []*entry // replacement cache, at most ReplacementSize
 	lastChanged time.Time
 	// goodUntil, if set, is when the first of the live nodes, all good
@@ -38,11 +44,12 @@ type Table struct {
 
 	mu      sync.Mutex
 	buckets []*bucket
-	byAddr  map[netip.AddrPort]*entry // live and replacement entries
-	byID    map[krpc.ID]*entry        // live and replacement entries
-	perIP   map[netip.Addr]int        // live and replacement entries per IP; nil unless MaxPerIP > 0
-	base    time.Time                 // time of stamp 0 (entry.go)
-	live    int                       // number of live entries
+	byAddr  index              // live and replacement entries by address (index.go)
+	byID    index              // live and replacement entries by id
+	perIP   map[netip.Addr]int // live and replacement entries per IP; nil unless MaxPerIP > 0
+	base    time.Time          // time of stamp 0 (entry.go)
+	live    int                // number of live entries
+	spare   *entry             // an entry the replacement cache evicted, for newEntry
 }
 
 // NewTable returns an empty table for a node whose id is self. It starts as
@@ -52,8 +59,8 @@ func NewTable(self krpc.ID, cfg Config) *Table {
 		self:    self,
 		cfg:     cfg.withDefaults(),
 		buckets: []*bucket{{}},
-		byAddr:  make(map[netip.AddrPort]*entry),
-		byID:    make(map[krpc.ID]*entry),
+		byAddr:  newIndex(),
+		byID:    newIndex(),
 	}
 	if t.cfg.MaxPerIP > 0 {
 		t.perIP = make(map[netip.Addr]int) // only MaxPerIP reads it
@@ -94,7 +101,7 @@ func (t *Table) Responded(n krpc.NodeInfo, now time.Time, rtt time.Duration) (to
 			t.fill(emptied, now) // after n had its chance at the slot
 		}
 	}()
-	if e := t.byAddr[n.Addr]; e != nil {
+	if e := t.byAddr.addr(n.Addr); e != nil {
 		if e.info.ID == n.ID {
 			e.lastResponse, e.failures = t.stamp(now), 0
 			if rtt > 0 {
@@ -116,7 +123,7 @@ func (t *Table) Responded(n krpc.NodeInfo, now time.Time, rtt time.Duration) (to
 		}
 		t.drop(e)
 	}
-	if e := t.byID[n.ID]; e != nil {
+	if e := t.byID.id(n.ID); e != nil {
 		if e.live || e.confirmed() {
 			return nil // keep a known id at its old address (docs/protocol.md, Admission)
 		}
@@ -126,7 +133,8 @@ func (t *Table) Responded(n krpc.NodeInfo, now time.Time, rtt time.Duration) (to
 		return nil
 	}
 	s := t.stamp(now)
-	e := &entry{info: n, firstSeen: s, lastResponse: s, rtt: max(rtt, 0)}
+	e := t.newEntry()
+	*e = entry{info: n, firstSeen: s, lastResponse: s, rtt: max(rtt, 0)}
 	t.track(e)
 	return t.insert(e, now)
 }
@@ -149,7 +157,7 @@ func (t *Table) Heard(n krpc.NodeInfo, now time.Time) (ping bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 
-	if e := t.byAddr[n.Addr]; e != nil {
+	if e := t.byAddr.addr(n.Addr); e != nil {
 		if e.info.ID != n.ID {
 			return false
 		}
@@ -161,12 +169,13 @@ func (t *Table) Heard(n krpc.NodeInfo, now time.Time) (ping bool) {
 		b := t.bucketOf(e.info.ID)
 		return t.wantsNode(b, now) && t.subnetOK(b, e, nil)
 	}
-	if t.byID[n.ID] != nil || t.ipFull(n.Addr.Addr()) {
+	if t.byID.id(n.ID) != nil || t.ipFull(n.Addr.Addr()) {
 		return false
 	}
 	b := t.bucketOf(n.ID)
 	s := t.stamp(now)
-	e := &entry{info: n, firstSeen: s, lastQuery: s}
+	e := t.newEntry()
+	*e = entry{info: n, firstSeen: s, lastQuery: s}
 	ping = t.wantsNode(b, now) && t.subnetOK(b, e, nil)
 	t.track(e)
 	t.addRepl(b, e)
@@ -185,7 +194,7 @@ func (t *Table) Failed(addr netip.AddrPort, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 
-	e := t.byAddr[addr]
+	e := t.byAddr.addr(addr)
 	if e == nil {
 		return
 	}
@@ -209,7 +218,7 @@ func (t *Table) Failed(addr netip.AddrPort, now time.Time) {
 func (t *Table) Remove(id krpc.ID) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if e := t.byID[id]; e != nil {
+	if e := t.byID.id(id); e != nil {
 		t.drop(e)
 	}
 }

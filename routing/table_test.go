@@ -43,15 +43,21 @@ func checkInvariants(t *testing.T, tb *Table) {
 			if (i < last && c != i) || (i == last && c < last) {
 				t.Errorf("bucket %d (last %d) holds node with prefix length %d", i, last, c)
 			}
-			if tb.byAddr[e.info.Addr] != e || tb.byID[e.info.ID] != e {
+			if tb.byAddr.addr(e.info.Addr) != e || tb.byID.id(e.info.ID) != e {
 				t.Errorf("node %s not indexed", e.info)
 			}
 			tracked++
 		}
-		for _, e := range b.nodes {
+		for j, e := range b.nodes {
 			if !e.live {
 				t.Errorf("live list holds non-live entry %s", e.info)
 			}
+			if j >= len(b.keys) || b.keys[j] != idKey(&e.info.ID) {
+				t.Errorf("bucket %d: key %d does not match node %s", i, j, e.info)
+			}
+		}
+		if len(b.keys) != len(b.nodes) {
+			t.Errorf("bucket %d: %d keys for %d nodes", i, len(b.keys), len(b.nodes))
 		}
 		for _, e := range b.repl {
 			if e.live {
@@ -63,8 +69,8 @@ func checkInvariants(t *testing.T, tb *Table) {
 	if live != tb.live {
 		t.Errorf("live count %d, counted %d", tb.live, live)
 	}
-	if len(tb.byAddr) != tracked || len(tb.byID) != tracked {
-		t.Errorf("indexes hold %d/%d entries, lists %d", len(tb.byAddr), len(tb.byID), tracked)
+	if tb.byAddr.len() != tracked || tb.byID.len() != tracked {
+		t.Errorf("indexes hold %d/%d entries, lists %d", tb.byAddr.len(), tb.byID.len(), tracked)
 	}
 	if tb.cfg.MaxPerIP == 0 {
 		if tb.perIP != nil {

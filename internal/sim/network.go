@@ -92,12 +92,16 @@ type Network struct {
 	Rand   *rand.Rand
 	now    int64
 	seq    uint64
-	queue  []event // binary min-heap on (at, seq)
+	queue  []event // 4-ary min-heap on (at, seq)
 	Peers  []*Peer
 	byAddr map[netip.AddrPort]int32
 
 	// partitioned, if set, drops packets between peers of different groups.
 	partitioned bool
+
+	// scratch is the decoding and encoding storage every core shares: the
+	// network drives them one call at a time.
+	scratch core.Scratch
 
 	Sent, Delivered, Lost, Blocked uint64 // packet counters
 	Events                         uint64
@@ -135,6 +139,7 @@ func (n *Network) Start(p *Peer) {
 		Table:        n.cfg.Table,
 		MaxPerSubnet: n.cfg.MaxPerSubnet,
 		Rand:         rand.New(rand.NewPCG(n.Rand.Uint64(), n.Rand.Uint64())),
+		Scratch:      &n.scratch,
 	}, n.Now())
 	p.wakeSeq = 0
 	n.settle(p)
@@ -190,10 +195,12 @@ func (n *Network) Run(until time.Duration) {
 			p := n.Peers[ev.to]
 			if p.Core == nil || ev.gen != p.gen {
 				n.Lost++
+				n.scratch.Recycle(ev.data)
 				continue
 			}
 			n.Delivered++
 			p.Core.HandlePacket(n.Now(), n.Peers[ev.from].Addr, ev.data)
+			n.scratch.Recycle(ev.data) // the core keeps nothing of a packet
 			n.settle(p)
 		}
 	}
@@ -230,15 +237,18 @@ func (n *Network) route(from *Peer, t core.Transmit) {
 	to, ok := n.byAddr[t.To]
 	if !ok {
 		n.Blocked++
+		n.scratch.Recycle(t.Data)
 		return
 	}
 	dst := n.Peers[to]
 	if dst.Core == nil || (dst.NAT && t.Query) || (n.partitioned && dst.Group != from.Group) {
 		n.Blocked++
+		n.scratch.Recycle(t.Data)
 		return
 	}
 	if n.cfg.Loss > 0 && n.Rand.Float64() < n.cfg.Loss {
 		n.Lost++
+		n.scratch.Recycle(t.Data)
 		return
 	}
 	delay := n.RTT(from.Index, to) / 2
@@ -267,20 +277,28 @@ func splitmix(x uint64) uint64 {
 	return x ^ x>>31
 }
 
+// The queue is a 4-ary min-heap: half the depth of a binary heap, and a
+// node's four children share a cache line or two, which matters once the
+// queue holds millions of events. Keys (at, seq) are unique, so the order
+// events come out in does not depend on the heap's shape.
+const heapArity = 4
+
 // push adds ev to the queue and returns its sequence number.
 func (n *Network) push(ev event) uint64 {
 	n.seq++
 	ev.seq = n.seq
 	n.queue = append(n.queue, ev)
-	i := len(n.queue) - 1
+	q := n.queue
+	i := len(q) - 1
 	for i > 0 {
-		parent := (i - 1) / 2
-		if !less(&n.queue[i], &n.queue[parent]) {
+		parent := (i - 1) / heapArity
+		if !less(&ev, &q[parent]) {
 			break
 		}
-		n.queue[i], n.queue[parent] = n.queue[parent], n.queue[i]
+		q[i] = q[parent]
 		i = parent
 	}
+	q[i] = ev
 	return ev.seq
 }
 
@@ -288,25 +306,32 @@ func (n *Network) pop() event {
 	q := n.queue
 	top := q[0]
 	last := len(q) - 1
-	q[0] = q[last]
+	x := q[last]
 	q[last] = event{}
 	q = q[:last]
+	n.queue = q
+	if last == 0 {
+		return top
+	}
 	i := 0
 	for {
-		l, r, m := 2*i+1, 2*i+2, i
-		if l < len(q) && less(&q[l], &q[m]) {
-			m = l
-		}
-		if r < len(q) && less(&q[r], &q[m]) {
-			m = r
-		}
-		if m == i {
+		first := heapArity*i + 1
+		if first >= len(q) {
 			break
 		}
-		q[i], q[m] = q[m], q[i]
+		m := first
+		for c := first + 1; c < min(first+heapArity, len(q)); c++ {
+			if less(&q[c], &q[m]) {
+				m = c
+			}
+		}
+		if !less(&q[m], &x) {
+			break
+		}
+		q[i] = q[m]
 		i = m
 	}
-	n.queue = q
+	q[i] = x
 	return top
 }
 

@@ -49,3 +49,43 @@ func TestRTTModel(t *testing.T) {
 		t.Errorf("seeds 3 and 4 draw the same round trips")
 	}
 }
+
+// The order holds while events queue more events as they run (pushes and
+// pops interleaved, the queue growing and shrinking).
+func TestQueueOrderInterleaved(t *testing.T) {
+	n := NewNetwork(NetConfig{Seed: 2})
+	type key struct{ at, seq int }
+	var got []key
+	seq := 0
+	var schedule func(depth int)
+	schedule = func(depth int) {
+		seq++
+		k := key{int(n.Elapsed()/time.Millisecond) + n.Rand.IntN(20), seq}
+		n.At(time.Duration(k.at)*time.Millisecond, func() {
+			got = append(got, k)
+			if depth < 3 {
+				for range n.Rand.IntN(3) {
+					schedule(depth + 1)
+				}
+			}
+		})
+	}
+	for range 300 {
+		schedule(0)
+	}
+	n.Run(time.Hour)
+	if len(got) != seq {
+		t.Fatalf("%d events ran, want %d", len(got), seq)
+	}
+	if !slices.IsSortedFunc(got, func(a, b key) int {
+		if a.at != b.at {
+			return a.at - b.at
+		}
+		return a.seq - b.seq
+	}) {
+		t.Fatalf("events out of (time, sequence) order")
+	}
+	if seq < 600 {
+		t.Fatalf("only %d events: the test does not interleave", seq)
+	}
+}

@@ -70,8 +70,72 @@ type Config struct {
 	// Rand is the node's source of randomness; required.
 	Rand *rand.Rand
 	// Handler, if set, answers the queries in place of Node.Serve (which
-	// it may call). It may keep the Writer and answer later.
+	// it may call). It may keep the Writer and answer later, but not
+	// q.Msg: the message and what it points to are reused once the
+	// handler returns (copy what is kept).
 	Handler func(n *Node, q Query, w Writer)
+	// Scratch, if set, is the decoding and encoding storage of the node,
+	// shared by every node that one goroutine drives (the simulator's
+	// nodes): one per node would cost about a kilobyte each. Nil gives the
+	// node its own.
+	Scratch *Scratch
+}
+
+// Scratch is storage a node reuses for every packet: the decoded message
+// and its parts, the encoding buffer and the node list of a reply. Nodes
+// sharing one must be driven from one goroutine, one call at a time. The
+// zero Scratch is ready to use.
+type Scratch struct {
+	dec   krpc.Decoder
+	msg   krpc.Msg
+	ret   krpc.Return
+	args  krpc.Args
+	ip    krpc.CompactAddr
+	w     writer
+	enc   []byte
+	nodes []krpc.NodeInfo
+	free  [len(bufSizes)][][]byte // recycled packet buffers by size class
+}
+
+// bufSizes are the capacities of recycled packet buffers: a query or a
+// short answer, and an answer carrying nodes (BEP 5: 8 × 26 bytes and a
+// token).
+var bufSizes = [...]int{128, 384}
+
+// maxFree bounds each size class's list of recycled buffers.
+const maxFree = 1 << 14
+
+// Recycle gives back the Data of a Transmit once the driver is done with
+// it (HandlePacket has returned, or the packet was dropped): a later
+// packet of a node sharing the Scratch is encoded into it. A driver that
+// does not recycle loses nothing but the saved allocation.
+func (s *Scratch) Recycle(b []byte) {
+	for i, size := range bufSizes {
+		if cap(b) == size {
+			if len(s.free[i]) < maxFree {
+				s.free[i] = append(s.free[i], b[:0])
+			}
+			return
+		}
+	}
+}
+
+// packet returns a copy of b in a recycled buffer of its size class, or
+// in a new one.
+func (s *Scratch) packet(b []byte) []byte {
+	for i, size := range bufSizes {
+		if len(b) > size {
+			continue
+		}
+		if f := s.free[i]; len(f) > 0 {
+			out := f[len(f)-1]
+			f[len(f)-1] = nil
+			s.free[i] = f[:len(f)-1]
+			return append(out, b...)
+		}
+		return append(make([]byte, 0, size), b...)
+	}
+	return slices.Clone(b)
 }
 
 func (c Config) withDefaults() Config {
@@ -107,11 +171,10 @@ type Stats struct {
 
 // pending is one query of ours awaiting its answer.
 type pending struct {
-	tid      uint16
-	to       netip.AddrPort
-	sent     time.Time
-	deadline time.Time
-	done     func(now time.Time, m *krpc.Msg, err error)
+	tid  uint16
+	to   netip.AddrPort
+	sent time.Time // its deadline is sent + Config.QueryTimeout
+	done func(now time.Time, m *krpc.Msg, err error)
 }
 
 // Node is one DHT node's protocol state.
@@ -127,10 +190,10 @@ type Node struct {
 	handle func(Query, Writer) // query handler (handlers.go)
 
 	nextTID  uint16
-	pending  []*pending
+	pending  []pending
 	outbox   []Transmit // queued from outHead on
 	outHead  int
-	scratch  []byte // encoding buffer (encode)
+	scratch  *Scratch // Config.Scratch or the node's own
 	lookups  []*Lookup
 	maintain time.Time // next table upkeep
 	stats    Stats
@@ -152,6 +215,10 @@ func New(cfg Config, now time.Time) *Node {
 		rnd:     cfg.Rand,
 		table:   routing.NewTable(cfg.ID, cfg.Table),
 		nextTID: uint16(cfg.Rand.Uint32()),
+		scratch: cfg.Scratch,
+	}
+	if n.scratch == nil {
+		n.scratch = new(Scratch)
 	}
 	n.maintain = now.Add(time.Duration(n.rnd.Int64N(int64(cfg.MaintainPeriod))) + cfg.MaintainPeriod)
 	n.handle = n.Serve
@@ -201,8 +268,8 @@ func (n *Node) PollTransmit() (Transmit, bool) {
 func (n *Node) NextTimeout() (time.Time, bool) {
 	next := n.maintain
 	for _, p := range n.pending {
-		if p.deadline.Before(next) {
-			next = p.deadline
+		if d := p.sent.Add(n.cfg.QueryTimeout); d.Before(next) {
+			next = d
 		}
 	}
 	for _, l := range n.lookups {
@@ -216,10 +283,10 @@ func (n *Node) NextTimeout() (time.Time, bool) {
 // HandleTimeout fails the queries whose deadline passed, moves lookups
 // past their short timeouts, and runs the table upkeep when it is due.
 func (n *Node) HandleTimeout(now time.Time) {
-	var expired []*pending
+	var expired []pending
 	kept := n.pending[:0]
 	for _, p := range n.pending {
-		if !now.Before(p.deadline) {
+		if !now.Before(p.sent.Add(n.cfg.QueryTimeout)) {
 			expired = append(expired, p)
 		} else {
 			kept = append(kept, p)
@@ -227,6 +294,9 @@ func (n *Node) HandleTimeout(now time.Time) {
 	}
 	clear(n.pending[len(kept):])
 	n.pending = kept
+	if len(kept) == 0 && cap(kept) > 16 {
+		n.pending = nil // give a burst's backing array back
+	}
 	for _, p := range expired {
 		n.stats.Timeouts++
 		n.table.Failed(p.to, now)
@@ -284,8 +354,10 @@ func (n *Node) reseed(target krpc.ID) krpc.ID {
 // HandlePacket takes one datagram from the network.
 func (n *Node) HandlePacket(now time.Time, from netip.AddrPort, data []byte) {
 	n.stats.Received++
-	var m krpc.Msg
-	if err := krpc.Decode(data, &m); err != nil {
+	// The message lives in the scratch until the next packet: the
+	// handlers and the callbacks of our queries do not keep it.
+	m := &n.scratch.msg
+	if err := n.scratch.dec.Decode(data, m); err != nil {
 		n.stats.Dropped++
 		return // no answer to what cannot be decoded: it could amplify
 	}
@@ -295,9 +367,9 @@ func (n *Node) HandlePacket(now time.Time, from netip.AddrPort, data []byte) {
 			n.stats.Dropped++
 			return
 		}
-		n.query(now, from, &m)
+		n.query(now, from, m)
 	case krpc.KindResponse, krpc.KindError:
-		n.answer(now, from, &m)
+		n.answer(now, from, m)
 	default:
 		n.stats.Dropped++
 	}
@@ -315,7 +387,10 @@ func (n *Node) answer(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 		if p.tid != tid || p.to != from {
 			continue
 		}
-		n.pending = append(n.pending[:i], n.pending[i+1:]...)
+		n.pending = slices.Delete(n.pending, i, i+1)
+		if len(n.pending) == 0 && cap(n.pending) > 16 {
+			n.pending = nil // give a burst's backing array back
+		}
 		if m.R == nil {
 			// An error answer carries no id: the table is left as it is
 			// (the node is alive, but it refused this query).
@@ -338,6 +413,7 @@ func (n *Node) answer(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 }
 
 // sendQuery sends a query to to and calls done with its answer or error.
+// a is encoded before sendQuery returns and not kept.
 func (n *Node) sendQuery(now time.Time, to netip.AddrPort, method string, a *krpc.Args,
 	done func(now time.Time, m *krpc.Msg, err error)) error {
 	if len(n.pending) >= maxPending {
@@ -351,22 +427,31 @@ func (n *Node) sendQuery(now time.Time, to netip.AddrPort, method string, a *krp
 	if err != nil {
 		return err
 	}
-	n.pending = append(n.pending, &pending{tid: tid, to: to, sent: now, deadline: now.Add(n.cfg.QueryTimeout), done: done})
+	n.pending = append(n.pending, pending{tid: tid, to: to, sent: now, done: done})
 	n.stats.QueriesSent++
 	n.push(Transmit{To: to, Data: data, Query: true})
 	return nil
 }
 
-// encode bencodes m into the node's scratch buffer and returns a copy of
-// exactly its size: one allocation per packet, where encoding into a fresh
-// buffer grows it once or twice for a reply carrying nodes.
+// encode bencodes m into the node's scratch buffer and returns a copy in
+// a packet buffer (Scratch.Recycle): at most one allocation per packet,
+// where encoding into a fresh buffer grows it once or twice for a reply
+// carrying nodes.
 func (n *Node) encode(m *krpc.Msg) ([]byte, error) {
-	b, err := krpc.AppendEncode(n.scratch[:0], m)
+	b, err := krpc.AppendEncode(n.scratch.enc[:0], m)
 	if err != nil {
 		return nil, err
 	}
-	n.scratch = b[:0]
-	return slices.Clone(b), nil
+	n.scratch.enc = b[:0]
+	return n.scratch.packet(b), nil
+}
+
+// queryArgs returns the scratch's Args, cleared, for a query that
+// sendQuery encodes at once.
+func (n *Node) queryArgs() *krpc.Args {
+	a := &n.scratch.args
+	*a = krpc.Args{}
+	return a
 }
 
 // ping sends a ping unless a query to addr is already outstanding.
@@ -376,8 +461,12 @@ func (n *Node) ping(now time.Time, addr netip.AddrPort) {
 			return
 		}
 	}
-	_ = n.sendQuery(now, addr, krpc.MethodPing, &krpc.Args{}, func(time.Time, *krpc.Msg, error) {})
+	_ = n.sendQuery(now, addr, krpc.MethodPing, n.queryArgs(), ignoreAnswer)
 }
+
+// ignoreAnswer is the callback of a ping: its outcome reaches the table
+// through answer and HandleTimeout.
+func ignoreAnswer(time.Time, *krpc.Msg, error) {}
 
 // push queues a datagram for the driver; past maxOutbox it is dropped, as a
 // full socket buffer would.

@@ -16,7 +16,8 @@ type Query struct {
 	Msg  *krpc.Msg
 }
 
-// Writer answers one query. A handler calls Reply or Error at most once,
+// Writer answers one query. Reply encodes r before it returns and does not
+// keep it. A handler calls Reply or Error at most once,
 // either before it returns or later (for example once a write it made is
 // durable): the writer stays valid after the handler returns, so there is
 // no sentinel for "I will answer later" and no side channel. A handler that
@@ -52,8 +53,9 @@ func (w *writer) Error(code int64, msg string) {
 }
 
 func (w *writer) send(m *krpc.Msg) {
-	ip := krpc.CompactAddr(w.to) // BEP 42: the requester's address as we see it
-	m.IP = &ip
+	ip := &w.n.scratch.ip
+	*ip = krpc.CompactAddr(w.to) // BEP 42: the requester's address as we see it
+	m.IP = ip
 	data, err := w.n.encode(m)
 	if err != nil {
 		w.n.stats.Dropped++
@@ -70,6 +72,13 @@ func (n *Node) query(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 			n.ping(now, from)
 		}
 	}
+	if n.cfg.Handler == nil {
+		// Serve answers before it returns: the scratch's writer will do.
+		w := &n.scratch.w
+		*w = writer{n: n, to: from, tid: m.T}
+		n.Serve(Query{Now: now, From: from, Msg: m}, w)
+		return
+	}
 	n.handle(Query{Now: now, From: from, Msg: m}, &writer{n: n, to: from, tid: m.T})
 }
 
@@ -79,19 +88,22 @@ func (n *Node) Serve(q Query, w Writer) {
 	a := q.Msg.A
 	switch q.Msg.Q {
 	case krpc.MethodPing:
-		w.Reply(&krpc.Return{})
+		w.Reply(n.reply())
 	case krpc.MethodFindNode:
 		if a.Target == nil {
 			w.Error(krpc.ErrCodeProtocol, "find_node: target missing")
 			return
 		}
-		w.Reply(&krpc.Return{Nodes: n.closest(*a.Target, q)})
+		r := n.reply()
+		r.Nodes = n.closest(*a.Target, q)
+		w.Reply(r)
 	case krpc.MethodGetPeers:
 		if a.InfoHash == nil {
 			w.Error(krpc.ErrCodeProtocol, "get_peers: info_hash missing")
 			return
 		}
-		r := &krpc.Return{Token: n.tokensAt(q.Now).Issue(q.From.Addr(), *a.InfoHash, q.Now)}
+		r := n.reply()
+		r.Token = n.tokensAt(q.Now).Issue(q.From.Addr(), *a.InfoHash, q.Now)
 		if n.peers != nil {
 			r.Values = n.peers.Peers(*a.InfoHash, false, 50, q.Now, n.rnd)
 		}
@@ -107,7 +119,9 @@ func (n *Node) Serve(q Query, w Writer) {
 			w.Error(krpc.ErrCodeProtocol, "get: target missing")
 			return
 		}
-		r := &krpc.Return{Nodes: n.closest(*a.Target, q), Token: n.tokensAt(q.Now).Issue(q.From.Addr(), *a.Target, q.Now)}
+		r := n.reply()
+		r.Nodes = n.closest(*a.Target, q)
+		r.Token = n.tokensAt(q.Now).Issue(q.From.Addr(), *a.Target, q.Now)
 		if n.items != nil {
 			if it, ok := n.items.Get(*a.Target, q.Now); ok {
 				r.V = it.V
@@ -190,8 +204,9 @@ func (n *Node) servePut(q Query, w Writer) {
 // closest returns the K closest IPv4 nodes of the table to target, not
 // counting the querier, which knows itself.
 func (n *Node) closest(target krpc.ID, q Query) krpc.CompactNodes {
-	all := n.table.Closest(target, n.cfg.K+1)
-	out := all[:0] // filtered in place: one allocation per reply
+	all := n.table.AppendClosest(n.scratch.nodes[:0], target, n.cfg.K+1)
+	n.scratch.nodes = all[:0] // reused by the next reply: Reply encodes at once
+	out := all[:0]            // filtered in place
 	for _, ni := range all {
 		if ni.Addr.Addr().Is4() && ni.ID != q.Msg.A.ID && ni.Addr != q.From && len(out) < n.cfg.K {
 			out = append(out, ni)
@@ -201,6 +216,14 @@ func (n *Node) closest(target krpc.ID, q Query) krpc.CompactNodes {
 		return nil
 	}
 	return out
+}
+
+// reply returns the scratch's Return, cleared: a reply that the writer
+// encodes at once needs no allocation of its own.
+func (n *Node) reply() *krpc.Return {
+	r := &n.scratch.ret
+	*r = krpc.Return{}
+	return r
 }
 
 // tokensAt returns the node's token secrets, made at the first use.

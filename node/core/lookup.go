@@ -80,6 +80,7 @@ type Lookup struct {
 	done   func(Result)
 
 	cands            []*cand
+	slab             []cand // where new candidates are allocated (newCand)
 	res              Result
 	inFlight, active int
 	converged, ended bool
@@ -180,6 +181,20 @@ func (n *Node) lookup(now time.Time, method string, target krpc.ID, routers []ne
 
 // add offers a candidate, kept sorted: known ids by XOR distance, unknown
 // ones (bootstrap addresses) last.
+// candSlab is how many candidates newCand allocates at once.
+const candSlab = 16
+
+// newCand returns a zero candidate from the lookup's slab: one allocation
+// per candSlab candidates instead of one each. The slab is never moved, so
+// the pointers stay valid for the lookup's life.
+func (l *Lookup) newCand() *cand {
+	if len(l.slab) == cap(l.slab) {
+		l.slab = make([]cand, 0, candSlab)
+	}
+	l.slab = l.slab[:len(l.slab)+1]
+	return &l.slab[len(l.slab)-1]
+}
+
 func (l *Lookup) add(ni krpc.NodeInfo, known bool, depth int) {
 	a := ni.Addr
 	if !a.IsValid() || a.Port() == 0 || a.Addr().IsUnspecified() || (known && ni.ID == l.n.id) {
@@ -206,7 +221,8 @@ func (l *Lookup) add(ni krpc.NodeInfo, known bool, depth int) {
 	if subnet.IsValid() && sameSubnet >= l.n.cfg.MaxPerSubnet {
 		return
 	}
-	c := &cand{info: ni, known: known, depth: uint8(min(depth, 255))}
+	c := l.newCand()
+	*c = cand{info: ni, known: known, depth: uint8(min(depth, 255))}
 	i, _ := slices.BinarySearchFunc(l.cands, c, func(o, c *cand) int {
 		switch {
 		case !o.known:
@@ -259,7 +275,7 @@ func (l *Lookup) step(now time.Time) {
 
 // send queries c.
 func (l *Lookup) send(now time.Time, c *cand) error {
-	a := &krpc.Args{}
+	a := l.n.queryArgs()
 	if l.method == krpc.MethodGetPeers {
 		a.InfoHash = &l.target
 	} else {
