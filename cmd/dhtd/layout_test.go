@@ -61,3 +61,57 @@ func TestReadmeLayoutMatchesTree(t *testing.T) {
 		}
 	}
 }
+
+// TestMakeFuzzRunsEveryTarget checks that the Makefile's FUZZ_TARGETS,
+// what `make fuzz` (and so `make test`) runs, lists every fuzz target of
+// the repository, and nothing that is not one.
+func TestMakeFuzzRunsEveryTarget(t *testing.T) {
+	root := filepath.Join("..", "..")
+	mk, err := os.ReadFile(filepath.Join(root, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^FUZZ_TARGETS \?= (.*)$`).FindSubmatch(mk)
+	if m == nil {
+		t.Fatal("Makefile has no FUZZ_TARGETS line")
+	}
+	listed := strings.Fields(string(m[1]))
+	fuzzFunc := regexp.MustCompile(`(?m)^func (Fuzz\w+)\(f \*testing\.F\)`)
+	var found []string
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == "node_modules") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, filepath.Dir(path))
+		for _, f := range fuzzFunc.FindAllSubmatch(src, -1) {
+			found = append(found, "./"+filepath.ToSlash(rel)+":"+string(f[1]))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range found {
+		if !slices.Contains(listed, f) {
+			t.Errorf("fuzz target %s is not in the Makefile's FUZZ_TARGETS", f)
+		}
+	}
+	for _, l := range listed {
+		if !slices.Contains(found, l) {
+			t.Errorf("FUZZ_TARGETS names %s, which is not a fuzz target", l)
+		}
+	}
+	if len(found) == 0 {
+		t.Error("no fuzz target found")
+	}
+}
