@@ -64,14 +64,8 @@ func (t *Table) appendClosest(dst []krpc.NodeInfo, target krpc.ID, n int, keep f
 		}
 	}
 	// Bounded insertion into a sorted selection of at most n <= sortAllAbove
-	// candidates, kept on the stack. Buckets are visited in groups of
-	// strictly increasing distance to target, so the scan stops after the
-	// group that completes the selection instead of touching every node.
-	// With p the prefix length target shares with us and last the last
-	// bucket: bucket min(p, last) is closest (its nodes agree with target
-	// on bit p); then buckets p+1..last (they differ from target first at
-	// bit p); then buckets p-1, p-2, ..., 0 (a node of bucket i differs
-	// from target first at bit i).
+	// candidates, kept on the stack, over the buckets in visitNearFirst's
+	// order.
 	var buf [sortAllAbove]candidate
 	best := buf[:0]
 	hi := idKey(&target)
@@ -102,6 +96,19 @@ func (t *Table) appendClosest(dst []krpc.NodeInfo, target krpc.ID, n int, keep f
 			best[j] = candidate{d, e}
 		}
 	}
+	t.visitNearFirst(target, n, func() int { return len(best) }, visit)
+	return appendCandidateInfos(dst, best)
+}
+
+// visitNearFirst calls visit on the buckets in groups of strictly
+// increasing distance to target, and stops after the group in which have
+// (the size of the caller's selection) reaches n, instead of touching
+// every node. With p the prefix length target shares with us and last the
+// last bucket: bucket min(p, last) is closest (its nodes agree with target
+// on bit p); then buckets p+1..last (they differ from target first at bit
+// p); then buckets p-1, p-2, ..., 0 (a node of bucket i differs from
+// target first at bit i). Caller holds t.mu.
+func (t *Table) visitNearFirst(target krpc.ID, n int, have func() int, visit func(*bucket)) {
 	last := len(t.buckets) - 1
 	p := CommonPrefixLen(t.self, target)
 	if p >= last {
@@ -109,16 +116,15 @@ func (t *Table) appendClosest(dst []krpc.NodeInfo, target krpc.ID, n int, keep f
 		p = last
 	} else {
 		visit(t.buckets[p])
-		if len(best) < n {
+		if have() < n {
 			for i := p + 1; i <= last; i++ {
 				visit(t.buckets[i])
 			}
 		}
 	}
-	for i := p - 1; i >= 0 && len(best) < n; i-- {
+	for i := p - 1; i >= 0 && have() < n; i-- {
 		visit(t.buckets[i])
 	}
-	return appendCandidateInfos(dst, best)
 }
 
 // keyCand is a candidate of closestByKey: the first 8 bytes of its XOR
@@ -168,22 +174,7 @@ func (t *Table) closestByKey(dst []krpc.NodeInfo, target krpc.ID, n int) ([]krpc
 			best[j] = keyCand{d, b.nodes[i]}
 		}
 	}
-	last := len(t.buckets) - 1
-	p := CommonPrefixLen(t.self, target)
-	if p >= last {
-		visit(t.buckets[last])
-		p = last
-	} else {
-		visit(t.buckets[p])
-		if len(best) < n {
-			for i := p + 1; i <= last; i++ {
-				visit(t.buckets[i])
-			}
-		}
-	}
-	for i := p - 1; i >= 0 && len(best) < n; i-- {
-		visit(t.buckets[i])
-	}
+	t.visitNearFirst(target, n, func() int { return len(best) }, visit)
 	if tie {
 		return dst, false
 	}
