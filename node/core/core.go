@@ -70,8 +70,8 @@ type Config struct {
 	// Rand is the node's source of randomness; required.
 	Rand *rand.Rand
 	// Handler, if set, answers the queries in place of Node.Serve (which
-	// it may call). It may keep the Writer and answer later, but not
-	// q.Msg: the message and what it points to are reused once the
+	// it may call). It may answer later through w.Detach(), but may not
+	// keep q.Msg: the message and what it points to are reused once the
 	// handler returns (copy what is kept).
 	Handler func(n *Node, q Query, w Writer)
 	// Scratch, if set, is the decoding and encoding storage of the node,

@@ -92,13 +92,17 @@ func TestUnansweredQueryTimesOut(t *testing.T) {
 	}
 }
 
-// A handler may keep its Writer and answer after it returned (as after a
-// durable write): nothing is sent until it does, and then exactly once.
+// A handler may detach its Writer and answer after it returned (as after
+// a durable write): nothing is sent until it does, and then exactly once;
+// the writer it was given answers nothing once detached.
 func TestWriterAnswersLater(t *testing.T) {
-	var kept Writer
+	var kept, given Writer
 	b := newTestNode(2, 2, func(n *Node, q Query, w Writer) {
 		if q.Msg.Q == krpc.MethodPing {
-			kept = w
+			given, kept = w, w.Detach()
+			if kept.RemoteAddr() != q.From {
+				t.Errorf("detached writer answers %v, want %v", kept.RemoteAddr(), q.From)
+			}
 			return
 		}
 		n.Serve(q, w)
@@ -114,6 +118,10 @@ func TestWriterAnswersLater(t *testing.T) {
 	deliver(t, t0, nodes)
 	if kept == nil || answered {
 		t.Fatalf("handler kept writer: %v; answered before Reply: %v", kept != nil, answered)
+	}
+	given.Reply(&krpc.Return{}) // detached: ignored
+	if moved := deliver(t, t0.Add(time.Second/2), nodes); moved != 0 || answered {
+		t.Fatalf("the writer given to the handler answered after Detach: %d packets", moved)
 	}
 	kept.Reply(&krpc.Return{})
 	kept.Reply(&krpc.Return{}) // a second answer is ignored

@@ -16,16 +16,18 @@ type Query struct {
 	Msg  *krpc.Msg
 }
 
-// Writer answers one query. Reply encodes r before it returns and does not
-// keep it. A handler calls Reply or Error at most once,
-// either before it returns or later (for example once a write it made is
-// durable): the writer stays valid after the handler returns, so there is
-// no sentinel for "I will answer later" and no side channel. A handler that
-// never calls either sends no answer.
-type Writer interface {
-	Reply(r *krpc.Return)
-	Error(code int64, msg string)
-}
+// Writer answers one query: it is krpc.ResponseWriter, the daemon's
+// contract (miekg/dns's shape). Reply encodes r before it returns and
+// does not keep it. A handler answers with Reply or Error at most once,
+// before it returns or, having called Detach, later (for example once a
+// write it made is durable), so there is no sentinel for "I will answer
+// later" and no side channel; a handler that does neither sends no
+// answer. The writer a handler is given may be the node's scratch one,
+// reused for the next query once the handler returns: a late answer goes
+// through the writer Detach returns. The core is not safe for concurrent
+// use, so a detached writer too is called by the node's driver, between
+// or inside its Handle calls.
+type Writer = krpc.ResponseWriter
 
 // writer is the Node's Writer: it queues the answer on the node's outbox.
 type writer struct {
@@ -33,6 +35,16 @@ type writer struct {
 	to   netip.AddrPort
 	tid  string
 	done bool
+}
+
+func (w *writer) RemoteAddr() netip.AddrPort { return w.to }
+
+// Detach returns a copy of w that stays valid after the handler returns,
+// and leaves w answering nothing more.
+func (w *writer) Detach() krpc.ResponseWriter {
+	d := *w
+	w.done = true
+	return &d
 }
 
 func (w *writer) Reply(r *krpc.Return) {
