@@ -506,7 +506,7 @@ func (s *sock) closedLoop(stop <-chan struct{}) {
 		now = time.Now()
 		r := 0
 		for i := range in[:n] {
-			from := addrPortOf(in[i].Addr)
+			from := krpc.AddrPortOf(in[i].Addr)
 			out, reply := s.onPacket(in[i].Buffers[0][:in[i].N], from, now, &m, replies[r].Buffers[0][:0])
 			if reply {
 				replies[r].Buffers[0] = out
@@ -528,13 +528,6 @@ func writeAll(pc *ipv4.PacketConn, msgs []ipv4.Message) {
 			sent++
 		}
 	}
-}
-
-func addrPortOf(a net.Addr) netip.AddrPort {
-	if u, ok := a.(*net.UDPAddr); ok {
-		return u.AddrPort()
-	}
-	return netip.AddrPort{}
 }
 
 // readLoop reads the answers of an open-loop socket one datagram at a
