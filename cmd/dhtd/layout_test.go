@@ -29,24 +29,11 @@ func TestReadmeLayoutMatchesTree(t *testing.T) {
 	}
 
 	var pkgs []string
-	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+	walkGoFiles(t, root, func(path, rel string) {
+		if !strings.HasSuffix(path, "_test.go") && rel != "." && !slices.Contains(pkgs, rel) {
+			pkgs = append(pkgs, rel)
 		}
-		if d.IsDir() && path != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == "node_modules") {
-			return filepath.SkipDir
-		}
-		if !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
-			rel, _ := filepath.Rel(root, filepath.Dir(path))
-			if rel != "." && !slices.Contains(pkgs, filepath.ToSlash(rel)) {
-				pkgs = append(pkgs, filepath.ToSlash(rel))
-			}
-		}
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if len(pkgs) < 8 {
 		t.Fatalf("found only %d packages under %s: %v", len(pkgs), root, pkgs)
 	}
@@ -78,29 +65,18 @@ func TestMakeFuzzRunsEveryTarget(t *testing.T) {
 	listed := strings.Fields(string(m[1]))
 	fuzzFunc := regexp.MustCompile(`(?m)^func (Fuzz\w+)\(f \*testing\.F\)`)
 	var found []string
-	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && path != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == "node_modules") {
-			return filepath.SkipDir
-		}
-		if d.IsDir() || !strings.HasSuffix(path, "_test.go") {
-			return nil
+	walkGoFiles(t, root, func(path, rel string) {
+		if !strings.HasSuffix(path, "_test.go") {
+			return
 		}
 		src, err := os.ReadFile(path)
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
-		rel, _ := filepath.Rel(root, filepath.Dir(path))
 		for _, f := range fuzzFunc.FindAllSubmatch(src, -1) {
-			found = append(found, "./"+filepath.ToSlash(rel)+":"+string(f[1]))
+			found = append(found, "./"+rel+":"+string(f[1]))
 		}
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, f := range found {
 		if !slices.Contains(listed, f) {
 			t.Errorf("fuzz target %s is not in the Makefile's FUZZ_TARGETS", f)
@@ -113,5 +89,28 @@ func TestMakeFuzzRunsEveryTarget(t *testing.T) {
 	}
 	if len(found) == 0 {
 		t.Error("no fuzz target found")
+	}
+}
+
+// walkGoFiles calls fn with every .go file of the repository at root and
+// its directory relative to root (slash-separated), leaving out hidden
+// directories, testdata and node_modules.
+func walkGoFiles(t *testing.T, root string, fn func(path, rel string)) {
+	t.Helper()
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == "node_modules") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(path, ".go") {
+			rel, _ := filepath.Rel(root, filepath.Dir(path))
+			fn(path, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
