@@ -157,9 +157,7 @@ func testClusterFindNode(t *testing.T) {
 func TestPingAndTable(t *testing.T) { synctest.Test(t, testPingAndTable) }
 
 func testPingAndTable(t *testing.T) {
-	s := newSim(t, 1, simnet.Config{})
-	a := s.start(s.newID(), s.newAddr(), nil)
-	b := s.start(s.newID(), s.newAddr(), nil)
+	s, a, b := newPair(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // simulated
 	defer cancel()
 	id, rtt, err := a.Ping(ctx, b.Addr())

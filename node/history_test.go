@@ -5,8 +5,6 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
-
-	"github.com/dhtd/dhtd/krpc/simnet"
 )
 
 // TestHistory: a sample holds the rates since the previous one (packets
@@ -16,9 +14,7 @@ import (
 func TestHistory(t *testing.T) { synctest.Test(t, testHistory) }
 
 func testHistory(t *testing.T) {
-	s := newSim(t, 17, simnet.Config{})
-	a := s.start(s.newID(), s.newAddr(), nil)
-	b := s.start(s.newID(), s.newAddr(), nil)
+	_, a, b := newPair(t, 17)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // simulated
 	defer cancel()
 	a.sampleHistory()

@@ -5,8 +5,6 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
-
-	"github.com/dhtd/dhtd/krpc/simnet"
 )
 
 // TestTableRecordsRTT: a node that answers enters the routing table with
@@ -15,9 +13,7 @@ import (
 func TestTableRecordsRTT(t *testing.T) { synctest.Test(t, testTableRecordsRTT) }
 
 func testTableRecordsRTT(t *testing.T) {
-	s := newSim(t, 16, simnet.Config{})
-	a := s.start(s.newID(), s.newAddr(), nil)
-	b := s.start(s.newID(), s.newAddr(), nil)
+	_, a, b := newPair(t, 16)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // simulated
 	defer cancel()
 	id, rtt, err := a.Ping(ctx, b.Addr())

@@ -81,6 +81,14 @@ func newSim(t testing.TB, seed uint64, cfg simnet.Config) *simCluster {
 	return s
 }
 
+// newPair returns a cluster on a new Network (see newSim, default
+// config) with two fresh nodes started on it, neither bootstrapped.
+func newPair(t testing.TB, seed uint64) (s *simCluster, a, b *Node) {
+	t.Helper()
+	s = newSim(t, seed, simnet.Config{})
+	return s, s.start(s.newID(), s.newAddr(), nil), s.start(s.newID(), s.newAddr(), nil)
+}
+
 // newAddr returns an address no node has had: a /24 of its own.
 func (s *simCluster) newAddr() netip.AddrPort {
 	s.mu.Lock()
