@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"net/netip"
-	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -107,48 +106,9 @@ func testBEP42Enforce(t *testing.T) {
 	}
 }
 
-// TestBEP42PreferResults: in prefer mode a lookup's result (and so the
-// storage targets) is the K closest answered nodes whose ids verify, filled
-// up with the closest others, in distance order.
-func TestBEP42PreferResults(t *testing.T) {
-	target := krpc.RandomID()
-	var ids []krpc.ID
-	for range 12 {
-		ids = append(ids, krpc.RandomID())
-	}
-	slices.SortFunc(ids, func(a, b krpc.ID) int { return routing.CompareDistance(target, a, b) })
-	verified := map[krpc.ID]bool{}
-	for _, i := range []int{1, 3, 5, 7, 9, 11} { // 6 of 12 verify
-		verified[ids[i]] = true
-	}
-	for _, tc := range []struct {
-		name   string
-		prefer func(krpc.ID, netip.Addr) bool
-		want   []int // indexes into ids, distance order
-	}{
-		{"off", nil, []int{0, 1, 2, 3, 4, 5, 6, 7}},
-		{"prefer", func(id krpc.ID, _ netip.Addr) bool { return verified[id] }, []int{0, 1, 2, 3, 5, 7, 9, 11}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			tr := newTraversal(krpc.RandomID(), target, 8, 3, nil)
-			tr.prefer = tc.prefer
-			for i, id := range ids {
-				tr.add(krpc.NodeInfo{ID: id, Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), 6881)}, true)
-			}
-			for _, c := range tr.cands {
-				c.state = stAnswered
-			}
-			var res LookupResult
-			tr.collect(&res)
-			var got []int
-			for _, f := range res.Closest {
-				got = append(got, slices.Index(ids, f.Node.ID))
-			}
-			if !slices.Equal(got, tc.want) {
-				t.Fatalf("result %v, want %v", got, tc.want)
-			}
-		})
-	}
+// TestBEP42PreferMode: New accepts prefer mode (the result's preference
+// is core.Traversal's, tested there).
+func TestBEP42PreferMode(t *testing.T) {
 	// New accepts the mode.
 	cfg := LoopbackConfig()
 	cfg.BEP42 = routing.BEP42Prefer

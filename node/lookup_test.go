@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/node/core"
 	"github.com/dhtd/dhtd/routing"
 )
 
@@ -37,12 +38,12 @@ func TestTraversalPassesOverSilentNodes(t *testing.T) {
 		}
 		return &krpc.Msg{Y: krpc.KindResponse, R: &krpc.Return{ID: byAddr[to]}}, nil
 	}
-	tr := newTraversal(krpc.RandomID(), target, k, alpha, query)
+	tr := newTraversal(core.TraversalConfig{Self: krpc.RandomID(), Target: target, K: k, Alpha: alpha}, query, krpc.SystemClock{}, nil)
 	// A measured round trip of 1ms: the silent queries turn slow at
 	// minSlowAfter.
 	tr.rtts.add(time.Millisecond)
 	for _, n := range infos {
-		tr.add(n, true)
+		tr.Seed(n)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -63,9 +64,9 @@ func TestTraversalPassesOverSilentNodes(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("closest = %x\nwant the K closest that answered %x", got, want)
 	}
-	// The K closest, the spares (at least minSpare), nothing past them.
-	if res.Queried < k+minSpare || res.Queried > count {
-		t.Errorf("queried %d, want between %d and %d", res.Queried, k+minSpare, count)
+	// The K closest, the spares (at least core.MinSpare), nothing past them.
+	if res.Queried < k+core.MinSpare || res.Queried > count {
+		t.Errorf("queried %d, want between %d and %d", res.Queried, k+core.MinSpare, count)
 	}
 	if res.Failed != 0 {
 		t.Errorf("failed = %d, want 0 (silent queries are cancelled, not failed)", res.Failed)
@@ -79,8 +80,8 @@ func TestRTTWindowSlowAfter(t *testing.T) {
 		samples []time.Duration
 		want    time.Duration
 	}{
-		{"empty", nil, initialSlowAfter},
-		{"floor", []time.Duration{ms, 2 * ms, 3 * ms}, minSlowAfter},
+		{"empty", nil, time.Second},
+		{"floor", []time.Duration{ms, 2 * ms, 3 * ms}, 20 * ms},
 		// 10 samples 100..1000ms: median 600ms (1.5x = 900ms), 90th
 		// percentile 1000ms (1.25x = 1250ms).
 		{"tail", []time.Duration{100 * ms, 200 * ms, 300 * ms, 400 * ms, 500 * ms, 600 * ms, 700 * ms, 800 * ms, 900 * ms, 1000 * ms}, 1250 * ms},

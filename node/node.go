@@ -14,6 +14,7 @@ import (
 
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/metrics"
+	"github.com/dhtd/dhtd/node/core"
 	"github.com/dhtd/dhtd/routing"
 	"github.com/dhtd/dhtd/storage"
 )
@@ -351,27 +352,28 @@ func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryF
 	bound := n.clock.AfterFunc(n.cfg.LookupTimeout, func() { cancel(errLookupTimeout) })
 	defer bound.Stop()
 	start := n.clock.Now()
-	t := newTraversal(n.id, target, n.cfg.K, n.cfg.Alpha, q)
-	t.clock = n.clock
+	t := newTraversal(core.TraversalConfig{
+		Self: n.id, Target: target, K: n.cfg.K, Alpha: n.cfg.Alpha,
+		MaxPerSubnet: n.cfg.LookupMaxPerSubnet, LimitLoopback: n.cfg.LimitLoopback,
+		Retry:  true,
+		Verify: n.idVerifier(),
+		Prefer: n.idPreference(),
+		Reach:  n.canReach,
+		IsSelf: n.isSelf,
+	}, q, n.clock, &n.rtts)
 	t.onReply = onReply
-	t.maxPerSubnet, t.limitLoopback = n.cfg.LookupMaxPerSubnet, n.cfg.LimitLoopback
-	t.verify = n.idVerifier()
-	t.prefer = n.idPreference()
-	t.reach = n.canReach
-	t.isSelf = n.isSelf
-	t.rtts = &n.rtts
 	// 2K seeds: with only K, a lookup whose K closest are all in our
 	// table and some of them silent runs out of candidates and waits for
 	// the silent ones' full timeout.
 	for _, c := range n.table.Closest(target, 2*n.cfg.K) {
-		t.add(c, true)
+		t.Seed(c)
 	}
-	if len(t.cands) < 3 {
+	if t.Len() < 3 {
 		for _, a := range n.bootstrapAddrs() {
-			t.add(krpc.NodeInfo{Addr: a}, false)
+			t.SeedAddr(a)
 		}
 	}
-	if len(t.cands) == 0 {
+	if t.Len() == 0 {
 		n.metrics.Lookups.WithLabelValues(kind, metrics.LookupFailed).Inc()
 		return LookupResult{Target: target}, fmt.Errorf("lookup %s %s: %w and no bootstrap addresses", kind, target, ErrNoNodes)
 	}
