@@ -70,8 +70,8 @@ func (o *owners) has(ip netip.Addr, now time.Time) bool {
 
 // replyCap returns the most bytes a reply to from may take, and whether a
 // cap applies at all.
-func (n *Node) replyCap(from netip.AddrPort) (int, bool) {
-	if n.cfg.UnverifiedReplyBytes < 0 || n.owners.has(from.Addr(), n.clock.Now()) {
+func (n *Node) replyCap(from netip.AddrPort, now time.Time) (int, bool) {
+	if n.cfg.UnverifiedReplyBytes < 0 || n.owners.has(from.Addr(), now) {
 		return 0, false
 	}
 	return n.cfg.UnverifiedReplyBytes, true

@@ -14,6 +14,7 @@ import (
 	"github.com/dhtd/dhtd/internal/fakenode"
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/metrics"
+	"github.com/dhtd/dhtd/node/core"
 	"github.com/dhtd/dhtd/routing"
 	"github.com/dhtd/dhtd/storage"
 )
@@ -200,13 +201,13 @@ func TestStoreError(t *testing.T) {
 		{errors.New("disk on fire"), 202, "server error", ""},
 	}
 	for _, tc := range tests {
-		e, reason := storeError(tc.err)
+		e, reason := core.StoreError(tc.err)
 		if e.Code != tc.code || e.Msg != tc.msg || reason != tc.reason {
-			t.Errorf("storeError(%v) = %d %q %q, want %d %q %q", tc.err, e.Code, e.Msg, reason, tc.code, tc.msg, tc.reason)
+			t.Errorf("core.StoreError(%v) = %d %q %q, want %d %q %q", tc.err, e.Code, e.Msg, reason, tc.code, tc.msg, tc.reason)
 		}
 	}
 	// What storage's checks return maps the same way.
-	e, _ := storeError(storage.CheckValue([]byte("i1ei2e")))
+	e, _ := core.StoreError(storage.CheckValue([]byte("i1ei2e")))
 	if e.Code != 203 || e.Msg != "v is not canonical bencoding" {
 		t.Errorf("a non-canonical value: %d %q", e.Code, e.Msg)
 	}

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 
 	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/node/core"
 	"github.com/dhtd/dhtd/routing"
 )
 
@@ -55,14 +56,14 @@ func (n *Node) familyTable(v6 bool) *routing.Table {
 // querier (id, from).
 func (n *Node) linkedNodes(r *krpc.Return, target krpc.ID, want4, want6 bool, id krpc.ID, from netip.AddrPort) {
 	if t := n.familyTable(false); want4 && t != nil {
-		for _, c := range notQuerier(t.Closest(target, n.cfg.K+2), id, from, n.cfg.K) {
+		for _, c := range core.NotQuerier(t.Closest(target, n.cfg.K+2), id, from, n.cfg.K) {
 			if c.Addr.Addr().Unmap().Is4() {
 				r.Nodes = append(r.Nodes, c)
 			}
 		}
 	}
 	if t := n.familyTable(true); want6 && t != nil {
-		for _, c := range notQuerier(t.Closest(target, n.cfg.K+2), id, from, n.cfg.K) {
+		for _, c := range core.NotQuerier(t.Closest(target, n.cfg.K+2), id, from, n.cfg.K) {
 			if !c.Addr.Addr().Unmap().Is4() {
 				r.Nodes6 = append(r.Nodes6, c)
 			}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/node/core"
 )
 
 // TestHandleSampleInfohashes (BEP 51): a node holding 1,000
@@ -53,8 +54,8 @@ func TestHandleSampleInfohashes(t *testing.T) {
 		t.Fatalf("num %d, want 1000", *r.R.Num)
 	}
 	s := *r.R.Samples
-	if len(s) != maxSamples {
-		t.Fatalf("%d samples, want %d", len(s), maxSamples)
+	if len(s) != core.MaxSamples {
+		t.Fatalf("%d samples, want %d", len(s), core.MaxSamples)
 	}
 	seen := make(map[krpc.ID]bool)
 	for _, ih := range s {

@@ -55,9 +55,8 @@ type Node struct {
 	dbDeletes  chan dbDelete // evictions to delete from db, bounded
 	rejoined   chan struct{} // closed once the saved nodes have been pinged
 	storeLog   storageLog    // rate limit of storage error lines (persist.go)
-	// scratch is the reply the read loop's handler builds, reused for
-	// every query (handlers.go). Only the read loop goroutine touches it.
-	scratch replyScratch
+	// svc answers the queries, on the read loop (handlers.go).
+	svc *core.Service
 
 	closeOnce sync.Once
 	closeErr  error
@@ -80,7 +79,6 @@ type Node struct {
 	limiter     *krpc.IPLimiter  // per-source packet limit (Config.RateLimit)
 	replyBudget *krpc.ByteBudget // global reply bytes (Config.ReplyBytesPerSecond)
 	lastBoot    time.Time
-	sample      sampleCache // BEP 51 sample, reused for SampleInterval
 }
 
 // New opens the socket (unless cfg.Conn is given) and starts serving. It
@@ -150,6 +148,7 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.metrics.RegisterDB(n.dbStats)
 	}
+	n.svc = n.newService()
 	scfg := krpc.ServerConfig{
 		QueryTimeout:  cfg.QueryTimeout,
 		MaxInFlight:   cfg.MaxInFlight,

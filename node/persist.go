@@ -80,8 +80,8 @@ type durableWrite struct {
 	kind  string // metrics storage kind
 	write func() error
 	// apply, run once write has succeeded, keeps the write in memory; a
-	// non-nil result replaces the prepared reply (the store refused it).
-	apply func() *krpc.Msg
+	// non-nil result is the error to answer with (the store refused it).
+	apply func() *krpc.Error
 }
 
 // DataDirMarker is the file, next to DBFileName, that tells a data dir
@@ -403,15 +403,15 @@ func (n *Node) drainDeletes() {
 
 // durable arranges for dw to be written, then answered through w: an
 // empty response once dw is durable and applied, an error if the disk or
-// the store refused it. It returns nil, having detached w to answer later;
-// it runs on the read loop. If too many writes are pending it returns the
-// 202 to answer at once instead.
-func (n *Node) durable(w krpc.ResponseWriter, dw *durableWrite) *krpc.Msg {
+// the store refused it. It detaches w to answer later; it runs on the read
+// loop. If too many writes are pending it answers 202 at once instead.
+func (n *Node) durable(w krpc.ResponseWriter, dw *durableWrite) {
 	select {
 	case n.writeSlots <- struct{}{}:
 	default:
 		n.metrics.StorageRejections.WithLabelValues(dw.kind, metrics.RejectBusy).Inc()
-		return errMsg(krpc.ErrCodeServer, "server busy")
+		n.svc.Answer(w, &krpc.Error{Code: krpc.ErrCodeServer, Msg: "server busy"})
+		return
 	}
 	w = w.Detach()
 	n.metrics.DBWritesInFlight.Inc()
@@ -419,7 +419,7 @@ func (n *Node) durable(w krpc.ResponseWriter, dw *durableWrite) *krpc.Msg {
 	go func() {
 		defer n.wg.Done()
 		err := dw.write()
-		var refused *krpc.Msg
+		var refused *krpc.Error
 		if err == nil && dw.apply != nil {
 			refused = dw.apply()
 		}
@@ -430,17 +430,12 @@ func (n *Node) durable(w krpc.ResponseWriter, dw *durableWrite) *krpc.Msg {
 		if err != nil {
 			n.storageError("durable write failed; the write is refused and not kept", "kind", dw.kind, "err", err)
 			n.metrics.StorageRejections.WithLabelValues(dw.kind, metrics.RejectDBError).Inc()
-			n.answer(w, errMsg(krpc.ErrCodeServer, "storage error"))
+			n.svc.Answer(w, &krpc.Error{Code: krpc.ErrCodeServer, Msg: "storage error"})
 			return
 		}
 		n.storageRecovered()
-		if refused != nil {
-			n.answer(w, refused)
-			return
-		}
-		n.answer(w, &krpc.Msg{R: &krpc.Return{}})
+		n.svc.Answer(w, refused)
 	}()
-	return nil
 }
 
 // rejoin pings the nodes saved by the last run; those that answer enter

@@ -29,7 +29,6 @@ import (
 
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/routing"
-	"github.com/dhtd/dhtd/storage"
 )
 
 // Defaults of Config.
@@ -184,10 +183,8 @@ type Node struct {
 	rnd   *rand.Rand
 	table *routing.Table
 
-	tokens *storage.Tokens     // created at the first token asked for
-	peers  *storage.PeerStore  // created at the first announce
-	items  *storage.ItemStore  // created at the first put
-	handle func(Query, Writer) // query handler (handlers.go)
+	svc    Service             // the handlers, tokens and stores
+	handle func(Query, Writer) // Config.Handler, or nil for svc.Serve
 
 	nextTID  uint16
 	pending  []pending
@@ -221,7 +218,11 @@ func New(cfg Config, now time.Time) *Node {
 		n.scratch = new(Scratch)
 	}
 	n.maintain = now.Add(time.Duration(n.rnd.Int64N(int64(cfg.MaintainPeriod))) + cfg.MaintainPeriod)
-	n.handle = n.Serve
+	n.svc = Service{
+		ID: cfg.ID, K: cfg.K, Table: n.table, Rand: n.rnd, Scratch: n.scratch,
+		// BEP 5: a querier is unproven until it answers a ping of ours.
+		Hooks: Hooks{Admit: func(ni krpc.NodeInfo, now time.Time) { n.ping(now, ni.Addr) }},
+	}
 	if h := cfg.Handler; h != nil {
 		n.handle = func(q Query, w Writer) { h(n, q, w) }
 	}
@@ -237,10 +238,10 @@ func (n *Node) Table() *routing.Table { return n.table }
 // HasItem reports whether the node stores an unexpired BEP 44 item under
 // target (for a driver with global knowledge, such as the simulator).
 func (n *Node) HasItem(target krpc.ID, now time.Time) bool {
-	if n.items == nil {
+	if n.svc.Items == nil {
 		return false
 	}
-	_, ok := n.items.Get(target, now)
+	_, ok := n.svc.Items.Get(target, now)
 	return ok
 }
 
