@@ -157,11 +157,9 @@ func (s *Service) Serve(q Query, w Writer) {
 	case krpc.MethodPing:
 		s.reply(w, s.newReply())
 	case krpc.MethodFindNode:
-		if a.Target == nil {
-			s.fail(w, krpc.ErrCodeProtocol, "find_node: target missing")
-			return
+		if target, ok := s.target(q, w); ok {
+			s.reply(w, s.nodes(target, a, from))
 		}
-		s.reply(w, s.nodes(*a.Target, a, from))
 	case krpc.MethodGetPeers:
 		s.getPeers(q, w)
 	case krpc.MethodAnnouncePeer:
@@ -182,6 +180,16 @@ func (s *Service) Serve(q Query, w Writer) {
 			s.fail(w, krpc.ErrCodeMethodUnknown, "Method Unknown")
 		}
 	}
+}
+
+// target returns the query's "target", or answers 203 "<method>: target
+// missing" (BEP 5) and returns false.
+func (s *Service) target(q Query, w Writer) (krpc.ID, bool) {
+	if t := q.Msg.A.Target; t != nil {
+		return *t, true
+	}
+	s.fail(w, krpc.ErrCodeProtocol, q.Msg.Q+": target missing")
+	return krpc.ID{}, false
 }
 
 // reply sends the response r, with our id, through w.
@@ -459,9 +467,7 @@ func (s *Service) Announced(err error) bool {
 	if err == nil {
 		return true
 	}
-	if _, reason := StoreError(err); reason != "" {
-		s.count(Event{Kind: EventStoreRefused, Store: metrics.StorePeer, Reason: reason})
-	}
+	s.Refused(metrics.StorePeer, err)
 	return false
 }
 
@@ -471,17 +477,17 @@ func (s *Service) Announced(err error) bool {
 // is never echoed (BEP 44).
 func (s *Service) get(q Query, w Writer) {
 	a, from, now := q.Msg.A, q.From, q.Now
-	if a.Target == nil {
-		s.fail(w, krpc.ErrCodeProtocol, "get: target missing")
+	target, ok := s.target(q, w)
+	if !ok {
 		return
 	}
-	r := s.nodes(*a.Target, a, from)
-	r.Token = s.issue(from.Addr(), *a.Target, now)
+	r := s.nodes(target, a, from)
+	r.Token = s.issue(from.Addr(), target, now)
 	if s.Items == nil {
 		s.reply(w, r)
 		return
 	}
-	it, ok := s.Items.GetFrom(*a.Target, from.Addr(), now)
+	it, ok := s.Items.GetFrom(target, from.Addr(), now)
 	if !ok {
 		s.reply(w, r)
 		return
@@ -553,8 +559,8 @@ func (s *Service) Refused(kind string, err error) *krpc.Error {
 // samples (always present, even empty) and the nodes closest to target.
 func (s *Service) sampleInfohashes(q Query, w Writer) {
 	a, from, now := q.Msg.A, q.From, q.Now
-	if a.Target == nil {
-		s.fail(w, krpc.ErrCodeProtocol, "sample_infohashes: target missing")
+	target, ok := s.target(q, w)
+	if !ok {
 		return
 	}
 	interval := s.SampleInterval
@@ -575,7 +581,7 @@ func (s *Service) sampleInfohashes(q Query, w Writer) {
 		c.at = now
 	}
 	samples := c.samples
-	r := s.nodes(*a.Target, a, from)
+	r := s.nodes(target, a, from)
 	if c, capped := s.replyCap(from, now); capped {
 		// The amplification guard: as many samples as fit the cap.
 		room := (c - 160 - len(r.Nodes)*krpc.CompactNodeLen4 - len(r.Nodes6)*krpc.CompactNodeLen6) / krpc.IDLen
