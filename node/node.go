@@ -470,24 +470,14 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	n.log.Info("bootstrap done", "closest", len(res.Closest), "queried", res.Queried, "table", n.table.Len())
-	n.refreshBuckets(ctx, true)
+	// err is nil: res.Closest holds at least one node.
+	n.refreshBuckets(ctx, n.table.FillTargets(routing.FillDepth(n.id, res.Closest[len(res.Closest)-1].Node.ID)))
 	return nil
 }
 
-// refreshBuckets looks up a random id in each bucket that is stale (or,
-// with all, that is not full), one lookup at a time.
-func (n *Node) refreshBuckets(ctx context.Context, all bool) {
-	var targets []krpc.ID
-	now := n.clock.Now()
-	if all {
-		for _, b := range n.table.Snapshot(now) {
-			if len(b.Nodes) < b.Capacity {
-				targets = append(targets, routing.RandomIDInBucket(n.id, b.Index, b.Last))
-			}
-		}
-	} else {
-		targets = n.table.RefreshTargets(now)
-	}
+// refreshBuckets looks up each of targets (random ids in buckets that are
+// stale or not full), one lookup at a time.
+func (n *Node) refreshBuckets(ctx context.Context, targets []krpc.ID) {
 	for _, t := range targets {
 		if ctx.Err() != nil {
 			return
@@ -527,7 +517,7 @@ func (n *Node) maintain() {
 		if reboot {
 			_ = n.Bootstrap(n.ctx)
 		} else {
-			n.refreshBuckets(n.ctx, false)
+			n.refreshBuckets(n.ctx, n.table.RefreshTargets(now))
 		}
 	})
 }

@@ -423,6 +423,32 @@ func (t *Table) RefreshTargets(now time.Time) []krpc.ID {
 	return ids
 }
 
+// FillTargets returns a random id in each bucket up to index deepest that
+// holds fewer nodes than it can, farthest bucket first: the targets of the
+// lookups that fill the table after the first lookup of a bootstrap
+// (practice, libtorrent: a refresh of every bucket once the node has
+// joined). Deeper buckets are left out: when the lookup of our own id
+// found K nodes sharing at least deepest bits with us, it has found every
+// node of the buckets beyond, and another lookup there would find nothing
+// new (see FillDepth).
+func (t *Table) FillTargets(deepest int) []krpc.ID {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var ids []krpc.ID
+	last := len(t.buckets) - 1
+	for i, b := range t.buckets {
+		if i <= deepest && len(b.nodes) < t.capacity(i) {
+			ids = append(ids, RandomIDInBucket(t.self, i, i == last))
+		}
+	}
+	return ids
+}
+
+// FillDepth is the deepest bucket worth filling once a lookup of self
+// has found its K closest nodes, of which farthest is the farthest: the
+// bits the two share (see FillTargets).
+func FillDepth(self, farthest krpc.ID) int { return CommonPrefixLen(self, farthest) }
+
 // Nodes returns every live node, bucket by bucket from the farthest, for
 // persisting the table across restarts (BEP 5).
 func (t *Table) Nodes() []krpc.NodeInfo {

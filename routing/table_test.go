@@ -369,6 +369,49 @@ func TestRefreshTargets(t *testing.T) {
 	}
 }
 
+// TestFillTargets: a target in each bucket that has room, in bucket
+// order, and none in a full one.
+func TestFillTargets(t *testing.T) {
+	r := rand.New(rand.NewPCG(24, 25))
+	self := randID(r)
+	tb := NewTable(self, Config{FixedBuckets: true})
+	if got := tb.FillTargets(MaxBuckets); len(got) != 1 {
+		t.Fatalf("new table: %d targets, want 1", len(got))
+	}
+	// Buckets 0..4 get 9 nodes each (K = 8: full once split off), bucket
+	// 1 only 3.
+	for c := range 5 {
+		count := 9
+		if c == 1 {
+			count = 3
+		}
+		for i := range count {
+			tb.Responded(ni(idWithPrefix(r, self, c), c*100+i), t0, 0)
+		}
+	}
+	nb := tb.NumBuckets()
+	var want []int
+	for i, b := range tb.Snapshot(t0) {
+		if len(b.Nodes) < b.Capacity {
+			want = append(want, i)
+		}
+	}
+	if !slices.Contains(want, 1) || slices.Contains(want, 0) {
+		t.Fatalf("setup: buckets with room %v, want 1 among them and not 0", want)
+	}
+	var got []int
+	for _, target := range tb.FillTargets(MaxBuckets) {
+		got = append(got, min(CommonPrefixLen(self, target), nb-1))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("fill targets in buckets %v, want %v", got, want)
+	}
+	// Up to bucket 2 only: the deeper ones are left out.
+	if got := len(tb.FillTargets(2)); got != len(slices.DeleteFunc(slices.Clone(want), func(i int) bool { return i > 2 })) {
+		t.Errorf("FillTargets(2): %d targets, want those of %v up to bucket 2", got, want)
+	}
+}
+
 func TestQuestionableOrder(t *testing.T) {
 	r := rand.New(rand.NewPCG(24, 25))
 	tb, far := farBucketTable(t, r)

@@ -30,6 +30,7 @@ func simCommand() *cli.Command {
 			&cli.IntFlag{Name: "hours", Value: 24, Usage: "simulated hours of the churn scenario"},
 			&cli.IntFlag{Name: "items", Value: 100, Usage: "items published in the churn scenario"},
 			&cli.IntFlag{Name: "warm-lookups", Value: 2, Usage: "random lookups per node while the network warms up (fuller routing tables, more events)"},
+			&cli.BoolFlag{Name: "fill-buckets", Usage: "join as dhtd run does: after the lookup of its own id, each node looks up each bucket that has room (fuller tables, about twice the events)"},
 			&cli.Float64Flag{Name: "loss", Value: 0.01, Usage: "share of packets lost"},
 			&cli.Float64Flag{Name: "mem-limit", Value: 10, Usage: "soft memory limit of the Go runtime in GiB while simulating (0: none)"},
 			&cli.BoolFlag{Name: "progress", Usage: "print the simulated time to stderr every simulated minute"},
@@ -81,6 +82,7 @@ func simCommand() *cli.Command {
 				Hours:       c.Int("hours"),
 				Items:       c.Int("items"),
 				WarmLookups: c.Int("warm-lookups"),
+				FillBuckets: c.Bool("fill-buckets"),
 				Net:         sim.NetConfig{Loss: loss},
 			})
 			if err != nil {

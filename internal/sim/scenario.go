@@ -41,6 +41,13 @@ type Config struct {
 	// traffic a node sees: more warm lookups stand for a network that has
 	// run longer, at the cost of events.
 	WarmLookups int
+	// FillBuckets makes each node join as dhtd run does: after the lookup
+	// of its own id, a lookup in each bucket that has room
+	// (core.Node.Bootstrap). Tables end up about twice as full, for about
+	// twice the events; off, a node looks up its own id only
+	// (core.Node.BootstrapLookup), which keeps 100,000 nodes within the
+	// time and memory budget.
+	FillBuckets bool
 	Net         NetConfig
 	// Progress, if set, is called about once per simulated minute with
 	// the virtual time and the events processed so far.
@@ -81,6 +88,7 @@ type Report struct {
 	SimTimeS       float64 `json:"sim_time_s"`
 	TableNodesAvg  float64 `json:"table_nodes_avg"` // live routing table entries per reachable node
 	WarmLookups    int     `json:"warm_lookups"`    // random lookups per node while warming up
+	FillBuckets    bool    `json:"fill_buckets"`    // nodes joined with the bucket-filling lookups
 
 	Lookups         int     `json:"lookups"`
 	FoundClosestPct float64 `json:"found_closest_pct"`
@@ -170,6 +178,7 @@ func Run(cfg Config) (Report, error) {
 	r.Scenario, r.Nodes, r.Seed = cfg.Scenario, len(s.net.Peers), cfg.Seed
 	r.UnreachablePct = round2(100 * cfg.Unreachable)
 	r.WarmLookups = cfg.WarmLookups
+	r.FillBuckets = cfg.FillBuckets
 	r.SimTimeS = round2(s.net.Elapsed().Seconds())
 	r.Packets = PacketCounts{s.net.Sent, s.net.Delivered, s.net.Lost, s.net.Blocked}
 	s.sampleHeap()
@@ -244,7 +253,13 @@ func (s *run) randomID() krpc.ID {
 func (s *run) join(p *Peer, at, warmEnd time.Duration, warm int) {
 	s.net.At(at, func() {
 		s.net.Start(p)
-		s.net.Do(p, func(c *core.Node, now time.Time) { c.Bootstrap(now, s.routers, nil) })
+		s.net.Do(p, func(c *core.Node, now time.Time) {
+			if s.cfg.FillBuckets {
+				c.Bootstrap(now, s.routers, nil)
+			} else {
+				c.BootstrapLookup(now, s.routers, nil)
+			}
+		})
 	})
 	for range warm {
 		t := at + time.Duration(s.net.Rand.Int64N(int64(max(warmEnd-at, time.Second))))

@@ -117,6 +117,27 @@ func TestUnknownScenario(t *testing.T) {
 	}
 }
 
+// Joining as dhtd run does, with a lookup in each bucket that has room,
+// fills the tables further, and the report says so.
+func TestFillBucketsFillsTables(t *testing.T) {
+	cfg := small("lookup", 3)
+	plain, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.FillBuckets = true
+	filled, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.FillBuckets || !filled.FillBuckets {
+		t.Errorf("reported fill_buckets %v and %v, want false and true", plain.FillBuckets, filled.FillBuckets)
+	}
+	if filled.TableNodesAvg <= plain.TableNodesAvg {
+		t.Errorf("tables hold %.2f nodes with the bucket fill, %.2f without: want more", filled.TableNodesAvg, plain.TableNodesAvg)
+	}
+}
+
 // More warm-up lookups stand for a network that has run longer: the
 // routing tables must hold more nodes, and the report must say how many
 // warm lookups it ran.

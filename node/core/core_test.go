@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/routing"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -206,5 +207,54 @@ func TestAnnounceThenGetPeers(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("get_peers returned %v, want %v among them", peers, want)
+	}
+}
+
+// Bootstrap joins as the daemon does: the lookup of our own id, then a
+// lookup in each bucket that has room, and only then done.
+func TestBootstrapFillsBuckets(t *testing.T) {
+	nodes := map[netip.AddrPort]*Node{}
+	joiner := newTestNode(200, 200, nil)
+	var targets []krpc.ID // of the joiner's find_node queries
+	record := func(n *Node, q Query, w Writer) {
+		if q.Msg.Q == krpc.MethodFindNode && q.Msg.A.ID == joiner.ID() && q.Msg.A.Target != nil {
+			targets = append(targets, *q.Msg.A.Target)
+		}
+		n.Serve(q, w)
+	}
+	var all []*Node
+	for i := byte(1); i <= 30; i++ {
+		n := newTestNode(i*8, uint64(i), record)
+		nodes[addr(i)] = n
+		all = append(all, n)
+	}
+	for _, n := range all[1:] {
+		n.Bootstrap(t0, []netip.AddrPort{addr(1)}, nil)
+		deliver(t, t0, nodes)
+	}
+	nodes[addr(200)] = joiner
+	fill := joiner.Table().FillTargets(routing.MaxBuckets) // an empty table: its one bucket has room
+	if len(fill) != 1 {
+		t.Fatalf("empty table: %d fill targets, want 1", len(fill))
+	}
+	done := 0
+	joiner.Bootstrap(t0, []netip.AddrPort{addr(1)}, func(r Result) {
+		done++
+		if r.Target != joiner.ID() {
+			t.Errorf("done with the result of a lookup of %s, want the first, of our id", r.Target)
+		}
+	})
+	deliver(t, t0, nodes)
+	if done != 1 {
+		t.Fatalf("done called %d times, want once", done)
+	}
+	others := map[krpc.ID]bool{}
+	for _, tg := range targets {
+		if tg != joiner.ID() {
+			others[tg] = true
+		}
+	}
+	if len(others) == 0 {
+		t.Fatalf("the joiner looked up only its own id (%d find_node queries): no bucket was filled", len(targets))
 	}
 }

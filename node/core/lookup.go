@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/routing"
 	"github.com/dhtd/dhtd/storage"
 )
 
@@ -73,10 +74,44 @@ func (n *Node) Get(now time.Time, target krpc.ID, done func(Result)) *Lookup {
 	return n.lookup(now, krpc.MethodGet, target, nil, done)
 }
 
-// Bootstrap looks up our own id, starting from routers (addresses without
-// a known id) as well as our table, to fill the table (BEP 5).
+// Bootstrap joins the network as the daemon does: it looks up our own id,
+// starting from routers (addresses without a known id) as well as our
+// table (BEP 5), then looks up a random id in each bucket that is not
+// full and may hold more nodes, one lookup at a time, to fill the table
+// (routing.Table.FillTargets).
+// done, if not nil, is called with the first lookup's result once the
+// last has ended.
 func (n *Node) Bootstrap(now time.Time, routers []netip.AddrPort, done func(Result)) *Lookup {
+	return n.lookup(now, krpc.MethodFindNode, n.id, routers, func(r Result) {
+		var targets []krpc.ID
+		if len(r.Closest) > 0 {
+			targets = n.table.FillTargets(routing.FillDepth(n.id, r.Closest[len(r.Closest)-1].Node.ID))
+		}
+		n.fill(r.Start.Add(r.Elapsed), targets, func() {
+			if done != nil {
+				done(r)
+			}
+		})
+	})
+}
+
+// BootstrapLookup is the first lookup of Bootstrap alone: our own id,
+// from routers and our table, without the lookups that fill the buckets
+// (a lighter join, for simulations that must keep their events down).
+func (n *Node) BootstrapLookup(now time.Time, routers []netip.AddrPort, done func(Result)) *Lookup {
 	return n.lookup(now, krpc.MethodFindNode, n.id, routers, done)
+}
+
+// fill looks up targets one after the other (each redrawn from the node's
+// own source within its bucket), then calls done.
+func (n *Node) fill(now time.Time, targets []krpc.ID, done func()) {
+	if len(targets) == 0 {
+		done()
+		return
+	}
+	n.FindNode(now, n.reseed(targets[0]), func(r Result) {
+		n.fill(r.Start.Add(r.Elapsed), targets[1:], done)
+	})
 }
 
 // StoreResult is the outcome of Put or Announce.
