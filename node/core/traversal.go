@@ -501,6 +501,11 @@ func (t *Traversal) learn(from *Cand, r *krpc.Return) {
 		sn := routing.Subnet(ip)
 		i := slices.IndexFunc(t.told, func(s subnetCount) bool { return s.p == sn })
 		if i < 0 {
+			if t.told == nil {
+				// A lookup hears from some 50 responders: one allocation
+				// instead of a growing slice's seven.
+				t.told = make([]subnetCount, 0, 64)
+			}
 			t.told = append(t.told, subnetCount{p: sn})
 			i = len(t.told) - 1
 		}
