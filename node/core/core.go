@@ -186,7 +186,6 @@ type Node struct {
 	svc    Service             // the handlers, tokens and stores
 	handle func(Query, Writer) // Config.Handler, or nil for svc.Serve
 
-	nextTID  uint16
 	pending  []pending
 	outbox   []Transmit // queued from outHead on
 	outHead  int
@@ -211,7 +210,6 @@ func New(cfg Config, now time.Time) *Node {
 		id:      cfg.ID,
 		rnd:     cfg.Rand,
 		table:   routing.NewTable(cfg.ID, cfg.Table),
-		nextTID: uint16(cfg.Rand.Uint32()),
 		scratch: cfg.Scratch,
 	}
 	if n.scratch == nil {
@@ -420,8 +418,7 @@ func (n *Node) sendQuery(now time.Time, to netip.AddrPort, method string, a *krp
 	if len(n.pending) >= maxPending {
 		return ErrOverloaded
 	}
-	n.nextTID++
-	tid := n.nextTID
+	tid := n.newTID()
 	a.ID = n.id
 	m := krpc.Msg{T: string([]byte{byte(tid >> 8), byte(tid)}), Y: krpc.KindQuery, Q: method, A: a}
 	data, err := n.encode(&m)
@@ -432,6 +429,18 @@ func (n *Node) sendQuery(now time.Time, to netip.AddrPort, method string, a *krp
 	n.stats.QueriesSent++
 	n.push(Transmit{To: to, Data: data, Query: true})
 	return nil
+}
+
+// newTID returns a transaction id for a new query: random, so that an
+// off-path sender cannot guess it and forge an answer (as the daemon's
+// krpc.Server draws them), and unused by the queries outstanding.
+func (n *Node) newTID() uint16 {
+	for {
+		tid := uint16(n.rnd.Uint32())
+		if !slices.ContainsFunc(n.pending, func(p pending) bool { return p.tid == tid }) {
+			return tid
+		}
+	}
 }
 
 // encode bencodes m into the node's scratch buffer and returns a copy in

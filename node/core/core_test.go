@@ -258,3 +258,41 @@ func TestBootstrapFillsBuckets(t *testing.T) {
 		t.Fatalf("the joiner looked up only its own id (%d find_node queries): no bucket was filled", len(targets))
 	}
 }
+
+// Transaction ids are unique among the queries outstanding and not a
+// counter, so an off-path sender cannot guess the next one.
+func TestQueryTIDsRandomAndUnique(t *testing.T) {
+	a := newTestNode(1, 1, nil)
+	var tids []uint16
+	for i := range maxPending + 50 {
+		a.ping(t0, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 6881))
+	}
+	for {
+		tr, ok := a.PollTransmit()
+		if !ok {
+			break
+		}
+		var m krpc.Msg
+		if err := krpc.Decode(tr.Data, &m); err != nil || len(m.T) != 2 {
+			t.Fatalf("query %q: %v", tr.Data, err)
+		}
+		tids = append(tids, uint16(m.T[0])<<8|uint16(m.T[1]))
+	}
+	if len(tids) != maxPending {
+		t.Fatalf("%d queries sent, want %d (the bound on outstanding queries)", len(tids), maxPending)
+	}
+	seen := map[uint16]bool{}
+	steps := 0
+	for i, id := range tids {
+		if seen[id] {
+			t.Fatalf("transaction id %d used twice while outstanding", id)
+		}
+		seen[id] = true
+		if i > 0 && id == tids[i-1]+1 {
+			steps++
+		}
+	}
+	if steps > 5 {
+		t.Errorf("%d of %d transaction ids follow the one before: a counter", steps, len(tids))
+	}
+}
