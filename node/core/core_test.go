@@ -50,6 +50,25 @@ func deliver(t *testing.T, now time.Time, nodes map[netip.AddrPort]*Node) int {
 	return moved
 }
 
+// newNetwork returns count nodes at addr(1) to addr(count), the i-th with
+// id byte i*step, answering with h (nil: Serve), each bootstrapped from
+// the first in turn, and the map deliver moves packets among.
+func newNetwork(t *testing.T, count, step byte, h func(*Node, Query, Writer)) (map[netip.AddrPort]*Node, []*Node) {
+	t.Helper()
+	nodes := map[netip.AddrPort]*Node{}
+	var all []*Node
+	for i := byte(1); i <= count; i++ {
+		n := newTestNode(i*step, uint64(i), h)
+		nodes[addr(i)] = n
+		all = append(all, n)
+	}
+	for _, n := range all[1:] {
+		n.Bootstrap(t0, []netip.AddrPort{addr(1)}, nil)
+		deliver(t, t0, nodes)
+	}
+	return nodes, all
+}
+
 func TestPingAddsResponderToTable(t *testing.T) {
 	a, b := newTestNode(1, 1, nil), newTestNode(2, 2, nil)
 	nodes := map[netip.AddrPort]*Node{addr(1): a, addr(2): b}
@@ -137,18 +156,8 @@ func TestWriterAnswersLater(t *testing.T) {
 // A lookup on a small fully connected network finds the closest node and
 // the item stored with Put.
 func TestPutThenGet(t *testing.T) {
-	nodes := map[netip.AddrPort]*Node{}
-	var all []*Node
-	for i := byte(1); i <= 20; i++ {
-		n := newTestNode(i*12, uint64(i), nil)
-		nodes[addr(i)] = n
-		all = append(all, n)
-	}
+	nodes, all := newNetwork(t, 20, 12, nil)
 	now := t0
-	for _, n := range all[1:] {
-		n.Bootstrap(now, []netip.AddrPort{addr(1)}, nil)
-		deliver(t, now, nodes)
-	}
 	v := []byte("5:hello")
 	stored := -1
 	all[5].Put(now, v, func(r StoreResult) { stored = r.Stored })
@@ -178,17 +187,7 @@ func TestPutThenGet(t *testing.T) {
 
 // An announce is found by a later get_peers from another node.
 func TestAnnounceThenGetPeers(t *testing.T) {
-	nodes := map[netip.AddrPort]*Node{}
-	var all []*Node
-	for i := byte(1); i <= 20; i++ {
-		n := newTestNode(i*12, uint64(i), nil)
-		nodes[addr(i)] = n
-		all = append(all, n)
-	}
-	for _, n := range all[1:] {
-		n.Bootstrap(t0, []netip.AddrPort{addr(1)}, nil)
-		deliver(t, t0, nodes)
-	}
+	nodes, all := newNetwork(t, 20, 12, nil)
 	var ih krpc.ID
 	ih[3] = 0x42
 	stored := -1
@@ -213,7 +212,6 @@ func TestAnnounceThenGetPeers(t *testing.T) {
 // Bootstrap joins as the daemon does: the lookup of our own id, then a
 // lookup in each bucket that has room, and only then done.
 func TestBootstrapFillsBuckets(t *testing.T) {
-	nodes := map[netip.AddrPort]*Node{}
 	joiner := newTestNode(200, 200, nil)
 	var targets []krpc.ID // of the joiner's find_node queries
 	record := func(n *Node, q Query, w Writer) {
@@ -222,16 +220,7 @@ func TestBootstrapFillsBuckets(t *testing.T) {
 		}
 		n.Serve(q, w)
 	}
-	var all []*Node
-	for i := byte(1); i <= 30; i++ {
-		n := newTestNode(i*8, uint64(i), record)
-		nodes[addr(i)] = n
-		all = append(all, n)
-	}
-	for _, n := range all[1:] {
-		n.Bootstrap(t0, []netip.AddrPort{addr(1)}, nil)
-		deliver(t, t0, nodes)
-	}
+	nodes, _ := newNetwork(t, 30, 8, record)
 	nodes[addr(200)] = joiner
 	fill := joiner.Table().FillTargets(routing.MaxBuckets) // an empty table: its one bucket has room
 	if len(fill) != 1 {
