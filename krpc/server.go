@@ -2,7 +2,6 @@ package krpc
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -154,7 +153,9 @@ type Server struct {
 	pc      net.PacketConn
 	udp     *net.UDPConn // pc as a UDP socket, for allocation-free I/O
 	handler Handler
-	txns    *transactions
+	txMu    sync.Mutex
+	txns    *Transactions[*call] // under txMu
+	txTimer Timer                // under txMu: armed while queries are in flight
 	slots   chan struct{}
 	local   netip.AddrPort
 
@@ -191,7 +192,7 @@ func NewServer(pc net.PacketConn, handler Handler, cfg ServerConfig) *Server {
 		cfg:     cfg,
 		pc:      pc,
 		handler: handler,
-		txns:    newTransactions(uint64(cfg.Clock.Now().UnixNano())),
+		txns:    newServerTransactions(cfg),
 		slots:   make(chan struct{}, cfg.MaxInFlight),
 		closed:  make(chan struct{}),
 	}
@@ -222,7 +223,11 @@ func (s *Server) SetResponseHook(h ResponseHook) {
 func (s *Server) LocalAddr() netip.AddrPort { return s.local }
 
 // InFlight returns the number of queries awaiting an answer.
-func (s *Server) InFlight() int { return s.txns.inFlight() }
+func (s *Server) InFlight() int {
+	s.txMu.Lock()
+	defer s.txMu.Unlock()
+	return s.txns.Len()
+}
 
 // Close stops the read loop, fails pending queries with ErrClosed and
 // closes the socket. It waits for every goroutine the server started.
@@ -233,7 +238,7 @@ func (s *Server) Close() error {
 		close(s.closed)
 		err = s.pc.Close()
 		s.wg.Wait()
-		s.txns.closeAll()
+		s.closeCalls()
 	})
 	return err
 }
@@ -520,7 +525,7 @@ func (s *Server) handlePacket(pkt []byte, from netip.AddrPort, m *Msg) {
 			kind = PacketError
 		}
 		ev.Received(kind, len(pkt))
-		c, reason := s.txns.match(m.T, from)
+		c, reason := s.matchCall(m.T, from)
 		if c == nil {
 			ev.Dropped(reason)
 			return
@@ -680,34 +685,26 @@ func (s *Server) Query(ctx context.Context, addr netip.AddrPort, method string, 
 	defer func() { <-s.slots }()
 
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
-	c := &call{addr: addr, method: method, sent: s.cfg.Clock.Now(), done: make(chan result, 1)}
-	id, ok := s.txns.add(c)
-	if !ok {
-		return nil, fmt.Errorf("query %s %s: no free transaction id", method, addr)
+	c := &call{method: method, sent: s.cfg.Clock.Now(), done: make(chan result, 1)}
+	h, err := s.addCall(addr, c)
+	if err != nil {
+		return nil, fmt.Errorf("query %s %s: %w", method, addr, err)
 	}
-	s.cfg.Events.InFlight(s.txns.inFlight())
-	defer func() { s.cfg.Events.InFlight(s.txns.inFlight()) }()
+	s.cfg.Events.InFlight(s.InFlight())
+	defer func() { s.cfg.Events.InFlight(s.InFlight()) }()
 
-	var tid [TIDLen]byte
-	binary.BigEndian.PutUint16(tid[:], id)
-	m := Msg{T: string(tid[:]), Y: KindQuery, Q: method, A: a, V: s.cfg.ClientVersion}
+	m := Msg{T: h.TID(), Y: KindQuery, Q: method, A: a, V: s.cfg.ClientVersion}
 	if s.cfg.ReadOnly {
 		m.RO = 1
 	}
 	b, err := Encode(&m)
 	if err != nil {
-		s.txns.remove(id, c, false)
+		s.removeCall(h, false)
 		return nil, err
 	}
 	start := c.sent
-	timer := s.cfg.Clock.AfterFunc(s.cfg.QueryTimeout, func() {
-		if s.txns.remove(id, c, true) {
-			c.done <- result{err: ErrTimeout}
-		}
-	})
-	defer timer.Stop()
 	if err := s.writeTo(b, addr); err != nil {
-		s.txns.remove(id, c, false)
+		s.removeCall(h, false)
 		s.cfg.Events.Dropped(DropSendError)
 		s.cfg.Events.QueryDone(method, OutcomeSendError, 0)
 		return nil, fmt.Errorf("query %s %s: send: %w", method, addr, err)
@@ -730,7 +727,7 @@ func (s *Server) Query(ctx context.Context, addr netip.AddrPort, method string, 
 			return res.msg, fmt.Errorf("query %s %s: %w", method, addr, res.err)
 		}
 	case <-ctx.Done():
-		s.txns.remove(id, c, true)
+		s.removeCall(h, true)
 		s.cfg.Events.QueryDone(method, OutcomeCancelled, 0)
 		return nil, fmt.Errorf("query %s %s: %w", method, addr, ctx.Err())
 	}

@@ -1,8 +1,10 @@
 package krpc
 
 import (
+	"math/rand/v2"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // discardBatch is a batchWriter that takes every reply and sends nothing.
@@ -49,5 +51,29 @@ func BenchmarkServerQuery(b *testing.B) {
 	s.flush(s.loopOut.batch)
 	if d.sent != i {
 		b.Fatalf("%d replies sent for %d queries", d.sent, i)
+	}
+}
+
+// BenchmarkTransactions is the transaction table's work for one query
+// answered in turn with 64 in flight: Add, then Match of the oldest.
+func BenchmarkTransactions(b *testing.B) {
+	tx := NewTransactions[int](2*time.Second, rand.New(rand.NewPCG(1, 2)), lateIDs)
+	now := time.Unix(1e9, 0)
+	to := netip.MustParseAddrPort("10.1.2.3:6881")
+	var ring [64]string
+	for i := range ring {
+		h, _ := tx.Add(now, to, i)
+		ring[i] = h.TID()
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		slot := i % len(ring)
+		if _, reason := tx.Match(ring[slot], to); reason != "" {
+			b.Fatal(reason)
+		}
+		h, _ := tx.Add(now, to, i)
+		ring[slot] = h.TID()
+		i++
 	}
 }

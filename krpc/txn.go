@@ -1,11 +1,9 @@
 package krpc
 
 import (
-	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"net/netip"
-	"sync"
 	"time"
 )
 
@@ -27,106 +25,99 @@ type result struct {
 
 // call is one query in flight.
 type call struct {
-	addr   netip.AddrPort
 	method string
 	sent   time.Time   // when the query was made, for the round trip
 	done   chan result // buffered, capacity 1: delivery never blocks
 }
 
-// transactions is the transaction manager: it hands out transaction ids
-// that are unique among in-flight queries and matches every response by
-// transaction id AND the address the query went to (docs/protocol.md, Transaction ids).
-type transactions struct {
-	mu      sync.Mutex
-	pending map[uint16]*call
-	// late remembers ids that timed out recently, in two generations, so a
-	// late answer is told apart from one to nothing we asked. Bounded.
-	late, lateOld map[uint16]netip.AddrPort
-	lateMax       int
-	rnd           *rand.Rand
+// The Server's transaction manager: a Transactions table under txMu, and
+// one timer armed for its earliest deadline while queries are in flight
+// (docs/protocol.md, Transaction ids).
+
+// lateIDs is how many timed-out ids a Server remembers per generation.
+const lateIDs = 1024
+
+// addCall registers c, a query to addr, and arms the timer if it was idle.
+func (s *Server) addCall(addr netip.AddrPort, c *call) (TxnHandle, error) {
+	s.txMu.Lock()
+	defer s.txMu.Unlock()
+	if s.closing.Load() {
+		return TxnHandle{}, ErrClosed
+	}
+	h, ok := s.txns.Add(c.sent, addr, c)
+	if !ok {
+		return TxnHandle{}, errNoTID
+	}
+	if s.txTimer == nil {
+		s.armLocked(c.sent)
+	}
+	return h, nil
 }
 
-func newTransactions(seed uint64) *transactions {
-	return &transactions{
-		pending: make(map[uint16]*call),
-		late:    make(map[uint16]netip.AddrPort),
-		lateMax: 1024,
-		rnd:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+// errNoTID: all 65,536 transaction ids are in flight.
+var errNoTID = errors.New("krpc: no free transaction id")
+
+// armLocked arms the timer for the earliest deadline in flight, if any.
+func (s *Server) armLocked(now time.Time) {
+	d, ok := s.txns.NextDeadline()
+	if !ok {
+		return
 	}
+	s.txTimer = s.cfg.Clock.AfterFunc(max(d.Sub(now), 0), s.expire)
 }
 
-// add registers c under a fresh random id. The caller bounds the number in
-// flight (65536 at most exist); add fails only when every id is taken.
-func (t *transactions) add(c *call) (uint16, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.pending) >= 1<<16 {
-		return 0, false
+// expire fails the queries whose deadline passed with ErrTimeout and arms
+// the timer for the next.
+func (s *Server) expire() {
+	s.txMu.Lock()
+	if s.txTimer != nil {
+		s.txTimer.Stop() // a timer armed since this one fired
+		s.txTimer = nil
 	}
-	for {
-		id := uint16(t.rnd.Uint32())
-		if _, busy := t.pending[id]; !busy {
-			t.pending[id] = c
-			return id, true
-		}
+	now := s.cfg.Clock.Now()
+	expired := s.txns.Expire(now, nil)
+	if !s.closing.Load() {
+		s.armLocked(now)
 	}
-}
-
-// remove forgets id if it still belongs to c; timedOut records it as late.
-func (t *transactions) remove(id uint16, c *call, timedOut bool) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.pending[id] != c {
-		return false
-	}
-	delete(t.pending, id)
-	if timedOut {
-		if len(t.late) >= t.lateMax {
-			t.lateOld, t.late = t.late, make(map[uint16]netip.AddrPort)
-		}
-		t.late[id] = c.addr
-	}
-	return true
-}
-
-// match finds and removes the call a response belongs to. It returns a drop
-// reason when there is none.
-func (t *transactions) match(tid string, from netip.AddrPort) (*call, string) {
-	if len(tid) != TIDLen {
-		return nil, DropUnknownTransaction
-	}
-	id := binary.BigEndian.Uint16([]byte(tid))
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	c := t.pending[id]
-	if c == nil {
-		if a, ok := t.late[id]; ok && a == from {
-			return nil, DropLateResponse
-		}
-		if a, ok := t.lateOld[id]; ok && a == from {
-			return nil, DropLateResponse
-		}
-		return nil, DropUnknownTransaction
-	}
-	if c.addr != from {
-		return nil, DropWrongAddress
-	}
-	delete(t.pending, id)
-	return c, ""
-}
-
-// closeAll fails every pending call.
-func (t *transactions) closeAll() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for id, c := range t.pending {
-		delete(t.pending, id)
-		c.done <- result{err: ErrClosed}
+	s.txMu.Unlock()
+	for _, e := range expired {
+		e.Value.done <- result{err: ErrTimeout}
 	}
 }
 
-func (t *transactions) inFlight() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.pending)
+// removeCall ends query h without an answer; late records its id as timed
+// out (the caller gave up on it).
+func (s *Server) removeCall(h TxnHandle, late bool) {
+	s.txMu.Lock()
+	s.txns.Remove(h, late)
+	s.txMu.Unlock()
+}
+
+// matchCall finds and removes the call a response belongs to, or returns
+// the reason to drop it.
+func (s *Server) matchCall(tid string, from netip.AddrPort) (*call, string) {
+	s.txMu.Lock()
+	defer s.txMu.Unlock()
+	return s.txns.Match(tid, from)
+}
+
+// closeCalls fails every query in flight with ErrClosed.
+func (s *Server) closeCalls() {
+	s.txMu.Lock()
+	if s.txTimer != nil {
+		s.txTimer.Stop()
+		s.txTimer = nil
+	}
+	all := s.txns.All(nil)
+	s.txMu.Unlock()
+	for _, e := range all {
+		e.Value.done <- result{err: ErrClosed}
+	}
+}
+
+// newServerTransactions returns a Server's table: ids drawn from a source
+// seeded by the clock, queries expiring after cfg.QueryTimeout.
+func newServerTransactions(cfg ServerConfig) *Transactions[*call] {
+	seed := uint64(cfg.Clock.Now().UnixNano())
+	return NewTransactions[*call](cfg.QueryTimeout, rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), lateIDs)
 }

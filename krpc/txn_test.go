@@ -3,6 +3,7 @@ package krpc
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -404,23 +405,29 @@ func TestMaxInFlightSlotRelease(t *testing.T) {
 	}
 }
 
-// TestTransactionsExhaustion: the manager hands out every one of the 65536
-// ids once, then refuses instead of reusing a pending one.
+// newTestTable is a Transactions with a fixed seed and a 2 s timeout.
+func newTestTable(lateMax int) *Transactions[int] {
+	return NewTransactions[int](2*time.Second, rand.New(rand.NewPCG(42, 7)), lateMax)
+}
+
+// TestTransactionsExhaustion: the table hands out every one of the 65536
+// ids once, then refuses instead of reusing one in flight.
 func TestTransactionsExhaustion(t *testing.T) {
-	tx := newTransactions(42)
+	tx := newTestTable(0)
+	now := time.Unix(1e9, 0)
 	seen := make([]bool, 1<<16)
 	for i := range 1 << 16 {
-		id, ok := tx.add(&call{})
+		h, ok := tx.Add(now, netip.AddrPort{}, i)
 		if !ok {
 			t.Fatalf("add %d failed with ids left", i)
 		}
-		if seen[id] {
-			t.Fatalf("id %d handed out twice", id)
+		if seen[h.ID] {
+			t.Fatalf("id %d handed out twice", h.ID)
 		}
-		seen[id] = true
+		seen[h.ID] = true
 	}
-	if _, ok := tx.add(&call{}); ok {
-		t.Fatal("add succeeded with every id pending")
+	if _, ok := tx.Add(now, netip.AddrPort{}, 0); ok {
+		t.Fatal("add succeeded with every id in flight")
 	}
 }
 
@@ -428,33 +435,121 @@ func TestTransactionsExhaustion(t *testing.T) {
 // generations of lateMax), and a late answer is recognised only from the
 // address the query went to.
 func TestTransactionsLateBounded(t *testing.T) {
-	tx := newTransactions(7)
+	const lateMax = 64
+	tx := newTestTable(lateMax)
+	now := time.Unix(1e9, 0)
 	addr := netip.MustParseAddrPort("192.0.2.1:6881")
 	other := netip.MustParseAddrPort("192.0.2.1:6882")
-	c := &call{addr: addr, done: make(chan result, 1)}
-	id, _ := tx.add(c)
-	if !tx.remove(id, c, true) {
-		t.Fatal("remove of a pending call failed")
+	h, _ := tx.Add(now, addr, 1)
+	if v, ok := tx.Remove(h, true); !ok || v != 1 {
+		t.Fatalf("remove of a query in flight = %d, %v", v, ok)
 	}
-	if tx.remove(id, c, true) {
+	if _, ok := tx.Remove(h, true); ok {
 		t.Fatal("second remove succeeded")
 	}
-	tid := string([]byte{byte(id >> 8), byte(id)})
-	if _, reason := tx.match(tid, addr); reason != DropLateResponse {
+	if _, reason := tx.Match(h.TID(), addr); reason != DropLateResponse {
 		t.Errorf("late answer: %q, want %q", reason, DropLateResponse)
 	}
-	if _, reason := tx.match(tid, other); reason != DropUnknownTransaction {
+	if _, reason := tx.Match(h.TID(), other); reason != DropUnknownTransaction {
 		t.Errorf("late answer from another port: %q, want %q", reason, DropUnknownTransaction)
 	}
-	for range 5 * tx.lateMax {
-		c := &call{addr: addr, done: make(chan result, 1)}
-		id, _ := tx.add(c)
-		tx.remove(id, c, true)
-		if n := len(tx.late) + len(tx.lateOld); n > 2*tx.lateMax {
-			t.Fatalf("%d late ids remembered, bound %d", n, 2*tx.lateMax)
+	for i := range 5 * lateMax {
+		h, _ := tx.Add(now, addr, i)
+		tx.Remove(h, true)
+		if n := len(tx.late) + len(tx.lateOld); n > 2*lateMax {
+			t.Fatalf("%d late ids remembered, bound %d", n, 2*lateMax)
 		}
 	}
-	if tx.inFlight() != 0 {
-		t.Errorf("inFlight = %d", tx.inFlight())
+	if tx.Len() != 0 {
+		t.Errorf("Len = %d", tx.Len())
+	}
+	// With lateMax 0 nothing is remembered.
+	tx = newTestTable(0)
+	h, _ = tx.Add(now, addr, 1)
+	tx.Remove(h, true)
+	if _, reason := tx.Match(h.TID(), addr); reason != DropUnknownTransaction || tx.late != nil {
+		t.Errorf("lateMax 0: %q, late %v", reason, tx.late)
+	}
+}
+
+// TestTransactionsExpire: queries expire at their deadline, in the order
+// added, not before; answered and removed ones never expire; NextDeadline
+// follows the earliest query still in flight, and a stale handle (an id
+// reused by a later query) removes nothing.
+func TestTransactionsExpire(t *testing.T) {
+	tx := newTestTable(8)
+	t0 := time.Unix(1e9, 0)
+	a := netip.MustParseAddrPort("192.0.2.1:1")
+	b := netip.MustParseAddrPort("192.0.2.2:2")
+	h := make([]TxnHandle, 5)
+	for i := range h {
+		h[i], _ = tx.Add(t0.Add(time.Duration(i)*100*time.Millisecond), a, i)
+	}
+	if d, ok := tx.NextDeadline(); !ok || !d.Equal(t0.Add(2*time.Second)) {
+		t.Fatalf("NextDeadline = %v, %v", d, ok)
+	}
+	if v, reason := tx.Match(h[0].TID(), b); reason != DropWrongAddress || v != 0 {
+		t.Fatalf("answer from the wrong address: %d, %q", v, reason)
+	}
+	if v, reason := tx.Match(h[0].TID(), a); reason != "" || v != 0 {
+		t.Fatalf("answer: %d, %q", v, reason)
+	}
+	tx.Remove(h[2], false)
+	if d, _ := tx.NextDeadline(); !d.Equal(t0.Add(2100 * time.Millisecond)) {
+		t.Errorf("NextDeadline after the first answered = %v", d.Sub(t0))
+	}
+	if got := tx.Expire(t0.Add(2099*time.Millisecond), nil); len(got) != 0 {
+		t.Errorf("expired before the deadline: %v", got)
+	}
+	if !tx.Busy(a) || tx.Busy(b) {
+		t.Errorf("Busy(a) = %v, Busy(b) = %v", tx.Busy(a), tx.Busy(b))
+	}
+	got := tx.Expire(t0.Add(2300*time.Millisecond), nil)
+	if len(got) != 2 || got[0].Value != 1 || got[1].Value != 3 || got[0].To != a {
+		t.Fatalf("expired %+v, want 1 and 3", got)
+	}
+	if _, reason := tx.Match(h[1].TID(), a); reason != DropLateResponse {
+		t.Errorf("answer after expiry: %q", reason)
+	}
+	if tx.Len() != 1 {
+		t.Fatalf("Len = %d, want 1", tx.Len())
+	}
+	if _, ok := tx.Remove(TxnHandle{ID: h[4].ID, seq: h[4].seq + 1}, false); ok {
+		t.Error("a stale handle removed a query")
+	}
+	got = tx.Expire(t0.Add(time.Hour), got[:0])
+	if len(got) != 1 || got[0].Value != 4 {
+		t.Fatalf("expired %+v, want 4", got)
+	}
+	if _, ok := tx.NextDeadline(); ok || tx.Len() != 0 || len(tx.order) != 0 {
+		t.Errorf("empty table: next ok %v, Len %d, order %d", ok, tx.Len(), len(tx.order))
+	}
+}
+
+// TestTransactionsOrderBounded: answered queries leave the deadline order
+// as it is trimmed, so a long run of answered queries with a few in
+// flight keeps it short; a burst's memory is given back once idle.
+func TestTransactionsOrderBounded(t *testing.T) {
+	tx := newTestTable(0)
+	now := time.Unix(1e9, 0)
+	a := netip.MustParseAddrPort("192.0.2.1:1")
+	var inFlight []TxnHandle
+	for i := range 100000 {
+		h, _ := tx.Add(now, a, i)
+		inFlight = append(inFlight, h)
+		if len(inFlight) > 4 {
+			tx.Match(inFlight[0].TID(), a)
+			inFlight = inFlight[1:]
+		}
+		if len(tx.order)-tx.head > 5 || len(tx.order) > 80 {
+			t.Fatalf("after %d queries: order %d from %d, %d in flight", i, len(tx.order), tx.head, tx.Len())
+		}
+	}
+	for range 1000 {
+		tx.Add(now, a, 0)
+	}
+	tx.All(nil)
+	if tx.pending != nil || tx.order != nil || tx.Len() != 0 {
+		t.Errorf("after a burst: pending %v, order cap %d", tx.pending != nil, cap(tx.order))
 	}
 }

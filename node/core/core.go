@@ -168,11 +168,10 @@ type Stats struct {
 	QueriesSent, Timeouts   uint64
 }
 
-// pending is one query of ours awaiting its answer.
+// pending is one query of ours awaiting its answer: when it was sent, and
+// what to call with its answer or error.
 type pending struct {
-	tid  uint16
-	to   netip.AddrPort
-	sent time.Time // its deadline is sent + Config.QueryTimeout
+	sent time.Time
 	done func(now time.Time, m *krpc.Msg, err error)
 }
 
@@ -186,8 +185,9 @@ type Node struct {
 	svc    Service             // the handlers, tokens and stores
 	handle func(Query, Writer) // Config.Handler, or nil for svc.Serve
 
-	pending  []pending
-	outbox   []Transmit // queued from outHead on
+	pending  *krpc.Transactions[pending]
+	expired  []krpc.Expired[pending] // HandleTimeout's scratch
+	outbox   []Transmit              // queued from outHead on
 	outHead  int
 	scratch  *Scratch // Config.Scratch or the node's own
 	lookups  []*Lookup
@@ -211,6 +211,9 @@ func New(cfg Config, now time.Time) *Node {
 		rnd:     cfg.Rand,
 		table:   routing.NewTable(cfg.ID, cfg.Table),
 		scratch: cfg.Scratch,
+		// Late answers are dropped like any unmatched packet: no memory of
+		// timed-out ids (2 × 1,024 per node would not fit 100,000 nodes).
+		pending: krpc.NewTransactions[pending](cfg.QueryTimeout, cfg.Rand, 0),
 	}
 	if n.scratch == nil {
 		n.scratch = new(Scratch)
@@ -266,10 +269,8 @@ func (n *Node) PollTransmit() (Transmit, bool) {
 // NextTimeout returns when the node next wants HandleTimeout to be called.
 func (n *Node) NextTimeout() (time.Time, bool) {
 	next := n.maintain
-	for _, p := range n.pending {
-		if d := p.sent.Add(n.cfg.QueryTimeout); d.Before(next) {
-			next = d
-		}
+	if d, ok := n.pending.NextDeadline(); ok && d.Before(next) {
+		next = d
 	}
 	for _, l := range n.lookups {
 		if t, ok := l.nextDeadline(); ok && t.Before(next) {
@@ -282,24 +283,17 @@ func (n *Node) NextTimeout() (time.Time, bool) {
 // HandleTimeout fails the queries whose deadline passed, moves lookups
 // past their short timeouts, and runs the table upkeep when it is due.
 func (n *Node) HandleTimeout(now time.Time) {
-	var expired []pending
-	kept := n.pending[:0]
-	for _, p := range n.pending {
-		if !now.Before(p.sent.Add(n.cfg.QueryTimeout)) {
-			expired = append(expired, p)
-		} else {
-			kept = append(kept, p)
-		}
-	}
-	clear(n.pending[len(kept):])
-	n.pending = kept
-	if len(kept) == 0 && cap(kept) > 16 {
-		n.pending = nil // give a burst's backing array back
-	}
-	for _, p := range expired {
+	expired := n.pending.Expire(now, n.expired[:0])
+	for i, e := range expired {
+		expired[i] = krpc.Expired[pending]{}
 		n.stats.Timeouts++
-		n.table.Failed(p.to, now)
-		p.done(now, nil, ErrTimeout)
+		n.table.Failed(e.To, now)
+		e.Value.done(now, nil, ErrTimeout)
+	}
+	if cap(expired) <= 16 {
+		n.expired = expired[:0] // keep a small scratch, give a burst's back
+	} else {
+		n.expired = nil
 	}
 	if len(n.lookups) > 0 {
 		for _, l := range append([]*Lookup(nil), n.lookups...) {
@@ -381,15 +375,7 @@ func (n *Node) answer(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 		n.stats.Dropped++
 		return
 	}
-	tid := uint16(m.T[0])<<8 | uint16(m.T[1])
-	for i, p := range n.pending {
-		if p.tid != tid || p.to != from {
-			continue
-		}
-		n.pending = slices.Delete(n.pending, i, i+1)
-		if len(n.pending) == 0 && cap(n.pending) > 16 {
-			n.pending = nil // give a burst's backing array back
-		}
+	if p, reason := n.pending.Match(m.T, from); reason == "" {
 		if m.R == nil {
 			// An error answer carries no id: the table is left as it is
 			// (the node is alive, but it refused this query).
@@ -415,32 +401,20 @@ func (n *Node) answer(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 // a is encoded before sendQuery returns and not kept.
 func (n *Node) sendQuery(now time.Time, to netip.AddrPort, method string, a *krpc.Args,
 	done func(now time.Time, m *krpc.Msg, err error)) error {
-	if len(n.pending) >= maxPending {
+	if n.pending.Len() >= maxPending {
 		return ErrOverloaded
 	}
-	tid := n.newTID()
+	h, _ := n.pending.Add(now, to, pending{sent: now, done: done})
 	a.ID = n.id
-	m := krpc.Msg{T: string([]byte{byte(tid >> 8), byte(tid)}), Y: krpc.KindQuery, Q: method, A: a}
+	m := krpc.Msg{T: h.TID(), Y: krpc.KindQuery, Q: method, A: a}
 	data, err := n.encode(&m)
 	if err != nil {
+		n.pending.Remove(h, false)
 		return err
 	}
-	n.pending = append(n.pending, pending{tid: tid, to: to, sent: now, done: done})
 	n.stats.QueriesSent++
 	n.push(Transmit{To: to, Data: data, Query: true})
 	return nil
-}
-
-// newTID returns a transaction id for a new query: random, so that an
-// off-path sender cannot guess it and forge an answer (as the daemon's
-// krpc.Server draws them), and unused by the queries outstanding.
-func (n *Node) newTID() uint16 {
-	for {
-		tid := uint16(n.rnd.Uint32())
-		if !slices.ContainsFunc(n.pending, func(p pending) bool { return p.tid == tid }) {
-			return tid
-		}
-	}
 }
 
 // encode bencodes m into the node's scratch buffer and returns a copy in
@@ -466,10 +440,8 @@ func (n *Node) queryArgs() *krpc.Args {
 
 // ping sends a ping unless a query to addr is already outstanding.
 func (n *Node) ping(now time.Time, addr netip.AddrPort) {
-	for _, p := range n.pending {
-		if p.to == addr {
-			return
-		}
+	if n.pending.Busy(addr) {
+		return
 	}
 	_ = n.sendQuery(now, addr, krpc.MethodPing, n.queryArgs(), ignoreAnswer)
 }

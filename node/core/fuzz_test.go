@@ -41,8 +41,8 @@ func FuzzHandlePacket(f *testing.F) {
 			t.Fatalf("%d answers to one datagram", answers)
 		}
 		n.HandleTimeout(t0.Add(time.Hour))
-		if len(n.pending) > maxPending {
-			t.Fatalf("%d pending queries", len(n.pending))
+		if n.pending.Len() > maxPending {
+			t.Fatalf("%d pending queries", n.pending.Len())
 		}
 	})
 }
