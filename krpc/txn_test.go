@@ -553,3 +553,111 @@ func TestTransactionsOrderBounded(t *testing.T) {
 		t.Errorf("after a burst: pending %v, order cap %d", tx.pending != nil, cap(tx.order))
 	}
 }
+
+// manualClock is a Clock whose time moves only when the test says, and
+// whose timers fire only when Advance passes them.
+type manualClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*manualTimer
+}
+
+type manualTimer struct {
+	c       *manualClock
+	at      time.Time
+	f       func()
+	stopped bool
+}
+
+func (c *manualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *manualClock) AfterFunc(d time.Duration, f func()) Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	tm := &manualTimer{c: c, at: c.now.Add(d), f: f}
+	c.timers = append(c.timers, tm)
+	return tm
+}
+
+func (tm *manualTimer) Stop() bool {
+	tm.c.mu.Lock()
+	defer tm.c.mu.Unlock()
+	was := !tm.stopped
+	tm.stopped = true
+	return was
+}
+
+// armed returns the deadlines of the timers not yet fired or stopped.
+func (c *manualClock) armed() []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var at []time.Time
+	for _, tm := range c.timers {
+		if !tm.stopped {
+			at = append(at, tm.at)
+		}
+	}
+	return at
+}
+
+// Advance moves the time by d and runs, in this goroutine, every timer
+// that falls due.
+func (c *manualClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	var due []*manualTimer
+	for _, tm := range c.timers {
+		if !tm.stopped && !c.now.Before(tm.at) {
+			tm.stopped = true
+			due = append(due, tm)
+		}
+	}
+	c.mu.Unlock()
+	for _, tm := range due {
+		tm.f()
+	}
+}
+
+// TestQueryTimeoutsOneTimer: the server keeps one timer for all its
+// queries, armed for the earliest deadline. A query answered before its
+// deadline does not time out; the timer then wakes for the next query in
+// flight, which times out at its own deadline and not before.
+func TestQueryTimeoutsOneTimer(t *testing.T) {
+	clock := &manualClock{now: time.Unix(1e9, 0)}
+	s, _ := newTestServer(t, nil, ServerConfig{Clock: clock, QueryTimeout: 2 * time.Second})
+	remote := newRawSocket(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTOut)
+	defer cancel()
+	first := goQuery(ctx, s, addrOf(remote), MethodPing)
+	q1, _ := readMsg(t, remote)
+	clock.Advance(time.Second)
+	second := goQuery(ctx, s, addrOf(remote), MethodPing)
+	readMsg(t, remote)
+	if at := clock.armed(); len(at) != 1 || !at[0].Equal(time.Unix(1e9+2, 0)) {
+		t.Fatalf("timers armed for %v, want one for the first deadline", at)
+	}
+	sendMsg(t, remote, s.LocalAddr(), responseTo(q1.T, rawID()))
+	if r := awaitResult(t, first); r.err != nil {
+		t.Fatalf("first query: %v", r.err)
+	}
+	clock.Advance(time.Second) // the first deadline: nothing is due
+	select {
+	case r := <-second:
+		t.Fatalf("second query ended early: %v", r.err)
+	default:
+	}
+	if at := clock.armed(); len(at) != 1 || !at[0].Equal(time.Unix(1e9+3, 0)) {
+		t.Fatalf("timers armed for %v, want one for the second deadline", at)
+	}
+	clock.Advance(time.Second)
+	if r := awaitResult(t, second); !errors.Is(r.err, ErrTimeout) {
+		t.Fatalf("second query: %v, want a timeout", r.err)
+	}
+	if at := clock.armed(); len(at) != 0 || s.InFlight() != 0 {
+		t.Errorf("after the last timeout: timers %v, %d in flight", at, s.InFlight())
+	}
+}
