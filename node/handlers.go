@@ -136,7 +136,7 @@ func (n *Node) storeItem(w core.Writer, kind string, p *storage.PutArgs, from ne
 	it, expires := p.Item().Clone(), now.Add(n.items.Config().TTL)
 	n.durable(w, &durableWrite{
 		kind:  kind,
-		write: func() error { return n.db.PutItem(it, expires) },
+		write: func() error { return n.db.PutItem(it, n.items.Source(it.Target(), from), expires) },
 		apply: func() *krpc.Error {
 			// cas was checked above; a put that raced past this one
 			// with a higher seq wins here as it did on disk (302).

@@ -294,8 +294,8 @@ func (n *Node) restoreStores() ([]krpc.NodeInfo, error) {
 	// excess, so memory stays within them however large the file is
 	// (Restore does not call the DB, as LoadItems requires).
 	var items, refused int
-	err := n.db.LoadItems(func(it storage.Item, exp time.Time) {
-		if err := n.items.Restore(it, exp, now); err != nil {
+	err := n.db.LoadItems(func(it storage.Item, src netip.Addr, exp time.Time) {
+		if err := n.items.Restore(it, src, exp, now); err != nil {
 			refused++ // the store is full of closer items
 			return
 		}

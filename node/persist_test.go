@@ -130,6 +130,54 @@ func TestPersistRestart(t *testing.T) {
 	}
 }
 
+// TestPersistQuotaAcrossRestart: a restored item stays charged to the
+// network that put it, so a restart does not reset that network's quota:
+// with a quota of 2 items per /24, the network that stored 2 before the
+// restart is refused a third after it, and the store counts both under it.
+func TestPersistQuotaAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	c := startNode(t, nil)
+	config := func() Config {
+		cfg := LoopbackConfig()
+		cfg.DataDir = dir
+		cfg.LimitLoopback = true // the put comes from 127.0.0.0/24
+		cfg.Items.MaxPerSource = 2
+		return cfg
+	}
+	b, err := New(config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	persistPut(t, c, b.Addr(), "3:one")
+	persistPut(t, c, b.Addr(), "3:two")
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b2, err := New(config())
+	if err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	t.Cleanup(func() { b2.Close() })
+	if st := b2.items.Stats(); st.Sources != 1 || st.TopSource != 2 {
+		t.Errorf("after restart: %d source networks, top holds %d; want 1 holding 2", st.Sources, st.TopSource)
+	}
+	ctx := persistCtx(t)
+	v := "5:three"
+	target := storage.ImmutableTarget([]byte(v))
+	r, err := c.query(ctx, b2.Addr(), krpc.MethodGet, &krpc.Args{Target: &target})
+	if err != nil {
+		t.Fatalf("get for a token: %v", err)
+	}
+	_, err = c.query(ctx, b2.Addr(), krpc.MethodPut, &krpc.Args{Token: r.R.Token, V: []byte(v)})
+	var ke *krpc.Error
+	if !errors.As(err, &ke) || ke.Code != krpc.ErrCodeServer {
+		t.Fatalf("third put from the same network after restart: %v, want 202 (over quota)", err)
+	}
+	if _, ok := b2.items.Get(target, time.Now()); ok {
+		t.Error("the put over quota was stored")
+	}
+}
+
 // TestPersistIDOverride: an explicit Config.ID replaces the saved id.
 func TestPersistIDOverride(t *testing.T) {
 	dir := t.TempDir()
@@ -206,7 +254,7 @@ func TestPersistConcurrentPuts(t *testing.T) {
 	t.Logf("%d durable writes in %d commits", st.Writes, st.Commits)
 	db := closeAndOpenDB(t, b, dir)
 	have := map[krpc.ID]bool{}
-	if err := db.LoadItems(func(it storage.Item, _ time.Time) { have[it.Target()] = true }); err != nil {
+	if err := db.LoadItems(func(it storage.Item, _ netip.Addr, _ time.Time) { have[it.Target()] = true }); err != nil {
 		t.Fatal(err)
 	}
 	for _, tg := range acked {
@@ -303,7 +351,7 @@ func TestPersistPeriodic(t *testing.T) {
 	target := persistPut(t, c, b.Addr(), "7:expires")
 	stored := func() bool {
 		found := false
-		if err := b.db.LoadItems(func(it storage.Item, _ time.Time) { found = found || it.Target() == target }); err != nil {
+		if err := b.db.LoadItems(func(it storage.Item, _ netip.Addr, _ time.Time) { found = found || it.Target() == target }); err != nil {
 			t.Fatal(err)
 		}
 		return found

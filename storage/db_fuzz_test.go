@@ -22,21 +22,26 @@ func FuzzDBRecords(f *testing.F) {
 	exp := time.Unix(1_800_000_000, 0)
 	imm := Item{V: []byte("5:hello")}
 	tgt := imm.Target()
-	f.Add(tgt[:], appendItemRecord(nil, &imm, exp))
+	f.Add(tgt[:], appendItemRecord(nil, &imm, 0, exp))
+	f.Add(tgt[:], appendItemRecord(nil, &imm, sourceOf(netip.MustParseAddr("192.0.2.7")), exp))
+	f.Add(tgt[:], appendItemRecord(nil, &imm, sourceOf(netip.MustParseAddr("2001:db8::7")), exp))
 	ih := krpc.ID{1, 2, 3}
 	f.Add(peerKey(ih, netip.MustParseAddr("192.0.2.7")), appendPeerRecord(nil, 6881, true, exp))
 	f.Add(peerKey(ih, netip.MustParseAddr("2001:db8::7")), appendPeerRecord(nil, 1, false, exp))
 	f.Add([]byte("key"), []byte{})
 
 	f.Fuzz(func(t *testing.T, key, rec []byte) {
-		if it, e, err := decodeItem(key, rec); err == nil {
+		if it, src, e, err := decodeItemRecord(key, rec); err == nil {
 			if tgt := it.Target(); !bytes.Equal(tgt[:], key) {
 				t.Fatalf("item decoded under key %x has target %s", key, it.Target())
 			}
 			if msg := itemShapeError(&it, nil); msg != "" {
 				t.Fatalf("decoded item of invalid shape: %s", msg)
 			}
-			if back := appendItemRecord(nil, &it, e); !bytes.Equal(back, rec) {
+			if !src.valid() || sourceOf(src.addr()) != src {
+				t.Fatalf("decoded source %#x does not map back to itself", uint64(src))
+			}
+			if back := appendItemRecord(nil, &it, src, e); !bytes.Equal(back, rec) {
 				t.Fatalf("item record does not re-encode:\n in %x\nout %x", rec, back)
 			}
 		}
@@ -153,7 +158,7 @@ func FuzzDBFile(f *testing.F) {
 // loadAll reads every record of d.
 func loadAll(t *testing.T, d *DB) {
 	t.Helper()
-	if err := d.LoadItems(func(Item, time.Time) {}); err != nil {
+	if err := d.LoadItems(func(Item, netip.Addr, time.Time) {}); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.LoadPeers(func(krpc.ID, netip.AddrPort, bool, time.Time) {}); err != nil {

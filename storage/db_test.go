@@ -55,7 +55,7 @@ type dbItem struct {
 func dbLoadItems(t testing.TB, d *DB) map[krpc.ID]dbItem {
 	t.Helper()
 	out := map[krpc.ID]dbItem{}
-	if err := d.LoadItems(func(it Item, exp time.Time) { out[it.Target()] = dbItem{it, exp} }); err != nil {
+	if err := d.LoadItems(func(it Item, _ netip.Addr, exp time.Time) { out[it.Target()] = dbItem{it, exp} }); err != nil {
 		t.Fatal(err)
 	}
 	return out
@@ -175,26 +175,26 @@ func TestDBItemsRoundTripAndRules(t *testing.T) {
 		it  Item
 		exp time.Time
 	}{{imm, exp}, {m2, exp}} {
-		if err := d.PutItem(c.it, c.exp); err != nil {
+		if err := d.PutItem(c.it, netip.Addr{}, c.exp); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// An older seq never rolls the record back, nor does an earlier expiry
 	// of the same item; a later expiry of the same item is saved.
-	if err := d.PutItem(m1, exp.Add(time.Hour)); err != nil {
+	if err := d.PutItem(m1, netip.Addr{}, exp.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.PutItem(imm, exp.Add(-time.Minute)); err != nil {
+	if err := d.PutItem(imm, netip.Addr{}, exp.Add(-time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.PutItem(imm, exp.Add(time.Minute)); err != nil {
+	if err := d.PutItem(imm, netip.Addr{}, exp.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	// Invalid shapes are refused.
-	if err := d.PutItem(Item{V: []byte("2:hi"), Seq: 3}, exp); err == nil {
+	if err := d.PutItem(Item{V: []byte("2:hi"), Seq: 3}, netip.Addr{}, exp); err == nil {
 		t.Error("PutItem of an immutable item with a seq: no error")
 	}
-	if err := d.PutItem(Item{}, exp); err == nil {
+	if err := d.PutItem(Item{}, netip.Addr{}, exp); err == nil {
 		t.Error("PutItem of an empty item: no error")
 	}
 
@@ -213,7 +213,7 @@ func TestDBItemsRoundTripAndRules(t *testing.T) {
 	// The loaded items restore into an ItemStore that serves them.
 	s := NewItemStore(krpc.ID{}, ItemConfig{})
 	for _, g := range got {
-		if err := s.Restore(g.it, g.exp, dbT0); err != nil {
+		if err := s.Restore(g.it, netip.Addr{}, g.exp, dbT0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -286,7 +286,7 @@ func TestDBDeleteExpired(t *testing.T) {
 	now := dbT0
 	for i := range 10 {
 		exp := now.Add(time.Duration(i-5) * time.Minute) // 6 at or before now
-		if err := d.PutItem(itemImmutable(fmt.Sprintf("i%de", i)), exp); err != nil {
+		if err := d.PutItem(itemImmutable(fmt.Sprintf("i%de", i)), netip.Addr{}, exp); err != nil {
 			t.Fatal(err)
 		}
 		if err := d.PutPeer(krpc.ID{byte(i)}, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), 1), false, exp); err != nil {
@@ -348,7 +348,7 @@ func TestDBCorruptRecordsSkipped(t *testing.T) {
 	d, path := dbOpen(t)
 	good := itemImmutable("4:good")
 	exp := dbT0.Add(time.Hour)
-	if err := d.PutItem(good, exp); err != nil {
+	if err := d.PutItem(good, netip.Addr{}, exp); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.PutPeer(krpc.ID{1}, netip.MustParseAddrPort("10.0.0.1:1"), false, exp); err != nil {
@@ -357,7 +357,7 @@ func TestDBCorruptRecordsSkipped(t *testing.T) {
 	if err := d.SaveNodes([]krpc.NodeInfo{{ID: krpc.ID{9}, Addr: netip.MustParseAddrPort("10.0.0.9:9")}}); err != nil {
 		t.Fatal(err)
 	}
-	flipped := appendItemRecord(nil, new(itemImmutable("4:flip")), exp)
+	flipped := appendItemRecord(nil, new(itemImmutable("4:flip")), 0, exp)
 	flipped[len(flipped)-6] ^= 1 // inside v: the checksum no longer matches
 	other := itemImmutable("5:other")
 	otherT := other.Target()
@@ -369,8 +369,8 @@ func TestDBCorruptRecordsSkipped(t *testing.T) {
 			k, v []byte
 		}{
 			{items, flipT[:], flipped},
-			{items, otherT[:], appendItemRecord(nil, new(itemImmutable("4:else")), exp)}, // key is not the target
-			{items, []byte("short key"), appendItemRecord(nil, new(itemImmutable("4:good")), exp)},
+			{items, otherT[:], appendItemRecord(nil, new(itemImmutable("4:else")), 0, exp)}, // key is not the target
+			{items, []byte("short key"), appendItemRecord(nil, new(itemImmutable("4:good")), 0, exp)},
 			{items, bytes.Repeat([]byte{3}, 20), []byte{itemRecordV1}},
 			{peers, peerKey(krpc.ID{2}, netip.MustParseAddr("10.0.0.2")), []byte{peerRecordV1, 0, 0}},
 			{peers, peerKey(krpc.ID{3}, netip.MustParseAddr("10.0.0.3")), appendPeerRecord(nil, 0, false, exp)}, // port 0
@@ -506,7 +506,7 @@ func TestDBConcurrentPutsShareCommits(t *testing.T) {
 			defer wg.Done()
 			for i := range per {
 				it := itemImmutable(fmt.Sprintf("i%de", w*per+i))
-				if err := d.PutItem(it, dbT0.Add(time.Hour)); err != nil {
+				if err := d.PutItem(it, netip.Addr{}, dbT0.Add(time.Hour)); err != nil {
 					errs <- err
 				}
 				if err := d.PutPeer(krpc.ID{byte(w)}, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(w), byte(i + 1)}), 1), false, dbT0.Add(time.Hour)); err != nil {
@@ -546,7 +546,7 @@ func TestDBClosed(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.PutItem(itemImmutable("1:x"), dbT0); err == nil {
+	if err := d.PutItem(itemImmutable("1:x"), netip.Addr{}, dbT0); err == nil {
 		t.Error("PutItem after Close: no error")
 	}
 	if d.Stats().WriteErrors != 1 {
@@ -567,7 +567,7 @@ func BenchmarkDBPutItem(b *testing.B) {
 				go func() {
 					defer wg.Done()
 					for i := range next {
-						if err := d.PutItem(itemImmutable(fmt.Sprintf("i%de", i)), dbT0.Add(time.Hour)); err != nil {
+						if err := d.PutItem(itemImmutable(fmt.Sprintf("i%de", i)), netip.Addr{}, dbT0.Add(time.Hour)); err != nil {
 							b.Error(err)
 						}
 					}
@@ -584,5 +584,68 @@ func BenchmarkDBPutItem(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "puts/s")
 			b.ReportMetric(float64(st.Writes)/float64(max(st.Commits, 1)), "puts/commit")
 		})
+	}
+}
+
+// TestDBItemSource: the network an item is charged to is saved with it and
+// loaded back (IPv4 /24, IPv6 /48, or none for an item of unknown origin),
+// and a restored item is charged to it again: the network's quota counts it.
+// A record whose source is not a network sourceOf could give is corrupt.
+func TestDBItemSource(t *testing.T) {
+	d, path := dbOpen(t)
+	exp := dbT0.Add(time.Hour)
+	cases := []struct {
+		v    string
+		from netip.Addr
+		want netip.Addr
+	}{
+		{"2:v4", netip.MustParseAddr("198.51.100.77"), netip.MustParseAddr("198.51.100.0")},
+		{"2:v6", netip.MustParseAddr("2001:db8:1:2:3::9"), netip.MustParseAddr("2001:db8:1::")},
+		{"2:no", netip.Addr{}, netip.Addr{}},
+	}
+	for _, c := range cases {
+		if err := d.PutItem(itemImmutable(c.v), c.from, exp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d = dbReopen(t, d, path)
+	bad := itemImmutable("3:bad")
+	badT := bad.Target()
+	rec := appendItemRecord(nil, &bad, sourceKey(5<<56|1), exp)
+	if err := d.bolt.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketItems).Put(badT[:], rec) }); err != nil {
+		t.Fatal(err)
+	}
+	got := map[krpc.ID]netip.Addr{}
+	s := NewItemStore(krpc.ID{}, ItemConfig{MaxPerSource: 1, LimitLoopback: true})
+	err := d.LoadItems(func(it Item, src netip.Addr, exp time.Time) {
+		got[it.Target()] = src
+		if err := s.Restore(it, src, exp, dbT0); err != nil {
+			t.Errorf("restore %s: %v", it.V, err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cases {
+		if src, ok := got[itemImmutable(c.v).Target()]; !ok || src != c.want {
+			t.Errorf("item %s: source %v (loaded %v), want %v", c.v, src, ok, c.want)
+		}
+	}
+	if _, ok := got[badT]; ok || d.Stats().Corrupt != 1 {
+		t.Errorf("record with an invalid source: loaded %v, corrupt %d", ok, d.Stats().Corrupt)
+	}
+	// Each restored network holds its quota of 1: a new item from another
+	// host of the same /24 is refused; one from a new network is not.
+	if err := s.PutFrom(itemImmutable("4:more"), nil, netip.MustParseAddr("198.51.100.1"), dbT0); !errors.Is(err, ErrQuota) {
+		t.Errorf("put from the restored item's network: %v, want ErrQuota", err)
+	}
+	if err := s.PutFrom(itemImmutable("4:more"), nil, netip.MustParseAddr("203.0.113.1"), dbT0); err != nil {
+		t.Errorf("put from another network: %v", err)
+	}
+	if src := s.Source(itemImmutable("2:v6").Target(), netip.Addr{}); src != cases[1].want {
+		t.Errorf("Source of the restored IPv6 item = %v", src)
+	}
+	if src := s.Source(krpc.ID{7}, netip.MustParseAddr("192.0.2.200")); src != netip.MustParseAddr("192.0.2.0") {
+		t.Errorf("Source of a new item = %v, want the putter's /24", src)
 	}
 }

@@ -56,7 +56,7 @@ func fillDB(t testing.TB, path string, nodes, items, peers int) map[krpc.ID]Item
 		it := itemImmutable(fmt.Sprintf("%d:%s", len(v), v))
 		tg := it.Target()
 		want[tg] = it
-		batch = append(batch, [2][]byte{tg[:], appendItemRecord(nil, &it, exp)})
+		batch = append(batch, [2][]byte{tg[:], appendItemRecord(nil, &it, 0, exp)})
 		if len(batch) == 500 || i == items-1 {
 			flush(bucketItems)
 		}

@@ -479,6 +479,19 @@ func (s *ItemStore) Get(target krpc.ID, now time.Time) (Item, bool) {
 	return e.item.Clone(), true
 }
 
+// Source returns the first address of the network the item stored at
+// target is charged to: the network that first stored it, or from's if
+// nothing is stored there (the network a put from from would be charged
+// to). It is invalid for an item of unknown origin.
+func (s *ItemStore) Source(target krpc.ID, from netip.Addr) netip.Addr {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if e, ok := s.items[target]; ok {
+		return e.src.addr()
+	}
+	return sourceOf(from).addr()
+}
+
 // GetFrom is Get for a reader at from. A read from another network than
 // the one the item is charged to references the item, which protects it
 // from eviction (see PutFrom).
@@ -573,8 +586,10 @@ func (s *ItemStore) unlockAndReport() {
 // future, after a clock step back). An item already expired at now is
 // skipped with a nil error.
 //
-// The item is of unknown origin, as for Put (the database does not keep
-// the source), and first stored at expires - TTL. The count and byte bounds
+// The item is charged to the network of source, as DB.LoadItems reports it
+// (of unknown origin if source is invalid, as for Put), and first stored at
+// expires - TTL. The quota is not checked again: the item was admitted
+// when it was put. The count and byte bounds
 // apply as for Put: items are evicted from the network holding the most
 // (and reported to the SetOnRemove hook), or Restore fails with an error
 // wrapping ErrStoreFull. The cheap shape checks of Put
@@ -586,7 +601,7 @@ func (s *ItemStore) unlockAndReport() {
 // the stored expiry, and anything else leaves the store unchanged (nil
 // error). In Stats, restored items count as Stored or Updated, like the
 // put that first stored them.
-func (s *ItemStore) Restore(it Item, expires, now time.Time) error {
+func (s *ItemStore) Restore(it Item, source netip.Addr, expires, now time.Time) error {
 	if !now.Before(expires) {
 		return nil
 	}
@@ -594,13 +609,13 @@ func (s *ItemStore) Restore(it Item, expires, now time.Time) error {
 		expires = limit
 	}
 	s.mu.Lock()
-	err := s.restoreLocked(&it, expires, now)
+	err := s.restoreLocked(&it, sourceOf(source), expires, now)
 	s.unlockAndReport()
 	return err
 }
 
 // restoreLocked is Restore; s.mu is held.
-func (s *ItemStore) restoreLocked(it *Item, expires, now time.Time) error {
+func (s *ItemStore) restoreLocked(it *Item, src sourceKey, expires, now time.Time) error {
 	s.expireLocked(now)
 	if msg := itemShapeError(it, nil); msg != "" {
 		s.stats.RejectedInvalid++
@@ -610,7 +625,7 @@ func (s *ItemStore) restoreLocked(it *Item, expires, now time.Time) error {
 	e, ok := s.items[target]
 	switch {
 	case !ok:
-		return s.insertLocked(target, it, 0, expires.Add(-s.cfg.TTL), expires)
+		return s.insertLocked(target, it, src, expires.Add(-s.cfg.TTL), expires)
 	case e.item.Mutable != it.Mutable:
 		return nil
 	case it.Mutable && it.Seq > e.item.Seq:

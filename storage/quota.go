@@ -53,6 +53,35 @@ func sourceOf(ip netip.Addr) sourceKey {
 	return 0
 }
 
+// addr returns the first address of the network k stands for (which
+// sourceOf maps back to k), or the invalid address for the unknown key.
+func (k sourceKey) addr() netip.Addr {
+	switch k >> 56 {
+	case 4:
+		n := uint64(k)
+		return netip.AddrFrom4([4]byte{byte(n >> 16), byte(n >> 8), byte(n), 0})
+	case 6:
+		var b [16]byte
+		binary.BigEndian.PutUint64(b[:8], uint64(k)<<16)
+		return netip.AddrFrom16(b)
+	}
+	return netip.Addr{}
+}
+
+// valid reports whether k is a key sourceOf can return: the unknown key, or
+// a family of 4 or 6 with no bits beyond its network.
+func (k sourceKey) valid() bool {
+	switch k >> 56 {
+	case 0:
+		return k == 0
+	case 4:
+		return uint64(k)&(1<<56-1) < 1<<24
+	case 6:
+		return uint64(k)&(1<<56-1) < 1<<48
+	}
+	return false
+}
+
 // quotaExempt reports whether writes from ip skip the per-source quota:
 // those of unknown origin, and loopback ones unless limitLoopback is set.
 // Exempt writes still count in their network's share for eviction.

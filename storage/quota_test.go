@@ -244,7 +244,7 @@ func TestItemRandomOps(t *testing.T) {
 			if r.IntN(4) == 0 {
 				s.Expire(now)
 			} else {
-				_ = s.Restore(itemImmutable(fmt.Sprintf("v%07d", r.IntN(60))), now.Add(time.Duration(r.IntN(600))*time.Second), now)
+				_ = s.Restore(itemImmutable(fmt.Sprintf("v%07d", r.IntN(60))), netip.Addr{}, now.Add(time.Duration(r.IntN(600))*time.Second), now)
 			}
 		}
 		checkItemInvariants(t, s)

@@ -58,7 +58,7 @@ func fillDataDir(t *testing.T, dir string) []byte {
 				for j := range v {
 					v[j] = 'a' + byte(rnd.IntN(26))
 				}
-				if err := db.PutItem(storage.Item{V: fmt.Appendf(nil, "%d:%s", len(v), v)}, exp); err != nil {
+				if err := db.PutItem(storage.Item{V: fmt.Appendf(nil, "%d:%s", len(v), v)}, netip.Addr{}, exp); err != nil {
 					errs <- err
 					return
 				}
