@@ -439,6 +439,43 @@ func TestRunSIGTERM(t *testing.T) {
 	}
 }
 
+// TestRunSecondSignal: a second signal during the shutdown ends the
+// process at once, by the signal's default action, where the shutdown
+// would otherwise wait for the metrics listener's open request (up to its
+// bound) and then exit 0.
+func TestRunSecondSignal(t *testing.T) {
+	dhtdBinary(t) // skips under -short
+	t.Parallel()
+	n := startNode(t, "--no-bootstrap")
+	// A request whose headers never end keeps its connection active, so
+	// the HTTP server's graceful shutdown waits on it.
+	conn, err := net.DialTimeout("tcp", n.Metrics, e2eWait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("GET /metrics HTTP/1.1\r\nHost: " + n.Metrics + "\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	n.waitLine(`msg="shutting down"`) // logged once the handler is gone
+	if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if !n.exited(e2eWait) {
+		t.Fatalf("dhtd still running %v after the second SIGTERM", e2eWait)
+	}
+	ws, ok := n.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+		t.Errorf("exit after the second SIGTERM: %v, want killed by SIGTERM", n.cmd.ProcessState)
+	}
+	if strings.Contains(n.stderr.String(), `msg=stopped`) {
+		t.Error("the shutdown ran to its end despite the second signal")
+	}
+}
+
 // TestRunSIGTERMRightAfterStartup sends SIGTERM as soon as the node logs
 // that it is listening: runAction must have its signal handler installed
 // before it logs anything, or a signal in that window kills the process
