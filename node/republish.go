@@ -112,7 +112,7 @@ type Republisher struct {
 	announces map[krpc.ID]*keptAnnounce
 	closed    bool
 	stats     RepublishStats
-	// onRound, if set (tests), is called after each round with its outcome.
+	// onRound, if set (OnRound), is called after each round with its outcome.
 	onRound func(target krpc.ID, outcome string, err error)
 }
 
@@ -142,6 +142,18 @@ func NewRepublisher(n *Node) *Republisher {
 	}
 	r.ctx, r.cancel = context.WithCancel(n.ctx)
 	return r
+}
+
+// OnRound sets f to be called after each round, in the round's
+// goroutine, with the item's target (or the announce's infohash), the
+// round's outcome ("put", "skipped": enough copies, BEP 44; "failed": no
+// node stored it, retried sooner; "superseded": a newer seq found on the
+// network was adopted and put) and the error of a failed round. Rounds of
+// other items may wait while f runs. nil removes it.
+func (r *Republisher) OnRound(f func(target krpc.ID, outcome string, err error)) {
+	r.mu.Lock()
+	r.onRound = f
+	r.mu.Unlock()
 }
 
 // Interval returns the republish interval.

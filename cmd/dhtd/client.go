@@ -52,6 +52,8 @@ func withNode(c *cli.Context, f func(ctx context.Context, n *node.Node) error) e
 		// BEP 43: a short-lived lookup node says it is read-only, so no
 		// node adds it to its table and keeps querying it after it exits.
 		ReadOnly: true,
+		// put --keep --republish-every (other commands have no such flag).
+		RepublishInterval: c.Duration("republish-every"),
 	}
 	if s := c.String("id"); s != "" {
 		id, err := krpc.ParseID(s)
@@ -240,6 +242,7 @@ func putCommand() *cli.Command {
 			&cli.BoolFlag{Name: "bencoded", Usage: "VALUE is raw bencode, not a string"},
 			gatewayFlag(),
 			keepFlag(),
+			republishFlag(),
 		),
 		Action: func(c *cli.Context) error {
 			v := encodeValue(c.Args().First(), c.Bool("bencoded"))

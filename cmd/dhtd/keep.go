@@ -13,10 +13,13 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/node"
 	"github.com/dhtd/dhtd/storage"
 )
@@ -29,6 +32,24 @@ func keepFlag() cli.Flag {
 		Action: func(c *cli.Context, keep bool) error {
 			if keep && c.String("gateway") != "" {
 				return errors.New("--keep needs a node of its own: it cannot be combined with --gateway")
+			}
+			return nil
+		},
+	}
+}
+
+// republishFlag is `put --republish-every`: how often --keep re-puts.
+func republishFlag() cli.Flag {
+	return &cli.DurationFlag{
+		Name:  "republish-every",
+		Value: time.Hour,
+		Usage: "with --keep: how often to republish (BEP 44 asks for at least once an hour; nodes drop an item 2 h after its last put)",
+		Action: func(c *cli.Context, d time.Duration) error {
+			if !c.Bool("keep") {
+				return usageErrorf(cmdName(c), "--republish-every needs --keep")
+			}
+			if d < time.Second || d > time.Hour {
+				return usageErrorf(cmdName(c), "--republish-every: %v, want 1s to 1h", d)
 			}
 			return nil
 		},
@@ -54,6 +75,17 @@ func keepPut(c *cli.Context, n *node.Node, v []byte, priv []byte, opts node.PutO
 	}
 	r := node.NewRepublisher(n)
 	defer r.Close()
+	// A line per round, so that a long-running --keep shows it works.
+	var mu sync.Mutex
+	r.OnRound(func(target krpc.ID, outcome string, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			fmt.Fprintf(c.App.ErrWriter, "republished %s: %s: %v\n", target, outcome, err)
+			return
+		}
+		fmt.Fprintf(c.App.ErrWriter, "republished %s: %s\n", target, outcome)
+	})
 	if err := r.Keep(it); err != nil {
 		return fmt.Errorf("--keep: %w", err)
 	}

@@ -40,8 +40,8 @@ func TestPutKeep(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	runKeep(t, ctx, "put --keep", []string{"dhtd", "put", "--keep", "--bootstrap", nodes[0].Addr().String(), "--listen", "127.0.0.1:0", "--timeout", "10s", "kept"}, func(stdout string) {
-		target := storage.ImmutableTarget([]byte("4:kept"))
+	target := storage.ImmutableTarget([]byte("4:kept"))
+	runKeep(t, ctx, "put --keep", []string{"dhtd", "put", "--keep", "--bootstrap", nodes[0].Addr().String(), "--listen", "127.0.0.1:0", "--timeout", "10s", "kept"}, func(stdout string, _ func(string) string) {
 		if !strings.Contains(stdout, target.String()) {
 			t.Fatalf("stdout %q does not name the target %s", stdout, target)
 		}
@@ -49,12 +49,38 @@ func TestPutKeep(t *testing.T) {
 			t.Fatalf("get the kept item: %v %q", err, gr.Item.V)
 		}
 	})
+	// With a short interval each round says what it did: with two nodes
+	// there are never enough copies to skip (BEP 44), so it puts again.
+	runKeep(t, ctx, "put --keep --republish-every 1s", []string{"dhtd", "put", "--keep", "--republish-every", "1s", "--bootstrap", nodes[0].Addr().String(), "--listen", "127.0.0.1:0", "--timeout", "10s", "kept"}, func(_ string, next func(string) string) {
+		for range 2 {
+			if l := next("republished "); l != "republished "+target.String()+": put" {
+				t.Errorf("round line %q, want %q", l, "republished "+target.String()+": put")
+			}
+		}
+	})
+}
+
+// TestPutKeepRepublishEvery: --republish-every needs --keep and a value
+// from 1s to 1h; nothing is sent otherwise.
+func TestPutKeepRepublishEvery(t *testing.T) {
+	for _, args := range [][]string{
+		{"put", "--republish-every", "1m", "--no-bootstrap", "x"},
+		{"put", "--keep", "--republish-every", "2h", "--no-bootstrap", "x"},
+		{"put", "--keep", "--republish-every", "10ms", "--no-bootstrap", "x"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := runApp(ctx, args...)
+		cancel()
+		if code := exitCode(err); code != exitUsage || err == nil || !strings.Contains(err.Error(), "--republish-every") {
+			t.Errorf("dhtd %q: exit %d, %v; want %d naming the flag", args, code, err, exitUsage)
+		}
+	}
 }
 
 // runKeep runs a keeping command (args, named what) in process: once it
 // says it is keeping, check sees its stdout; then SIGTERM must stop it
 // cleanly.
-func runKeep(t *testing.T, ctx context.Context, what string, args []string, check func(stdout string)) {
+func runKeep(t *testing.T, ctx context.Context, what string, args []string, check func(stdout string, next func(want string) string)) {
 	t.Helper()
 	app := newApp()
 	var stdout bytes.Buffer
@@ -100,7 +126,7 @@ func runKeep(t *testing.T, ctx context.Context, what string, args []string, chec
 	}
 	// The signal handler is installed before this line is written.
 	next("keeping ")
-	check(stdout.String())
+	check(stdout.String(), next)
 	select {
 	case err := <-done:
 		t.Fatalf("%s exited without a signal: %v", what, err)

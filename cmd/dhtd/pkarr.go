@@ -46,6 +46,7 @@ func pkarrPublishCommand() *cli.Command {
 		Flags: lookupFlags(
 			&cli.StringFlag{Name: "key", Required: true, Usage: "key file from `dhtd keygen`"},
 			&cli.BoolFlag{Name: "keep", Usage: "after the put, keep running and republish the packet every hour until SIGINT or SIGTERM"},
+			republishFlag(),
 		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {

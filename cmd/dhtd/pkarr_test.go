@@ -258,7 +258,7 @@ func TestPkarrPublishKeep(t *testing.T) {
 	defer cancel()
 	nodes := pkarrNet(t, ctx, 2)
 	keyFile, pub := writeKeyFile(t, 9)
-	runKeep(t, ctx, "pkarr publish --keep", []string{"dhtd", "pkarr", "publish", "--keep", "--key", keyFile, "--bootstrap", nodes[0].Addr().String(), "--listen", "127.0.0.1:0", "--timeout", "10s", "@ TXT kept"}, func(stdout string) {
+	runKeep(t, ctx, "pkarr publish --keep", []string{"dhtd", "pkarr", "publish", "--keep", "--key", keyFile, "--bootstrap", nodes[0].Addr().String(), "--listen", "127.0.0.1:0", "--timeout", "10s", "@ TXT kept"}, func(stdout string, _ func(string) string) {
 		if !strings.Contains(stdout, pkarr.KeyString(pub)) {
 			t.Fatalf("stdout %q does not name the key", stdout)
 		}
