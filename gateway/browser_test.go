@@ -394,7 +394,9 @@ func TestGatewayBrowserDualStack(t *testing.T) {
 	} else {
 		pc.Close()
 	}
-	s, err := node.NewStack(node.LoopbackConfig(), "127.0.0.1:0", "[::1]:0")
+	scfg := node.LoopbackConfig()
+	scfg.HistoryInterval = 100 * time.Millisecond // the charts fill in quickly
+	s, err := node.NewStack(scfg, "127.0.0.1:0", "[::1]:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,6 +424,25 @@ func TestGatewayBrowserDualStack(t *testing.T) {
 	}
 	ts := httptest.NewServer(g)
 	t.Cleanup(ts.Close)
+	// Two samples at least in each family's history, for lines in the
+	// charts: bounded polling (the history has no event to wait on).
+	for _, n := range s.Nodes() {
+		for deadline := time.Now().Add(testWait); len(n.Admin().History()) < 3; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s history has %d samples after %v", n.Stats().Family, len(n.Admin().History()), testWait)
+			}
+		}
+	}
+	var st struct {
+		Families []struct {
+			Family  string               `json:"family"`
+			History []node.HistorySample `json:"history"`
+		} `json:"families"`
+	}
+	callJSON(t, "GET", ts.URL+"/v1/status?history=1", "", http.StatusOK, &st)
+	if len(st.Families) != 2 || len(st.Families[0].History) < 3 || len(st.Families[1].History) < 3 {
+		t.Fatalf("/v1/status?history=1 families: %+v, want both with their history", st.Families)
+	}
 
 	driverURL := startDriver(t, driver)
 	wd := newSession(t, driverURL, chromium)
@@ -470,4 +491,22 @@ func TestGatewayBrowserDualStack(t *testing.T) {
 	}
 	wd.cmd("POST", "/execute/sync", map[string]any{"script": `document.getElementById('families-card').scrollIntoView()`, "args": []any{}}, nil)
 	shot(t, wd, "status-page-dualstack.png")
+
+	// The charts draw each family's history: the table chart has one line
+	// per family, each from more than one sample.
+	var lines []struct {
+		Series string `json:"series"`
+		Points int    `json:"points"`
+	}
+	wd.cmd("POST", "/execute/sync", map[string]any{
+		"script": `return Array.from(document.querySelectorAll('.chart[data-chart="table"] svg polyline')).map(p => ({series: p.dataset.series, points: p.points.numberOfItems}))`,
+		"args":   []any{},
+	}, &lines)
+	series := map[string]int{}
+	for _, l := range lines {
+		series[l.Series] = l.Points
+	}
+	if len(series) != 2 || series["nodes ipv4"] < 2 || series["nodes ipv6"] < 2 {
+		t.Errorf("table chart lines %+v, want \"nodes ipv4\" and \"nodes ipv6\" from 2 samples or more", lines)
+	}
 }

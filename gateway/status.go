@@ -40,8 +40,9 @@ type statusOut struct {
 	// dual stack: one node, socket and routing table each), the primary
 	// node (the one of the fields above) first.
 	Families []familyOut `json:"families"`
-	// History is the last hour, oldest first, with ?history=1 only
-	// (else null).
+	// History is the last hour of the primary node, oldest first, with
+	// ?history=1 only (else null). A dual-stack node also gives each
+	// family's under Families.
 	History []node.HistorySample `json:"history"`
 }
 
@@ -55,6 +56,9 @@ type familyOut struct {
 	Questionable int         `json:"questionable"`
 	Bad          int         `json:"bad"`
 	Buckets      []bucketOut `json:"buckets"`
+	// History is this family's last hour, with ?history=1 on a node of
+	// more than one family (else absent).
+	History []node.HistorySample `json:"history,omitempty"`
 }
 
 type bucketOut struct {
@@ -135,16 +139,21 @@ func (g *Gateway) statusDoc(r *http.Request) statusOut {
 		Gateway: gatewayState{LookupsInFlight: len(g.slots), LookupSlots: cap(g.slots)},
 	}
 	out.Buckets = bucketsOut(d)
+	history := r.URL.Query().Get("history") == "1"
 	for _, fn := range g.nodes {
 		fd, fst := d, st
 		if fn != g.n {
 			fd, fst = fn.Admin().RoutingSnapshot(), fn.Stats()
 			out.Addresses = append(out.Addresses, "udp://"+fd.Addr)
 		}
-		out.Families = append(out.Families, familyOut{
+		f := familyOut{
 			Family: fst.Family, ID: fd.ID, Address: "udp://" + fd.Addr, Ready: fst.Ready,
 			Good: fd.Good, Questionable: fd.Quest, Bad: fd.Bad, Buckets: bucketsOut(fd),
-		})
+		}
+		if history && len(g.nodes) > 1 {
+			f.History = fn.Admin().History()
+		}
+		out.Families = append(out.Families, f)
 	}
 	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		out.Addresses = append(out.Addresses, "http://"+la.String())
@@ -161,7 +170,7 @@ func (g *Gateway) statusDoc(r *http.Request) statusOut {
 	if out.Lookups == nil {
 		out.Lookups = []lookupOut{}
 	}
-	if r.URL.Query().Get("history") == "1" {
+	if history {
 		out.History = g.n.Admin().History() // never nil
 	}
 	return out

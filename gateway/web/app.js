@@ -186,7 +186,7 @@
     drawBuckets(st);
     drawFamilies(st);
     drawLookups(st);
-    if (st.history) drawCharts(st.history);
+    if (st.history) drawCharts(st);
     window.dhtdRenders++;
     window.dispatchEvent(new CustomEvent("dhtd:rendered", { detail: { nodes: document.querySelectorAll("#marks .node").length } }));
   }
@@ -232,12 +232,32 @@
     return out;
   }
 
-  function drawCharts(hist) {
-    chart("packets", { in: hist.map((s) => s.packets_in), out: hist.map((s) => s.packets_out) });
-    chart("answers", byKey(hist, "answers"));
-    chart("drops", byKey(hist, "drops"));
-    chart("lookups", { p50: hist.map((s) => s.lookup_p50_ms), p99: hist.map((s) => s.lookup_p99_ms) });
-    chart("table", { nodes: hist.map((s) => s.table_size) });
+  // seriesOf is every chart's series of one node's history.
+  function seriesOf(hist) {
+    return {
+      packets: { in: hist.map((s) => s.packets_in), out: hist.map((s) => s.packets_out) },
+      answers: byKey(hist, "answers"),
+      drops: byKey(hist, "drops"),
+      lookups: { p50: hist.map((s) => s.lookup_p50_ms), p99: hist.map((s) => s.lookup_p99_ms) },
+      table: { nodes: hist.map((s) => s.table_size) },
+    };
+  }
+
+  // drawCharts draws the primary node's history or, on a dual-stack node,
+  // each family's, its series named after the family ("in ipv6").
+  function drawCharts(st) {
+    const fams = (st.families || []).filter((f) => f.history);
+    let charts = seriesOf(st.history);
+    if (fams.length > 1) {
+      charts = {};
+      for (const f of fams) {
+        for (const [name, series] of Object.entries(seriesOf(f.history))) {
+          charts[name] = charts[name] || {};
+          for (const [k, v] of Object.entries(series)) charts[name][k + " " + f.family] = v;
+        }
+      }
+    }
+    for (const [name, series] of Object.entries(charts)) chart(name, series);
   }
 
   async function poll() {
