@@ -24,12 +24,15 @@ type Transactions[V any] struct {
 	timeout time.Duration
 	rnd     *rand.Rand
 	pending map[uint16]txnEntry[V]
+	n       int // len(pending), kept here so that an idle table's checks read no map
 	peak    int // the most in flight since pending was made
 	// order lists the queries by deadline from order[head] on, including
-	// ones already answered (seq no longer pending), dropped lazily.
+	// ones that ended (live false), dropped lazily; order[i] is the query
+	// of seq base+i, so ending a query marks its place without a search.
 	order []txnRef
 	head  int
-	seq   uint32
+	base  uint64
+	seq   uint64
 	// late remembers ids that timed out recently, in two generations of
 	// lateMax, so a late answer is told apart from one to nothing we
 	// asked. lateMax 0 remembers none.
@@ -38,15 +41,15 @@ type Transactions[V any] struct {
 }
 
 type txnEntry[V any] struct {
-	to       netip.AddrPort
-	deadline time.Time
-	seq      uint32
-	v        V
+	to  netip.AddrPort
+	seq uint64
+	v   V
 }
 
 type txnRef struct {
-	id  uint16
-	seq uint32
+	deadline time.Time
+	id       uint16
+	live     bool
 }
 
 // TxnHandle names one query of a Transactions: its id and which use of
@@ -54,7 +57,7 @@ type txnRef struct {
 // nothing.
 type TxnHandle struct {
 	ID  uint16
-	seq uint32
+	seq uint64
 }
 
 // TID is the transaction id on the wire: 2 bytes, big-endian.
@@ -80,13 +83,13 @@ func NewTransactions[V any](timeout time.Duration, rnd *rand.Rand, lateMax int) 
 }
 
 // Len returns the number of queries in flight.
-func (t *Transactions[V]) Len() int { return len(t.pending) }
+func (t *Transactions[V]) Len() int { return t.n }
 
 // Add registers a query to addr sent at now under a fresh random id. It
 // fails only when all 65,536 ids are in flight; the caller bounds the
 // number in flight well below that.
 func (t *Transactions[V]) Add(now time.Time, to netip.AddrPort, v V) (TxnHandle, bool) {
-	if len(t.pending) >= 1<<16 {
+	if t.n >= 1<<16 {
 		return TxnHandle{}, false
 	}
 	t.trim()
@@ -99,23 +102,31 @@ func (t *Transactions[V]) Add(now time.Time, to netip.AddrPort, v V) (TxnHandle,
 			continue
 		}
 		t.seq++
-		t.pending[id] = txnEntry[V]{to: to, deadline: now.Add(t.timeout), seq: t.seq, v: v}
-		t.peak = max(t.peak, len(t.pending))
-		t.order = append(t.order, txnRef{id: id, seq: t.seq})
+		t.pending[id] = txnEntry[V]{to: to, seq: t.seq, v: v}
+		t.n++
+		t.peak = max(t.peak, t.n)
+		if len(t.order) == 0 {
+			t.base = t.seq
+		}
+		t.order = append(t.order, txnRef{deadline: now.Add(t.timeout), id: id, live: true})
 		return TxnHandle{ID: id, seq: t.seq}, true
 	}
 }
 
-// live reports whether r is still in flight.
-func (t *Transactions[V]) live(r txnRef) bool {
-	e, ok := t.pending[r.id]
-	return ok && e.seq == r.seq
+// end removes the query in flight under id, e.
+func (t *Transactions[V]) end(id uint16, e txnEntry[V]) {
+	delete(t.pending, id)
+	t.n--
+	t.order[e.seq-t.base].live = false
 }
 
 // trim drops the answered queries at the head of the order, and the whole
 // list when nothing is in flight.
 func (t *Transactions[V]) trim() {
-	if len(t.pending) == 0 {
+	if t.n == 0 {
+		if t.head == 0 && len(t.order) == 0 {
+			return
+		}
 		// Give a burst's memory back; keep a small table for the next.
 		if t.peak > 16 {
 			t.pending, t.peak = nil, 0
@@ -126,12 +137,12 @@ func (t *Transactions[V]) trim() {
 		t.order, t.head = t.order[:0], 0
 		return
 	}
-	for t.head < len(t.order) && !t.live(t.order[t.head]) {
+	for t.head < len(t.order) && !t.order[t.head].live {
 		t.head++
 	}
 	if t.head > 32 && t.head*2 >= len(t.order) {
 		n := copy(t.order, t.order[t.head:])
-		t.order, t.head = t.order[:n], 0
+		t.order, t.base, t.head = t.order[:n], t.base+uint64(t.head), 0
 	}
 }
 
@@ -144,7 +155,7 @@ func (t *Transactions[V]) Remove(h TxnHandle, late bool) (V, bool) {
 		var zero V
 		return zero, false
 	}
-	delete(t.pending, h.ID)
+	t.end(h.ID, e)
 	if late {
 		t.remember(h.ID, e.to)
 	}
@@ -168,7 +179,7 @@ func (t *Transactions[V]) remember(id uint16, to netip.AddrPort) {
 // flight to another address, and stays so) or DropLateResponse.
 func (t *Transactions[V]) Match(tid string, from netip.AddrPort) (V, string) {
 	var zero V
-	if len(tid) != TIDLen {
+	if len(tid) != TIDLen || (t.n == 0 && t.late == nil) {
 		return zero, DropUnknownTransaction
 	}
 	id := binary.BigEndian.Uint16([]byte(tid))
@@ -185,12 +196,15 @@ func (t *Transactions[V]) Match(tid string, from netip.AddrPort) (V, string) {
 	if e.to != from {
 		return zero, DropWrongAddress
 	}
-	delete(t.pending, id)
+	t.end(id, e)
 	return e.v, ""
 }
 
 // Busy reports whether a query to addr is in flight.
 func (t *Transactions[V]) Busy(addr netip.AddrPort) bool {
+	if t.n == 0 {
+		return false
+	}
 	for _, e := range t.pending {
 		if e.to == addr {
 			return true
@@ -205,7 +219,7 @@ func (t *Transactions[V]) NextDeadline() (time.Time, bool) {
 	if t.head == len(t.order) {
 		return time.Time{}, false
 	}
-	return t.pending[t.order[t.head].id].deadline, true
+	return t.order[t.head].deadline, true
 }
 
 // Expire removes the queries whose deadline is not after now, records them
@@ -219,13 +233,12 @@ func (t *Transactions[V]) Expire(now time.Time, dst []Expired[V]) []Expired[V] {
 			return dst
 		}
 		r := t.order[t.head]
-		e := t.pending[r.id]
-		if now.Before(e.deadline) {
+		if now.Before(r.deadline) {
 			return dst
 		}
-		delete(t.pending, r.id)
+		e := t.pending[r.id]
+		t.end(r.id, e)
 		t.remember(r.id, e.to)
-		t.head++
 		dst = append(dst, Expired[V]{ID: r.id, To: e.to, Value: e.v})
 	}
 }
@@ -237,6 +250,7 @@ func (t *Transactions[V]) All(dst []Expired[V]) []Expired[V] {
 		dst = append(dst, Expired[V]{ID: id, To: e.to, Value: e.v})
 	}
 	clear(t.pending)
+	t.n = 0
 	t.trim()
 	return dst
 }

@@ -185,9 +185,9 @@ type Node struct {
 	svc    Service             // the handlers, tokens and stores
 	handle func(Query, Writer) // Config.Handler, or nil for svc.Serve
 
-	pending  *krpc.Transactions[pending]
-	expired  []krpc.Expired[pending] // HandleTimeout's scratch
-	outbox   []Transmit              // queued from outHead on
+	pending  krpc.Transactions[pending] // by value: read at every event of the node
+	expired  []krpc.Expired[pending]    // HandleTimeout's scratch
+	outbox   []Transmit                 // queued from outHead on
 	outHead  int
 	scratch  *Scratch // Config.Scratch or the node's own
 	lookups  []*Lookup
@@ -213,7 +213,7 @@ func New(cfg Config, now time.Time) *Node {
 		scratch: cfg.Scratch,
 		// Late answers are dropped like any unmatched packet: no memory of
 		// timed-out ids (2 × 1,024 per node would not fit 100,000 nodes).
-		pending: krpc.NewTransactions[pending](cfg.QueryTimeout, cfg.Rand, 0),
+		pending: *krpc.NewTransactions[pending](cfg.QueryTimeout, cfg.Rand, 0),
 	}
 	if n.scratch == nil {
 		n.scratch = new(Scratch)
