@@ -31,7 +31,8 @@ type ServerConfig struct {
 	// has no retry).
 	QueryTimeout time.Duration
 	// MaxInFlight bounds the queries awaiting an answer; Query blocks (until
-	// its context ends) while the bound is reached. Default 1024.
+	// its context ends) while the bound is reached, Go fails with
+	// ErrOverloaded. Default 1024.
 	MaxInFlight int
 	// MaxPacketSize is the largest inbound packet read; larger ones are
 	// dropped. Default 4096 (BEP 32: receive at least 1024; a BEP 44 get
@@ -530,17 +531,18 @@ func (s *Server) handlePacket(pkt []byte, from netip.AddrPort, m *Msg) {
 			ev.Dropped(reason)
 			return
 		}
-		res := result{msg: new(Msg)}
-		*res.msg = *m
+		msg := new(Msg)
+		*msg = *m
+		var err error
 		if be != nil {
-			res.err = fmt.Errorf("malformed %s from %s: %w", kind, from, be)
+			err = fmt.Errorf("malformed %s from %s: %w", kind, from, be)
 		} else if m.E != nil {
-			res.err = m.E
+			err = m.E
 		}
 		if h := s.onResponse.Load(); h != nil && be == nil {
-			(*h)(from, c.method, res.msg, s.cfg.Clock.Now().Sub(c.sent))
+			(*h)(from, c.method, msg, s.cfg.Clock.Now().Sub(c.sent))
 		}
-		c.done <- res
+		s.finish(c, msg, err)
 	}
 }
 
@@ -682,53 +684,73 @@ func (s *Server) Query(ctx context.Context, addr netip.AddrPort, method string, 
 	case <-s.closed:
 		return nil, ErrClosed
 	}
-	defer func() { <-s.slots }()
+	done := make(chan result, 1) // the callback never blocks
+	c, err := s.start(addr, method, a, func(m *Msg, err error) { done <- result{m, err} })
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case res := <-done:
+		return res.msg, res.err
+	case <-ctx.Done():
+		if !c.Cancel() {
+			res := <-done // it ended as ctx did: its outcome is being delivered
+			return res.msg, res.err
+		}
+		return nil, fmt.Errorf("query %s %s: %w", method, addr, ctx.Err())
+	}
+}
 
+// Go sends query method with args a to addr and returns at once; done gets
+// the answer or the error (see Callback). Its error, when the query was not
+// sent, wraps ErrOverloaded if MaxInFlight queries are awaiting an answer
+// (Go does not wait for a slot, as Query does), ErrClosed, or the send's
+// error; done is then not called. a is encoded before Go returns and not
+// kept.
+func (s *Server) Go(addr netip.AddrPort, method string, a *Args, done Callback) (Call, error) {
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		return Call{}, fmt.Errorf("query %s %s: %w", method, addr, ErrOverloaded)
+	}
+	return s.start(addr, method, a, done)
+}
+
+// start sends a query in a slot of s.slots the caller took, which is
+// freed when the query ends (finish, Call.Cancel) or here if it cannot be
+// sent.
+func (s *Server) start(addr netip.AddrPort, method string, a *Args, done Callback) (Call, error) {
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
-	c := &call{method: method, sent: s.cfg.Clock.Now(), done: make(chan result, 1)}
+	c := &call{method: method, to: addr, sent: s.cfg.Clock.Now(), done: done}
 	h, err := s.addCall(addr, c)
 	if err != nil {
-		return nil, fmt.Errorf("query %s %s: %w", method, addr, err)
+		<-s.slots
+		if errors.Is(err, ErrClosed) {
+			return Call{}, ErrClosed
+		}
+		return Call{}, fmt.Errorf("query %s %s: %w", method, addr, err)
 	}
 	s.cfg.Events.InFlight(s.InFlight())
-	defer func() { s.cfg.Events.InFlight(s.InFlight()) }()
-
 	m := Msg{T: h.TID(), Y: KindQuery, Q: method, A: a, V: s.cfg.ClientVersion}
 	if s.cfg.ReadOnly {
 		m.RO = 1
 	}
 	b, err := Encode(&m)
-	if err != nil {
-		s.removeCall(h, false)
-		return nil, err
+	if err == nil {
+		if err = s.writeTo(b, addr); err != nil {
+			s.cfg.Events.Dropped(DropSendError)
+			s.cfg.Events.QueryDone(method, OutcomeSendError, 0)
+			err = fmt.Errorf("query %s %s: send: %w", method, addr, err)
+		}
 	}
-	start := c.sent
-	if err := s.writeTo(b, addr); err != nil {
-		s.removeCall(h, false)
-		s.cfg.Events.Dropped(DropSendError)
-		s.cfg.Events.QueryDone(method, OutcomeSendError, 0)
-		return nil, fmt.Errorf("query %s %s: send: %w", method, addr, err)
+	if err != nil {
+		if !s.removeCall(h, false) {
+			// Closed (or timed out) meanwhile: finish has run its callback.
+			return Call{}, nil
+		}
+		s.release()
+		return Call{}, err
 	}
 	s.cfg.Events.Sent(PacketQuery, len(b))
-	select {
-	case res := <-c.done:
-		rtt := s.cfg.Clock.Now().Sub(start)
-		switch {
-		case res.err == nil:
-			s.cfg.Events.QueryDone(method, OutcomeAnswered, rtt)
-			return res.msg, nil
-		case errors.Is(res.err, ErrTimeout):
-			s.cfg.Events.QueryDone(method, OutcomeTimeout, rtt)
-			return nil, fmt.Errorf("query %s %s: %w", method, addr, ErrTimeout)
-		case errors.Is(res.err, ErrClosed):
-			return nil, ErrClosed
-		default:
-			s.cfg.Events.QueryDone(method, OutcomeError, rtt)
-			return res.msg, fmt.Errorf("query %s %s: %w", method, addr, res.err)
-		}
-	case <-ctx.Done():
-		s.removeCall(h, true)
-		s.cfg.Events.QueryDone(method, OutcomeCancelled, 0)
-		return nil, fmt.Errorf("query %s %s: %w", method, addr, ctx.Err())
-	}
+	return Call{s: s, h: h, c: c}, nil
 }

@@ -2,6 +2,7 @@ package krpc
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"time"
@@ -11,13 +12,16 @@ import (
 var (
 	ErrTimeout = errors.New("krpc: query timed out")
 	ErrClosed  = errors.New("krpc: server closed")
+	// ErrOverloaded: Go found MaxInFlight queries awaiting an answer.
+	ErrOverloaded = errors.New("krpc: too many queries in flight")
 )
 
 // TIDLen is the length of the transaction ids this node generates: 2 bytes,
 // the size BEP 5 suggests and libtorrent uses.
 const TIDLen = 2
 
-// result is what a pending call receives: a message or an error.
+// result is an answer or an error, as Query hands it over from its
+// callback.
 type result struct {
 	msg *Msg
 	err error
@@ -26,8 +30,40 @@ type result struct {
 // call is one query in flight.
 type call struct {
 	method string
-	sent   time.Time   // when the query was made, for the round trip
-	done   chan result // buffered, capacity 1: delivery never blocks
+	to     netip.AddrPort
+	sent   time.Time // when the query was made, for the round trip
+	done   Callback
+}
+
+// Callback receives the outcome of a query started with Go: the answer
+// with a nil error, or an error that wraps ErrTimeout, ErrClosed or the
+// remote node's *Error (with its message, for an error reply). It runs on
+// the server's read loop, its timer or Close, once per query: it must not
+// block, and must not call Close. It may start other queries. The message
+// is the callback's to keep.
+type Callback func(m *Msg, err error)
+
+// Call is a query started with Go, for Cancel.
+type Call struct {
+	s *Server
+	h TxnHandle
+	c *call
+}
+
+// Cancel ends the query without waiting for its answer, and reports
+// whether it did: false if the query had ended already, in which case its
+// callback has run or is running. After a true Cancel the callback never
+// runs, and an answer that comes later is dropped as late.
+func (c Call) Cancel() bool {
+	if c.s == nil {
+		return false
+	}
+	if !c.s.removeCall(c.h, true) {
+		return false
+	}
+	c.s.release()
+	c.s.cfg.Events.QueryDone(c.c.method, OutcomeCancelled, 0)
+	return true
 }
 
 // The Server's transaction manager: a Transactions table under txMu, and
@@ -81,16 +117,44 @@ func (s *Server) expire() {
 	}
 	s.txMu.Unlock()
 	for _, e := range expired {
-		e.Value.done <- result{err: ErrTimeout}
+		s.finish(e.Value, nil, ErrTimeout)
 	}
 }
 
-// removeCall ends query h without an answer; late records its id as timed
-// out (the caller gave up on it).
-func (s *Server) removeCall(h TxnHandle, late bool) {
+// removeCall ends query h without an answer, and reports whether it was
+// still in flight; late records its id as timed out (the caller gave up
+// on it).
+func (s *Server) removeCall(h TxnHandle, late bool) bool {
 	s.txMu.Lock()
-	s.txns.Remove(h, late)
+	_, ok := s.txns.Remove(h, late)
 	s.txMu.Unlock()
+	return ok
+}
+
+// release frees the MaxInFlight slot of a query that ended.
+func (s *Server) release() {
+	<-s.slots
+	s.cfg.Events.InFlight(s.InFlight())
+}
+
+// finish ends call c, taken out of the table, with an answer or an error:
+// it frees its slot, counts its outcome and runs its callback.
+func (s *Server) finish(c *call, m *Msg, err error) {
+	s.release()
+	rtt := s.cfg.Clock.Now().Sub(c.sent)
+	switch {
+	case err == nil:
+		s.cfg.Events.QueryDone(c.method, OutcomeAnswered, rtt)
+	case errors.Is(err, ErrClosed):
+		err = ErrClosed
+	case errors.Is(err, ErrTimeout):
+		s.cfg.Events.QueryDone(c.method, OutcomeTimeout, rtt)
+		err = fmt.Errorf("query %s %s: %w", c.method, c.to, err)
+	default:
+		s.cfg.Events.QueryDone(c.method, OutcomeError, rtt)
+		err = fmt.Errorf("query %s %s: %w", c.method, c.to, err)
+	}
+	c.done(m, err)
 }
 
 // matchCall finds and removes the call a response belongs to, or returns
@@ -111,7 +175,7 @@ func (s *Server) closeCalls() {
 	all := s.txns.All(nil)
 	s.txMu.Unlock()
 	for _, e := range all {
-		e.Value.done <- result{err: ErrClosed}
+		s.finish(e.Value, nil, ErrClosed)
 	}
 }
 

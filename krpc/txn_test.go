@@ -661,3 +661,116 @@ func TestQueryTimeoutsOneTimer(t *testing.T) {
 		t.Errorf("after the last timeout: timers %v, %d in flight", at, s.InFlight())
 	}
 }
+
+// goResult is what a Go callback received.
+type goResult struct {
+	m   *Msg
+	err error
+}
+
+// TestGoCallbacks: Go sends at once and reports through its callback,
+// once per query: the answer; a KRPC error reply (*Error, with the
+// message); its timeout (ErrTimeout). With MaxInFlight queries out, Go
+// fails with ErrOverloaded instead of waiting, and sends nothing. A query
+// cancelled before its answer never calls back, frees its slot, and its
+// answer is dropped as late; Close ends the rest with ErrClosed.
+func TestGoCallbacks(t *testing.T) {
+	clock := &manualClock{now: time.Unix(1e9, 0)}
+	var sent atomic.Int64 // queries on the wire; Go counts one before it returns
+	s, log := newTestServer(t, nil, ServerConfig{Clock: clock, QueryTimeout: 2 * time.Second, MaxInFlight: 3,
+		Events: Events{Sent: func(kind string, _ int) {
+			if kind == PacketQuery {
+				sent.Add(1)
+			}
+		}}})
+	remote := newRawSocket(t)
+	results := make(chan goResult, 8)
+	callback := func(m *Msg, err error) { results <- goResult{m, err} }
+	next := func() goResult {
+		t.Helper()
+		select {
+		case r := <-results:
+			return r
+		case <-time.After(testTOut):
+			t.Fatal("no callback")
+			return goResult{}
+		}
+	}
+	send := func() (Call, *Msg) {
+		t.Helper()
+		c, err := s.Go(addrOf(remote), MethodPing, &Args{ID: rawID()}, callback)
+		if err != nil {
+			t.Fatalf("Go: %v", err)
+		}
+		q, _ := readMsg(t, remote)
+		return c, q
+	}
+
+	// Answered.
+	_, q := send()
+	sendMsg(t, remote, s.LocalAddr(), responseTo(q.T, rawID()))
+	if r := next(); r.err != nil || r.m == nil || r.m.R.ID != rawID() {
+		t.Fatalf("answer: %+v, %v", r.m, r.err)
+	}
+	if got := log.nextDone(t); got != OutcomeAnswered {
+		t.Errorf("outcome %q, want %q", got, OutcomeAnswered)
+	}
+	// An error reply.
+	_, q = send()
+	sendMsg(t, remote, s.LocalAddr(), &Msg{T: q.T, Y: KindError, E: &Error{Code: ErrCodeServer, Msg: "busy"}})
+	var ke *Error
+	if r := next(); !errors.As(r.err, &ke) || ke.Code != ErrCodeServer || ke.Msg != "busy" {
+		t.Fatalf("error reply: err = %v, want *Error 202 busy", r.err)
+	}
+	// Timed out.
+	send()
+	clock.Advance(2 * time.Second)
+	if r := next(); !errors.Is(r.err, ErrTimeout) {
+		t.Fatalf("timeout: err = %v, want ErrTimeout", r.err)
+	}
+
+	// Three out: a fourth is refused at once, unsent.
+	var calls []Call
+	var tids []string
+	for range 3 {
+		c, q := send()
+		calls, tids = append(calls, c), append(tids, q.T)
+	}
+	before := sent.Load()
+	if _, err := s.Go(addrOf(remote), MethodPing, &Args{ID: rawID()}, callback); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("fourth Go: err = %v, want ErrOverloaded", err)
+	}
+	if sent.Load() != before {
+		t.Fatal("the refused query was sent")
+	}
+	// Cancel frees its slot; its answer is late, and no callback runs.
+	if !calls[0].Cancel() || calls[0].Cancel() {
+		t.Fatal("Cancel: want true once, then false")
+	}
+	sendMsg(t, remote, s.LocalAddr(), responseTo(tids[0], rawID()))
+	if got := log.nextDrop(t); got != DropLateResponse {
+		t.Errorf("answer of the cancelled query dropped as %q, want %q", got, DropLateResponse)
+	}
+	send() // the freed slot
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if r := next(); !errors.Is(r.err, ErrClosed) {
+			t.Fatalf("after Close: err = %v, want ErrClosed", r.err)
+		}
+	}
+	select {
+	case r := <-results:
+		t.Fatalf("a fourth callback after Close (the cancelled query?): %+v, %v", r.m, r.err)
+	default:
+	}
+	if calls[1].Cancel() {
+		t.Error("Cancel after Close: want false, the query had ended")
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if log.maxFlight > 3 {
+		t.Errorf("InFlight reached %d, bound 3", log.maxFlight)
+	}
+}

@@ -305,7 +305,7 @@ func (n *Node) admitDropped(k int) {
 // admitLoop is the schedule's driver: woken by admit, by a ping turning
 // slow and by a ping ending, it starts the pings the schedule has room
 // for, until the node closes. It runs in its own goroutine, counted in
-// n.wg, as are the pings it starts.
+// n.wg; the pings it starts end in callbacks (confirm).
 func (n *Node) admitLoop() {
 	defer n.wg.Done()
 	for {
@@ -322,8 +322,7 @@ func (n *Node) admitLoop() {
 			if e == nil {
 				break
 			}
-			n.wg.Add(1)
-			go n.confirm(e)
+			n.confirm(e)
 		}
 	}
 }
@@ -332,19 +331,22 @@ func (n *Node) admitLoop() {
 // the short timeout the ping gives its slot up and runs on, to
 // QueryTimeout.
 func (n *Node) confirm(e *admitEntry) {
-	defer n.wg.Done()
 	timer := n.clock.AfterFunc(n.admitTimeout(), func() {
 		n.adm.mu.Lock()
 		n.adm.q.slowed(e)
 		n.adm.mu.Unlock()
 		n.adm.wake()
 	})
-	_, _ = n.query(n.ctx, e.addr, krpc.MethodPing, nil)
-	timer.Stop()
-	n.adm.mu.Lock()
-	n.adm.q.done(e)
-	n.adm.mu.Unlock()
-	n.adm.wake()
+	done := func(*krpc.Msg, error) {
+		timer.Stop()
+		n.adm.mu.Lock()
+		n.adm.q.done(e)
+		n.adm.mu.Unlock()
+		n.adm.wake()
+	}
+	if _, err := n.queryAsync(e.addr, krpc.MethodPing, nil, done); err != nil {
+		done(nil, err)
+	}
 }
 
 // admitTimeout is how long a confirmation ping holds its slot: the

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"sync"
 
 	"github.com/anacrolix/torrent/bencode"
 
@@ -48,9 +47,7 @@ func (n *Node) GetPeers(ctx context.Context, ih krpc.ID, onPeer func(netip.AddrP
 			onPeer(p)
 		}
 	}
-	lr, err := n.lookup(ctx, metrics.LookupGetPeers, ih, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
-		return n.query(ctx, to, krpc.MethodGetPeers, &krpc.Args{InfoHash: &ih})
-	}, func(from krpc.NodeInfo, m *krpc.Msg) bool {
+	lr, err := n.lookup(ctx, metrics.LookupGetPeers, ih, n.ask(krpc.MethodGetPeers, &krpc.Args{InfoHash: &ih}), func(from krpc.NodeInfo, m *krpc.Msg) bool {
 		var held []netip.AddrPort
 		for _, p := range m.R.Values {
 			if !p.IsValid() || p.Port() == 0 {
@@ -203,7 +200,7 @@ func (n *Node) Announce(ctx context.Context, ih krpc.ID, o AnnounceOptions) (Ann
 }
 
 // writeToClosest sends one write query (announce_peer or put) to each
-// responder that gave a token, concurrently, and reports each node's
+// responder that gave a token, all at once, and reports each node's
 // answer: success (storedAt), a KRPC error (refusedBy) or none
 // (unanswered). Each list is in the order of closest.
 func (n *Node) writeToClosest(ctx context.Context, closest []Found, args func(Found) *krpc.Args, method string) writeOutcome {
@@ -214,23 +211,48 @@ func (n *Node) writeToClosest(ctx context.Context, closest []Found, args func(Fo
 		asked bool
 	}
 	answers := make([]answer, len(closest))
-	var wg sync.WaitGroup
+	type result struct {
+		i   int
+		err error
+	}
+	results := make(chan result, len(closest)) // the callbacks never block
+	calls := make([]krpc.Call, len(closest))
+	out := 0
 	for i, f := range closest {
 		if f.Reply == nil || f.Reply.R == nil || f.Reply.R.Token == "" {
 			continue
 		}
 		w.sent++
 		answers[i].asked = true
-		wg.Add(1)
-		go func(a *answer, f Found) {
-			defer wg.Done()
-			_, a.err = n.query(ctx, f.Node.Addr, method, args(f))
-			if a.err != nil && !errors.As(a.err, &a.ke) {
-				n.log.Debug("store query failed", "method", method, "node", f.Node, "err", a.err)
-			}
-		}(&answers[i], f)
+		c, err := n.queryAsync(f.Node.Addr, method, args(f), func(_ *krpc.Msg, err error) { results <- result{i, err} })
+		if err != nil {
+			answers[i].err = err
+			continue
+		}
+		calls[i] = c
+		out++
 	}
-	wg.Wait()
+	stop := ctx.Done()
+	for out > 0 {
+		select {
+		case r := <-results:
+			answers[r.i].err = r.err
+			out--
+		case <-stop:
+			stop = nil // the answers already on their way are still taken
+			for i, c := range calls {
+				if c.Cancel() {
+					answers[i].err = fmt.Errorf("%s to %s: %w", method, closest[i].Node.Addr, ctx.Err())
+					out--
+				}
+			}
+		}
+	}
+	for i := range answers {
+		if a := &answers[i]; a.err != nil && !errors.As(a.err, &a.ke) {
+			n.log.Debug("store query failed", "method", method, "node", closest[i].Node, "err", a.err)
+		}
+	}
 	for i, a := range answers {
 		node := closest[i].Node
 		switch {
@@ -288,9 +310,7 @@ func (n *Node) get(ctx context.Context, target krpc.ID, opts GetOptions, stopEar
 			return res, nil // immutable: the value is settled
 		}
 	}
-	lr, err := n.lookup(ctx, metrics.LookupGet, target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
-		return n.query(ctx, to, krpc.MethodGet, &krpc.Args{Target: &target, Seq: opts.Seq})
-	}, func(from krpc.NodeInfo, m *krpc.Msg) bool {
+	lr, err := n.lookup(ctx, metrics.LookupGet, target, n.ask(krpc.MethodGet, &krpc.Args{Target: &target, Seq: opts.Seq}), func(from krpc.NodeInfo, m *krpc.Msg) bool {
 		it, ok := verifyItem(target, opts.Salt, m.R)
 		if !ok {
 			return false

@@ -30,12 +30,15 @@ type LookupResult struct {
 	Elapsed time.Duration
 }
 
-// queryFunc sends the lookup's query to one node.
-type queryFunc func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error)
+// queryFunc sends the lookup's query to one node and returns at once; done
+// gets the answer or the error later (krpc.Server.Go). An error means the
+// query was not sent, and done is not called.
+type queryFunc func(to netip.AddrPort, done krpc.Callback) (krpc.Call, error)
 
 // traversal runs one iterative lookup (BEP 5, docs/protocol.md, Lookups):
 // core.Traversal, the lookup state machine the simulator's nodes run too,
-// driven by a goroutine per query and the node's clock.
+// driven by the goroutine of its caller, the callbacks of its queries and
+// the node's clock.
 type traversal struct {
 	*core.Traversal
 	query queryFunc
@@ -65,20 +68,57 @@ type reply struct {
 	err error
 }
 
-// run executes the lookup until it is done or ctx ends.
+// replyQueue takes the answers of a lookup's queries from their callbacks
+// (on the server's read loop or timer, which must not block) to the
+// lookup's goroutine.
+type replyQueue struct {
+	mu   sync.Mutex
+	q    []reply
+	wake chan struct{} // buffered(1): replies are queued
+}
+
+func (rq *replyQueue) push(r reply) {
+	rq.mu.Lock()
+	rq.q = append(rq.q, r)
+	rq.mu.Unlock()
+	select {
+	case rq.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the queued replies, emptying the queue; buf is reused.
+func (rq *replyQueue) take(buf []reply) []reply {
+	rq.mu.Lock()
+	buf = append(buf[:0], rq.q...)
+	clear(rq.q)
+	rq.q = rq.q[:0]
+	rq.mu.Unlock()
+	return buf
+}
+
+// run executes the lookup until it is done or ctx ends. It starts no
+// goroutine: its queries answer through callbacks, and the queries still
+// out when it ends are cancelled.
 func (t *traversal) run(ctx context.Context) LookupResult {
 	start := t.clock.Now()
 	res := LookupResult{Target: t.Target()}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	replies := make(chan reply, 8)
-	out := 0 // query goroutines running
+	replies := &replyQueue{wake: make(chan struct{}, 1)}
+	var calls []krpc.Call // every query sent, to cancel those still out
+	defer func() {
+		for _, c := range calls {
+			c.Cancel() // an answer arriving meanwhile is queued and dropped
+		}
+	}()
+	out := 0 // queries whose reply is not yet handled
 	launch := func(c *core.Cand) {
 		out++
-		go func() {
-			m, err := t.query(ctx, c.Addr())
-			replies <- reply{c, m, err}
-		}()
+		call, err := t.query(c.Addr(), func(m *krpc.Msg, err error) { replies.push(reply{c, m, err}) })
+		if err != nil {
+			replies.push(reply{c: c, err: err})
+			return
+		}
+		calls = append(calls, call)
 	}
 	// The short-timeout timer runs on t.clock: it signals on wake, and a
 	// late or stale signal only makes Tick look again, which moves nothing
@@ -91,7 +131,13 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 		}
 	}()
 	var retry []*core.Cand
+	var batch []reply
 	for {
+		batch = replies.take(batch)
+		for _, r := range batch {
+			out--
+			t.handle(r)
+		}
 		if ctx.Err() != nil {
 			t.Stop()
 		}
@@ -100,10 +146,11 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 			launch(c)
 		}
 		if t.Done() || out == 0 {
-			break // queries still out are cancelled and drained below
+			break // queries still out are cancelled (deferred above)
 		}
-		// Wait for an answer or for the next active query to turn slow.
-		var r reply
+		// Wait for an answer, for the next active query to turn slow, or
+		// for ctx.
+		var timeout <-chan struct{}
 		slow := t.rtts.slowAfter()
 		if at, ok := t.NextDeadline(slow); ok {
 			if timer != nil {
@@ -115,46 +162,17 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 				default:
 				}
 			})
-			select {
-			case r = <-replies:
-			case <-wake:
-				retry = t.Tick(t.clock.Now(), slow, retry[:0])
-				for _, c := range retry {
-					launch(c)
-				}
-				continue
+			timeout = wake
+		} // else only slow queries are left: wait them out
+		select {
+		case <-replies.wake:
+		case <-timeout:
+			retry = t.Tick(t.clock.Now(), slow, retry[:0])
+			for _, c := range retry {
+				launch(c)
 			}
-		} else {
-			r = <-replies // only slow queries left: wait them out
+		case <-ctx.Done():
 		}
-		out--
-		if r.err != nil || r.msg == nil || r.msg.R == nil {
-			t.Fail(r.c, !errors.Is(r.err, context.Canceled))
-			continue
-		}
-		from := r.c.Node()
-		switch t.Answered(t.clock.Now(), r.c, r.msg.R) {
-		case core.AnswerUsed:
-			r.c.Reply = r.msg
-			from = r.c.Node() // a bootstrap address now has its id
-		case core.AnswerWrongID:
-			// Its reply is seen (a value is a value), under the id it
-			// gave, but neither its place nor its nodes are trusted.
-			from.ID = r.msg.R.ID
-		case core.AnswerRefused: // BEP 42: an id its address does not allow
-			t.rtts.add(r.c.RTT())
-			continue
-		case core.AnswerLate:
-			continue
-		}
-		t.rtts.add(r.c.RTT())
-		if t.onReply != nil && t.onReply(from, r.msg) {
-			t.Stop()
-		}
-	}
-	cancel()
-	for ; out > 0; out-- {
-		<-replies // slow queries, ended by cancel
 	}
 	for _, c := range t.Closest() {
 		res.Closest = append(res.Closest, Found{Node: c.Node(), Reply: c.Reply, RTT: c.RTT()})
@@ -162,6 +180,33 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 	res.Queried, res.Failed = t.Queried(), t.Failed()
 	res.Elapsed = t.clock.Now().Sub(start)
 	return res
+}
+
+// handle takes the answer or failure of one query.
+func (t *traversal) handle(r reply) {
+	if r.err != nil || r.msg == nil || r.msg.R == nil {
+		t.Fail(r.c, !errors.Is(r.err, context.Canceled))
+		return
+	}
+	from := r.c.Node()
+	switch t.Answered(t.clock.Now(), r.c, r.msg.R) {
+	case core.AnswerUsed:
+		r.c.Reply = r.msg
+		from = r.c.Node() // a bootstrap address now has its id
+	case core.AnswerWrongID:
+		// Its reply is seen (a value is a value), under the id it
+		// gave, but neither its place nor its nodes are trusted.
+		from.ID = r.msg.R.ID
+	case core.AnswerRefused: // BEP 42: an id its address does not allow
+		t.rtts.add(r.c.RTT())
+		return
+	case core.AnswerLate:
+		return
+	}
+	t.rtts.add(r.c.RTT())
+	if t.onReply != nil && t.onReply(from, r.msg) {
+		t.Stop()
+	}
 }
 
 // rttWindowSize is how many of the latest round trips an rttWindow keeps.

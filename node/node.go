@@ -245,23 +245,61 @@ func (n *Node) Close() error {
 	return n.closeErr
 }
 
-// query sends one query and tells the routing table how it went.
+// query sends one query, waits for its answer, and tells the routing
+// table how it went.
 func (n *Node) query(ctx context.Context, to netip.AddrPort, method string, a *krpc.Args) (*krpc.Msg, error) {
+	m, err := n.srv.Query(ctx, to, method, n.queryArgs(to, method, a))
+	if err != nil {
+		n.queryFailed(to, method, err)
+	}
+	return m, err
+}
+
+// queryAsync sends one query and returns at once; done gets its answer or
+// error (krpc.Server.Go: on the read loop or the server's timer, and it
+// must not block), after the routing table has heard how it went. An error
+// means the query was not sent, and done is not called.
+func (n *Node) queryAsync(to netip.AddrPort, method string, a *krpc.Args, done krpc.Callback) (krpc.Call, error) {
+	c, err := n.srv.Go(to, method, n.queryArgs(to, method, a), func(m *krpc.Msg, err error) {
+		if err != nil {
+			n.queryFailed(to, method, err)
+		}
+		done(m, err)
+	})
+	if err != nil {
+		n.queryFailed(to, method, err)
+	}
+	return c, err
+}
+
+// ask returns a lookup's queryFunc: query method with arguments a, which
+// every query of the lookup shares (each is encoded as it is sent).
+func (n *Node) ask(method string, a *krpc.Args) queryFunc {
+	return func(to netip.AddrPort, done krpc.Callback) (krpc.Call, error) {
+		return n.queryAsync(to, method, a, done)
+	}
+}
+
+// queryArgs returns a (new empty arguments if nil) with our id.
+func (n *Node) queryArgs(to netip.AddrPort, method string, a *krpc.Args) *krpc.Args {
 	if a == nil {
 		a = &krpc.Args{}
 	}
 	a.ID = n.id
 	n.debugPacket("query sent", "method", method, "to", to)
-	m, err := n.srv.Query(ctx, to, method, a)
-	if err != nil {
-		n.debugPacket("query failed", "method", method, "to", to, "err", err)
-		var ke *krpc.Error
-		if !errors.As(err, &ke) && !errors.Is(err, context.Canceled) && !errors.Is(err, krpc.ErrClosed) {
-			n.table.Failed(to, n.clock.Now())
-		}
-		return m, err
+	return a
+}
+
+// queryFailed tells the routing table that a query to to got no answer:
+// not when it was refused (a KRPC error: the node is alive), cancelled, or
+// cut short by our own end.
+func (n *Node) queryFailed(to netip.AddrPort, method string, err error) {
+	n.debugPacket("query failed", "method", method, "to", to, "err", err)
+	var ke *krpc.Error
+	if !errors.As(err, &ke) && !errors.Is(err, context.Canceled) && !errors.Is(err, krpc.ErrClosed) &&
+		!errors.Is(err, krpc.ErrOverloaded) {
+		n.table.Failed(to, n.clock.Now())
 	}
-	return m, nil
 }
 
 // onResponse learns the responder of every matched answer: its address is
@@ -301,15 +339,13 @@ func (n *Node) pingWhenFree(addr netip.AddrPort) {
 	}
 }
 
-// pingInSlot pings addr in the background, in a slot of pingSlots the
-// caller has taken.
+// pingInSlot pings addr, in a slot of pingSlots the caller has taken and
+// which the ping's end frees; it does not wait for the answer.
 func (n *Node) pingInSlot(addr netip.AddrPort) {
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		defer func() { <-n.pingSlots }()
-		_, _ = n.query(n.ctx, addr, krpc.MethodPing, nil)
-	}()
+	free := func(*krpc.Msg, error) { <-n.pingSlots }
+	if _, err := n.queryAsync(addr, krpc.MethodPing, nil, free); err != nil {
+		free(nil, err)
+	}
 }
 
 // Ping sends one ping and returns the responder's id and the round trip.
@@ -335,9 +371,7 @@ func (n *Node) Ping(ctx context.Context, addr netip.AddrPort) (krpc.ID, time.Dur
 // closest nodes that answered. Its error wraps ErrNoNodes if there was
 // nobody to ask, ErrNoAnswer if nobody answered.
 func (n *Node) FindNode(ctx context.Context, target krpc.ID) (LookupResult, error) {
-	return n.lookup(ctx, metrics.LookupFindNode, target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
-		return n.query(ctx, to, krpc.MethodFindNode, &krpc.Args{Target: &target})
-	}, nil)
+	return n.lookup(ctx, metrics.LookupFindNode, target, n.ask(krpc.MethodFindNode, &krpc.Args{Target: &target}), nil)
 }
 
 // lookup runs a traversal seeded from the routing table (and the bootstrap
@@ -463,9 +497,7 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 	}
 	n.lastBoot = n.clock.Now()
 	n.mu.Unlock()
-	res, err := n.lookup(ctx, metrics.LookupBootstrap, n.id, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
-		return n.query(ctx, to, krpc.MethodFindNode, &krpc.Args{Target: &n.id})
-	}, nil)
+	res, err := n.lookup(ctx, metrics.LookupBootstrap, n.id, n.ask(krpc.MethodFindNode, &krpc.Args{Target: &n.id}), nil)
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
@@ -483,9 +515,7 @@ func (n *Node) refreshBuckets(ctx context.Context, targets []krpc.ID) {
 			return
 		}
 		target := t
-		_, _ = n.lookup(ctx, metrics.LookupRefresh, target, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
-			return n.query(ctx, to, krpc.MethodFindNode, &krpc.Args{Target: &target})
-		}, nil)
+		_, _ = n.lookup(ctx, metrics.LookupRefresh, target, n.ask(krpc.MethodFindNode, &krpc.Args{Target: &target}), nil)
 	}
 }
 

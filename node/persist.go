@@ -459,21 +459,21 @@ func (n *Node) rejoin(saved []krpc.NodeInfo) {
 			break
 		}
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			_, _ = n.query(n.ctx, s.Addr, krpc.MethodPing, nil)
-		}()
+		done := func(*krpc.Msg, error) {
+			<-slots
+			wg.Done()
+		}
+		if _, err := n.queryAsync(s.Addr, krpc.MethodPing, nil, done); err != nil {
+			done(nil, err)
+		}
 	}
-	wg.Wait()
+	wg.Wait() // the pings still out end by Close at the latest (ErrClosed)
 	good, _, _ := n.table.Counts(n.clock.Now())
 	n.log.Info("pinged saved nodes", "saved", len(saved), "table", n.table.Len(), "good", good)
 	if n.table.Len() == 0 || n.ctx.Err() != nil {
 		return
 	}
-	_, err := n.lookup(n.ctx, metrics.LookupBootstrap, n.id, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
-		return n.query(ctx, to, krpc.MethodFindNode, &krpc.Args{Target: &n.id})
-	}, nil)
+	_, err := n.lookup(n.ctx, metrics.LookupBootstrap, n.id, n.ask(krpc.MethodFindNode, &krpc.Args{Target: &n.id}), nil)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		n.log.Debug("rejoin lookup", "err", err)
 	}

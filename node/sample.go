@@ -26,9 +26,7 @@ type ScrapeResult struct {
 // scrape=1, then the union of the BFsd and BFpe filters of the K closest
 // responders, whose estimates are the result.
 func (n *Node) Scrape(ctx context.Context, ih krpc.ID) (ScrapeResult, error) {
-	lr, err := n.lookup(ctx, metrics.LookupGetPeers, ih, func(ctx context.Context, to netip.AddrPort) (*krpc.Msg, error) {
-		return n.query(ctx, to, krpc.MethodGetPeers, &krpc.Args{InfoHash: &ih, Scrape: 1})
-	}, nil)
+	lr, err := n.lookup(ctx, metrics.LookupGetPeers, ih, n.ask(krpc.MethodGetPeers, &krpc.Args{InfoHash: &ih, Scrape: 1}), nil)
 	res := ScrapeResult{Lookup: lr}
 	var seeds, peers krpc.Bloom
 	for _, f := range lr.Closest {
