@@ -2,7 +2,9 @@ package node
 
 import (
 	"context"
+	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -108,5 +110,61 @@ func TestRTTWindowSlowAfter(t *testing.T) {
 	}
 	if got := w.slowAfter(); got != 60*ms {
 		t.Errorf("after %d fresh samples slowAfter = %v, want 60ms", rttWindowSize, got)
+	}
+}
+
+// TestLookupNoGoroutinePerQuery: a lookup's queries answer through
+// callbacks (krpc.Server.Go). With α queries out to nodes that do not
+// answer, the node runs no goroutine for them: the only one added is the
+// caller's, running the lookup. When the lookup ends (here cancelled), its
+// queries still out are cancelled with it: none is left in flight.
+func TestLookupNoGoroutinePerQuery(t *testing.T) {
+	const alpha = 5
+	n := startNode(t, func(c *Config) {
+		c.Alpha = alpha
+		c.QueryTimeout = time.Minute // nothing times out while the test looks
+		c.MaintenanceInterval = time.Hour
+	})
+	// alpha silent nodes, each a socket that reads but never answers: the
+	// lookup asks all of them at once, one query each.
+	var socks []*net.UDPConn
+	now := time.Now()
+	for i := range alpha {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, byte(10+i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		socks = append(socks, c)
+		n.table.Responded(krpc.NodeInfo{ID: krpc.RandomID(), Addr: krpc.AddrPortOf(c.LocalAddr())}, now, 0)
+	}
+	base := runtime.NumGoroutine()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.FindNode(ctx, krpc.RandomID())
+	}()
+	buf := make([]byte, 2048)
+	for _, c := range socks {
+		if err := c.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.ReadFromUDPAddrPort(buf); err != nil {
+			t.Fatalf("no query reached %s: %v", c.LocalAddr(), err)
+		}
+	}
+	if added := runtime.NumGoroutine() - base; added > 1 {
+		t.Errorf("%d goroutines added with %d queries out, want 1 (the lookup's caller)", added, alpha)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the cancelled lookup did not return")
+	}
+	if got := n.srv.InFlight(); got != 0 {
+		t.Errorf("%d queries in flight after the lookup ended, want 0", got)
 	}
 }
