@@ -1,0 +1,135 @@
+package node
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/node/core"
+	"github.com/dhtd/dhtd/storage"
+)
+
+// startCore starts a CoreNode on a fresh 127.0.0.1:0 socket, closed when
+// the test ends.
+func startCore(t *testing.T) *CoreNode {
+	t.Helper()
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := StartCore(conn, core.Config{ID: krpc.RandomID()}, nil)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// await returns what ch delivers, failing the test after a bound.
+func await[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: nothing within 10 s", what)
+		var zero T
+		return zero
+	}
+}
+
+// TestCoreNodeOnLoopback: core nodes (the simulator's node, driven from a
+// real UDP socket by CoreNode) and a daemon node form a network on
+// loopback. The daemon pings a core node and learns its id; the core
+// nodes join through the daemon; a core node's find_node lookup finds
+// another by its id, and the daemon's finds each of them; an item a core
+// node puts is found by the daemon's get, stored by the core nodes.
+func TestCoreNodeOnLoopback(t *testing.T) {
+	d := startNode(t, nil)
+	cores := []*CoreNode{startCore(t), startCore(t), startCore(t)}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	var ids []krpc.ID
+	for _, c := range cores {
+		var id krpc.ID
+		c.Do(func(n *core.Node, _ time.Time) { id = n.ID() })
+		ids = append(ids, id)
+	}
+	got, _, err := d.Ping(ctx, cores[0].Addr())
+	if err != nil || got != ids[0] {
+		t.Fatalf("daemon's ping of a core node: id %v, %v; want %v", got, err, ids[0])
+	}
+	for i, c := range cores {
+		joined := make(chan core.Result, 1)
+		c.Do(func(n *core.Node, now time.Time) {
+			n.Bootstrap(now, []netip.AddrPort{d.Addr()}, func(r core.Result) { joined <- r })
+		})
+		if r := await(t, joined, "bootstrap"); len(r.Closest) == 0 {
+			t.Fatalf("core node %d: bootstrap through the daemon found nobody", i)
+		}
+	}
+	// Every core node has joined: the last one's lookup of the first's id
+	// must end with it.
+	found := make(chan core.Result, 1)
+	cores[2].Do(func(n *core.Node, now time.Time) {
+		n.FindNode(now, ids[0], func(r core.Result) { found <- r })
+	})
+	if r := await(t, found, "find_node"); len(r.Closest) == 0 || r.Closest[0].Node.ID != ids[0] {
+		t.Fatalf("core find_node of %v: closest %+v", ids[0], r.Closest)
+	}
+	for i, id := range ids {
+		res, err := d.FindNode(ctx, id)
+		if err != nil || len(res.Closest) == 0 || res.Closest[0].Node.ID != id {
+			t.Fatalf("daemon find_node of core node %d: %+v, %v", i, res.Closest, err)
+		}
+	}
+
+	v := []byte("12:a core value")
+	stored := make(chan core.StoreResult, 1)
+	cores[1].Do(func(n *core.Node, now time.Time) {
+		n.Put(now, v, func(r core.StoreResult) { stored <- r })
+	})
+	if r := await(t, stored, "put"); r.Stored == 0 {
+		t.Fatalf("core put: stored on no node (lookup %+v)", r.Lookup)
+	}
+	res, err := d.Get(ctx, storage.ImmutableTarget(v), GetOptions{})
+	if err != nil || !res.Found || string(res.Item.V) != string(v) {
+		t.Fatalf("daemon get of the core node's item: %+v, %v", res, err)
+	}
+	held := 0
+	for _, c := range cores {
+		c.Do(func(n *core.Node, now time.Time) {
+			if n.HasItem(storage.ImmutableTarget(v), now) {
+				held++
+			}
+		})
+	}
+	if held == 0 {
+		t.Error("no core node holds the item")
+	}
+}
+
+// TestCoreNodeClose: Close stops the read loop and the timer and closes
+// the socket; Do after it does nothing.
+func TestCoreNodeClose(t *testing.T) {
+	c := startCore(t)
+	addr := c.Addr()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	called := false
+	c.Do(func(*core.Node, time.Time) { called = true })
+	if called {
+		t.Error("Do ran after Close")
+	}
+	// The port is free again: the socket is closed.
+	conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		t.Fatalf("the closed node's port: %v", err)
+	}
+	conn.Close()
+	if err := c.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
