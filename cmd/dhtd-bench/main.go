@@ -14,6 +14,7 @@
 //	dhtd-bench filler --count 16                       live nodes that keep answering, the
 //	                                                   shared routing table of a fair run
 //	dhtd-bench seed  --target 127.0.0.1:6881           store 50 peers and a 1,000-byte item
+//	dhtd-bench core  --listen 127.0.0.1:0              the node core (node.CoreNode) on a socket
 //
 // Only loopback targets are accepted: the tool is a flood by design.
 package main
@@ -33,7 +34,7 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: dhtd-bench load|serve|announce|echo|filler|seed [flags] (-h for help)")
+		return fmt.Errorf("usage: dhtd-bench load|serve|announce|echo|filler|seed|core [flags] (-h for help)")
 	}
 	switch args[0] {
 	case "load":
@@ -48,9 +49,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return fillerCommand(args[1:], os.Stdin, stdout, stderr)
 	case "seed":
 		return seedCommand(args[1:], stdout, stderr)
+	case "core":
+		return coreCommand(args[1:], os.Stdin, stdout, stderr)
 	case "-h", "--help", "help":
-		fmt.Fprintln(stdout, "usage: dhtd-bench load|serve|announce|echo|filler|seed [flags]; dhtd-bench load -h lists the flags")
+		fmt.Fprintln(stdout, "usage: dhtd-bench load|serve|announce|echo|filler|seed|core [flags]; dhtd-bench load -h lists the flags")
 		return nil
 	}
-	return fmt.Errorf("unknown subcommand %q: want load, serve, announce, echo, filler or seed", args[0])
+	return fmt.Errorf("unknown subcommand %q: want load, serve, announce, echo, filler, seed or core", args[0])
 }

@@ -346,6 +346,9 @@ def main():
     ap.add_argument("--dhtd-bin", default=DHTD, help="the dhtd binary to measure (default: bin/dhtd)")
     ap.add_argument("--base-bin", default="", help="a second dhtd binary measured in the same run (e.g. the build "
                     "before a change); adds the columns base and dhtd/base")
+    ap.add_argument("--base-core", action="store_true", help="as base, measure the node core driven from a socket "
+                    "(bin/dhtd-bench core: node.CoreNode, what the simulator runs) instead of a second dhtd binary: "
+                    "dhtd/base is then dhtd run over the core")
     ap.add_argument("--idle-only", action="store_true", help="only the idle RSS")
     ap.add_argument("--profile", default="", help="PREFIX: write PREFIX-QUERY.pprof, CPU profiles of dhtd under "
                     "closed-1 load, instead of the table")
@@ -406,6 +409,24 @@ def main():
                 time.sleep(0.1)
             seeds["base"] = json.loads(b.tool("seed", "--target", bt))
             targets["base"] = (bt, basep.pid)
+        elif args.base_core:
+            # The node core on a socket (node.CoreNode) under the same
+            # table and load: what dhtd run's per-packet cost becomes once
+            # it runs on the core.
+            basep, bl = start_line(pinned(args.server_cpu, [BENCH, "core", "--listen", "127.0.0.1:0"]),
+                                   stdin=subprocess.PIPE)
+            bt = bl[1]
+            offer(bt)
+
+            def core_table():
+                basep.stdin.write("table\n")
+                basep.stdin.flush()
+                return int(basep.stdout.readline().split()[1])
+            end = time.monotonic() + 10
+            while core_table() < args.fillers and time.monotonic() < end:
+                time.sleep(0.1)
+            seeds["base"] = json.loads(b.tool("seed", "--target", bt))
+            targets["base"] = (bt, basep.pid)
         if not args.no_lt:
             lp, lt_target, lt_live = start_lt(args.server_cpu, fillers)
         if lp:
@@ -416,6 +437,9 @@ def main():
               % (args.fillers, fillers.split(",")[0] + "..", dt, dp.pid, dnodes,
                  "; libtorrent %s pid %d: %d live in its table" % (lt_target, lp.pid, lt_live) if lp
                  else "; libtorrent: not measured (python3-libtorrent missing or --no-lt)"))
+        if args.base_core:
+            print("base: the node core on a socket (dhtd-bench core, node.CoreNode) %s pid %d: %d in its table"
+                  % (bt, basep.pid, core_table()))
         for name, s in seeds.items():
             print("seeded %s: %d peers on %s (get_peers returns %d), item %s (%d bytes)"
                   % (name, s["peers"], s["infohash"][:8], s["values"], s["item"][:8], s["item_bytes"]))
