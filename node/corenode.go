@@ -50,7 +50,8 @@ type CoreNode struct {
 
 // StartCore starts a core.Node configured by cfg on conn (which the
 // CoreNode owns from then on) with clock (the system clock if nil). A nil
-// cfg.Rand is a source seeded at random.
+// cfg.Rand is a source seeded at random, an empty cfg.ClientVersion is
+// ClientVersion.
 func StartCore(conn *net.UDPConn, cfg core.Config, clock krpc.Clock) *CoreNode {
 	if clock == nil {
 		clock = krpc.SystemClock{}
@@ -60,6 +61,9 @@ func StartCore(conn *net.UDPConn, cfg core.Config, clock krpc.Clock) *CoreNode {
 	}
 	if cfg.Scratch == nil {
 		cfg.Scratch = new(core.Scratch)
+	}
+	if cfg.ClientVersion == "" {
+		cfg.ClientVersion = ClientVersion
 	}
 	_ = conn.SetReadBuffer(2 << 20) // as krpc.Server: room for bursts
 	c := &CoreNode{conn: conn, clock: clock, local: krpc.AddrPortOf(conn.LocalAddr()), scratch: cfg.Scratch}

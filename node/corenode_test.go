@@ -40,7 +40,8 @@ func await[T any](t *testing.T, ch <-chan T, what string) T {
 
 // TestCoreNodeOnLoopback: core nodes (the simulator's node, driven from a
 // real UDP socket by CoreNode) and a daemon node form a network on
-// loopback. The daemon pings a core node and learns its id; the core
+// loopback. The daemon pings a core node and learns its id (with our
+// "v" and the daemon's address as "ip", BEP 42); the core
 // nodes join through the daemon; a core node's find_node lookup finds
 // another by its id, and the daemon's finds each of them; an item a core
 // node puts is found by the daemon's get, stored by the core nodes.
@@ -56,9 +57,9 @@ func TestCoreNodeOnLoopback(t *testing.T) {
 		c.Do(func(n *core.Node, _ time.Time) { id = n.ID() })
 		ids = append(ids, id)
 	}
-	got, _, err := d.Ping(ctx, cores[0].Addr())
-	if err != nil || got != ids[0] {
-		t.Fatalf("daemon's ping of a core node: id %v, %v; want %v", got, err, ids[0])
+	m, err := d.srv.Query(ctx, cores[0].Addr(), krpc.MethodPing, &krpc.Args{ID: d.ID()})
+	if err != nil || m.R.ID != ids[0] || m.V != ClientVersion || m.IP == nil || m.IP.AddrPort() != d.Addr() {
+		t.Fatalf("daemon's ping of a core node: %+v, %v; want id %v, v %q and ip %s", m, err, ids[0], ClientVersion, d.Addr())
 	}
 	for i, c := range cores {
 		joined := make(chan core.Result, 1)

@@ -73,6 +73,10 @@ type Config struct {
 	// keep q.Msg: the message and what it points to are reused once the
 	// handler returns (copy what is kept).
 	Handler func(n *Node, q Query, w Writer)
+	// ClientVersion, if set, is sent as the "v" of every message (BEP 5:
+	// two letters for the client and two bytes of version), as deployed
+	// clients do. Empty sends none (the simulator's nodes).
+	ClientVersion string
 	// Scratch, if set, is the decoding and encoding storage of the node,
 	// shared by every node that one goroutine drives (the simulator's
 	// nodes): one per node would cost about a kilobyte each. Nil gives the
@@ -406,7 +410,7 @@ func (n *Node) sendQuery(now time.Time, to netip.AddrPort, method string, a *krp
 	}
 	h, _ := n.pending.Add(now, to, pending{sent: now, done: done})
 	a.ID = n.id
-	m := krpc.Msg{T: h.TID(), Y: krpc.KindQuery, Q: method, A: a}
+	m := krpc.Msg{T: h.TID(), Y: krpc.KindQuery, Q: method, A: a, V: n.cfg.ClientVersion}
 	data, err := n.encode(&m)
 	if err != nil {
 		n.pending.Remove(h, false)

@@ -66,6 +66,7 @@ func (w *writer) send(m *krpc.Msg) {
 	ip := &w.n.scratch.ip
 	*ip = krpc.CompactAddr(w.to) // BEP 42: the requester's address as we see it
 	m.IP = ip
+	m.V = w.n.cfg.ClientVersion
 	data, err := w.n.encode(m)
 	if err != nil {
 		w.n.stats.Dropped++
