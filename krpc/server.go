@@ -676,16 +676,8 @@ func (s *Server) reply(to netip.AddrPort, tid string, r *Msg, sc *replyScratch) 
 // the per-query timeout, or ctx. A KRPC error reply is returned as *Error.
 // The answer's "r" is checked to hold a 20-byte id.
 func (s *Server) Query(ctx context.Context, addr netip.AddrPort, method string, a *Args) (*Msg, error) {
-	select {
-	case s.slots <- struct{}{}:
-	case <-ctx.Done():
-		s.cfg.Events.QueryDone(method, OutcomeCancelled, 0)
-		return nil, fmt.Errorf("query %s %s: waiting for a slot: %w", method, addr, ctx.Err())
-	case <-s.closed:
-		return nil, ErrClosed
-	}
 	done := make(chan result, 1) // the callback never blocks
-	c, err := s.start(addr, method, a, func(m *Msg, err error) { done <- result{m, err} })
+	c, err := s.GoWait(ctx, addr, method, a, func(m *Msg, err error) { done <- result{m, err} })
 	if err != nil {
 		return nil, err
 	}
@@ -704,14 +696,29 @@ func (s *Server) Query(ctx context.Context, addr netip.AddrPort, method string, 
 // Go sends query method with args a to addr and returns at once; done gets
 // the answer or the error (see Callback). Its error, when the query was not
 // sent, wraps ErrOverloaded if MaxInFlight queries are awaiting an answer
-// (Go does not wait for a slot, as Query does), ErrClosed, or the send's
-// error; done is then not called. a is encoded before Go returns and not
-// kept.
+// (Go does not wait for a slot: it may be called where waiting would
+// stall the read loop), ErrClosed, or the send's error; done is then not
+// called. a is encoded before Go returns and not kept.
 func (s *Server) Go(addr netip.AddrPort, method string, a *Args, done Callback) (Call, error) {
 	select {
 	case s.slots <- struct{}{}:
 	default:
 		return Call{}, fmt.Errorf("query %s %s: %w", method, addr, ErrOverloaded)
+	}
+	return s.start(addr, method, a, done)
+}
+
+// GoWait is Go that waits for a MaxInFlight slot, as Query does, until
+// ctx ends (its error then wraps ctx's). It returns once the query is
+// sent, without waiting for the answer.
+func (s *Server) GoWait(ctx context.Context, addr netip.AddrPort, method string, a *Args, done Callback) (Call, error) {
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		s.cfg.Events.QueryDone(method, OutcomeCancelled, 0)
+		return Call{}, fmt.Errorf("query %s %s: waiting for a slot: %w", method, addr, ctx.Err())
+	case <-s.closed:
+		return Call{}, ErrClosed
 	}
 	return s.start(addr, method, a, done)
 }

@@ -344,7 +344,7 @@ func (n *Node) confirm(e *admitEntry) {
 		n.adm.mu.Unlock()
 		n.adm.wake()
 	}
-	if _, err := n.queryAsync(e.addr, krpc.MethodPing, nil, done); err != nil {
+	if _, err := n.queryAsync(n.ctx, e.addr, krpc.MethodPing, nil, done); err != nil {
 		done(nil, err)
 	}
 }

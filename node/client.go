@@ -224,7 +224,7 @@ func (n *Node) writeToClosest(ctx context.Context, closest []Found, args func(Fo
 		}
 		w.sent++
 		answers[i].asked = true
-		c, err := n.queryAsync(f.Node.Addr, method, args(f), func(_ *krpc.Msg, err error) { results <- result{i, err} })
+		c, err := n.queryAsync(ctx, f.Node.Addr, method, args(f), func(_ *krpc.Msg, err error) { results <- result{i, err} })
 		if err != nil {
 			answers[i].err = err
 			continue

@@ -30,10 +30,11 @@ type LookupResult struct {
 	Elapsed time.Duration
 }
 
-// queryFunc sends the lookup's query to one node and returns at once; done
-// gets the answer or the error later (krpc.Server.Go). An error means the
-// query was not sent, and done is not called.
-type queryFunc func(to netip.AddrPort, done krpc.Callback) (krpc.Call, error)
+// queryFunc sends the lookup's query to one node, waiting for a free slot
+// of the node's queries in flight until ctx ends, and returns once it is
+// sent; done gets the answer or the error later (krpc.Server.GoWait). An
+// error means the query was not sent, and done is not called.
+type queryFunc func(ctx context.Context, to netip.AddrPort, done krpc.Callback) (krpc.Call, error)
 
 // traversal runs one iterative lookup (BEP 5, docs/protocol.md, Lookups):
 // core.Traversal, the lookup state machine the simulator's nodes run too,
@@ -113,7 +114,7 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 	out := 0 // queries whose reply is not yet handled
 	launch := func(c *core.Cand) {
 		out++
-		call, err := t.query(c.Addr(), func(m *krpc.Msg, err error) { replies.push(reply{c, m, err}) })
+		call, err := t.query(ctx, c.Addr(), func(m *krpc.Msg, err error) { replies.push(reply{c, m, err}) })
 		if err != nil {
 			replies.push(reply{c: c, err: err})
 			return

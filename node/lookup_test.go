@@ -33,7 +33,7 @@ func TestTraversalPassesOverSilentNodes(t *testing.T) {
 	for _, n := range infos {
 		byAddr[n.Addr] = n.ID
 	}
-	query := func(to netip.AddrPort, done krpc.Callback) (krpc.Call, error) {
+	query := func(_ context.Context, to netip.AddrPort, done krpc.Callback) (krpc.Call, error) {
 		if !silent[to] { // the silent ones never call done
 			done(&krpc.Msg{Y: krpc.KindResponse, R: &krpc.Return{ID: byAddr[to]}}, nil)
 		}

@@ -255,12 +255,30 @@ func (n *Node) query(ctx context.Context, to netip.AddrPort, method string, a *k
 	return m, err
 }
 
-// queryAsync sends one query and returns at once; done gets its answer or
-// error (krpc.Server.Go: on the read loop or the server's timer, and it
-// must not block), after the routing table has heard how it went. An error
+// queryAsync sends one query and returns once it is sent; done gets its
+// answer or error (krpc.Server.GoWait: on the read loop or the server's
+// timer, and it must not block), after the routing table has heard how it
+// went. It waits for a free slot of MaxInFlight until ctx ends. An error
 // means the query was not sent, and done is not called.
-func (n *Node) queryAsync(to netip.AddrPort, method string, a *krpc.Args, done krpc.Callback) (krpc.Call, error) {
-	c, err := n.srv.Go(to, method, n.queryArgs(to, method, a), func(m *krpc.Msg, err error) {
+func (n *Node) queryAsync(ctx context.Context, to netip.AddrPort, method string, a *krpc.Args, done krpc.Callback) (krpc.Call, error) {
+	return n.sendAsync(to, method, a, done, func(a *krpc.Args, cb krpc.Callback) (krpc.Call, error) {
+		return n.srv.GoWait(ctx, to, method, a, cb)
+	})
+}
+
+// queryNow is queryAsync that does not wait for a slot: with MaxInFlight
+// queries out it fails with krpc.ErrOverloaded, as it must where waiting
+// would stall the read loop (a ping started by an answer).
+func (n *Node) queryNow(to netip.AddrPort, method string, a *krpc.Args, done krpc.Callback) (krpc.Call, error) {
+	return n.sendAsync(to, method, a, done, func(a *krpc.Args, cb krpc.Callback) (krpc.Call, error) {
+		return n.srv.Go(to, method, a, cb)
+	})
+}
+
+// sendAsync is queryAsync and queryNow, sending through send.
+func (n *Node) sendAsync(to netip.AddrPort, method string, a *krpc.Args, done krpc.Callback,
+	send func(*krpc.Args, krpc.Callback) (krpc.Call, error)) (krpc.Call, error) {
+	c, err := send(n.queryArgs(to, method, a), func(m *krpc.Msg, err error) {
 		if err != nil {
 			n.queryFailed(to, method, err)
 		}
@@ -275,8 +293,8 @@ func (n *Node) queryAsync(to netip.AddrPort, method string, a *krpc.Args, done k
 // ask returns a lookup's queryFunc: query method with arguments a, which
 // every query of the lookup shares (each is encoded as it is sent).
 func (n *Node) ask(method string, a *krpc.Args) queryFunc {
-	return func(to netip.AddrPort, done krpc.Callback) (krpc.Call, error) {
-		return n.queryAsync(to, method, a, done)
+	return func(ctx context.Context, to netip.AddrPort, done krpc.Callback) (krpc.Call, error) {
+		return n.queryAsync(ctx, to, method, a, done)
 	}
 }
 
@@ -343,7 +361,7 @@ func (n *Node) pingWhenFree(addr netip.AddrPort) {
 // which the ping's end frees; it does not wait for the answer.
 func (n *Node) pingInSlot(addr netip.AddrPort) {
 	free := func(*krpc.Msg, error) { <-n.pingSlots }
-	if _, err := n.queryAsync(addr, krpc.MethodPing, nil, free); err != nil {
+	if _, err := n.queryNow(addr, krpc.MethodPing, nil, free); err != nil {
 		free(nil, err)
 	}
 }

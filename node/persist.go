@@ -463,7 +463,7 @@ func (n *Node) rejoin(saved []krpc.NodeInfo) {
 			<-slots
 			wg.Done()
 		}
-		if _, err := n.queryAsync(s.Addr, krpc.MethodPing, nil, done); err != nil {
+		if _, err := n.queryAsync(n.ctx, s.Addr, krpc.MethodPing, nil, done); err != nil {
 			done(nil, err)
 		}
 	}
