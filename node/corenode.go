@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/ipv4"
@@ -40,7 +41,9 @@ type CoreNode struct {
 	mu      sync.Mutex // serialises every call into n
 	n       *core.Node
 	scratch *core.Scratch // n's, for recycling the buffers sent
-	timer   krpc.Timer    // armed for wake, under mu
+	limiter *krpc.IPLimiter
+	limited atomic.Uint64
+	timer   krpc.Timer // armed for wake, under mu
 	wake    time.Time
 	out     batchOut // the datagrams n queued, under mu
 	done    bool     // closed, under mu
@@ -48,32 +51,48 @@ type CoreNode struct {
 	wg sync.WaitGroup
 }
 
-// StartCore starts a core.Node configured by cfg on conn (which the
-// CoreNode owns from then on) with clock (the system clock if nil). A nil
-// cfg.Rand is a source seeded at random, an empty cfg.ClientVersion is
-// ClientVersion.
-func StartCore(conn *net.UDPConn, cfg core.Config, clock krpc.Clock) *CoreNode {
+// CoreConfig configures a CoreNode.
+type CoreConfig struct {
+	// Core is the node's protocol configuration. A nil Rand is a source
+	// seeded at random, an empty ClientVersion is ClientVersion.
+	Core core.Config
+	// Clock drives the node's timer; nil is the system clock.
+	Clock krpc.Clock
+	// Limiter, if set, is asked about every datagram's source before the
+	// node decodes it: a datagram over the source's limit is dropped
+	// unread (per-IP limit before the full decode, as krpc.Server does).
+	Limiter *krpc.IPLimiter
+}
+
+// StartCore starts a core.Node configured by cfg on conn, which the
+// CoreNode owns from then on.
+func StartCore(conn *net.UDPConn, cfg CoreConfig) *CoreNode {
+	clock := cfg.Clock
 	if clock == nil {
 		clock = krpc.SystemClock{}
 	}
-	if cfg.Rand == nil {
-		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	cc := cfg.Core
+	if cc.Rand == nil {
+		cc.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
-	if cfg.Scratch == nil {
-		cfg.Scratch = new(core.Scratch)
+	if cc.Scratch == nil {
+		cc.Scratch = new(core.Scratch)
 	}
-	if cfg.ClientVersion == "" {
-		cfg.ClientVersion = ClientVersion
+	if cc.ClientVersion == "" {
+		cc.ClientVersion = ClientVersion
 	}
 	_ = conn.SetReadBuffer(2 << 20) // as krpc.Server: room for bursts
-	c := &CoreNode{conn: conn, clock: clock, local: krpc.AddrPortOf(conn.LocalAddr()), scratch: cfg.Scratch}
-	c.n = core.New(cfg, clock.Now())
+	c := &CoreNode{conn: conn, clock: clock, local: krpc.AddrPortOf(conn.LocalAddr()), scratch: cc.Scratch, limiter: cfg.Limiter}
+	c.n = core.New(cc, clock.Now())
 	c.out = newBatchOut(conn, c.local.Addr().Is4())
 	c.wg.Add(1)
 	go c.readLoop()
 	c.Do(func(*core.Node, time.Time) {}) // arm the timer
 	return c
 }
+
+// Limited returns how many datagrams the Limiter dropped.
+func (c *CoreNode) Limited() uint64 { return c.limited.Load() }
 
 // Addr returns the socket's address.
 func (c *CoreNode) Addr() netip.AddrPort { return c.local }
@@ -162,9 +181,14 @@ func (c *CoreNode) readLoop() {
 		now := c.clock.Now()
 		for i := range k {
 			data, from := in.packet(i)
-			if from.IsValid() && from.Port() != 0 && len(data) <= coreMaxPacket {
-				c.n.HandlePacket(now, from, data)
+			if !from.IsValid() || from.Port() == 0 || len(data) > coreMaxPacket {
+				continue
 			}
+			if c.limiter != nil && !c.limiter.Allow(from.Addr(), now) {
+				c.limited.Add(1)
+				continue
+			}
+			c.n.HandlePacket(now, from, data)
 		}
 		c.afterLocked(now)
 		c.mu.Unlock()

@@ -20,7 +20,7 @@ func startCore(t *testing.T) *CoreNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := StartCore(conn, core.Config{ID: krpc.RandomID()}, nil)
+	c := StartCore(conn, CoreConfig{Core: core.Config{ID: krpc.RandomID()}})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -132,5 +132,76 @@ func TestCoreNodeClose(t *testing.T) {
 	conn.Close()
 	if err := c.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestCoreNodeLimiter: with a Limiter, the datagrams of a source over its
+// limit are dropped before the node decodes them: of 20 pings from one
+// address (burst 5, loopback limited) 5 are answered and 15 counted as
+// limited; another source still gets its answer.
+func TestCoreNodeLimiter(t *testing.T) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := krpc.NewIPLimiter(krpc.IPLimiterConfig{Rate: 0.001, Burst: 5, Slots: 1024, LimitLoopback: true})
+	c := StartCore(conn, CoreConfig{Core: core.Config{ID: krpc.RandomID()}, Limiter: lim})
+	t.Cleanup(func() { c.Close() })
+	flooder, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer flooder.Close()
+	other, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 4)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	ping, err := krpc.Encode(&krpc.Msg{T: "aa", Y: krpc.KindQuery, Q: krpc.MethodPing, A: &krpc.Args{ID: krpc.RandomID()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		if _, err := flooder.WriteToUDPAddrPort(ping, c.Addr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The other source's ping is handled after the 20 (one socket, one
+	// read loop): its answer means the flood has been dealt with.
+	if _, err := other.WriteToUDPAddrPort(ping, c.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	// read returns the next answer u receives, passing over the node's
+	// pings of a new querier (BEP 5).
+	read := func(u *net.UDPConn, who string) {
+		t.Helper()
+		if err := u.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			k, _, err := u.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				t.Fatalf("%s: no answer: %v", who, err)
+			}
+			var m krpc.Msg
+			if err := krpc.Decode(buf[:k], &m); err != nil {
+				t.Fatalf("%s: %q: %v", who, buf[:k], err)
+			}
+			if m.Y == krpc.KindQuery {
+				continue
+			}
+			if m.Y != krpc.KindResponse || m.T != "aa" {
+				t.Fatalf("%s: %q is not an answer to our ping", who, buf[:k])
+			}
+			return
+		}
+	}
+	read(other, "the other source")
+	if got := c.Limited(); got != 15 {
+		t.Fatalf("limited %d datagrams, want 15 (20 over a burst of 5)", got)
+	}
+	for i := range 5 {
+		read(flooder, "flood answer "+string(rune('1'+i)))
 	}
 }

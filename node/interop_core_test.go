@@ -29,7 +29,7 @@ func TestInteropCoreNode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := StartCore(conn, core.Config{ID: krpc.RandomID()}, nil)
+		c := StartCore(conn, CoreConfig{Core: core.Config{ID: krpc.RandomID()}})
 		t.Cleanup(func() { c.Close() })
 		return c
 	}

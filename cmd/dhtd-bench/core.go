@@ -39,7 +39,7 @@ func coreCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("core: %w", err)
 	}
-	c := node.StartCore(conn, core.Config{ID: krpc.RandomID()}, nil)
+	c := node.StartCore(conn, node.CoreConfig{Core: core.Config{ID: krpc.RandomID()}})
 	defer c.Close()
 	fmt.Fprintf(stdout, "listening %s pid %d\n", c.Addr(), os.Getpid())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
