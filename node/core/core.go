@@ -101,9 +101,10 @@ type Scratch struct {
 }
 
 // bufSizes are the capacities of recycled packet buffers: a query or a
-// short answer, and an answer carrying nodes (BEP 5: 8 × 26 bytes and a
-// token).
-var bufSizes = [...]int{128, 384}
+// short answer, an answer carrying nodes (BEP 5: 8 × 26 bytes and a
+// token), and one carrying peers or a BEP 44 value as well (up to a
+// 1,000-byte value with its key and signature).
+var bufSizes = [...]int{128, 384, 1536}
 
 // maxFree bounds each size class's list of recycled buffers.
 const maxFree = 1 << 14

@@ -13,7 +13,7 @@ func TestScratchRecycle(t *testing.T) {
 	s.Recycle(small)
 	odd := make([]byte, 10, 100) // no size class: not kept
 	s.Recycle(odd)
-	if got := len(s.free[0]) + len(s.free[1]); got != 1 {
+	if got := len(s.free[0]) + len(s.free[1]) + len(s.free[2]); got != 1 {
 		t.Fatalf("%d buffers kept, want 1", got)
 	}
 	pkt := bytes.Repeat([]byte{'x'}, 90)
@@ -25,9 +25,13 @@ func TestScratchRecycle(t *testing.T) {
 	if out := s.packet(big); !bytes.Equal(out, big) || cap(out) != bufSizes[1] {
 		t.Fatalf("a 300-byte packet got cap %d, want %d", cap(out), bufSizes[1])
 	}
-	huge := bytes.Repeat([]byte{'z'}, 1000)
+	value := bytes.Repeat([]byte{'v'}, 1000) // an answer carrying a BEP 44 value
+	if out := s.packet(value); !bytes.Equal(out, value) || cap(out) != bufSizes[2] {
+		t.Fatalf("a 1000-byte packet got cap %d, want %d", cap(out), bufSizes[2])
+	}
+	huge := bytes.Repeat([]byte{'z'}, 2000)
 	if out := s.packet(huge); !bytes.Equal(out, huge) {
-		t.Fatalf("a 1000-byte packet was copied wrongly")
+		t.Fatalf("a 2000-byte packet was copied wrongly")
 	}
 	for range maxFree + 10 {
 		s.Recycle(make([]byte, 0, bufSizes[0]))
