@@ -55,6 +55,20 @@ func coreCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 	c := node.StartCore(conn, node.CoreConfig{Core: core.Config{ID: krpc.RandomID()}})
 	defer c.Close()
 	fmt.Fprintf(stdout, "listening %s pid %d\n", c.Addr(), os.Getpid())
+	return serveLines(stdin, func(line string) {
+		if strings.TrimSpace(line) != "table" {
+			fmt.Fprintf(stdout, "error: want \"table\", got %q\n", line)
+			return
+		}
+		size := 0
+		c.Do(func(n *core.Node, _ time.Time) { size = n.Table().Len() })
+		fmt.Fprintf(stdout, "table %d\n", size)
+	})
+}
+
+// serveLines calls fn with each line of stdin, in this goroutine, until
+// stdin reaches EOF or the process is sent SIGTERM or SIGINT.
+func serveLines(stdin io.Reader, fn func(line string)) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	lines := make(chan string)
@@ -73,13 +87,7 @@ func coreCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 			if !ok {
 				return nil
 			}
-			if strings.TrimSpace(line) != "table" {
-				fmt.Fprintf(stdout, "error: want \"table\", got %q\n", line)
-				continue
-			}
-			size := 0
-			c.Do(func(n *core.Node, _ time.Time) { size = n.Table().Len() })
-			fmt.Fprintf(stdout, "table %d\n", size)
+			fn(line)
 		}
 	}
 }

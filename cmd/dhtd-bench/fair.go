@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
@@ -13,11 +12,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
@@ -72,45 +69,27 @@ func fillerCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 		addrs[i] = n.Addr.String()
 	}
 	fmt.Fprintf(stdout, "fillers %s pid %d\n", strings.Join(addrs, ","), os.Getpid())
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(stdin)
-		for sc.Scan() {
-			lines <- sc.Text()
+	return serveLines(stdin, func(line string) {
+		f := strings.Fields(line)
+		if len(f) != 2 || f[0] != "offer" {
+			fmt.Fprintf(stdout, "error: want \"offer IP:PORT\", got %q\n", line)
+			return
 		}
-		close(lines)
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case line, ok := <-lines:
-			if !ok {
-				return nil
-			}
-			f := strings.Fields(line)
-			if len(f) != 2 || f[0] != "offer" {
-				fmt.Fprintf(stdout, "error: want \"offer IP:PORT\", got %q\n", line)
-				continue
-			}
-			ap, err := loopbackTarget(f[1])
-			if err != nil {
-				fmt.Fprintf(stdout, "error: %v\n", err)
-				continue
-			}
-			for i, c := range conns {
-				q := krpc.Msg{T: "of", Y: krpc.KindQuery, Q: krpc.MethodPing, A: &krpc.Args{ID: nodes[i].ID}}
-				b, _ := krpc.Encode(&q)
-				_, _ = c.WriteToUDPAddrPort(b, ap)
-				if i%8 == 7 {
-					time.Sleep(20 * time.Millisecond) // under the target's confirmations in flight
-				}
-			}
-			fmt.Fprintf(stdout, "offered %s\n", ap)
+		ap, err := loopbackTarget(f[1])
+		if err != nil {
+			fmt.Fprintf(stdout, "error: %v\n", err)
+			return
 		}
-	}
+		for i, c := range conns {
+			q := krpc.Msg{T: "of", Y: krpc.KindQuery, Q: krpc.MethodPing, A: &krpc.Args{ID: nodes[i].ID}}
+			b, _ := krpc.Encode(&q)
+			_, _ = c.WriteToUDPAddrPort(b, ap)
+			if i%8 == 7 {
+				time.Sleep(20 * time.Millisecond) // under the target's confirmations in flight
+			}
+		}
+		fmt.Fprintf(stdout, "offered %s\n", ap)
+	})
 }
 
 // fillerLoop answers every query that arrives on c as filler id:
