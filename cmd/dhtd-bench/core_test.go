@@ -2,15 +2,11 @@ package main
 
 import (
 	"bufio"
-	"context"
-	"encoding/json"
 	"io"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/dhtd/dhtd/krpc"
 )
 
 // TestCoreCommandSeedAndLoad: the core on a socket (dhtd-bench core) takes
@@ -63,40 +59,7 @@ func TestCoreCommandSeedAndLoad(t *testing.T) {
 		t.Fatalf("core: %q, want the 16 fillers", got)
 	}
 
-	var sb strings.Builder
-	if err := seedCommand([]string{"--target", target.String()}, &sb, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	var seeded seedResult
-	if err := json.Unmarshal([]byte(sb.String()), &seeded); err != nil {
-		t.Fatal(err)
-	}
-	if seeded.Peers != 50 || seeded.Values != 50 || seeded.ItemBytes != 1000 {
-		t.Fatalf("seed: %+v, want 50 peers and a 1000-byte item", seeded)
-	}
-	for _, tc := range []struct{ query, key string }{{"find_node", ""}, {"get_peers", seeded.Infohash}, {"get", seeded.Item}} {
-		cfg := loadConfig{
-			Target: target, Query: tc.query, Sockets: 1, Sources: 1, Window: 8, Duration: 200 * time.Millisecond,
-			Warmup: 50 * time.Millisecond, Timeout: 500 * time.Millisecond,
-		}
-		if tc.key != "" {
-			key, err := krpc.ParseID(tc.key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.Key, cfg.ExpectStored = &key, true
-		}
-		res, err := runLoad(context.Background(), cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.Answered == 0 || res.Answered != res.Sent || res.Invalid != 0 || res.MaxNodes != 8 {
-			t.Fatalf("%s: %+v", tc.query, res)
-		}
-		if tc.query == "get_peers" && res.MaxValues != 50 {
-			t.Fatalf("get_peers answers carry %d peers, want 50", res.MaxValues)
-		}
-	}
+	seedAndLoad(t, target, "find_node", "get_peers", "get")
 	_ = cinW.Close()
 	select {
 	case err := <-cdone:

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -88,8 +89,21 @@ func TestFillerSeedAndStoredLoad(t *testing.T) {
 		t.Fatalf("table holds %d nodes, want the 16 fillers", got)
 	}
 
+	seedAndLoad(t, n.Addr(), "get_peers", "get")
+	_ = inW.Close()
+	if err := <-fdone; err != nil {
+		t.Fatalf("filler: %v", err)
+	}
+}
+
+// seedAndLoad runs seed against target (50 peers and a 1,000-byte item),
+// then a short closed-loop load of each of queries: every query answered
+// and valid, 8 nodes in the answers, and for get_peers and get the stored
+// peers and value in every answer.
+func seedAndLoad(t *testing.T, target netip.AddrPort, queries ...string) {
+	t.Helper()
 	var sb strings.Builder
-	if err := seedCommand([]string{"--target", n.Addr().String()}, &sb, io.Discard); err != nil {
+	if err := seedCommand([]string{"--target", target.String()}, &sb, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	var seeded seedResult
@@ -99,27 +113,28 @@ func TestFillerSeedAndStoredLoad(t *testing.T) {
 	if seeded.Peers != 50 || seeded.Values != 50 || seeded.ItemBytes != 1000 {
 		t.Fatalf("seed: %+v, want 50 peers and a 1000-byte item", seeded)
 	}
-	for _, tc := range []struct{ query, key string }{{"get_peers", seeded.Infohash}, {"get", seeded.Item}} {
-		key, err := krpc.ParseID(tc.key)
-		if err != nil {
-			t.Fatal(err)
+	keys := map[string]string{"get_peers": seeded.Infohash, "get": seeded.Item}
+	for _, query := range queries {
+		cfg := loadConfig{
+			Target: target, Query: query, Sockets: 1, Sources: 1, Window: 8, Duration: 200 * time.Millisecond,
+			Warmup: 50 * time.Millisecond, Timeout: 500 * time.Millisecond,
 		}
-		res, err := runLoad(context.Background(), loadConfig{
-			Target: n.Addr(), Query: tc.query, Sockets: 1, Sources: 1, Window: 8, Duration: 200 * time.Millisecond,
-			Warmup: 50 * time.Millisecond, Timeout: 500 * time.Millisecond, Key: &key, ExpectStored: true,
-		})
+		if k, ok := keys[query]; ok {
+			key, err := krpc.ParseID(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Key, cfg.ExpectStored = &key, true
+		}
+		res, err := runLoad(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if res.Answered == 0 || res.Answered != res.Sent || res.Invalid != 0 || res.MaxNodes != 8 {
-			t.Fatalf("%s: %+v", tc.query, res)
+			t.Fatalf("%s: %+v", query, res)
 		}
-		if tc.query == "get_peers" && res.MaxValues != 50 {
+		if query == "get_peers" && res.MaxValues != 50 {
 			t.Fatalf("get_peers answers carry %d peers, want 50", res.MaxValues)
 		}
-	}
-	_ = inW.Close()
-	if err := <-fdone; err != nil {
-		t.Fatalf("filler: %v", err)
 	}
 }
