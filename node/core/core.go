@@ -22,6 +22,7 @@ package core
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -355,32 +356,43 @@ func (n *Node) HandlePacket(now time.Time, from netip.AddrPort, data []byte) {
 	// The message lives in the scratch until the next packet: the
 	// handlers and the callbacks of our queries do not keep it.
 	m := &n.scratch.msg
-	if err := n.scratch.dec.Decode(data, m); err != nil {
+	err := n.scratch.dec.Decode(data, m)
+	var be *krpc.BodyError
+	if err != nil && !errors.As(err, &be) {
 		n.stats.Dropped++
 		return // no answer to what cannot be decoded: it could amplify
 	}
 	switch m.Y {
 	case krpc.KindQuery:
-		if m.A == nil {
-			n.stats.Dropped++
+		if be != nil {
+			// BEP 5, Errors: a query whose envelope decoded but whose
+			// body is malformed is answered 203, as krpc.Server answers.
+			w := &n.scratch.w
+			*w = writer{n: n, to: from, tid: m.T}
+			w.Error(krpc.ErrCodeProtocol, be.Err.Error())
 			return
 		}
 		n.query(now, from, m)
 	case krpc.KindResponse, krpc.KindError:
-		n.answer(now, from, m)
+		n.answer(now, from, m, be)
 	default:
 		n.stats.Dropped++
 	}
 }
 
 // answer matches a response or error to our query by transaction id and
-// source address.
-func (n *Node) answer(now time.Time, from netip.AddrPort, m *krpc.Msg) {
+// source address. A malformed answer (be) ends its query with an error
+// wrapping be, as krpc.Server does, and teaches the table nothing.
+func (n *Node) answer(now time.Time, from netip.AddrPort, m *krpc.Msg, be *krpc.BodyError) {
 	if len(m.T) != 2 {
 		n.stats.Dropped++
 		return
 	}
 	if p, reason := n.pending.Match(m.T, from); reason == "" {
+		if be != nil {
+			p.done(now, nil, fmt.Errorf("core: malformed answer from %s: %w", from, be))
+			return
+		}
 		if m.R == nil {
 			// An error answer carries no id: the table is left as it is
 			// (the node is alive, but it refused this query).

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"errors"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -283,5 +284,84 @@ func TestQueryTIDsRandomAndUnique(t *testing.T) {
 	}
 	if steps > 5 {
 		t.Errorf("%d of %d transaction ids follow the one before: a counter", steps, len(tids))
+	}
+}
+
+// A query whose envelope decodes but whose body does not is answered 203
+// with its transaction id, as krpc.Server answers it; what has no
+// envelope is dropped unanswered (an answer could amplify).
+func TestMalformedQuery(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		pkt    string
+		answer bool
+	}{
+		{"no arguments", "d1:q4:ping1:t2:aa1:y1:qe", true},
+		{"no id", "d1:ade1:q4:ping1:t2:aa1:y1:qe", true},
+		{"id too short", "d1:ad2:id3:abce1:q4:ping1:t2:aa1:y1:qe", true},
+		{"not canonical", "d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:y1:q1:t2:aae", true},
+		{"not bencode", "hello, world, this is no dict", false},
+		{"no transaction id", "d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:y1:qe", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newTestNode(1, 1, nil)
+			n.HandlePacket(t0, addr(2), []byte(tc.pkt))
+			tr, ok := n.PollTransmit()
+			if !tc.answer {
+				if ok {
+					t.Fatalf("answered %q", tr.Data)
+				}
+				if n.Stats().Dropped != 1 {
+					t.Fatalf("dropped %d, want 1", n.Stats().Dropped)
+				}
+				return
+			}
+			if !ok {
+				t.Fatal("no answer")
+			}
+			var m krpc.Msg
+			if err := krpc.Decode(tr.Data, &m); err != nil {
+				t.Fatalf("answer %q: %v", tr.Data, err)
+			}
+			if m.Y != krpc.KindError || m.E == nil || m.E.Code != krpc.ErrCodeProtocol || m.T != "aa" || tr.To != addr(2) {
+				t.Fatalf("answer %+v (error %+v) to %v: want error 203 with t \"aa\" to %v", m, m.E, tr.To, addr(2))
+			}
+			if _, more := n.PollTransmit(); more {
+				t.Fatal("more than one answer")
+			}
+		})
+	}
+}
+
+// A malformed answer to one of our queries ends the query at once with an
+// error wrapping krpc.BodyError, and does not enter the responder into
+// the table.
+func TestMalformedAnswer(t *testing.T) {
+	a := newTestNode(1, 1, nil)
+	var got error
+	called := 0
+	err := a.sendQuery(t0, addr(2), krpc.MethodPing, a.queryArgs(), func(_ time.Time, _ *krpc.Msg, err error) {
+		called++
+		got = err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, _ := a.PollTransmit()
+	var q krpc.Msg
+	if err := krpc.Decode(tr.Data, &q); err != nil {
+		t.Fatal(err)
+	}
+	// A response whose r has no id.
+	a.HandlePacket(t0.Add(time.Millisecond), addr(2), []byte("d1:rd1:v2:xxe1:t2:"+q.T+"1:y1:re"))
+	var be *krpc.BodyError
+	if called != 1 || !errors.As(got, &be) {
+		t.Fatalf("callback ran %d times with %v: want once with a krpc.BodyError", called, got)
+	}
+	if a.Table().Len() != 0 {
+		t.Fatalf("table holds %d nodes after a malformed answer", a.Table().Len())
+	}
+	if a.pending.Len() != 0 {
+		t.Fatalf("%d queries still pending", a.pending.Len())
 	}
 }
