@@ -130,16 +130,13 @@ func (n *Node) votedIP() (netip.Addr, bool) {
 	return ip, ip.IsValid()
 }
 
-// noteExternalIP counts the vote of a response's "ip" and, the first time
+// noteExternalIP counts the vote of a response's "ip" (said) and, the first time
 // a decision is reached or whenever it changes, logs it, with a warning if
 // our id does not match it (BEP 42: such an id is refused by enforcing
 // nodes; pin a matching one with --id, or let the node choose one at the
 // next start).
-func (n *Node) noteExternalIP(from netip.AddrPort, m *krpc.Msg) {
-	if m.IP == nil {
-		return
-	}
-	ip := n.voter.vote(from.Addr(), m.IP.AddrPort().Addr())
+func (n *Node) noteExternalIP(from netip.AddrPort, said krpc.CompactAddr) {
+	ip := n.voter.vote(from.Addr(), said.AddrPort().Addr())
 	if !ip.IsValid() {
 		return
 	}

@@ -65,6 +65,7 @@ func (n *Node) newService() *core.Service {
 	}
 	h.Cap = n.replyCap
 	h.Proved = n.owners.add
+	h.ExternalIP = n.noteExternalIP
 	h.Count = n.countEvent
 	if n.db != nil {
 		h.StorePeer = n.storePeer

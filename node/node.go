@@ -320,17 +320,13 @@ func (n *Node) queryFailed(to netip.AddrPort, method string, err error) {
 	}
 }
 
-// onResponse learns the responder of every matched answer: its address is
-// proven, so it may enter the routing table (docs/protocol.md, Admission).
+// onResponse learns the responder of every matched answer through the
+// handlers' core.Service.Answered, as a simulated node does: its address
+// is proven, so it may enter the routing table (docs/protocol.md,
+// Admission), and its "ip" is a vote for our external address.
 func (n *Node) onResponse(from netip.AddrPort, method string, m *krpc.Msg, rtt time.Duration) {
-	if m.R == nil || !n.idAcceptable(m.R.ID, from.Addr()) {
-		return
-	}
-	n.noteExternalIP(from, m)
-	n.owners.add(from.Addr(), n.clock.Now()) // it answered our transaction id
 	n.debugPacket("answer received", "method", method, "from", from, "rtt", rtt)
-	toPing := n.table.Responded(krpc.NodeInfo{ID: m.R.ID, Addr: from}, n.clock.Now(), max(rtt, 1))
-	for _, p := range toPing {
+	for _, p := range n.svc.Answered(from, m, n.clock.Now(), rtt) {
 		n.pingAsync(p.Addr)
 	}
 }

@@ -403,10 +403,8 @@ func (n *Node) answer(now time.Time, from netip.AddrPort, m *krpc.Msg, be *krpc.
 			p.done(now, m, err)
 			return
 		}
-		if m.RO != 1 {
-			for _, ni := range n.table.Responded(krpc.NodeInfo{ID: m.R.ID, Addr: from}, now, now.Sub(p.sent)) {
-				n.ping(now, ni.Addr)
-			}
+		for _, ni := range n.svc.Answered(from, m, now, now.Sub(p.sent)) {
+			n.ping(now, ni.Addr)
 		}
 		p.done(now, m, nil)
 		return

@@ -84,6 +84,9 @@ type Hooks struct {
 	Proved func(ip netip.Addr, now time.Time)
 	// Count is told of each event of the handlers, for the metrics.
 	Count func(e Event)
+	// ExternalIP is told of the address a responder says it sees us at
+	// (BEP 42: the "ip" of an answer), from an acceptable responder.
+	ExternalIP func(from netip.AddrPort, ip krpc.CompactAddr)
 	// StorePeer and StoreItem take over the storing of an announce_peer
 	// or a put that passed every check (a daemon whose writes must be
 	// durable first): they answer w, now or later through w.Detach().
@@ -129,6 +132,33 @@ func (s *Service) scratch() *Scratch {
 		s.Scratch = new(Scratch)
 	}
 	return s.Scratch
+}
+
+// Answered learns from a matched answer to one of our queries, rtt after
+// it was sent: the responder echoed our transaction id from its address,
+// so that address is proven (Hooks.Proved), and the table hears that the
+// node answered (routing.Table.Responded). It returns the nodes the
+// table wants pinged (the questionable node a newcomer may replace). An
+// error answer carries no id, and teaches nothing; a responder refused by
+// Hooks.Accept (BEP 42 enforce) or saying it is read-only (BEP 43) stays
+// out of the table. The daemon's read loop and the simulator's nodes
+// (Node.HandlePacket) both learn through it.
+func (s *Service) Answered(from netip.AddrPort, m *krpc.Msg, now time.Time, rtt time.Duration) []krpc.NodeInfo {
+	if m.R == nil || m.RO == 1 || (s.Hooks.Accept != nil && !s.Hooks.Accept(m.R.ID, from.Addr())) {
+		return nil
+	}
+	if s.Hooks.ExternalIP != nil && m.IP != nil {
+		s.Hooks.ExternalIP(from, *m.IP)
+	}
+	if s.Hooks.Proved != nil {
+		s.Hooks.Proved(from.Addr(), now)
+	}
+	if s.Table == nil {
+		return nil
+	}
+	// A zero round trip (a clock that did not move) is one nanosecond:
+	// the table reads zero as "not measured".
+	return s.Table.Responded(krpc.NodeInfo{ID: m.R.ID, Addr: from}, now, max(rtt, 1))
 }
 
 // Serve answers q through w: at once, or (Hooks.StorePeer, StoreItem)
