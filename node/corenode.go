@@ -30,9 +30,8 @@ const coreMaxPacket = 4096
 // an IPv4 socket), and one timer calls HandleTimeout when NextTimeout
 // says. It is the shape `dhtd run` is moving to (docs/sim.md, "What the
 // daemon does not yet share"), without what only the daemon has yet: no
-// metrics, no rate limits, no store on disk, no admission schedule (the
-// core pings a querier at once). Its methods are safe for concurrent use;
-// Close stops its goroutines.
+// metrics, no reply budget, no store on disk. Its methods are safe for
+// concurrent use; Close stops its goroutines.
 type CoreNode struct {
 	conn  *net.UDPConn
 	clock krpc.Clock

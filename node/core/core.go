@@ -38,6 +38,7 @@ const (
 	DefaultAlpha          = 5                // queries in flight per lookup (the daemon's default)
 	DefaultQueryTimeout   = 2 * time.Second  // a query unanswered this long failed
 	DefaultMaintainPeriod = time.Minute      // how often the table is looked after
+	DefaultAdmitPings     = 16               // confirmation pings in flight (the daemon's default)
 	maxPending            = 256              // outstanding queries per node
 	maxOutbox             = 1024             // packets queued for the driver
 	itemTTL               = 2 * time.Hour    // BEP 44, Expiration
@@ -64,6 +65,13 @@ type Config struct {
 	// MaintainPeriod spaces the table upkeep: pings of questionable and
 	// bad nodes and bucket refreshes (default 1 min).
 	MaintainPeriod time.Duration
+	// AdmitPings is how many confirmation pings of queriers may be in
+	// flight before the short timeout (AdmitQueue; default 16).
+	AdmitPings int
+	// LimitLoopback makes loopback addresses count as one subnet in the
+	// admission schedule, as they do for the daemon with the same option;
+	// by default each loopback endpoint is its own unit.
+	LimitLoopback bool
 	// MaxPerSubnet caps the candidates of one /24 a lookup accepts from
 	// replies (practice, libtorrent dht_restrict_search_ips); 0 means no cap.
 	MaxPerSubnet int
@@ -156,6 +164,9 @@ func (c Config) withDefaults() Config {
 	if c.MaintainPeriod <= 0 {
 		c.MaintainPeriod = DefaultMaintainPeriod
 	}
+	if c.AdmitPings <= 0 {
+		c.AdmitPings = DefaultAdmitPings
+	}
 	return c
 }
 
@@ -179,6 +190,7 @@ type Stats struct {
 type pending struct {
 	sent time.Time
 	done func(now time.Time, m *krpc.Msg, err error)
+	adm  *AdmitEntry // a confirmation ping's schedule entry, ended with it
 }
 
 // Node is one DHT node's protocol state.
@@ -197,7 +209,9 @@ type Node struct {
 	outHead  int
 	scratch  *Scratch // Config.Scratch or the node's own
 	lookups  []*Lookup
-	maintain time.Time // next table upkeep
+	adm      *AdmitQueue // confirmation schedule, made at the first querier
+	admPings []admPing   // its pings not yet slow nor answered
+	maintain time.Time   // next table upkeep
 	stats    Stats
 
 	rtts    [rttSamples]time.Duration // latest lookup round trips
@@ -227,8 +241,9 @@ func New(cfg Config, now time.Time) *Node {
 	n.maintain = now.Add(time.Duration(n.rnd.Int64N(int64(cfg.MaintainPeriod))) + cfg.MaintainPeriod)
 	n.svc = Service{
 		ID: cfg.ID, K: cfg.K, Table: n.table, Rand: n.rnd, Scratch: n.scratch,
-		// BEP 5: a querier is unproven until it answers a ping of ours.
-		Hooks: Hooks{Admit: func(ni krpc.NodeInfo, now time.Time) { n.ping(now, ni.Addr) }},
+		// BEP 5: a querier is unproven until it answers a ping of ours,
+		// sent on the daemon's schedule (AdmitQueue).
+		Hooks: Hooks{Admit: n.admit},
 	}
 	if h := cfg.Handler; h != nil {
 		n.handle = func(q Query, w Writer) { h(n, q, w) }
@@ -283,6 +298,16 @@ func (n *Node) NextTimeout() (time.Time, bool) {
 			next = t
 		}
 	}
+	// A confirmation ping's slot matters only to a node waiting for one:
+	// with nobody waiting, passing the short timeout needs no wake-up
+	// (admitNext notes it at the next event).
+	if n.adm != nil && n.adm.Waiting() > 0 {
+		for _, p := range n.admPings {
+			if p.slowAt.Before(next) {
+				next = p.slowAt
+			}
+		}
+	}
 	return next, true
 }
 
@@ -295,6 +320,7 @@ func (n *Node) HandleTimeout(now time.Time) {
 		n.stats.Timeouts++
 		n.table.Failed(e.To, now)
 		e.Value.done(now, nil, ErrTimeout)
+		n.admitEnded(now, e.Value.adm)
 	}
 	if cap(expired) <= 16 {
 		n.expired = expired[:0] // keep a small scratch, give a burst's back
@@ -305,6 +331,9 @@ func (n *Node) HandleTimeout(now time.Time) {
 		for _, l := range append([]*Lookup(nil), n.lookups...) {
 			l.tick(now)
 		}
+	}
+	if n.adm != nil && n.adm.Waiting() > 0 {
+		n.admitNext(now) // slots freed by pings past the short timeout
 	}
 	if !now.Before(n.maintain) {
 		n.maintain = now.Add(n.cfg.MaintainPeriod)
@@ -389,6 +418,7 @@ func (n *Node) answer(now time.Time, from netip.AddrPort, m *krpc.Msg, be *krpc.
 		return
 	}
 	if p, reason := n.pending.Match(m.T, from); reason == "" {
+		defer n.admitEnded(now, p.adm)
 		if be != nil {
 			p.done(now, nil, fmt.Errorf("core: malformed answer from %s: %w", from, be))
 			return
@@ -416,10 +446,15 @@ func (n *Node) answer(now time.Time, from netip.AddrPort, m *krpc.Msg, be *krpc.
 // a is encoded before sendQuery returns and not kept.
 func (n *Node) sendQuery(now time.Time, to netip.AddrPort, method string, a *krpc.Args,
 	done func(now time.Time, m *krpc.Msg, err error)) error {
+	return n.send(now, to, method, a, pending{sent: now, done: done})
+}
+
+// send is sendQuery with the pending entry given.
+func (n *Node) send(now time.Time, to netip.AddrPort, method string, a *krpc.Args, p pending) error {
 	if n.pending.Len() >= maxPending {
 		return ErrOverloaded
 	}
-	h, _ := n.pending.Add(now, to, pending{sent: now, done: done})
+	h, _ := n.pending.Add(now, to, p)
 	a.ID = n.id
 	m := krpc.Msg{T: h.TID(), Y: krpc.KindQuery, Q: method, A: a, V: n.cfg.ClientVersion}
 	data, err := n.encode(&m)
@@ -474,4 +509,80 @@ func (n *Node) push(t Transmit) {
 	}
 	n.stats.Sent++
 	n.outbox = append(n.outbox, t)
+}
+
+// admPing is a confirmation ping in flight, and when it passes the short
+// timeout and gives its slot up.
+type admPing struct {
+	e      *AdmitEntry
+	slowAt time.Time
+}
+
+// admit schedules the confirmation ping of ni, a querier the table would
+// take (Hooks.Admit), on the daemon's schedule (AdmitQueue).
+func (n *Node) admit(ni krpc.NodeInfo, now time.Time) {
+	if n.adm == nil {
+		n.adm = NewAdmitQueue(n.cfg.AdmitPings)
+	}
+	class := AdmitNew
+	if e, ok := n.table.Get(ni.ID); ok && e.Addr == ni.Addr && e.Confirmed() {
+		class = AdmitProven
+	}
+	n.adm.Offer(&AdmitEntry{
+		Addr: ni.Addr, Subnet: FairnessKey(ni.Addr, n.cfg.LimitLoopback), Bucket: int32(n.table.BucketIndex(ni.ID)),
+		Class: class, Heard: now, Queued: now,
+	})
+	n.admitNext(now)
+}
+
+// admitNext sends the confirmation pings the schedule has slots for. A
+// ping holds its slot until it is answered, fails or passes the short
+// timeout (admitSlow).
+func (n *Node) admitNext(now time.Time) {
+	if n.adm == nil {
+		return
+	}
+	n.admitSlow(now)
+	for {
+		e, _ := n.adm.Next(now)
+		if e == nil {
+			return
+		}
+		if n.pending.Busy(e.Addr) {
+			n.adm.Done(e) // a query already out: its answer tells the table
+			continue
+		}
+		// The entry rides on the query (pending.adm): its end, answered
+		// or not, ends the ping's turn (admitEnded).
+		if err := n.send(now, e.Addr, krpc.MethodPing, n.queryArgs(), pending{sent: now, done: ignoreAnswer, adm: e}); err != nil {
+			n.adm.Done(e)
+			return
+		}
+		n.admPings = append(n.admPings, admPing{e, now.Add(min(n.cfg.QueryTimeout, max(MinAdmitTimeout, n.slowAfter())))})
+	}
+}
+
+// admitEnded ends the confirmation ping of e (nil: the query was none)
+// and starts the next.
+func (n *Node) admitEnded(now time.Time, e *AdmitEntry) {
+	if e == nil {
+		return
+	}
+	n.adm.Done(e)
+	if i := slices.IndexFunc(n.admPings, func(p admPing) bool { return p.e == e }); i >= 0 {
+		n.admPings = slices.Delete(n.admPings, i, i+1)
+	}
+	n.admitNext(now)
+}
+
+// admitSlow frees the slots of the confirmation pings past the short
+// timeout (they run on to QueryTimeout).
+func (n *Node) admitSlow(now time.Time) {
+	n.admPings = slices.DeleteFunc(n.admPings, func(p admPing) bool {
+		if now.Before(p.slowAt) {
+			return false
+		}
+		n.adm.Slowed(p.e)
+		return true
+	})
 }
