@@ -561,7 +561,7 @@ func (n *Node) maintain() {
 		if reboot {
 			_ = n.Bootstrap(n.ctx)
 		} else {
-			n.refreshBuckets(n.ctx, n.table.RefreshTargets(now))
+			n.refreshBuckets(n.ctx, n.table.RefreshTargets(now, 0))
 		}
 	})
 }

@@ -405,16 +405,21 @@ func (t *Table) Candidates(now time.Time, limit int) []krpc.NodeInfo {
 	return infos(cs, limit)
 }
 
-// RefreshTargets returns, for every bucket unchanged for RefreshInterval, a
-// random id inside it to look up (BEP 5, docs/protocol.md, Refresh), and marks those
+// RefreshTargets returns, for up to limit buckets unchanged for
+// RefreshInterval (limit <= 0: all), farthest first, a random id inside
+// each to look up (BEP 5, docs/protocol.md, Refresh), and marks those
 // buckets changed at now so they are not returned again until another
-// RefreshInterval has passed. A new table's bucket is stale at once.
-func (t *Table) RefreshTargets(now time.Time) []krpc.ID {
+// RefreshInterval has passed; the stale buckets past limit are left for
+// a later call. A new table's bucket is stale at once.
+func (t *Table) RefreshTargets(now time.Time, limit int) []krpc.ID {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var ids []krpc.ID
 	last := len(t.buckets) - 1
 	for i, b := range t.buckets {
+		if limit > 0 && len(ids) == limit {
+			break
+		}
 		if now.Sub(b.lastChanged) >= t.cfg.RefreshInterval {
 			ids = append(ids, RandomIDInBucket(t.self, i, i == last))
 			b.lastChanged = now

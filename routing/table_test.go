@@ -320,10 +320,10 @@ func TestRefreshTargets(t *testing.T) {
 	self := randID(r)
 	tb := NewTable(self, Config{FixedBuckets: true})
 
-	if got := tb.RefreshTargets(t0); len(got) != 1 {
+	if got := tb.RefreshTargets(t0, 0); len(got) != 1 {
 		t.Fatalf("new table: %d targets, want 1", len(got))
 	}
-	if got := tb.RefreshTargets(t0.Add(time.Minute)); len(got) != 0 {
+	if got := tb.RefreshTargets(t0.Add(time.Minute), 0); len(got) != 0 {
 		t.Fatalf("targets right after a refresh: %v", got)
 	}
 	// Buckets 0..4 plus the last, all changed at t0+1m.
@@ -342,7 +342,36 @@ func TestRefreshTargets(t *testing.T) {
 	tb.Responded(krpc.NodeInfo{ID: id, Addr: netip.MustParseAddrPort(e.Addr)}, t0.Add(10*time.Minute), 0)
 
 	now := t0.Add(16 * time.Minute)
-	targets := tb.RefreshTargets(now)
+	// A limit leaves the stale buckets past it for later calls, which
+	// take them farthest first, each once.
+	tb2 := NewTable(self, Config{FixedBuckets: true})
+	for c := range 5 {
+		for i := range 9 {
+			tb2.Responded(ni(idWithPrefix(r, self, c), c*100+i), t0, 0)
+		}
+	}
+	if tb2.NumBuckets() < 5 {
+		t.Fatalf("setup: %d buckets", tb2.NumBuckets())
+	}
+	var order []int
+	for range tb2.NumBuckets() + 1 {
+		got := tb2.RefreshTargets(now, 2)
+		if len(got) > 2 {
+			t.Fatalf("%d targets past a limit of 2", len(got))
+		}
+		for _, target := range got {
+			order = append(order, min(CommonPrefixLen(self, target), tb2.NumBuckets()-1))
+		}
+	}
+	for i, b := range order {
+		if b != i {
+			t.Fatalf("limited calls refreshed buckets %v, want each of 0..%d once, in order", order, tb2.NumBuckets()-1)
+		}
+	}
+	if len(order) != tb2.NumBuckets() {
+		t.Fatalf("limited calls refreshed %d of %d stale buckets", len(order), tb2.NumBuckets())
+	}
+	targets := tb.RefreshTargets(now, 0)
 	var got []int
 	for _, target := range targets {
 		c := CommonPrefixLen(self, target)
@@ -361,10 +390,10 @@ func TestRefreshTargets(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("refreshed buckets %v, want %v", got, want)
 	}
-	if again := tb.RefreshTargets(now.Add(time.Minute)); len(again) != 0 {
+	if again := tb.RefreshTargets(now.Add(time.Minute), 0); len(again) != 0 {
 		t.Errorf("buckets returned again at once: %d", len(again))
 	}
-	if later := tb.RefreshTargets(t0.Add(26 * time.Minute)); len(later) != 1 {
+	if later := tb.RefreshTargets(t0.Add(26*time.Minute), 0); len(later) != 1 {
 		t.Errorf("at +26m: %d targets, want only bucket 2", len(later))
 	}
 }
@@ -487,7 +516,7 @@ func TestConcurrentUse(t *testing.T) {
 				tb.Closest(ids[i], 8)
 				if i%50 == 0 {
 					tb.Snapshot(now)
-					tb.RefreshTargets(now)
+					tb.RefreshTargets(now, 0)
 					tb.Questionable(now, 4)
 					tb.Counts(now)
 				}

@@ -351,10 +351,7 @@ func (n *Node) upkeep(now time.Time) {
 	for _, ni := range n.table.Retry(now, 2) {
 		n.ping(now, ni.Addr)
 	}
-	for i, target := range n.table.RefreshTargets(now) {
-		if i == 2 {
-			break // the rest at the next upkeep
-		}
+	for _, target := range n.table.RefreshTargets(now, 2) { // the rest at the next upkeep
 		n.FindNode(now, n.reseed(target), nil)
 	}
 }
