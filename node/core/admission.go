@@ -38,6 +38,7 @@ import (
 // The daemon and the simulator's nodes run the same schedule: the daemon
 // drives it from its admission goroutine, a core Node from its events.
 
+// Timing of the admission schedule.
 const (
 	MinAdmitTimeout = 250 * time.Millisecond // shortest wait for a confirmation ping's answer
 	AdmitMaxWait    = 10 * time.Second       // longest a node waits for a confirmation slot
