@@ -9,11 +9,11 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/dhtd/dhtd/internal/cpuprofile"
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/node"
 	"github.com/dhtd/dhtd/node/core"
@@ -29,21 +29,15 @@ func coreCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("core", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:0", "UDP address to listen on (loopback)")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return fmt.Errorf("cpu profile: %w", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("cpu profile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+	stop, err := cpuprofile.Start(*profile)
+	if err != nil {
+		return err
 	}
+	defer stop()
 	ap, err := loopbackTarget(*listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)

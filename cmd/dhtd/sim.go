@@ -7,12 +7,12 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
-	"runtime/pprof"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dhtd/dhtd/internal/cpuprofile"
 	"github.com/dhtd/dhtd/internal/sim"
 )
 
@@ -54,17 +54,11 @@ func simCommand() *cli.Command {
 			if loss == 0 {
 				loss = -1 // NetConfig: negative means none
 			}
-			if path := c.Path("cpuprofile"); path != "" {
-				f, err := os.Create(path)
-				if err != nil {
-					return fmt.Errorf("cpu profile: %w", err)
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return fmt.Errorf("cpu profile: %w", err)
-				}
-				defer pprof.StopCPUProfile()
+			stop, err := cpuprofile.Start(c.Path("cpuprofile"))
+			if err != nil {
+				return err
 			}
+			defer stop()
 			var progress func(time.Duration, uint64)
 			if c.Bool("progress") {
 				start := time.Now()
