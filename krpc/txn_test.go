@@ -549,8 +549,107 @@ func TestTransactionsOrderBounded(t *testing.T) {
 		tx.Add(now, a, 0)
 	}
 	tx.All(nil)
-	if tx.pending != nil || tx.order != nil || tx.Len() != 0 {
-		t.Errorf("after a burst: pending %v, order cap %d", tx.pending != nil, cap(tx.order))
+	if tx.slots != nil || tx.order != nil || tx.Len() != 0 {
+		t.Errorf("after a burst: slots %d, order cap %d", len(tx.slots), cap(tx.order))
+	}
+}
+
+// modelQuery is a query in flight as TestTransactionsModel's map keeps it.
+type modelQuery struct {
+	h  TxnHandle
+	to netip.AddrPort
+	v  int
+}
+
+// TestTransactionsModel runs random adds, answers, removals and expiries
+// against a map of the queries in flight: the open-addressing index must
+// find every query in flight, and only those, whatever the order in
+// which its slots were freed.
+func TestTransactionsModel(t *testing.T) {
+	for seed := range uint64(20) {
+		rnd := rand.New(rand.NewPCG(seed, 1))
+		tx := NewTransactions[int](2*time.Second, rand.New(rand.NewPCG(seed, 2)), 0)
+		model := map[uint16]modelQuery{}
+		now := time.Unix(1e9, 0)
+		for step := range 5000 {
+			to := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(rnd.IntN(8))}), 1)
+			switch op := rnd.IntN(10); {
+			case op < 5 && len(model) < 3000:
+				h, ok := tx.Add(now, to, step)
+				if !ok {
+					t.Fatalf("seed %d step %d: Add failed with %d in flight", seed, step, len(model))
+				}
+				if _, dup := model[h.ID]; dup {
+					t.Fatalf("seed %d step %d: id %d given twice", seed, step, h.ID)
+				}
+				model[h.ID] = modelQuery{h, to, step}
+			case op < 7:
+				id := uint16(rnd.Uint32())
+				for k := range model { // half the time, one in flight
+					if rnd.IntN(2) == 0 {
+						id = k
+					}
+					break
+				}
+				m, inFlight := model[id]
+				var tid [2]byte
+				tid[0], tid[1] = byte(id>>8), byte(id)
+				v, reason := tx.Match(string(tid[:]), to)
+				switch {
+				case inFlight && m.to == to:
+					if reason != "" || v != m.v {
+						t.Fatalf("seed %d step %d: Match(%d) = %d, %q; want %d", seed, step, id, v, reason, m.v)
+					}
+					delete(model, id)
+				case inFlight:
+					if reason != DropWrongAddress {
+						t.Fatalf("seed %d step %d: Match(%d) from the wrong address: %q", seed, step, id, reason)
+					}
+				case reason != DropUnknownTransaction:
+					t.Fatalf("seed %d step %d: Match(%d) of no query: %q", seed, step, id, reason)
+				}
+			case op < 8:
+				for k, m := range model {
+					if v, ok := tx.Remove(m.h, false); !ok || v != m.v {
+						t.Fatalf("seed %d step %d: Remove(%d) = %d, %v", seed, step, k, v, ok)
+					}
+					if _, ok := tx.Remove(m.h, false); ok {
+						t.Fatalf("seed %d step %d: Remove(%d) twice", seed, step, k)
+					}
+					delete(model, k)
+					break
+				}
+			case op < 9:
+				now = now.Add(time.Duration(rnd.IntN(500)) * time.Millisecond)
+				for _, e := range tx.Expire(now, nil) {
+					m, ok := model[e.ID]
+					if !ok || m.v != e.Value || m.to != e.To {
+						t.Fatalf("seed %d step %d: expired %d, not in flight as such", seed, step, e.ID)
+					}
+					delete(model, e.ID)
+				}
+			default:
+				busy := false
+				for _, m := range model {
+					busy = busy || m.to == to
+				}
+				if got := tx.Busy(to); got != busy {
+					t.Fatalf("seed %d step %d: Busy(%v) = %v", seed, step, to, got)
+				}
+			}
+			if tx.Len() != len(model) {
+				t.Fatalf("seed %d step %d: Len %d, want %d", seed, step, tx.Len(), len(model))
+			}
+		}
+		all := tx.All(nil)
+		if len(all) != len(model) {
+			t.Fatalf("seed %d: All gave %d, want %d", seed, len(all), len(model))
+		}
+		for i := 1; i < len(all); i++ {
+			if model[all[i-1].ID].h.seq > model[all[i].ID].h.seq {
+				t.Fatalf("seed %d: All not in the order of Add", seed)
+			}
+		}
 	}
 }
 

@@ -23,13 +23,19 @@ import (
 type Transactions[V any] struct {
 	timeout time.Duration
 	rnd     *rand.Rand
-	pending map[uint16]txnEntry[V]
-	n       int // len(pending), kept here so that an idle table's checks read no map
-	peak    int // the most in flight since pending was made
+	// slots finds a query in flight by id: open addressing with linear
+	// probing from id&mask (the ids are random, so they spread), at most
+	// half full. A slot holds seq<<16 | id of a query in flight, whose
+	// entry is order[seq-base], or 0 when empty. It takes the place of a
+	// map, whose hashing and groups cost a simulator of 100,000 nodes, each
+	// with its own table, 5% of its time.
+	slots []uint64
+	n     int // queries in flight
+	peak  int // the most in flight since slots was made
 	// order lists the queries by deadline from order[head] on, including
-	// ones that ended (live false), dropped lazily; order[i] is the query
-	// of seq base+i, so ending a query marks its place without a search.
-	order []txnRef
+	// ones that ended (live false, their value cleared), dropped lazily;
+	// order[i] is the query of seq base+i.
+	order []txnEntry[V]
 	head  int
 	base  uint64
 	seq   uint64
@@ -41,13 +47,9 @@ type Transactions[V any] struct {
 }
 
 type txnEntry[V any] struct {
-	to  netip.AddrPort
-	seq uint64
-	v   V
-}
-
-type txnRef struct {
 	deadline time.Time
+	to       netip.AddrPort
+	v        V
 	id       uint16
 	live     bool
 }
@@ -93,31 +95,85 @@ func (t *Transactions[V]) Add(now time.Time, to netip.AddrPort, v V) (TxnHandle,
 		return TxnHandle{}, false
 	}
 	t.trim()
-	if t.pending == nil {
-		t.pending = make(map[uint16]txnEntry[V])
+	if (t.n+1)*2 > len(t.slots) {
+		t.grow()
 	}
 	for {
 		id := uint16(t.rnd.Uint32())
-		if _, busy := t.pending[id]; busy {
+		if t.find(id) >= 0 {
 			continue
 		}
 		t.seq++
-		t.pending[id] = txnEntry[V]{to: to, seq: t.seq, v: v}
 		t.n++
 		t.peak = max(t.peak, t.n)
 		if len(t.order) == 0 {
 			t.base = t.seq
 		}
-		t.order = append(t.order, txnRef{deadline: now.Add(t.timeout), id: id, live: true})
+		t.order = append(t.order, txnEntry[V]{deadline: now.Add(t.timeout), to: to, v: v, id: id, live: true})
+		t.put(t.seq<<16 | uint64(id))
 		return TxnHandle{ID: id, seq: t.seq}, true
 	}
 }
 
-// end removes the query in flight under id, e.
-func (t *Transactions[V]) end(id uint16, e txnEntry[V]) {
-	delete(t.pending, id)
+// find returns the slot of the query in flight under id, or -1.
+func (t *Transactions[V]) find(id uint16) int {
+	if t.n == 0 {
+		return -1
+	}
+	mask := len(t.slots) - 1
+	for i := int(id) & mask; ; i = (i + 1) & mask {
+		switch s := t.slots[i]; {
+		case s == 0:
+			return -1
+		case uint16(s) == id:
+			return i
+		}
+	}
+}
+
+// put stores slot value s in the first free slot from its id's.
+func (t *Transactions[V]) put(s uint64) {
+	mask := len(t.slots) - 1
+	i := int(uint16(s)) & mask
+	for t.slots[i] != 0 {
+		i = (i + 1) & mask
+	}
+	t.slots[i] = s
+}
+
+// grow doubles the slots (16 at first) and puts the queries in flight
+// back.
+func (t *Transactions[V]) grow() {
+	t.slots = make([]uint64, max(16, 2*len(t.slots)))
+	for i := t.head; i < len(t.order); i++ {
+		if e := &t.order[i]; e.live {
+			t.put((t.base+uint64(i))<<16 | uint64(e.id))
+		}
+	}
+}
+
+// entry returns the entry of the query in slot i.
+func (t *Transactions[V]) entry(i int) *txnEntry[V] {
+	return &t.order[t.slots[i]>>16-t.base]
+}
+
+// end removes the query in slot i: its slot is freed by moving back the
+// ones after it that probed past it (deletion without tombstones), and
+// its entry is cleared so that its value is not kept alive.
+func (t *Transactions[V]) end(i int) {
+	*t.entry(i) = txnEntry[V]{}
 	t.n--
-	t.order[e.seq-t.base].live = false
+	mask := len(t.slots) - 1
+	for j := (i + 1) & mask; t.slots[j] != 0; j = (j + 1) & mask {
+		// The query in j may move to i unless its home slot k lies
+		// cyclically in (i, j].
+		k := int(uint16(t.slots[j])) & mask
+		if (i < j && (k <= i || k > j)) || (i > j && k <= i && k > j) {
+			t.slots[i] = t.slots[j]
+			i = j
+		}
+	}
+	t.slots[i] = 0
 }
 
 // trim drops the answered queries at the head of the order, and the whole
@@ -129,9 +185,9 @@ func (t *Transactions[V]) trim() {
 		}
 		// Give a burst's memory back; keep a small table for the next.
 		if t.peak > 16 {
-			t.pending, t.peak = nil, 0
+			t.slots, t.peak = nil, 0
 		}
-		if cap(t.order) > 64 {
+		if cap(t.order) > 16 {
 			t.order = nil
 		}
 		t.order, t.head = t.order[:0], 0
@@ -142,6 +198,7 @@ func (t *Transactions[V]) trim() {
 	}
 	if t.head > 32 && t.head*2 >= len(t.order) {
 		n := copy(t.order, t.order[t.head:])
+		clear(t.order[n:])
 		t.order, t.base, t.head = t.order[:n], t.base+uint64(t.head), 0
 	}
 }
@@ -150,12 +207,13 @@ func (t *Transactions[V]) trim() {
 // (a query given up on, whose answer may still come). It reports whether
 // h was in flight, and its value.
 func (t *Transactions[V]) Remove(h TxnHandle, late bool) (V, bool) {
-	e, ok := t.pending[h.ID]
-	if !ok || e.seq != h.seq {
+	i := t.find(h.ID)
+	if i < 0 || t.slots[i]>>16 != h.seq {
 		var zero V
 		return zero, false
 	}
-	t.end(h.ID, e)
+	e := *t.entry(i)
+	t.end(i)
 	if late {
 		t.remember(h.ID, e.to)
 	}
@@ -183,8 +241,8 @@ func (t *Transactions[V]) Match(tid string, from netip.AddrPort) (V, string) {
 		return zero, DropUnknownTransaction
 	}
 	id := binary.BigEndian.Uint16([]byte(tid))
-	e, ok := t.pending[id]
-	if !ok {
+	i := t.find(id)
+	if i < 0 {
 		if a, ok := t.late[id]; ok && a == from {
 			return zero, DropLateResponse
 		}
@@ -193,11 +251,13 @@ func (t *Transactions[V]) Match(tid string, from netip.AddrPort) (V, string) {
 		}
 		return zero, DropUnknownTransaction
 	}
+	e := t.entry(i)
 	if e.to != from {
 		return zero, DropWrongAddress
 	}
-	t.end(id, e)
-	return e.v, ""
+	v := e.v
+	t.end(i)
+	return v, ""
 }
 
 // Busy reports whether a query to addr is in flight.
@@ -205,8 +265,8 @@ func (t *Transactions[V]) Busy(addr netip.AddrPort) bool {
 	if t.n == 0 {
 		return false
 	}
-	for _, e := range t.pending {
-		if e.to == addr {
+	for i := t.head; i < len(t.order); i++ {
+		if e := &t.order[i]; e.live && e.to == addr {
 			return true
 		}
 	}
@@ -232,24 +292,26 @@ func (t *Transactions[V]) Expire(now time.Time, dst []Expired[V]) []Expired[V] {
 		if t.head == len(t.order) {
 			return dst
 		}
-		r := t.order[t.head]
-		if now.Before(r.deadline) {
+		e := t.order[t.head]
+		if now.Before(e.deadline) {
 			return dst
 		}
-		e := t.pending[r.id]
-		t.end(r.id, e)
-		t.remember(r.id, e.to)
-		dst = append(dst, Expired[V]{ID: r.id, To: e.to, Value: e.v})
+		t.end(t.find(e.id))
+		t.remember(e.id, e.to)
+		dst = append(dst, Expired[V]{ID: e.id, To: e.to, Value: e.v})
 	}
 }
 
-// All appends every query in flight to dst and empties the table (a
-// closing Server fails them all), in no particular order.
+// All appends every query in flight to dst, in the order they were added,
+// and empties the table (a closing Server fails them all).
 func (t *Transactions[V]) All(dst []Expired[V]) []Expired[V] {
-	for id, e := range t.pending {
-		dst = append(dst, Expired[V]{ID: id, To: e.to, Value: e.v})
+	for i := t.head; i < len(t.order); i++ {
+		if e := &t.order[i]; e.live {
+			dst = append(dst, Expired[V]{ID: e.id, To: e.to, Value: e.v})
+		}
 	}
-	clear(t.pending)
+	clear(t.order)
+	clear(t.slots)
 	t.n = 0
 	t.trim()
 	return dst
