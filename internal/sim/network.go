@@ -94,7 +94,7 @@ type Network struct {
 	seq    uint64
 	queue  []event // 4-ary min-heap on (at, seq)
 	Peers  []*Peer
-	byAddr map[netip.AddrPort]int32
+	byAddr addrIndex
 
 	// partitioned, if set, drops packets between peers of different groups.
 	partitioned bool
@@ -111,9 +111,8 @@ type Network struct {
 func NewNetwork(cfg NetConfig) *Network {
 	cfg = cfg.withDefaults()
 	return &Network{
-		cfg:    cfg,
-		Rand:   rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
-		byAddr: make(map[netip.AddrPort]int32),
+		cfg:  cfg,
+		Rand: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 	}
 }
 
@@ -127,7 +126,7 @@ func (n *Network) Elapsed() time.Duration { return time.Duration(n.now) }
 func (n *Network) AddPeer(addr netip.AddrPort, id krpc.ID, nat bool) *Peer {
 	p := &Peer{Index: int32(len(n.Peers)), Addr: addr, ID: id, NAT: nat}
 	n.Peers = append(n.Peers, p)
-	n.byAddr[addr] = p.Index
+	n.byAddr.set(addr, p.Index)
 	return p
 }
 
@@ -234,7 +233,7 @@ func (n *Network) settle(p *Peer) {
 // side of a partition, or the packet is lost.
 func (n *Network) route(from *Peer, t core.Transmit) {
 	n.Sent++
-	to, ok := n.byAddr[t.To]
+	to, ok := n.byAddr.get(t.To)
 	if !ok {
 		n.Blocked++
 		n.scratch.Recycle(t.Data)

@@ -376,7 +376,7 @@ func (s *run) lookups(count int, start time.Duration, from func(*Peer) bool,
 				if isSybil != nil {
 					for _, f := range r.Closest {
 						smp.slots++
-						if j, ok := s.net.byAddr[f.Node.Addr]; ok && isSybil(s.net.Peers[j]) {
+						if j, ok := s.net.byAddr.get(f.Node.Addr); ok && isSybil(s.net.Peers[j]) {
 							smp.sybilHeld++
 						}
 					}
