@@ -94,7 +94,8 @@ type Config struct {
 }
 
 // Scratch is storage a node reuses for every packet: the decoded message
-// and its parts, the encoding buffer and the node list of a reply. Nodes
+// and its parts, the encoding buffer and the node list of a reply, and
+// the candidates of its ended lookups. Nodes
 // sharing one must be driven from one goroutine, one call at a time. The
 // zero Scratch is ready to use.
 type Scratch struct {
@@ -107,6 +108,7 @@ type Scratch struct {
 	enc   []byte
 	nodes []krpc.NodeInfo
 	free  [len(bufSizes)][][]byte // recycled packet buffers by size class
+	cands CandPool                // candidates of ended lookups
 }
 
 // bufSizes are the capacities of recycled packet buffers: a query or a

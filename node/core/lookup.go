@@ -175,7 +175,7 @@ func (n *Node) lookup(now time.Time, method string, target krpc.ID, routers []ne
 	l.res = Result{Target: target, Start: now}
 	l.t = Traversal{cfg: TraversalConfig{
 		Self: n.id, Target: target, K: n.cfg.K, Alpha: n.cfg.Alpha,
-		MaxPerSubnet: n.cfg.MaxPerSubnet, Retry: true,
+		MaxPerSubnet: n.cfg.MaxPerSubnet, Retry: true, Pool: &n.scratch.cands,
 	}, start: now}
 	for _, ni := range n.table.Closest(target, 2*n.cfg.K) {
 		l.t.Seed(ni)
@@ -280,7 +280,9 @@ func (l *Lookup) end(now time.Time) {
 	l.res.Hops, l.res.Rounds, l.res.ClosestAfter = l.t.Chain()
 	l.res.Queried, l.res.Failed = l.t.Queried(), l.t.Failed()
 	l.res.Elapsed = now.Sub(l.res.Start)
-	l.t = Traversal{} // its candidates go with it
+	// Its candidates go back to the pool: the callbacks of queries still
+	// out see l.ended and touch none of them.
+	l.t.Release()
 	if l.done != nil {
 		l.done(l.res)
 	}

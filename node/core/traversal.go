@@ -71,6 +71,40 @@ type TraversalConfig struct {
 	// IsSelf, if set, says whether an address is our own: it is never
 	// queried, whatever id it is listed under.
 	IsSelf func(netip.AddrPort) bool
+	// Pool, if set, supplies the memory of the candidates, and Release
+	// gives it back.
+	Pool *CandPool
+}
+
+// CandPool keeps the candidate memory of ended traversals for later ones,
+// so that a driver running many lookups (the simulator runs millions)
+// does not allocate and zero it again for each. It is not safe for
+// concurrent use: the traversals sharing one are driven from one
+// goroutine.
+type CandPool struct {
+	free [][]Cand
+}
+
+// maxPooledSlabs bounds a CandPool: some 2 KiB each.
+const maxPooledSlabs = 1024
+
+// get returns an empty slab, recycled if one is free.
+func (p *CandPool) get() []Cand {
+	if p == nil || len(p.free) == 0 {
+		return make([]Cand, 0, candSlab)
+	}
+	s := p.free[len(p.free)-1]
+	p.free[len(p.free)-1] = nil
+	p.free = p.free[:len(p.free)-1]
+	return s
+}
+
+// put takes back a slab, cleared so that it keeps nothing alive.
+func (p *CandPool) put(s []Cand) {
+	if len(p.free) < maxPooledSlabs {
+		clear(s)
+		p.free = append(p.free, s[:0])
+	}
 }
 
 // Cand is one candidate of a Traversal: a node to ask, being asked, or
@@ -147,8 +181,9 @@ type subnetCount struct {
 type Traversal struct {
 	cfg   TraversalConfig
 	start time.Time
-	cands []*Cand // known ids by XOR distance to the target, then unknown ones
-	slab  []Cand  // where new candidates are allocated (newCand)
+	cands []*Cand  // known ids by XOR distance to the target, then unknown ones
+	slab  []Cand   // where new candidates are allocated (newCand)
+	slabs [][]Cand // every slab, for Release (with a Pool only)
 	told  []subnetCount
 	nodes []krpc.NodeInfo // learn's sorting buffer
 
@@ -394,12 +429,27 @@ func (t *Traversal) Chain() (hops, rounds int, closestAfter time.Duration) {
 // candSlab is how many candidates newCand allocates at once.
 const candSlab = 16
 
+// Release ends the traversal and gives its candidates' memory to the
+// Pool of its config: no *Cand it returned may be used afterwards. Without
+// a Pool it only ends it.
+func (t *Traversal) Release() {
+	if p := t.cfg.Pool; p != nil {
+		for _, s := range t.slabs {
+			p.put(s[:cap(s)])
+		}
+	}
+	*t = Traversal{}
+}
+
 // newCand returns a zero candidate from the traversal's slab: one
 // allocation per candSlab candidates instead of one each. The slab is
 // never moved, so the pointers stay valid for the traversal's life.
 func (t *Traversal) newCand() *Cand {
 	if len(t.slab) == cap(t.slab) {
-		t.slab = make([]Cand, 0, candSlab)
+		t.slab = t.cfg.Pool.get()
+		if t.cfg.Pool != nil {
+			t.slabs = append(t.slabs, t.slab)
+		}
 	}
 	t.slab = t.slab[:len(t.slab)+1]
 	return &t.slab[len(t.slab)-1]

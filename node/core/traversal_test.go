@@ -284,3 +284,57 @@ func TestTraversalRetriesSilentOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestTraversalPool: a traversal with a Pool gives its candidates' memory
+// back on Release, cleared, and a later traversal reuses it; a pooled
+// traversal finds what an unpooled one finds.
+func TestTraversalPool(t *testing.T) {
+	var target krpc.ID
+	seeds := make([]krpc.NodeInfo, 40) // more than two slabs
+	for i := range seeds {
+		seeds[i].ID[0], seeds[i].ID[19] = byte(i+1), 1
+		seeds[i].Addr = v4(10, 0, 0, byte(i+1), 6881)
+	}
+	run := func(pool *CandPool) (*Traversal, []krpc.NodeInfo) {
+		tr := NewTraversal(TraversalConfig{Target: target, K: 8, Alpha: 3, Pool: pool}, t0)
+		for _, ni := range seeds {
+			tr.Seed(ni)
+		}
+		s := &script{asked: map[netip.AddrPort]int{}, replies: map[netip.AddrPort]*krpc.Return{}}
+		for _, ni := range seeds {
+			s.replies[ni.Addr] = &krpc.Return{ID: ni.ID}
+		}
+		s.drive(t, tr)
+		var got []krpc.NodeInfo
+		for _, c := range tr.Closest() {
+			got = append(got, c.Node())
+		}
+		return tr, got
+	}
+	_, want := run(nil)
+	pool := new(CandPool)
+	tr, got := run(pool)
+	if !slices.Equal(got, want) || len(got) != 8 {
+		t.Fatalf("pooled traversal found %v, unpooled %v", got, want)
+	}
+	tr.Release()
+	if len(pool.free) != 3 {
+		t.Fatalf("pool holds %d slabs after Release, want 3 (40 candidates)", len(pool.free))
+	}
+	for _, s := range pool.free {
+		for _, c := range s[:cap(s)] {
+			if c != (Cand{}) {
+				t.Fatalf("a released candidate is not cleared: %+v", c)
+			}
+		}
+	}
+	if tr.Len() != 0 {
+		t.Fatalf("a released traversal holds %d candidates", tr.Len())
+	}
+	last := &pool.free[2][:1][0]
+	tr2 := NewTraversal(TraversalConfig{Target: target, K: 8, Alpha: 3, Pool: pool}, t0)
+	tr2.Seed(seeds[0])
+	if len(pool.free) != 2 || len(tr2.slab) != 1 || &tr2.slab[0] != last {
+		t.Fatalf("the next traversal did not reuse the last pooled slab (pool %d)", len(pool.free))
+	}
+}
