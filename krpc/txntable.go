@@ -23,19 +23,18 @@ import (
 type Transactions[V any] struct {
 	timeout time.Duration
 	rnd     *rand.Rand
-	// slots finds a query in flight by id: open addressing with linear
-	// probing from id&mask (the ids are random, so they spread), at most
-	// half full. A slot holds seq<<16 | id of a query in flight, whose
-	// entry is order[seq-base], or 0 when empty. It takes the place of a
-	// map, whose hashing and groups cost a simulator of 100,000 nodes, each
-	// with its own table, 5% of its time.
-	slots []uint64
+	// slots holds the queries in flight, found by id: open addressing with
+	// linear probing from id&mask (the ids are random, so they spread), at
+	// most half full. It takes the place of a map, whose hashing and
+	// groups cost a simulator of 100,000 nodes, each with its own table,
+	// 5% of its time.
+	slots []txnSlot[V]
 	n     int // queries in flight
 	peak  int // the most in flight since slots was made
 	// order lists the queries by deadline from order[head] on, including
-	// ones that ended (live false, their value cleared), dropped lazily;
-	// order[i] is the query of seq base+i.
-	order []txnEntry[V]
+	// ones that ended (live false), dropped lazily; order[i] is the query
+	// of seq base+i, so ending a query marks its place without a search.
+	order []txnRef
 	head  int
 	base  uint64
 	seq   uint64
@@ -46,10 +45,16 @@ type Transactions[V any] struct {
 	lateMax       int
 }
 
-type txnEntry[V any] struct {
+// txnSlot is a slot of Transactions.slots: key is seq<<16 | id of the
+// query in flight it holds, or 0 when empty.
+type txnSlot[V any] struct {
+	key uint64
+	to  netip.AddrPort
+	v   V
+}
+
+type txnRef struct {
 	deadline time.Time
-	to       netip.AddrPort
-	v        V
 	id       uint16
 	live     bool
 }
@@ -109,8 +114,8 @@ func (t *Transactions[V]) Add(now time.Time, to netip.AddrPort, v V) (TxnHandle,
 		if len(t.order) == 0 {
 			t.base = t.seq
 		}
-		t.order = append(t.order, txnEntry[V]{deadline: now.Add(t.timeout), to: to, v: v, id: id, live: true})
-		t.put(t.seq<<16 | uint64(id))
+		t.order = append(t.order, txnRef{deadline: now.Add(t.timeout), id: id, live: true})
+		t.put(txnSlot[V]{key: t.seq<<16 | uint64(id), to: to, v: v})
 		return TxnHandle{ID: id, seq: t.seq}, true
 	}
 }
@@ -122,58 +127,56 @@ func (t *Transactions[V]) find(id uint16) int {
 	}
 	mask := len(t.slots) - 1
 	for i := int(id) & mask; ; i = (i + 1) & mask {
-		switch s := t.slots[i]; {
-		case s == 0:
+		switch k := t.slots[i].key; {
+		case k == 0:
 			return -1
-		case uint16(s) == id:
+		case uint16(k) == id:
 			return i
 		}
 	}
 }
 
-// put stores slot value s in the first free slot from its id's.
-func (t *Transactions[V]) put(s uint64) {
+// put stores q in the first free slot from its id's.
+func (t *Transactions[V]) put(q txnSlot[V]) {
 	mask := len(t.slots) - 1
-	i := int(uint16(s)) & mask
-	for t.slots[i] != 0 {
+	i := int(uint16(q.key)) & mask
+	for t.slots[i].key != 0 {
 		i = (i + 1) & mask
 	}
-	t.slots[i] = s
+	t.slots[i] = q
 }
 
 // grow doubles the slots (16 at first) and puts the queries in flight
 // back.
 func (t *Transactions[V]) grow() {
-	t.slots = make([]uint64, max(16, 2*len(t.slots)))
-	for i := t.head; i < len(t.order); i++ {
-		if e := &t.order[i]; e.live {
-			t.put((t.base+uint64(i))<<16 | uint64(e.id))
+	old := t.slots
+	t.slots = make([]txnSlot[V], max(16, 2*len(old)))
+	for _, q := range old {
+		if q.key != 0 {
+			t.put(q)
 		}
 	}
 }
 
-// entry returns the entry of the query in slot i.
-func (t *Transactions[V]) entry(i int) *txnEntry[V] {
-	return &t.order[t.slots[i]>>16-t.base]
-}
-
-// end removes the query in slot i: its slot is freed by moving back the
-// ones after it that probed past it (deletion without tombstones), and
-// its entry is cleared so that its value is not kept alive.
-func (t *Transactions[V]) end(i int) {
-	*t.entry(i) = txnEntry[V]{}
+// end removes the query in slot i and returns it. Its slot is freed by
+// moving back the ones after it that probed past it (deletion without
+// tombstones), so nothing keeps its value alive.
+func (t *Transactions[V]) end(i int) txnSlot[V] {
+	q := t.slots[i]
+	t.order[q.key>>16-t.base].live = false
 	t.n--
 	mask := len(t.slots) - 1
-	for j := (i + 1) & mask; t.slots[j] != 0; j = (j + 1) & mask {
+	for j := (i + 1) & mask; t.slots[j].key != 0; j = (j + 1) & mask {
 		// The query in j may move to i unless its home slot k lies
 		// cyclically in (i, j].
-		k := int(uint16(t.slots[j])) & mask
+		k := int(uint16(t.slots[j].key)) & mask
 		if (i < j && (k <= i || k > j)) || (i > j && k <= i && k > j) {
 			t.slots[i] = t.slots[j]
 			i = j
 		}
 	}
-	t.slots[i] = 0
+	t.slots[i] = txnSlot[V]{}
+	return q
 }
 
 // trim drops the answered queries at the head of the order, and the whole
@@ -187,7 +190,7 @@ func (t *Transactions[V]) trim() {
 		if t.peak > 16 {
 			t.slots, t.peak = nil, 0
 		}
-		if cap(t.order) > 16 {
+		if cap(t.order) > 64 {
 			t.order = nil
 		}
 		t.order, t.head = t.order[:0], 0
@@ -198,7 +201,6 @@ func (t *Transactions[V]) trim() {
 	}
 	if t.head > 32 && t.head*2 >= len(t.order) {
 		n := copy(t.order, t.order[t.head:])
-		clear(t.order[n:])
 		t.order, t.base, t.head = t.order[:n], t.base+uint64(t.head), 0
 	}
 }
@@ -208,16 +210,15 @@ func (t *Transactions[V]) trim() {
 // h was in flight, and its value.
 func (t *Transactions[V]) Remove(h TxnHandle, late bool) (V, bool) {
 	i := t.find(h.ID)
-	if i < 0 || t.slots[i]>>16 != h.seq {
+	if i < 0 || t.slots[i].key>>16 != h.seq {
 		var zero V
 		return zero, false
 	}
-	e := *t.entry(i)
-	t.end(i)
+	q := t.end(i)
 	if late {
-		t.remember(h.ID, e.to)
+		t.remember(h.ID, q.to)
 	}
-	return e.v, true
+	return q.v, true
 }
 
 // remember records id, sent to to, as timed out.
@@ -251,13 +252,10 @@ func (t *Transactions[V]) Match(tid string, from netip.AddrPort) (V, string) {
 		}
 		return zero, DropUnknownTransaction
 	}
-	e := t.entry(i)
-	if e.to != from {
+	if t.slots[i].to != from {
 		return zero, DropWrongAddress
 	}
-	v := e.v
-	t.end(i)
-	return v, ""
+	return t.end(i).v, ""
 }
 
 // Busy reports whether a query to addr is in flight.
@@ -265,8 +263,8 @@ func (t *Transactions[V]) Busy(addr netip.AddrPort) bool {
 	if t.n == 0 {
 		return false
 	}
-	for i := t.head; i < len(t.order); i++ {
-		if e := &t.order[i]; e.live && e.to == addr {
+	for i := range t.slots {
+		if q := &t.slots[i]; q.key != 0 && q.to == addr {
 			return true
 		}
 	}
@@ -292,25 +290,25 @@ func (t *Transactions[V]) Expire(now time.Time, dst []Expired[V]) []Expired[V] {
 		if t.head == len(t.order) {
 			return dst
 		}
-		e := t.order[t.head]
-		if now.Before(e.deadline) {
+		r := t.order[t.head]
+		if now.Before(r.deadline) {
 			return dst
 		}
-		t.end(t.find(e.id))
-		t.remember(e.id, e.to)
-		dst = append(dst, Expired[V]{ID: e.id, To: e.to, Value: e.v})
+		q := t.end(t.find(r.id))
+		t.remember(r.id, q.to)
+		dst = append(dst, Expired[V]{ID: r.id, To: q.to, Value: q.v})
 	}
 }
 
 // All appends every query in flight to dst, in the order they were added,
 // and empties the table (a closing Server fails them all).
 func (t *Transactions[V]) All(dst []Expired[V]) []Expired[V] {
-	for i := t.head; i < len(t.order); i++ {
-		if e := &t.order[i]; e.live {
-			dst = append(dst, Expired[V]{ID: e.id, To: e.to, Value: e.v})
+	for _, r := range t.order[t.head:] {
+		if r.live {
+			q := t.slots[t.find(r.id)]
+			dst = append(dst, Expired[V]{ID: r.id, To: q.to, Value: q.v})
 		}
 	}
-	clear(t.order)
 	clear(t.slots)
 	t.n = 0
 	t.trim()
