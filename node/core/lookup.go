@@ -173,10 +173,10 @@ func (n *Node) storeAll(r Result, method string, args func() *krpc.Args, done fu
 func (n *Node) lookup(now time.Time, method string, target krpc.ID, routers []netip.AddrPort, done func(Result)) *Lookup {
 	l := &Lookup{n: n, method: method, done: done}
 	l.res = Result{Target: target, Start: now}
-	l.t = Traversal{cfg: TraversalConfig{
+	l.t.init(TraversalConfig{
 		Self: n.id, Target: target, K: n.cfg.K, Alpha: n.cfg.Alpha,
 		MaxPerSubnet: n.cfg.MaxPerSubnet, Retry: true, Pool: &n.scratch.cands,
-	}, start: now}
+	}, now)
 	for _, ni := range n.table.Closest(target, 2*n.cfg.K) {
 		l.t.Seed(ni)
 	}

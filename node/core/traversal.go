@@ -82,7 +82,9 @@ type TraversalConfig struct {
 // concurrent use: the traversals sharing one are driven from one
 // goroutine.
 type CandPool struct {
-	free [][]Cand
+	free  [][]Cand
+	lists [][]*Cand       // candidate lists
+	told  [][]subnetCount // per-subnet counts of learn
 }
 
 // maxPooledSlabs bounds a CandPool: some 2 KiB each.
@@ -105,6 +107,36 @@ func (p *CandPool) put(s []Cand) {
 		clear(s)
 		p.free = append(p.free, s[:0])
 	}
+}
+
+// maxPooledLists bounds the candidate lists and subnet counts a CandPool
+// keeps: one each per lookup in flight is enough.
+const maxPooledLists = 256
+
+// putLists takes back a traversal's candidate list and subnet counts.
+func (p *CandPool) putLists(cands []*Cand, told []subnetCount) {
+	if cap(cands) > 0 && len(p.lists) < maxPooledLists {
+		clear(cands[:cap(cands)])
+		p.lists = append(p.lists, cands[:0])
+	}
+	if cap(told) > 0 && len(p.told) < maxPooledLists {
+		p.told = append(p.told, told[:0])
+	}
+}
+
+// getLists returns an empty candidate list and subnet counts, recycled
+// if some are free (nil when not, or without a pool).
+func (p *CandPool) getLists() (cands []*Cand, told []subnetCount) {
+	if p == nil {
+		return nil, nil
+	}
+	if i := len(p.lists) - 1; i >= 0 {
+		cands, p.lists[i], p.lists = p.lists[i], nil, p.lists[:i]
+	}
+	if i := len(p.told) - 1; i >= 0 {
+		told, p.told[i], p.told = p.told[i], nil, p.told[:i]
+	}
+	return cands, told
 }
 
 // Cand is one candidate of a Traversal: a node to ask, being asked, or
@@ -196,7 +228,15 @@ type Traversal struct {
 
 // NewTraversal returns a traversal that starts at now with no candidates.
 func NewTraversal(cfg TraversalConfig, now time.Time) *Traversal {
-	return &Traversal{cfg: cfg, start: now}
+	t := new(Traversal)
+	t.init(cfg, now)
+	return t
+}
+
+// init makes t a new traversal, with lists from cfg.Pool if it has some.
+func (t *Traversal) init(cfg TraversalConfig, now time.Time) {
+	*t = Traversal{cfg: cfg, start: now}
+	t.cands, t.told = cfg.Pool.getLists()
 }
 
 // Target returns the lookup's target.
@@ -437,6 +477,7 @@ func (t *Traversal) Release() {
 		for _, s := range t.slabs {
 			p.put(s[:cap(s)])
 		}
+		p.putLists(t.cands, t.told)
 	}
 	*t = Traversal{}
 }

@@ -318,8 +318,14 @@ func TestTraversalPool(t *testing.T) {
 		t.Fatalf("pooled traversal found %v, unpooled %v", got, want)
 	}
 	tr.Release()
-	if len(pool.free) != 3 {
-		t.Fatalf("pool holds %d slabs after Release, want 3 (40 candidates)", len(pool.free))
+	if len(pool.free) != 3 || len(pool.lists) != 1 || len(pool.told) != 1 {
+		t.Fatalf("pool holds %d slabs, %d lists and %d subnet counts after Release, want 3 (40 candidates), 1, 1",
+			len(pool.free), len(pool.lists), len(pool.told))
+	}
+	for _, c := range pool.lists[0][:cap(pool.lists[0])] {
+		if c != nil {
+			t.Fatal("a released candidate list still points at a candidate")
+		}
 	}
 	for _, s := range pool.free {
 		for _, c := range s[:cap(s)] {
@@ -334,6 +340,9 @@ func TestTraversalPool(t *testing.T) {
 	last := &pool.free[2][:1][0]
 	tr2 := NewTraversal(TraversalConfig{Target: target, K: 8, Alpha: 3, Pool: pool}, t0)
 	tr2.Seed(seeds[0])
+	if len(pool.lists) != 0 || len(pool.told) != 0 || cap(tr2.cands) < 40 {
+		t.Fatalf("the next traversal did not take the pooled lists (cap %d)", cap(tr2.cands))
+	}
 	if len(pool.free) != 2 || len(tr2.slab) != 1 || &tr2.slab[0] != last {
 		t.Fatalf("the next traversal did not reuse the last pooled slab (pool %d)", len(pool.free))
 	}
