@@ -109,7 +109,13 @@ type Scratch struct {
 	nodes []krpc.NodeInfo
 	free  [len(bufSizes)][][]byte // recycled packet buffers by size class
 	cands CandPool                // candidates of ended lookups
+	// outboxes are send queues of more than 4 packets that nodes gave
+	// back once drained (at most maxFreeOutboxes).
+	outboxes [][]Transmit
 }
+
+// maxFreeOutboxes bounds Scratch.outboxes.
+const maxFreeOutboxes = 64
 
 // bufSizes are the capacities of recycled packet buffers: a query or a
 // short answer, an answer carrying nodes (BEP 5: 8 × 26 bytes and a
@@ -277,7 +283,12 @@ func (n *Node) PollTransmit() (Transmit, bool) {
 	if n.outHead == len(n.outbox) {
 		n.outHead = 0
 		if cap(n.outbox) > 4 {
-			n.outbox = nil // give a large backing array back between bursts
+			// Give a large backing array back between bursts, to the
+			// Scratch, whose nodes take it for their next bursts.
+			if sc := n.scratch; len(sc.outboxes) < maxFreeOutboxes {
+				sc.outboxes = append(sc.outboxes, n.outbox[:0])
+			}
+			n.outbox = nil
 		} else {
 			n.outbox = n.outbox[:0] // keep a small one: most bursts are a packet or two
 		}
@@ -516,6 +527,16 @@ func (n *Node) push(t Transmit) {
 		return
 	}
 	n.stats.Sent++
+	if len(n.outbox) == cap(n.outbox) && cap(n.outbox) <= 4 {
+		if sc := n.scratch; len(sc.outboxes) > 0 {
+			// A burst: move to a large array a node gave back.
+			i := len(sc.outboxes) - 1
+			big := append(sc.outboxes[i], n.outbox...)
+			sc.outboxes[i], sc.outboxes = nil, sc.outboxes[:i]
+			clear(n.outbox)
+			n.outbox = big
+		}
+	}
 	n.outbox = append(n.outbox, t)
 }
 
