@@ -92,7 +92,9 @@ type Network struct {
 	Rand   *rand.Rand
 	now    int64
 	seq    uint64
-	queue  []event // 4-ary min-heap on (at, seq)
+	queue  []qkey   // 4-ary min-heap on (at, seq) of the events' keys
+	events []event  // the events of queue, by the index in their keys
+	free   []uint32 // indexes of events not in use
 	Peers  []*Peer
 	byAddr addrIndex
 
@@ -276,67 +278,97 @@ func splitmix(x uint64) uint64 {
 	return x ^ x>>31
 }
 
-// The queue is a 4-ary min-heap: half the depth of a binary heap, and a
-// node's four children share a cache line or two, which matters once the
-// queue holds millions of events. Keys (at, seq) are unique, so the order
-// events come out in does not depend on the heap's shape.
+// The queue is a 4-ary min-heap: half the depth of a binary heap. It
+// holds 16-byte keys, so a node's four children share one cache line,
+// and the events themselves (64 bytes) stay where they were put until
+// popped: which matters once the queue holds millions of events. Keys
+// (at, seq) are unique, so the order events come out in does not depend
+// on the heap's shape.
 const heapArity = 4
+
+// qkey is the heap's key of an event: its time, and its sequence number
+// (high 40 bits) above the index of the event in Network.events (low 24
+// bits). The sequence numbers differ, so comparing sk compares them.
+type qkey struct {
+	at int64
+	sk uint64
+}
+
+// eventIndexBits is how many events the queue can hold at once: 2^24,
+// some 16 million, a gigabyte of events.
+const eventIndexBits = 24
 
 // push adds ev to the queue and returns its sequence number.
 func (n *Network) push(ev event) uint64 {
 	n.seq++
 	ev.seq = n.seq
-	n.queue = append(n.queue, ev)
+	var idx uint32
+	if k := len(n.free); k > 0 {
+		idx = n.free[k-1]
+		n.free = n.free[:k-1]
+		n.events[idx] = ev
+	} else {
+		if len(n.events) == 1<<eventIndexBits {
+			panic("sim: more than 2^24 events queued at once")
+		}
+		idx = uint32(len(n.events))
+		n.events = append(n.events, ev)
+	}
+	key := qkey{at: ev.at, sk: n.seq<<eventIndexBits | uint64(idx)}
+	n.queue = append(n.queue, key)
 	q := n.queue
 	i := len(q) - 1
 	for i > 0 {
 		parent := (i - 1) / heapArity
-		if !less(&ev, &q[parent]) {
+		if !less(key, q[parent]) {
 			break
 		}
 		q[i] = q[parent]
 		i = parent
 	}
-	q[i] = ev
+	q[i] = key
 	return ev.seq
 }
 
+// pop removes the earliest event from the queue and returns it.
 func (n *Network) pop() event {
 	q := n.queue
 	top := q[0]
 	last := len(q) - 1
 	x := q[last]
-	q[last] = event{}
 	q = q[:last]
 	n.queue = q
-	if last == 0 {
-		return top
-	}
-	i := 0
-	for {
-		first := heapArity*i + 1
-		if first >= len(q) {
-			break
-		}
-		m := first
-		for c := first + 1; c < min(first+heapArity, len(q)); c++ {
-			if less(&q[c], &q[m]) {
-				m = c
+	if last > 0 {
+		i := 0
+		for {
+			first := heapArity*i + 1
+			if first >= len(q) {
+				break
 			}
+			m := first
+			for c := first + 1; c < min(first+heapArity, len(q)); c++ {
+				if less(q[c], q[m]) {
+					m = c
+				}
+			}
+			if !less(q[m], x) {
+				break
+			}
+			q[i] = q[m]
+			i = m
 		}
-		if !less(&q[m], &x) {
-			break
-		}
-		q[i] = q[m]
-		i = m
+		q[i] = x
 	}
-	q[i] = x
-	return top
+	idx := uint32(top.sk & (1<<eventIndexBits - 1))
+	ev := n.events[idx]
+	n.events[idx] = event{}
+	n.free = append(n.free, idx)
+	return ev
 }
 
-func less(a, b *event) bool {
+func less(a, b qkey) bool {
 	if a.at != b.at {
 		return a.at < b.at
 	}
-	return a.seq < b.seq
+	return a.sk < b.sk
 }
