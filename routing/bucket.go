@@ -134,11 +134,16 @@ func (t *Table) wantsNode(b *bucket, now time.Time) bool {
 	if now.Before(b.goodUntil) {
 		return false
 	}
-	ns := t.stamp(now)
+	return !t.allGood(b, t.stamp(now))
+}
+
+// allGood reports whether every live node of b is good at ns and, if so,
+// notes in b.goodUntil when the first of them stops being good.
+func (t *Table) allGood(b *bucket, ns stamp) bool {
 	var until stamp
 	for _, e := range b.nodes {
 		if e.state(ns, &t.cfg) != Good {
-			return true
+			return false
 		}
 		// Good until GoodWindow after the later of its last answer and
 		// its last query (stateOf), failures aside, which clear goodUntil.
@@ -150,8 +155,10 @@ func (t *Table) wantsNode(b *bucket, now time.Time) bool {
 			until = u
 		}
 	}
-	b.goodUntil = t.time(until)
-	return false
+	if until != 0 {
+		b.goodUntil = t.time(until)
+	}
+	return true
 }
 
 // worstBad returns b's bad node with the most failures (oldest answer on a

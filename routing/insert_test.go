@@ -484,3 +484,40 @@ func TestRetry(t *testing.T) {
 	}
 	checkInvariants(t, tb)
 }
+
+// TestUpkeepScansAfterAllGood: once a scan has found a bucket all good,
+// the upkeep's scans pass it over until its first node stops being good,
+// but a failure, or a node's going stale, is still seen.
+func TestUpkeepScansAfterAllGood(t *testing.T) {
+	r := rand.New(rand.NewPCG(40, 41))
+	tb, far := farBucketTable(t, r)
+	at := t0.Add(11 * time.Minute) // every node answered within the good window
+	if q := tb.Questionable(at, 0); len(q) != 0 {
+		t.Fatalf("all good: %d questionable", len(q))
+	}
+	if tb.buckets[0].goodUntil.IsZero() {
+		t.Fatal("a scan of an all-good bucket did not note until when it is")
+	}
+	// far[0] answered at t0: good until t0 + GoodWindow.
+	if want := t0.Add(DefaultGoodWindow); !tb.buckets[0].goodUntil.Equal(want) {
+		t.Fatalf("goodUntil %v, want %v", tb.buckets[0].goodUntil, want)
+	}
+	if q := tb.Questionable(t0.Add(DefaultGoodWindow), 0); !slices.Equal(q, far[:1]) {
+		t.Fatalf("at the end of far[0]'s window: questionable %v, want far[0]", q)
+	}
+	// A fresh scan marks the bucket all good again, then far[1] fails
+	// until it is bad: Retry must find it although the mark would say
+	// otherwise.
+	tb.Responded(far[0], at, 0)
+	if q := tb.Questionable(at, 0); len(q) != 0 {
+		t.Fatalf("after far[0] answered: %d questionable", len(q))
+	}
+	for range DefaultMaxFailures {
+		tb.Failed(far[1].Addr, at)
+	}
+	// Due after DefaultRetryBase, while the other nodes are all still good.
+	if got := tb.Retry(at.Add(DefaultRetryBase), 0); !slices.Equal(got, far[1:2]) {
+		t.Fatalf("Retry after far[1] went bad = %v, want far[1]", got)
+	}
+	checkInvariants(t, tb)
+}

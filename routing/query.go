@@ -325,6 +325,9 @@ func (t *Table) Questionable(now time.Time, limit int) []krpc.NodeInfo {
 		var buf [8]*entry
 		qs := buf[:0]
 		for _, b := range t.buckets {
+			if t.goodNow(b, now, ns) {
+				continue
+			}
 			for _, e := range b.nodes {
 				if e.state(ns, &t.cfg) != Questionable {
 					continue
@@ -348,6 +351,9 @@ func (t *Table) Questionable(now time.Time, limit int) []krpc.NodeInfo {
 	}
 	var qs []*entry
 	for _, b := range t.buckets {
+		if t.goodNow(b, now, ns) {
+			continue
+		}
 		for _, e := range b.nodes {
 			if e.state(ns, &t.cfg) == Questionable {
 				qs = append(qs, e)
@@ -356,6 +362,16 @@ func (t *Table) Questionable(now time.Time, limit int) []krpc.NodeInfo {
 	}
 	slices.SortStableFunc(qs, func(x, y *entry) int { return cmp.Compare(x.lastSeen(), y.lastSeen()) })
 	return infos(qs, limit)
+}
+
+// goodNow reports whether every live node of b is good at now (ns its
+// stamp), so that the upkeep's scans (Questionable, Retry) can pass b
+// over: known from b.goodUntil while that holds, else by a look at each
+// node, which sets b.goodUntil when they are. A table's upkeep then reads
+// the entries of its few changing buckets, not of all of them every
+// minute (at 100,000 simulated nodes the scans were 5% of the run).
+func (t *Table) goodNow(b *bucket, now time.Time, ns stamp) bool {
+	return now.Before(b.goodUntil) || (len(b.nodes) > 0 && t.allGood(b, ns))
 }
 
 // Retry returns up to limit bad nodes that are due for another ping,
@@ -371,6 +387,9 @@ func (t *Table) Retry(now time.Time, limit int) []krpc.NodeInfo {
 	var rs []*entry
 	ns := t.stamp(now)
 	for _, b := range t.buckets {
+		if t.goodNow(b, now, ns) {
+			continue
+		}
 		for _, e := range b.nodes {
 			if e.state(ns, &t.cfg) != Bad {
 				continue
