@@ -128,8 +128,18 @@ func (n *Network) Elapsed() time.Duration { return time.Duration(n.now) }
 func (n *Network) AddPeer(addr netip.AddrPort, id krpc.ID, nat bool) *Peer {
 	p := &Peer{Index: int32(len(n.Peers)), Addr: addr, ID: id, NAT: nat}
 	n.Peers = append(n.Peers, p)
-	n.byAddr.set(addr, p.Index)
+	if addr != ScatteredAddr(p.Index) {
+		n.byAddr.set(addr, p.Index)
+	}
 	return p
+}
+
+// peerAt returns the index of the peer at addr.
+func (n *Network) peerAt(addr netip.AddrPort) (int32, bool) {
+	if i, ok := scatteredIndex(addr); ok && int(i) < len(n.Peers) && n.Peers[i].Addr == addr {
+		return i, true
+	}
+	return n.byAddr.get(addr)
 }
 
 // Start boots p with an empty state (a fresh incarnation).
@@ -235,7 +245,7 @@ func (n *Network) settle(p *Peer) {
 // side of a partition, or the packet is lost.
 func (n *Network) route(from *Peer, t core.Transmit) {
 	n.Sent++
-	to, ok := n.byAddr.get(t.To)
+	to, ok := n.peerAt(t.To)
 	if !ok {
 		n.Blocked++
 		n.scratch.Recycle(t.Data)

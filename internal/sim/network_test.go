@@ -1,9 +1,12 @@
 package sim
 
 import (
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/dhtd/dhtd/krpc"
 )
 
 // Events come out in (time, sequence) order: by time, and in the order
@@ -87,5 +90,31 @@ func TestQueueOrderInterleaved(t *testing.T) {
 	}
 	if seq < 600 {
 		t.Fatalf("only %d events: the test does not interleave", seq)
+	}
+}
+
+// TestPeerAt: peers at their scattered address are found by inverting it,
+// others through the table, and an unknown address is not found.
+func TestPeerAt(t *testing.T) {
+	for _, i := range []int32{0, 1, 2, 255, 256, 99999, 1<<27 - 1} {
+		if got, ok := scatteredIndex(ScatteredAddr(i)); !ok || got != i {
+			t.Fatalf("scatteredIndex(ScatteredAddr(%d)) = %d, %v", i, got, ok)
+		}
+	}
+	n := NewNetwork(NetConfig{Seed: 1})
+	var id krpc.ID
+	a := n.AddPeer(ScatteredAddr(0), id, false)
+	b := n.AddPeer(netip.MustParseAddrPort("66.66.66.1:6881"), id, false)
+	c := n.AddPeer(ScatteredAddr(7), id, false) // index 2, at another's address
+	for _, p := range []*Peer{a, b, c} {
+		if got, ok := n.peerAt(p.Addr); !ok || got != p.Index {
+			t.Errorf("peerAt(%v) = %d, %v; want %d", p.Addr, got, ok, p.Index)
+		}
+	}
+	for _, addr := range []netip.AddrPort{ScatteredAddr(1), ScatteredAddr(2), netip.MustParseAddrPort("66.66.66.2:6881"),
+		netip.AddrPortFrom(ScatteredAddr(0).Addr(), 6882)} {
+		if got, ok := n.peerAt(addr); ok {
+			t.Errorf("peerAt(%v) = %d, want none", addr, got)
+		}
 	}
 }

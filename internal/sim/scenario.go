@@ -211,8 +211,7 @@ const (
 )
 
 // build creates the network: routers first, then nodes at scattered
-// addresses (an odd multiplier modulo 2^27 is a bijection, so addresses
-// are distinct), a share of them unreachable.
+// addresses (ScatteredAddr), a share of them unreachable.
 func (s *run) build(n int) {
 	s.net = NewNetwork(s.cfg.Net)
 	for range n {
@@ -221,10 +220,7 @@ func (s *run) build(n int) {
 }
 
 func (s *run) addPeer(natShare float64) *Peer {
-	i := uint32(len(s.net.Peers))
-	v := 16<<24 + (i*2654435761)&(1<<27-1)
-	addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), 6881)
-	return s.addPeerAt(addr, s.randomID(), natShare)
+	return s.addPeerAt(ScatteredAddr(int32(len(s.net.Peers))), s.randomID(), natShare)
 }
 
 func (s *run) addPeerAt(addr netip.AddrPort, id krpc.ID, natShare float64) *Peer {
@@ -376,7 +372,7 @@ func (s *run) lookups(count int, start time.Duration, from func(*Peer) bool,
 				if isSybil != nil {
 					for _, f := range r.Closest {
 						smp.slots++
-						if j, ok := s.net.byAddr.get(f.Node.Addr); ok && isSybil(s.net.Peers[j]) {
+						if j, ok := s.net.peerAt(f.Node.Addr); ok && isSybil(s.net.Peers[j]) {
 							smp.sybilHeld++
 						}
 					}
