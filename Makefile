@@ -6,7 +6,7 @@ BIN       ?= bin/dhtd
 ARGS      ?=
 FUZZTIME  ?= 60s
 # Fuzz targets: package:FuzzName pairs.
-FUZZ_TARGETS ?= ./krpc:FuzzDecode ./krpc:FuzzDecoderMatchesDecode ./node:FuzzHandleQuery ./node:FuzzHandleResponse ./storage:FuzzDBRecords ./gateway:FuzzGatewayRequest ./internal/httpguard:FuzzGuardCheck ./krpc:FuzzCodecMatchesReflect ./internal/pkarr:FuzzZBase32 ./internal/pkarr:FuzzParseRecord ./internal/pkarr:FuzzDecodePacket ./node/core:FuzzHandlePacket ./node/core:FuzzTraversal ./storage:FuzzDBFile ./krpc:FuzzScanner ./internal/conformance:FuzzDecode
+FUZZ_TARGETS ?= ./krpc:FuzzDecode ./krpc:FuzzTransactions ./krpc:FuzzDecoderMatchesDecode ./node:FuzzHandleQuery ./node:FuzzHandleResponse ./storage:FuzzDBRecords ./gateway:FuzzGatewayRequest ./internal/httpguard:FuzzGuardCheck ./krpc:FuzzCodecMatchesReflect ./internal/pkarr:FuzzZBase32 ./internal/pkarr:FuzzParseRecord ./internal/pkarr:FuzzDecodePacket ./node/core:FuzzHandlePacket ./node/core:FuzzTraversal ./storage:FuzzDBFile ./krpc:FuzzScanner ./internal/conformance:FuzzDecode
 
 .PHONY: all build run test test-short deps deps-system deps-pkarr-js bench fuzz fuzz-smoke lint clean man completions install
 

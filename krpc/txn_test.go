@@ -554,103 +554,139 @@ func TestTransactionsOrderBounded(t *testing.T) {
 	}
 }
 
-// modelQuery is a query in flight as TestTransactionsModel's map keeps it.
+// modelQuery is a query in flight as checkTxnModel's map keeps it.
 type modelQuery struct {
 	h  TxnHandle
 	to netip.AddrPort
 	v  int
 }
 
+// checkTxnModel runs the operations ops encodes (two bytes each: the
+// operation and its argument) on a Transactions and on a map of the
+// queries in flight, and fails t where they differ: the open-addressing
+// index must find every query in flight, and only those, whatever the
+// order in which its slots were freed.
+func checkTxnModel(t *testing.T, seed uint64, ops []byte) {
+	tx := NewTransactions[int](2*time.Second, rand.New(rand.NewPCG(seed, 2)), 0)
+	model := map[uint16]modelQuery{}
+	now := time.Unix(1e9, 0)
+	var ids []uint16 // ids once in flight, to answer or remove
+	for step := 0; step+1 < len(ops); step += 2 {
+		op, arg := ops[step], ops[step+1]
+		to := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, arg % 8}), 1)
+		pick := func() uint16 {
+			if len(ids) == 0 || arg >= 128 {
+				return uint16(arg) * 257 // most likely no query
+			}
+			return ids[int(arg)%len(ids)]
+		}
+		switch op % 10 {
+		case 0, 1, 2, 3, 4:
+			if len(model) >= 3000 {
+				continue
+			}
+			h, ok := tx.Add(now, to, step)
+			if !ok {
+				t.Fatalf("step %d: Add failed with %d in flight", step, len(model))
+			}
+			if _, dup := model[h.ID]; dup {
+				t.Fatalf("step %d: id %d given twice", step, h.ID)
+			}
+			model[h.ID] = modelQuery{h, to, step}
+			ids = append(ids, h.ID)
+		case 5, 6:
+			id := pick()
+			m, inFlight := model[id]
+			tid := string([]byte{byte(id >> 8), byte(id)})
+			v, reason := tx.Match(tid, to)
+			switch {
+			case inFlight && m.to == to:
+				if reason != "" || v != m.v {
+					t.Fatalf("step %d: Match(%d) = %d, %q; want %d", step, id, v, reason, m.v)
+				}
+				delete(model, id)
+			case inFlight:
+				if reason != DropWrongAddress {
+					t.Fatalf("step %d: Match(%d) from the wrong address: %q", step, id, reason)
+				}
+			case reason != DropUnknownTransaction:
+				t.Fatalf("step %d: Match(%d) of no query: %q", step, id, reason)
+			}
+		case 7:
+			id := pick()
+			m, inFlight := model[id]
+			if !inFlight {
+				continue
+			}
+			if v, ok := tx.Remove(m.h, false); !ok || v != m.v {
+				t.Fatalf("step %d: Remove(%d) = %d, %v", step, id, v, ok)
+			}
+			if _, ok := tx.Remove(m.h, false); ok {
+				t.Fatalf("step %d: Remove(%d) twice", step, id)
+			}
+			delete(model, id)
+		case 8:
+			now = now.Add(time.Duration(arg) * 10 * time.Millisecond)
+			for _, e := range tx.Expire(now, nil) {
+				m, ok := model[e.ID]
+				if !ok || m.v != e.Value || m.to != e.To {
+					t.Fatalf("step %d: expired %d, not in flight as such", step, e.ID)
+				}
+				delete(model, e.ID)
+			}
+		default:
+			busy := false
+			for _, m := range model {
+				busy = busy || m.to == to
+			}
+			if got := tx.Busy(to); got != busy {
+				t.Fatalf("step %d: Busy(%v) = %v", step, to, got)
+			}
+		}
+		if tx.Len() != len(model) {
+			t.Fatalf("step %d: Len %d, want %d", step, tx.Len(), len(model))
+		}
+		if len(ids) > 4096 {
+			ids = ids[len(ids)-1024:]
+		}
+	}
+	all := tx.All(nil)
+	if len(all) != len(model) {
+		t.Fatalf("All gave %d, want %d", len(all), len(model))
+	}
+	for i := 1; i < len(all); i++ {
+		if model[all[i-1].ID].h.seq > model[all[i].ID].h.seq {
+			t.Fatal("All not in the order of Add")
+		}
+	}
+	if tx.Len() != 0 {
+		t.Fatalf("after All: Len %d", tx.Len())
+	}
+}
+
 // TestTransactionsModel runs random adds, answers, removals and expiries
-// against a map of the queries in flight: the open-addressing index must
-// find every query in flight, and only those, whatever the order in
-// which its slots were freed.
+// against a map of the queries in flight (checkTxnModel).
 func TestTransactionsModel(t *testing.T) {
 	for seed := range uint64(20) {
 		rnd := rand.New(rand.NewPCG(seed, 1))
-		tx := NewTransactions[int](2*time.Second, rand.New(rand.NewPCG(seed, 2)), 0)
-		model := map[uint16]modelQuery{}
-		now := time.Unix(1e9, 0)
-		for step := range 5000 {
-			to := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(rnd.IntN(8))}), 1)
-			switch op := rnd.IntN(10); {
-			case op < 5 && len(model) < 3000:
-				h, ok := tx.Add(now, to, step)
-				if !ok {
-					t.Fatalf("seed %d step %d: Add failed with %d in flight", seed, step, len(model))
-				}
-				if _, dup := model[h.ID]; dup {
-					t.Fatalf("seed %d step %d: id %d given twice", seed, step, h.ID)
-				}
-				model[h.ID] = modelQuery{h, to, step}
-			case op < 7:
-				id := uint16(rnd.Uint32())
-				for k := range model { // half the time, one in flight
-					if rnd.IntN(2) == 0 {
-						id = k
-					}
-					break
-				}
-				m, inFlight := model[id]
-				var tid [2]byte
-				tid[0], tid[1] = byte(id>>8), byte(id)
-				v, reason := tx.Match(string(tid[:]), to)
-				switch {
-				case inFlight && m.to == to:
-					if reason != "" || v != m.v {
-						t.Fatalf("seed %d step %d: Match(%d) = %d, %q; want %d", seed, step, id, v, reason, m.v)
-					}
-					delete(model, id)
-				case inFlight:
-					if reason != DropWrongAddress {
-						t.Fatalf("seed %d step %d: Match(%d) from the wrong address: %q", seed, step, id, reason)
-					}
-				case reason != DropUnknownTransaction:
-					t.Fatalf("seed %d step %d: Match(%d) of no query: %q", seed, step, id, reason)
-				}
-			case op < 8:
-				for k, m := range model {
-					if v, ok := tx.Remove(m.h, false); !ok || v != m.v {
-						t.Fatalf("seed %d step %d: Remove(%d) = %d, %v", seed, step, k, v, ok)
-					}
-					if _, ok := tx.Remove(m.h, false); ok {
-						t.Fatalf("seed %d step %d: Remove(%d) twice", seed, step, k)
-					}
-					delete(model, k)
-					break
-				}
-			case op < 9:
-				now = now.Add(time.Duration(rnd.IntN(500)) * time.Millisecond)
-				for _, e := range tx.Expire(now, nil) {
-					m, ok := model[e.ID]
-					if !ok || m.v != e.Value || m.to != e.To {
-						t.Fatalf("seed %d step %d: expired %d, not in flight as such", seed, step, e.ID)
-					}
-					delete(model, e.ID)
-				}
-			default:
-				busy := false
-				for _, m := range model {
-					busy = busy || m.to == to
-				}
-				if got := tx.Busy(to); got != busy {
-					t.Fatalf("seed %d step %d: Busy(%v) = %v", seed, step, to, got)
-				}
-			}
-			if tx.Len() != len(model) {
-				t.Fatalf("seed %d step %d: Len %d, want %d", seed, step, tx.Len(), len(model))
-			}
+		ops := make([]byte, 10000)
+		for i := range ops {
+			ops[i] = byte(rnd.Uint32())
 		}
-		all := tx.All(nil)
-		if len(all) != len(model) {
-			t.Fatalf("seed %d: All gave %d, want %d", seed, len(all), len(model))
-		}
-		for i := 1; i < len(all); i++ {
-			if model[all[i-1].ID].h.seq > model[all[i].ID].h.seq {
-				t.Fatalf("seed %d: All not in the order of Add", seed)
-			}
-		}
+		checkTxnModel(t, seed, ops)
 	}
+}
+
+// FuzzTransactions runs checkTxnModel on the fuzzer's operations.
+func FuzzTransactions(f *testing.F) {
+	f.Add(uint64(1), []byte{0, 1, 0, 2, 0, 3, 5, 0, 5, 1, 7, 2, 8, 250, 9, 1})
+	f.Add(uint64(2), []byte{0, 0, 0, 0, 0, 0, 0, 0, 6, 200, 7, 1, 8, 100, 8, 100, 8, 100})
+	f.Fuzz(func(t *testing.T, seed uint64, ops []byte) {
+		if len(ops) > 1<<14 {
+			ops = ops[:1<<14]
+		}
+		checkTxnModel(t, seed, ops)
+	})
 }
 
 // manualClock is a Clock whose time moves only when the test says, and
