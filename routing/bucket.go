@@ -3,7 +3,6 @@ package routing
 import (
 	"cmp"
 	"encoding/binary"
-	"math/bits"
 	"net/netip"
 	"slices"
 	"time"
@@ -96,7 +95,10 @@ func (t *Table) split(now time.Time) {
 		}
 	}
 	old.nodes = slices.DeleteFunc(old.nodes, moves)
-	old.keys = slices.DeleteFunc(old.keys, func(k keyEntry) bool { return moves(k.e) })
+	old.keys = old.keys[:0]
+	for _, e := range old.nodes {
+		old.keys = append(old.keys, idKey(&e.info.ID))
+	}
 	old.goodUntil = time.Time{}
 	old.repl = slices.DeleteFunc(old.repl, moves)
 	t.buckets = append(t.buckets, nb)
@@ -363,69 +365,18 @@ func (t *Table) subnetOK(b *bucket, e, except *entry) bool {
 	return n < t.cfg.MaxPerSubnetPerBucket
 }
 
-// keyEntry is a live node's entry under its id's first 8 bytes.
-type keyEntry struct {
-	key uint64
-	e   *entry
-}
-
-// keyIndex returns where key is, or would be, in the sorted keys.
-func keyIndex(keys []keyEntry, key uint64) int {
-	i, _ := slices.BinarySearchFunc(keys, key, func(k keyEntry, key uint64) int { return cmp.Compare(k.key, key) })
-	return i
-}
-
-// addNode appends e to b's live nodes and puts its key in b.keys.
+// addNode appends e to b's live nodes and its key to b.keys.
 func (b *bucket) addNode(e *entry) {
 	b.nodes = append(b.nodes, e)
-	k := idKey(&e.info.ID)
-	b.keys = slices.Insert(b.keys, keyIndex(b.keys, k), keyEntry{k, e})
+	b.keys = append(b.keys, idKey(&e.info.ID))
 }
 
 // deleteNode removes e from b's live nodes and its key from b.keys.
 func (b *bucket) deleteNode(e *entry) {
 	if i := slices.Index(b.nodes, e); i >= 0 {
 		b.nodes = slices.Delete(b.nodes, i, i+1)
-		for j := keyIndex(b.keys, idKey(&e.info.ID)); j < len(b.keys); j++ {
-			if b.keys[j].e == e {
-				b.keys = slices.Delete(b.keys, j, j+1)
-				break
-			}
-		}
+		b.keys = slices.Delete(b.keys, i, i+1)
 	}
-}
-
-// keyWindow returns the range of keys, sorted, that holds the n keys
-// nearest h by XOR (all of them if there are no more than n): the keys
-// that agree with h above some bit, a contiguous run around where h
-// would go. Every key outside it is farther from h than every key in it,
-// so a selection of the n nearest needs to look at no other.
-func keyWindow(keys []keyEntry, h uint64, n int) (lo, hi int) {
-	if len(keys) <= n {
-		return 0, len(keys)
-	}
-	lo = keyIndex(keys, h)
-	hi = lo
-	for hi-lo < n { // the nearer neighbour first
-		if hi == len(keys) || (lo > 0 && keys[lo-1].key^h < keys[hi].key^h) {
-			lo--
-		} else {
-			hi++
-		}
-	}
-	// The keys at the window's ends differ from h in the highest bit of
-	// any in it; take in every key that differs from h in no higher bit.
-	mask := ^uint64(0) << max(bits.Len64(keys[lo].key^h), bits.Len64(keys[hi-1].key^h))
-	if mask == 0 { // they differ in the top bit: all keys are in
-		return 0, len(keys)
-	}
-	for lo > 0 && (keys[lo-1].key^h)&mask == 0 {
-		lo--
-	}
-	for hi < len(keys) && (keys[hi].key^h)&mask == 0 {
-		hi++
-	}
-	return lo, hi
 }
 
 // idKey returns the first 8 bytes of id, big-endian: the hi word of

@@ -70,13 +70,13 @@ func (t *Table) appendClosest(dst []krpc.NodeInfo, target krpc.ID, n int, keep f
 	best := buf[:0]
 	hi := idKey(&target)
 	visit := func(b *bucket) {
-		for _, ke := range b.keys {
+		for i, k := range b.keys {
 			// A node farther than the selection's farthest in the first
 			// 8 bytes is farther in all 20: skip it without loading it.
-			if len(best) == n && ke.key^hi > best[n-1].d.hi {
+			if len(best) == n && k^hi > best[n-1].d.hi {
 				continue
 			}
-			e := ke.e
+			e := b.nodes[i]
 			if !t.closestOK(e, keep) {
 				continue
 			}
@@ -148,9 +148,8 @@ func (t *Table) closestByKey(dst []krpc.NodeInfo, target krpc.ID, n int) ([]krpc
 	hi := idKey(&target)
 	tie := false
 	visit := func(b *bucket) {
-		lo, up := keyWindow(b.keys, hi, n)
-		for _, ke := range b.keys[lo:up] {
-			d := ke.key ^ hi
+		for i, k := range b.keys {
+			d := k ^ hi
 			if len(best) == n {
 				if d > best[n-1].d {
 					continue
@@ -172,7 +171,7 @@ func (t *Table) closestByKey(dst []krpc.NodeInfo, target krpc.ID, n int) ([]krpc
 				}
 				best[j] = best[j-1]
 			}
-			best[j] = keyCand{d, ke.e}
+			best[j] = keyCand{d, b.nodes[i]}
 		}
 	}
 	t.visitNearFirst(target, n, func() int { return len(best) }, visit)

@@ -21,14 +21,12 @@ import (
 // at least last bits (BEP 5, docs/protocol.md, Table shape).
 type bucket struct {
 	nodes []*entry // live nodes, at most Table.capacity
-	// keys holds each live node's entry under the first 8 bytes of its
-	// id, sorted by them: Closest compares them against its selection's
-	// farthest distance without loading the entries (each a separate
-	// allocation, so a cache miss apiece in a large process), and loads an
-	// entry only when it may enter the selection; sorted, the keys nearest
-	// a target are found by a binary search (keyWindow), not a scan of
-	// the bucket's up to 128. Kept by addNode and deleteNode.
-	keys        []keyEntry
+	// keys holds the first 8 bytes of each live node's id, in the order of
+	// nodes: Closest compares them against its selection's farthest
+	// distance without loading the entries (each a separate allocation,
+	// so a cache miss apiece in a large process), and loads an entry only
+	// when it may enter the selection. Kept by addNode and deleteNode.
+	keys        []uint64
 	repl        []*entry // replacement cache, at most ReplacementSize
 	lastChanged time.Time
 	// goodUntil, if set, is when the first of the live nodes, all good
