@@ -96,7 +96,8 @@ type Network struct {
 	events []event  // the events of queue, by the index in their keys
 	free   []uint32 // indexes of events not in use
 	Peers  []*Peer
-	byAddr addrIndex
+	// byAddr holds the peers not at their ScatteredAddr (peerAt).
+	byAddr map[netip.AddrPort]int32
 
 	// partitioned, if set, drops packets between peers of different groups.
 	partitioned bool
@@ -129,17 +130,25 @@ func (n *Network) AddPeer(addr netip.AddrPort, id krpc.ID, nat bool) *Peer {
 	p := &Peer{Index: int32(len(n.Peers)), Addr: addr, ID: id, NAT: nat}
 	n.Peers = append(n.Peers, p)
 	if addr != ScatteredAddr(p.Index) {
-		n.byAddr.set(addr, p.Index)
+		if n.byAddr == nil {
+			n.byAddr = make(map[netip.AddrPort]int32)
+		}
+		n.byAddr[addr] = p.Index
 	}
 	return p
 }
 
-// peerAt returns the index of the peer at addr.
+// peerAt returns the index of the peer at addr: for a peer at its
+// ScatteredAddr (all but the sybil /24 of the scenarios) by inverting the
+// address, with no table to miss in the cache on every packet (a map
+// keyed by netip.AddrPort cost 3% of a run of 100,000 nodes); for the
+// others from byAddr.
 func (n *Network) peerAt(addr netip.AddrPort) (int32, bool) {
 	if i, ok := scatteredIndex(addr); ok && int(i) < len(n.Peers) && n.Peers[i].Addr == addr {
 		return i, true
 	}
-	return n.byAddr.get(addr)
+	i, ok := n.byAddr[addr]
+	return i, ok
 }
 
 // Start boots p with an empty state (a fresh incarnation).

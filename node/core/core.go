@@ -95,9 +95,9 @@ type Config struct {
 
 // Scratch is storage a node reuses for every packet: the decoded message
 // and its parts, the encoding buffer and the node list of a reply, and
-// the candidates of its ended lookups. Nodes
-// sharing one must be driven from one goroutine, one call at a time. The
-// zero Scratch is ready to use.
+// the memory of its ended lookups and drained send queues. Nodes sharing
+// one must be driven from one goroutine, one call at a time. The zero
+// Scratch is ready to use.
 type Scratch struct {
 	dec   krpc.Decoder
 	msg   krpc.Msg

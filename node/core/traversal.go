@@ -113,13 +113,15 @@ func (p *CandPool) put(s []Cand) {
 // keeps: one each per lookup in flight is enough.
 const maxPooledLists = 256
 
-// putLists takes back a traversal's candidate list and subnet counts.
+// putLists takes back a traversal's candidate list and subnet counts,
+// cleared.
 func (p *CandPool) putLists(cands []*Cand, told []subnetCount) {
 	if cap(cands) > 0 && len(p.lists) < maxPooledLists {
 		clear(cands[:cap(cands)])
 		p.lists = append(p.lists, cands[:0])
 	}
 	if cap(told) > 0 && len(p.told) < maxPooledLists {
+		clear(told[:cap(told)])
 		p.told = append(p.told, told[:0])
 	}
 }
