@@ -131,10 +131,17 @@ func (t *Table) wantsNode(b *bucket, now time.Time) bool {
 	if len(b.nodes) < t.capacity(slices.Index(t.buckets, b)) || (b == t.buckets[len(t.buckets)-1] && len(t.buckets) < MaxBuckets) {
 		return true
 	}
-	if now.Before(b.goodUntil) {
-		return false
-	}
-	return !t.allGood(b, t.stamp(now))
+	return !t.goodNow(b, now, t.stamp(now))
+}
+
+// goodNow reports whether every live node of b is good at now (ns its
+// stamp), so that the upkeep's scans (Questionable, Retry) can pass b
+// over: known from b.goodUntil while that holds, else by a look at each
+// node, which sets b.goodUntil when they are. A table's upkeep then reads
+// the entries of its few changing buckets, not of all of them every
+// minute (at 100,000 simulated nodes the scans were 5% of the run).
+func (t *Table) goodNow(b *bucket, now time.Time, ns stamp) bool {
+	return now.Before(b.goodUntil) || (len(b.nodes) > 0 && t.allGood(b, ns))
 }
 
 // allGood reports whether every live node of b is good at ns and, if so,

@@ -364,16 +364,6 @@ func (t *Table) Questionable(now time.Time, limit int) []krpc.NodeInfo {
 	return infos(qs, limit)
 }
 
-// goodNow reports whether every live node of b is good at now (ns its
-// stamp), so that the upkeep's scans (Questionable, Retry) can pass b
-// over: known from b.goodUntil while that holds, else by a look at each
-// node, which sets b.goodUntil when they are. A table's upkeep then reads
-// the entries of its few changing buckets, not of all of them every
-// minute (at 100,000 simulated nodes the scans were 5% of the run).
-func (t *Table) goodNow(b *bucket, now time.Time, ns stamp) bool {
-	return now.Before(b.goodUntil) || (len(b.nodes) > 0 && t.allGood(b, ns))
-}
-
 // Retry returns up to limit bad nodes that are due for another ping,
 // longest waiting first; limit <= 0 means all. A bad node stays in its
 // bucket while no replacement is cached (BEP 5 replaces bad nodes only
