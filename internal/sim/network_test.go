@@ -94,7 +94,7 @@ func TestQueueOrderInterleaved(t *testing.T) {
 }
 
 // TestPeerAt: peers at their scattered address are found by inverting it,
-// others through the table, and an unknown address is not found.
+// others through byAddr, and an unknown address is not found.
 func TestPeerAt(t *testing.T) {
 	for _, i := range []int32{0, 1, 2, 255, 256, 99999, 1<<27 - 1} {
 		if got, ok := scatteredIndex(ScatteredAddr(i)); !ok || got != i {

@@ -528,11 +528,9 @@ func (n *Node) push(t Transmit) {
 	}
 	n.stats.Sent++
 	if len(n.outbox) == cap(n.outbox) && cap(n.outbox) <= 4 {
-		if sc := n.scratch; len(sc.outboxes) > 0 {
+		if big := takeLast(&n.scratch.outboxes); big != nil {
 			// A burst: move to a large array a node gave back.
-			i := len(sc.outboxes) - 1
-			big := append(sc.outboxes[i], n.outbox...)
-			sc.outboxes[i], sc.outboxes = nil, sc.outboxes[:i]
+			big = append(big, n.outbox...)
 			clear(n.outbox)
 			n.outbox = big
 		}

@@ -90,15 +90,29 @@ type CandPool struct {
 // maxPooledSlabs bounds a CandPool: some 2 KiB each.
 const maxPooledSlabs = 1024
 
+// takeLast removes and returns the last element of *list, or the zero
+// value if it is empty: the pop of the free lists of a CandPool and of a
+// Scratch.
+func takeLast[T any](list *[]T) T {
+	var zero T
+	i := len(*list) - 1
+	if i < 0 {
+		return zero
+	}
+	v := (*list)[i]
+	(*list)[i] = zero
+	*list = (*list)[:i]
+	return v
+}
+
 // get returns an empty slab, recycled if one is free.
 func (p *CandPool) get() []Cand {
-	if p == nil || len(p.free) == 0 {
-		return make([]Cand, 0, candSlab)
+	if p != nil {
+		if s := takeLast(&p.free); s != nil {
+			return s
+		}
 	}
-	s := p.free[len(p.free)-1]
-	p.free[len(p.free)-1] = nil
-	p.free = p.free[:len(p.free)-1]
-	return s
+	return make([]Cand, 0, candSlab)
 }
 
 // put takes back a slab, cleared so that it keeps nothing alive.
@@ -132,13 +146,7 @@ func (p *CandPool) getLists() (cands []*Cand, told []subnetCount) {
 	if p == nil {
 		return nil, nil
 	}
-	if i := len(p.lists) - 1; i >= 0 {
-		cands, p.lists[i], p.lists = p.lists[i], nil, p.lists[:i]
-	}
-	if i := len(p.told) - 1; i >= 0 {
-		told, p.told[i], p.told = p.told[i], nil, p.told[:i]
-	}
-	return cands, told
+	return takeLast(&p.lists), takeLast(&p.told)
 }
 
 // Cand is one candidate of a Traversal: a node to ask, being asked, or
