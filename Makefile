@@ -8,7 +8,7 @@ FUZZTIME  ?= 60s
 # Fuzz targets: package:FuzzName pairs.
 FUZZ_TARGETS ?= ./krpc:FuzzDecode ./krpc:FuzzTransactions ./krpc:FuzzDecoderMatchesDecode ./node:FuzzHandleQuery ./node:FuzzHandleResponse ./storage:FuzzDBRecords ./gateway:FuzzGatewayRequest ./internal/httpguard:FuzzGuardCheck ./krpc:FuzzCodecMatchesReflect ./internal/pkarr:FuzzZBase32 ./internal/pkarr:FuzzParseRecord ./internal/pkarr:FuzzDecodePacket ./node/core:FuzzHandlePacket ./node/core:FuzzTraversal ./storage:FuzzDBFile ./krpc:FuzzScanner ./internal/conformance:FuzzDecode
 
-.PHONY: all build run test test-short deps deps-system deps-pkarr-js bench fuzz fuzz-smoke lint clean man completions install
+.PHONY: all build run test test-short deps deps-system deps-js deps-anacrolix bench fuzz fuzz-smoke lint clean man completions install
 
 all: build
 
@@ -27,8 +27,10 @@ run: build
 
 ## deps: install what the tests need (python3-libtorrent for interop tests,
 ## chromium and chromium-driver for the status page's browser test, Node.js
-## and the Pkarr JS client, npm pkarr 1.3.0, for the Pkarr interop test).
-deps: deps-pkarr-js
+## with the Pkarr JS client, npm pkarr 1.3.0, and webtorrent's DHT client,
+## npm bittorrent-dht 11.0.12, for their interop tests, and the modules of
+## the anacrolix/dht client program, which the interop test builds offline).
+deps: deps-js deps-anacrolix
 deps-system:
 	@if /usr/bin/python3 -c 'import libtorrent' 2>/dev/null && command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
 		echo "python3-libtorrent, chromium and chromedriver present"; \
@@ -38,17 +40,22 @@ deps-system:
 		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-libtorrent chromium chromium-driver >/dev/null; \
 	fi
 
-# The Pkarr client goes into testdata/pkarr-js/node_modules (git-ignored),
+# The anacrolix/dht client program (testdata/interop/anacrolix) is a module
+# of its own; the test builds it with GOPROXY=off, from the module cache.
+deps-anacrolix:
+	cd testdata/interop/anacrolix && $(GO) mod download
+
+# The JavaScript clients go into testdata/js/node_modules (git-ignored),
 # pinned by its package-lock.json.
-deps-pkarr-js: deps-system
+deps-js: deps-system
 	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
 	fi
-	@if [ -f testdata/pkarr-js/node_modules/pkarr/package.json ]; then \
-		echo "pkarr JS client present"; \
+	@if [ -f testdata/js/node_modules/pkarr/package.json ] && [ -f testdata/js/node_modules/bittorrent-dht/package.json ]; then \
+		echo "JS clients (pkarr, bittorrent-dht) present"; \
 	else \
-		cd testdata/pkarr-js && npm ci --no-audit --no-fund; \
+		cd testdata/js && npm ci --no-audit --no-fund; \
 	fi
 
 ## test: lint, then every test with the race detector, then a short fuzz run.

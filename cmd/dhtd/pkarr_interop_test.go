@@ -1,7 +1,7 @@
 package main
 
 // Interop with the real Pkarr JavaScript client (npm pkarr 1.3.0, in
-// testdata/pkarr-js, installed by `make deps`) and libtorrent 2.0.8: the
+// testdata/js, installed by `make deps`) and libtorrent 2.0.8: the
 // client publishes through dhtd's relay and reads back; libtorrent finds
 // the same BEP 44 item; the client's own DHT code, bootstrapped only from a
 // dhtd loopback node, puts a packet that dhtd's relay and `dhtd pkarr
@@ -34,7 +34,7 @@ import (
 )
 
 // pkarrJSDir is the npm project holding the Pkarr client.
-const pkarrJSDir = "../../testdata/pkarr-js"
+const pkarrJSDir = "../../testdata/js"
 
 // requirePkarrJS skips t with -short or without node and the installed
 // client; with DHTD_REQUIRE_INTEROP=1 a missing one fails t.
