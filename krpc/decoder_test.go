@@ -75,3 +75,28 @@ func FuzzDecoderMatchesDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestMsgClone: a clone of a Decoder's message keeps what was decoded
+// when the Decoder decodes every other packet over it.
+func TestMsgClone(t *testing.T) {
+	pkts := decoderPackets(t)
+	var d Decoder
+	for i, pkt := range pkts {
+		var m, want Msg
+		if d.Decode(pkt, &m) != nil {
+			continue
+		}
+		if err := Decode(pkt, &want); err != nil {
+			t.Fatal(err)
+		}
+		c := m.Clone()
+		for j, other := range pkts {
+			if j != i {
+				_ = d.Decode(other, &m)
+			}
+		}
+		if !reflect.DeepEqual(*c, want) {
+			t.Fatalf("%q: clone after other decodes\n%+v\nwant\n%+v", pkt, *c, want)
+		}
+	}
+}

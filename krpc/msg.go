@@ -2,6 +2,7 @@ package krpc
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/anacrolix/torrent/bencode"
 )
@@ -206,4 +207,42 @@ func (a *Args) WantsNodes(queryOverIPv6 bool) (v4, v6 bool) {
 		}
 	}
 	return v4, v6
+}
+
+// Clone returns a copy of m that shares no memory with it: what a
+// Decoder's message points into (m.A, m.R, m.IP and what they point to) is
+// reused by its next Decode, so a message kept past that is cloned first.
+func (m *Msg) Clone() *Msg {
+	c := *m
+	if m.A != nil {
+		a := *m.A
+		a.Target, a.InfoHash = cloneP(a.Target), cloneP(a.InfoHash)
+		a.Port, a.Seed, a.Seq, a.Cas = cloneP(a.Port), cloneP(a.Seed), cloneP(a.Seq), cloneP(a.Cas)
+		a.Want = slices.Clone(a.Want)
+		a.V = slices.Clone(a.V)
+		c.A = &a
+	}
+	if m.R != nil {
+		r := *m.R
+		r.Nodes, r.Nodes6, r.Values = slices.Clone(r.Nodes), slices.Clone(r.Nodes6), slices.Clone(r.Values)
+		r.BFsd, r.BFpe = cloneP(r.BFsd), cloneP(r.BFpe)
+		r.V = slices.Clone(r.V)
+		r.Seq, r.Interval, r.Num = cloneP(r.Seq), cloneP(r.Interval), cloneP(r.Num)
+		if r.Samples != nil {
+			s := slices.Clone(*r.Samples)
+			r.Samples = &s
+		}
+		c.R = &r
+	}
+	c.E, c.IP = cloneP(m.E), cloneP(m.IP)
+	return &c
+}
+
+// cloneP returns a pointer to a copy of *p, or nil.
+func cloneP[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }

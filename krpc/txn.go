@@ -45,16 +45,24 @@ type Callback func(m *Msg, err error)
 
 // Call is a query started with Go, for Cancel.
 type Call struct {
-	s *Server
-	h TxnHandle
-	c *call
+	s      *Server
+	h      TxnHandle
+	c      *call
+	cancel func() bool // NewCall's
 }
+
+// NewCall returns a Call whose Cancel calls cancel: for a driver of
+// queries other than Server (node.CoreNode) that hands out Calls.
+func NewCall(cancel func() bool) Call { return Call{cancel: cancel} }
 
 // Cancel ends the query without waiting for its answer, and reports
 // whether it did: false if the query had ended already, in which case its
 // callback has run or is running. After a true Cancel the callback never
 // runs, and an answer that comes later is dropped as late.
 func (c Call) Cancel() bool {
+	if c.cancel != nil {
+		return c.cancel()
+	}
 	if c.s == nil {
 		return false
 	}

@@ -2,8 +2,11 @@ package node
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -203,5 +206,116 @@ func TestCoreNodeLimiter(t *testing.T) {
 	}
 	for i := range 5 {
 		read(flooder, "flood answer "+string(rune('1'+i)))
+	}
+}
+
+// TestCoreNodeQueries: the driver's own queries (the daemon's). A
+// callback starts another query (callbacks run outside the driver's
+// lock) and keeps its answer; Answered sees each answer first; a query
+// cancelled before its answer never reaches its callback; the events
+// count what went out by kind; with the reply budget spent, answers are
+// dropped; Close ends the queries still out with krpc.ErrClosed.
+func TestCoreNodeQueries(t *testing.T) {
+	peer := startCore(t)
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var sent, dropped, seen []string
+	budget := krpc.NewByteBudget(1, 1) // no room for a reply
+	c := StartCore(conn, CoreConfig{
+		Core: core.Config{ID: krpc.RandomID(), MaxPending: 4, NoUpkeep: true,
+			// Answers every query, and admits nobody (as the daemon's
+			// handler would, on its own schedule).
+			Handler: func(_ *core.Node, _ core.Query, w core.Writer) { w.Reply(&krpc.Return{}) }},
+		ReplyBudget: budget,
+		Events: krpc.Events{
+			Sent:    func(kind string, _ int) { mu.Lock(); sent = append(sent, kind); mu.Unlock() },
+			Dropped: func(reason string) { mu.Lock(); dropped = append(dropped, reason); mu.Unlock() },
+		},
+		Answered: func(from netip.AddrPort, method string, _ *krpc.Msg, _ time.Duration) {
+			mu.Lock()
+			seen = append(seen, method)
+			mu.Unlock()
+		},
+	})
+	t.Cleanup(func() { c.Close() })
+
+	type result struct {
+		m   *krpc.Msg
+		err error
+	}
+	second := make(chan result, 1)
+	first := make(chan result, 1)
+	_, err = c.Go(peer.Addr(), krpc.MethodPing, nil, func(m *krpc.Msg, err error) {
+		first <- result{m, err}
+		target := krpc.RandomID()
+		if _, err := c.Go(peer.Addr(), krpc.MethodFindNode, &krpc.Args{Target: &target}, func(m *krpc.Msg, err error) {
+			second <- result{m, err}
+		}); err != nil {
+			second <- result{nil, err}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1, r2 := await(t, first, "ping"), await(t, second, "find_node started by the ping's callback")
+	var peerID krpc.ID
+	peer.Do(func(n *core.Node, _ time.Time) { peerID = n.ID() })
+	for _, r := range []result{r1, r2} {
+		if r.err != nil || r.m == nil || r.m.R == nil || r.m.R.ID != peerID {
+			t.Fatalf("answer %+v, %v: want the peer's", r.m, r.err)
+		}
+	}
+
+	// A ping to a silent address, cancelled: its callback never runs.
+	silent, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	silentAddr := krpc.AddrPortOf(silent.LocalAddr())
+	call, err := c.Go(silentAddr, krpc.MethodPing, nil, func(*krpc.Msg, error) { t.Error("a cancelled query's callback ran") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !call.Cancel() {
+		t.Fatal("Cancel of an unanswered query reports it ended")
+	}
+	// The peer pings us (it heard our queries); our answer is over budget.
+	ping, err := krpc.Encode(&krpc.Msg{T: "zz", Y: krpc.KindQuery, Q: krpc.MethodPing, A: &krpc.Args{ID: krpc.RandomID()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := silent.WriteToUDPAddrPort(ping, c.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	// A query left out when the node closes ends with ErrClosed.
+	closed := make(chan result, 1)
+	if _, err := c.Go(silentAddr, krpc.MethodPing, nil, func(m *krpc.Msg, err error) { closed <- result{m, err} }); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(dropped, krpc.DropBandwidth)
+	})
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r := await(t, closed, "the query out at Close"); !errors.Is(r.err, krpc.ErrClosed) {
+		t.Fatalf("query out at Close: %v, want krpc.ErrClosed", r.err)
+	}
+	if _, err := c.Go(peer.Addr(), krpc.MethodPing, nil, func(*krpc.Msg, error) {}); !errors.Is(err, krpc.ErrClosed) {
+		t.Fatalf("Go after Close: %v, want krpc.ErrClosed", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{krpc.MethodPing, krpc.MethodFindNode}; !slices.Equal(seen, want) {
+		t.Errorf("Answered saw %v, want %v", seen, want)
+	}
+	if want := slices.Repeat([]string{krpc.PacketQuery}, 4); !slices.Equal(sent, want) {
+		t.Errorf("sent %v, want %v (four queries, the answer over budget)", sent, want)
 	}
 }

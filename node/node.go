@@ -28,8 +28,8 @@ type Node struct {
 	id      krpc.ID
 	log     *slog.Logger
 	clock   krpc.Clock
-	srv     *krpc.Server
-	local   netip.AddrPort // the socket's address (krpc.Server.LocalAddr)
+	srv     *CoreNode      // the protocol core on the socket (corenode.go)
+	local   netip.AddrPort // the socket's address
 	table   *routing.Table
 	tokens  *storage.Tokens
 	peers   *storage.PeerStore
@@ -149,34 +149,39 @@ func New(cfg Config) (*Node, error) {
 		n.metrics.RegisterDB(n.dbStats)
 	}
 	n.svc = n.newService()
-	scfg := krpc.ServerConfig{
-		QueryTimeout:  cfg.QueryTimeout,
-		MaxInFlight:   cfg.MaxInFlight,
-		ClientVersion: ClientVersion,
-		ReadOnly:      cfg.ReadOnly,
-		Clock:         cfg.Clock,
-		Logger:        cfg.Logger,
-		Events:        n.serverEvents(),
-	}
 	// Both limits exist even when switched off, so SetLimits can turn
 	// them on in a running node.
 	n.limiter = krpc.NewIPLimiter(cfg.RateLimit)
 	if cfg.RateLimit.Rate < 0 {
 		n.limiter.SetRate(0, 0)
 	}
-	scfg.Limiter = n.limiter
 	r := cfg.ReplyBytesPerSecond
-	scfg.ReplyBudget = krpc.NewByteBudget(float64(r), 2*float64(r))
+	n.replyBudget = krpc.NewByteBudget(float64(r), 2*float64(r))
 	if r <= 0 {
-		scfg.ReplyBudget.SetRate(0, 0)
+		n.replyBudget.SetRate(0, 0)
 	}
-	n.replyBudget = scfg.ReplyBudget
-	// The read loop starts inside NewServer. The handler needs nothing of
-	// n.srv: it answers through its krpc.ResponseWriter, now or (a durable
-	// write, persist.go) later, and queues what it starts (admission pings)
-	// for goroutines started below.
-	n.srv = krpc.NewServer(pc, krpc.HandlerFunc(n.handleQuery), scfg)
-	n.srv.SetResponseHook(n.onResponse)
+	// The socket is driven by the protocol core (node/core), which keeps
+	// the transaction table and its timeouts, decodes every packet and
+	// answers through our handler; the routing table, the stores, the
+	// upkeep and the admission of queriers are ours (NoUpkeep; answers
+	// reach the table through onResponse). The read loop starts inside
+	// StartCore. The handler needs nothing of n.srv: it answers through
+	// its writer, now or (a durable write, persist.go) later, and queues
+	// what it starts (admission pings) for goroutines started below.
+	n.srv = StartCore(pc, CoreConfig{
+		Core: core.Config{
+			ID: id, K: cfg.K, QueryTimeout: cfg.QueryTimeout,
+			ClientVersion: ClientVersion, ReadOnly: cfg.ReadOnly,
+			MaxPending: cfg.MaxInFlight, LateIDs: lateIDs, NoUpkeep: true,
+			Handler: func(_ *core.Node, q core.Query, w core.Writer) { n.handleQuery(w, q.Msg) },
+		},
+		Clock:       cfg.Clock,
+		Limiter:     n.limiter,
+		ReplyBudget: n.replyBudget,
+		Events:      n.serverEvents(),
+		Answered:    n.onResponse,
+		Logger:      cfg.Logger,
+	})
 	n.wg.Add(2)
 	go n.maintain()
 	go n.admitLoop()
@@ -195,9 +200,14 @@ func New(cfg Config) (*Node, error) {
 	} else {
 		close(n.rejoined)
 	}
-	n.log.Info("dht node started", "id", id, "addr", n.srv.LocalAddr())
+	n.log.Info("dht node started", "id", id, "addr", n.srv.Addr())
 	return n, nil
 }
+
+// lateIDs is how many ids of timed-out queries a node remembers in each of
+// two generations, so that an answer after its timeout is counted as late
+// (krpc.DropLateResponse), not as unknown.
+const lateIDs = 1024
 
 // udpNetwork is the network to bind addr with: "udp4" for an IPv4
 // address, "udp6" for an IPv6 one (IPv6 only, even for "[::]", so that an

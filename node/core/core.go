@@ -39,14 +39,15 @@ const (
 	DefaultQueryTimeout   = 2 * time.Second  // a query unanswered this long failed
 	DefaultMaintainPeriod = time.Minute      // how often the table is looked after
 	DefaultAdmitPings     = 16               // confirmation pings in flight (the daemon's default)
-	maxPending            = 256              // outstanding queries per node
+	DefaultMaxPending     = 256              // outstanding queries per node
 	maxOutbox             = 1024             // packets queued for the driver
 	itemTTL               = 2 * time.Hour    // BEP 44, Expiration
 	peerTTL               = 30 * time.Minute // BEP 5 practice: announces are repeated
 )
 
-// ErrTimeout is the error a query that got no answer in time completes with.
-var ErrTimeout = errors.New("core: query timed out")
+// ErrTimeout is the error a query that got no answer in time completes
+// with; it wraps krpc.ErrTimeout, the daemon's.
+var ErrTimeout = fmt.Errorf("core: %w", krpc.ErrTimeout)
 
 // ErrOverloaded is returned when a query cannot be sent because too many
 // are outstanding.
@@ -86,6 +87,29 @@ type Config struct {
 	// two letters for the client and two bytes of version), as deployed
 	// clients do. Empty sends none (the simulator's nodes).
 	ClientVersion string
+	// Answered, if set, learns every answer that matched one of our
+	// queries, in place of the node's own Service.Answered and the pings
+	// it asks for: a driver that keeps its own routing table (the daemon)
+	// learns from answers there. m is valid only during the call.
+	Answered func(now time.Time, from netip.AddrPort, method string, m *krpc.Msg, rtt time.Duration)
+	// Events, if set, counts the node's traffic for metrics, with
+	// krpc.Server's events and labels: Received and Dropped as packets
+	// come in, QueryDone and InFlight as queries start and end. Sent is
+	// the driver's, which knows what went out. Every func must be set.
+	Events *krpc.Events
+	// ReadOnly sets "ro"=1 in every query we send (BEP 43).
+	ReadOnly bool
+	// MaxPending bounds our queries awaiting an answer (default 256):
+	// past it a query fails with ErrOverloaded.
+	MaxPending int
+	// LateIDs is how many ids of timed-out queries the node remembers (in
+	// each of two generations), so that an answer after the timeout is
+	// dropped as late, not unknown. The default, 0, remembers none: 2 ×
+	// 1,024 per node would not fit 100,000 simulated nodes.
+	LateIDs int
+	// NoUpkeep leaves the table upkeep (pings of questionable and bad
+	// nodes, bucket refreshes) to the driver.
+	NoUpkeep bool
 	// Scratch, if set, is the decoding and encoding storage of the node,
 	// shared by every node that one goroutine drives (the simulator's
 	// nodes): one per node would cost about a kilobyte each. Nil gives the
@@ -175,6 +199,9 @@ func (c Config) withDefaults() Config {
 	if c.AdmitPings <= 0 {
 		c.AdmitPings = DefaultAdmitPings
 	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = DefaultMaxPending
+	}
 	return c
 }
 
@@ -185,6 +212,8 @@ type Transmit struct {
 	// Query is true for a query and false for a response or error: a driver
 	// modelling a NAT lets answers through the mapping a query opened.
 	Query bool
+	// Error is true for a KRPC error reply.
+	Error bool
 }
 
 // Stats counts a node's traffic.
@@ -196,9 +225,10 @@ type Stats struct {
 // pending is one query of ours awaiting its answer: when it was sent, and
 // what to call with its answer or error.
 type pending struct {
-	sent time.Time
-	done func(now time.Time, m *krpc.Msg, err error)
-	adm  *AdmitEntry // a confirmation ping's schedule entry, ended with it
+	sent   time.Time
+	method string
+	done   func(now time.Time, m *krpc.Msg, err error)
+	adm    *AdmitEntry // a confirmation ping's schedule entry, ended with it
 }
 
 // Node is one DHT node's protocol state.
@@ -239,9 +269,7 @@ func New(cfg Config, now time.Time) *Node {
 		rnd:     cfg.Rand,
 		table:   routing.NewTable(cfg.ID, cfg.Table),
 		scratch: cfg.Scratch,
-		// Late answers are dropped like any unmatched packet: no memory of
-		// timed-out ids (2 × 1,024 per node would not fit 100,000 nodes).
-		pending: *krpc.NewTransactions[pending](cfg.QueryTimeout, cfg.Rand, 0),
+		pending: *krpc.NewTransactions[pending](cfg.QueryTimeout, cfg.Rand, cfg.LateIDs),
 	}
 	if n.scratch == nil {
 		n.scratch = new(Scratch)
@@ -302,13 +330,13 @@ func (n *Node) PollTransmit() (Transmit, bool) {
 
 // NextTimeout returns when the node next wants HandleTimeout to be called.
 func (n *Node) NextTimeout() (time.Time, bool) {
-	next := n.maintain
-	if d, ok := n.pending.NextDeadline(); ok && d.Before(next) {
-		next = d
+	next, ok := n.maintain, !n.cfg.NoUpkeep
+	if d, has := n.pending.NextDeadline(); has {
+		next, ok = earliest(next, ok, d)
 	}
 	for _, l := range n.lookups {
-		if t, ok := l.nextDeadline(); ok && t.Before(next) {
-			next = t
+		if t, has := l.nextDeadline(); has {
+			next, ok = earliest(next, ok, t)
 		}
 	}
 	// A confirmation ping's slot matters only to a node waiting for one:
@@ -316,10 +344,16 @@ func (n *Node) NextTimeout() (time.Time, bool) {
 	// (admitNext notes it at the next event).
 	if n.adm != nil && n.adm.Waiting() > 0 {
 		for _, p := range n.admPings {
-			if p.slowAt.Before(next) {
-				next = p.slowAt
-			}
+			next, ok = earliest(next, ok, p.slowAt)
 		}
+	}
+	return next, ok
+}
+
+// earliest returns t if next is not set (!ok) or later than t.
+func earliest(next time.Time, ok bool, t time.Time) (time.Time, bool) {
+	if !ok || t.Before(next) {
+		return t, true
 	}
 	return next, true
 }
@@ -332,6 +366,7 @@ func (n *Node) HandleTimeout(now time.Time) {
 		expired[i] = krpc.Expired[pending]{}
 		n.stats.Timeouts++
 		n.table.Failed(e.To, now)
+		n.ended(now, &e.Value, krpc.OutcomeTimeout)
 		e.Value.done(now, nil, ErrTimeout)
 		n.admitEnded(now, e.Value.adm)
 	}
@@ -348,7 +383,7 @@ func (n *Node) HandleTimeout(now time.Time) {
 	if n.adm != nil && n.adm.Waiting() > 0 {
 		n.admitNext(now) // slots freed by pings past the short timeout
 	}
-	if !now.Before(n.maintain) {
+	if !n.cfg.NoUpkeep && !now.Before(n.maintain) {
 		n.maintain = now.Add(n.cfg.MaintainPeriod)
 		n.upkeep(now)
 	}
@@ -406,9 +441,23 @@ func (n *Node) HandlePacket(now time.Time, from netip.AddrPort, data []byte) {
 	m := &n.scratch.msg
 	err := n.scratch.dec.Decode(data, m)
 	var be *krpc.BodyError
-	if err != nil && !errors.As(err, &be) {
+	if err != nil && !errors.As(err, &be) || m.Y != krpc.KindQuery && m.Y != krpc.KindResponse && m.Y != krpc.KindError {
 		n.stats.Dropped++
+		if ev := n.cfg.Events; ev != nil {
+			ev.Received(krpc.PacketInvalid, len(data))
+			ev.Dropped(krpc.DropUndecodable)
+		}
 		return // no answer to what cannot be decoded: it could amplify
+	}
+	if ev := n.cfg.Events; ev != nil {
+		kind := krpc.PacketQuery
+		switch m.Y {
+		case krpc.KindResponse:
+			kind = krpc.PacketResponse
+		case krpc.KindError:
+			kind = krpc.PacketError
+		}
+		ev.Received(kind, len(data))
 	}
 	switch m.Y {
 	case krpc.KindQuery:
@@ -421,10 +470,8 @@ func (n *Node) HandlePacket(now time.Time, from netip.AddrPort, data []byte) {
 			return
 		}
 		n.query(now, from, m)
-	case krpc.KindResponse, krpc.KindError:
-		n.answer(now, from, m, be)
 	default:
-		n.stats.Dropped++
+		n.answer(now, from, m, be)
 	}
 }
 
@@ -432,58 +479,122 @@ func (n *Node) HandlePacket(now time.Time, from netip.AddrPort, data []byte) {
 // source address. A malformed answer (be) ends its query with an error
 // wrapping be, as krpc.Server does, and teaches the table nothing.
 func (n *Node) answer(now time.Time, from netip.AddrPort, m *krpc.Msg, be *krpc.BodyError) {
-	if len(m.T) != 2 {
+	p, reason := n.pending.Match(m.T, from)
+	if reason != "" {
 		n.stats.Dropped++
+		if ev := n.cfg.Events; ev != nil {
+			ev.Dropped(reason)
+		}
 		return
 	}
-	if p, reason := n.pending.Match(m.T, from); reason == "" {
-		defer n.admitEnded(now, p.adm)
-		if be != nil {
-			p.done(now, nil, fmt.Errorf("core: malformed answer from %s: %w", from, be))
-			return
+	defer n.admitEnded(now, p.adm)
+	if be != nil {
+		n.ended(now, &p, krpc.OutcomeError)
+		p.done(now, nil, fmt.Errorf("core: malformed answer from %s: %w", from, be))
+		return
+	}
+	if h := n.cfg.Answered; h != nil {
+		h(now, from, p.method, m, now.Sub(p.sent))
+	}
+	if m.R == nil {
+		// An error answer carries no id: the table is left as it is
+		// (the node is alive, but it refused this query).
+		err := error(&krpc.Error{Code: krpc.ErrCodeGeneric, Msg: "error reply"})
+		if m.E != nil {
+			err = m.E
 		}
-		if m.R == nil {
-			// An error answer carries no id: the table is left as it is
-			// (the node is alive, but it refused this query).
-			err := error(&krpc.Error{Code: krpc.ErrCodeGeneric, Msg: "error reply"})
-			if m.E != nil {
-				err = m.E
-			}
-			p.done(now, m, err)
-			return
-		}
+		n.ended(now, &p, krpc.OutcomeError)
+		p.done(now, m, err)
+		return
+	}
+	if n.cfg.Answered == nil {
 		for _, ni := range n.svc.Answered(from, m, now, now.Sub(p.sent)) {
 			n.ping(now, ni.Addr)
 		}
-		p.done(now, m, nil)
-		return
 	}
-	n.stats.Dropped++
+	n.ended(now, &p, krpc.OutcomeAnswered)
+	p.done(now, m, nil)
+}
+
+// ended counts the end of query p with outcome (Config.Events).
+func (n *Node) ended(now time.Time, p *pending, outcome string) {
+	if ev := n.cfg.Events; ev != nil {
+		ev.QueryDone(p.method, outcome, now.Sub(p.sent))
+		ev.InFlight(n.pending.Len())
+	}
 }
 
 // sendQuery sends a query to to and calls done with its answer or error.
 // a is encoded before sendQuery returns and not kept.
 func (n *Node) sendQuery(now time.Time, to netip.AddrPort, method string, a *krpc.Args,
 	done func(now time.Time, m *krpc.Msg, err error)) error {
+	_, err := n.send(now, to, method, a, pending{sent: now, done: done})
+	return err
+}
+
+// Query sends query method with arguments a (a.ID is set to ours; nil is
+// none but the id) to
+// addr, and calls done with its answer, or with an error: a KRPC error
+// answer (*krpc.Error, with m the answer), ErrTimeout, or one wrapping
+// krpc.BodyError for a malformed answer. done runs inside a later
+// HandlePacket or HandleTimeout, and m is valid only during the call. The
+// error Query returns, when the query was not sent, is ErrOverloaded (see
+// Config.MaxPending) or the encoding's; done is then not called. a is
+// encoded before Query returns and not kept.
+func (n *Node) Query(now time.Time, to netip.AddrPort, method string, a *krpc.Args,
+	done func(now time.Time, m *krpc.Msg, err error)) (krpc.TxnHandle, error) {
 	return n.send(now, to, method, a, pending{sent: now, done: done})
 }
 
-// send is sendQuery with the pending entry given.
-func (n *Node) send(now time.Time, to netip.AddrPort, method string, a *krpc.Args, p pending) error {
-	if n.pending.Len() >= maxPending {
-		return ErrOverloaded
+// Abort ends every query in flight, calling each callback with err: a
+// driver that closes (krpc.ErrClosed).
+func (n *Node) Abort(now time.Time, err error) {
+	for _, e := range n.pending.All(nil) {
+		e.Value.done(now, nil, err)
 	}
-	h, _ := n.pending.Add(now, to, p)
+	n.admPings = nil
+}
+
+// Cancel ends query h, started by Query, without calling its callback,
+// and reports whether it was still awaiting an answer. An answer that
+// comes later is dropped as late (Config.LateIDs).
+func (n *Node) Cancel(now time.Time, h krpc.TxnHandle) bool {
+	p, ok := n.pending.Remove(h, true)
+	if ok {
+		n.ended(now, &p, krpc.OutcomeCancelled)
+	}
+	return ok
+}
+
+// send is sendQuery with the pending entry given.
+func (n *Node) send(now time.Time, to netip.AddrPort, method string, a *krpc.Args, p pending) (krpc.TxnHandle, error) {
+	if n.pending.Len() >= n.cfg.MaxPending {
+		return krpc.TxnHandle{}, ErrOverloaded
+	}
+	p.method = method
+	h, ok := n.pending.Add(now, to, p)
+	if !ok {
+		return krpc.TxnHandle{}, ErrOverloaded // every transaction id is out
+	}
+	if a == nil {
+		a = n.queryArgs()
+	}
 	a.ID = n.id
 	m := krpc.Msg{T: h.TID(), Y: krpc.KindQuery, Q: method, A: a, V: n.cfg.ClientVersion}
+	if n.cfg.ReadOnly {
+		m.RO = 1
+	}
 	data, err := n.encode(&m)
 	if err != nil {
 		n.pending.Remove(h, false)
-		return err
+		return krpc.TxnHandle{}, fmt.Errorf("core: encode %s: %w", method, err)
 	}
 	n.stats.QueriesSent++
+	if ev := n.cfg.Events; ev != nil {
+		ev.InFlight(n.pending.Len())
+	}
 	n.push(Transmit{To: to, Data: data, Query: true})
-	return nil
+	return h, nil
 }
 
 // encode bencodes m into the node's scratch buffer and returns a copy in
@@ -581,7 +692,7 @@ func (n *Node) admitNext(now time.Time) {
 		}
 		// The entry rides on the query (pending.adm): its end, answered
 		// or not, ends the ping's turn (admitEnded).
-		if err := n.send(now, e.Addr, krpc.MethodPing, n.queryArgs(), pending{sent: now, done: ignoreAnswer, adm: e}); err != nil {
+		if _, err := n.send(now, e.Addr, krpc.MethodPing, n.queryArgs(), pending{sent: now, done: ignoreAnswer, adm: e}); err != nil {
 			n.adm.Done(e)
 			return
 		}

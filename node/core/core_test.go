@@ -254,7 +254,7 @@ func TestBootstrapFillsBuckets(t *testing.T) {
 func TestQueryTIDsRandomAndUnique(t *testing.T) {
 	a := newTestNode(1, 1, nil)
 	var tids []uint16
-	for i := range maxPending + 50 {
+	for i := range DefaultMaxPending + 50 {
 		a.ping(t0, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 6881))
 	}
 	for {
@@ -268,8 +268,8 @@ func TestQueryTIDsRandomAndUnique(t *testing.T) {
 		}
 		tids = append(tids, uint16(m.T[0])<<8|uint16(m.T[1]))
 	}
-	if len(tids) != maxPending {
-		t.Fatalf("%d queries sent, want %d (the bound on outstanding queries)", len(tids), maxPending)
+	if len(tids) != DefaultMaxPending {
+		t.Fatalf("%d queries sent, want %d (the bound on outstanding queries)", len(tids), DefaultMaxPending)
 	}
 	seen := map[uint16]bool{}
 	steps := 0

@@ -41,7 +41,7 @@ func FuzzHandlePacket(f *testing.F) {
 			t.Fatalf("%d answers to one datagram", answers)
 		}
 		n.HandleTimeout(t0.Add(time.Hour))
-		if n.pending.Len() > maxPending {
+		if n.pending.Len() > DefaultMaxPending {
 			t.Fatalf("%d pending queries", n.pending.Len())
 		}
 	})

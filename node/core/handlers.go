@@ -72,7 +72,7 @@ func (w *writer) send(m *krpc.Msg) {
 		w.n.stats.Dropped++
 		return
 	}
-	w.n.push(Transmit{To: w.to, Data: data})
+	w.n.push(Transmit{To: w.to, Data: data, Error: m.E != nil})
 }
 
 // query passes a query to the handler: Config.Handler, or the node's
@@ -87,7 +87,11 @@ func (n *Node) query(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 		n.svc.Serve(q, w)
 		return
 	}
-	n.handle(q, &writer{n: n, to: from, tid: m.T})
+	w := &writer{n: n, to: from, tid: m.T}
+	n.handle(q, w)
+	if ev := n.cfg.Events; ev != nil && !w.done {
+		ev.Dropped(krpc.DropReadOnly) // not answered, nor kept to answer later
+	}
 }
 
 // Serve is the node's own query handler, its Service: ping, find_node,
