@@ -404,7 +404,7 @@ func (n *Node) upkeep(now time.Time) {
 	// daemon looks every one of them up: the simulation's budget. Leaving
 	// the rest stale for the next upkeeps (RefreshTargets(now, 2)) costs
 	// 7% more events at 100,000 nodes, past the 10 minutes that run has
-	// (docs/sim.md, "What the daemon does not yet share").
+	// (docs/sim.md, "What the daemon shares, and what it keeps").
 	for i, target := range n.table.RefreshTargets(now, 0) {
 		if i == 2 {
 			break

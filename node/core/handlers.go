@@ -79,15 +79,14 @@ func (w *writer) send(m *krpc.Msg) {
 // Service.
 func (n *Node) query(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 	q := Query{Now: now, From: from, Msg: m}
+	// The scratch's writer: a handler answers before it returns or
+	// detaches, which copies the writer.
+	w := &n.scratch.w
+	*w = writer{n: n, to: from, tid: m.T}
 	if n.handle == nil {
-		// The service answers before it returns (it has no store hooks):
-		// the scratch's writer will do.
-		w := &n.scratch.w
-		*w = writer{n: n, to: from, tid: m.T}
 		n.svc.Serve(q, w)
 		return
 	}
-	w := &writer{n: n, to: from, tid: m.T}
 	n.handle(q, w)
 	if ev := n.cfg.Events; ev != nil && !w.done {
 		ev.Dropped(krpc.DropReadOnly) // not answered, nor kept to answer later
