@@ -151,7 +151,7 @@ func StartCore(conn net.PacketConn, cfg CoreConfig) *CoreNode {
 		}
 	}
 	c.n = core.New(cc, clock.Now())
-	c.out = newBatchOut(conn, c.local.Addr().Is4())
+	c.out = newBatchOut(conn, c.local.Addr().Is4(), c.maxPkt)
 	c.wg.Add(1)
 	go c.readLoop()
 	c.Do(func(*core.Node, time.Time) {}) // arm the timer
@@ -376,14 +376,17 @@ func (c *CoreNode) flushLocked() {
 	}
 	c.out.flush(func(i int, ok bool) {
 		if ok {
-			c.ev.Sent(c.out.kinds[i], len(c.out.msgs[i].Buffers[0]))
+			c.ev.Sent(c.out.kinds[i], len(c.out.bufs[i]))
 		} else {
 			c.ev.Dropped(krpc.DropSendError)
 		}
 	})
 	for i := range c.out.sent {
-		c.scratch.Recycle(c.out.msgs[i].Buffers[0])
-		c.out.msgs[i].Buffers[0] = nil
+		c.scratch.Recycle(c.out.bufs[i])
+		c.out.bufs[i] = nil
+		if c.out.msgs != nil {
+			c.out.msgs[i].Buffers[0] = nil
+		}
 	}
 }
 
@@ -401,11 +404,25 @@ func (c *CoreNode) onTimer() {
 	c.unlock()
 }
 
-// readLoop hands every datagram to the node, a batch at a time.
+// readLoop hands every datagram to the node, a batch at a time: through
+// krpc.BatchConn, krpc.Server's own recvmmsg loop, on an IPv4 UDP socket
+// on Linux, through golang.org/x/net's batches or one datagram at a time
+// otherwise.
 func (c *CoreNode) readLoop() {
 	defer c.wg.Done()
+	if bc := c.out.bc; bc != nil {
+		closing := func() bool {
+			select {
+			case <-c.closed:
+				return true
+			default:
+				return false
+			}
+		}
+		bc.Serve(closing, func(k int) { c.handleBatch(k, bc.Packet) }, c.readFailed)
+		return
+	}
 	in := newBatchIn(c.conn, c.local.Addr().Is4(), c.maxPkt)
-	ev := &c.ev
 	for {
 		k, err := in.read()
 		if err != nil {
@@ -414,36 +431,46 @@ func (c *CoreNode) readLoop() {
 			}
 			continue
 		}
-		c.mu.Lock()
-		if c.done {
-			c.mu.Unlock()
+		if !c.handleBatch(k, in.packet) {
 			return
 		}
-		now := c.clock.Now()
-		for i := range k {
-			data, from := in.packet(i)
-			reason := ""
-			switch {
-			case len(data) > c.maxPkt:
-				reason = krpc.DropTooLarge
-			case len(data) < krpc.MinPacketLen:
-				reason = krpc.DropTooSmall
-			case !from.IsValid() || from.Port() == 0:
-				reason = krpc.DropUndecodable
-			case c.limiter != nil && !c.limiter.Allow(from.Addr(), now):
-				c.limited.Add(1)
-				reason = krpc.DropRateLimited
-			}
-			if reason != "" {
-				ev.Received(krpc.PacketInvalid, len(data))
-				ev.Dropped(reason)
-				continue
-			}
-			c.n.HandlePacket(now, from, data)
-		}
-		c.afterLocked(now)
-		c.unlock()
 	}
+}
+
+// handleBatch hands the k datagrams packet returns to the node and sends
+// what it queued; it returns false once the node is closed.
+func (c *CoreNode) handleBatch(k int, packet func(int) ([]byte, netip.AddrPort)) bool {
+	ev := &c.ev
+	c.mu.Lock()
+	if c.done {
+		c.mu.Unlock()
+		return false
+	}
+	now := c.clock.Now()
+	for i := range k {
+		data, from := packet(i)
+		reason := ""
+		switch {
+		case len(data) > c.maxPkt:
+			reason = krpc.DropTooLarge
+		case len(data) < krpc.MinPacketLen:
+			reason = krpc.DropTooSmall
+		case !from.IsValid() || from.Port() == 0:
+			reason = krpc.DropUndecodable
+		case c.limiter != nil && !c.limiter.Allow(from.Addr(), now):
+			c.limited.Add(1)
+			reason = krpc.DropRateLimited
+		}
+		if reason != "" {
+			ev.Received(krpc.PacketInvalid, len(data))
+			ev.Dropped(reason)
+			continue
+		}
+		c.n.HandlePacket(now, from, data)
+	}
+	c.afterLocked(now)
+	c.unlock()
+	return true
 }
 
 // readFailed handles an error of a socket read and reports whether the
@@ -591,33 +618,42 @@ func (b *batchIn) packet(i int) ([]byte, netip.AddrPort) {
 }
 
 // batchOut queues datagrams and sends them: with one sendmmsg on an IPv4
-// UDP socket, one at a time otherwise.
+// UDP socket (krpc.BatchConn on Linux, golang.org/x/net's batches
+// elsewhere), one at a time otherwise.
 type batchOut struct {
 	conn  net.PacketConn
 	udp   *net.UDPConn
-	pc    *ipv4.PacketConn // nil: one at a time
+	bc    *krpc.BatchConn  // Linux, IPv4: the read loop's too
+	pc    *ipv4.PacketConn // x/net's batches; nil: one at a time
 	msgs  []ipv4.Message
 	addrs []net.UDPAddr
 	ips   [][4]byte
+	bufs  [][]byte
 	to    []netip.AddrPort
 	kinds []string // krpc.Packet* of each, for Events.Sent
 	n     int      // queued
 	sent  int      // sent by the last flush (their buffers are the caller's again)
 }
 
-func newBatchOut(conn net.PacketConn, v4 bool) batchOut {
+func newBatchOut(conn net.PacketConn, v4 bool, maxPkt int) batchOut {
 	b := batchOut{
 		conn:  conn,
-		msgs:  make([]ipv4.Message, coreBatch),
-		addrs: make([]net.UDPAddr, coreBatch),
-		ips:   make([][4]byte, coreBatch),
+		bufs:  make([][]byte, coreBatch),
 		to:    make([]netip.AddrPort, coreBatch),
 		kinds: make([]string, coreBatch),
 	}
 	b.udp, _ = conn.(*net.UDPConn)
-	if v4 && b.udp != nil {
-		b.pc = ipv4.NewPacketConn(b.udp)
+	if !v4 || b.udp == nil {
+		return b
 	}
+	if bc, ok := krpc.NewBatchConn(b.udp, maxPkt); ok {
+		b.bc = bc
+		return b
+	}
+	b.pc = ipv4.NewPacketConn(b.udp)
+	b.msgs = make([]ipv4.Message, coreBatch)
+	b.addrs = make([]net.UDPAddr, coreBatch)
+	b.ips = make([][4]byte, coreBatch)
 	for i := range b.msgs {
 		b.msgs[i].Buffers = make([][]byte, 1)
 	}
@@ -626,7 +662,7 @@ func newBatchOut(conn net.PacketConn, v4 bool) batchOut {
 
 // add queues data for to; the caller flushes when coreBatch are queued.
 func (b *batchOut) add(to netip.AddrPort, data []byte, kind string) {
-	b.msgs[b.n].Buffers[0] = data
+	b.bufs[b.n] = data
 	b.to[b.n] = to
 	b.kinds[b.n] = kind
 	b.n++
@@ -637,26 +673,31 @@ func (b *batchOut) add(to netip.AddrPort, data []byte, kind string) {
 // it, and the rest are still sent.
 func (b *batchOut) flush(sent func(i int, ok bool)) {
 	b.sent, b.n = b.n, 0
-	if b.pc == nil || b.sent == 1 {
+	if b.bc == nil && (b.pc == nil || b.sent == 1) {
 		for i := range b.sent {
 			var err error
 			switch {
 			case b.udp != nil:
-				_, err = b.udp.WriteToUDPAddrPort(b.msgs[i].Buffers[0], b.to[i])
+				_, err = b.udp.WriteToUDPAddrPort(b.bufs[i], b.to[i])
 			default:
-				_, err = b.conn.WriteTo(b.msgs[i].Buffers[0], net.UDPAddrFromAddrPort(b.to[i]))
+				_, err = b.conn.WriteTo(b.bufs[i], net.UDPAddrFromAddrPort(b.to[i]))
 			}
 			sent(i, err == nil)
 		}
 		return
 	}
-	for i := range b.sent {
-		b.ips[i] = b.to[i].Addr().As4()
-		b.addrs[i] = net.UDPAddr{IP: b.ips[i][:], Port: int(b.to[i].Port())}
-		b.msgs[i].Addr = &b.addrs[i]
+	write := func(from int) (int, error) { return b.bc.Send(b.to[from:b.sent], b.bufs[from:b.sent]) }
+	if b.bc == nil {
+		for i := range b.sent {
+			b.ips[i] = b.to[i].Addr().As4()
+			b.addrs[i] = net.UDPAddr{IP: b.ips[i][:], Port: int(b.to[i].Port())}
+			b.msgs[i].Buffers[0] = b.bufs[i]
+			b.msgs[i].Addr = &b.addrs[i]
+		}
+		write = func(from int) (int, error) { return b.pc.WriteBatch(b.msgs[from:b.sent], 0) }
 	}
 	for done := 0; done < b.sent; {
-		k, err := b.pc.WriteBatch(b.msgs[done:b.sent], 0)
+		k, err := write(done)
 		for j := done; j < done+k; j++ {
 			sent(j, true)
 		}
