@@ -78,7 +78,12 @@ func (c *ServerConfig) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	e := &c.Events
+	c.Events = c.Events.Complete()
+}
+
+// Complete returns e with each nil func replaced by one that counts
+// nothing, so that every func may be called.
+func (e Events) Complete() Events {
 	if e.Received == nil {
 		e.Received = func(string, int) {}
 	}
@@ -94,6 +99,7 @@ func (c *ServerConfig) setDefaults() {
 	if e.InFlight == nil {
 		e.InFlight = func(int) {}
 	}
+	return e
 }
 
 // Handler answers queries, in the shape of miekg/dns's Handler. ServeKRPC

@@ -122,7 +122,7 @@ func StartCore(conn net.PacketConn, cfg CoreConfig) *CoreNode {
 		_ = udp.SetReadBuffer(coreSocketBuffer)
 	}
 	c := &CoreNode{
-		conn: conn, clock: clock, local: krpc.AddrPortOf(conn.LocalAddr()), ev: completeEvents(cfg.Events),
+		conn: conn, clock: clock, local: krpc.AddrPortOf(conn.LocalAddr()), ev: cfg.Events.Complete(),
 		log: cfg.Logger, scratch: cc.Scratch, limiter: cfg.Limiter, budget: cfg.ReplyBudget,
 		maxPkt: cfg.MaxPacketSize, answered: cfg.Answered, closed: make(chan struct{}),
 	}
@@ -156,26 +156,6 @@ func StartCore(conn net.PacketConn, cfg CoreConfig) *CoreNode {
 	go c.readLoop()
 	c.Do(func(*core.Node, time.Time) {}) // arm the timer
 	return c
-}
-
-// completeEvents returns e with its nil funcs counting nothing.
-func completeEvents(e krpc.Events) krpc.Events {
-	if e.Received == nil {
-		e.Received = func(string, int) {}
-	}
-	if e.Sent == nil {
-		e.Sent = func(string, int) {}
-	}
-	if e.Dropped == nil {
-		e.Dropped = func(string) {}
-	}
-	if e.QueryDone == nil {
-		e.QueryDone = func(string, string, time.Duration) {}
-	}
-	if e.InFlight == nil {
-		e.InFlight = func(int) {}
-	}
-	return e
 }
 
 // Limited returns how many datagrams the Limiter dropped.
