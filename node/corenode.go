@@ -43,8 +43,8 @@ const coreSocketBuffer = 2 << 20
 //
 // Calls into the core hold one lock. What the driver's own queries hand
 // back (Go, GoWait and Query callbacks, and CoreConfig.Answered) runs after
-// that lock is released, on the read loop or the timer, in order: such
-// code may start queries. A handler (core.Config.Handler) runs under the
+// that lock is released, on the read loop, the timer or Close, in order:
+// such code may start queries. A handler (core.Config.Handler) runs under the
 // lock: it answers through its writer, and a detached writer answers from
 // any goroutine but the handler's own call.
 type CoreNode struct {
