@@ -328,7 +328,8 @@ func (n *Node) PollTransmit() (Transmit, bool) {
 	return t, true
 }
 
-// NextTimeout returns when the node next wants HandleTimeout to be called.
+// NextTimeout returns when the node next wants HandleTimeout to be called;
+// false when it wants no wake-up (Config.NoUpkeep, and nothing pending).
 func (n *Node) NextTimeout() (time.Time, bool) {
 	next, ok := n.maintain, !n.cfg.NoUpkeep
 	if d, has := n.pending.NextDeadline(); has {
