@@ -164,9 +164,6 @@ func (c *CoreNode) Limited() uint64 { return c.limited.Load() }
 // Addr returns the socket's address.
 func (c *CoreNode) Addr() netip.AddrPort { return c.local }
 
-// LocalAddr is Addr, as krpc.Server names it.
-func (c *CoreNode) LocalAddr() netip.AddrPort { return c.local }
-
 // InFlight returns how many queries of Go, GoWait and Query await an
 // answer.
 func (c *CoreNode) InFlight() int { return len(c.slots) }

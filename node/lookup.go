@@ -32,7 +32,7 @@ type LookupResult struct {
 
 // queryFunc sends the lookup's query to one node, waiting for a free slot
 // of the node's queries in flight until ctx ends, and returns once it is
-// sent; done gets the answer or the error later (krpc.Server.GoWait). An
+// sent; done gets the answer or the error later (CoreNode.GoWait). An
 // error means the query was not sent, and done is not called.
 type queryFunc func(ctx context.Context, to netip.AddrPort, done krpc.Callback) (krpc.Call, error)
 
@@ -70,7 +70,7 @@ type reply struct {
 }
 
 // replyQueue takes the answers of a lookup's queries from their callbacks
-// (on the server's read loop or timer, which must not block) to the
+// (on the core's read loop or timer, which must not block) to the
 // lookup's goroutine.
 type replyQueue struct {
 	mu   sync.Mutex

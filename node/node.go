@@ -266,8 +266,8 @@ func (n *Node) query(ctx context.Context, to netip.AddrPort, method string, a *k
 }
 
 // queryAsync sends one query and returns once it is sent; done gets its
-// answer or error (krpc.Server.GoWait: on the read loop or the server's
-// timer, and it must not block), after the routing table has heard how it
+// answer or error (CoreNode.GoWait: on the core's read loop or timer,
+// and it must not block), after the routing table has heard how it
 // went. It waits for a free slot of MaxInFlight until ctx ends. An error
 // means the query was not sent, and done is not called.
 func (n *Node) queryAsync(ctx context.Context, to netip.AddrPort, method string, a *krpc.Args, done krpc.Callback) (krpc.Call, error) {
