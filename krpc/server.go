@@ -418,12 +418,18 @@ func (s *Server) readLoop() {
 	}
 }
 
-// readFailed handles an error from a socket read and reports whether the
-// read loop must end (the server or its socket is closed); other errors
-// (timeouts, transient ones) are logged at debug level and the loop goes on.
+// readFailed handles an error from a socket read (ReadFailed).
 func (s *Server) readFailed(err error) bool {
+	return ReadFailed(err, s.closed, s.cfg.Logger, "krpc read")
+}
+
+// ReadFailed handles an error from a read loop's socket read and reports
+// whether the loop must end: its owner closed (closed is closed) or the
+// socket is. Other errors (timeouts, transient ones) are logged at debug
+// level as msg, and the loop goes on. Server's and node.CoreNode's.
+func ReadFailed(err error, closed <-chan struct{}, log *slog.Logger, msg string) bool {
 	select {
-	case <-s.closed:
+	case <-closed:
 		return true
 	default:
 	}
@@ -432,7 +438,7 @@ func (s *Server) readFailed(err error) bool {
 	}
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() {
-		s.cfg.Logger.Debug("krpc read", "err", err)
+		log.Debug(msg, "err", err)
 	}
 	return false
 }

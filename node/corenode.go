@@ -450,23 +450,9 @@ func (c *CoreNode) handleBatch(k int, packet func(int) ([]byte, netip.AddrPort))
 	return true
 }
 
-// readFailed handles an error of a socket read and reports whether the
-// read loop must end (the socket is closed); other errors are logged at
-// debug level and the loop goes on.
+// readFailed handles an error of a socket read (krpc.ReadFailed).
 func (c *CoreNode) readFailed(err error) bool {
-	select {
-	case <-c.closed:
-		return true
-	default:
-	}
-	if errors.Is(err, net.ErrClosed) {
-		return true
-	}
-	var ne net.Error
-	if !errors.As(err, &ne) || !ne.Timeout() {
-		c.log.Debug("core node read", "err", err)
-	}
-	return false
+	return krpc.ReadFailed(err, c.closed, c.log, "core node read")
 }
 
 // Close stops the timer and the read loop, ends the queries in flight with
