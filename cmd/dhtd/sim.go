@@ -31,6 +31,7 @@ func simCommand() *cli.Command {
 			&cli.IntFlag{Name: "items", Value: 100, Usage: "items published in the churn scenario"},
 			&cli.IntFlag{Name: "warm-lookups", Value: 2, Usage: "random lookups per node while the network warms up (fuller routing tables, more events)"},
 			&cli.BoolFlag{Name: "fill-buckets", Usage: "join as dhtd run does: after the lookup of its own id, each node looks up each bucket that has room (fuller tables, about twice the events)"},
+			&cli.BoolFlag{Name: "full-tables", Usage: "after the warm-up, fill every reachable node's routing table from global knowledge, as full as the network allows (an upper bound of a longer warm-up, not a way to join)"},
 			&cli.Float64Flag{Name: "loss", Value: 0.01, Usage: "share of packets lost"},
 			&cli.Float64Flag{Name: "mem-limit", Value: 10, Usage: "soft memory limit of the Go runtime in GiB while simulating (0: none)"},
 			&cli.BoolFlag{Name: "progress", Usage: "print the simulated time to stderr every simulated minute"},
@@ -77,6 +78,7 @@ func simCommand() *cli.Command {
 				Items:       c.Int("items"),
 				WarmLookups: c.Int("warm-lookups"),
 				FillBuckets: c.Bool("fill-buckets"),
+				FullTables:  c.Bool("full-tables"),
 				Net:         sim.NetConfig{Loss: loss},
 			})
 			if err != nil {
@@ -96,7 +98,11 @@ func printSimReport(w io.Writer, r sim.Report) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "scenario %s: %d nodes (%.0f%% unreachable), seed %d, %.0f s simulated\n",
 		r.Scenario, r.Nodes, r.UnreachablePct, r.Seed, r.SimTimeS)
-	fmt.Fprintf(&b, "routing tables: %.1f live nodes on average\n", r.TableNodesAvg)
+	how := ""
+	if r.FullTables {
+		how = " (filled from global knowledge after the warm-up)"
+	}
+	fmt.Fprintf(&b, "routing tables: %.1f live nodes on average%s\n", r.TableNodesAvg, how)
 	fmt.Fprintf(&b, "lookups: %d, %.2f%% found the closest node\n", r.Lookups, r.FoundClosestPct)
 	fmt.Fprintf(&b, "  round trips p50/p90/p99: %d/%d/%d\n", r.RTTP50, r.RTTP90, r.RTTP99)
 	fmt.Fprintf(&b, "  hops        p50/p90/p99: %d/%d/%d\n", r.HopsP50, r.HopsP90, r.HopsP99)

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -48,7 +49,13 @@ type Config struct {
 	// (core.Node.BootstrapLookup), which keeps 100,000 nodes within the
 	// time and memory budget.
 	FillBuckets bool
-	Net         NetConfig
+	// FullTables fills, once the warm-up is over, every reachable node's
+	// routing table from the simulator's global knowledge, as full as
+	// the network allows (fillTables). No node joins that way: it is an
+	// upper bound of what a longer warm-up gives, to tell what the
+	// tables' fill costs the lookups from what the lookup itself does.
+	FullTables bool
+	Net        NetConfig
 	// Progress, if set, is called about once per simulated minute with
 	// the virtual time and the events processed so far.
 	Progress func(simulated time.Duration, events uint64)
@@ -89,6 +96,10 @@ type Report struct {
 	TableNodesAvg  float64 `json:"table_nodes_avg"` // live routing table entries per reachable node
 	WarmLookups    int     `json:"warm_lookups"`    // random lookups per node while warming up
 	FillBuckets    bool    `json:"fill_buckets"`    // nodes joined with the bucket-filling lookups
+	// FullTables: tables filled from global knowledge after the warm-up
+	// (left out when false, so reports of the default runs compare byte
+	// for byte with those of builds that predate it).
+	FullTables bool `json:"full_tables,omitempty"`
 
 	Lookups         int     `json:"lookups"`
 	FoundClosestPct float64 `json:"found_closest_pct"`
@@ -179,6 +190,7 @@ func Run(cfg Config) (Report, error) {
 	r.UnreachablePct = round2(100 * cfg.Unreachable)
 	r.WarmLookups = cfg.WarmLookups
 	r.FillBuckets = cfg.FillBuckets
+	r.FullTables = cfg.FullTables
 	r.SimTimeS = round2(s.net.Elapsed().Seconds())
 	r.Packets = PacketCounts{s.net.Sent, s.net.Delivered, s.net.Lost, s.net.Blocked}
 	s.sampleHeap()
@@ -278,7 +290,52 @@ func (s *run) joinAll(peers []*Peer) time.Duration {
 		s.join(p, at, warmEnd, s.cfg.WarmLookups)
 	}
 	s.advance(warmEnd)
+	if s.cfg.FullTables {
+		s.fillTables()
+	}
 	return warmEnd
+}
+
+// How fillTables fills a table: with this many random reachable nodes,
+// which fill the far buckets (bucket i takes some 2^(i+1) draws per
+// slot), and with this many of its nearest by id on each side, which
+// hold the nodes of the deep buckets. On 100,000 nodes the tables then
+// hold 321 nodes on average, about what their buckets can take.
+const (
+	fullTableDraws     = 2048
+	fullTableNeighbors = 256
+)
+
+// fillTables offers every running reachable node's table the nodes that
+// a node running for long would have heard from: random reachable nodes
+// for the far buckets and its neighbours by id for the near ones, each as
+// if it had just answered (Config.FullTables).
+func (s *run) fillTables() {
+	var live []*Peer
+	for _, p := range s.net.Peers {
+		if p.Up() && !p.NAT {
+			live = append(live, p)
+		}
+	}
+	byID := slices.Clone(live)
+	slices.SortFunc(byID, func(a, b *Peer) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	now := s.net.Now()
+	const rtt = 100 * time.Millisecond // the latency model's median
+	for _, p := range live {
+		t := p.Core.Table()
+		offer := func(q *Peer) {
+			if q != p {
+				t.Responded(krpc.NodeInfo{ID: q.ID, Addr: q.Addr}, now, rtt)
+			}
+		}
+		for range min(fullTableDraws, len(live)) {
+			offer(live[s.net.Rand.IntN(len(live))])
+		}
+		i, _ := slices.BinarySearchFunc(byID, p.ID, func(q *Peer, id krpc.ID) int { return bytes.Compare(q.ID[:], id[:]) })
+		for _, q := range byID[max(0, i-fullTableNeighbors):min(len(byID), i+fullTableNeighbors+1)] {
+			offer(q)
+		}
+	}
 }
 
 // advance runs the network until t, sampling the heap as it goes.

@@ -160,3 +160,34 @@ func TestWarmLookupsFillTables(t *testing.T) {
 			warm.TableNodesAvg, quiet.TableNodesAvg, defaultWarmLookups)
 	}
 }
+
+// Tables filled from global knowledge hold about every reachable node of
+// a small network (its buckets can take them all), far more than the
+// warm-up gives; the report says so, and the run stays deterministic.
+func TestFullTablesFillTables(t *testing.T) {
+	cfg := small("lookup", 3)
+	plain, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.FullTables = true
+	full, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.FullTables || !full.FullTables {
+		t.Errorf("reported full_tables %v and %v, want false and true", plain.FullTables, full.FullTables)
+	}
+	reachable := float64(full.Nodes) * (1 - full.UnreachablePct/100)
+	if full.TableNodesAvg < 0.9*(reachable-1) || full.TableNodesAvg <= plain.TableNodesAvg {
+		t.Errorf("full tables hold %.2f nodes (warm-up alone: %.2f), want at least 90%% of the %.0f other reachable nodes",
+			full.TableNodesAvg, plain.TableNodesAvg, reachable-1)
+	}
+	if a, b := withoutCost(t, full), withoutCost(t, again); a != b {
+		t.Errorf("two runs with the same seed differ:\n%s\n%s", a, b)
+	}
+}
