@@ -146,9 +146,10 @@ func (s *Server) release() {
 }
 
 // finish ends call c, taken out of the table, with an answer or an error:
-// it frees its slot, counts its outcome and runs its callback.
+// it counts its outcome, frees its slot and runs its callback. The count
+// comes first, so that whoever sees a query sent in the freed slot sees
+// the outcome that freed it.
 func (s *Server) finish(c *call, m *Msg, err error) {
-	s.release()
 	rtt := s.cfg.Clock.Now().Sub(c.sent)
 	switch {
 	case err == nil:
@@ -162,6 +163,7 @@ func (s *Server) finish(c *call, m *Msg, err error) {
 		s.cfg.Events.QueryDone(c.method, OutcomeError, rtt)
 		err = fmt.Errorf("query %s %s: %w", c.method, c.to, err)
 	}
+	s.release()
 	c.done(m, err)
 }
 
