@@ -64,6 +64,19 @@ func startNet(t *testing.T, size int) []*node.Node {
 		}
 		wg.Wait()
 	}
+	// The seed learns the others from their queries, through confirmation
+	// pings of its own that may still be out when the bootstraps end (on a
+	// busy machine, its table was found empty). An answer reaches the
+	// table before Ping returns, so once each is pinged the seed knows
+	// them all.
+	for _, n := range nodes[1:] {
+		if _, _, err := seed.Ping(ctx, n.Addr()); err != nil {
+			t.Fatalf("seed ping %s: %v", n.Addr(), err)
+		}
+	}
+	if good := seed.Stats().Good; good < size {
+		t.Fatalf("seed knows %d good nodes after pinging %d", good, size)
+	}
 	return nodes
 }
 
