@@ -120,16 +120,7 @@ func TestUnknownScenario(t *testing.T) {
 // Joining as dhtd run does, with a lookup in each bucket that has room,
 // fills the tables further, and the report says so.
 func TestFillBucketsFillsTables(t *testing.T) {
-	cfg := small("lookup", 3)
-	plain, err := Run(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.FillBuckets = true
-	filled, err := Run(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	plain, filled := runBoth(t, small("lookup", 3), func(c *Config) { c.FillBuckets = true })
 	if plain.FillBuckets || !filled.FillBuckets {
 		t.Errorf("reported fill_buckets %v and %v, want false and true", plain.FillBuckets, filled.FillBuckets)
 	}
@@ -142,16 +133,7 @@ func TestFillBucketsFillsTables(t *testing.T) {
 // routing tables must hold more nodes, and the report must say how many
 // warm lookups it ran.
 func TestWarmLookupsFillTables(t *testing.T) {
-	quiet, err := Run(small("lookup", 3))
-	if err != nil {
-		t.Fatal(err)
-	}
-	busy := small("lookup", 3)
-	busy.WarmLookups = 6
-	warm, err := Run(busy)
-	if err != nil {
-		t.Fatal(err)
-	}
+	quiet, warm := runBoth(t, small("lookup", 3), func(c *Config) { c.WarmLookups = 6 })
 	if quiet.WarmLookups != defaultWarmLookups || warm.WarmLookups != 6 {
 		t.Errorf("reported warm lookups %d and %d, want %d and 6", quiet.WarmLookups, warm.WarmLookups, defaultWarmLookups)
 	}
@@ -165,16 +147,9 @@ func TestWarmLookupsFillTables(t *testing.T) {
 // a small network (its buckets can take them all), far more than the
 // warm-up gives; the report says so, and the run stays deterministic.
 func TestFullTablesFillTables(t *testing.T) {
+	plain, full := runBoth(t, small("lookup", 3), func(c *Config) { c.FullTables = true })
 	cfg := small("lookup", 3)
-	plain, err := Run(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg.FullTables = true
-	full, err := Run(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	again, err := Run(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -190,4 +165,20 @@ func TestFullTablesFillTables(t *testing.T) {
 	if a, b := withoutCost(t, full), withoutCost(t, again); a != b {
 		t.Errorf("two runs with the same seed differ:\n%s\n%s", a, b)
 	}
+}
+
+// runBoth runs cfg, then cfg as change leaves it, and returns both
+// reports.
+func runBoth(t *testing.T, cfg Config, change func(*Config)) (before, after Report) {
+	t.Helper()
+	before, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	change(&cfg)
+	after, err = Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return before, after
 }
