@@ -47,6 +47,9 @@ func ParseRecord(s string) (Record, error) {
 	if len(f) < 3 {
 		return Record{}, fmt.Errorf("%w %q: want NAME TYPE VALUE [TTL]", ErrRecord, s)
 	}
+	if err := checkName(f[0]); err != nil {
+		return Record{}, fmt.Errorf("%w %q: %w", ErrRecord, s, err)
+	}
 	r := Record{Name: f[0], Type: strings.ToUpper(f[1]), TTL: DefaultTTL}
 	val := f[2:]
 	want := 1 // value fields
@@ -108,6 +111,27 @@ func fields(s string) ([]string, error) {
 		out = append(out, s[:i])
 		s = s[i:]
 	}
+}
+
+// checkName accepts "@" or a name of dot-separated labels, each of 1 to
+// 63 printable ASCII characters other than a quote or a backslash: a name
+// that prints as it parses. A quoted name (" ") would become a label the
+// text form cannot hold.
+func checkName(name string) error {
+	if name == "@" {
+		return nil
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(name, "."), ".") {
+		if len(label) == 0 || len(label) > 63 {
+			return fmt.Errorf("name %q: want labels of 1 to 63 characters", name)
+		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; c <= ' ' || c >= 0x7f || c == '"' || c == '\\' {
+				return fmt.Errorf("name %q: character %q", name, c)
+			}
+		}
+	}
+	return nil
 }
 
 // absName makes a record name absolute under origin (a z-base-32 key).

@@ -62,6 +62,7 @@ func TestParseRecordBad(t *testing.T) {
 		"@ A 1.2.3.4 300 9", "@ TXT two words", `@ TXT "open`, "@ HTTPS 1", "@ HTTPS x .",
 		"@ HTTPS 1 . alpn=", "@ HTTPS 1 . port=99999", "@ HTTPS 1 . foo=bar", "@ HTTPS 1 . port=1 port=2",
 		"@ SVCB 1 . ipv4hint=2001:db8::1", "@ SVCB 1 . no-default-alpn=x",
+		`" " SVCB 0 0`, `"" A 1.2.3.4`, "a..b A 1.2.3.4",
 	} {
 		if r, err := ParseRecord(s); !errors.Is(err, ErrRecord) {
 			t.Errorf("ParseRecord(%q) = %+v, %v; want ErrRecord", s, r, err)
