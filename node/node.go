@@ -162,15 +162,16 @@ func New(cfg Config) (*Node, error) {
 	}
 	// The socket is driven by the protocol core (node/core), which keeps
 	// the transaction table and its timeouts, decodes every packet and
-	// answers through our handler; the routing table, the stores, the
-	// upkeep and the admission of queriers are ours (NoUpkeep; answers
-	// reach the table through onResponse). The read loop starts inside
+	// answers through our handler. It holds our routing table (Routing),
+	// but the stores, the upkeep and the admission of queriers are ours
+	// (NoUpkeep; answers reach the table through onResponse, timeouts
+	// through queryFailed). The read loop starts inside
 	// StartCore. The handler needs nothing of n.srv: it answers through
 	// its writer, now or (a durable write, persist.go) later, and queues
 	// what it starts (admission pings) for goroutines started below.
 	n.srv = StartCore(pc, CoreConfig{
 		Core: core.Config{
-			ID: id, K: cfg.K, QueryTimeout: cfg.QueryTimeout,
+			ID: id, Routing: n.table, K: cfg.K, QueryTimeout: cfg.QueryTimeout,
 			ClientVersion: ClientVersion, ReadOnly: cfg.ReadOnly,
 			MaxPending: cfg.MaxInFlight, LateIDs: lateIDs, NoUpkeep: true,
 			Handler: func(_ *core.Node, q core.Query, w core.Writer) { n.handleQuery(w, q.Msg) },

@@ -57,6 +57,11 @@ var ErrOverloaded = errors.New("core: too many queries outstanding")
 type Config struct {
 	ID    krpc.ID        // our node id
 	Table routing.Config // routing table tuning
+	// Routing, if set, is the routing table the node uses in place of a
+	// new one made from Table: a driver that keeps the table itself (the
+	// daemon, with Answered and NoUpkeep) shares it, so the node holds
+	// that table rather than an empty second one. Its id must be ID.
+	Routing *routing.Table
 	// K is the result size of lookups and of nodes replies (default 8).
 	K int
 	// Alpha is the number of queries a lookup keeps in flight (default 5).
@@ -90,7 +95,9 @@ type Config struct {
 	// Answered, if set, learns every answer that matched one of our
 	// queries, in place of the node's own Service.Answered and the pings
 	// it asks for: a driver that keeps its own routing table (the daemon)
-	// learns from answers there. m is valid only during the call.
+	// learns from answers there. m is valid only during the call. The
+	// table then also hears of timeouts from the driver, which learns of
+	// them through its queries' callbacks: the node does not count them.
 	Answered func(now time.Time, from netip.AddrPort, method string, m *krpc.Msg, rtt time.Duration)
 	// Events, if set, counts the node's traffic for metrics, with
 	// krpc.Server's events and labels: Received and Dropped as packets
@@ -257,7 +264,8 @@ type Node struct {
 	slow    time.Duration // short timeout from rtts (lookup.go)
 }
 
-// New returns a node that starts at now with an empty table.
+// New returns a node that starts at now with an empty table, or with
+// Config.Routing.
 func New(cfg Config, now time.Time) *Node {
 	cfg = cfg.withDefaults()
 	if cfg.Rand == nil {
@@ -267,9 +275,14 @@ func New(cfg Config, now time.Time) *Node {
 		cfg:     cfg,
 		id:      cfg.ID,
 		rnd:     cfg.Rand,
-		table:   routing.NewTable(cfg.ID, cfg.Table),
+		table:   cfg.Routing,
 		scratch: cfg.Scratch,
 		pending: *krpc.NewTransactions[pending](cfg.QueryTimeout, cfg.Rand, cfg.LateIDs),
+	}
+	if n.table == nil {
+		n.table = routing.NewTable(cfg.ID, cfg.Table)
+	} else if n.table.Self() != cfg.ID {
+		panic("core: Config.Routing belongs to another id")
 	}
 	if n.scratch == nil {
 		n.scratch = new(Scratch)
@@ -366,7 +379,9 @@ func (n *Node) HandleTimeout(now time.Time) {
 	for i, e := range expired {
 		expired[i] = krpc.Expired[pending]{}
 		n.stats.Timeouts++
-		n.table.Failed(e.To, now)
+		if n.cfg.Answered == nil {
+			n.table.Failed(e.To, now)
+		}
 		n.ended(now, &e.Value, krpc.OutcomeTimeout)
 		e.Value.done(now, nil, ErrTimeout)
 		n.admitEnded(now, e.Value.adm)
@@ -540,10 +555,13 @@ func (n *Node) sendQuery(now time.Time, to netip.AddrPort, method string, a *krp
 // krpc.BodyError for a malformed answer. done runs inside a later
 // HandlePacket or HandleTimeout, and m is valid only during the call. The
 // error Query returns, when the query was not sent, is ErrOverloaded (see
-// Config.MaxPending) or the encoding's; done is then not called. a is
-// encoded before Query returns and not kept.
+// Config.MaxPending) or the encoding's; done is then not called. A nil
+// done hears nothing. a is encoded before Query returns and not kept.
 func (n *Node) Query(now time.Time, to netip.AddrPort, method string, a *krpc.Args,
 	done func(now time.Time, m *krpc.Msg, err error)) (krpc.TxnHandle, error) {
+	if done == nil {
+		done = func(time.Time, *krpc.Msg, error) {}
+	}
 	return n.send(now, to, method, a, pending{sent: now, done: done})
 }
 

@@ -365,3 +365,62 @@ func TestMalformedAnswer(t *testing.T) {
 		t.Fatalf("%d queries still pending", a.pending.Len())
 	}
 }
+
+// A driver that keeps its own table (Config.Routing, Config.Answered)
+// shares it with the node: the node holds that table, answers go to the
+// driver's hook and not to the table, and a timeout is left for the
+// driver to count (it learns of it from its query's callback). A node
+// with its own table learns of both itself.
+func TestSharedTable(t *testing.T) {
+	var id krpc.ID
+	id[0] = 1
+	silent := krpc.NodeInfo{ID: krpc.ID{9}, Addr: addr(9)}
+	for _, shared := range []bool{false, true} {
+		cfg := Config{ID: id, Rand: rand.New(rand.NewPCG(1, 1))}
+		var table *routing.Table
+		answered := 0
+		if shared {
+			table = routing.NewTable(id, routing.Config{})
+			cfg.Routing = table
+			cfg.Answered = func(time.Time, netip.AddrPort, string, *krpc.Msg, time.Duration) { answered++ }
+		}
+		a, b := New(cfg, t0), newTestNode(2, 2, nil)
+		if shared && a.Table() != table {
+			t.Fatal("the node does not hold the table it was given")
+		}
+		// b answers a ping; the silent node does not.
+		if _, err := a.Query(t0, addr(2), krpc.MethodPing, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		deliver(t, t0, map[netip.AddrPort]*Node{addr(1): a, addr(2): b})
+		_, inTable := a.Table().Get(b.ID())
+		// (a answers b's confirmation ping of a, and pings b to confirm it
+		// in turn: with the hook, that answer goes to the hook as well.)
+		if answered > 0 != shared || inTable == shared {
+			t.Fatalf("shared %v: Answered ran %d times, answerer in the table %v", shared, answered, inTable)
+		}
+		a.Table().Responded(silent, t0, time.Millisecond)
+		var qerr error
+		if _, err := a.Query(t0, silent.Addr, krpc.MethodPing, nil, func(_ time.Time, _ *krpc.Msg, err error) { qerr = err }); err != nil {
+			t.Fatal(err)
+		}
+		next, ok := a.NextTimeout()
+		if !ok {
+			t.Fatal("no wake-up for the query's timeout")
+		}
+		a.HandleTimeout(next.Add(DefaultQueryTimeout))
+		if !errors.Is(qerr, ErrTimeout) {
+			t.Fatalf("shared %v: the query ended with %v, want a timeout", shared, qerr)
+		}
+		e, _ := a.Table().Get(silent.ID)
+		if want := map[bool]int{false: 1, true: 0}[shared]; e.Failures != want {
+			t.Fatalf("shared %v: %d failures in the table after a timeout, want %d", shared, e.Failures, want)
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("a table of another id was taken")
+		}
+	}()
+	New(Config{ID: krpc.ID{2}, Rand: rand.New(rand.NewPCG(1, 1)), Routing: routing.NewTable(id, routing.Config{})}, t0)
+}
