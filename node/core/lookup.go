@@ -32,8 +32,10 @@ type Result struct {
 	// Hops is the length of the chain of queries that led to the closest
 	// node: 1 if it was in our own table.
 	Hops int
-	// Rounds is the longest chain of queries among the nodes that
-	// answered: the round trips the lookup waited for one after another.
+	// Rounds is the round trips the lookup waited for one after another:
+	// the longest chain of queries among the K closest nodes that
+	// answered and the nodes closer than them that failed
+	// (Traversal.Chain).
 	Rounds int
 	// ClosestAfter is when the closest node of the result answered,
 	// from the start: how long the lookup took to find it, before it

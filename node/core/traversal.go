@@ -461,17 +461,29 @@ func (t *Traversal) Closest() []*Cand {
 // Chain returns the lookup's chain of round trips: hops, the length of
 // the chain of queries that led to the closest node that answered (1 if
 // it was in our own table), and when it answered, from the start; and
-// rounds, the longest chain among the nodes that answered (the round
-// trips the lookup waited for one after another).
+// rounds, the round trips the lookup waited for one after another. Its
+// end waits for the K closest nodes that answered, and for the nodes
+// closer than the farthest of them to fail (or to pass their short
+// timeout): rounds is the longest chain among the first, and among the
+// queries before the last query of the second. A node farther than the
+// K closest that answered before the end answered beside that wait, and
+// its chain does not count, however long.
 func (t *Traversal) Chain() (hops, rounds int, closestAfter time.Duration) {
+	answered := 0
 	for _, c := range t.cands {
-		if c.state != stAnswered {
-			continue
+		if answered == t.cfg.K {
+			break
 		}
-		if hops == 0 {
-			hops, closestAfter = int(c.depth), c.took
+		switch c.state {
+		case stAnswered:
+			if answered == 0 {
+				hops, closestAfter = int(c.depth), c.took
+			}
+			answered++
+			rounds = max(rounds, int(c.depth))
+		case stFailed, stSlow:
+			rounds = max(rounds, int(c.depth)-1)
 		}
-		rounds = max(rounds, int(c.depth))
 	}
 	return hops, rounds, closestAfter
 }

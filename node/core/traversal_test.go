@@ -347,3 +347,54 @@ func TestTraversalPool(t *testing.T) {
 		t.Fatalf("the next traversal did not reuse the last pooled slab (pool %d)", len(pool.free))
 	}
 }
+
+// TestTraversalRounds: the rounds of a lookup are the chains it waited
+// for, those of its K closest answers; a farther node that answered on a
+// longer chain while the lookup waited for them does not count.
+func TestTraversalRounds(t *testing.T) {
+	var target krpc.ID
+	at := func(b0 byte) krpc.NodeInfo {
+		id := target
+		id[0] = b0
+		return krpc.NodeInfo{ID: id, Addr: v4(10, 0, b0, 1, 6881)}
+	}
+	seedFar, seedNear := at(0x80), at(0x40)
+	x, y := at(0x30), at(0x38) // far: x named by a seed, y by x
+	r1, r2 := at(0x01), at(0x02)
+	tr := NewTraversal(TraversalConfig{Self: at(0xff).ID, Target: target, K: 2, Alpha: 8}, t0)
+	tr.Seed(seedFar)
+	tr.Seed(seedNear)
+	cands := map[netip.AddrPort]*Cand{}
+	send := func() {
+		for c := tr.Next(t0); c != nil; c = tr.Next(t0) {
+			cands[c.Addr()] = c
+		}
+	}
+	now := t0
+	answer := func(ni krpc.NodeInfo, names ...krpc.NodeInfo) {
+		t.Helper()
+		c := cands[ni.Addr]
+		if c == nil {
+			t.Fatalf("%v answers but was not asked", ni.Addr)
+		}
+		now = now.Add(10 * time.Millisecond)
+		tr.Answered(now, c, &krpc.Return{ID: ni.ID, Nodes: names})
+		send()
+	}
+	send()
+	answer(seedFar, x)       // x: depth 2
+	answer(x, y)             // y: depth 3
+	answer(seedNear, r1, r2) // r1, r2: depth 2
+	answer(y)                // the far chain ends first
+	answer(r1)
+	answer(r2)
+	if !tr.Done() {
+		t.Fatal("not done once the two closest answered")
+	}
+	if got := tr.Closest(); len(got) != 2 || got[0].Addr() != r1.Addr || got[1].Addr() != r2.Addr {
+		t.Fatalf("result %v, want r1 and r2", got)
+	}
+	if hops, rounds, _ := tr.Chain(); hops != 2 || rounds != 2 {
+		t.Fatalf("hops %d, rounds %d; want 2 and 2 (y's chain of 3 ran beside the wait)", hops, rounds)
+	}
+}
