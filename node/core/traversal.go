@@ -467,7 +467,8 @@ func (t *Traversal) Closest() []*Cand {
 // timeout): rounds is the longest chain among the first, and among the
 // queries before the last query of the second. A node farther than the
 // K closest that answered before the end answered beside that wait, and
-// its chain does not count, however long.
+// its chain does not count, however long. The K closest are taken by
+// distance, as the end takes them, also when Prefer picks the result.
 func (t *Traversal) Chain() (hops, rounds int, closestAfter time.Duration) {
 	answered := 0
 	for _, c := range t.cands {

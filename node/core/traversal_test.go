@@ -349,52 +349,74 @@ func TestTraversalPool(t *testing.T) {
 }
 
 // TestTraversalRounds: the rounds of a lookup are the chains it waited
-// for, those of its K closest answers; a farther node that answered on a
-// longer chain while the lookup waited for them does not count.
+// for: those of its K closest answers, and, for a closer node that
+// failed, the queries before its own. A farther node that answered on a
+// longer chain while the lookup waited does not count.
 func TestTraversalRounds(t *testing.T) {
 	var target krpc.ID
-	at := func(b0 byte) krpc.NodeInfo {
+	at := func(b0, b1 byte) krpc.NodeInfo {
 		id := target
-		id[0] = b0
-		return krpc.NodeInfo{ID: id, Addr: v4(10, 0, b0, 1, 6881)}
+		id[0], id[1] = b0, b1
+		return krpc.NodeInfo{ID: id, Addr: v4(10, b0, b1, 1, 6881)}
 	}
-	seedFar, seedNear := at(0x80), at(0x40)
-	x, y := at(0x30), at(0x38) // far: x named by a seed, y by x
-	r1, r2 := at(0x01), at(0x02)
-	tr := NewTraversal(TraversalConfig{Self: at(0xff).ID, Target: target, K: 2, Alpha: 8}, t0)
-	tr.Seed(seedFar)
-	tr.Seed(seedNear)
-	cands := map[netip.AddrPort]*Cand{}
-	send := func() {
-		for c := tr.Next(t0); c != nil; c = tr.Next(t0) {
-			cands[c.Addr()] = c
+	seedFar, seedNear := at(0x80, 0), at(0x40, 0)
+	x, y := at(0x30, 0), at(0x38, 0) // far: x named by a seed, y by x
+	r1, r2 := at(0x01, 0), at(0x02, 0)
+	z := at(0, 1) // the closest of all, named by y
+	for _, tc := range []struct {
+		name   string
+		zNamed bool // y names z, which never answers
+		rounds int
+	}{
+		{"far chain answered", false, 2},
+		{"closer node failed on it", true, 3},
+	} {
+		tr := NewTraversal(TraversalConfig{Self: at(0xff, 0).ID, Target: target, K: 2, Alpha: 8}, t0)
+		tr.Seed(seedFar)
+		tr.Seed(seedNear)
+		cands := map[netip.AddrPort]*Cand{}
+		send := func() {
+			for c := tr.Next(t0); c != nil; c = tr.Next(t0) {
+				cands[c.Addr()] = c
+			}
 		}
-	}
-	now := t0
-	answer := func(ni krpc.NodeInfo, names ...krpc.NodeInfo) {
-		t.Helper()
-		c := cands[ni.Addr]
-		if c == nil {
-			t.Fatalf("%v answers but was not asked", ni.Addr)
+		now := t0
+		asked := func(ni krpc.NodeInfo) *Cand {
+			t.Helper()
+			c := cands[ni.Addr]
+			if c == nil {
+				t.Fatalf("%s: %v was not asked", tc.name, ni.Addr)
+			}
+			return c
 		}
-		now = now.Add(10 * time.Millisecond)
-		tr.Answered(now, c, &krpc.Return{ID: ni.ID, Nodes: names})
+		answer := func(ni krpc.NodeInfo, names ...krpc.NodeInfo) {
+			t.Helper()
+			now = now.Add(10 * time.Millisecond)
+			tr.Answered(now, asked(ni), &krpc.Return{ID: ni.ID, Nodes: names})
+			send()
+		}
 		send()
-	}
-	send()
-	answer(seedFar, x)       // x: depth 2
-	answer(x, y)             // y: depth 3
-	answer(seedNear, r1, r2) // r1, r2: depth 2
-	answer(y)                // the far chain ends first
-	answer(r1)
-	answer(r2)
-	if !tr.Done() {
-		t.Fatal("not done once the two closest answered")
-	}
-	if got := tr.Closest(); len(got) != 2 || got[0].Addr() != r1.Addr || got[1].Addr() != r2.Addr {
-		t.Fatalf("result %v, want r1 and r2", got)
-	}
-	if hops, rounds, _ := tr.Chain(); hops != 2 || rounds != 2 {
-		t.Fatalf("hops %d, rounds %d; want 2 and 2 (y's chain of 3 ran beside the wait)", hops, rounds)
+		answer(seedFar, x)       // x: depth 2
+		answer(seedNear, r1, r2) // r1, r2: depth 2
+		var fromY []krpc.NodeInfo
+		if tc.zNamed {
+			fromY = append(fromY, z)
+		}
+		answer(x, y)        // y: depth 3, asked while r1 and r2 are out
+		answer(y, fromY...) // the far chain answers first; z: depth 4
+		answer(r1)
+		answer(r2)
+		if tc.zNamed {
+			tr.Fail(asked(z), true)
+		}
+		if !tr.Done() {
+			t.Fatalf("%s: not done once the two closest answered", tc.name)
+		}
+		if got := tr.Closest(); len(got) != 2 || got[0].Addr() != r1.Addr || got[1].Addr() != r2.Addr {
+			t.Fatalf("%s: result %v, want r1 and r2", tc.name, got)
+		}
+		if hops, rounds, _ := tr.Chain(); hops != 2 || rounds != tc.rounds {
+			t.Fatalf("%s: hops %d, rounds %d; want 2 and %d", tc.name, hops, rounds, tc.rounds)
+		}
 	}
 }
