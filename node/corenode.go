@@ -95,7 +95,8 @@ type CoreConfig struct {
 	Events krpc.Events
 	// Answered, if set, learns every answer to a query of ours, in place
 	// of the core node's own table (core.Config.Answered); it runs as a
-	// query callback does, with a message of its own.
+	// query callback does, with a message of its own. The core then
+	// leaves timeouts to the callbacks of the queries as well.
 	Answered func(from netip.AddrPort, method string, m *krpc.Msg, rtt time.Duration)
 	// Logger logs read errors at debug level; nil is slog.Default().
 	Logger *slog.Logger
