@@ -138,7 +138,7 @@ func testAdmissionUnderFlood(t *testing.T, rate int) {
 		t.Fatalf("honest node %s; want admitted within %v", outcome, within)
 	}
 	// Confirmation pings the schedule has no room for are admission_busy;
-	// queue_full is the liveness timer's (which does not run here).
+	// queue_full is the pings answers ask for (pingAsync).
 	if q := drops(metrics.DropQueueFull); q != 0 {
 		t.Errorf("%.0f confirmation pings counted as %s", q, metrics.DropQueueFull)
 	}

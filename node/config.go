@@ -49,13 +49,14 @@ type Config struct {
 	// Default HistoryInterval (10 s): HistoryLen samples are the last hour.
 	// Negative: no sampling (simulations of many nodes).
 	HistoryInterval time.Duration
-	// MaxBackgroundPings bounds the liveness pings in flight (to
-	// questionable and bad nodes) and, separately, the confirmation pings
-	// that admit new nodes to the table. Nodes waiting for a confirmation
-	// slot are scheduled (admission.go), up to four per slot; more are
-	// dropped and counted as admission_busy. The liveness timer waits for
-	// a free slot, and each tick sends enough pings to reach every node of
-	// the table within the good window. Default 16.
+	// MaxBackgroundPings bounds the pings of one upkeep (the liveness
+	// timer, every MaintenanceInterval): of questionable nodes, raised to
+	// what reaches every node of the table twice within the good window,
+	// and of bad nodes due a retry. Separately, it bounds the confirmation
+	// pings in flight that admit new nodes to the table, and the pings
+	// answers ask for. Nodes waiting for a confirmation slot are scheduled
+	// (admission.go), up to four per slot; more are dropped and counted as
+	// admission_busy. Default 16.
 	MaxBackgroundPings int
 	// MaxLookups bounds concurrent lookups started by the node itself
 	// (refreshes). Default 4.

@@ -41,7 +41,8 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	pingSlots   chan struct{} // bounds liveness pings
+	pingSlots   chan struct{} // bounds the pings answers ask for (pingAsync)
+	upkeeping   atomic.Bool   // an upkeep's goroutine runs
 	adm         admission     // confirmation pings of new nodes (admission.go)
 	lookupSlots chan struct{} // bounds background lookups
 	recent      recentLookups // the last lookups, for the status page (recent.go)
@@ -162,18 +163,23 @@ func New(cfg Config) (*Node, error) {
 	}
 	// The socket is driven by the protocol core (node/core), which keeps
 	// the transaction table and its timeouts, decodes every packet and
-	// answers through our handler. It holds our routing table (Routing),
-	// but the stores, the upkeep and the admission of queriers are ours
-	// (NoUpkeep; answers reach the table through onResponse, timeouts
-	// through queryFailed). The read loop starts inside
-	// StartCore. The handler needs nothing of n.srv: it answers through
+	// answers through our handler. It holds our routing table (Routing)
+	// and runs its upkeep on its timer: the liveness pings, with our
+	// budget (UpkeepPings, ScalePings), and the choice of the stale
+	// buckets, which it hands to upkeep to look up with our lookups and
+	// metrics. The stores and the admission of queriers are ours. Answers
+	// reach the table through onResponse, our queries' timeouts through
+	// queryFailed, and the core's pings' timeouts from the core. The read
+	// loop starts inside StartCore. The handler needs nothing of n.srv: it answers through
 	// its writer, now or (a durable write, persist.go) later, and queues
 	// what it starts (admission pings) for goroutines started below.
 	n.srv = StartCore(pc, CoreConfig{
 		Core: core.Config{
 			ID: id, Routing: n.table, K: cfg.K, QueryTimeout: cfg.QueryTimeout,
 			ClientVersion: ClientVersion, ReadOnly: cfg.ReadOnly,
-			MaxPending: cfg.MaxInFlight, LateIDs: lateIDs, NoUpkeep: true,
+			MaxPending: cfg.MaxInFlight, LateIDs: lateIDs,
+			MaintainPeriod: cfg.MaintenanceInterval, UpkeepPings: cfg.MaxBackgroundPings, ScalePings: true,
+			Refresh: n.upkeep,
 			Handler: func(_ *core.Node, q core.Query, w core.Writer) { n.handleQuery(w, q.Msg) },
 		},
 		Clock:       cfg.Clock,
@@ -183,8 +189,7 @@ func New(cfg Config) (*Node, error) {
 		Answered:    n.onResponse,
 		Logger:      cfg.Logger,
 	})
-	n.wg.Add(2)
-	go n.maintain()
+	n.wg.Add(1)
 	go n.admitLoop()
 	if n.cfg.HistoryInterval > 0 {
 		n.wg.Add(1)
@@ -352,16 +357,6 @@ func (n *Node) pingAsync(addr netip.AddrPort) {
 		return
 	}
 	n.pingInSlot(addr)
-}
-
-// pingWhenFree is pingAsync that waits for a free slot (or the node's
-// end): the liveness timer's pings must all go out.
-func (n *Node) pingWhenFree(addr netip.AddrPort) {
-	select {
-	case n.pingSlots <- struct{}{}:
-		n.pingInSlot(addr)
-	case <-n.ctx.Done():
-	}
 }
 
 // pingInSlot pings addr, in a slot of pingSlots the caller has taken and
@@ -544,25 +539,20 @@ func (n *Node) refreshBuckets(ctx context.Context, targets []krpc.ID) {
 	}
 }
 
-// maintain is the node's timer loop: every MaintenanceInterval it pings
-// questionable nodes (the liveness timer), refreshes buckets unchanged for
-// the refresh interval, expires stored data, and re-bootstraps when the
-// table has run dry.
-func (n *Node) maintain() {
-	defer n.wg.Done()
-	n.every(n.cfg.MaintenanceInterval, func() {
-		now := n.clock.Now()
-		// Enough pings that every node turning questionable is pinged
-		// twice (MaxFailures) within the good window, whatever the
-		// table's size: an extended table holds some 270 nodes.
-		window := n.table.Config().GoodWindow
-		budget := max(n.cfg.MaxBackgroundPings, int(2*int64(n.table.Len())*int64(n.cfg.MaintenanceInterval)/int64(window)))
-		for _, q := range n.table.Questionable(now, budget) {
-			n.pingWhenFree(q.Addr)
-		}
-		for _, q := range n.table.Retry(now, n.cfg.MaxBackgroundPings) {
-			n.pingAsync(q.Addr) // a bad node that may be back (Table.Retry)
-		}
+// upkeep is the rest of the core's upkeep, every MaintenanceInterval
+// once the core has pinged the questionable nodes (the liveness timer):
+// it expires stored data and looks up the targets of the stale buckets,
+// or bootstraps again when the table has run dry. The core calls it
+// holding the driver's lock, so the work runs on a goroutine of its own,
+// one at a time: while the last one's lookups run, the next is skipped.
+func (n *Node) upkeep(now time.Time, stale []krpc.ID) {
+	if !n.upkeeping.CompareAndSwap(false, true) {
+		return
+	}
+	n.wg.Add(1) // before Close waits: the core calls us only until it closes
+	go func() {
+		defer n.wg.Done()
+		defer n.upkeeping.Store(false)
 		n.peers.Expire(now)
 		n.items.Expire(now)
 		good, _, _ := n.table.Counts(now)
@@ -572,9 +562,9 @@ func (n *Node) maintain() {
 		if reboot {
 			_ = n.Bootstrap(n.ctx)
 		} else {
-			n.refreshBuckets(n.ctx, n.table.RefreshTargets(now, 0))
+			n.refreshBuckets(n.ctx, stale)
 		}
-	})
+	}()
 }
 
 // every calls fn every d on the node's clock, one call at a time (the next

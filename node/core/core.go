@@ -40,6 +40,7 @@ const (
 	DefaultMaintainPeriod = time.Minute      // how often the table is looked after
 	DefaultAdmitPings     = 16               // confirmation pings in flight (the daemon's default)
 	DefaultMaxPending     = 256              // outstanding queries per node
+	DefaultUpkeepPings    = 2                // pings of each kind per upkeep (the simulator's budget)
 	maxOutbox             = 1024             // packets queued for the driver
 	itemTTL               = 2 * time.Hour    // BEP 44, Expiration
 	peerTTL               = 30 * time.Minute // BEP 5 practice: announces are repeated
@@ -96,8 +97,9 @@ type Config struct {
 	// queries, in place of the node's own Service.Answered and the pings
 	// it asks for: a driver that keeps its own routing table (the daemon)
 	// learns from answers there. m is valid only during the call. The
-	// table then also hears of timeouts from the driver, which learns of
-	// them through its queries' callbacks: the node does not count them.
+	// table then also hears of the timeouts of the driver's queries (Query)
+	// from the driver, which learns of them through their callbacks: the
+	// node counts only those of its own (the upkeep's pings).
 	Answered func(now time.Time, from netip.AddrPort, method string, m *krpc.Msg, rtt time.Duration)
 	// Events, if set, counts the node's traffic for metrics, with
 	// krpc.Server's events and labels: Received and Dropped as packets
@@ -117,6 +119,23 @@ type Config struct {
 	// NoUpkeep leaves the table upkeep (pings of questionable and bad
 	// nodes, bucket refreshes) to the driver.
 	NoUpkeep bool
+	// UpkeepPings is how many questionable nodes, and how many bad nodes
+	// due a retry (routing.Table.Retry), one upkeep pings at most (default
+	// 2, the simulator's budget).
+	UpkeepPings int
+	// ScalePings raises the questionable nodes' share of UpkeepPings to
+	// what the table's size needs: every node turning questionable is
+	// pinged MaxFailures times within the good window (routing.Config),
+	// however many nodes the table holds (the daemon's liveness timer; an
+	// extended table holds some 270).
+	ScalePings bool
+	// Refresh, if set, is handed the targets of every stale bucket at each
+	// upkeep (routing.Table.RefreshTargets, all of them), in place of the
+	// node's own lookups of at most two: the driver looks them up, and
+	// does the rest of its own upkeep (the daemon expires its stores and
+	// bootstraps again when its table ran dry). It runs inside
+	// HandleTimeout and must not block.
+	Refresh func(now time.Time, targets []krpc.ID)
 	// Scratch, if set, is the decoding and encoding storage of the node,
 	// shared by every node that one goroutine drives (the simulator's
 	// nodes): one per node would cost about a kilobyte each. Nil gives the
@@ -209,6 +228,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxPending <= 0 {
 		c.MaxPending = DefaultMaxPending
 	}
+	if c.UpkeepPings <= 0 {
+		c.UpkeepPings = DefaultUpkeepPings
+	}
 	return c
 }
 
@@ -236,6 +258,7 @@ type pending struct {
 	method string
 	done   func(now time.Time, m *krpc.Msg, err error)
 	adm    *AdmitEntry // a confirmation ping's schedule entry, ended with it
+	driver bool        // sent by Query: with Config.Answered, its timeout is the driver's to count
 }
 
 // Node is one DHT node's protocol state.
@@ -379,7 +402,7 @@ func (n *Node) HandleTimeout(now time.Time) {
 	for i, e := range expired {
 		expired[i] = krpc.Expired[pending]{}
 		n.stats.Timeouts++
-		if n.cfg.Answered == nil {
+		if n.cfg.Answered == nil || !e.Value.driver {
 			n.table.Failed(e.To, now)
 		}
 		n.ended(now, &e.Value, krpc.OutcomeTimeout)
@@ -409,11 +432,21 @@ func (n *Node) HandleTimeout(now time.Time) {
 // buckets unchanged for the refresh interval with a find_node for a
 // random id in them (BEP 5).
 func (n *Node) upkeep(now time.Time) {
-	for _, ni := range n.table.Questionable(now, 2) {
+	budget := n.cfg.UpkeepPings
+	if n.cfg.ScalePings {
+		tc := n.table.Config()
+		scaled := int64(tc.MaxFailures) * int64(n.table.Len()) * int64(n.cfg.MaintainPeriod) / int64(tc.GoodWindow)
+		budget = max(budget, int(scaled))
+	}
+	for _, ni := range n.table.Questionable(now, budget) {
 		n.ping(now, ni.Addr)
 	}
-	for _, ni := range n.table.Retry(now, 2) {
-		n.ping(now, ni.Addr)
+	for _, ni := range n.table.Retry(now, n.cfg.UpkeepPings) {
+		n.ping(now, ni.Addr) // a bad node that may be back
+	}
+	if n.cfg.Refresh != nil {
+		n.cfg.Refresh(now, n.table.RefreshTargets(now, 0))
+		return
 	}
 	// A simulated node refreshes at most two stale buckets per upkeep and
 	// counts the rest refreshed until the next refresh interval, where the
@@ -562,7 +595,7 @@ func (n *Node) Query(now time.Time, to netip.AddrPort, method string, a *krpc.Ar
 	if done == nil {
 		done = func(time.Time, *krpc.Msg, error) {}
 	}
-	return n.send(now, to, method, a, pending{sent: now, done: done})
+	return n.send(now, to, method, a, pending{sent: now, done: done, driver: true})
 }
 
 // Abort ends every query in flight, calling each callback with err: a

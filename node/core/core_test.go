@@ -366,6 +366,93 @@ func TestMalformedAnswer(t *testing.T) {
 	}
 }
 
+// The upkeep pings questionable nodes within its budget: UpkeepPings, or
+// with ScalePings as many as the table's size needs (MaxFailures pings of
+// each within the good window). With Refresh set, the stale buckets'
+// targets go to the driver and the node starts no lookup; with a shared
+// table and Answered set, the timeout of an upkeep ping is the node's to
+// count, for no callback of the driver hears of it.
+func TestUpkeepBudgets(t *testing.T) {
+	var id krpc.ID
+	id[0] = 1
+	const nodes = 40
+	cases := []struct {
+		name           string
+		scale, refresh bool
+	}{
+		{"default", false, false},
+		{"scaled", true, false},
+		{"refresh by the driver", false, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			table := routing.NewTable(id, routing.Config{})
+			var targets []krpc.ID
+			cfg := Config{ID: id, Rand: rand.New(rand.NewPCG(1, 1)), Routing: table, ScalePings: tc.scale,
+				Answered: func(time.Time, netip.AddrPort, string, *krpc.Msg, time.Duration) {}}
+			if tc.refresh {
+				cfg.Refresh = func(_ time.Time, ts []krpc.ID) { targets = append(targets, ts...) }
+			}
+			n := New(cfg, t0)
+			ids := map[netip.AddrPort]krpc.ID{}
+			for i := range nodes {
+				ni := krpc.NodeInfo{ID: krpc.RandomID(), Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i), 1}), 6881)}
+				table.Responded(ni, t0, time.Millisecond)
+				ids[ni.Addr] = ni.ID
+			}
+			held := table.Len()
+			if held < DefaultUpkeepPings*3 {
+				t.Fatalf("table holds %d nodes", held)
+			}
+			// Every node is questionable 16 minutes on, and the upkeep due.
+			now := t0.Add(16 * time.Minute)
+			n.HandleTimeout(now)
+			pinged := map[netip.AddrPort]bool{}
+			lookups := 0
+			var m krpc.Msg
+			for {
+				tr, ok := n.PollTransmit()
+				if !ok {
+					break
+				}
+				if err := krpc.Decode(tr.Data, &m); err != nil {
+					t.Fatal(err)
+				}
+				switch m.Q {
+				case krpc.MethodPing:
+					pinged[tr.To] = true
+				case krpc.MethodFindNode:
+					lookups++
+				}
+			}
+			want := DefaultUpkeepPings
+			if tc.scale {
+				// 2 pings of each node within 15 minutes, an upkeep a
+				// minute: some 5 for 40 nodes.
+				want = max(DefaultUpkeepPings, held*routing.DefaultMaxFailures/15)
+			}
+			if len(pinged) != want {
+				t.Fatalf("%d questionable nodes pinged of %d, want %d", len(pinged), held, want)
+			}
+			if tc.refresh {
+				if lookups != 0 || len(targets) != table.NumBuckets() {
+					t.Fatalf("with Refresh: %d find_node sent, %d targets handed over for %d stale buckets", lookups, len(targets), table.NumBuckets())
+				}
+			} else if lookups == 0 {
+				t.Fatal("no refresh lookup started")
+			}
+			// The pings go unanswered: their timeouts reach the table
+			// (a refresh lookup may have asked the node too).
+			n.HandleTimeout(now.Add(DefaultQueryTimeout))
+			for a := range pinged {
+				if e, ok := table.Get(ids[a]); !ok || e.Failures == 0 {
+					t.Fatalf("pinged node %v: %d failures in the table (held %v), want its timeout", a, e.Failures, ok)
+				}
+			}
+		})
+	}
+}
+
 // A driver that keeps its own table (Config.Routing, Config.Answered)
 // shares it with the node: the node holds that table, answers go to the
 // driver's hook and not to the table, and a timeout is left for the
