@@ -51,9 +51,14 @@ func simCommand() *cli.Command {
 					debug.SetGCPercent(400)
 				}
 			}
-			loss := c.Float64("loss")
+			// sim.Config and NetConfig take zero for their defaults and
+			// a negative share for none: a flag of 0 means none.
+			loss, unreachable := c.Float64("loss"), c.Float64("unreachable")
 			if loss == 0 {
-				loss = -1 // NetConfig: negative means none
+				loss = -1
+			}
+			if unreachable == 0 {
+				unreachable = -1
 			}
 			stop, err := cpuprofile.Start(c.Path("cpuprofile"))
 			if err != nil {
@@ -72,7 +77,7 @@ func simCommand() *cli.Command {
 				Scenario:    c.String("scenario"),
 				Nodes:       c.Int("nodes"),
 				Seed:        c.Uint64("seed"),
-				Unreachable: c.Float64("unreachable"),
+				Unreachable: unreachable,
 				Lookups:     c.Int("lookups"),
 				Hours:       c.Int("hours"),
 				Items:       c.Int("items"),

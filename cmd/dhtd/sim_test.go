@@ -41,6 +41,40 @@ func TestSimCommandJSON(t *testing.T) {
 	}
 }
 
+// A share of 0 on the command line is none, not the default: no node is
+// unreachable and no packet is lost.
+func TestSimCommandZeroShares(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, tc := range []struct {
+		unreachable, loss string
+		wantPct           float64
+		wantLost          bool
+	}{
+		{"0", "0", 0, false},
+		{"0.5", "0.05", 50, true},
+	} {
+		out, err := runApp(ctx, "sim", "--nodes", "200", "--lookups", "20", "--mem-limit", "0", "--json",
+			"--unreachable", tc.unreachable, "--loss", tc.loss)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r struct {
+			UnreachablePct float64 `json:"unreachable_pct"`
+			Packets        struct {
+				Lost int `json:"lost"`
+			} `json:"packets"`
+		}
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("output %q: %v", out, err)
+		}
+		if r.UnreachablePct != tc.wantPct || (r.Packets.Lost > 0) != tc.wantLost {
+			t.Errorf("--unreachable %s --loss %s: %v%% unreachable, %d packets lost; want %v%%, lost %v",
+				tc.unreachable, tc.loss, r.UnreachablePct, r.Packets.Lost, tc.wantPct, tc.wantLost)
+		}
+	}
+}
+
 func TestSimCommandText(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

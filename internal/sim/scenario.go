@@ -26,7 +26,8 @@ type Config struct {
 	Scenario string
 	Nodes    int
 	Seed     uint64
-	// Unreachable is the share of nodes behind a NAT (default 0.2).
+	// Unreachable is the share of nodes behind a NAT (default 0.2;
+	// negative: none).
 	Unreachable float64
 	// Lookups is the number of measured lookups (default 1000).
 	Lookups int
