@@ -36,7 +36,8 @@ const coreSocketBuffer = 2 << 20
 // datagram to HandlePacket, reading and writing in batches (recvmmsg and
 // sendmmsg on an IPv4 UDP socket), and one timer calls HandleTimeout when
 // NextTimeout says. `dhtd run` runs its nodes on it (node.Node), with the
-// node's own handler, table and upkeep; the per-source limit, the reply
+// node's own handler and table, and the core's upkeep and admission of
+// queriers with the node's budgets; the per-source limit, the reply
 // budget and the metric events are the driver's, as they were
 // krpc.Server's. Its methods are safe for concurrent use; Close stops its
 // goroutines.

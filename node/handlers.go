@@ -33,6 +33,15 @@ func (n *Node) handleQuery(w krpc.ResponseWriter, q *krpc.Msg) {
 	n.svc.Serve(core.Query{Now: n.clock.Now(), From: from, Msg: q}, w)
 }
 
+// serve is handleQuery on the core node cn, under the driver's lock (the
+// core's handler, or CoreNode.Do): the hooks the handlers call reach the
+// core through n.core, set for the call (admit).
+func (n *Node) serve(cn *core.Node, w krpc.ResponseWriter, q *krpc.Msg) {
+	n.core = cn
+	n.handleQuery(w, q)
+	n.core = nil
+}
+
 // newService returns the node's query handlers over its table, tokens and
 // stores, with the hooks to what the node keeps: BEP 42 enforcement, the
 // admission of queriers, the dual-stack sibling, the amplification guard,

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/node/core"
 	"github.com/dhtd/dhtd/routing"
 	"github.com/dhtd/dhtd/storage"
 )
@@ -64,7 +65,9 @@ func (w *hqWriter) Detach() krpc.ResponseWriter {
 func hqAnswer(t testing.TB, n *Node, from netip.AddrPort, q *krpc.Msg) *krpc.Msg {
 	t.Helper()
 	w := &hqWriter{from: from}
-	n.handleQuery(w, q)
+	// As the driver runs it, under its lock: a querier the table would
+	// take is scheduled for a confirmation ping on the core.
+	n.srv.Do(func(cn *core.Node, _ time.Time) { n.serve(cn, w, q) })
 	if w.detached == nil {
 		return w.reply
 	}

@@ -43,7 +43,7 @@ type Node struct {
 
 	pingSlots   chan struct{} // bounds the pings answers ask for (pingAsync)
 	upkeeping   atomic.Bool   // an upkeep's goroutine runs
-	adm         admission     // confirmation pings of new nodes (admission.go)
+	core        *core.Node    // the core, while a handler runs under the driver's lock: set and read there only
 	lookupSlots chan struct{} // bounds background lookups
 	recent      recentLookups // the last lookups, for the status page (recent.go)
 	history     history       // the last hour's rates, for the status page (history.go)
@@ -128,7 +128,6 @@ func New(cfg Config) (*Node, error) {
 		pingSlots:   make(chan struct{}, cfg.MaxBackgroundPings),
 		lookupSlots: make(chan struct{}, cfg.MaxLookups),
 		owners:      newOwners(),
-		adm:         newAdmission(cfg.MaxBackgroundPings),
 	}
 	n.hot = newHotCounters(n.metrics)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -167,20 +166,23 @@ func New(cfg Config) (*Node, error) {
 	// and runs its upkeep on its timer: the liveness pings, with our
 	// budget (UpkeepPings, ScalePings), and the choice of the stale
 	// buckets, which it hands to upkeep to look up with our lookups and
-	// metrics. The stores and the admission of queriers are ours. Answers
-	// reach the table through onResponse, our queries' timeouts through
-	// queryFailed, and the core's pings' timeouts from the core. The read
-	// loop starts inside StartCore. The handler needs nothing of n.srv: it answers through
-	// its writer, now or (a durable write, persist.go) later, and queues
-	// what it starts (admission pings) for goroutines started below.
+	// metrics. It also pings the queriers the table would take, on its
+	// admission schedule, with our slots and short timeout (admission.go).
+	// The stores are ours. Answers reach the table through onResponse, our
+	// queries' timeouts through queryFailed, and the timeouts of the
+	// core's pings from the core. The read loop starts inside StartCore.
+	// The handler needs nothing of n.srv: it answers through its writer,
+	// now or (a durable write, persist.go) later, and hands the queriers
+	// to admit to the core it runs on.
 	n.srv = StartCore(pc, CoreConfig{
 		Core: core.Config{
 			ID: id, Routing: n.table, K: cfg.K, QueryTimeout: cfg.QueryTimeout,
 			ClientVersion: ClientVersion, ReadOnly: cfg.ReadOnly,
 			MaxPending: cfg.MaxInFlight, LateIDs: lateIDs,
 			MaintainPeriod: cfg.MaintenanceInterval, UpkeepPings: cfg.MaxBackgroundPings, ScalePings: true,
-			Refresh: n.upkeep,
-			Handler: func(_ *core.Node, q core.Query, w core.Writer) { n.handleQuery(w, q.Msg) },
+			Refresh:    n.upkeep,
+			AdmitPings: cfg.MaxBackgroundPings, AdmitTimeout: n.admitTimeout, AdmitDropped: n.admitDropped,
+			Handler: func(cn *core.Node, q core.Query, w core.Writer) { n.serve(cn, w, q.Msg) },
 		},
 		Clock:       cfg.Clock,
 		Limiter:     n.limiter,
@@ -189,8 +191,6 @@ func New(cfg Config) (*Node, error) {
 		Answered:    n.onResponse,
 		Logger:      cfg.Logger,
 	})
-	n.wg.Add(1)
-	go n.admitLoop()
 	if n.cfg.HistoryInterval > 0 {
 		n.wg.Add(1)
 		go func() { // the status page's history (history.go)

@@ -128,7 +128,8 @@ type Node struct {
 
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	lines  chan []byte   // stdout lines; closed at EOF
+	lines  chan []byte   // stdout lines; closed at EOF, once the process was reaped
+	status error         // how the process ended (exec.Cmd.Wait), set before lines is closed
 	stop   chan struct{} // closed at cleanup: the reader drops further lines
 	exited chan struct{} // closed once stdout hit EOF and the process was reaped
 	stderr *lockedBuffer
@@ -146,7 +147,9 @@ func Start(t testing.TB, ctx context.Context, host string) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{script, "--listen", net.JoinHostPort(host, "0")}
+	// faulthandler: a crash inside libtorrent prints the Python stack to
+	// stderr, which the "exited" error quotes.
+	args := []string{"-X", "faulthandler", script, "--listen", net.JoinHostPort(host, "0")}
 	if os.Getenv("DHTD_INTEROP_VERBOSE") == "1" {
 		args = append(args, "--verbose")
 	}
@@ -183,8 +186,8 @@ func Start(t testing.TB, ctx context.Context, host string) *Node {
 				break
 			}
 		}
+		l.status = l.cmd.Wait() // after every read from stdout, as exec requires
 		close(l.lines)
-		_ = l.cmd.Wait() // after every read from stdout, as exec requires
 	}()
 	t.Cleanup(func() {
 		_ = l.stdin.Close() // ltnode.py exits at EOF
@@ -269,7 +272,7 @@ func (l *Node) Call(ctx context.Context, cmd map[string]any) (map[string]any, er
 		select {
 		case line, ok := <-l.lines:
 			if !ok {
-				return nil, fmt.Errorf("ltnode %s: ltnode.py exited; stderr:\n%s", name, l.stderr.tail(4096))
+				return nil, fmt.Errorf("ltnode %s: ltnode.py exited (%v); stderr:\n%s", name, l.status, l.stderr.tail(4096))
 			}
 			var r map[string]any
 			if err := json.Unmarshal(line, &r); err != nil {

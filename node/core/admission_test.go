@@ -289,6 +289,54 @@ func TestNodeAdmission(t *testing.T) {
 	t.Fatalf("ping sent to %v, no querier", first[0].To)
 }
 
+// A querier is pinged to confirm it even while another query of ours to
+// its address is out: that query may have gone to the node before it
+// restarted, and never be answered. The confirmation's answer admits it,
+// and counts as the answer to neither the other query nor its timeout.
+func TestAdmitWhileQueryOut(t *testing.T) {
+	var id, qid krpc.ID
+	id[0], qid[0] = 0x10, 0x90
+	from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 9, 0, 1}), 6881)
+	n := New(Config{ID: id, Rand: rand.New(rand.NewPCG(1, 1))}, t0)
+	var outcome error
+	answered := false
+	if _, err := n.Query(t0, from, krpc.MethodFindNode, &krpc.Args{Target: &qid}, func(_ time.Time, _ *krpc.Msg, err error) {
+		answered, outcome = true, err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := krpc.Encode(&krpc.Msg{T: "aa", Y: krpc.KindQuery, Q: krpc.MethodPing, A: &krpc.Args{ID: qid}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.HandlePacket(t0, from, b)
+	var ping *krpc.Msg
+	for {
+		tr, ok := n.PollTransmit()
+		if !ok {
+			break
+		}
+		var m krpc.Msg
+		if err := krpc.Decode(tr.Data, &m); err != nil {
+			t.Fatal(err)
+		}
+		if tr.Query && m.Q == krpc.MethodPing && tr.To == from {
+			ping = &m
+		}
+	}
+	if ping == nil {
+		t.Fatal("no confirmation ping while a find_node to the querier is out")
+	}
+	r, _ := krpc.Encode(&krpc.Msg{T: ping.T, Y: krpc.KindResponse, R: &krpc.Return{ID: qid}})
+	n.HandlePacket(t0.Add(time.Millisecond), from, r)
+	if _, ok := n.Table().Get(qid); !ok {
+		t.Fatal("the querier answered its confirmation ping and is not in the table")
+	}
+	if answered {
+		t.Fatalf("the find_node ended with the ping's answer (%v)", outcome)
+	}
+}
+
 func (q *AdmitQueue) isWaiting(a netip.AddrPort) bool {
 	e, _ := find(q.waiting, a)
 	return e != nil

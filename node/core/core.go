@@ -75,6 +75,15 @@ type Config struct {
 	// AdmitPings is how many confirmation pings of queriers may be in
 	// flight before the short timeout (AdmitQueue; default 16).
 	AdmitPings int
+	// AdmitTimeout, if set, says how long a confirmation ping holds its
+	// slot (clamped to MinAdmitTimeout and QueryTimeout), in place of the
+	// short timeout of the node's own lookups: a driver that runs its own
+	// lookups (the daemon) knows the round trips.
+	AdmitTimeout func() time.Duration
+	// AdmitDropped, if set, counts the queriers the admission schedule
+	// had no room for, or dropped after waiting too long (the daemon's
+	// admission_busy).
+	AdmitDropped func(k int)
 	// LimitLoopback makes loopback addresses count as one subnet in the
 	// admission schedule, as they do for the daemon with the same option;
 	// by default each loopback endpoint is its own unit.
@@ -708,21 +717,42 @@ type admPing struct {
 	slowAt time.Time
 }
 
-// admit schedules the confirmation ping of ni, a querier the table would
-// take (Hooks.Admit), on the daemon's schedule (AdmitQueue).
-func (n *Node) admit(ni krpc.NodeInfo, now time.Time) {
+// admit is the node's own Service's Hooks.Admit.
+func (n *Node) admit(ni krpc.NodeInfo, now time.Time) { n.Admit(ni, false, now) }
+
+// Admit schedules the confirmation ping of ni, a querier the table would
+// take (a Service's Hooks.Admit), on the admission schedule (AdmitQueue):
+// first among those that proved their address, if proven is set or ni is
+// a confirmed entry of the table. The ping's answer admits it.
+func (n *Node) Admit(ni krpc.NodeInfo, proven bool, now time.Time) {
 	if n.adm == nil {
 		n.adm = NewAdmitQueue(n.cfg.AdmitPings)
 	}
 	class := AdmitNew
-	if e, ok := n.table.Get(ni.ID); ok && e.Addr == ni.Addr && e.Confirmed() {
+	if e, ok := n.table.Get(ni.ID); proven || ok && e.Addr == ni.Addr && e.Confirmed() {
 		class = AdmitProven
 	}
-	n.adm.Offer(&AdmitEntry{
+	n.admitDropped(n.adm.Offer(&AdmitEntry{
 		Addr: ni.Addr, Subnet: FairnessKey(ni.Addr, n.cfg.LimitLoopback), Bucket: int32(n.table.BucketIndex(ni.ID)),
 		Class: class, Heard: now, Queued: now,
-	})
+	}))
 	n.admitNext(now)
+}
+
+// Admitting returns how many queriers wait for or are sent a
+// confirmation ping.
+func (n *Node) Admitting() int {
+	if n.adm == nil {
+		return 0
+	}
+	return n.adm.Len()
+}
+
+// admitDropped counts k queriers the schedule dropped (Config.AdmitDropped).
+func (n *Node) admitDropped(k int) {
+	if k > 0 && n.cfg.AdmitDropped != nil {
+		n.cfg.AdmitDropped(k)
+	}
 }
 
 // admitNext sends the confirmation pings the schedule has slots for. A
@@ -734,22 +764,33 @@ func (n *Node) admitNext(now time.Time) {
 	}
 	n.admitSlow(now)
 	for {
-		e, _ := n.adm.Next(now)
+		e, expired := n.adm.Next(now)
+		n.admitDropped(expired)
 		if e == nil {
 			return
 		}
-		if n.pending.Busy(e.Addr) {
-			n.adm.Done(e) // a query already out: its answer tells the table
-			continue
-		}
+		// A ping goes out even while another query to the address is out:
+		// that one may have been sent while the node was away (a liveness
+		// ping of a node that restarted), and its answer would never come.
 		// The entry rides on the query (pending.adm): its end, answered
 		// or not, ends the ping's turn (admitEnded).
 		if _, err := n.send(now, e.Addr, krpc.MethodPing, n.queryArgs(), pending{sent: now, done: ignoreAnswer, adm: e}); err != nil {
 			n.adm.Done(e)
 			return
 		}
-		n.admPings = append(n.admPings, admPing{e, now.Add(min(n.cfg.QueryTimeout, max(MinAdmitTimeout, n.slowAfter())))})
+		n.admPings = append(n.admPings, admPing{e, now.Add(n.admitTimeout())})
 	}
+}
+
+// admitTimeout is how long a confirmation ping holds its slot: the short
+// timeout (Config.AdmitTimeout, or the lookups'), at least MinAdmitTimeout
+// and at most QueryTimeout.
+func (n *Node) admitTimeout() time.Duration {
+	d := n.slowAfter()
+	if f := n.cfg.AdmitTimeout; f != nil {
+		d = f()
+	}
+	return min(n.cfg.QueryTimeout, max(MinAdmitTimeout, d))
 }
 
 // admitEnded ends the confirmation ping of e (nil: the query was none)
