@@ -36,7 +36,7 @@ warnings.simplefilter("ignore")
 import libtorrent as lt  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "interop"))
-from ltnode import loopback_dht_settings  # noqa: E402
+from ltnode import AlertWaiter, loopback_dht_settings  # noqa: E402
 
 
 def log(*a):
@@ -96,11 +96,11 @@ def node_id(s, host):
     return ids[0][:20]
 
 
-def live_count(s, timeout=2.0):
+def live_count(s, alerts, timeout=2.0):
     s.post_dht_stats()
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        s.wait_for_alert(100)
+        alerts.wait(0.1)
         for a in s.pop_alerts():
             if isinstance(a, lt.dht_stats_alert):
                 return sum(b["num_nodes"] for b in a.routing_table)
@@ -132,6 +132,7 @@ def main():
         "download_rate_limit": 0,
         "alert_mask": C.error_notification | C.status_notification | C.dht_notification,
     })
+    alerts = AlertWaiter(s)
     nid = None
     end = time.monotonic() + 5
     while time.monotonic() < end and (nid is None or s.listen_port() == 0):
@@ -165,7 +166,7 @@ def main():
         end = time.monotonic() + 10
         while time.monotonic() < end and stable < 5:
             time.sleep(0.2)
-            n = live_count(s)
+            n = live_count(s, alerts)
             if n > best:
                 best, stable = n, 0
             else:
@@ -185,7 +186,7 @@ def main():
         end = time.monotonic() + 15
         while time.monotonic() < end and stable < 5 and best < want:
             time.sleep(0.2)
-            n = live_count(s)
+            n = live_count(s, alerts)
             if n > best:
                 best, stable = n, 0
             else:
