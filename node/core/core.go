@@ -108,7 +108,7 @@ type Config struct {
 	// learns from answers there. m is valid only during the call. The
 	// table then also hears of the timeouts of the driver's queries (Query)
 	// from the driver, which learns of them through their callbacks: the
-	// node counts only those of its own (the upkeep's pings).
+	// node counts only those of its own (its pings and lookups).
 	Answered func(now time.Time, from netip.AddrPort, method string, m *krpc.Msg, rtt time.Duration)
 	// Events, if set, counts the node's traffic for metrics, with
 	// krpc.Server's events and labels: Received and Dropped as packets
@@ -437,9 +437,10 @@ func (n *Node) HandleTimeout(now time.Time) {
 	}
 }
 
-// upkeep pings questionable nodes and nodes due a retry, and refreshes
-// buckets unchanged for the refresh interval with a find_node for a
-// random id in them (BEP 5).
+// upkeep pings questionable nodes and nodes due a retry, within the
+// budget of UpkeepPings and ScalePings, and refreshes buckets unchanged
+// for the refresh interval with a find_node for a random id in them (BEP
+// 5), or hands those ids to Config.Refresh.
 func (n *Node) upkeep(now time.Time) {
 	budget := n.cfg.UpkeepPings
 	if n.cfg.ScalePings {
