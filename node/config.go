@@ -42,7 +42,9 @@ type Config struct {
 	// LookupTimeout bounds a whole lookup. Default 30s.
 	LookupTimeout time.Duration
 	// MaintenanceInterval is how often the node pings questionable nodes
-	// and refreshes stale buckets. Default 1m.
+	// and refreshes stale buckets (the core's upkeep), the first time at a
+	// random point of the second interval, so that nodes started together
+	// drift apart. Default 1m.
 	MaintenanceInterval time.Duration
 	// HistoryInterval is how often the node samples its rates for the
 	// status page's charts (Admin.History keeps HistoryLen samples).
