@@ -97,7 +97,9 @@ type CoreConfig struct {
 	// Answered, if set, learns every answer to a query of ours, in place
 	// of the core node's own table (core.Config.Answered); it runs as a
 	// query callback does, with a message of its own. The core then
-	// leaves timeouts to the callbacks of the queries as well.
+	// leaves the timeouts of Go, GoWait and Query to their callbacks as
+	// well, and counts those of its own queries (upkeep and confirmation
+	// pings) itself.
 	Answered func(from netip.AddrPort, method string, m *krpc.Msg, rtt time.Duration)
 	// Logger logs read errors at debug level; nil is slog.Default().
 	Logger *slog.Logger
