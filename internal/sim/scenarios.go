@@ -30,12 +30,12 @@ const (
 	sessionMedian = time.Hour
 	absenceMedian = time.Hour
 	churnSigma    = 1.2
-	republishEach = time.Hour // well inside BEP 44's two-hour expiry
 )
 
-// churn: publishers put items and republish them every hour while the
-// other nodes come and go for Hours simulated hours; at the end each item
-// is looked up from a random node. Publishers stay up.
+// churn: publishers put items and keep them (their cores re-put them
+// every hour, core.Node.Keep) while the other nodes come and go for Hours
+// simulated hours; at the end each item is looked up from a random node.
+// Publishers stay up.
 func (s *run) churn() {
 	s.build(s.cfg.Nodes)
 	items := min(s.cfg.Items, (s.cfg.Nodes-s.cfg.Routers)/4)
@@ -60,11 +60,14 @@ func (s *run) churn() {
 	for i, p := range pubs {
 		v := fmt.Appendf(nil, "%d:item %d of run %d", len(fmt.Sprintf("item %d of run %d", i, s.cfg.Seed)), i, s.cfg.Seed)
 		values[i] = v
-		for t := warmEnd + time.Duration(s.net.Rand.Int64N(int64(time.Minute))); t < end; t += republishEach {
-			s.net.At(t, func() {
-				s.net.Do(p, func(c *core.Node, now time.Time) { c.Put(now, v, nil) })
+		it := storage.Item{V: v}
+		s.net.At(warmEnd+time.Duration(s.net.Rand.Int64N(int64(time.Minute))), func() {
+			s.net.Do(p, func(c *core.Node, now time.Time) {
+				c.Put(now, v, nil)
+				// The publisher's core re-puts it every hour (BEP 44).
+				c.Keep(now, core.Kept{Target: it.Target(), Item: &it})
 			})
-		}
+		})
 	}
 	s.advance(end)
 	s.measureCost()

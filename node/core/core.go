@@ -17,7 +17,8 @@
 // Routing state is a routing.Table, tokens a storage.Tokens, stored peers
 // and items a storage.PeerStore and storage.ItemStore, and packets are
 // encoded and decoded by krpc: the core is the glue between them and owns
-// only the transaction table, the lookups and the maintenance timer.
+// only the transaction table, the lookups, the maintenance timer and the
+// republish schedule.
 package core
 
 import (
@@ -145,6 +146,18 @@ type Config struct {
 	// bootstraps again when its table ran dry). It runs inside
 	// HandleTimeout and must not block.
 	Refresh func(now time.Time, targets []krpc.ID)
+	// RepublishInterval spaces the rounds of the items the node keeps
+	// (Keep); default DefaultRepublishInterval (1 h, BEP 44).
+	RepublishInterval time.Duration
+	// AnnounceInterval spaces the rounds of the announces it keeps;
+	// default DefaultAnnounceInterval (15 min, half the peer TTL).
+	AnnounceInterval time.Duration
+	// Republish, if set, runs the rounds of the republish schedule (Keep)
+	// in place of the node: it is called inside HandleTimeout when an
+	// entry is due, and must not block. The driver reports the end of the
+	// round with Rearm, which schedules the next one (or drops the entry
+	// with Forget); until then the entry waits.
+	Republish func(now time.Time, id KeepID, k Kept)
 	// Scratch, if set, is the decoding and encoding storage of the node,
 	// shared by every node that one goroutine drives (the simulator's
 	// nodes): one per node would cost about a kilobyte each. Nil gives the
@@ -240,6 +253,12 @@ func (c Config) withDefaults() Config {
 	if c.UpkeepPings <= 0 {
 		c.UpkeepPings = DefaultUpkeepPings
 	}
+	if c.RepublishInterval <= 0 {
+		c.RepublishInterval = DefaultRepublishInterval
+	}
+	if c.AnnounceInterval <= 0 {
+		c.AnnounceInterval = DefaultAnnounceInterval
+	}
 	return c
 }
 
@@ -290,6 +309,12 @@ type Node struct {
 	admPings []admPing   // its pings not yet slow nor answered
 	maintain time.Time   // next table upkeep
 	stats    Stats
+
+	// The republish schedule (republish.go): every entry by id, and the
+	// waiting ones by due time.
+	keeps   map[KeepID]*keepEntry
+	keepDue keepHeap
+	keepSeq KeepID
 
 	rtts    [rttSamples]time.Duration // latest lookup round trips
 	rttNext uint32
@@ -380,6 +405,9 @@ func (n *Node) NextTimeout() (time.Time, bool) {
 	if d, has := n.pending.NextDeadline(); has {
 		next, ok = earliest(next, ok, d)
 	}
+	if len(n.keepDue) > 0 {
+		next, ok = earliest(next, ok, n.keepDue[0].due)
+	}
 	for _, l := range n.lookups {
 		if t, has := l.nextDeadline(); has {
 			next, ok = earliest(next, ok, t)
@@ -405,7 +433,8 @@ func earliest(next time.Time, ok bool, t time.Time) (time.Time, bool) {
 }
 
 // HandleTimeout fails the queries whose deadline passed, moves lookups
-// past their short timeouts, and runs the table upkeep when it is due.
+// past their short timeouts, starts the republish rounds that are due
+// (Keep), and runs the table upkeep when it is due.
 func (n *Node) HandleTimeout(now time.Time) {
 	expired := n.pending.Expire(now, n.expired[:0])
 	for i, e := range expired {
@@ -431,6 +460,7 @@ func (n *Node) HandleTimeout(now time.Time) {
 	if n.adm != nil && n.adm.Waiting() > 0 {
 		n.admitNext(now) // slots freed by pings past the short timeout
 	}
+	n.republishDue(now)
 	if !n.cfg.NoUpkeep && !now.Before(n.maintain) {
 		n.maintain = now.Add(n.cfg.MaintainPeriod)
 		n.upkeep(now)

@@ -119,16 +119,30 @@ func (n *Node) fill(now time.Time, targets []krpc.ID, done func()) {
 // StoreResult is the outcome of Put or Announce.
 type StoreResult struct {
 	Lookup Result
-	Stored int // nodes that acknowledged the store
+	Stored int       // nodes that acknowledged the store
+	Ended  time.Time // when the last store query ended (the lookup's end if none was sent)
 }
 
 // Put stores the immutable item v (a bencoded value) on the K closest
 // nodes to its target (BEP 44): a get lookup for their tokens, then a put
 // to each.
 func (n *Node) Put(now time.Time, v []byte, done func(StoreResult)) {
-	target := storage.ImmutableTarget(v)
-	n.Get(now, target, func(r Result) {
-		n.storeAll(r, krpc.MethodPut, func() *krpc.Args { return &krpc.Args{V: v} }, done)
+	n.PutItem(now, storage.Item{V: v}, done)
+}
+
+// PutItem stores it on the K closest nodes to its target (BEP 44) as it
+// is: an immutable item, or a mutable item's signed record (v, k, salt,
+// seq, sig), which anyone may put again without the private key.
+func (n *Node) PutItem(now time.Time, it storage.Item, done func(StoreResult)) {
+	n.Get(now, it.Target(), func(r Result) {
+		n.storeAll(r, krpc.MethodPut, func() *krpc.Args {
+			a := &krpc.Args{V: it.V}
+			if it.Mutable {
+				seq := it.Seq
+				a.K, a.Sig, a.Salt, a.Seq = string(it.K), string(it.Sig), string(it.Salt), &seq
+			}
+			return a
+		}, done)
 	})
 }
 
@@ -144,22 +158,23 @@ func (n *Node) Announce(now time.Time, ih krpc.ID, port int, done func(StoreResu
 // storeAll sends the store query to every node of r.Closest with its token
 // and calls done once all have answered or timed out.
 func (n *Node) storeAll(r Result, method string, args func() *krpc.Args, done func(StoreResult)) {
-	out := StoreResult{Lookup: r}
+	now := r.Start.Add(r.Elapsed)
+	out := StoreResult{Lookup: r, Ended: now}
 	waiting := 0
 	finish := func() {
 		if waiting == 0 && done != nil {
 			done(out)
 		}
 	}
-	now := r.Start.Add(r.Elapsed)
 	for _, f := range r.Closest {
 		if f.Token == "" {
 			continue
 		}
 		a := args()
 		a.Token = f.Token
-		err := n.sendQuery(now, f.Node.Addr, method, a, func(_ time.Time, m *krpc.Msg, err error) {
+		err := n.sendQuery(now, f.Node.Addr, method, a, func(at time.Time, m *krpc.Msg, err error) {
 			waiting--
+			out.Ended = at
 			if err == nil && m.R != nil {
 				out.Stored++
 			}
