@@ -41,7 +41,11 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	pingSlots   chan struct{} // bounds the pings answers ask for (pingAsync)
+	pingSlots chan struct{} // bounds the pings answers ask for (pingAsync)
+	// keepRounds starts the rounds of the Republishers' entries on the
+	// core's republish schedule (republish.go), by id.
+	keepMu      sync.Mutex
+	keepRounds  map[core.KeepID]func()
 	upkeeping   atomic.Bool   // an upkeep's goroutine runs
 	core        *core.Node    // the core, while a handler runs under the driver's lock: set and read there only
 	lookupSlots chan struct{} // bounds background lookups
@@ -126,6 +130,7 @@ func New(cfg Config) (*Node, error) {
 		started:     now,
 		local:       krpc.AddrPortOf(pc.LocalAddr()),
 		pingSlots:   make(chan struct{}, cfg.MaxBackgroundPings),
+		keepRounds:  make(map[core.KeepID]func()),
 		lookupSlots: make(chan struct{}, cfg.MaxLookups),
 		owners:      newOwners(),
 	}
@@ -180,7 +185,10 @@ func New(cfg Config) (*Node, error) {
 			ClientVersion: ClientVersion, ReadOnly: cfg.ReadOnly,
 			MaxPending: cfg.MaxInFlight, LateIDs: lateIDs,
 			MaintainPeriod: cfg.MaintenanceInterval, UpkeepPings: cfg.MaxBackgroundPings, ScalePings: true,
-			Refresh:    n.upkeep,
+			Refresh: n.upkeep,
+			// The Republishers' rounds: timed by the core, run by us.
+			RepublishInterval: cfg.RepublishInterval, AnnounceInterval: min(cfg.RepublishInterval, n.peers.Config().TTL/2),
+			Republish:  n.republishDue,
 			AdmitPings: cfg.MaxBackgroundPings, AdmitTimeout: n.admitTimeout, AdmitDropped: n.admitDropped,
 			Handler: func(cn *core.Node, q core.Query, w core.Writer) { n.serve(cn, w, q.Msg) },
 		},

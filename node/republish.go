@@ -43,13 +43,13 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/anacrolix/torrent/bencode"
 
 	"github.com/dhtd/dhtd/krpc"
+	"github.com/dhtd/dhtd/node/core"
 	"github.com/dhtd/dhtd/storage"
 )
 
@@ -60,11 +60,6 @@ const (
 	republishFailed     = "failed"     // no node stored it; retried sooner
 	republishSuperseded = "superseded" // a newer seq was adopted, then put
 )
-
-// republishJitter is the largest share of the interval by which a round
-// comes early, so that items put together (or nodes started together) do
-// not republish in lockstep.
-const republishJitter = 10 // percent
 
 // maxConcurrentRepublish bounds the republish rounds a Republisher runs at
 // once, so that items kept together do not start hundreds of lookups
@@ -83,8 +78,7 @@ type RepublishStats struct {
 }
 
 // Republisher keeps BEP 44 items alive by re-putting them to the K closest
-// nodes every Config.RepublishInterval (default 1h) on the node's clock,
-// while it runs (BEP 44: publishers SHOULD re-put once an hour). A round
+// nodes every Config.RepublishInterval (default 1h), while it runs (BEP 44: publishers SHOULD re-put once an hour). A round
 // is skipped when a get lookup shows enough copies (more than K found and
 // the K closest storers all hold it, per BEP 44) and skipping cannot let
 // the copies our last put made expire before the next round. Rounds come
@@ -96,6 +90,11 @@ type RepublishStats struct {
 // peer TTL (storage.PeerConfig.TTL, default 30 min), so that the K
 // closest nodes of the moment always hold it (BEP 5).
 //
+// The rounds are timed by the protocol core's republish schedule
+// (core.Node.Keep), on the node's timer: the core says when a round is
+// due, the Republisher runs it on a goroutine of its own and tells the
+// core when the next one is.
+//
 // Create it with NewRepublisher; Close stops it (closing the node
 // stops its rounds too, but Close should still be called). It is safe for
 // concurrent use.
@@ -105,7 +104,12 @@ type Republisher struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	sem      chan struct{}
-	wg       sync.WaitGroup
+	wg       sync.WaitGroup // the rounds running
+
+	// runMu guards stopping; the core's timer takes it to start a round
+	// (start), so it is never held while calling into the core.
+	runMu    sync.Mutex
+	stopping bool
 
 	mu        sync.Mutex
 	items     map[krpc.ID]*keptItem
@@ -119,14 +123,14 @@ type Republisher struct {
 // keptItem is one item a Republisher keeps alive.
 type keptItem struct {
 	item    storage.Item
-	lastPut time.Time  // our last put that some node accepted
-	timer   krpc.Timer // the next round
+	lastPut time.Time   // our last put that some node accepted
+	id      core.KeepID // its entry on the core's schedule
 }
 
 // keptAnnounce is one announce a Republisher keeps alive.
 type keptAnnounce struct {
-	opts  AnnounceOptions
-	timer krpc.Timer
+	opts AnnounceOptions
+	id   core.KeepID
 }
 
 // NewRepublisher returns a Republisher for items published through n. It
@@ -179,11 +183,15 @@ func (r *Republisher) Announce(ctx context.Context, ih krpc.ID, o AnnounceOption
 		return res, fmt.Errorf("keep announce %s: republisher closed", ih)
 	}
 	if old := r.announces[ih]; old != nil {
-		old.timer.Stop()
+		r.n.forget(old.id)
 	}
 	a := &keptAnnounce{opts: o}
+	a.id = r.n.keep(core.Kept{Target: ih, Announce: true, Port: o.Port}, -1, r.start(func() { r.announceRound(ih, a) }))
+	if a.id == 0 {
+		delete(r.announces, ih)
+		return res, fmt.Errorf("keep announce %s: node closed", ih)
+	}
 	r.announces[ih] = a
-	r.armAnnounceLocked(ih, a, r.AnnounceInterval())
 	r.stats.Announces = len(r.announces)
 	return res, nil
 }
@@ -196,7 +204,7 @@ func (r *Republisher) ForgetAnnounce(ih krpc.ID) bool {
 	if a == nil {
 		return false
 	}
-	a.timer.Stop()
+	r.n.forget(a.id)
 	delete(r.announces, ih)
 	r.stats.Announces = len(r.announces)
 	return true
@@ -247,11 +255,15 @@ func (r *Republisher) Keep(it storage.Item) error {
 		if old.item.Mutable && old.item.Seq > it.Seq {
 			return nil
 		}
-		old.timer.Stop()
+		r.n.forget(old.id)
+		delete(r.items, target)
 	}
 	k := &keptItem{item: it.Clone(), lastPut: r.n.clock.Now()}
+	if k.id = r.n.keep(core.Kept{Target: target}, -1, r.start(func() { r.round(target, k) })); k.id == 0 {
+		r.stats.Kept = len(r.items)
+		return fmt.Errorf("keep %s: node closed", target)
+	}
 	r.items[target] = k
-	r.armLocked(target, k, r.interval)
 	r.stats.Kept = len(r.items)
 	return nil
 }
@@ -283,8 +295,10 @@ func (r *Republisher) Watch(pub ed25519.PublicKey, salt []byte, first time.Durat
 		return nil
 	}
 	k := &keptItem{item: it.Clone()} // lastPut zero: no copy of ours yet
+	if k.id = r.n.keep(core.Kept{Target: target}, max(first, 0), r.start(func() { r.round(target, k) })); k.id == 0 {
+		return fmt.Errorf("watch %s: node closed", target)
+	}
 	r.items[target] = k
-	k.timer = r.n.clock.AfterFunc(first, func() { r.round(target, k) })
 	r.stats.Kept = len(r.items)
 	return nil
 }
@@ -314,7 +328,7 @@ func (r *Republisher) Forget(target krpc.ID) bool {
 	if k == nil {
 		return false
 	}
-	k.timer.Stop()
+	r.n.forget(k.id)
 	delete(r.items, target)
 	r.stats.Kept = len(r.items)
 	return true
@@ -344,47 +358,49 @@ func (r *Republisher) Stats() RepublishStats {
 func (r *Republisher) Close() {
 	r.mu.Lock()
 	r.closed = true
+	var ids []core.KeepID
 	for _, k := range r.items {
-		k.timer.Stop()
+		ids = append(ids, k.id)
 	}
 	for _, a := range r.announces {
-		a.timer.Stop()
+		ids = append(ids, a.id)
 	}
 	r.mu.Unlock()
+	r.n.forget(ids...)
+	r.runMu.Lock()
+	r.stopping = true // no round starts from now on
+	r.runMu.Unlock()
 	r.cancel()
 	r.wg.Wait()
 }
 
-// jitter returns d less a random jitter of up to republishJitter percent.
-func jitter(d time.Duration) time.Duration {
-	if j := int64(d) * republishJitter / 100; j > 0 {
-		d -= time.Duration(rand.Int64N(j))
+// start returns the core's call of a due round (core.Config.Republish):
+// it runs fn on a goroutine that Close waits for, unless the Republisher
+// is closing. The core calls it holding the driver's lock, so it takes
+// no lock that is held while calling into the core.
+func (r *Republisher) start(fn func()) func() {
+	return func() {
+		r.runMu.Lock()
+		defer r.runMu.Unlock()
+		if r.stopping {
+			return
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			fn()
+		}()
 	}
-	return d
 }
 
-// armLocked schedules target's next round after d (less the jitter).
-// Caller holds r.mu.
-func (r *Republisher) armLocked(target krpc.ID, k *keptItem, d time.Duration) {
-	k.timer = r.n.clock.AfterFunc(jitter(d), func() { r.round(target, k) })
-}
-
-// armAnnounceLocked schedules ih's next announce after d (less the
-// jitter). Caller holds r.mu.
-func (r *Republisher) armAnnounceLocked(ih krpc.ID, a *keptAnnounce, d time.Duration) {
-	a.timer = r.n.clock.AfterFunc(jitter(d), func() { r.announceRound(ih, a) })
-}
-
-// announceRound repeats one kept announce, on the clock's goroutine.
+// announceRound repeats one kept announce, on a goroutine of its own.
 func (r *Republisher) announceRound(ih krpc.ID, a *keptAnnounce) {
 	r.mu.Lock()
 	if r.closed || r.ctx.Err() != nil || r.announces[ih] != a {
 		r.mu.Unlock()
 		return
 	}
-	r.wg.Add(1) // under r.mu, before Close can set closed and Wait
 	r.mu.Unlock()
-	defer r.wg.Done()
 
 	select {
 	case r.sem <- struct{}{}:
@@ -406,7 +422,7 @@ func (r *Republisher) announceRound(ih krpc.ID, a *keptAnnounce) {
 	}
 	hook := r.onRound
 	if !r.closed && r.announces[ih] == a {
-		r.armAnnounceLocked(ih, a, next)
+		r.n.rearm(a.id, next)
 	}
 	r.mu.Unlock()
 	if err != nil {
@@ -419,7 +435,7 @@ func (r *Republisher) announceRound(ih krpc.ID, a *keptAnnounce) {
 	}
 }
 
-// round runs one republish of k, on the clock's goroutine.
+// round runs one republish of k, on a goroutine of its own.
 func (r *Republisher) round(target krpc.ID, k *keptItem) {
 	r.mu.Lock()
 	if r.closed || r.ctx.Err() != nil || r.items[target] != k {
@@ -427,9 +443,7 @@ func (r *Republisher) round(target krpc.ID, k *keptItem) {
 		return
 	}
 	it, lastPut := k.item, k.lastPut
-	r.wg.Add(1) // under r.mu, before Close can set closed and Wait
 	r.mu.Unlock()
-	defer r.wg.Done()
 
 	select {
 	case r.sem <- struct{}{}:
@@ -460,7 +474,7 @@ func (r *Republisher) round(target krpc.ID, k *keptItem) {
 	k.item = it
 	hook := r.onRound
 	if !r.closed && r.items[target] == k {
-		r.armLocked(target, k, next)
+		r.n.rearm(k.id, next)
 	}
 	r.mu.Unlock()
 	if err != nil {
@@ -544,4 +558,55 @@ func (r *Republisher) enoughCopies(gr GetResult, it storage.Item) bool {
 		}
 	}
 	return eligible == k
+}
+
+// keep puts an entry on the core's republish schedule (core.Node.Keep):
+// its first round after one interval, less the core's jitter, or after
+// first exactly if first >= 0. round is called when each round is due,
+// holding the driver's lock: it must not block. keep returns 0 once the
+// node has closed.
+func (n *Node) keep(k core.Kept, first time.Duration, round func()) core.KeepID {
+	var id core.KeepID
+	n.srv.Do(func(cn *core.Node, now time.Time) {
+		if first >= 0 {
+			id = cn.KeepAfter(now, k, first)
+		} else {
+			id = cn.Keep(now, k)
+		}
+		n.keepMu.Lock()
+		n.keepRounds[id] = round
+		n.keepMu.Unlock()
+	})
+	return id
+}
+
+// rearm schedules the next round of id after d, less the core's jitter.
+func (n *Node) rearm(id core.KeepID, d time.Duration) {
+	n.srv.Do(func(cn *core.Node, now time.Time) { cn.Rearm(now, id, d) })
+}
+
+// forget takes ids off the core's republish schedule.
+func (n *Node) forget(ids ...core.KeepID) {
+	if len(ids) == 0 {
+		return
+	}
+	n.srv.Do(func(cn *core.Node, _ time.Time) {
+		n.keepMu.Lock()
+		defer n.keepMu.Unlock()
+		for _, id := range ids {
+			cn.Forget(id)
+			delete(n.keepRounds, id)
+		}
+	})
+}
+
+// republishDue is the core's Config.Republish: it starts the round of
+// id, which its Republisher registered with keep.
+func (n *Node) republishDue(_ time.Time, id core.KeepID, _ core.Kept) {
+	n.keepMu.Lock()
+	round := n.keepRounds[id]
+	n.keepMu.Unlock()
+	if round != nil {
+		round()
+	}
 }

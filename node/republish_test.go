@@ -11,6 +11,7 @@ import (
 
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/krpc/simnet"
+	"github.com/dhtd/dhtd/node/core"
 	"github.com/dhtd/dhtd/storage"
 )
 
@@ -261,6 +262,14 @@ func testRepublisherKeepAndClose(t *testing.T) {
 	if !r.Forget(storage.ImmutableTarget([]byte("1:y"))) || r.Stats().Kept != 1 {
 		t.Fatalf("Forget: stats %+v", r.Stats())
 	}
+	// The rounds are on the core's republish schedule, one entry per item.
+	scheduled := func() (k int) {
+		n.srv.Do(func(cn *core.Node, _ time.Time) { k = cn.Keeping() })
+		return k
+	}
+	if k := scheduled(); k != 1 {
+		t.Fatalf("the core's schedule holds %d entries, want 1", k)
+	}
 	// The node knows no other node: the round, due within the hour, fails
 	// (and is counted). Waiting for it lets virtual time run up to it; a
 	// failed round is retried 5 min later, after the count is checked.
@@ -271,6 +280,9 @@ func testRepublisherKeepAndClose(t *testing.T) {
 	}
 	r.Close()
 	r.Close() // idempotent
+	if k := scheduled(); k != 0 {
+		t.Errorf("the core's schedule holds %d entries after Close, want 0", k)
+	}
 	if err := r.Keep(good); err == nil {
 		t.Error("Keep after Close succeeded")
 	}
