@@ -41,11 +41,7 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	pingSlots chan struct{} // bounds the pings answers ask for (pingAsync)
-	// keepRounds starts the rounds of the Republishers' entries on the
-	// core's republish schedule (republish.go), by id.
-	keepMu      sync.Mutex
-	keepRounds  map[core.KeepID]func()
+	pingSlots   chan struct{} // bounds the pings answers ask for (pingAsync)
 	upkeeping   atomic.Bool   // an upkeep's goroutine runs
 	core        *core.Node    // the core, while a handler runs under the driver's lock: set and read there only
 	lookupSlots chan struct{} // bounds background lookups
@@ -62,6 +58,10 @@ type Node struct {
 	storeLog   storageLog    // rate limit of storage error lines (persist.go)
 	// svc answers the queries, on the read loop (handlers.go).
 	svc *core.Service
+	// keepRounds starts the rounds of the Republishers' entries on the
+	// core's republish schedule, by id (republish.go).
+	keepMu     sync.Mutex
+	keepRounds map[core.KeepID]func()
 
 	closeOnce sync.Once
 	closeErr  error

@@ -78,7 +78,8 @@ type RepublishStats struct {
 }
 
 // Republisher keeps BEP 44 items alive by re-putting them to the K closest
-// nodes every Config.RepublishInterval (default 1h), while it runs (BEP 44: publishers SHOULD re-put once an hour). A round
+// nodes every Config.RepublishInterval (default 1h), while it runs (BEP
+// 44: publishers SHOULD re-put once an hour). A round
 // is skipped when a get lookup shows enough copies (more than K found and
 // the K closest storers all hold it, per BEP 44) and skipping cannot let
 // the copies our last put made expire before the next round. Rounds come
@@ -189,6 +190,7 @@ func (r *Republisher) Announce(ctx context.Context, ih krpc.ID, o AnnounceOption
 	a.id = r.n.keep(core.Kept{Target: ih, Announce: true, Port: o.Port}, -1, r.start(func() { r.announceRound(ih, a) }))
 	if a.id == 0 {
 		delete(r.announces, ih)
+		r.stats.Announces = len(r.announces)
 		return res, fmt.Errorf("keep announce %s: node closed", ih)
 	}
 	r.announces[ih] = a
