@@ -63,8 +63,9 @@ func (s *run) churn() {
 		it := storage.Item{V: v}
 		s.net.At(warmEnd+time.Duration(s.net.Rand.Int64N(int64(time.Minute))), func() {
 			s.net.Do(p, func(c *core.Node, now time.Time) {
-				c.Put(now, v, nil)
-				// The publisher's core re-puts it every hour (BEP 44).
+				// The publisher puts it, and its core re-puts it every
+				// hour (BEP 44).
+				c.PutItem(now, it, nil)
 				c.Keep(now, core.Kept{Target: it.Target(), Item: &it})
 			})
 		})
