@@ -22,7 +22,8 @@ func TestSimCommandJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &m); err != nil {
 			t.Fatalf("output %q: %v", out, err)
 		}
-		for _, k := range []string{"rtt_p50", "rtt_p90", "rtt_p99", "hops_p50", "hops_p99", "found_closest_pct", "cost"} {
+		for _, k := range []string{"rtt_p50", "rtt_p90", "rtt_p99", "hops_p50", "hops_p99", "found_closest_pct",
+			"values_found_pct", "value_ms_p50", "value_ms_p90", "value_ms_p99", "cost"} {
 			if _, ok := m[k]; !ok {
 				t.Fatalf("no %q in %s", k, out)
 			}
@@ -83,6 +84,15 @@ func TestSimCommandText(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"scenario storm: 150 nodes", "found the closest node", "of joiners bootstrapped", "cost:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+	out, err = runApp(ctx, "sim", "--nodes", "150", "--lookups", "20", "--mem-limit", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"scenario lookup: 150 nodes", "round trips p50/p90/p99", "got peers or the value"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no %q in:\n%s", want, out)
 		}

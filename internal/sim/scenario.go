@@ -120,6 +120,16 @@ type Report struct {
 	ClosestMsP99   int64   `json:"closest_ms_p99"`
 	PacketsPerLook float64 `json:"packets_per_lookup"`
 
+	// ValuesFoundPct is the share of the get_peers and get lookups for
+	// published swarms and items (the lookup scenario's) that got peers or
+	// the value; ValueMs* is when the first of them came, over those that
+	// got some: what a user waiting for results waits, while the lookup
+	// goes on to confirm the K closest.
+	ValuesFoundPct float64 `json:"values_found_pct,omitempty"`
+	ValueMsP50     int64   `json:"value_ms_p50,omitempty"`
+	ValueMsP90     int64   `json:"value_ms_p90,omitempty"`
+	ValueMsP99     int64   `json:"value_ms_p99,omitempty"`
+
 	Items            int     `json:"items,omitempty"`
 	ItemsSurvivedPct float64 `json:"items_survived_pct,omitempty"`
 	// ItemsHeldPct is the share of items some up node stores at the end
@@ -211,6 +221,10 @@ type run struct {
 	peakHeap uint64
 
 	lastSample uint64 // events/2^20 at the last heap sample
+
+	// published holds the targets of the lookup scenario's swarms and
+	// items (publish): lookups for them are measured for their values too.
+	published map[krpc.ID]bool
 }
 
 // Timeline of the join and warm-up (virtual time).
@@ -378,14 +392,18 @@ func (s *run) measureCost() {
 
 // sample is one measured lookup.
 type sample struct {
-	found     bool
-	hops      int
-	rounds    int
-	elapsed   time.Duration
-	closest   time.Duration
-	packets   int
-	sybilHeld int
-	slots     int
+	found   bool
+	hops    int
+	rounds  int
+	elapsed time.Duration
+	closest time.Duration
+	packets int
+	// wantValue: the target holds published peers or an item; gotValue:
+	// the lookup got them, the first after value.
+	wantValue, gotValue bool
+	value               time.Duration
+	sybilHeld           int
+	slots               int
 }
 
 // batch is a set of measured lookups.
@@ -420,6 +438,11 @@ func (s *run) lookups(count int, start time.Duration, from func(*Peer) bool,
 			done := func(r core.Result) {
 				b.pending--
 				smp := sample{hops: r.Hops, rounds: r.Rounds, elapsed: r.Elapsed, closest: r.ClosestAfter, packets: 2*r.Queried - r.Failed}
+				if kind != 0 && s.published[t] {
+					smp.wantValue = true
+					smp.gotValue = len(r.Peers) > 0 || r.Value != nil
+					smp.value = r.ValueAfter
+				}
 				want := s.trueClosest(t, src, reach)
 				smp.found = want != nil && len(r.Closest) > 0 && r.Closest[0].Node.ID == want.ID
 				if isSybil != nil && want != nil {
@@ -500,9 +523,15 @@ func (s *run) summary(b *batch) {
 	r := &s.rep
 	r.Lookups, r.FoundClosestPct = ph.Lookups, ph.FoundClosestPct
 	var hops, rounds []int
-	var ms, cms []int64
-	packets := 0
+	var ms, cms, vms []int64
+	packets, wanted := 0, 0
 	for _, x := range b.samples {
+		if x.wantValue {
+			wanted++
+			if x.gotValue {
+				vms = append(vms, x.value.Milliseconds())
+			}
+		}
 		hops = append(hops, x.hops)
 		rounds = append(rounds, x.rounds)
 		ms = append(ms, x.elapsed.Milliseconds())
@@ -514,6 +543,10 @@ func (s *run) summary(b *batch) {
 	r.LookupMsP50, r.LookupMsP90, r.LookupMsP99 = pct(ms, 0.5), pct(ms, 0.9), pct(ms, 0.99)
 	r.ClosestMsP50, r.ClosestMsP90, r.ClosestMsP99 = pct(cms, 0.5), pct(cms, 0.9), pct(cms, 0.99)
 	r.PacketsPerLook = round2(float64(packets) / float64(max(len(b.samples), 1)))
+	if wanted > 0 {
+		r.ValuesFoundPct = round2(100 * float64(len(vms)) / float64(wanted))
+		r.ValueMsP50, r.ValueMsP90, r.ValueMsP99 = pct(vms, 0.5), pct(vms, 0.9), pct(vms, 0.99)
+	}
 }
 
 // phase summarises b as a named phase.

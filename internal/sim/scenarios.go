@@ -11,15 +11,65 @@ import (
 	"github.com/dhtd/dhtd/storage"
 )
 
-// lookup: nodes join through the routers and warm up; then random
-// find_node, get_peers and get lookups run from random nodes.
+// lookup: nodes join through the routers and warm up; swarms are
+// announced and items put (publish); then find_node lookups for random
+// targets, and get_peers and get lookups for the swarms and items, run
+// from random nodes.
 func (s *run) lookup() {
 	s.build(s.cfg.Nodes)
 	warmEnd := s.joinAll(s.net.Peers)
 	s.measureCost()
-	b := s.lookups(s.cfg.Lookups, warmEnd, nil, nil, nil, nil)
+	swarms, items := s.publish(warmEnd)
+	target := func(i int) krpc.ID {
+		switch i % 3 {
+		case 1:
+			return swarms[(i/3)%len(swarms)]
+		case 2:
+			return items[(i/3)%len(items)]
+		}
+		return s.randomID()
+	}
+	b := s.lookups(s.cfg.Lookups, warmEnd+publishFor, nil, target, nil, nil)
 	s.finish(b)
 	s.summary(b)
+}
+
+// What the lookup scenario publishes before its measured lookups:
+// publishedTargets swarms, each announced by swarmPeers random nodes,
+// and publishedTargets immutable items, each put by one random node, all
+// within the first minute of publishFor.
+const (
+	publishedTargets = 32
+	swarmPeers       = 8
+	publishFor       = 2 * time.Minute
+)
+
+// publish announces the swarms and puts the items from at on, and returns
+// their targets (infohashes, and items' targets) in s.published too.
+func (s *run) publish(at time.Duration) (swarms, items []krpc.ID) {
+	s.published = make(map[krpc.ID]bool, 2*publishedTargets)
+	start := func(do func(c *core.Node, now time.Time)) {
+		s.net.At(at+time.Duration(s.net.Rand.Int64N(int64(time.Minute))), func() {
+			if p := s.randomPeer(nil); p != nil {
+				s.net.Do(p, do)
+			}
+		})
+	}
+	for i := range publishedTargets {
+		ih := s.randomID()
+		swarms = append(swarms, ih)
+		s.published[ih] = true
+		for j := range swarmPeers {
+			port := 6881 + j
+			start(func(c *core.Node, now time.Time) { c.Announce(now, ih, port, nil) })
+		}
+		text := fmt.Sprintf("published item %d of run %d", i, s.cfg.Seed)
+		it := storage.Item{V: fmt.Appendf(nil, "%d:%s", len(text), text)}
+		items = append(items, it.Target())
+		s.published[it.Target()] = true
+		start(func(c *core.Node, now time.Time) { c.PutItem(now, it, nil) })
+	}
+	return swarms, items
 }
 
 // Churn model: sessions and absences are log-normal (heavy-tailed), with

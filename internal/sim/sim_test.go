@@ -64,6 +64,15 @@ func TestScenarios(t *testing.T) {
 			if r.LookupMsP50 <= 0 || r.PacketsPerLook <= 0 {
 				t.Errorf("lookup time %d ms, %.1f packets per lookup", r.LookupMsP50, r.PacketsPerLook)
 			}
+			// The get_peers and get lookups are for published swarms and
+			// items: they get peers or the value, before they end.
+			if r.ValuesFoundPct < 90 {
+				t.Errorf("values_found_pct %.2f, want >= 90 on a small quiet network", r.ValuesFoundPct)
+			}
+			if r.ValueMsP50 <= 0 || r.ValueMsP50 > r.ValueMsP99 || r.ValueMsP50 > r.LookupMsP50 {
+				t.Errorf("first value at p50 %d ms, p99 %d ms, lookup p50 %d ms: want 0 < p50 <= p99 and p50 <= lookup",
+					r.ValueMsP50, r.ValueMsP99, r.LookupMsP50)
+			}
 		}},
 		{"churn", func(t *testing.T, r Report) {
 			if r.Items != 10 || r.ItemsSurvivedPct < 90 {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -178,11 +179,15 @@ func TestPutThenGet(t *testing.T) {
 	if len(holders) > 0 && holders[0].HasItem(storageTarget(v), now.Add(3*time.Hour)) {
 		t.Errorf("item still held three hours after its put (BEP 44, Expiration)")
 	}
-	var got []byte
-	all[9].Get(now, storageTarget(v), func(r Result) { got = r.Value })
-	deliver(t, now, nodes)
-	if string(got) != string(v) {
-		t.Fatalf("get returned %q, want %q", got, v)
+	var res Result
+	all[9].Get(now, storageTarget(v), func(r Result) { res = r })
+	// The answers come 70 ms after the queries: the value's time is that.
+	deliver(t, now.Add(70*time.Millisecond), nodes)
+	if string(res.Value) != string(v) {
+		t.Fatalf("get returned %q, want %q", res.Value, v)
+	}
+	if res.ValueAfter != 70*time.Millisecond || res.Elapsed < res.ValueAfter {
+		t.Errorf("value after %v, lookup %v: want 70ms, and no more than the lookup", res.ValueAfter, res.Elapsed)
 	}
 }
 
@@ -197,16 +202,15 @@ func TestAnnounceThenGetPeers(t *testing.T) {
 	if stored < 1 {
 		t.Fatalf("announce stored on %d nodes", stored)
 	}
-	var peers []netip.AddrPort
-	all[12].GetPeers(t0, ih, func(r Result) { peers = r.Peers })
-	deliver(t, t0, nodes)
+	var res Result
+	all[12].GetPeers(t0, ih, func(r Result) { res = r })
+	deliver(t, t0.Add(40*time.Millisecond), nodes)
 	want := netip.AddrPortFrom(addr(5).Addr(), 51413)
-	found := false
-	for _, p := range peers {
-		found = found || p == want
+	if !slices.Contains(res.Peers, want) {
+		t.Fatalf("get_peers returned %v, want %v among them", res.Peers, want)
 	}
-	if !found {
-		t.Fatalf("get_peers returned %v, want %v among them", peers, want)
+	if res.ValueAfter != 40*time.Millisecond {
+		t.Errorf("first peers after %v, want 40ms (when the answers came)", res.ValueAfter)
 	}
 }
 

@@ -41,8 +41,13 @@ type Result struct {
 	// from the start: how long the lookup took to find it, before it
 	// confirmed that no closer node answers.
 	ClosestAfter time.Duration
-	Start        time.Time
-	Elapsed      time.Duration
+	// ValueAfter is when the first peers (get_peers) or the item's value
+	// (get) came, from the start (if Peers or Value says some came): what
+	// a user waiting for results waits, while the lookup goes on to
+	// confirm the K closest.
+	ValueAfter time.Duration
+	Start      time.Time
+	Elapsed    time.Duration
 }
 
 // Lookup is one iterative Kademlia lookup (BEP 5) in progress: α queries
@@ -258,11 +263,15 @@ func (l *Lookup) answered(now time.Time, c *Cand, m *krpc.Msg, err error) {
 	}
 	target := l.t.Target()
 	if len(m.R.Values) > 0 && len(l.res.Peers) < 200 {
+		if len(l.res.Peers) == 0 {
+			l.res.ValueAfter = now.Sub(l.res.Start)
+		}
 		l.res.Peers = append(l.res.Peers, m.R.Values...)
 	}
 	if l.method == krpc.MethodGet && l.res.Value == nil && len(m.R.V) > 0 && m.R.K == "" &&
 		storage.ImmutableTarget(m.R.V) == target {
 		l.res.Value = append([]byte(nil), m.R.V...) // BEP 44: an immutable value is checked against its hash
+		l.res.ValueAfter = now.Sub(l.res.Start)
 	}
 	l.step(now)
 }
