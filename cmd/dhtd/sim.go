@@ -114,9 +114,9 @@ func printSimReport(w io.Writer, r sim.Report) error {
 	fmt.Fprintf(&b, "  time (ms)   p50/p90/p99: %d/%d/%d\n", r.LookupMsP50, r.LookupMsP90, r.LookupMsP99)
 	fmt.Fprintf(&b, "  closest answered (ms) p50/p90/p99: %d/%d/%d\n", r.ClosestMsP50, r.ClosestMsP90, r.ClosestMsP99)
 	fmt.Fprintf(&b, "  packets per lookup: %.1f\n", r.PacketsPerLook)
-	if r.ValuesFoundPct > 0 {
-		fmt.Fprintf(&b, "  get_peers and get of published data: %.2f%% got peers or the value, the first after (ms) p50/p90/p99: %d/%d/%d\n",
-			r.ValuesFoundPct, r.ValueMsP50, r.ValueMsP90, r.ValueMsP99)
+	if v := r.Values; v != nil {
+		fmt.Fprintf(&b, "  get_peers and get of published data: %d, %.2f%% got peers or the value, the first after (ms) p50/p90/p99: %d/%d/%d\n",
+			v.Lookups, v.FoundPct, v.FirstMsP50, v.FirstMsP90, v.FirstMsP99)
 	}
 	if r.Items > 0 {
 		fmt.Fprintf(&b, "items: %d, %.2f%% survived (found by a lookup), %.2f%% still stored by an up node\n",

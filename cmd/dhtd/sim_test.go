@@ -22,10 +22,14 @@ func TestSimCommandJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &m); err != nil {
 			t.Fatalf("output %q: %v", out, err)
 		}
-		for _, k := range []string{"rtt_p50", "rtt_p90", "rtt_p99", "hops_p50", "hops_p99", "found_closest_pct",
-			"values_found_pct", "value_ms_p50", "value_ms_p90", "value_ms_p99", "cost"} {
+		for _, k := range []string{"rtt_p50", "rtt_p90", "rtt_p99", "hops_p50", "hops_p99", "found_closest_pct", "values", "cost"} {
 			if _, ok := m[k]; !ok {
 				t.Fatalf("no %q in %s", k, out)
+			}
+		}
+		for _, k := range []string{"lookups", "found_pct", "first_ms_p50", "first_ms_p90", "first_ms_p99"} {
+			if v, ok := m["values"].(map[string]any); !ok || v[k] == nil {
+				t.Fatalf("no values.%s in %s", k, out)
 			}
 		}
 		if pct := m["found_closest_pct"].(float64); pct < 0 || pct > 100 {

@@ -120,15 +120,9 @@ type Report struct {
 	ClosestMsP99   int64   `json:"closest_ms_p99"`
 	PacketsPerLook float64 `json:"packets_per_lookup"`
 
-	// ValuesFoundPct is the share of the get_peers and get lookups for
-	// published swarms and items (the lookup scenario's) that got peers or
-	// the value; ValueMs* is when the first of them came, over those that
-	// got some: what a user waiting for results waits, while the lookup
-	// goes on to confirm the K closest.
-	ValuesFoundPct float64 `json:"values_found_pct,omitempty"`
-	ValueMsP50     int64   `json:"value_ms_p50,omitempty"`
-	ValueMsP90     int64   `json:"value_ms_p90,omitempty"`
-	ValueMsP99     int64   `json:"value_ms_p99,omitempty"`
+	// Values holds the figures of the lookups for published data (the
+	// lookup scenario's get_peers and get lookups), nil if none ran.
+	Values *Values `json:"values,omitempty"`
 
 	Items            int     `json:"items,omitempty"`
 	ItemsSurvivedPct float64 `json:"items_survived_pct,omitempty"`
@@ -143,6 +137,18 @@ type Report struct {
 
 	Packets PacketCounts `json:"packets"`
 	Cost    Cost         `json:"cost"`
+}
+
+// Values are the figures of the get_peers and get lookups for published
+// swarms and items: how many got peers or the value, and when the first
+// came, over those that got some. That is what an application waiting
+// for results waits, while the lookup goes on to confirm the K closest.
+type Values struct {
+	Lookups    int     `json:"lookups"`
+	FoundPct   float64 `json:"found_pct"`
+	FirstMsP50 int64   `json:"first_ms_p50"`
+	FirstMsP90 int64   `json:"first_ms_p90"`
+	FirstMsP99 int64   `json:"first_ms_p99"`
 }
 
 // Phase is one batch of lookups of a scenario.
@@ -399,7 +405,7 @@ type sample struct {
 	closest time.Duration
 	packets int
 	// wantValue: the target holds published peers or an item; gotValue:
-	// the lookup got them, the first after value.
+	// the lookup got some, the first of them value after its start.
 	wantValue, gotValue bool
 	value               time.Duration
 	sybilHeld           int
@@ -544,8 +550,8 @@ func (s *run) summary(b *batch) {
 	r.ClosestMsP50, r.ClosestMsP90, r.ClosestMsP99 = pct(cms, 0.5), pct(cms, 0.9), pct(cms, 0.99)
 	r.PacketsPerLook = round2(float64(packets) / float64(max(len(b.samples), 1)))
 	if wanted > 0 {
-		r.ValuesFoundPct = round2(100 * float64(len(vms)) / float64(wanted))
-		r.ValueMsP50, r.ValueMsP90, r.ValueMsP99 = pct(vms, 0.5), pct(vms, 0.9), pct(vms, 0.99)
+		r.Values = &Values{Lookups: wanted, FoundPct: round2(100 * float64(len(vms)) / float64(wanted)),
+			FirstMsP50: pct(vms, 0.5), FirstMsP90: pct(vms, 0.9), FirstMsP99: pct(vms, 0.99)}
 	}
 }
 

@@ -66,12 +66,16 @@ func TestScenarios(t *testing.T) {
 			}
 			// The get_peers and get lookups are for published swarms and
 			// items: they get peers or the value, before they end.
-			if r.ValuesFoundPct < 90 {
-				t.Errorf("values_found_pct %.2f, want >= 90 on a small quiet network", r.ValuesFoundPct)
+			v := r.Values
+			if v == nil || v.Lookups != 2*r.Lookups/3 {
+				t.Fatalf("values %+v of %d lookups: want the figures of the %d get_peers and get lookups", v, r.Lookups, 2*r.Lookups/3)
 			}
-			if r.ValueMsP50 <= 0 || r.ValueMsP50 > r.ValueMsP99 || r.ValueMsP50 > r.LookupMsP50 {
+			if v.FoundPct < 90 {
+				t.Errorf("values found by %.2f%%, want >= 90 on a small quiet network", v.FoundPct)
+			}
+			if v.FirstMsP50 <= 0 || v.FirstMsP50 > v.FirstMsP99 || v.FirstMsP50 > r.LookupMsP50 {
 				t.Errorf("first value at p50 %d ms, p99 %d ms, lookup p50 %d ms: want 0 < p50 <= p99 and p50 <= lookup",
-					r.ValueMsP50, r.ValueMsP99, r.LookupMsP50)
+					v.FirstMsP50, v.FirstMsP99, r.LookupMsP50)
 			}
 		}},
 		{"churn", func(t *testing.T, r Report) {
