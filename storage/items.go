@@ -8,7 +8,6 @@ package storage
 
 import (
 	"bytes"
-	"container/heap"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dhtd/dhtd/internal/slotheap"
 	"github.com/dhtd/dhtd/krpc"
 )
 
@@ -164,28 +164,11 @@ type itemEntry struct {
 
 func (e *itemEntry) use() *usage { return &e.u }
 
-// itemExpiryHeap is a min-heap of entries by expiry time.
-type itemExpiryHeap []*itemEntry
+// Before orders ItemStore.byExpiry: the first to expire first.
+func (e *itemEntry) Before(o *itemEntry) bool { return e.expires.Before(o.expires) }
 
-func (h itemExpiryHeap) Len() int           { return len(h) }
-func (h itemExpiryHeap) Less(i, j int) bool { return h[i].expires.Before(h[j].expires) }
-func (h itemExpiryHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].expIdx, h[j].expIdx = i, j
-}
-func (h *itemExpiryHeap) Push(x any) {
-	e := x.(*itemEntry)
-	e.expIdx = len(*h)
-	*h = append(*h, e)
-}
-func (h *itemExpiryHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	e.expIdx = -1
-	return e
-}
+// Slot is where ItemStore.byExpiry keeps e's index.
+func (e *itemEntry) Slot() *int { return &e.expIdx }
 
 // ItemStore holds BEP 44 items for the node whose id is self. It is safe for
 // concurrent use. Time is passed in explicitly; the store never reads the
@@ -196,7 +179,7 @@ type ItemStore struct {
 
 	mu       sync.RWMutex
 	items    map[krpc.ID]*itemEntry
-	byExpiry itemExpiryHeap
+	byExpiry slotheap.Heap[*itemEntry]
 	bySource groups[*itemEntry] // eviction order, per source network
 	stats    ItemStats
 
@@ -371,7 +354,7 @@ func (s *ItemStore) replaceLocked(e *itemEntry, it *Item, now, expires time.Time
 	s.stats.Bytes += size - e.size
 	e.item, e.size = it.Clone(), size
 	e.expires = laterTime(e.expires, expires)
-	heap.Fix(&s.byExpiry, e.expIdx)
+	s.byExpiry.Fix(e)
 	s.stats.Updated++
 	return nil
 }
@@ -390,11 +373,11 @@ func (s *ItemStore) insertLocked(target krpc.ID, it *Item, src sourceKey, stored
 	}
 	t := stored.UnixNano()
 	e := &itemEntry{
-		item: it.Clone(), target: target, src: src, expires: expires, size: size,
+		item: it.Clone(), target: target, src: src, expires: expires, size: size, expIdx: -1,
 		u: usage{stored: t, lastRef: t, dist: target.Xor(s.self)},
 	}
 	s.items[target] = e
-	heap.Push(&s.byExpiry, e)
+	s.byExpiry.Push(e)
 	s.bySource.add(src, e, t)
 	s.stats.Bytes += size
 	if it.Mutable {
@@ -410,7 +393,7 @@ func (s *ItemStore) insertLocked(target krpc.ID, it *Item, src sourceKey, stored
 // references it.
 func (s *ItemStore) refreshLocked(e *itemEntry, now, expires time.Time) {
 	e.expires = laterTime(e.expires, expires)
-	heap.Fix(&s.byExpiry, e.expIdx)
+	s.byExpiry.Fix(e)
 	e.u.touch(now.UnixNano())
 	s.bySource.fix(e.src, e)
 	s.stats.Refreshed++
@@ -444,7 +427,7 @@ func (s *ItemStore) makeRoomLocked(putter sourceKey, addItems int, addBytes int6
 		size -= v.size
 	}
 	for _, v := range victims {
-		heap.Remove(&s.byExpiry, v.expIdx)
+		s.byExpiry.Remove(v)
 		s.forgetLocked(v)
 		s.stats.Evicted++
 		if s.onRemove != nil {
@@ -523,8 +506,8 @@ func (s *ItemStore) Expire(now time.Time) int {
 // at most once, so the cost is amortised over the puts that stored them.
 func (s *ItemStore) expireLocked(now time.Time) int {
 	n := 0
-	for len(s.byExpiry) > 0 && !now.Before(s.byExpiry[0].expires) {
-		e := heap.Pop(&s.byExpiry).(*itemEntry)
+	for e, ok := s.byExpiry.Min(); ok && !now.Before(e.expires); e, ok = s.byExpiry.Min() {
+		s.byExpiry.Pop()
 		s.bySource.remove(e.src, e)
 		s.forgetLocked(e)
 		s.stats.Expired++
@@ -632,7 +615,7 @@ func (s *ItemStore) restoreLocked(it *Item, src sourceKey, expires, now time.Tim
 		return s.replaceLocked(e, it, now, expires)
 	case !it.Mutable || (it.Seq == e.item.Seq && bytes.Equal(it.V, e.item.V)):
 		e.expires = laterTime(e.expires, expires)
-		heap.Fix(&s.byExpiry, e.expIdx)
+		s.byExpiry.Fix(e)
 	}
 	return nil
 }

@@ -29,6 +29,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/dhtd/dhtd/internal/slotheap"
 	"github.com/dhtd/dhtd/krpc"
 	"github.com/dhtd/dhtd/routing"
 )
@@ -313,7 +314,7 @@ type Node struct {
 	// The republish schedule (republish.go): every entry by id, and the
 	// waiting ones by due time.
 	keeps   map[KeepID]*keepEntry
-	keepDue keepHeap
+	keepDue slotheap.Heap[*keepEntry]
 	keepSeq KeepID
 
 	rtts    [rttSamples]time.Duration // latest lookup round trips
@@ -405,8 +406,8 @@ func (n *Node) NextTimeout() (time.Time, bool) {
 	if d, has := n.pending.NextDeadline(); has {
 		next, ok = earliest(next, ok, d)
 	}
-	if len(n.keepDue) > 0 {
-		next, ok = earliest(next, ok, n.keepDue[0].due)
+	if e, has := n.keepDue.Min(); has {
+		next, ok = earliest(next, ok, e.due)
 	}
 	for _, l := range n.lookups {
 		if t, has := l.nextDeadline(); has {

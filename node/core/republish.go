@@ -1,7 +1,6 @@
 package core
 
 import (
-	"container/heap"
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
@@ -52,34 +51,17 @@ type keepEntry struct {
 	slot int // index in Node.keepDue; -1 while its round runs
 }
 
-// keepHeap orders the waiting entries by due time, then by id, so that a
-// seeded driver gives the same order every run.
-type keepHeap []*keepEntry
-
-func (h keepHeap) Len() int { return len(h) }
-func (h keepHeap) Less(i, j int) bool {
-	if !h[i].due.Equal(h[j].due) {
-		return h[i].due.Before(h[j].due)
+// Before orders the waiting entries (Node.keepDue) by due time, then by
+// id, so that a seeded driver gives the same order every run.
+func (e *keepEntry) Before(o *keepEntry) bool {
+	if !e.due.Equal(o.due) {
+		return e.due.Before(o.due)
 	}
-	return h[i].id < h[j].id
+	return e.id < o.id
 }
-func (h keepHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].slot, h[j].slot = i, j
-}
-func (h *keepHeap) Push(x any) {
-	e := x.(*keepEntry)
-	e.slot = len(*h)
-	*h = append(*h, e)
-}
-func (h *keepHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	e.slot = -1
-	return e
-}
+
+// Slot is where Node.keepDue keeps e's index.
+func (e *keepEntry) Slot() *int { return &e.slot }
 
 // Keep adds k to the republish schedule and returns its id: its first
 // round comes one interval from now (Config.RepublishInterval, or
@@ -102,9 +84,9 @@ func (n *Node) KeepAfter(now time.Time, k Kept, d time.Duration) KeepID {
 		n.keeps = make(map[KeepID]*keepEntry)
 	}
 	n.keepSeq++
-	e := &keepEntry{id: n.keepSeq, k: k, due: now.Add(max(d, 0))}
+	e := &keepEntry{id: n.keepSeq, k: k, due: now.Add(max(d, 0)), slot: -1}
 	n.keeps[e.id] = e
-	heap.Push(&n.keepDue, e)
+	n.keepDue.Push(e)
 	return e.id
 }
 
@@ -119,9 +101,9 @@ func (n *Node) Rearm(now time.Time, id KeepID, d time.Duration) bool {
 	}
 	e.due = now.Add(n.jitter(max(d, 0)))
 	if e.slot >= 0 {
-		heap.Fix(&n.keepDue, e.slot)
+		n.keepDue.Fix(e)
 	} else {
-		heap.Push(&n.keepDue, e)
+		n.keepDue.Push(e)
 	}
 	return true
 }
@@ -135,9 +117,7 @@ func (n *Node) Forget(id KeepID) bool {
 		return false
 	}
 	delete(n.keeps, id)
-	if e.slot >= 0 {
-		heap.Remove(&n.keepDue, e.slot)
-	}
+	n.keepDue.Remove(e)
 	return true
 }
 
@@ -163,8 +143,8 @@ func (n *Node) jitter(d time.Duration) time.Duration {
 
 // republishDue starts the rounds that are due at now.
 func (n *Node) republishDue(now time.Time) {
-	for len(n.keepDue) > 0 && !now.Before(n.keepDue[0].due) {
-		e := heap.Pop(&n.keepDue).(*keepEntry)
+	for e, ok := n.keepDue.Min(); ok && !now.Before(e.due); e, ok = n.keepDue.Min() {
+		n.keepDue.Pop()
 		if f := n.cfg.Republish; f != nil {
 			f(now, e.id, e.k)
 			continue
