@@ -238,8 +238,8 @@ const (
 	joinWindow         = 10 * time.Minute // every node joins within it
 	warmFor            = 10 * time.Minute // then the network runs this long
 	defaultWarmLookups = 2                // random lookups per node while warming up
-	measureWindow      = 5 * time.Minute  // measured lookups start within it
-	drain              = 30 * time.Second // after the last lookup starts
+	measureWindow      = 2 * time.Minute  // measured lookups start within it
+	drain              = 5 * time.Second  // how often finish looks whether the lookups ended
 	runChunk           = 10 * time.Second // Run granularity, for heap sampling
 )
 

@@ -37,11 +37,14 @@ func (s *run) lookup() {
 // What the lookup scenario publishes before its measured lookups:
 // publishedTargets swarms, each announced by swarmPeers random nodes,
 // and publishedTargets immutable items, each put by one random node, all
-// within the first minute of publishFor.
+// within publishWithin; the measured lookups start publishFor after the
+// first. An announce or a put is a lookup and a round of writes: a
+// second or two.
 const (
 	publishedTargets = 32
 	swarmPeers       = 8
-	publishFor       = 2 * time.Minute
+	publishWithin    = 30 * time.Second
+	publishFor       = time.Minute
 )
 
 // publish announces the swarms and puts the items from at on, and returns
@@ -49,7 +52,7 @@ const (
 func (s *run) publish(at time.Duration) (swarms, items []krpc.ID) {
 	s.published = make(map[krpc.ID]bool, 2*publishedTargets)
 	start := func(do func(c *core.Node, now time.Time)) {
-		s.net.At(at+time.Duration(s.net.Rand.Int64N(int64(time.Minute))), func() {
+		s.net.At(at+time.Duration(s.net.Rand.Int64N(int64(publishWithin))), func() {
 			if p := s.randomPeer(nil); p != nil {
 				s.net.Do(p, do)
 			}
