@@ -37,9 +37,9 @@ func (s *run) lookup() {
 // What the lookup scenario publishes before its measured lookups:
 // publishedTargets swarms, each announced by swarmPeers random nodes,
 // and publishedTargets immutable items, each put by one random node, all
-// within publishWithin; the measured lookups start publishFor after the
-// first. An announce or a put is a lookup and a round of writes: a
-// second or two.
+// within publishWithin of the warm-up's end; the measured lookups start
+// publishFor after it. An announce or a put is a lookup and a round of
+// writes: a second or two.
 const (
 	publishedTargets = 32
 	swarmPeers       = 8
