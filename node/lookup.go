@@ -164,7 +164,7 @@ func (t *traversal) run(ctx context.Context) LookupResult {
 				}
 			})
 			timeout = wake
-		} // else only slow queries are left: wait them out
+		} // else only slow queries are left that hold nothing open: wait them out
 		select {
 		case <-replies.wake:
 		case <-timeout:

@@ -420,3 +420,88 @@ func TestTraversalRounds(t *testing.T) {
 		}
 	}
 }
+
+// TestTraversalWaitsForClosestAWhile: a silent closest node holds the
+// lookup open past its short timeout and its retry, until its latest
+// query is ClosestPatience old, and no longer: the full timeout of a
+// query to a node that has left is not waited out. An answer within that
+// time still makes it the closest.
+func TestTraversalWaitsForClosestAWhile(t *testing.T) {
+	const k, slow = 8, 50 * time.Millisecond
+	target := krpc.RandomID()
+	var infos []krpc.NodeInfo
+	for i := range k + 2 {
+		infos = append(infos, krpc.NodeInfo{ID: krpc.RandomID(), Addr: v4(10, 0, 0, byte(i+1), 6881)})
+	}
+	slices.SortFunc(infos, func(a, b krpc.NodeInfo) int { return routing.CompareDistance(target, a.ID, b.ID) })
+	for _, answers := range []bool{false, true} {
+		tr := NewTraversal(TraversalConfig{Self: krpc.RandomID(), Target: target, K: k, Alpha: k + 2, Retry: true}, t0)
+		for _, ni := range infos {
+			tr.Seed(ni)
+		}
+		now := t0
+		var closest *Cand
+		// answer asks whom the traversal asks next and answers for all
+		// but the closest seed, 10 ms later.
+		answer := func() {
+			var asked []*Cand
+			for c := tr.Next(now); c != nil; c = tr.Next(now) {
+				if c.Addr() == infos[0].Addr {
+					closest = c
+				} else {
+					asked = append(asked, c)
+				}
+			}
+			for _, c := range asked {
+				tr.Answered(now.Add(10*time.Millisecond), c, &krpc.Return{ID: c.Node().ID})
+			}
+		}
+		answer()
+		if closest == nil {
+			t.Fatal("the closest seed was not asked")
+		}
+		// Short timeout: the retry; a second short timeout: slow.
+		for i, want := range []int{1, 0} {
+			at, ok := tr.NextDeadline(slow)
+			if !ok {
+				t.Fatalf("answers %v: no deadline while the closest is in flight", answers)
+			}
+			now = at
+			if got := len(tr.Tick(now, slow, nil)); got != want {
+				t.Fatalf("answers %v: short timeout %d asked %d again, want %d", answers, i+1, got, want)
+			}
+			answer() // the closest's place is freed: the next seed is asked
+		}
+		retried := t0.Add(slow)
+		if tr.Done() {
+			t.Fatalf("answers %v: ended at %v, as soon as the closest turned slow", answers, now.Sub(t0))
+		}
+		at, ok := tr.NextDeadline(slow)
+		if want := retried.Add(ClosestPatience(slow)); !ok || !at.Equal(want) {
+			t.Fatalf("answers %v: next deadline %v (%v), want the patience's end %v", answers, at.Sub(t0), ok, want.Sub(t0))
+		}
+		if answers {
+			now = at.Add(-time.Millisecond)
+			tr.Tick(now, slow, nil)
+			tr.Answered(now, closest, &krpc.Return{ID: closest.Node().ID})
+			if !tr.Done() || tr.Closest()[0] != closest {
+				t.Errorf("answers %v: an answer within the patience: done %v, closest %v", answers, tr.Done(), tr.Closest()[0].Addr())
+			}
+			continue
+		}
+		tr.Tick(at.Add(-time.Nanosecond), slow, nil)
+		if tr.Done() {
+			t.Errorf("answers %v: ended before the patience passed", answers)
+		}
+		tr.Tick(at, slow, nil)
+		if !tr.Done() {
+			t.Errorf("answers %v: still waiting for the silent closest node once the patience passed", answers)
+		}
+		if got := tr.Closest()[0]; got.Addr() != infos[1].Addr {
+			t.Errorf("answers %v: result starts at %v, want the closest that answered %v", answers, got.Addr(), infos[1].Addr)
+		}
+		if tr.InFlight() != 2 {
+			t.Errorf("answers %v: %d queries in flight, want the 2 to the silent node (left to time out)", answers, tr.InFlight())
+		}
+	}
+}
