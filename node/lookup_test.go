@@ -21,80 +21,12 @@ import (
 // lookup asks spares beyond the K closest once it has converged, ends with
 // the K closest nodes that answered, and does not wait for the silent two:
 // their queries never answer (no timeout ends them here), so a lookup that
-// TestTraversalWaitsForSilentClosestAWhile: the closest candidate never
-// answers and its queries never time out. The lookup asks it a second
-// time at the short timeout, waits for it until its latest query is
-// core.ClosestPatience old, and then ends with the K closest nodes that
-// answered. In virtual time, so the waits are exact.
-func TestTraversalWaitsForSilentClosestAWhile(t *testing.T) {
-	synctest.Test(t, testTraversalWaitsForSilentClosestAWhile)
-}
-
-func testTraversalWaitsForSilentClosestAWhile(t *testing.T) {
-	const k, alpha, count = 8, 5, 16
-	target := krpc.RandomID()
-	var infos []krpc.NodeInfo
-	for i := range count {
-		infos = append(infos, krpc.NodeInfo{ID: krpc.RandomID(), Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), 6881)})
-	}
-	slices.SortFunc(infos, func(a, b krpc.NodeInfo) int { return routing.CompareDistance(target, a.ID, b.ID) })
-	silent := infos[0].Addr
-	byAddr := make(map[netip.AddrPort]krpc.ID)
-	for _, n := range infos {
-		byAddr[n.Addr] = n.ID
-	}
-	var mu sync.Mutex
-	var sent []time.Duration // when the silent node was asked, from the start
-	start := time.Now()
-	query := func(_ context.Context, to netip.AddrPort, done krpc.Callback) (krpc.Call, error) {
-		if to == silent {
-			mu.Lock()
-			sent = append(sent, time.Since(start))
-			mu.Unlock()
-			return krpc.Call{}, nil // never answers, never times out
-		}
-		done(&krpc.Msg{Y: krpc.KindResponse, R: &krpc.Return{ID: byAddr[to]}}, nil)
-		return krpc.Call{}, nil
-	}
-	tr := newTraversal(core.TraversalConfig{Self: krpc.RandomID(), Target: target, K: k, Alpha: alpha, Retry: true}, query, krpc.SystemClock{}, nil)
-	tr.rtts.add(time.Millisecond) // the short timeout is its floor
-	slow := tr.rtts.slowAfter()
-	for _, n := range infos {
-		tr.Seed(n)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // virtual
-	defer cancel()
-	res := tr.run(ctx)
-	if ctx.Err() != nil {
-		t.Fatal("the lookup waited for its silent closest node until the test's deadline")
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(sent) != 2 || sent[0] != 0 || sent[1] != slow {
-		t.Fatalf("the silent closest node was asked at %v, want at 0 and at the short timeout %v", sent, slow)
-	}
-	if want := slow + core.ClosestPatience(slow); res.Elapsed != want {
-		t.Errorf("the lookup took %v, want %v: the retry, then the patience", res.Elapsed, want)
-	}
-	if len(res.Closest) != k || res.Closest[0].Node.Addr != infos[1].Addr {
-		t.Errorf("%d closest, the first %v; want %d, the first %v (the closest that answered)", len(res.Closest), res.Closest[0].Node.Addr, k, infos[1].Addr)
-	}
-}
-
 // waited for them would never return.
 func TestTraversalPassesOverSilentNodes(t *testing.T) {
 	const k, alpha, count = 8, 5, 16
-	target := krpc.RandomID()
-	var infos []krpc.NodeInfo
-	for i := range count {
-		infos = append(infos, krpc.NodeInfo{ID: krpc.RandomID(), Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), 6881)})
-	}
-	slices.SortFunc(infos, func(a, b krpc.NodeInfo) int { return routing.CompareDistance(target, a.ID, b.ID) })
+	target, infos := lookupNodes(count)
 	silent := map[netip.AddrPort]bool{infos[1].Addr: true, infos[4].Addr: true}
-	byAddr := make(map[netip.AddrPort]krpc.ID)
-	for _, n := range infos {
-		byAddr[n.Addr] = n.ID
-	}
+	byAddr := idsByAddr(infos)
 	query := func(_ context.Context, to netip.AddrPort, done krpc.Callback) (krpc.Call, error) {
 		if !silent[to] { // the silent ones never call done
 			done(&krpc.Msg{Y: krpc.KindResponse, R: &krpc.Return{ID: byAddr[to]}}, nil)
@@ -134,6 +66,79 @@ func TestTraversalPassesOverSilentNodes(t *testing.T) {
 	if res.Failed != 0 {
 		t.Errorf("failed = %d, want 0 (silent queries are cancelled, not failed)", res.Failed)
 	}
+}
+
+// TestTraversalWaitsForSilentClosestAWhile: the closest candidate never
+// answers and its queries never time out. The lookup asks it a second
+// time at the short timeout, waits for it until its latest query is
+// core.ClosestPatience old, and then ends with the K closest nodes that
+// answered. In virtual time, so the waits are exact.
+func TestTraversalWaitsForSilentClosestAWhile(t *testing.T) {
+	synctest.Test(t, testTraversalWaitsForSilentClosestAWhile)
+}
+
+func testTraversalWaitsForSilentClosestAWhile(t *testing.T) {
+	const k, alpha, count = 8, 5, 16
+	target, infos := lookupNodes(count)
+	silent := infos[0].Addr
+	byAddr := idsByAddr(infos)
+	var mu sync.Mutex
+	var sent []time.Duration // when the silent node was asked, from the start
+	start := time.Now()
+	query := func(_ context.Context, to netip.AddrPort, done krpc.Callback) (krpc.Call, error) {
+		if to == silent {
+			mu.Lock()
+			sent = append(sent, time.Since(start))
+			mu.Unlock()
+			return krpc.Call{}, nil // never answers, never times out
+		}
+		done(&krpc.Msg{Y: krpc.KindResponse, R: &krpc.Return{ID: byAddr[to]}}, nil)
+		return krpc.Call{}, nil
+	}
+	tr := newTraversal(core.TraversalConfig{Self: krpc.RandomID(), Target: target, K: k, Alpha: alpha, Retry: true}, query, krpc.SystemClock{}, nil)
+	tr.rtts.add(time.Millisecond) // the short timeout is its floor
+	slow := tr.rtts.slowAfter()
+	for _, n := range infos {
+		tr.Seed(n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // virtual
+	defer cancel()
+	res := tr.run(ctx)
+	if ctx.Err() != nil {
+		t.Fatal("the lookup waited for its silent closest node until the test's deadline")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) != 2 || sent[0] != 0 || sent[1] != slow {
+		t.Fatalf("the silent closest node was asked at %v, want at 0 and at the short timeout %v", sent, slow)
+	}
+	if want := slow + core.ClosestPatience(slow); res.Elapsed != want {
+		t.Errorf("the lookup took %v, want %v: the retry, then the patience", res.Elapsed, want)
+	}
+	if len(res.Closest) != k || res.Closest[0].Node.Addr != infos[1].Addr {
+		t.Errorf("%d closest, the first %v; want %d, the first %v (the closest that answered)", len(res.Closest), res.Closest[0].Node.Addr, k, infos[1].Addr)
+	}
+}
+
+// lookupNodes returns a random target and count nodes at 10.0.0.x,
+// closest to the target first.
+func lookupNodes(count int) (krpc.ID, []krpc.NodeInfo) {
+	target := krpc.RandomID()
+	var infos []krpc.NodeInfo
+	for i := range count {
+		infos = append(infos, krpc.NodeInfo{ID: krpc.RandomID(), Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), 6881)})
+	}
+	slices.SortFunc(infos, func(a, b krpc.NodeInfo) int { return routing.CompareDistance(target, a.ID, b.ID) })
+	return target, infos
+}
+
+// idsByAddr maps each node's address to its id.
+func idsByAddr(infos []krpc.NodeInfo) map[netip.AddrPort]krpc.ID {
+	m := make(map[netip.AddrPort]krpc.ID, len(infos))
+	for _, n := range infos {
+		m[n.Addr] = n.ID
+	}
+	return m
 }
 
 func TestRTTWindowSlowAfter(t *testing.T) {
