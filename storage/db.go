@@ -186,13 +186,16 @@ func OpenDB(path string) (*DB, error) {
 	err = bdb.Update(func(tx *bbolt.Tx) error {
 		for _, name := range [][]byte{bucketMeta, bucketNodes, bucketItems, bucketPeers} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return fmt.Errorf("create bucket %s: %w", name, err)
+				return fmt.Errorf("create bucket %s: %w", name, incompatible(err))
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
 		switch v := meta.Get(keySchema); {
 		case v == nil:
-			return meta.Put(keySchema, []byte{dbSchema})
+			if err := meta.Put(keySchema, []byte{dbSchema}); err != nil {
+				return fmt.Errorf("write schema version: %w", incompatible(err))
+			}
+			return nil
 		case len(v) != 1 || v[0] != dbSchema:
 			return fmt.Errorf("%w: version %x (this dhtd reads %d)", ErrDBSchema, v, dbSchema)
 		}
@@ -203,6 +206,17 @@ func OpenDB(path string) (*DB, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	return &DB{bolt: bdb, path: path}, nil
+}
+
+// incompatible marks bbolt's ErrIncompatibleValue as corruption: one of
+// our keys holds a value where a bucket belongs, or a bucket where a
+// value belongs, which no file dhtd wrote has. Other errors pass as they
+// are.
+func incompatible(err error) error {
+	if errors.Is(err, bolterrors.ErrIncompatibleValue) {
+		return fmt.Errorf("%w: %w", err, ErrDBCorrupt)
+	}
+	return err
 }
 
 // syncDir fsyncs the directory dir, making the entries created in it

@@ -485,9 +485,39 @@ func TestDBOpenErrors(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if d, err := OpenDB(path); err == nil {
-		_ = d.Close()
-		t.Error("OpenDB of a schema 2 database succeeded")
+	if d, err := OpenDB(path); !errors.Is(err, ErrDBSchema) {
+		if err == nil {
+			_ = d.Close()
+		}
+		t.Errorf("OpenDB of a schema 2 database: %v, want ErrDBSchema", err)
+	}
+
+	// A bucket where the schema version belongs is a file dhtd did not
+	// write: corrupt, not an unclassified error (the fuzz corpus holds a
+	// file with a value where one of the buckets belongs).
+	odd := filepath.Join(dir, "odd.db")
+	bdb, err := bbolt.Open(odd, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bdb.Update(func(tx *bbolt.Tx) error {
+		meta, err := tx.CreateBucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		_, err = meta.CreateBucket(keySchema)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := bdb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := OpenDB(odd); !errors.Is(err, ErrDBCorrupt) {
+		if err == nil {
+			_ = d.Close()
+		}
+		t.Errorf("OpenDB of a database with a bucket at the schema key: %v, want ErrDBCorrupt", err)
 	}
 }
 
