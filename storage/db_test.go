@@ -485,12 +485,7 @@ func TestDBOpenErrors(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if d, err := OpenDB(path); !errors.Is(err, ErrDBSchema) {
-		if err == nil {
-			_ = d.Close()
-		}
-		t.Errorf("OpenDB of a schema 2 database: %v, want ErrDBSchema", err)
-	}
+	wantOpenError(t, path, ErrDBSchema, "a schema 2 database")
 
 	// A bucket where the schema version belongs is a file dhtd did not
 	// write: corrupt, not an unclassified error (the fuzz corpus holds a
@@ -513,11 +508,19 @@ func TestDBOpenErrors(t *testing.T) {
 	if err := bdb.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if d, err := OpenDB(odd); !errors.Is(err, ErrDBCorrupt) {
-		if err == nil {
-			_ = d.Close()
-		}
-		t.Errorf("OpenDB of a database with a bucket at the schema key: %v, want ErrDBCorrupt", err)
+	wantOpenError(t, odd, ErrDBCorrupt, "a database with a bucket at the schema key")
+}
+
+// wantOpenError checks that OpenDB of path fails with an error matching
+// target; what names the file in the failure.
+func wantOpenError(t *testing.T, path string, target error, what string) {
+	t.Helper()
+	d, err := OpenDB(path)
+	if err == nil {
+		_ = d.Close()
+	}
+	if !errors.Is(err, target) {
+		t.Errorf("OpenDB of %s: %v, want %v", what, err, target)
 	}
 }
 
