@@ -104,14 +104,22 @@ func (t *Table) split(now time.Time) {
 	t.buckets = append(t.buckets, nb)
 }
 
-// extendedFactor is how many times K bucket i holds in an extended table
-// (practice, libtorrent routing_table::bucket_limit): 16, 8, 4 and 2 for
-// the four farthest buckets, 1 after them.
+// extendedFactor is how many times K bucket i holds in an extended table:
+// 16 and 8 for the two farthest buckets and 4 for every other, as
+// libtorrent's routing_table::bucket_limit has it for the farthest three
+// (it gives the fourth 2 and K to the rest). The deeper buckets hold 4K so
+// that a node knows most of the nodes a few bits from its own id: a lookup
+// then ends a round sooner, because the node nearest its target names the
+// target's K closest in one answer (docs/sim.md, "Deep buckets of 4K").
 func extendedFactor(i int) int {
-	if i < 0 || i > 3 {
-		return 1
+	switch i {
+	case 0:
+		return 16
+	case 1:
+		return 8
+	default:
+		return 4
 	}
-	return 16 >> i
 }
 
 // capacity returns how many live nodes bucket i holds: K for the last

@@ -23,15 +23,18 @@ const MaxBuckets = 160
 
 // Config tunes a Table. The zero value of every field selects its default.
 type Config struct {
-	// K is the bucket size; default DefaultK (8, BEP 5). The four
-	// farthest buckets hold more unless FixedBuckets is set (see Capacity).
+	// K is the bucket size; default DefaultK (8, BEP 5). Every bucket but
+	// the last holds more unless FixedBuckets is set (see Capacity).
 	K int
 	// FixedBuckets makes every bucket hold K nodes, as BEP 5 has it. By
-	// default the table is extended (practice, libtorrent's
-	// dht_extended_routing_table, on by default there): buckets 0 to 3,
-	// the farthest, which cover 15/16 of the id space, hold 16, 8, 4 and 2
-	// times K, so a lookup's first hop starts about four bits closer to
-	// its target and lookups take a round trip less.
+	// default the table is extended, as libtorrent's
+	// dht_extended_routing_table (on by default there) extends its four
+	// farthest buckets: buckets 0 and 1, the farthest, which cover 3/4 of
+	// the id space, hold 16 and 8 times K, so a lookup's first hop starts
+	// about four bits closer to its target; every other bucket but the
+	// last (which splits, and holds K) holds 4K, so the node knows most of
+	// the nodes near its own id, and a lookup that reaches it learns its
+	// target's K closest in one answer. Replies still carry K nodes.
 	FixedBuckets bool
 	// ReplacementSize bounds each bucket's replacement cache; default
 	// DefaultReplacementSize (8).

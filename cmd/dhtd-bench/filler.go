@@ -14,8 +14,9 @@ import (
 
 // fillBucket returns the bucket of the i-th responder of fillTable: the
 // first 128 go to bucket 0, the next 64 to bucket 1, then 32, 16, and 8
-// per bucket after that, the sizes of dhtd's extended table (see
-// routing.Config.FixedBuckets).
+// per bucket after that, the sizes of libtorrent's extended table. dhtd's
+// buckets from the fourth on hold more (routing.Config.FixedBuckets), so
+// its table keeps every one.
 func fillBucket(i int) int {
 	for b, size := range []int{128, 64, 32, 16} {
 		if i < size {

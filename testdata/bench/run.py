@@ -44,8 +44,8 @@ that moves by more than 2x between shapes is marked.
 
 Before that, the idle RSS of a separate `dhtd run` in its default
 configuration (storage on disk, default limits, both address families)
-with a full table (--idle-fill responders, an extended table's 32 full
-buckets) is reported with its file-backed/anonymous split
+with a table of --idle-fill responders (the size of libtorrent's extended
+table of 32 full buckets) is reported with its file-backed/anonymous split
 (/proc/PID/status). With --idle-only that is all, and --peers N then
 reports the RSS of a dhtd holding N peers.
 
@@ -330,7 +330,7 @@ def main():
     ap.add_argument("--open-rate", type=int, default=10000, help="open loop: queries per second in total")
     ap.add_argument("--fillers", type=int, default=16, help="live filler nodes in both tables")
     ap.add_argument("--idle-fill", type=int, default=464,
-                    help="responders offered to the idle dhtd's table (464: 32 full buckets of an extended table)")
+                    help="responders offered to the idle dhtd's table (464: libtorrent's extended table of 32 full buckets)")
     ap.add_argument("--idle-wait", type=float, default=5, help="seconds the idle dhtd settles before its RSS is read")
     ap.add_argument("--idle-storage", default="disk", choices=["disk", "memory"],
                     help="--storage of the idle dhtd (disk: the default of dhtd run)")
