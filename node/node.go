@@ -440,6 +440,11 @@ func (n *Node) lookup(ctx context.Context, kind string, target krpc.ID, q queryF
 	}
 	res := t.run(ctx)
 	res.Elapsed = n.clock.Now().Sub(start)
+	// The nodes the answers named and the lookup did not ask: the deep
+	// buckets take them once they answer a ping (core.Node.AdmitNamed).
+	if named := t.AppendUnasked(nil); len(named) > 0 && n.srv != nil {
+		n.srv.Do(func(cn *core.Node, now time.Time) { cn.AdmitNamed(named, now) })
+	}
 	outcome := metrics.LookupOK
 	switch {
 	case len(res.Closest) == 0:

@@ -182,6 +182,30 @@ func (t *Table) Heard(n krpc.NodeInfo, now time.Time) (ping bool) {
 	return ping
 }
 
+// WantsNamed reports whether n, a node that another node's answer named
+// and that we have not heard from, falls in one of our deepest buckets
+// (the last deep of them) and would be taken there once it answers a
+// ping: its bucket has room, can split, or holds a node that is not good.
+// Unlike Heard it records nothing: the name is hearsay until the node
+// answers, and then the caller calls Responded (practice, libtorrent:
+// nodes heard of are pinged before they are trusted; docs/sim.md,
+// "Named nodes").
+func (t *Table) WantsNamed(n krpc.NodeInfo, deep int, now time.Time) bool {
+	n, ok := t.acceptable(n)
+	if !ok || deep <= 0 {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i := t.bucketIndex(n.ID)
+	if i < len(t.buckets)-deep || t.byAddr.addr(n.Addr) != nil || t.byID.id(n.ID) != nil || t.ipFull(n.Addr.Addr()) {
+		return false
+	}
+	b := t.buckets[i]
+	e := entry{info: n}
+	return t.wantsNode(b, now) && t.subnetOK(b, &e, nil)
+}
+
 // Failed records that a query to addr timed out or returned an error. A
 // replacement-cache entry at addr is removed. A live node's consecutive
 // failure count grows; once it reaches MaxFailures the node is bad and, if

@@ -630,3 +630,51 @@ func TestQuestionableLimitIsPrefix(t *testing.T) {
 		}
 	}
 }
+
+// WantsNamed: a node that an answer named is wanted only if it falls in
+// one of the deepest buckets, only if that bucket would take it, and only
+// if the table does not know it; asking records nothing.
+func TestWantsNamed(t *testing.T) {
+	r := rand.New(rand.NewPCG(50, 51))
+	tb := NewTable(randID(r), Config{})
+	// Buckets 1 to 11 full of good nodes, 5 nodes in bucket 0 (it holds
+	// 128), nothing deeper than bucket 11: the last bucket, 12, is empty.
+	for cpl := range 12 {
+		count := 300
+		if cpl == 0 {
+			count = 5
+		}
+		for i := range count {
+			tb.Responded(ni(idWithPrefix(r, tb.Self(), cpl), cpl*1000+i), t0, 0)
+		}
+	}
+	nb := tb.NumBuckets()
+	if nb != 13 {
+		t.Fatalf("%d buckets, want 13", nb)
+	}
+	live, repl := tb.Len(), tb.Replacements()
+	known := tb.Nodes()[0]
+	for _, tc := range []struct {
+		name string
+		n    krpc.NodeInfo
+		deep int
+		want bool
+	}{
+		{"deepest bucket, room", ni(idWithPrefix(r, tb.Self(), 40), 90001), 1, true},
+		{"deepest bucket, none wanted", ni(idWithPrefix(r, tb.Self(), 40), 90002), 0, false},
+		{"full bucket of good nodes", ni(idWithPrefix(r, tb.Self(), 11), 90003), nb, false},
+		{"room, but too far", ni(idWithPrefix(r, tb.Self(), 0), 90004), 6, false},
+		{"room, all buckets deep", ni(idWithPrefix(r, tb.Self(), 0), 90005), nb, true},
+		{"known id", krpc.NodeInfo{ID: known.ID, Addr: testAddr(90006)}, nb, false},
+		{"known address", krpc.NodeInfo{ID: idWithPrefix(r, tb.Self(), 0), Addr: known.Addr}, nb, false},
+		{"our own id", ni(tb.Self(), 90007), nb, false},
+	} {
+		if got := tb.WantsNamed(tc.n, tc.deep, t0); got != tc.want {
+			t.Errorf("%s: WantsNamed = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if tb.Len() != live || tb.Replacements() != repl {
+		t.Errorf("WantsNamed changed the table: %d live and %d cached, was %d and %d", tb.Len(), tb.Replacements(), live, repl)
+	}
+	checkInvariants(t, tb)
+}

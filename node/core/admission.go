@@ -23,17 +23,20 @@ import (
 //   - Nodes waiting for a slot are served in order of what they have
 //     shown: first those that proved their address (they answered one of
 //     our queries, or presented a valid write token), then those that
-//     queried us more than once while waiting, then the rest; in each
-//     class the most recently heard first (the likeliest to be alive).
+//     queried us more than once while waiting, then the rest, and last
+//     the nodes that a lookup's answers named and that never queried us
+//     (Node.AdmitNamed); in each class the most recently heard first
+//     (the likeliest to be alive).
 //   - Slots are shared per bucket: in a class, a node of the bucket with
 //     the fewest pings in flight goes first, so a flood aimed at one part
 //     of the id space does not hold up the others; and one subnet (a /24
 //     or /64, routing.Subnet) has at most one node waiting and one being
 //     pinged.
 //   - The waiting list is bounded; a node that does not fit, or waits
-//     longer than AdmitMaxWait, is dropped (the daemon counts it as
-//     dhtd_packets_dropped_total{reason="admission_busy"}). It is tried
-//     again when it next queries us.
+//     longer than AdmitMaxWait, is dropped (the daemon counts a querier
+//     as dhtd_packets_dropped_total{reason="admission_busy"}; a named
+//     node sent no packet and is not counted). It is tried again when it
+//     next queries us, or is named again.
 //
 // The daemon and the simulator's nodes run the same schedule: the daemon
 // drives it from its admission goroutine, a core Node from its events.
@@ -52,6 +55,7 @@ const (
 	AdmitProven AdmitClass = iota // answered us before, or presented a valid token
 	AdmitRepeat                   // queried us more than once while waiting
 	AdmitNew                      // nothing shown yet
+	AdmitNamed                    // never heard from: named by a lookup's answer (Node.AdmitNamed)
 )
 
 // AdmitKey is the unit of the schedule's per-subnet fairness.
@@ -142,15 +146,23 @@ func (q *AdmitQueue) inBucket(b int32) int {
 
 // Offer queues e unless its address is already waiting or being pinged;
 // a waiting one is heard again, and rises to AdmitRepeat (or better).
-// It returns how many nodes were dropped to make the decision: e itself
+// It returns how many queriers were dropped to make the decision: e itself
 // when there is no room for it, or a worse waiting node it replaced.
+// Named nodes (AdmitNamed) are not counted: they sent us nothing.
 func (q *AdmitQueue) Offer(e *AdmitEntry) (dropped int) {
 	if p, _ := find(q.pinging, e.Addr); p != nil {
 		return 0
 	}
 	if w, _ := find(q.waiting, e.Addr); w != nil {
-		w.Class = min(w.Class, e.Class, AdmitRepeat)
-		w.Heard = e.Heard
+		switch {
+		case e.Class == AdmitNamed:
+			// Named again: nothing more is shown.
+		case w.Class == AdmitNamed:
+			w.Class, w.Heard = e.Class, e.Heard // its first query
+		default:
+			w.Class = min(w.Class, e.Class, AdmitRepeat)
+			w.Heard = e.Heard
+		}
 		return 0
 	}
 	// One waiting node per subnet: a better one replaces it.
@@ -159,22 +171,22 @@ func (q *AdmitQueue) Offer(e *AdmitEntry) (dropped int) {
 			continue
 		}
 		if !worse(w, e) {
-			return 1
+			return queriers(e)
 		}
 		q.remove(w)
-		dropped++
+		dropped += queriers(w)
 		break
 	}
 	if q.inSubnet(e.Subnet) >= 2 { // one waiting and one being pinged
-		return dropped + 1
+		return dropped + queriers(e)
 	}
 	if len(q.waiting) >= q.maxWaiting {
 		v := q.worst()
 		if !worse(v, e) {
-			return dropped + 1
+			return dropped + queriers(e)
 		}
 		q.remove(v)
-		dropped++
+		dropped += queriers(v)
 	}
 	q.waiting = append(q.waiting, e)
 	return dropped
@@ -216,13 +228,27 @@ func (q *AdmitQueue) worst() *AdmitEntry {
 	return v
 }
 
+// queriers returns 1 for the entry of a querier, 0 for a named node: what
+// the schedule counts as dropped.
+func queriers(e *AdmitEntry) int {
+	if e.Class == AdmitNamed {
+		return 0
+	}
+	return 1
+}
+
 // Next returns the waiting entry to ping now and marks it pinging, or nil
 // if no slot is free or nobody is eligible. First it drops the entries
-// that waited longer than AdmitMaxWait and returns their count.
+// that waited longer than AdmitMaxWait and returns how many of them were
+// queriers (see Offer).
 func (q *AdmitQueue) Next(now time.Time) (e *AdmitEntry, expired int) {
-	before := len(q.waiting)
-	q.waiting = slices.DeleteFunc(q.waiting, func(w *AdmitEntry) bool { return now.Sub(w.Queued) > AdmitMaxWait })
-	expired = before - len(q.waiting)
+	q.waiting = slices.DeleteFunc(q.waiting, func(w *AdmitEntry) bool {
+		if now.Sub(w.Queued) <= AdmitMaxWait {
+			return false
+		}
+		expired += queriers(w)
+		return true
+	})
 	if q.active >= q.maxActive || len(q.pinging) >= q.maxPinging {
 		q.shrink()
 		return nil, expired

@@ -341,3 +341,56 @@ func (q *AdmitQueue) isWaiting(a netip.AddrPort) bool {
 	e, _ := find(q.waiting, a)
 	return e != nil
 }
+
+// TestAdmitQueueNamed: nodes that a lookup's answers named wait behind
+// every querier, even one heard earlier; named again, one stays named; one
+// that then queries us takes the class of its query, not AdmitRepeat.
+func TestAdmitQueueNamed(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	addr := func(b byte) netip.AddrPort { return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 5, b, 1}), 6881) }
+	entry := func(b byte, class AdmitClass, at time.Duration) *AdmitEntry {
+		ap := addr(b)
+		return &AdmitEntry{Addr: ap, Subnet: FairnessKey(ap, true), Class: class, Heard: t0.Add(at), Queued: t0.Add(at)}
+	}
+	q := NewAdmitQueue(1)
+	for _, e := range []*AdmitEntry{
+		entry(1, AdmitNamed, 3*time.Second),
+		entry(2, AdmitNew, 0),
+		entry(3, AdmitNamed, 2*time.Second),
+		entry(4, AdmitNamed, time.Second),
+		entry(1, AdmitNamed, 4*time.Second), // named again: still named
+		entry(4, AdmitNew, 5*time.Second),   // queries us: a querier now
+	} {
+		if d := q.Offer(e); d != 0 {
+			t.Fatalf("offer %s dropped %d", e.Addr, d)
+		}
+	}
+	want := []netip.AddrPort{addr(4), addr(2), addr(1), addr(3)}
+	now := t0.Add(6 * time.Second)
+	for i, w := range want {
+		e, _ := q.Next(now)
+		if e == nil || e.Addr != w {
+			t.Fatalf("ping %d: got %v, want %s", i, e, w)
+		}
+		if i == 0 && e.Class != AdmitNew {
+			t.Errorf("a named node that queried us has class %d, want AdmitNew (%d)", e.Class, AdmitNew)
+		}
+		q.Done(e)
+	}
+	// Named nodes that do not fit, or wait too long, are not counted as
+	// dropped: they sent us nothing. A querier that does not fit is.
+	for i := range q.maxWaiting + 5 {
+		if d := q.Offer(entry(byte(10+i), AdmitNamed, 7*time.Second)); d != 0 {
+			t.Fatalf("named node %d: dropped %d, want 0", i, d)
+		}
+	}
+	if d := q.Offer(entry(100, AdmitNew, 8*time.Second)); d != 0 {
+		t.Fatalf("a querier over the bound replaces a named node: dropped %d, want 0", d)
+	}
+	if _, expired := q.Next(t0.Add(8*time.Second + AdmitMaxWait + time.Second)); expired != 1 {
+		t.Fatalf("expired %d, want 1 (the querier; the named nodes are not counted)", expired)
+	}
+	if q.Len() != 0 {
+		t.Fatalf("%d entries left after they all expired", q.Len())
+	}
+}

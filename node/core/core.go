@@ -41,6 +41,7 @@ const (
 	DefaultQueryTimeout   = 2 * time.Second  // a query unanswered this long failed
 	DefaultMaintainPeriod = time.Minute      // how often the table is looked after
 	DefaultAdmitPings     = 16               // confirmation pings in flight (the daemon's default)
+	DefaultNamedBuckets   = 6                // deepest buckets that take the nodes lookups hear of (AdmitNamed)
 	DefaultMaxPending     = 256              // outstanding queries per node
 	DefaultUpkeepPings    = 2                // pings of each kind per upkeep (the simulator's budget)
 	maxOutbox             = 1024             // packets queued for the driver
@@ -82,6 +83,12 @@ type Config struct {
 	// short timeout of the node's own lookups: a driver that runs its own
 	// lookups (the daemon) knows the round trips.
 	AdmitTimeout func() time.Duration
+	// NamedBuckets is how many of the routing table's deepest buckets
+	// take the nodes that a lookup's answers named and the lookup did not
+	// ask: once it ends, those that such a bucket would take get a
+	// confirmation ping, after the queriers (AdmitNamed; default 6,
+	// negative: none).
+	NamedBuckets int
 	// AdmitDropped, if set, counts the queriers the admission schedule
 	// had no room for, or dropped after waiting too long (the daemon's
 	// admission_busy).
@@ -180,6 +187,7 @@ type Scratch struct {
 	w     writer
 	enc   []byte
 	nodes []krpc.NodeInfo
+	named []krpc.NodeInfo         // an ended lookup's unasked nodes (AdmitNamed)
 	free  [len(bufSizes)][][]byte // recycled packet buffers by size class
 	cands CandPool                // candidates of ended lookups
 	// outboxes are send queues of more than 4 packets that nodes gave
@@ -247,6 +255,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AdmitPings <= 0 {
 		c.AdmitPings = DefaultAdmitPings
+	}
+	if c.NamedBuckets == 0 {
+		c.NamedBuckets = DefaultNamedBuckets
 	}
 	if c.MaxPending <= 0 {
 		c.MaxPending = DefaultMaxPending
@@ -769,6 +780,37 @@ func (n *Node) Admit(ni krpc.NodeInfo, proven bool, now time.Time) {
 		Class: class, Heard: now, Queued: now,
 	}))
 	n.admitNext(now)
+}
+
+// AdmitNamed schedules the confirmation pings of nodes that a lookup's
+// answers named and the lookup did not ask (Traversal.AppendUnasked),
+// those that one of the table's deepest Config.NamedBuckets buckets would
+// take (routing.Table.WantsNamed). They come after every querier
+// (AdmitNamed): a name is hearsay, and the ping's answer admits the node.
+// A node learns its neighbourhood sooner that way: the deep buckets are
+// those whose nodes answer the lookups that end near it (docs/sim.md,
+// "Named nodes").
+func (n *Node) AdmitNamed(named []krpc.NodeInfo, now time.Time) {
+	if n.cfg.NamedBuckets <= 0 || len(named) == 0 {
+		return
+	}
+	offered := false
+	for _, ni := range named {
+		if !n.table.WantsNamed(ni, n.cfg.NamedBuckets, now) {
+			continue
+		}
+		if n.adm == nil {
+			n.adm = NewAdmitQueue(n.cfg.AdmitPings)
+		}
+		n.admitDropped(n.adm.Offer(&AdmitEntry{
+			Addr: ni.Addr, Subnet: FairnessKey(ni.Addr, n.cfg.LimitLoopback), Bucket: int32(n.table.BucketIndex(ni.ID)),
+			Class: AdmitNamed, Heard: now, Queued: now,
+		}))
+		offered = true
+	}
+	if offered {
+		n.admitNext(now)
+	}
 }
 
 // Admitting returns how many queriers wait for or are sent a

@@ -519,3 +519,66 @@ func TestSharedTable(t *testing.T) {
 	}()
 	New(Config{ID: krpc.ID{2}, Rand: rand.New(rand.NewPCG(1, 1)), Routing: routing.NewTable(id, routing.Config{})}, t0)
 }
+
+// A node that a lookup's answers name and that the lookup does not ask
+// (it is far from the target) but that falls in our deepest bucket gets a
+// confirmation ping once the lookup ends, and its answer admits it
+// (AdmitNamed). With NamedBuckets negative nobody is pinged.
+func TestLookupAdmitsNamedNodes(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		named int
+		want  bool
+	}{{"default", 0, true}, {"off", -1, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var oid krpc.ID
+			oid[0], oid[19] = 201, 201
+			ours := New(Config{ID: oid, NamedBuckets: tc.named, Rand: rand.New(rand.NewPCG(7, 7))}, t0)
+			xid := oid
+			xid[19] ^= 1 // shares 159 bits with us: our deepest bucket
+			xaddr := addr(250)
+			var xgot []string
+			x := New(Config{ID: xid, Rand: rand.New(rand.NewPCG(8, 8)), Handler: func(n *Node, q Query, w Writer) {
+				xgot = append(xgot, q.Msg.Q)
+				n.Serve(q, w)
+			}}, t0)
+			// Every node names x to us, after the 7 closest it knows.
+			name := func(n *Node, q Query, w Writer) {
+				if q.Msg.Q != krpc.MethodFindNode || q.Msg.A.ID != oid {
+					n.Serve(q, w)
+					return
+				}
+				r := &krpc.Return{ID: n.ID(), Nodes: append(n.Table().Closest(*q.Msg.A.Target, 7), krpc.NodeInfo{ID: xid, Addr: xaddr})}
+				w.Reply(r)
+			}
+			nodes, all := newNetwork(t, 20, 12, name)
+			nodes[addr(201)], nodes[xaddr] = ours, x
+			for i, n := range all {
+				ours.Table().Responded(krpc.NodeInfo{ID: n.ID(), Addr: addr(byte(i + 1))}, t0, 10*time.Millisecond)
+			}
+			var target krpc.ID // far from x: x is never among the closest
+			ended := false
+			ours.FindNode(t0, target, func(r Result) {
+				ended = true
+				if r.Queried == 0 {
+					t.Error("the lookup asked nobody")
+				}
+			})
+			deliver(t, t0, nodes)
+			if !ended {
+				t.Fatal("the lookup did not end")
+			}
+			e, ok := ours.Table().Get(xid)
+			if got := ok && e.Confirmed(); got != tc.want {
+				t.Fatalf("x in the table, confirmed: %v, want %v", got, tc.want)
+			}
+			wantGot := []string(nil)
+			if tc.want {
+				wantGot = []string{krpc.MethodPing}
+			}
+			if !slices.Equal(xgot, wantGot) {
+				t.Fatalf("x received %v, want %v (a confirmation ping only, never the lookup's query)", xgot, wantGot)
+			}
+		})
+	}
+}

@@ -303,6 +303,9 @@ func (l *Lookup) end(now time.Time) {
 	for _, c := range l.t.Closest() {
 		l.res.Closest = append(l.res.Closest, Found{Node: c.Node(), Token: c.Token()})
 	}
+	sc := l.n.scratch
+	sc.named = l.t.AppendUnasked(sc.named[:0])
+	l.n.AdmitNamed(sc.named, now)
 	l.res.Hops, l.res.Rounds, l.res.ClosestAfter = l.t.Chain()
 	l.res.Queried, l.res.Failed = l.t.Queried(), l.t.Failed()
 	l.res.Elapsed = now.Sub(l.res.Start)

@@ -547,6 +547,18 @@ func (t *Traversal) Release() {
 	*t = Traversal{}
 }
 
+// AppendUnasked appends to dst the nodes that answers named and the
+// traversal never asked, nearest the target first: hearsay, for the
+// driver to confirm with a ping if its table wants them (Node.AdmitNamed).
+func (t *Traversal) AppendUnasked(dst []krpc.NodeInfo) []krpc.NodeInfo {
+	for _, c := range t.cands {
+		if c.state == stUnqueried && c.hearsay {
+			dst = append(dst, c.info)
+		}
+	}
+	return dst
+}
+
 // newCand returns a zero candidate from the traversal's slab: one
 // allocation per candSlab candidates instead of one each. The slab is
 // never moved, so the pointers stay valid for the traversal's life.
