@@ -187,8 +187,8 @@ func (t *Table) Heard(n krpc.NodeInfo, now time.Time) (ping bool) {
 // (the last deep of them) and would be taken there once it answers a
 // ping: its bucket has room, can split, or holds a node that is not good.
 // Unlike Heard it records nothing: the name is hearsay until the node
-// answers, and then the caller calls Responded (practice, libtorrent:
-// nodes heard of are pinged before they are trusted; docs/sim.md,
+// answers, and then the caller calls Responded (practice: libtorrent
+// enters the nodes it hears of unconfirmed and pings them; docs/sim.md,
 // "Named nodes").
 func (t *Table) WantsNamed(n krpc.NodeInfo, deep int, now time.Time) bool {
 	n, ok := t.acceptable(n)
