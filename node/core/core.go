@@ -768,18 +768,24 @@ func (n *Node) admit(ni krpc.NodeInfo, now time.Time) { n.Admit(ni, false, now) 
 // first among those that proved their address, if proven is set or ni is
 // a confirmed entry of the table. The ping's answer admits it.
 func (n *Node) Admit(ni krpc.NodeInfo, proven bool, now time.Time) {
-	if n.adm == nil {
-		n.adm = NewAdmitQueue(n.cfg.AdmitPings)
-	}
 	class := AdmitNew
 	if e, ok := n.table.Get(ni.ID); proven || ok && e.Addr == ni.Addr && e.Confirmed() {
 		class = AdmitProven
+	}
+	n.offerAdmit(ni, class, now)
+	n.admitNext(now)
+}
+
+// offerAdmit queues ni in class on the admission schedule, and counts the
+// queriers it dropped.
+func (n *Node) offerAdmit(ni krpc.NodeInfo, class AdmitClass, now time.Time) {
+	if n.adm == nil {
+		n.adm = NewAdmitQueue(n.cfg.AdmitPings)
 	}
 	n.admitDropped(n.adm.Offer(&AdmitEntry{
 		Addr: ni.Addr, Subnet: FairnessKey(ni.Addr, n.cfg.LimitLoopback), Bucket: int32(n.table.BucketIndex(ni.ID)),
 		Class: class, Heard: now, Queued: now,
 	}))
-	n.admitNext(now)
 }
 
 // AdmitNamed schedules the confirmation pings of nodes that a lookup's
@@ -796,17 +802,10 @@ func (n *Node) AdmitNamed(named []krpc.NodeInfo, now time.Time) {
 	}
 	offered := false
 	for _, ni := range named {
-		if !n.table.WantsNamed(ni, n.cfg.NamedBuckets, now) {
-			continue
+		if n.table.WantsNamed(ni, n.cfg.NamedBuckets, now) {
+			n.offerAdmit(ni, AdmitNamed, now)
+			offered = true
 		}
-		if n.adm == nil {
-			n.adm = NewAdmitQueue(n.cfg.AdmitPings)
-		}
-		n.admitDropped(n.adm.Offer(&AdmitEntry{
-			Addr: ni.Addr, Subnet: FairnessKey(ni.Addr, n.cfg.LimitLoopback), Bucket: int32(n.table.BucketIndex(ni.ID)),
-			Class: AdmitNamed, Heard: now, Queued: now,
-		}))
-		offered = true
 	}
 	if offered {
 		n.admitNext(now)
