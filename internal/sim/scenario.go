@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/dhtd/dhtd/krpc"
@@ -83,8 +84,20 @@ func (c Config) withDefaults() Config {
 		c.WarmLookups = defaultWarmLookups
 	}
 	c.Net.Seed = c.Seed
+	if c.Net.Workers == 0 && c.Nodes >= parallelNodes {
+		c.Net.Workers = min(runtime.GOMAXPROCS(0), maxWorkers)
+	}
 	return c
 }
+
+// Unless NetConfig.Workers says otherwise, networks of parallelNodes or
+// more run on up to maxWorkers workers: below it a window holds too few
+// events to pay for handing it out (at 10,000 nodes two workers took 5%
+// longer than one, at 30,000 10% less, at 100,000 29% less).
+const (
+	parallelNodes = 20000
+	maxWorkers    = 4
+)
 
 // Report is the outcome of a run. Everything but Cost depends only on the
 // Config: the same seed gives the same Report.
@@ -231,6 +244,10 @@ type run struct {
 	// published holds the targets of the lookup scenario's swarms and
 	// items (publish): lookups for them are measured for their values too.
 	published map[krpc.ID]bool
+
+	// mu guards what the cores' callbacks change (batch, counts): they
+	// run on the workers, side by side.
+	mu sync.Mutex
 }
 
 // Timeline of the join and warm-up (virtual time).
@@ -293,7 +310,7 @@ func (s *run) join(p *Peer, at, warmEnd time.Duration, warm int) {
 	for range warm {
 		t := at + time.Duration(s.net.Rand.Int64N(int64(max(warmEnd-at, time.Second))))
 		target := s.randomID()
-		s.net.At(t, func() {
+		s.net.AtPeer(p, t, func() {
 			s.net.Do(p, func(c *core.Node, now time.Time) { c.FindNode(now, target, nil) })
 		})
 	}
@@ -442,6 +459,10 @@ func (s *run) lookups(count int, start time.Duration, from func(*Peer) bool,
 				return
 			}
 			done := func(r core.Result) {
+				// Lookups end inside windows, on any worker: what they
+				// add to b does not depend on their order.
+				s.mu.Lock()
+				defer s.mu.Unlock()
 				b.pending--
 				smp := sample{hops: r.Hops, rounds: r.Rounds, elapsed: r.Elapsed, closest: r.ClosestAfter, packets: 2*r.Queried - r.Failed}
 				if kind != 0 && s.published[t] {

@@ -148,6 +148,8 @@ func (s *run) churn() {
 		target := storage.ImmutableTarget(v)
 		s.net.Do(src, func(c *core.Node, now time.Time) {
 			c.Get(now, target, func(r core.Result) {
+				s.mu.Lock()
+				defer s.mu.Unlock()
 				pending--
 				if string(r.Value) == string(v) {
 					found++
@@ -247,9 +249,11 @@ func (s *run) storm() {
 				c.Bootstrap(now, router, func(r core.Result) {
 					switch {
 					case len(r.Closest) > 0:
+						s.mu.Lock()
 						joined++
+						s.mu.Unlock()
 					case attempts < 3:
-						s.net.After(0, func() { s.net.Do(p, boot) })
+						s.net.AtPeer(p, 0, func() { s.net.Do(p, boot) })
 					}
 				})
 			}
