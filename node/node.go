@@ -535,6 +535,12 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	n.log.Info("bootstrap done", "closest", len(res.Closest), "queried", res.Queried, "table", n.table.Len())
+	// One query into each bucket with room, whose named nodes the bucket
+	// takes once they answer a ping (core.Node.ProbeBuckets); then a
+	// lookup in each.
+	if n.srv != nil {
+		n.srv.Do(func(cn *core.Node, now time.Time) { cn.ProbeBuckets(now) })
+	}
 	// err is nil: res.Closest holds at least one node.
 	n.refreshBuckets(ctx, n.table.FillTargets(routing.FillDepth(n.id, res.Closest[len(res.Closest)-1].Node.ID)))
 	return nil

@@ -118,7 +118,7 @@ const Lookahead = minRTT / 2
 
 // Round trips are clamped to [minRTT, maxRTT].
 const (
-	minRTT = 5 * time.Millisecond
+	minRTT = 10 * time.Millisecond
 	maxRTT = 5 * time.Second
 )
 

@@ -42,6 +42,7 @@ const (
 	DefaultMaintainPeriod = time.Minute      // how often the table is looked after
 	DefaultAdmitPings     = 16               // confirmation pings in flight (the daemon's default)
 	DefaultNamedBuckets   = 6                // deepest buckets that take the nodes lookups hear of (AdmitNamed)
+	DefaultBucketProbes   = 2                // find_node queries into each bucket with room after joining (ProbeBuckets)
 	DefaultMaxPending     = 256              // outstanding queries per node
 	DefaultUpkeepPings    = 2                // pings of each kind per upkeep (the simulator's budget)
 	maxOutbox             = 1024             // packets queued for the driver
@@ -89,6 +90,10 @@ type Config struct {
 	// confirmation ping, after the queriers (AdmitNamed; default 6,
 	// negative: none).
 	NamedBuckets int
+	// BucketProbes is how many find_node queries BootstrapLookup and
+	// Bootstrap send into each bucket that has room once the lookup of
+	// our own id has ended (ProbeBuckets; default 2, negative: none).
+	BucketProbes int
 	// AdmitDropped, if set, counts the queriers the admission schedule
 	// had no room for, or dropped after waiting too long (the daemon's
 	// admission_busy).
@@ -255,6 +260,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AdmitPings <= 0 {
 		c.AdmitPings = DefaultAdmitPings
+	}
+	if c.BucketProbes == 0 {
+		c.BucketProbes = DefaultBucketProbes
 	}
 	if c.NamedBuckets == 0 {
 		c.NamedBuckets = DefaultNamedBuckets

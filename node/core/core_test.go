@@ -582,3 +582,76 @@ func TestLookupAdmitsNamedNodes(t *testing.T) {
 		})
 	}
 }
+
+// A bucket probe asks the table's closest node about a random id of each
+// bucket that has room, Config.BucketProbes times; the nodes its answer
+// names get one confirmation ping each, never a query of the probe's
+// kind, and the answers admit them.
+func TestProbeBuckets(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		probes int
+		want   int // find_node queries p receives
+	}{{"default", 0, DefaultBucketProbes}, {"three", 3, 3}, {"off", -1, 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var oid krpc.ID
+			oid[0], oid[19] = 0x11, 0x11
+			ours := New(Config{ID: oid, BucketProbes: tc.probes, Rand: rand.New(rand.NewPCG(3, 3))}, t0)
+			nodes := map[netip.AddrPort]*Node{addr(200): ours}
+			// The named: 8 nodes, each answering and recording what it
+			// receives, each in a /24 of its own (the admission schedule
+			// pings one node of a /24 at a time).
+			got := map[krpc.ID][]string{}
+			var named []krpc.NodeInfo
+			for i := range byte(8) {
+				n := newTestNode(0x80+i, uint64(10+i), func(n *Node, q Query, w Writer) {
+					got[n.ID()] = append(got[n.ID()], q.Msg.Q)
+					n.Serve(q, w)
+				})
+				a := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1 + i, 0, 1}), 6881)
+				nodes[a] = n
+				named = append(named, krpc.NodeInfo{ID: n.ID(), Addr: a})
+			}
+			// p, the only node we know, names them in every answer.
+			var targets []krpc.ID
+			p := newTestNode(0x40, 9, func(n *Node, q Query, w Writer) {
+				if q.Msg.Q != krpc.MethodFindNode {
+					n.Serve(q, w)
+					return
+				}
+				targets = append(targets, *q.Msg.A.Target)
+				w.Reply(&krpc.Return{ID: n.ID(), Nodes: named})
+			})
+			nodes[addr(1)] = p
+			ours.Table().Responded(krpc.NodeInfo{ID: p.ID(), Addr: addr(1)}, t0, 10*time.Millisecond)
+			room := len(ours.Table().FillTargets(ours.Table().NumBuckets()))
+			if room != 1 {
+				t.Fatalf("%d buckets with room, want the one", room)
+			}
+			if sent := ours.ProbeBuckets(t0); sent != tc.want {
+				t.Fatalf("ProbeBuckets sent %d, want %d", sent, tc.want)
+			}
+			deliver(t, t0, nodes)
+			if len(targets) != tc.want {
+				t.Fatalf("p received %d find_node queries, want %d", len(targets), tc.want)
+			}
+			if tc.want > 1 && targets[0] == targets[1] {
+				t.Errorf("the probes asked about the same id %x twice", targets[0])
+			}
+			for _, ni := range named {
+				e, ok := ours.Table().Get(ni.ID)
+				admitted := ok && e.Confirmed()
+				if admitted != (tc.want > 0) {
+					t.Errorf("named node %x confirmed in the table: %v, want %v", ni.ID[:1], admitted, tc.want > 0)
+				}
+				want := []string(nil)
+				if tc.want > 0 {
+					want = []string{krpc.MethodPing}
+				}
+				if !slices.Equal(got[ni.ID], want) {
+					t.Errorf("named node %x received %v, want %v", ni.ID[:1], got[ni.ID], want)
+				}
+			}
+		})
+	}
+}

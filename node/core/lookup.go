@@ -1,6 +1,7 @@
 package core
 
 import (
+	"math"
 	"net/netip"
 	"slices"
 	"time"
@@ -83,8 +84,9 @@ func (n *Node) Get(now time.Time, target krpc.ID, done func(Result)) *Lookup {
 
 // Bootstrap joins the network as the daemon does: it looks up our own id,
 // starting from routers (addresses without a known id) as well as our
-// table (BEP 5), then looks up a random id in each bucket that is not
-// full and may hold more nodes, one lookup at a time, to fill the table
+// table (BEP 5), then probes the buckets that have room (ProbeBuckets)
+// and looks up a random id in each bucket that is not full and may hold
+// more nodes, one lookup at a time, to fill the table
 // (routing.Table.FillTargets).
 // done, if not nil, is called with the first lookup's result once the
 // last has ended.
@@ -93,6 +95,7 @@ func (n *Node) Bootstrap(now time.Time, routers []netip.AddrPort, done func(Resu
 		var targets []krpc.ID
 		if len(r.Closest) > 0 {
 			targets = n.table.FillTargets(routing.FillDepth(n.id, r.Closest[len(r.Closest)-1].Node.ID))
+			n.ProbeBuckets(r.Start.Add(r.Elapsed))
 		}
 		n.fill(r.Start.Add(r.Elapsed), targets, func() {
 			if done != nil {
@@ -102,12 +105,76 @@ func (n *Node) Bootstrap(now time.Time, routers []netip.AddrPort, done func(Resu
 	})
 }
 
-// BootstrapLookup is the first lookup of Bootstrap alone: our own id,
-// from routers and our table, without the lookups that fill the buckets
-// (a lighter join, for simulations that must keep their events down).
+// BootstrapLookup is the first lookup of Bootstrap alone, our own id
+// from routers and our table, then the probes of the buckets that have
+// room (ProbeBuckets), without the lookups that fill them: a lighter
+// join, for simulations that must keep their events down.
 func (n *Node) BootstrapLookup(now time.Time, routers []netip.AddrPort, done func(Result)) *Lookup {
-	return n.lookup(now, krpc.MethodFindNode, n.id, routers, done)
+	return n.lookup(now, krpc.MethodFindNode, n.id, routers, func(r Result) {
+		if len(r.Closest) > 0 {
+			n.ProbeBuckets(r.Start.Add(r.Elapsed))
+		}
+		if done != nil {
+			done(r)
+		}
+	})
 }
+
+// ProbeBuckets sends, for each bucket of the table that has room,
+// Config.BucketProbes find_node queries for random ids in it, each to the
+// node of the table closest to its id; the nodes an answer names that the
+// bucket would take get a confirmation ping, in the class of the nodes
+// lookups name (AdmitNamed: a name is hearsay), and the ping's answer
+// admits them. It returns the queries sent.
+//
+// The nodes of bucket b share b bits with us, and so does every node
+// within b+1 bits of an id in it: one answer about such an id names K
+// nodes the bucket would take. That fills the middle buckets, which our
+// lookups of random ids rarely reach and the lookup of our own id passes
+// by, for one query and the pings, where a lookup costs tens of queries
+// (docs/sim.md, "Bucket probes").
+func (n *Node) ProbeBuckets(now time.Time) int {
+	sent := 0
+	for range n.cfg.BucketProbes {
+		for _, target := range n.table.FillTargets(n.table.NumBuckets()) {
+			target = n.reseed(target)
+			var closest [1]krpc.NodeInfo
+			to := n.table.AppendClosest(closest[:0], target, 1)
+			if len(to) == 0 {
+				return sent
+			}
+			a := n.queryArgs()
+			a.Target = &target
+			if n.sendQuery(now, to[0].Addr, krpc.MethodFindNode, a, n.probed) == nil {
+				sent++
+			}
+		}
+	}
+	return sent
+}
+
+// probed takes the answer of a bucket probe: the named nodes the table
+// would take, in whichever bucket, are offered to the admission schedule.
+func (n *Node) probed(now time.Time, m *krpc.Msg, err error) {
+	if err != nil || m == nil || m.R == nil {
+		return
+	}
+	offered := false
+	for _, nodes := range [...]krpc.CompactNodes{m.R.Nodes, krpc.CompactNodes(m.R.Nodes6)} {
+		for _, ni := range nodes {
+			if n.table.WantsNamed(ni, allBuckets, now) {
+				n.offerAdmit(ni, AdmitNamed, now)
+				offered = true
+			}
+		}
+	}
+	if offered {
+		n.admitNext(now)
+	}
+}
+
+// allBuckets, as routing.Table.WantsNamed's depth, is every bucket.
+const allBuckets = math.MaxInt32
 
 // fill looks up targets one after the other (each redrawn from the node's
 // own source within its bucket), then calls done.
