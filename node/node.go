@@ -181,7 +181,7 @@ func New(cfg Config) (*Node, error) {
 	// to admit to the core it runs on.
 	n.srv = StartCore(pc, CoreConfig{
 		Core: core.Config{
-			ID: id, Routing: n.table, K: cfg.K, QueryTimeout: cfg.QueryTimeout,
+			ID: id, Routing: n.table, K: cfg.K, QueryTimeout: cfg.QueryTimeout, IsSelf: n.isSelf,
 			ClientVersion: ClientVersion, ReadOnly: cfg.ReadOnly,
 			MaxPending: cfg.MaxInFlight, LateIDs: lateIDs,
 			MaintainPeriod: cfg.MaintenanceInterval, UpkeepPings: cfg.MaxBackgroundPings, ScalePings: true,

@@ -94,6 +94,10 @@ type Config struct {
 	// Bootstrap send into each bucket that has room once the lookup of
 	// our own id has ended (ProbeBuckets; default 2, negative: none).
 	BucketProbes int
+	// IsSelf, if set, says whether an address is our own (the daemon's
+	// socket, or the address responders report): a node a bucket probe's
+	// answer names there gets no confirmation ping, whatever its id.
+	IsSelf func(netip.AddrPort) bool
 	// AdmitDropped, if set, counts the queriers the admission schedule
 	// had no room for, or dropped after waiting too long (the daemon's
 	// admission_busy).

@@ -596,7 +596,17 @@ func TestProbeBuckets(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var oid krpc.ID
 			oid[0], oid[19] = 0x11, 0x11
-			ours := New(Config{ID: oid, BucketProbes: tc.probes, Rand: rand.New(rand.NewPCG(3, 3))}, t0)
+			// IsSelf: our own address, which a poisoned answer names
+			// under another id, is never pinged.
+			selfPings := 0
+			ours := New(Config{ID: oid, BucketProbes: tc.probes, Rand: rand.New(rand.NewPCG(3, 3)),
+				IsSelf: func(a netip.AddrPort) bool { return a == addr(200) },
+				Handler: func(n *Node, q Query, w Writer) {
+					if q.Msg.Q == krpc.MethodPing && q.From == addr(200) {
+						selfPings++
+					}
+					n.Serve(q, w)
+				}}, t0)
 			nodes := map[netip.AddrPort]*Node{addr(200): ours}
 			// The named: 8 nodes, each answering and recording what it
 			// receives, each in a /24 of its own (the admission schedule
@@ -620,7 +630,8 @@ func TestProbeBuckets(t *testing.T) {
 					return
 				}
 				targets = append(targets, *q.Msg.A.Target)
-				w.Reply(&krpc.Return{ID: n.ID(), Nodes: named})
+				fake := krpc.NodeInfo{ID: krpc.ID{0xee, 19: 0xee}, Addr: addr(200)}
+				w.Reply(&krpc.Return{ID: n.ID(), Nodes: append(slices.Clone(named), fake)})
 			})
 			nodes[addr(1)] = p
 			ours.Table().Responded(krpc.NodeInfo{ID: p.ID(), Addr: addr(1)}, t0, 10*time.Millisecond)
@@ -634,6 +645,9 @@ func TestProbeBuckets(t *testing.T) {
 			deliver(t, t0, nodes)
 			if len(targets) != tc.want {
 				t.Fatalf("p received %d find_node queries, want %d", len(targets), tc.want)
+			}
+			if selfPings != 0 {
+				t.Errorf("we pinged our own address %d times", selfPings)
 			}
 			if tc.want > 1 && targets[0] == targets[1] {
 				t.Errorf("the probes asked about the same id %x twice", targets[0])

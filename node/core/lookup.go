@@ -162,6 +162,9 @@ func (n *Node) probed(now time.Time, m *krpc.Msg, err error) {
 	offered := false
 	for _, nodes := range [...]krpc.CompactNodes{m.R.Nodes, krpc.CompactNodes(m.R.Nodes6)} {
 		for _, ni := range nodes {
+			if n.cfg.IsSelf != nil && n.cfg.IsSelf(ni.Addr) {
+				continue // a poisoned answer: never ping ourselves
+			}
 			if n.table.WantsNamed(ni, allBuckets, now) {
 				n.offerAdmit(ni, AdmitNamed, now)
 				offered = true
