@@ -424,25 +424,31 @@ func (l latch) post() {
 
 // wait returns once the posts exceed seen, and returns their count.
 func (l latch) wait(seen uint64) uint64 {
-	for i := range latchSpins {
+	for {
+		for i := range latchSpins {
+			if p := l.posts.Load(); p > seen {
+				return p
+			}
+			if i%64 == 63 {
+				runtime.Gosched()
+			}
+		}
+		l.sleeping.Store(true)
+		if p := l.posts.Load(); p > seen {
+			// Posted meanwhile: if no post saw us asleep, go on; if one
+			// did, it sent a wake-up, which must be taken.
+			if !l.sleeping.CompareAndSwap(true, false) {
+				<-l.wake
+			}
+			return p
+		}
+		<-l.wake
 		if p := l.posts.Load(); p > seen {
 			return p
 		}
-		if i%64 == 63 {
-			runtime.Gosched()
-		}
+		// The wake-up of an earlier post, whose poster had counted it
+		// before we looked and found us asleep only now: wait again.
 	}
-	l.sleeping.Store(true)
-	if p := l.posts.Load(); p > seen {
-		// Posted meanwhile: if post did not see us asleep, go on; if it
-		// did, it sent a wake-up, which must be taken.
-		if !l.sleeping.CompareAndSwap(true, false) {
-			<-l.wake
-		}
-		return p
-	}
-	<-l.wake
-	return l.posts.Load()
 }
 
 // process runs sh's events before end, in (time, tie) order.

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
@@ -116,5 +117,37 @@ func TestPeerAt(t *testing.T) {
 		if got, ok := n.peerAt(addr); ok {
 			t.Errorf("peerAt(%v) = %d, want none", addr, got)
 		}
+	}
+}
+
+// Two goroutines hand a signal back and forth through two latches: a wait
+// never returns before a post it has not seen, even when a poster is
+// slow between counting its post and waking the waiter (a late wake-up
+// meant for an earlier round, which once let a window start before the
+// last had ended).
+func TestLatchNeverEarly(t *testing.T) {
+	ping, pong := newLatch(), newLatch()
+	const rounds = 20000
+	done := make(chan error, 1)
+	go func() {
+		var seen uint64
+		for i := range uint64(rounds) {
+			if seen = ping.wait(seen); seen != i+1 {
+				done <- fmt.Errorf("ping wait returned %d in round %d", seen, i+1)
+				return
+			}
+			pong.post()
+		}
+		done <- nil
+	}()
+	var seen uint64
+	for i := range uint64(rounds) {
+		ping.post()
+		if seen = pong.wait(seen); seen != i+1 {
+			t.Fatalf("pong wait returned %d in round %d", seen, i+1)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
