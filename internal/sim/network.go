@@ -60,20 +60,27 @@ func (c NetConfig) withDefaults() NetConfig {
 }
 
 // Peer is one simulated host.
+//
+// A Peer takes two cache lines: the first holds what other workers read
+// when they send it a packet, and changes only while the scenario's events
+// run alone; the second what its own worker writes on every event. Other
+// workers' sends then do not pull a line back and forth between cores.
 type Peer struct {
 	Index int32
-	Addr  netip.AddrPort
-	ID    krpc.ID
+	shard int32      // the shard whose worker processes the peer's events
+	gen   uint32     // incarnation: packets for an earlier one are dropped
 	NAT   bool       // unreachable: queries to it are dropped
-	Core  *core.Node // nil while down
 	Group uint8      // partition group (see Network.Partition)
+	Core  *core.Node // nil while down
+	Addr  netip.AddrPort
+	_     [8]byte
 
-	shard    int32  // the shard whose worker processes the peer's events
-	gen      uint32 // incarnation: packets for an earlier one are dropped
+	ID       krpc.ID
 	wakeTie  uint64 // the tie of the valid wake event, 0 if none
 	wakeTime int64
 	queued   uint64 // events the peer's processing has queued (their ties)
 	sent     uint64 // packets it has sent (the loss draws)
+	_        [8]byte
 }
 
 // Up reports whether the peer runs.

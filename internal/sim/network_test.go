@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/dhtd/dhtd/krpc"
 )
@@ -149,5 +150,18 @@ func TestLatchNeverEarly(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A Peer fills two cache lines, the second starting at ID: the fields
+// other workers read when they send it a packet share no line with those
+// its own worker writes.
+func TestPeerLayout(t *testing.T) {
+	var p Peer
+	if size, id := unsafe.Sizeof(p), unsafe.Offsetof(p.ID); size != 128 || id != 64 {
+		t.Fatalf("Peer is %d bytes with ID at %d, want 128 and 64", size, id)
+	}
+	if off := unsafe.Offsetof(p.Addr) + unsafe.Sizeof(p.Addr); off > 64 {
+		t.Fatalf("Addr ends at %d, past the first cache line", off)
 	}
 }

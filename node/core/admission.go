@@ -98,6 +98,7 @@ type AdmitQueue struct {
 	maxActive, maxPinging, maxWaiting int
 
 	waiting []*AdmitEntry
+	oldest  time.Time     // no waiting entry was queued before it
 	pinging []*AdmitEntry // active and slow
 	active  int           // pinging entries not slow: the slots taken
 }
@@ -130,6 +131,16 @@ func (q *AdmitQueue) inSubnet(sn AdmitKey) int {
 		}
 	}
 	return k
+}
+
+// pingingSubnet reports whether an entry of sn is being pinged.
+func (q *AdmitQueue) pingingSubnet(sn AdmitKey) bool {
+	for _, e := range q.pinging {
+		if e.Subnet == sn {
+			return true
+		}
+	}
+	return false
 }
 
 // inBucket returns how many active (not slow) pings are to nodes of
@@ -188,6 +199,9 @@ func (q *AdmitQueue) Offer(e *AdmitEntry) (dropped int) {
 		q.remove(v)
 		dropped += queriers(v)
 	}
+	if len(q.waiting) == 0 || e.Queued.Before(q.oldest) {
+		q.oldest = e.Queued
+	}
 	q.waiting = append(q.waiting, e)
 	return dropped
 }
@@ -200,16 +214,10 @@ func worse(a, b *AdmitEntry) bool {
 	return a.Heard.Before(b.Heard)
 }
 
-// before reports whether waiting entry a is pinged before b: the better
-// class first; in a class, the one whose bucket has fewer pings in
-// flight; then the most recently heard; then the lower address.
-func (q *AdmitQueue) before(a, b *AdmitEntry) bool {
-	if a.Class != b.Class {
-		return a.Class < b.Class
-	}
-	if na, nb := q.inBucket(a.Bucket), q.inBucket(b.Bucket); na != nb {
-		return na < nb
-	}
+// later reports whether waiting entry a is pinged before b of the same
+// class and bucket load (see Next): the most recently heard first, then
+// the lower address.
+func later(a, b *AdmitEntry) bool {
 	if !a.Heard.Equal(b.Heard) {
 		return a.Heard.After(b.Heard)
 	}
@@ -238,27 +246,55 @@ func queriers(e *AdmitEntry) int {
 }
 
 // Next returns the waiting entry to ping now and marks it pinging, or nil
-// if no slot is free or nobody is eligible. First it drops the entries
-// that waited longer than AdmitMaxWait and returns how many of them were
-// queriers (see Offer).
+// if no slot is free or nobody is eligible: of the entries whose subnet
+// has none being pinged, the better class first; in a class, the one whose
+// bucket has fewer pings in flight; then the most recently heard; then the
+// lower address. First it drops the entries that waited longer than
+// AdmitMaxWait and returns how many of them were queriers (see Offer).
 func (q *AdmitQueue) Next(now time.Time) (e *AdmitEntry, expired int) {
-	q.waiting = slices.DeleteFunc(q.waiting, func(w *AdmitEntry) bool {
-		if now.Sub(w.Queued) <= AdmitMaxWait {
-			return false
-		}
-		expired += queriers(w)
-		return true
-	})
+	if len(q.waiting) > 0 && now.Sub(q.oldest) > AdmitMaxWait {
+		q.oldest = now
+		q.waiting = slices.DeleteFunc(q.waiting, func(w *AdmitEntry) bool {
+			if now.Sub(w.Queued) <= AdmitMaxWait {
+				if w.Queued.Before(q.oldest) {
+					q.oldest = w.Queued
+				}
+				return false
+			}
+			expired += queriers(w)
+			return true
+		})
+	}
 	if q.active >= q.maxActive || len(q.pinging) >= q.maxPinging {
 		q.shrink()
 		return nil, expired
 	}
+	// A subnet has at most one entry waiting (Offer), so a waiting entry
+	// is held back exactly when its subnet has one being pinged. The
+	// candidates' bucket counts are taken once each: the lists are short,
+	// but every querier's arrival runs this.
+	eIn := 0
 	for _, w := range q.waiting {
-		// A subnet with two entries has one of them being pinged.
-		if q.inSubnet(w.Subnet) > 1 {
+		if q.pingingSubnet(w.Subnet) {
 			continue
 		}
-		if e == nil || q.before(w, e) {
+		if e == nil {
+			e, eIn = w, q.inBucket(w.Bucket)
+			continue
+		}
+		if w.Class != e.Class {
+			if w.Class < e.Class {
+				e, eIn = w, q.inBucket(w.Bucket)
+			}
+			continue
+		}
+		if wIn := q.inBucket(w.Bucket); wIn != eIn {
+			if wIn < eIn {
+				e, eIn = w, wIn
+			}
+			continue
+		}
+		if later(w, e) {
 			e = w
 		}
 	}
