@@ -214,10 +214,10 @@ func worse(a, b *AdmitEntry) bool {
 	return a.Heard.Before(b.Heard)
 }
 
-// later reports whether waiting entry a is pinged before b of the same
-// class and bucket load (see Next): the most recently heard first, then
-// the lower address.
-func later(a, b *AdmitEntry) bool {
+// heardLater reports whether waiting entry a is pinged before b of the
+// same class and bucket load (see Next): the one heard more recently
+// first, then the lower address.
+func heardLater(a, b *AdmitEntry) bool {
 	if !a.Heard.Equal(b.Heard) {
 		return a.Heard.After(b.Heard)
 	}
@@ -294,7 +294,7 @@ func (q *AdmitQueue) Next(now time.Time) (e *AdmitEntry, expired int) {
 			}
 			continue
 		}
-		if later(w, e) {
+		if heardLater(w, e) {
 			e = w
 		}
 	}
