@@ -535,9 +535,9 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	n.log.Info("bootstrap done", "closest", len(res.Closest), "queried", res.Queried, "table", n.table.Len())
-	// One query into each bucket with room, whose named nodes the bucket
-	// takes once they answer a ping (core.Node.ProbeBuckets); then a
-	// lookup in each.
+	// Probes of each bucket with room (core.Config.BucketProbes queries
+	// each), whose named nodes the bucket takes once they answer a ping
+	// (core.Node.ProbeBuckets); then a lookup in each.
 	if n.srv != nil {
 		n.srv.Do(func(cn *core.Node, now time.Time) { cn.ProbeBuckets(now) })
 	}

@@ -73,14 +73,14 @@ type Peer struct {
 	Group uint8      // partition group (see Network.Partition)
 	Core  *core.Node // nil while down
 	Addr  netip.AddrPort
-	_     [8]byte
+	_     [8]byte // the second cache line starts at ID
 
 	ID       krpc.ID
 	wakeTie  uint64 // the tie of the valid wake event, 0 if none
 	wakeTime int64
-	queued   uint64 // events the peer's processing has queued (their ties)
-	sent     uint64 // packets it has sent (the loss draws)
-	_        [8]byte
+	queued   uint64  // events the peer's processing has queued (their ties)
+	sent     uint64  // packets it has sent (the loss draws)
+	_        [8]byte // 128 bytes: a Peer starts on a cache line (TestPeerLayout)
 }
 
 // Up reports whether the peer runs.
